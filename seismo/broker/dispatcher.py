@@ -1,0 +1,181 @@
+"""Delivery: one loop per trigger, so a slow or dead subscriber holds no other trigger back.
+
+Each loop takes due deliveries from the journal, sends them concurrently (bounded), and writes each
+outcome back: delivered (row removed), retry later (backoff as the trigger's delivery spec says), or
+dead-lettered after the last retry (sent to the dead-letter sink with Knative's error extensions, or
+kept in the dead-letter table when there is no sink or it refuses too).
+
+A 2xx answer that carries a CloudEvent is a reply (Knative's contract): it is ingested as a new event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import httpx
+
+from seismo.broker.journal import DeadLettered, Delivered, GroupCommitter, PendingDelivery, RetryLater
+from seismo.broker.triggers import Trigger
+from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http
+
+log = logging.getLogger(__name__)
+
+# Knative's dispatcher retries these statuses (and network errors); any other 4xx is final.
+RETRYABLE_STATUSES = frozenset({404, 408, 409, 429})
+
+
+@dataclass(frozen=True)
+class Attempt:
+    ok: bool
+    code: int | None  # None: no HTTP answer (connection refused, timeout)
+    error: str
+    reply: CloudEvent | None = None
+    seconds: float = 0.0
+
+    @property
+    def retryable(self) -> bool:
+        return self.code is None or self.code >= 500 or self.code in RETRYABLE_STATUSES
+
+
+class DispatchMetrics:
+    """The hooks the dispatcher calls; the service wires them to Prometheus."""
+
+    def delivered(self, trigger: str, seconds: float) -> None: ...
+    def failed_attempt(self, trigger: str, reason: str) -> None: ...
+    def retried(self, trigger: str) -> None: ...
+    def dead_lettered(self, trigger: str, kept: bool) -> None: ...
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        triggers: list[Trigger],
+        committer: GroupCommitter,
+        client: httpx.AsyncClient,
+        ingest_reply: Callable[[CloudEvent], Awaitable[None]],
+        metrics: DispatchMetrics,
+        concurrency: int = 32,
+        max_backoff: float = 60.0,
+        poll_interval: float = 0.25,
+    ):
+        self.triggers = triggers
+        self.committer = committer
+        self.client = client
+        self.ingest_reply = ingest_reply
+        self.metrics = metrics
+        self.concurrency = concurrency
+        self.max_backoff = max_backoff
+        self.poll_interval = poll_interval
+        self._wakeups = {t.name: asyncio.Event() for t in triggers}
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(t), name=f"trigger-{t.name}") for t in self.triggers]
+
+    def wake(self, trigger_names: tuple[str, ...]) -> None:
+        for name in trigger_names:
+            self._wakeups[name].set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(self, trigger: Trigger) -> None:
+        inflight: set[int] = set()
+        slots = asyncio.Semaphore(self.concurrency)
+        wakeup = self._wakeups[trigger.name]
+        sends: set[asyncio.Task] = set()
+        try:
+            while True:
+                free = self.concurrency - len(inflight)
+                batch = []
+                if free > 0:
+                    try:
+                        batch = await self.committer.read(
+                            self.committer.journal.due, trigger.name, time.time(), free, set(inflight)
+                        )
+                    except Exception:
+                        log.exception("trigger %s: reading the journal failed", trigger.name)
+                if not batch:
+                    wakeup.clear()
+                    try:
+                        await asyncio.wait_for(wakeup.wait(), self.poll_interval)
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                for item in batch:
+                    await slots.acquire()
+                    inflight.add(item.event_seq)
+                    task = asyncio.create_task(self._deliver(trigger, item, inflight, slots))
+                    sends.add(task)
+                    task.add_done_callback(sends.discard)
+        finally:
+            for task in sends:
+                task.cancel()
+
+    async def _deliver(self, trigger: Trigger, item: PendingDelivery, inflight: set[int], slots: asyncio.Semaphore) -> None:
+        try:
+            attempt = await self._send(trigger.subscriber_uri, item.headers, item.body, trigger.delivery.timeout)
+            outcome = await self._outcome(trigger, item, attempt)
+            await self.committer.record(outcome)
+            if attempt.ok and attempt.reply is not None:
+                await self.ingest_reply(attempt.reply)
+        except asyncio.CancelledError:
+            raise  # shutting down: the delivery stays pending in the journal and is sent after restart
+        except Exception:
+            log.exception("trigger %s: delivery of event %d failed unexpectedly", trigger.name, item.event_seq)
+        finally:
+            inflight.discard(item.event_seq)
+            slots.release()
+
+    async def _outcome(self, trigger: Trigger, item: PendingDelivery, attempt: Attempt):
+        if attempt.ok:
+            self.metrics.delivered(trigger.name, attempt.seconds)
+            return Delivered(trigger.name, item.event_seq)
+        attempts = item.attempts + 1
+        self.metrics.failed_attempt(trigger.name, "network" if attempt.code is None else f"http_{attempt.code}")
+        if attempt.retryable and attempts <= trigger.delivery.retry:
+            self.metrics.retried(trigger.name)
+            delay = trigger.delivery.backoff(attempts, self.max_backoff)
+            log.info("trigger %s: event %d failed (%s); retry %d in %.2fs", trigger.name, item.event_seq, attempt.error, attempts, delay)
+            return RetryLater(trigger.name, item.event_seq, attempts, time.time() + delay)
+        kept = True
+        sink = trigger.delivery.dead_letter_uri
+        if sink:
+            headers = dict(item.headers)
+            headers["ce-knativeerrordest"] = trigger.subscriber_uri
+            headers["ce-knativeerrorcode"] = "" if attempt.code is None else str(attempt.code)
+            headers["ce-knativeerrordata"] = base64.b64encode(attempt.error.encode()[:1024]).decode()
+            dead = await self._send(sink, headers, item.body, trigger.delivery.timeout)
+            kept = not dead.ok
+            if kept:
+                log.error("trigger %s: dead-letter sink %s refused event %d too (%s)", trigger.name, sink, item.event_seq, dead.error)
+        log.warning(
+            "trigger %s: event %d dead-lettered after %d attempts (%s)%s",
+            trigger.name, item.event_seq, attempts, attempt.error, "; kept in the dead-letter table" if kept else "",
+        )
+        self.metrics.dead_lettered(trigger.name, kept)
+        return DeadLettered(trigger.name, item.event_seq, attempts, attempt.code, attempt.error, kept)
+
+    async def _send(self, uri: str, headers: dict[str, str], body: bytes, timeout: float) -> Attempt:
+        started = time.perf_counter()
+        try:
+            response = await self.client.post(uri, headers=headers, content=body, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return Attempt(False, None, f"{type(exc).__name__}: {exc}"[:500], seconds=time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        if 200 <= response.status_code < 300:
+            reply = None
+            if any(k.lower().startswith("ce-") for k in response.headers) or "cloudevents" in response.headers.get("content-type", ""):
+                try:
+                    reply = from_http(response.headers, response.content)
+                except CloudEventError as exc:
+                    log.warning("subscriber %s replied with an invalid CloudEvent (%s); reply ignored", uri, exc)
+            return Attempt(True, response.status_code, "", reply, seconds)
+        return Attempt(False, response.status_code, f"HTTP {response.status_code}: {response.text[:500]}", seconds=seconds)

@@ -1,0 +1,206 @@
+"""The broker's durable journal: events and their pending deliveries, in SQLite (WAL).
+
+An event is written together with one delivery row per matching trigger, in one transaction, before
+the ingress answers 202. A delivery row leaves only when the subscriber (or the dead-letter sink) has
+taken the event, so a broker killed at any moment redelivers what was pending: at-least-once.
+
+All writes go through `GroupCommitter`: concurrent ingress requests and delivery outcomes share one
+transaction (and one fsync), which is what lets a single SQLite file keep up with hundreds of events
+per second.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import orjson
+
+from seismo.batching import ThreadBatcher
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    headers BLOB NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    trigger TEXT NOT NULL,
+    event_seq INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    PRIMARY KEY (trigger, event_seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (trigger, next_attempt_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    trigger TEXT NOT NULL,
+    event_seq INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    code INTEGER,
+    error TEXT,
+    dead_at REAL NOT NULL,
+    PRIMARY KEY (trigger, event_seq)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    event_seq: int
+    attempts: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    event_id: str
+    type: str
+    headers: dict[str, str]
+    body: bytes
+    triggers: tuple[str, ...]
+
+
+# Outcomes of one delivery attempt, written back in a batch.
+@dataclass(frozen=True)
+class Delivered:
+    trigger: str
+    event_seq: int
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    trigger: str
+    event_seq: int
+    attempts: int
+    next_attempt_at: float
+
+
+@dataclass(frozen=True)
+class DeadLettered:
+    trigger: str
+    event_seq: int
+    attempts: int
+    code: int | None
+    error: str
+    kept: bool  # True: no sink took it, so it stays in the dead-letter table
+
+
+class Journal:
+    """Synchronous SQLite access; only ever called from the journal's single worker thread."""
+
+    def __init__(self, path: str | Path, synchronous: str = "full"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+        self._db.executescript(_SCHEMA)
+
+    def transaction(self, work: Callable[[sqlite3.Connection], list]) -> list:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(self._db)
+            self._db.execute("COMMIT")
+            return result
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def insert_event(db: sqlite3.Connection, event: IncomingEvent, now: float) -> int:
+        cursor = db.execute(
+            "INSERT INTO events (event_id, type, received_at, headers, body) VALUES (?, ?, ?, ?, ?)",
+            (event.event_id, event.type, now, orjson.dumps(event.headers), event.body),
+        )
+        seq = cursor.lastrowid
+        db.executemany(
+            "INSERT INTO deliveries (trigger, event_seq, attempts, next_attempt_at) VALUES (?, ?, 0, ?)",
+            [(trigger, seq, now) for trigger in event.triggers],
+        )
+        return seq
+
+    @staticmethod
+    def record_outcome(db: sqlite3.Connection, outcome: Delivered | RetryLater | DeadLettered, now: float) -> None:
+        if isinstance(outcome, RetryLater):
+            db.execute(
+                "UPDATE deliveries SET attempts = ?, next_attempt_at = ? WHERE trigger = ? AND event_seq = ?",
+                (outcome.attempts, outcome.next_attempt_at, outcome.trigger, outcome.event_seq),
+            )
+            return
+        db.execute("DELETE FROM deliveries WHERE trigger = ? AND event_seq = ?", (outcome.trigger, outcome.event_seq))
+        if isinstance(outcome, DeadLettered) and outcome.kept:
+            db.execute(
+                "INSERT OR REPLACE INTO dead_letters (trigger, event_seq, attempts, code, error, dead_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (outcome.trigger, outcome.event_seq, outcome.attempts, outcome.code, outcome.error, now),
+            )
+        # The event's bytes go once nothing refers to them any more.
+        db.execute(
+            "DELETE FROM events WHERE seq = ? AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_seq = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE event_seq = ?)",
+            (outcome.event_seq, outcome.event_seq, outcome.event_seq),
+        )
+
+    def due(self, trigger: str, now: float, limit: int, exclude: set[int]) -> list[PendingDelivery]:
+        rows = self._db.execute(
+            "SELECT d.event_seq, d.attempts, e.headers, e.body FROM deliveries d JOIN events e ON e.seq = d.event_seq"
+            " WHERE d.trigger = ? AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.event_seq LIMIT ?",
+            (trigger, now, limit + len(exclude)),
+        ).fetchall()
+        out = [PendingDelivery(seq, attempts, orjson.loads(h), body) for seq, attempts, h, body in rows if seq not in exclude]
+        return out[:limit]
+
+    def backlog(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT trigger, COUNT(*) FROM deliveries GROUP BY trigger").fetchall())
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT trigger, COUNT(*) FROM dead_letters GROUP BY trigger").fetchall())
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class GroupCommitter:
+    """Journal writes from many coroutines, committed together (see seismo.batching)."""
+
+    def __init__(self, journal: Journal, max_batch: int = 512):
+        self.journal = journal
+        self._batcher: ThreadBatcher[object, int | None] = ThreadBatcher(self._write_batch, max_batch, name="journal")
+
+    def start(self) -> None:
+        self._batcher.start()
+
+    async def read(self, fn: Callable, *args):
+        """Reads share the writer's thread and connection, so they see every committed write."""
+        return await self._batcher.call(fn, *args)
+
+    async def ingest(self, event: IncomingEvent) -> int:
+        return await self._batcher.submit(event)
+
+    async def record(self, outcome: Delivered | RetryLater | DeadLettered) -> None:
+        await self._batcher.submit(outcome)
+
+    def _write_batch(self, ops: list[object]) -> list[int | None]:
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> list[int | None]:
+            results: list[int | None] = []
+            for op in ops:
+                if isinstance(op, IncomingEvent):
+                    results.append(Journal.insert_event(db, op, now))
+                else:
+                    Journal.record_outcome(db, op, now)
+                    results.append(None)
+            return results
+
+        return self.journal.transaction(work)
+
+    async def close(self) -> None:
+        """Finish queued writes, then close the file."""
+        await self._batcher.close(self.journal.close)

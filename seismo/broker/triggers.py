@@ -1,0 +1,155 @@
+"""Triggers: which events go to which subscriber, and how hard to try. Shaped like Knative's.
+
+The trigger file is the one source for the local broker and (later) the Knative `Trigger` objects:
+
+    triggers:
+      - name: logger-request
+        filter: {attributes: {type: org.kubeflow.serving.inference.request}}
+        subscriber: {uri: "http://127.0.0.1:8091/"}
+        delivery: {retry: 5, backoffPolicy: exponential, backoffDelay: PT0.2S, timeout: PT10S,
+                   deadLetterSink: {uri: "http://..."}}
+
+An entry may also be a whole Knative Trigger object (`metadata.name` plus `spec`). `${VAR:-default}`
+in the file is replaced from the environment, so ports can move without editing it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+_DURATION = re.compile(
+    r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+_ENV = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class TriggerConfigError(ValueError):
+    pass
+
+
+def parse_duration(text: str, where: str) -> float:
+    """ISO-8601 duration (`PT0.2S`, `PT1M30S`, `P1D`) in seconds."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if not match or text in ("P", "PT"):
+        raise TriggerConfigError(f"{where}: {text!r} is not an ISO-8601 duration such as PT0.5S or PT1M")
+    parts = {k: float(v) for k, v in match.groupdict().items() if v}
+    return parts.get("days", 0) * 86400 + parts.get("hours", 0) * 3600 + parts.get("minutes", 0) * 60 + parts.get("seconds", 0)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    retry: int = 3
+    backoff_policy: str = "exponential"
+    backoff_delay: float = 0.2
+    timeout: float = 10.0
+    dead_letter_uri: str | None = None
+
+    def backoff(self, attempt: int, cap: float) -> float:
+        """Wait before retry number `attempt` (1-based), as Knative computes it, capped."""
+        if self.backoff_policy == "linear":
+            delay = self.backoff_delay * attempt
+        else:
+            delay = self.backoff_delay * 2 ** (attempt - 1)
+        return min(delay, cap)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+    subscriber_uri: str
+    filter_attributes: Mapping[str, str] = field(default_factory=dict)
+    delivery: Delivery = field(default_factory=Delivery)
+
+    def matches(self, attributes: Mapping[str, str]) -> bool:
+        """Knative's exact-match filter: every filter attribute equal; an empty filter takes all."""
+        return all(attributes.get(k) == v for k, v in self.filter_attributes.items())
+
+
+def expand_env(text: str, env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return _ENV.sub(lambda m: env.get(m["name"], m["default"] if m["default"] is not None else ""), text)
+
+
+def _parse_delivery(doc: Any, where: str) -> Delivery:
+    if doc is None:
+        return Delivery()
+    if not isinstance(doc, dict):
+        raise TriggerConfigError(f"{where}.delivery must be a mapping")
+    unknown = set(doc) - {"retry", "backoffPolicy", "backoffDelay", "deadLetterSink", "timeout"}
+    if unknown:
+        raise TriggerConfigError(f"{where}.delivery: unknown fields {sorted(unknown)}")
+    retry = doc.get("retry", Delivery.retry)
+    if not isinstance(retry, int) or retry < 0:
+        raise TriggerConfigError(f"{where}.delivery.retry must be a non-negative integer")
+    policy = doc.get("backoffPolicy", "exponential")
+    if policy not in ("linear", "exponential"):
+        raise TriggerConfigError(f"{where}.delivery.backoffPolicy must be linear or exponential, not {policy!r}")
+    dead_letter = doc.get("deadLetterSink")
+    dead_letter_uri = None
+    if dead_letter is not None:
+        if not isinstance(dead_letter, dict) or not isinstance(dead_letter.get("uri"), str):
+            raise TriggerConfigError(f"{where}.delivery.deadLetterSink needs a 'uri'")
+        dead_letter_uri = dead_letter["uri"]
+    return Delivery(
+        retry=retry,
+        backoff_policy=policy,
+        backoff_delay=parse_duration(doc["backoffDelay"], f"{where}.delivery.backoffDelay") if "backoffDelay" in doc else Delivery.backoff_delay,
+        timeout=parse_duration(doc["timeout"], f"{where}.delivery.timeout") if "timeout" in doc else Delivery.timeout,
+        dead_letter_uri=dead_letter_uri,
+    )
+
+
+def parse_trigger(doc: Any, index: int) -> Trigger:
+    where = f"triggers[{index}]"
+    if not isinstance(doc, dict):
+        raise TriggerConfigError(f"{where} must be a mapping")
+    if "spec" in doc:  # a whole Knative Trigger object
+        name = (doc.get("metadata") or {}).get("name")
+        spec = doc["spec"]
+    else:
+        name, spec = doc.get("name"), doc
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise TriggerConfigError(f"{where}: name {name!r} must be a DNS-1123 label (lower case, digits, '-')")
+    where = f"trigger {name!r}"
+    subscriber = spec.get("subscriber")
+    if not isinstance(subscriber, dict) or not isinstance(subscriber.get("uri"), str):
+        raise TriggerConfigError(f"{where}: subscriber.uri is required (a 'ref' cannot be resolved outside Kubernetes)")
+    filt = spec.get("filter") or {}
+    attributes = filt.get("attributes") or {} if isinstance(filt, dict) else None
+    if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
+        raise TriggerConfigError(f"{where}: filter.attributes must map attribute names to strings")
+    return Trigger(
+        name=name,
+        subscriber_uri=subscriber["uri"],
+        filter_attributes=dict(attributes),
+        delivery=_parse_delivery(spec.get("delivery"), where),
+    )
+
+
+def load_triggers(path: str | Path, env: Mapping[str, str] | None = None) -> list[Trigger]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TriggerConfigError(f"cannot read trigger file {path}: {exc.strerror}") from None
+    try:
+        doc = yaml.safe_load(expand_env(text, env))
+    except yaml.YAMLError as exc:
+        raise TriggerConfigError(f"trigger file {path} is not valid YAML: {exc}") from None
+    entries = doc.get("triggers") if isinstance(doc, dict) else doc
+    if not isinstance(entries, list):
+        raise TriggerConfigError(f"trigger file {path} needs a 'triggers' list")
+    triggers = [parse_trigger(entry, i) for i, entry in enumerate(entries)]
+    names = [t.name for t in triggers]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise TriggerConfigError(f"trigger file {path}: duplicate trigger names {duplicates}")
+    return triggers

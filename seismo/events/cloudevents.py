@@ -1,0 +1,197 @@
+"""CloudEvents 1.0 over HTTP: read binary and structured mode, write binary mode.
+
+Binary mode keeps the payload as the HTTP body and the attributes in `ce-*` headers (what KServe's
+logger and Seldon Core's executor send); structured mode puts everything in one JSON document with
+content type `application/cloudevents+json`. Batched mode is refused, as Knative's broker does.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Mapping
+from urllib.parse import quote, unquote
+
+import orjson
+
+SPEC_VERSION = "1.0"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+_CONTEXT_ATTRIBUTES = ("specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time")
+_REQUIRED = ("id", "source", "type")
+# The spec: attribute names are lower-case ASCII letters and digits only.
+_NAME = re.compile(r"^[a-z0-9]{1,64}$")
+
+
+class CloudEventError(ValueError):
+    """The request is not a valid CloudEvent; the message says why (it becomes a 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    id: str
+    source: str
+    type: str
+    data: bytes = b""
+    datacontenttype: str | None = None
+    time: str | None = None
+    subject: str | None = None
+    dataschema: str | None = None
+    specversion: str = SPEC_VERSION
+    extensions: Mapping[str, str] = field(default_factory=dict)
+
+    def extension(self, name: str, default: str | None = None) -> str | None:
+        return self.extensions.get(name, default)
+
+    def with_extensions(self, **values: str) -> "CloudEvent":
+        return replace(self, extensions={**self.extensions, **values})
+
+    def json_data(self):
+        """The payload parsed as JSON; CloudEventError if it is not JSON."""
+        try:
+            return orjson.loads(self.data) if self.data else None
+        except orjson.JSONDecodeError as exc:
+            raise CloudEventError(f"event data is not valid JSON: {exc}") from None
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _validate(attrs: dict[str, str], extensions: dict[str, str]) -> None:
+    version = attrs.get("specversion")
+    if version is None:
+        raise CloudEventError("missing CloudEvents attribute 'specversion' (header ce-specversion)")
+    if version != SPEC_VERSION:
+        raise CloudEventError(f"unsupported CloudEvents specversion {version!r}; only '1.0' is accepted")
+    for name in _REQUIRED:
+        if not attrs.get(name):
+            raise CloudEventError(f"missing CloudEvents attribute '{name}' (header ce-{name})")
+    for name in extensions:
+        if not _NAME.match(name):
+            raise CloudEventError(
+                f"invalid CloudEvents extension name {name!r}: only lower-case letters and digits are allowed"
+            )
+
+
+def from_http(headers: Mapping[str, str], body: bytes) -> CloudEvent:
+    """Decode an HTTP request (headers with any case) into a CloudEvent, either content mode."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    content_type = lowered.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == BATCH_CONTENT_TYPE:
+        raise CloudEventError("batched CloudEvents are not supported; send one event per request")
+    if media_type == STRUCTURED_CONTENT_TYPE:
+        return _from_structured(body)
+    return _from_binary(lowered, body, content_type or None)
+
+
+def _from_binary(headers: dict[str, str], body: bytes, content_type: str | None) -> CloudEvent:
+    attrs: dict[str, str] = {}
+    extensions: dict[str, str] = {}
+    for key, value in headers.items():
+        if not key.startswith("ce-"):
+            continue
+        name = key[3:]
+        value = unquote(value)  # the HTTP binding percent-encodes values that are not plain ASCII
+        if name in _CONTEXT_ATTRIBUTES:
+            attrs[name] = value
+        else:
+            extensions[name] = value
+    if not attrs:
+        raise CloudEventError(
+            "not a CloudEvent: no ce-* headers (binary mode) and content type is not "
+            f"{STRUCTURED_CONTENT_TYPE} (structured mode)"
+        )
+    _validate(attrs, extensions)
+    return CloudEvent(
+        id=attrs["id"],
+        source=attrs["source"],
+        type=attrs["type"],
+        data=body,
+        datacontenttype=content_type,
+        time=attrs.get("time"),
+        subject=attrs.get("subject"),
+        dataschema=attrs.get("dataschema"),
+        specversion=attrs["specversion"],
+        extensions=extensions,
+    )
+
+
+def _from_structured(body: bytes) -> CloudEvent:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise CloudEventError(f"structured CloudEvent is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CloudEventError("structured CloudEvent must be a JSON object")
+    attrs: dict[str, str] = {}
+    extensions: dict[str, str] = {}
+    for key, value in doc.items():
+        if key in ("data", "data_base64"):
+            continue
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        (attrs if key in _CONTEXT_ATTRIBUTES else extensions)[key] = text
+    _validate(attrs, extensions)
+    content_type = attrs.get("datacontenttype")
+    if "data_base64" in doc:
+        try:
+            data = base64.b64decode(doc["data_base64"], validate=True)
+        except (ValueError, TypeError) as exc:
+            raise CloudEventError(f"data_base64 is not valid base64: {exc}") from None
+    elif "data" in doc:
+        value = doc["data"]
+        is_json = content_type is None or "json" in content_type
+        if isinstance(value, str) and not is_json:
+            data = value.encode()
+        else:
+            data = orjson.dumps(value)
+            content_type = content_type or "application/json"
+    else:
+        data = b""
+    return CloudEvent(
+        id=attrs["id"],
+        source=attrs["source"],
+        type=attrs["type"],
+        data=data,
+        datacontenttype=content_type,
+        time=attrs.get("time"),
+        subject=attrs.get("subject"),
+        dataschema=attrs.get("dataschema"),
+        specversion=attrs["specversion"],
+        extensions=extensions,
+    )
+
+
+def to_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """Headers and body for sending the event in binary content mode."""
+    headers = {
+        "ce-specversion": event.specversion,
+        "ce-id": event.id,
+        "ce-source": event.source,
+        "ce-type": event.type,
+    }
+    for name in ("time", "subject", "dataschema"):
+        value = getattr(event, name)
+        if value is not None:
+            headers[f"ce-{name}"] = value
+    for name, value in event.extensions.items():
+        headers[f"ce-{name}"] = quote(str(value), safe=" !#$&'()*+,/:;<=>?@[]^_`{|}~\"-.")
+    if event.datacontenttype:
+        headers["content-type"] = event.datacontenttype
+    return headers, event.data
+
+
+def to_structured(event: CloudEvent) -> bytes:
+    """The event as one structured-mode JSON document (used for storage and tests)."""
+    doc: dict[str, object] = {"specversion": event.specversion, "id": event.id, "source": event.source, "type": event.type}
+    for name in ("datacontenttype", "time", "subject", "dataschema"):
+        value = getattr(event, name)
+        if value is not None:
+            doc[name] = value
+    doc.update(event.extensions)
+    if event.data:
+        doc["data_base64"] = base64.b64encode(event.data).decode()
+    return orjson.dumps(doc)

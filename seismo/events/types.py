@@ -1,0 +1,56 @@
+"""Event types Seismo accepts and emits, and how an event names its prediction.
+
+The compatibility contract (DESIGN.md): KServe's logger types, Seldon Core's executor types, and the
+detector replies. Request and response events of one prediction share its prediction id: Seldon
+carries it in the `requestid` extension (each event has its own `ce-id`), KServe in `ce-id` itself.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from seismo.events.cloudevents import CloudEvent
+
+KSERVE_REQUEST = "org.kubeflow.serving.inference.request"
+KSERVE_RESPONSE = "org.kubeflow.serving.inference.response"
+KSERVE_OUTLIER = "org.kubeflow.serving.inference.outlier"
+KSERVE_DRIFT = "org.kubeflow.serving.inference.drift"
+SELDON_REQUEST = "io.seldon.serving.inference.request"
+SELDON_RESPONSE = "io.seldon.serving.inference.response"
+SELDON_FEEDBACK = "io.seldon.serving.feedback"
+
+
+class EventKind(str, Enum):
+    REQUEST = "request"
+    RESPONSE = "response"
+    FEEDBACK = "feedback"
+    OUTLIER = "outlier"
+    DRIFT = "drift"
+
+
+EVENT_KINDS: dict[str, EventKind] = {
+    KSERVE_REQUEST: EventKind.REQUEST,
+    SELDON_REQUEST: EventKind.REQUEST,
+    KSERVE_RESPONSE: EventKind.RESPONSE,
+    SELDON_RESPONSE: EventKind.RESPONSE,
+    SELDON_FEEDBACK: EventKind.FEEDBACK,
+    KSERVE_OUTLIER: EventKind.OUTLIER,
+    KSERVE_DRIFT: EventKind.DRIFT,
+}
+
+# Extensions that describe the model and deployment, copied onto every record and reply.
+MODEL_EXTENSIONS = ("inferenceservicename", "namespace", "endpoint", "modelid", "modelversion", "component")
+
+
+def kind_of(event_type: str) -> EventKind | None:
+    return EVENT_KINDS.get(event_type)
+
+
+def prediction_id_of(event: CloudEvent) -> str:
+    """`requestid` when present (Seldon, and Seismo's own events), else `ce-id` (KServe)."""
+    return event.extensions.get("requestid") or event.id
+
+
+def model_of(event: CloudEvent) -> str:
+    """The model's name: the InferenceService (KServe) or SeldonDeployment name, else the graph node."""
+    return event.extensions.get("inferenceservicename") or event.extensions.get("modelid") or "unknown"

@@ -1,0 +1,150 @@
+"""Run Seismo's services as separate local processes: what `seismo up`, the demo and the tests use.
+
+Each service is `python -m seismo serve <name>` (exactly what a container runs), with its log in
+`<data dir>/logs/<name>.log`. Start order follows the event flow backwards (logger, broker, model),
+so nothing is sent before its receiver listens; stop order follows it forwards, so the model server
+drains its event queue into a broker that is still up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from seismo.services.common import DEFAULT_PORTS, PortInUse, check_port_free
+
+SERVICES = ("logger", "broker", "model")
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    host: str
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@dataclass
+class LocalStack:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    services: tuple[str, ...] = SERVICES
+    env: dict[str, str] = field(default_factory=dict)
+    ready_timeout: float = 180.0
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        return f"http://{self.host}:{self.ports[name]}"
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            SEISMO_DATA_DIR=str(self.data_dir),
+            SEISMO_LOGGER_URL=self.url("logger"),
+            SEISMO_MODEL_SINK_URL=self.url("broker") + "/",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.env)
+        return env
+
+    def start(self, progress=None) -> None:
+        for name in self.services:
+            check_port_free(self.host, self.ports[name], name)  # all before any starts: one clear error
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        try:
+            for name in self.services:
+                self.start_service(name)
+            for name in self.services:
+                self.wait_ready(name, progress)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_service(self, name: str) -> ServiceProcess:
+        log_path = self.data_dir / "logs" / f"{name}.log"
+        log_file = log_path.open("ab")
+        command = [sys.executable, "-m", "seismo", "serve", name, "--host", self.host, "--port", str(self.ports[name])]
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=self.child_env(), start_new_session=True)
+        log_file.close()
+        self.processes[name] = ServiceProcess(name, self.ports[name], self.host, process, log_path)
+        return self.processes[name]
+
+    def wait_ready(self, name: str, progress=None, timeout: float | None = None) -> float:
+        """Seconds until /readyz answered 200; StartupError with the log tail if the process died."""
+        service = self.processes[name]
+        started = time.perf_counter()
+        deadline = started + (timeout or self.ready_timeout)
+        while time.perf_counter() < deadline:
+            if service.process.poll() is not None:
+                raise StartupError(f"{name} exited with code {service.process.returncode}; its log ends:\n{service.log_tail()}")
+            try:
+                if httpx.get(f"{service.url}/readyz", timeout=1.0).status_code == 200:
+                    if progress:
+                        progress(name)
+                    return time.perf_counter() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise StartupError(f"{name} was not ready within {timeout or self.ready_timeout:.0f}s; its log ends:\n{service.log_tail()}")
+
+    def stop_service(self, name: str, timeout: float = 20.0) -> None:
+        service = self.processes.pop(name, None)
+        if service is None or service.process.poll() is not None:
+            return
+        service.process.send_signal(signal.SIGTERM)
+        try:
+            service.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait()
+
+    def kill_service(self, name: str) -> None:
+        """SIGKILL: a crash, for tests of what survives one."""
+        service = self.processes.pop(name)
+        service.process.kill()
+        service.process.wait()
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.stop_service(name)
+
+    def __enter__(self) -> "LocalStack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def table(stack: LocalStack) -> str:
+    rows = [("service", "url", "metrics", "log")]
+    for name in stack.services:
+        rows.append((name, stack.url(name), f"{stack.url(name)}/metrics", str(stack.data_dir / "logs" / f"{name}.log")))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+__all__ = ["LocalStack", "PortInUse", "StartupError", "table"]

@@ -1,0 +1,279 @@
+"""`seismo serve model`: KServe V1 and Open Inference Protocol V2 over one model, with event logging.
+
+Every prediction gets a prediction id (incoming `ce-id`, `X-Request-Id`, the V2 body `id`, else a new
+UUID), returned as `X-Prediction-Id` (and V2 `id`), and shared by the request and response events the
+logger sends to the sink. Error responses are logged too, with their status in `ce-statuscode`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import seismo
+from seismo.events.cloudevents import CloudEvent, now_rfc3339
+from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor
+from seismo.events.types import KSERVE_REQUEST, KSERVE_RESPONSE
+from seismo.serving.event_logger import EventLogger, EventLoggerConfig
+from seismo.serving.predictor import Predictor
+from seismo.serving.runtimes import load_runtime
+from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, error, health_routes, read_body
+
+log = logging.getLogger(__name__)
+EXAMPLE_MODEL = Path(__file__).resolve().parents[2] / "models" / "artifacts" / "image-classifier"
+_SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+
+
+class ModelSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEISMO_MODEL_", protected_namespaces=())
+
+    host: str = "127.0.0.1"
+    """Interface to listen on."""
+    port: int = 8080
+    """Inference port."""
+    path: Path = EXAMPLE_MODEL
+    """Model artifact: a folder with metadata.json, a .keras file, a SavedModel folder, or a .joblib file."""
+    framework: str = "auto"
+    """keras, sklearn, or auto (from metadata.json or the file name)."""
+    name: str | None = None
+    """Name the model is served under; default from its metadata."""
+    max_batch_size: int = 64
+    """Most rows batched into one forward pass."""
+    max_batch_wait_ms: float = 2.0
+    """How long a request may wait for others to share its forward pass."""
+    max_body_bytes: int = 32 * 1024 * 1024
+    """Largest request body; bigger ones get 413."""
+    sink_url: str | None = Field(default=None, validation_alias=AliasChoices("SEISMO_MODEL_SINK_URL", "K_SINK"))
+    """Where request/response CloudEvents go (the broker). K_SINK works too. Unset: no logging."""
+    log_mode: str = "all"
+    """Which events to log: all, request or response."""
+    log_queue_capacity: int = 10_000
+    """Events held at most while the sink is slow or down; beyond that, drops are counted."""
+    log_overflow: str = "drop_newest"
+    """When the queue is full: drop_newest or drop_oldest."""
+    log_on_client_error: str = "drop"
+    """When the sink answers a 4xx (not 429): drop (counted) or retry."""
+    log_concurrency: int = 16
+    """Events sent at once."""
+    event_source: str | None = None
+    """ce-source of logged events; default http://<host>:<port>/."""
+    namespace: str = "default"
+    """ce-namespace of logged events."""
+    endpoint: str = "default"
+    """ce-endpoint of logged events."""
+
+
+class _ServingMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.requests = Counter("seismo_model_requests", "Inference requests", ["model", "protocol", "code"], registry=registry)
+        self.latency = Histogram(
+            "seismo_model_request_seconds", "Inference request latency", ["model", "protocol"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=registry,
+        )
+        self.request_bytes = Histogram("seismo_model_request_bytes", "Request body size", ["model", "protocol"], buckets=_SIZE_BUCKETS, registry=registry)
+        self.response_bytes = Histogram("seismo_model_response_bytes", "Response body size", ["model", "protocol"], buckets=_SIZE_BUCKETS, registry=registry)
+
+
+def prediction_id_for(request: Request, body_id: str | None = None) -> str:
+    """DESIGN.md's order: an incoming ce-id, X-Request-Id, the V2 body id, else a new UUID."""
+    return request.headers.get("ce-id") or request.headers.get("x-request-id") or body_id or str(uuid.uuid4())
+
+
+def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlette:
+    if settings.log_mode not in ("all", "request", "response"):
+        raise ValueError(f"log_mode must be all, request or response, not {settings.log_mode!r}")
+    metrics = _ServingMetrics(registry)
+    state: dict[str, Any] = {"predictor": None, "logger": None}
+    source = settings.event_source or f"http://{settings.host}:{settings.port}/"
+
+    def predictor() -> Predictor:
+        return state["predictor"]
+
+    def log_events(pid: str, protocol: str, request: Request, body: bytes, response: Response) -> None:
+        event_logger: EventLogger | None = state["logger"]
+        if event_logger is None:
+            return
+        info = predictor().info
+        extensions = {
+            "inferenceservicename": info.name,
+            "namespace": settings.namespace,
+            "endpoint": settings.endpoint,
+            "component": "predictor",
+            "requestid": pid,
+            "protocol": protocol,
+        }
+        if info.version:
+            extensions["modelversion"] = info.version
+        content_type = request.headers.get("content-type") or "application/json"
+        if settings.log_mode in ("all", "request"):
+            event_logger.log(CloudEvent(pid, source, KSERVE_REQUEST, body, content_type, now_rfc3339(), extensions=extensions))
+        if settings.log_mode in ("all", "response"):
+            event_logger.log(
+                CloudEvent(
+                    pid, source, KSERVE_RESPONSE, bytes(response.body), "application/json", now_rfc3339(),
+                    extensions={**extensions, "statuscode": str(response.status_code)},
+                )
+            )
+
+    async def serve(request: Request, protocol: str, handler) -> Response:
+        """Shared path of both protocols: limits, ids, error mapping, metrics, logging."""
+        started = time.perf_counter()
+        name = request.path_params["model_name"]
+        if name != predictor().info.name:
+            response = error(404, f"model {name!r} is not served here; available: [{predictor().info.name!r}]")
+            metrics.requests.labels("unknown", protocol, "404").inc()
+            return response
+        pid = prediction_id_for(request)  # provisional: a V2 body id may still name it
+        body = b""
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise PayloadError(f"request body is not valid JSON: {exc}") from None
+            response, pid = await handler(doc, request, pid)
+        except BodyTooLarge as exc:
+            response = error(413, str(exc))
+        except PayloadError as exc:
+            response = error(400, str(exc))
+        except Exception:
+            log.exception("inference failed for %s", pid)
+            response = error(500, "inference failed; see the model server's log")
+        response.headers["X-Prediction-Id"] = pid
+        metrics.requests.labels(name, protocol, str(response.status_code)).inc()
+        metrics.latency.labels(name, protocol).observe(time.perf_counter() - started)
+        metrics.request_bytes.labels(name, protocol).observe(len(body))
+        metrics.response_bytes.labels(name, protocol).observe(len(response.body))
+        log_events(pid, protocol, request, body, response)
+        return response
+
+    async def v1_handler(doc: Any, request: Request, pid: str) -> tuple[Response, str]:
+        array = predictor().check(decode_v1_instances(doc), "instances")
+        probabilities = await predictor().predict(array)
+        return JSONResponse({"predictions": probabilities}), pid
+
+    async def v2_handler(doc: Any, request: Request, pid: str) -> tuple[Response, str]:
+        body_id, tensors, _ = decode_v2_request(doc)
+        if body_id:
+            pid = prediction_id_for(request, body_id)
+        tensor = predictor().pick_v2_input(tensors)
+        array = predictor().check(tensor.data, tensor.name)
+        requested = doc.get("outputs")
+        names = [o.get("name") for o in requested if isinstance(o, dict)] if isinstance(requested, list) else None
+        outputs = predictor().named_outputs(await predictor().predict(array), names)
+        info = predictor().info
+        payload = {
+            "model_name": info.name,
+            "model_version": info.version,
+            "id": pid,
+            "outputs": [encode_v2_tensor(n, a) for n, a in outputs.items()],
+        }
+        return JSONResponse(payload), pid
+
+    async def v1_predict(request: Request) -> Response:
+        return await serve(request, "v1", v1_handler)
+
+    async def v2_infer(request: Request) -> Response:
+        return await serve(request, "v2", v2_handler)
+
+    def model_or_404(request: Request) -> Response | None:
+        name = request.path_params["model_name"]
+        if name != predictor().info.name:
+            return error(404, f"model {name!r} is not served here")
+        return None
+
+    async def v1_models(request: Request) -> Response:
+        return JSONResponse({"models": [predictor().info.name]})
+
+    async def v1_model(request: Request) -> Response:
+        return model_or_404(request) or JSONResponse({"name": predictor().info.name, "ready": True})
+
+    async def v2_server(request: Request) -> Response:
+        return JSONResponse({"name": "seismo", "version": seismo.__version__, "extensions": []})
+
+    async def v2_live(request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def v2_ready(request: Request) -> Response:
+        return JSONResponse({"ready": state["predictor"] is not None})
+
+    async def v2_model(request: Request) -> Response:
+        if (missing := model_or_404(request)) is not None:
+            return missing
+        info = predictor().info
+        spec = lambda s: {"name": s.name, "datatype": s.datatype, "shape": list(s.shape)}  # noqa: E731
+        outputs = [spec(s) for s in info.outputs]
+        if predictor().classes:
+            outputs.append({"name": "class", "datatype": "INT64", "shape": [-1]})
+        return JSONResponse(
+            {
+                "name": info.name,
+                "versions": [info.version] if info.version else [],
+                "platform": info.platform,
+                "inputs": [spec(s) for s in info.inputs],
+                "outputs": outputs,
+            }
+        )
+
+    async def v2_model_ready(request: Request) -> Response:
+        return model_or_404(request) or JSONResponse({"name": predictor().info.name, "ready": True})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        runtime = load_runtime(settings.path, settings.framework, settings.name)
+        state["predictor"] = Predictor(runtime, registry, settings.max_batch_size, settings.max_batch_wait_ms / 1000)
+        state["predictor"].start()
+        client = None
+        if settings.sink_url:
+            client = httpx.AsyncClient(limits=httpx.Limits(max_connections=settings.log_concurrency, max_keepalive_connections=settings.log_concurrency))
+            config = EventLoggerConfig(
+                sink_url=settings.sink_url,
+                capacity=settings.log_queue_capacity,
+                overflow=settings.log_overflow,
+                on_client_error=settings.log_on_client_error,
+                concurrency=settings.log_concurrency,
+            )
+            state["logger"] = EventLogger(config, client, registry)
+            state["logger"].start()
+        log.info(
+            "serving %r (%s) on port %d; events %s", runtime.info.name, runtime.info.platform, settings.port,
+            f"to {settings.sink_url} ({settings.log_mode})" if settings.sink_url else "not logged (no sink)",
+        )
+        try:
+            yield
+        finally:
+            if state["logger"] is not None:
+                await state["logger"].stop()
+            if client is not None:
+                await client.aclose()
+            await state["predictor"].stop()
+
+    routes = [
+        Route("/v1/models", v1_models, methods=["GET"]),
+        Route("/v1/models/{model_name}:predict", v1_predict, methods=["POST"]),
+        Route("/v1/models/{model_name}", v1_model, methods=["GET"]),
+        Route("/v2", v2_server, methods=["GET"]),
+        Route("/v2/health/live", v2_live, methods=["GET"]),
+        Route("/v2/health/ready", v2_ready, methods=["GET"]),
+        Route("/v2/models/{model_name}", v2_model, methods=["GET"]),
+        Route("/v2/models/{model_name}/versions/{version}", v2_model, methods=["GET"]),
+        Route("/v2/models/{model_name}/ready", v2_model_ready, methods=["GET"]),
+        Route("/v2/models/{model_name}/infer", v2_infer, methods=["POST"]),
+        Route("/v2/models/{model_name}/versions/{version}/infer", v2_infer, methods=["POST"]),
+        *health_routes(registry, lambda: state["predictor"] is not None),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)

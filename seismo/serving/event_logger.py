@@ -1,0 +1,151 @@
+"""The model server's event logger: CloudEvents to a sink, off the request path.
+
+`log()` never blocks and never fails a prediction: it puts the event in a bounded queue and returns.
+Sender tasks deliver events in binary mode through one pooled client, retrying network errors, 5xx
+and 429 with capped exponential backoff for as long as the event holds its place in the queue. An
+event leaves the queue only when delivered or when dropped, and every drop is counted with its
+reason: `queue_full` (the queue was at capacity), `rejected` (the sink answered another 4xx), or
+`shutdown` (still queued when the server stopped and the drain timed out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from seismo.events.cloudevents import CloudEvent, to_binary
+from seismo.events.types import model_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EventLoggerConfig:
+    sink_url: str
+    capacity: int = 10_000
+    """Events held at most, queued or being sent."""
+    overflow: str = "drop_newest"
+    """When full: drop_newest (keep what is queued) or drop_oldest (keep the freshest)."""
+    on_client_error: str = "drop"
+    """A 4xx other than 429 from the sink: drop (count it) or retry like a 5xx."""
+    concurrency: int = 16
+    """Sends in flight at once."""
+    initial_backoff: float = 0.1
+    max_backoff: float = 5.0
+    timeout: float = 5.0
+
+
+class EventLogger:
+    def __init__(self, config: EventLoggerConfig, client: httpx.AsyncClient, registry: CollectorRegistry):
+        if config.overflow not in ("drop_newest", "drop_oldest"):
+            raise ValueError(f"overflow policy must be drop_newest or drop_oldest, not {config.overflow!r}")
+        if config.on_client_error not in ("drop", "retry"):
+            raise ValueError(f"on_client_error must be drop or retry, not {config.on_client_error!r}")
+        self.config = config
+        self.client = client
+        self._queue: collections.deque[CloudEvent] = collections.deque()
+        self._sending = 0  # events taken from the queue but not yet delivered or dropped
+        self._available = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: list[asyncio.Task] = []
+        self.sent = Counter("seismo_model_events_sent", "Events the sink accepted", ["model", "type"], registry=registry)
+        self.retried = Counter("seismo_model_events_retried", "Send attempts that failed and will be retried", ["model", "reason"], registry=registry)
+        self.dropped = Counter("seismo_model_events_dropped", "Events given up, by reason", ["model", "reason"], registry=registry)
+        self.depth = Gauge("seismo_model_event_queue_depth", "Events held: queued or being sent", registry=registry)
+        self.depth.set_function(lambda: len(self._queue) + self._sending)
+        self.latency = Histogram(
+            "seismo_model_event_send_seconds", "Time for the sink to accept one event (successful sends)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=registry,
+        )
+
+    @property
+    def held(self) -> int:
+        return len(self._queue) + self._sending
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._sender(), name=f"event-sender-{i}") for i in range(self.config.concurrency)]
+
+    def log(self, event: CloudEvent) -> None:
+        """Queue an event for delivery; never blocks, never raises."""
+        if self.held >= self.config.capacity:
+            if self.config.overflow == "drop_oldest" and self._queue:
+                victim = self._queue.popleft()
+                self.dropped.labels(model_of(victim), "queue_full").inc()
+            else:
+                self.dropped.labels(model_of(event), "queue_full").inc()
+                return
+        self._queue.append(event)
+        self._idle.clear()
+        self._available.set()
+
+    async def _sender(self) -> None:
+        while True:
+            while not self._queue:
+                self._available.clear()
+                await self._available.wait()
+            event = self._queue.popleft()
+            self._sending += 1
+            try:
+                await self._deliver(event)
+            except asyncio.CancelledError:
+                self.dropped.labels(model_of(event), "shutdown").inc()
+                raise
+            finally:
+                self._sending -= 1
+                if not self._queue and self._sending == 0:
+                    self._idle.set()
+
+    async def _deliver(self, event: CloudEvent) -> None:
+        headers, body = to_binary(event)
+        model = model_of(event)
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                response = await self.client.post(self.config.sink_url, headers=headers, content=body, timeout=self.config.timeout)
+            except httpx.HTTPError as exc:
+                reason, detail = "network", f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code < 300:
+                    self.latency.observe(time.perf_counter() - started)
+                    self.sent.labels(model, event.type).inc()
+                    return
+                code = response.status_code
+                if 400 <= code < 500 and code != 429 and self.config.on_client_error == "drop":
+                    self.dropped.labels(model, "rejected").inc()
+                    log.warning("sink refused event %s (%s) with %d: %s", event.id, event.type, code, response.text[:200])
+                    return
+                reason, detail = ("throttled" if code == 429 else f"http_{code // 100}xx"), f"HTTP {code}"
+            self.retried.labels(model, reason).inc()
+            attempt += 1
+            delay = min(self.config.initial_backoff * 2 ** (attempt - 1), self.config.max_backoff)
+            delay *= random.uniform(0.5, 1.0)  # jitter: senders that failed together do not retry together
+            if attempt == 1 or attempt % 20 == 0:
+                log.warning("sending event %s to %s failed (%s); retrying (attempt %d)", event.id, self.config.sink_url, detail, attempt)
+            await asyncio.sleep(delay)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until everything held is delivered or dropped; False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        if not await self.drain(drain_timeout):
+            log.warning("stopping with %d events undelivered; counted as dropped (shutdown)", self.held)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for event in self._queue:
+            self.dropped.labels(model_of(event), "shutdown").inc()
+        self._queue.clear()

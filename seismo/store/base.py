@@ -1,0 +1,139 @@
+"""The record store: one record per prediction, built up from the events that concern it.
+
+A request event, a response event and detector replies arrive separately and in any order, possibly
+more than once (the broker is at-least-once). `merge` folds one event into a record and says whether
+it changed anything, so every backend deduplicates on (prediction id, event type) the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+
+from seismo.events.types import EventKind
+
+
+@dataclass(frozen=True)
+class Record:
+    prediction_id: str
+    model: str
+    model_version: str | None = None
+    created_at: float = 0.0  # when the store first heard of this prediction (epoch seconds)
+    updated_at: float = 0.0
+    request_time: float | None = None  # the request event's ce-time, else when it arrived
+    response_time: float | None = None
+    request: bytes | None = None
+    request_content_type: str | None = None
+    response: bytes | None = None
+    response_content_type: str | None = None
+    status: int | None = None  # HTTP status the model server answered with, when it says
+    extensions: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, Any] = field(default_factory=dict)
+    event_types: tuple[str, ...] = ()  # every event type folded in so far: the dedup key
+
+
+@dataclass(frozen=True)
+class RecordUpdate:
+    """One event's contribution to a record."""
+
+    prediction_id: str
+    kind: EventKind
+    event_type: str
+    model: str
+    time: float
+    body: bytes = b""
+    content_type: str | None = None
+    status: int | None = None
+    model_version: str | None = None
+    extensions: dict[str, str] = field(default_factory=dict)
+
+
+def merge(record: Record | None, update: RecordUpdate, now: float) -> Record | None:
+    """The record with `update` folded in, or None when the update is a duplicate."""
+    if record is None:
+        record = Record(prediction_id=update.prediction_id, model=update.model, created_at=now)
+    elif update.event_type in record.event_types:
+        return None
+    changes: dict[str, Any] = {
+        "updated_at": now,
+        "event_types": (*record.event_types, update.event_type),
+        "extensions": {**update.extensions, **record.extensions},
+    }
+    if record.model in ("", "unknown") and update.model != "unknown":
+        changes["model"] = update.model
+    if record.model_version is None and update.model_version:
+        changes["model_version"] = update.model_version
+    if update.kind is EventKind.REQUEST:
+        changes.update(request=update.body, request_content_type=update.content_type, request_time=update.time)
+    elif update.kind is EventKind.RESPONSE:
+        changes.update(response=update.body, response_content_type=update.content_type, response_time=update.time)
+        if update.status is not None:
+            changes["status"] = update.status
+        elif record.status is None:
+            changes["status"] = 200  # KServe logs only successful responses
+    else:
+        # Detector replies and feedback become annotations under their kind's name.
+        changes["annotations"] = {**record.annotations, update.kind.value: _decode_payload(update.body, update.content_type)}
+    return replace(record, **changes)
+
+
+def _decode_payload(body: bytes | None, content_type: str | None) -> Any:
+    """JSON payloads as JSON values; text as a string; anything else as base64."""
+    if body is None:
+        return None
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(body).decode(), "content_type": content_type}
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts).astimezone().isoformat()
+
+
+def record_to_json(record: Record) -> dict[str, Any]:
+    """The record as the logger's HTTP API returns it."""
+    return {
+        "prediction_id": record.prediction_id,
+        "model": record.model,
+        "model_version": record.model_version,
+        "created_at": _iso(record.created_at),
+        "request_time": _iso(record.request_time),
+        "response_time": _iso(record.response_time),
+        "status": record.status,
+        "request": _decode_payload(record.request, record.request_content_type),
+        "response": _decode_payload(record.response, record.response_content_type),
+        "request_content_type": record.request_content_type,
+        "response_content_type": record.response_content_type,
+        "extensions": record.extensions,
+        "annotations": record.annotations,
+        "event_types": list(record.event_types),
+    }
+
+
+class RecordStore(Protocol):
+    """What every backend offers. Calls block: services run them in a worker thread."""
+
+    def apply(self, updates: list[RecordUpdate]) -> list[bool]:
+        """Fold updates in, atomically where the backend allows; True where a record changed."""
+
+    def get(self, prediction_id: str) -> Record | None: ...
+
+    def query(
+        self, model: str | None = None, since: float | None = None, until: float | None = None, limit: int = 100
+    ) -> list[Record]:
+        """Records oldest first by creation time, optionally one model's, in [since, until)."""
+
+    def count(self, model: str | None = None) -> int: ...
+
+    def close(self) -> None: ...

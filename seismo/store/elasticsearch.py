@@ -1,0 +1,227 @@
+"""Elasticsearch record store, with the official client (installed with the `elasticsearch` extra).
+
+Index names follow Seldon's request logger (`inference-log-<engine>-<namespace>-<model>-<endpoint>`),
+so existing Kibana index patterns (`inference-log-*`) keep working. A record is upserted by
+prediction id with optimistic concurrency (`if_seq_no`/`if_primary_term`): two replicas of the
+logger folding different events into one record never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from seismo.store.base import Record, RecordUpdate, merge
+
+log = logging.getLogger(__name__)
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+_INDEX_UNSAFE = re.compile(r"[^a-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class ElasticsearchConfig:
+    url: str
+    index_prefix: str = "inference-log"
+    username: str | None = None
+    password: str | None = None
+    api_key: str | None = None
+    ca_certs: str | None = None
+    verify_certs: bool = True
+    max_retries: int = 5
+    backoff_seconds: float = 0.2
+    timeout_seconds: float = 10.0
+
+    @classmethod
+    def with_secret_dir(cls, url: str, secret_dir: str | Path | None, **kwargs: Any) -> "ElasticsearchConfig":
+        """Fill credentials from a mounted Kubernetes Secret (files username, password, api_key, ca.crt)."""
+        if secret_dir:
+            folder = Path(secret_dir)
+            for field_name, file_name in (("username", "username"), ("password", "password"), ("api_key", "api_key")):
+                path = folder / file_name
+                if kwargs.get(field_name) is None and path.exists():
+                    kwargs[field_name] = path.read_text().strip()
+            if kwargs.get("ca_certs") is None and (folder / "ca.crt").exists():
+                kwargs["ca_certs"] = str(folder / "ca.crt")
+        return cls(url=url, **kwargs)
+
+
+def index_name(prefix: str, record: Record) -> str:
+    ext = record.extensions
+    engine = "seldon" if any(t.startswith("io.seldon.") for t in record.event_types) else "inferenceservice"
+    parts = [prefix, engine, ext.get("namespace") or "default", record.model or "unknown", ext.get("endpoint") or "default"]
+    return _INDEX_UNSAFE.sub("-", "-".join(parts).lower()).strip("-_.")[:255]
+
+
+def _to_doc(r: Record) -> dict[str, Any]:
+    def b64(data: bytes | None) -> str | None:
+        return None if data is None else base64.b64encode(data).decode()
+
+    return {
+        "prediction_id": r.prediction_id,
+        "model": r.model,
+        "model_version": r.model_version,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "request_time": r.request_time,
+        "response_time": r.response_time,
+        # Payloads keep their exact bytes; the API decodes them the same way for both backends.
+        "request_base64": b64(r.request),
+        "request_content_type": r.request_content_type,
+        "response_base64": b64(r.response),
+        "response_content_type": r.response_content_type,
+        "status": r.status,
+        "extensions": r.extensions,
+        "annotations": r.annotations,
+        "event_types": list(r.event_types),
+    }
+
+
+def _from_doc(doc: dict[str, Any]) -> Record:
+    def unb64(text: str | None) -> bytes | None:
+        return None if text is None else base64.b64decode(text)
+
+    return Record(
+        prediction_id=doc["prediction_id"],
+        model=doc["model"],
+        model_version=doc.get("model_version"),
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        request_time=doc.get("request_time"),
+        response_time=doc.get("response_time"),
+        request=unb64(doc.get("request_base64")),
+        request_content_type=doc.get("request_content_type"),
+        response=unb64(doc.get("response_base64")),
+        response_content_type=doc.get("response_content_type"),
+        status=doc.get("status"),
+        extensions=doc.get("extensions") or {},
+        annotations=doc.get("annotations") or {},
+        event_types=tuple(doc.get("event_types") or ()),
+    )
+
+
+class ElasticsearchRecordStore:
+    def __init__(self, config: ElasticsearchConfig, sleep: Callable[[float], None] = time.sleep):
+        from elasticsearch import Elasticsearch  # optional extra: imported only when configured
+
+        self.config = config
+        self._sleep = sleep
+        auth: dict[str, Any] = {}
+        if config.api_key:
+            auth["api_key"] = config.api_key
+        elif config.username:
+            auth["basic_auth"] = (config.username, config.password or "")
+        self._es = Elasticsearch(
+            config.url,
+            verify_certs=config.verify_certs,
+            ca_certs=config.ca_certs,
+            request_timeout=config.timeout_seconds,
+            max_retries=0,  # retries are ours: with backoff, and only on the statuses that warrant them
+            **auth,
+        )
+        self._pattern = f"{config.index_prefix}-*"
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        from elasticsearch import ApiError, ConnectionError, ConnectionTimeout
+
+        for attempt in range(self.config.max_retries + 1):
+            try:
+                return fn()
+            except ApiError as exc:
+                if exc.meta.status not in RETRY_STATUSES or attempt == self.config.max_retries:
+                    raise
+                reason = f"HTTP {exc.meta.status}"
+            except (ConnectionError, ConnectionTimeout) as exc:
+                if attempt == self.config.max_retries:
+                    raise
+                reason = type(exc).__name__
+            delay = min(self.config.backoff_seconds * 2**attempt, 10.0)
+            log.warning("elasticsearch %s failed (%s); retry %d in %.2fs", what, reason, attempt + 1, delay)
+            self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _find(self, prediction_id: str) -> tuple[Record, str, int, int] | None:
+        """The record with where it lives and its concurrency tokens."""
+        result = self._call(
+            "search",
+            lambda: self._es.search(
+                index=self._pattern,
+                query={"ids": {"values": [prediction_id]}},
+                seq_no_primary_term=True,
+                size=1,
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            ),
+        )
+        hits = result["hits"]["hits"]
+        if not hits:
+            return None
+        hit = hits[0]
+        return _from_doc(hit["_source"]), hit["_index"], hit["_seq_no"], hit["_primary_term"]
+
+    def apply(self, updates: list[RecordUpdate]) -> list[bool]:
+        from elasticsearch import ConflictError
+
+        results = []
+        for update in updates:
+            for _ in range(10):  # optimistic concurrency: re-read and re-merge on conflict
+                found = self._find(update.prediction_id)
+                merged = merge(found[0] if found else None, update, time.time())
+                if merged is None:
+                    results.append(False)
+                    break
+                kwargs: dict[str, Any] = {"id": merged.prediction_id, "document": _to_doc(merged), "refresh": "wait_for"}
+                if found:
+                    kwargs.update(index=found[1], if_seq_no=found[2], if_primary_term=found[3])
+                else:
+                    kwargs.update(index=index_name(self.config.index_prefix, merged), op_type="create")
+                try:
+                    self._call("index", lambda: self._es.index(**kwargs))
+                except ConflictError:
+                    continue
+                results.append(True)
+                break
+            else:
+                raise RuntimeError(f"record {update.prediction_id} kept changing under 10 attempts to update it")
+        return results
+
+    def get(self, prediction_id: str) -> Record | None:
+        found = self._find(prediction_id)
+        return found[0] if found else None
+
+    def query(
+        self, model: str | None = None, since: float | None = None, until: float | None = None, limit: int = 100
+    ) -> list[Record]:
+        filters: list[dict[str, Any]] = []
+        if model is not None:
+            filters.append({"term": {"model": model}})
+        bounds = {k: v for k, v in (("gte", since), ("lt", until)) if v is not None}
+        if bounds:
+            filters.append({"range": {"created_at": bounds}})
+        result = self._call(
+            "search",
+            lambda: self._es.search(
+                index=self._pattern,
+                query={"bool": {"filter": filters}},
+                sort=[{"created_at": "asc"}],
+                size=limit,
+                ignore_unavailable=True,
+                allow_no_indices=True,
+            ),
+        )
+        return [_from_doc(hit["_source"]) for hit in result["hits"]["hits"]]
+
+    def count(self, model: str | None = None) -> int:
+        query = {"term": {"model": model}} if model is not None else {"match_all": {}}
+        result = self._call(
+            "count",
+            lambda: self._es.count(index=self._pattern, query=query, ignore_unavailable=True, allow_no_indices=True),
+        )
+        return int(result["count"])
+
+    def close(self) -> None:
+        self._es.close()

@@ -1,0 +1,157 @@
+"""SQLite record store: one file, no server, the default.
+
+WAL mode lets the logger's HTTP reads run beside its writes. All writes of one batch share one
+transaction (the logger groups concurrent events), which is what makes hundreds of events per second
+cheap on a laptop disk.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from seismo.store.base import Record, RecordUpdate, merge
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    prediction_id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    model_version TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    request_time REAL,
+    response_time REAL,
+    request BLOB,
+    request_content_type TEXT,
+    response BLOB,
+    response_content_type TEXT,
+    status INTEGER,
+    extensions TEXT NOT NULL,
+    annotations TEXT NOT NULL,
+    event_types TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_model_created ON records (model, created_at);
+CREATE INDEX IF NOT EXISTS records_created ON records (created_at);
+"""
+_COLUMNS = (
+    "prediction_id, model, model_version, created_at, updated_at, request_time, response_time, request, "
+    "request_content_type, response, response_content_type, status, extensions, annotations, event_types"
+)
+
+
+def _row_to_record(row: tuple) -> Record:
+    return Record(
+        prediction_id=row[0],
+        model=row[1],
+        model_version=row[2],
+        created_at=row[3],
+        updated_at=row[4],
+        request_time=row[5],
+        response_time=row[6],
+        request=row[7],
+        request_content_type=row[8],
+        response=row[9],
+        response_content_type=row[10],
+        status=row[11],
+        extensions=orjson.loads(row[12]),
+        annotations=orjson.loads(row[13]),
+        event_types=tuple(orjson.loads(row[14])),
+    )
+
+
+def _record_to_row(r: Record) -> tuple:
+    return (
+        r.prediction_id,
+        r.model,
+        r.model_version,
+        r.created_at,
+        r.updated_at,
+        r.request_time,
+        r.response_time,
+        r.request,
+        r.request_content_type,
+        r.response,
+        r.response_content_type,
+        r.status,
+        orjson.dumps(r.extensions),
+        orjson.dumps(r.annotations),
+        orjson.dumps(list(r.event_types)),
+    )
+
+
+class SQLiteRecordStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared under a lock: the logger calls from one worker thread anyway, and
+        # reads from the HTTP API are short.
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def apply(self, updates: list[RecordUpdate]) -> list[bool]:
+        now = time.time()
+        results: list[bool] = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                pending: dict[str, Record] = {}  # records changed in this batch, by id
+                for update in updates:
+                    current = pending.get(update.prediction_id) or self._get(update.prediction_id)
+                    merged = merge(current, update, now)
+                    results.append(merged is not None)
+                    if merged is not None:
+                        pending[update.prediction_id] = merged
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+                    [_record_to_row(r) for r in pending.values()],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return results
+
+    def _get(self, prediction_id: str) -> Record | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM records WHERE prediction_id = ?", (prediction_id,)).fetchone()
+        return None if row is None else _row_to_record(row)
+
+    def get(self, prediction_id: str) -> Record | None:
+        with self._lock:
+            return self._get(prediction_id)
+
+    def query(
+        self, model: str | None = None, since: float | None = None, until: float | None = None, limit: int = 100
+    ) -> list[Record]:
+        clauses, params = [], []
+        if model is not None:
+            clauses.append("model = ?")
+            params.append(model)
+        if since is not None:
+            clauses.append("created_at >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("created_at < ?")
+            params.append(until)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {_COLUMNS} FROM records {where} ORDER BY created_at, prediction_id LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*params, limit)).fetchall()
+        return [_row_to_record(r) for r in rows]
+
+    def count(self, model: str | None = None) -> int:
+        with self._lock:
+            if model is None:
+                return self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM records WHERE model = ?", (model,)).fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
