@@ -1,0 +1,37 @@
+# The two commands a new machine needs: `make demo` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MODEL  := models/artifacts/image-classifier/metadata.json
+
+.PHONY: demo test bench up model install clean
+
+demo: $(MODEL)
+	$(BIN)/seismo demo
+
+test: $(MODEL)
+	$(BIN)/python -m pytest
+
+bench: $(MODEL)
+	$(BIN)/python -m bench
+
+up: $(MODEL)
+	$(BIN)/seismo up
+
+install: $(STAMP)
+
+model: $(MODEL)
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing Seismo with its model and test extras (first time: about a minute)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --progress-bar on -e '.[dev]'
+	touch $(STAMP)
+
+$(MODEL): $(STAMP) models/image_classifier.py
+	@echo "==> training the example image classifier (scikit-learn digits as 32x32x3, about 30 s)"
+	$(BIN)/python -m models.image_classifier
+
+clean:
+	rm -rf $(VENV) .seismo models/artifacts

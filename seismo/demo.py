@@ -1,0 +1,204 @@
+"""`seismo demo`: start the local stack, send predictions, show what the pipeline logged, stop.
+
+It uses the example classifier's held-out images (shipped in its artifact folder), sends them through
+both protocols (KServe V1 and OIP V2) with a few concurrent clients, adds one malformed request to
+show that errors are logged too, waits until the logger has stored every prediction, and prints
+counts per event type, one stored record, and where each service's metrics are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from seismo.local import LocalStack, PortInUse, StartupError, table
+from seismo.services.common import DEFAULT_PORTS, check_port_free
+from seismo.services.model import EXAMPLE_MODEL
+
+MODEL = "image-classifier"
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def progress(label: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    end = "\n" if done >= total else ""
+    sys.stdout.write(f"\r  {label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
+    sys.stdout.flush()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pick_ports() -> dict[str, int]:
+    """The default ports when free (so the printed URLs are the documented ones), else free ones."""
+    ports = {}
+    for name, port in DEFAULT_PORTS.items():
+        try:
+            check_port_free("127.0.0.1", port, name)
+            ports[name] = port
+        except PortInUse:
+            ports[name] = free_port()
+            say(f"  port {port} ({name}) is in use; the demo uses {ports[name]} instead")
+    return ports
+
+
+def v1_body(image: np.ndarray) -> dict:
+    return {"instances": [image.tolist()]}
+
+
+def v2_body(image: np.ndarray) -> dict:
+    return {"inputs": [{"name": "input_1", "datatype": "FP32", "shape": [1, *image.shape], "data": image.ravel().tolist()}]}
+
+
+async def send_predictions(model_url: str, images: np.ndarray, concurrency: int = 8) -> tuple[list[str], dict[str, int]]:
+    ids: list[str] = []
+    codes: dict[str, int] = {}
+    done = 0
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(images)):
+        queue.put_nowait(i)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal done
+        while not queue.empty():
+            i = queue.get_nowait()
+            if i % 2 == 0:
+                r = await client.post(f"{model_url}/v1/models/{MODEL}:predict", json=v1_body(images[i]))
+            else:
+                r = await client.post(f"{model_url}/v2/models/{MODEL}/infer", json=v2_body(images[i]))
+            key = f"{'v1' if i % 2 == 0 else 'v2'} {r.status_code}"
+            codes[key] = codes.get(key, 0) + 1
+            ids.append(r.headers["x-prediction-id"])
+            done += 1
+            if done % 10 == 0 or done == len(images):
+                progress("predictions", done, len(images))
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return ids, codes
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    samples = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=5).text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def sum_by(samples: dict, name: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for (metric, labels), value in samples.items():
+        if metric == name:
+            key = dict(labels).get(label, "")
+            out[key] = out.get(key, 0) + value
+    return out
+
+
+def wait_for_records(logger_url: str, expected: int, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    complete = 0
+    while time.monotonic() < deadline:
+        records = httpx.get(f"{logger_url}/v1/records", params={"model": MODEL, "limit": 1000}, timeout=10).json()["records"]
+        complete = sum(1 for r in records if r["request"] is not None and r["response"] is not None)
+        progress("records stored", min(complete, expected), expected)
+        if complete >= expected:
+            return complete
+        time.sleep(0.5)
+    say()
+    return complete
+
+
+def summarize_record(record: dict) -> dict:
+    """The record with its image payload shortened to its shape, so it fits a terminal."""
+    shown = dict(record)
+    request = record.get("request")
+    if isinstance(request, dict) and "instances" in request:
+        shown["request"] = {"instances": f"<array shape {list(np.asarray(request['instances']).shape)}>"}
+    elif isinstance(request, dict) and "inputs" in request:
+        shown["request"] = {"inputs": [{**t, "data": f"<{len(t['data'])} values>"} for t in request["inputs"]]}
+    return shown
+
+
+def run_demo(data_dir: Path, predictions: int = 300) -> int:
+    reference = EXAMPLE_MODEL / "reference.npy"
+    if not reference.exists():
+        say(f"seismo demo: the example model is missing ({EXAMPLE_MODEL}); run `make demo` or `make model` first")
+        return 2
+    images = np.load(reference)
+    images = images[np.arange(predictions) % len(images)]
+    demo_dir = data_dir / "demo"
+    shutil.rmtree(demo_dir, ignore_errors=True)
+
+    say("== Seismo demo: logged inference, end to end")
+    say(f"starting model, broker and logger (state in {demo_dir}) ...")
+    stack = LocalStack(demo_dir, ports=pick_ports())
+    started = time.perf_counter()
+    try:
+        stack.start(progress=lambda name: say(f"  {name} ready after {time.perf_counter() - started:.1f}s"))
+    except (PortInUse, StartupError) as exc:
+        say(f"seismo demo: {exc}")
+        return 2
+    try:
+        say("\n" + table(stack) + "\n")
+        say(f"sending {predictions} predictions (V1 and V2 alternating, 8 concurrent clients) ...")
+        t0 = time.perf_counter()
+        ids, codes = asyncio.run(send_predictions(stack.url("model"), images))
+        seconds = time.perf_counter() - t0
+        say(f"  answered: {codes} in {seconds:.1f}s ({predictions / seconds:.0f}/s)")
+
+        bad = httpx.post(f"{stack.url('model')}/v1/models/{MODEL}:predict", json={"instances": [[1.0, 2.0]]})
+        say(f"one malformed request (wrong shape) -> {bad.status_code} {bad.json()['error']}")
+        say("  (its request and its error response are logged too, with status 400)")
+
+        say("waiting until the logger has stored every prediction ...")
+        complete = wait_for_records(stack.url("logger"), predictions + 1)
+        logger_metrics = scrape(stack.url("logger"))
+        broker_metrics = scrape(stack.url("broker"))
+        model_metrics = scrape(stack.url("model"))
+
+        say("\nevents per type")
+        received = sum_by(broker_metrics, "seismo_broker_events_received_total", "type")
+        stored = sum_by(logger_metrics, "seismo_logger_events_stored_total", "type")
+        dupes = sum_by(logger_metrics, "seismo_logger_events_duplicate_total", "type")
+        say(f"  {'type':45} {'broker received':>16} {'logger stored':>14} {'duplicates':>11}")
+        for event_type in sorted(set(received) | set(stored)):
+            say(f"  {event_type:45} {received.get(event_type, 0):>16.0f} {stored.get(event_type, 0):>14.0f} {dupes.get(event_type, 0):>11.0f}")
+        sent = sum(sum_by(model_metrics, "seismo_model_events_sent_total", "type").values())
+        dropped = sum(sum_by(model_metrics, "seismo_model_events_dropped_total", "reason").values())
+        say(f"  model server: {sent:.0f} events sent to the broker, {dropped:.0f} dropped")
+        say(f"  complete records (request + response): {complete} of {predictions + 1}")
+
+        say("\none stored record (GET /v1/records/{id}):")
+        record = httpx.get(f"{stack.url('logger')}/v1/records/{ids[1]}").json()
+        for key, value in summarize_record(record).items():
+            say(f"  {key:22} {json.dumps(value)[:160]}")
+        error_record = httpx.get(f"{stack.url('logger')}/v1/records/{bad.headers['x-prediction-id']}").json()
+        say(f"\nthe malformed request's record: status {error_record['status']}, response {error_record['response']}")
+
+        say("\nmetrics (Prometheus text format):")
+        for name in stack.services:
+            say(f"  {name:7} {stack.url(name)}/metrics")
+        ok = complete >= predictions + 1
+        say("\n" + ("demo finished: every prediction was logged." if ok else "demo finished, but some records are missing (see the logs above)."))
+        return 0 if ok else 1
+    finally:
+        say("stopping the services ...")
+        stack.stop()
