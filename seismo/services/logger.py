@@ -156,9 +156,12 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         try:
             since = _parse_time(params.get("since"), "since")
             until = _parse_time(params.get("until"), "until")
-            limit = int(params.get("limit", "100"))
         except ValueError as exc:
-            return error(400, str(exc) if "limit" not in str(exc) else "'limit' must be an integer")
+            return error(400, str(exc))
+        limit_text = params.get("limit", "100")
+        if not limit_text.isdigit():
+            return error(400, f"'limit' must be an integer, got {limit_text!r}")
+        limit = int(limit_text)
         if not 1 <= limit <= MAX_QUERY_LIMIT:
             return error(400, f"'limit' must be between 1 and {MAX_QUERY_LIMIT}")
         records = await writer.call(state["store"].query, params.get("model"), since, until, limit)  # type: ignore[union-attr]

@@ -39,7 +39,7 @@ _SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 167772
 
 
 class ModelSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEISMO_MODEL_", protected_namespaces=())
+    model_config = SettingsConfigDict(env_prefix="SEISMO_MODEL_", protected_namespaces=(), validate_by_name=True, validate_by_alias=True)
 
     host: str = "127.0.0.1"
     """Interface to listen on."""

@@ -1,0 +1,126 @@
+"""The slice of Elasticsearch's documented REST API the record store uses, for machines with no cluster.
+
+It checks what the official client must send (the versioned compatibility media type) and answers
+as the API reference documents: the `X-Elastic-Product` header the client insists on, `_seq_no` and
+`_primary_term` for optimistic concurrency, 409 `version_conflict_engine_exception` on a stale
+`if_seq_no` or an existing id under `op_type=create`, wildcard index patterns with
+`ignore_unavailable`. It can fail its next requests with a chosen status to test retries.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+PRODUCT = {"X-Elastic-Product": "Elasticsearch", "content-type": "application/vnd.elasticsearch+json;compatible-with=9"}
+
+
+class FakeElasticsearch:
+    def __init__(self):
+        self.indices: dict[str, dict[str, dict[str, Any]]] = {}
+        self.seq_no = 0
+        self.fail_next: list[int] = []  # statuses to answer the next requests with
+        self.requests: list[tuple[str, str]] = []
+        self.bad_headers: list[str] = []
+
+    def _reply(self, body: Any, status: int = 200) -> Response:
+        return Response(orjson.dumps(body), status_code=status, headers=PRODUCT)
+
+    def _check(self, request: Request) -> Response | None:
+        self.requests.append((request.method, request.url.path))
+        accept = request.headers.get("accept", "")
+        if "application/vnd.elasticsearch+json" not in accept or "compatible-with=" not in accept:
+            self.bad_headers.append(f"accept: {accept!r}")
+        if self.fail_next:
+            status = self.fail_next.pop(0)
+            return self._reply({"error": {"type": "es_rejected_execution_exception", "reason": "busy"}, "status": status}, status)
+        return None
+
+    def _matching(self, pattern: str) -> list[str]:
+        return [name for name in self.indices if any(fnmatch.fnmatchcase(name, p) for p in pattern.split(","))]
+
+    def _hits(self, pattern: str, query: dict) -> list[dict]:
+        hits = []
+        for index in self._matching(pattern):
+            for doc_id, doc in self.indices[index].items():
+                if _matches(doc["_source"], doc_id, query):
+                    hits.append({"_index": index, "_id": doc_id, **doc})
+        return hits
+
+    def app(self) -> Starlette:
+        async def search(request: Request) -> Response:
+            if (failed := self._check(request)) is not None:
+                return failed
+            body = orjson.loads(await request.body() or b"{}")
+            hits = self._hits(request.path_params["index"], body.get("query", {"match_all": {}}))
+            for sort in body.get("sort", []):
+                (field, order), = sort.items()
+                order = order if isinstance(order, str) else order.get("order", "asc")
+                hits.sort(key=lambda h: h["_source"].get(field), reverse=order == "desc")
+            hits = hits[: body.get("size", 10)]
+            with_seq = body.get("seq_no_primary_term") or request.query_params.get("seq_no_primary_term") == "true"
+            shown = [
+                {"_index": h["_index"], "_id": h["_id"], "_score": None, "_source": h["_source"],
+                 **({"_seq_no": h["_seq_no"], "_primary_term": h["_primary_term"]} if with_seq else {})}
+                for h in hits
+            ]
+            return self._reply({"took": 1, "timed_out": False, "hits": {"total": {"value": len(shown), "relation": "eq"}, "max_score": None, "hits": shown}})
+
+        async def count(request: Request) -> Response:
+            if (failed := self._check(request)) is not None:
+                return failed
+            body = orjson.loads(await request.body() or b"{}")
+            return self._reply({"count": len(self._hits(request.path_params["index"], body.get("query", {"match_all": {}})))})
+
+        async def index_doc(request: Request) -> Response:
+            if (failed := self._check(request)) is not None:
+                return failed
+            index, doc_id = request.path_params["index"], request.path_params["id"]
+            if "*" in index or index != index.lower():
+                return self._reply({"error": {"type": "invalid_index_name_exception"}, "status": 400}, 400)
+            params = request.query_params
+            docs = self.indices.setdefault(index, {})
+            existing = docs.get(doc_id)
+            conflict = (params.get("op_type") == "create" and existing is not None) or (
+                "if_seq_no" in params
+                and (existing is None or existing["_seq_no"] != int(params["if_seq_no"]) or existing["_primary_term"] != int(params["if_primary_term"]))
+            )
+            if conflict:
+                return self._reply({"error": {"type": "version_conflict_engine_exception", "reason": f"[{doc_id}]: version conflict"}, "status": 409}, 409)
+            self.seq_no += 1
+            docs[doc_id] = {"_seq_no": self.seq_no, "_primary_term": 1, "_source": orjson.loads(await request.body())}
+            result = "updated" if existing else "created"
+            return self._reply({"_index": index, "_id": doc_id, "_version": 1, "result": result, "_seq_no": self.seq_no, "_primary_term": 1,
+                                "_shards": {"total": 1, "successful": 1, "failed": 0}}, 200 if existing else 201)
+
+        return Starlette(routes=[
+            Route("/{index}/_search", search, methods=["POST", "GET"]),
+            Route("/{index}/_count", count, methods=["POST", "GET"]),
+            Route("/{index}/_doc/{id}", index_doc, methods=["PUT", "POST"]),
+        ])
+
+
+def _matches(source: dict, doc_id: str, query: dict) -> bool:
+    (kind, spec), = query.items()
+    if kind == "match_all":
+        return True
+    if kind == "ids":
+        return doc_id in spec["values"]
+    if kind == "term":
+        (field, value), = spec.items()
+        value = value["value"] if isinstance(value, dict) else value
+        return source.get(field) == value
+    if kind == "range":
+        (field, bounds), = spec.items()
+        v = source.get(field)
+        ops = {"gte": lambda a, b: a >= b, "gt": lambda a, b: a > b, "lte": lambda a, b: a <= b, "lt": lambda a, b: a < b}
+        return v is not None and all(ops[op](v, bound) for op, bound in bounds.items())
+    if kind == "bool":
+        return all(_matches(source, doc_id, q) for q in spec.get("filter", []) + spec.get("must", []))
+    raise ValueError(f"fake Elasticsearch does not implement {kind!r} queries")

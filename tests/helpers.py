@@ -1,0 +1,169 @@
+"""Real HTTP peers for tests: servers on free loopback ports, run in a thread or as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThreadServer:
+    """uvicorn serving an ASGI app in a background thread, on a real socket."""
+
+    def __init__(self, app, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> "ThreadServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError(f"test server on port {self.port} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+    def __enter__(self) -> "ThreadServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class RecordingSink:
+    """A CloudEvents sink that records what it gets; it can fail its first N requests, or all."""
+
+    fail_first: int = 0
+    fail_status: int = 503
+    always_status: int | None = None
+    delay: float = 0.0
+    received: list[Received] = field(default_factory=list)
+    attempts: int = 0
+
+    def app(self) -> Starlette:
+        async def handle(request: Request) -> Response:
+            body = await request.body()
+            self.attempts += 1
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.always_status is not None:
+                return Response(status_code=self.always_status, content=b"refused by test sink")
+            if self.attempts <= self.fail_first:
+                return Response(status_code=self.fail_status, content=b"failing on purpose")
+            self.received.append(Received({k.lower(): v for k, v in request.headers.items()}, body))
+            return Response(status_code=202)
+
+        return Starlette(routes=[Route("/", handle, methods=["POST"]), Route("/{path:path}", handle, methods=["POST"])])
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def metric_values(text: str, name: str) -> dict[tuple, float]:
+    """Samples of one metric from Prometheus text, keyed by their sorted label items."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    return sum(v for k, v in metric_values(text, name).items() if all((key, val) in k for key, val in labels.items()))
+
+
+def scrape(url: str) -> str:
+    return httpx.get(f"{url}/metrics", timeout=5).text
+
+
+def start_service(name: str, port: int, env: dict[str, str], log_path: Path, extra: list[str] | None = None) -> subprocess.Popen:
+    """`python -m seismo serve NAME` as a real process, with its output in log_path."""
+    import os
+
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "seismo", "serve", name, "--port", str(port), *(extra or [])],
+            stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=REPO,
+        )
+
+
+def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 120.0, log_path: Path | None = None) -> None:
+    def ready() -> bool:
+        if process is not None and process.poll() is not None:
+            tail = log_path.read_text()[-3000:] if log_path else ""
+            raise AssertionError(f"service at {url} exited with {process.returncode}:\n{tail}")
+        try:
+            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, timeout, message=f"{url}/readyz")
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class ServedApp:
+    """An app on a real loopback socket with a sync client: `with ServedApp(app) as client: ...`."""
+
+    def __init__(self, app):
+        self.server = ThreadServer(app)
+
+    def __enter__(self) -> httpx.Client:
+        self.server.start()
+        self.client = httpx.Client(base_url=self.server.url, timeout=30)
+        return self.client
+
+    def __exit__(self, *exc) -> None:
+        self.client.close()
+        self.server.stop()

@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+
+from seismo.broker.triggers import Delivery, TriggerConfigError, expand_env, load_triggers, parse_duration
+from seismo.services.broker import DEFAULT_TRIGGERS
+
+
+@pytest.mark.parametrize("text, seconds", [("PT0.2S", 0.2), ("PT1M30S", 90), ("PT2H", 7200), ("P1D", 86400), ("P1DT1S", 86401)])
+def test_iso8601_durations(text, seconds):
+    assert parse_duration(text, "x") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["0.2s", "P", "PT", "PT-1S", "1S"])
+def test_bad_durations_are_named(text):
+    with pytest.raises(TriggerConfigError, match="ISO-8601"):
+        parse_duration(text, "delivery.backoffDelay")
+
+
+def test_backoff_policies_follow_knative_and_are_capped():
+    linear = Delivery(backoff_policy="linear", backoff_delay=0.5)
+    assert [linear.backoff(n, 60) for n in (1, 2, 3)] == [0.5, 1.0, 1.5]
+    exponential = Delivery(backoff_policy="exponential", backoff_delay=0.5)
+    assert [exponential.backoff(n, 60) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+    assert exponential.backoff(20, 3.0) == 3.0
+
+
+def test_file_with_plain_entries_and_knative_objects(tmp_path: Path):
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        """
+triggers:
+  - name: logger
+    filter: {attributes: {type: org.kubeflow.serving.inference.request, inferenceservicename: m}}
+    subscriber: {uri: "${LOGGER:-http://127.0.0.1:1}/"}
+    delivery: {retry: 2, backoffPolicy: linear, backoffDelay: PT1S, timeout: PT3S, deadLetterSink: {uri: http://dls/}}
+  - apiVersion: eventing.knative.dev/v1
+    kind: Trigger
+    metadata: {name: everything}
+    spec:
+      broker: default
+      subscriber: {uri: http://all/}
+"""
+    )
+    logger, everything = load_triggers(path, env={"LOGGER": "http://10.0.0.1:9"})
+    assert logger.subscriber_uri == "http://10.0.0.1:9/"
+    assert logger.delivery == Delivery(retry=2, backoff_policy="linear", backoff_delay=1.0, timeout=3.0, dead_letter_uri="http://dls/")
+    assert logger.matches({"type": "org.kubeflow.serving.inference.request", "inferenceservicename": "m", "id": "1"})
+    assert not logger.matches({"type": "org.kubeflow.serving.inference.request", "inferenceservicename": "other"})
+    assert not logger.matches({"type": "org.kubeflow.serving.inference.request"})
+    assert everything.matches({"type": "anything"})
+    assert expand_env("${NOPE:-d} ${SET}", {"SET": "s"}) == "d s"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("triggers: [{name: a}]", "subscriber.uri is required"),
+        ("triggers: [{name: Bad_Name, subscriber: {uri: x}}]", "DNS-1123"),
+        ("triggers: [{name: a, subscriber: {uri: x}, delivery: {backoffPolicy: random}}]", "linear or exponential"),
+        ("triggers: [{name: a, subscriber: {uri: x}, delivery: {retries: 3}}]", "unknown fields"),
+        ("triggers: [{name: a, subscriber: {uri: x}}, {name: a, subscriber: {uri: y}}]", "duplicate trigger names"),
+        ("triggers: {a: 1}", "needs a 'triggers' list"),
+        ("triggers: [{name: a, subscriber: {uri: x}, filter: {attributes: {type: [1]}}}]", "filter.attributes"),
+    ],
+)
+def test_bad_trigger_files_say_what_is_wrong(tmp_path: Path, body, message):
+    path = tmp_path / "t.yaml"
+    path.write_text(body)
+    with pytest.raises(TriggerConfigError, match=message):
+        load_triggers(path)
+
+
+def test_shipped_trigger_file_routes_every_request_and_response_type_to_the_logger():
+    triggers = load_triggers(DEFAULT_TRIGGERS, env={})
+    types = {t.filter_attributes["type"] for t in triggers if t.subscriber_uri == "http://127.0.0.1:8091/"}
+    assert types == {
+        "org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response",
+        "io.seldon.serving.inference.request", "io.seldon.serving.inference.response",
+    }

@@ -1,0 +1,95 @@
+"""The request logger with events exactly as KServe's logger and Seldon Core's executor send them."""
+
+import time
+
+import orjson
+import pytest
+from helpers import ServedApp, metric_sum
+from prometheus_client import CollectorRegistry
+
+from seismo.services.logger import LoggerSettings, create_app
+
+KSERVE = {
+    "ce-specversion": "1.0", "ce-id": "kserve-1", "ce-time": "2026-11-22T10:00:00.5Z", "ce-source": "http://localhost:9081/",
+    "ce-inferenceservicename": "sklearn-iris", "ce-namespace": "default", "ce-component": "predictor",
+    "ce-endpoint": "default", "content-type": "application/json",
+}
+SELDON = {
+    "ce-specversion": "1.0", "ce-source": "http://iris-model-default:8000/", "ce-modelid": "classifier",
+    "ce-requestid": "puid-1", "ce-inferenceservicename": "iris-model", "ce-namespace": "seldon",
+    "ce-endpoint": "default", "ce-protocol": "seldon", "content-type": "application/json",
+}
+
+
+@pytest.fixture
+def client(tmp_path):
+    with ServedApp(create_app(LoggerSettings(sqlite_path=tmp_path / "records.db"), CollectorRegistry())) as c:
+        yield c
+
+
+def post(client, headers, body):
+    return client.post("/", headers=headers, content=orjson.dumps(body))
+
+
+def test_kserve_request_and_response_share_ce_id_and_make_one_record(client):
+    post(client, {**KSERVE, "ce-type": "org.kubeflow.serving.inference.request"}, {"instances": [[6.8, 2.8, 4.8, 1.4]]})
+    r = post(client, {**KSERVE, "ce-type": "org.kubeflow.serving.inference.response"}, {"predictions": [1]})
+    assert r.status_code == 200 and r.json() == {"prediction_id": "kserve-1", "stored": True}
+    record = client.get("/v1/records/kserve-1").json()
+    assert record["model"] == "sklearn-iris" and record["status"] == 200
+    assert record["request"] == {"instances": [[6.8, 2.8, 4.8, 1.4]]} and record["response"] == {"predictions": [1]}
+    assert record["extensions"]["namespace"] == "default" and record["annotations"] == {}
+    assert record["request_time"].startswith("2026-11-22T10:00:00.5")
+
+
+def test_seldon_events_with_their_own_ce_ids_join_on_requestid(client):
+    post(client, {**SELDON, "ce-id": "a", "ce-type": "io.seldon.serving.inference.request"}, {"data": {"ndarray": [[5.1, 3.5, 1.4, 0.2]]}})
+    post(client, {**SELDON, "ce-id": "b", "ce-type": "io.seldon.serving.inference.response"},
+         {"data": {"names": ["t:0", "t:1", "t:2"], "ndarray": [[0.9, 0.05, 0.05]]}, "meta": {"puid": "puid-1"}})
+    record = client.get("/v1/records/puid-1").json()
+    assert record["model"] == "iris-model"
+    assert record["request"]["data"]["ndarray"] == [[5.1, 3.5, 1.4, 0.2]]
+    assert record["response"]["data"]["names"] == ["t:0", "t:1", "t:2"]
+    assert record["extensions"]["modelid"] == "classifier" and record["extensions"]["protocol"] == "seldon"
+    assert client.get("/v1/records/a").status_code == 404
+
+
+def test_duplicate_delivery_changes_nothing_and_is_counted(client):
+    h = {**KSERVE, "ce-id": "dup-1", "ce-type": "org.kubeflow.serving.inference.request"}
+    assert post(client, h, {"instances": [[1]]}).json()["stored"] is True
+    before = client.get("/v1/records/dup-1").json()
+    assert post(client, h, {"instances": [[1]]}).json()["stored"] is False
+    assert client.get("/v1/records/dup-1").json() == before
+    assert metric_sum(client.get("/metrics").text, "seismo_logger_events_duplicate_total", model="sklearn-iris") == 1
+
+
+def test_error_responses_keep_their_status(client):
+    post(client, {**KSERVE, "ce-id": "err-1", "ce-type": "org.kubeflow.serving.inference.response", "ce-statuscode": "400"}, {"error": "bad shape"})
+    assert client.get("/v1/records/err-1").json()["status"] == 400
+
+
+def test_list_by_model_since_and_limit(client):
+    for i in range(4):
+        post(client, {**KSERVE, "ce-id": f"l{i}", "ce-type": "org.kubeflow.serving.inference.request", "ce-inferenceservicename": "lm"}, {"instances": [[i]]})
+        time.sleep(0.005)
+    records = client.get("/v1/records", params={"model": "lm"}).json()["records"]
+    assert [r["prediction_id"] for r in records] == ["l0", "l1", "l2", "l3"]
+    since = records[2]["created_at"]
+    assert [r["prediction_id"] for r in client.get("/v1/records", params={"model": "lm", "since": since}).json()["records"]] == ["l2", "l3"]
+    assert len(client.get("/v1/records", params={"model": "lm", "limit": 1}).json()["records"]) == 1
+    assert client.get("/v1/records", params={"model": "nobody"}).json() == {"records": []}
+
+
+@pytest.mark.parametrize("params, message", [({"limit": "x"}, "'limit' must be an integer"), ({"limit": "0"}, "between 1 and 1000"),
+                                             ({"since": "yesterday"}, "'since' must be epoch seconds or an ISO-8601 time")])
+def test_bad_query_parameters_are_400(client, params, message):
+    r = client.get("/v1/records", params=params)
+    assert r.status_code == 400 and message in r.json()["error"]
+
+
+def test_bad_events_are_400_and_counted(client):
+    assert client.post("/", headers={"content-type": "application/json"}, content=b"{}").status_code == 400
+    r = post(client, {**KSERVE, "ce-type": "com.example.unknown"}, {})
+    assert r.status_code == 400 and "com.example.unknown" in r.json()["error"]
+    assert client.get("/v1/records/unknown-id").status_code == 404
+    assert metric_sum(client.get("/metrics").text, "seismo_logger_events_rejected_total", reason="invalid") == 2

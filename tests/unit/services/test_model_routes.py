@@ -1,0 +1,146 @@
+"""Model server routes, in process, on the shared example classifier."""
+
+import numpy as np
+import orjson
+import pytest
+from helpers import RecordingSink, ServedApp, ThreadServer, metric_sum, wait_until
+from prometheus_client import CollectorRegistry
+
+from seismo.services.model import ModelSettings, create_app
+
+PREDICT = "/v1/models/image-classifier:predict"
+INFER = "/v2/models/image-classifier/infer"
+
+
+@pytest.fixture(scope="module")
+def sink():
+    recording = RecordingSink()
+    with ThreadServer(recording.app()) as server:
+        recording.url = server.url
+        yield recording
+
+
+@pytest.fixture(scope="module")
+def client(example_model, sink):
+    settings = ModelSettings(path=example_model, sink_url=sink.url + "/", max_body_bytes=200_000)
+    with ServedApp(create_app(settings, CollectorRegistry())) as c:
+        yield c
+
+
+def v2(images, **extra):
+    return {"inputs": [{"name": "input_1", "datatype": "FP32", "shape": list(images.shape), "data": images.ravel().tolist()}], **extra}
+
+
+def test_v1_predict_returns_probabilities_and_a_prediction_id(client, example_images):
+    r = client.post(PREDICT, json={"instances": example_images[:3].tolist()})
+    assert r.status_code == 200
+    probabilities = np.asarray(r.json()["predictions"])
+    assert probabilities.shape == (3, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
+    assert len(r.headers["x-prediction-id"]) == 36  # a new UUID
+
+
+def test_v1_and_v2_agree_and_v2_echoes_the_id_with_several_outputs(client, example_images):
+    images = example_images[:2]
+    v1 = np.asarray(client.post(PREDICT, json={"instances": images.tolist()}).json()["predictions"])
+    r = client.post(INFER, json=v2(images, id="my-id-1"))
+    body = r.json()
+    assert r.status_code == 200 and body["id"] == "my-id-1" and r.headers["x-prediction-id"] == "my-id-1"
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["probabilities"]["shape"] == [2, 10] and outputs["probabilities"]["datatype"] == "FP32"
+    np.testing.assert_allclose(np.reshape(outputs["probabilities"]["data"], (2, 10)), v1, rtol=1e-5)
+    assert outputs["class"]["data"] == v1.argmax(axis=1).tolist()
+    only = client.post(INFER, json=v2(images, outputs=[{"name": "class"}])).json()["outputs"]
+    assert [o["name"] for o in only] == ["class"]
+
+
+def test_prediction_id_order_ce_id_then_x_request_id_then_body(client, example_images):
+    body = v2(example_images[:1], id="body-id")
+    assert client.post(INFER, json=body, headers={"ce-id": "ce-1", "x-request-id": "x-1"}).json()["id"] == "ce-1"
+    assert client.post(INFER, json=body, headers={"x-request-id": "x-1"}).json()["id"] == "x-1"
+    assert client.post(PREDICT, json={"instances": example_images[:1].tolist()}, headers={"x-request-id": "x-2"}).headers["x-prediction-id"] == "x-2"
+
+
+@pytest.mark.parametrize(
+    "path, body, status, message",
+    [
+        (PREDICT, b"{not json", 400, "not valid JSON"),
+        (PREDICT, orjson.dumps({"instances": [[1, 2, 3]]}), 400, "has shape [1, 3] but model 'image-classifier' expects [-1, 32, 32, 3]"),
+        (PREDICT, orjson.dumps({"inputs": [1]}), 400, "'instances' list"),
+        (PREDICT, orjson.dumps({"instances": [[[["a"] * 3] * 32] * 32]}), 400, "rectangular numeric"),
+        (INFER, orjson.dumps({"inputs": [{"name": "input_1", "datatype": "FP32", "shape": [1, 2], "data": [1]}]}), 400, "needs 2 elements"),
+        (INFER, orjson.dumps({"inputs": [{"name": "input_1", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}), 400, "datatype BYTES"),
+        (INFER, orjson.dumps({"inputs": [{"name": "a", "datatype": "FP32", "shape": [1], "data": [1]}, {"name": "b", "datatype": "FP32", "shape": [1], "data": [1]}]}), 400, "takes input 'input_1'"),
+        (INFER, orjson.dumps({"inputs": [{"name": "input_1", "datatype": "FP32", "shape": [0, 32, 32, 3], "data": []}]}), 400, "no instances"),
+        ("/v1/models/nope:predict", b"{}", 404, "model 'nope' is not served here"),
+        ("/v2/models/nope/infer", b"{}", 404, "model 'nope' is not served here"),
+        (PREDICT, b'{"instances": [' + b"0," * 120_000 + b"0]}", 413, "larger than the limit of 200000 bytes"),
+    ],
+)
+def test_bad_input_gets_a_4xx_naming_the_problem(client, path, body, status, message):
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+
+
+def test_metadata_and_health(client):
+    meta = client.get("/v2/models/image-classifier").json()
+    assert meta["inputs"] == [{"name": "input_1", "datatype": "FP32", "shape": [-1, 32, 32, 3]}]
+    assert {o["name"] for o in meta["outputs"]} == {"probabilities", "class"}
+    assert meta["platform"] == "keras" and meta["versions"] == ["1"]
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2/models/image-classifier/ready").json()["ready"] is True
+    assert client.get("/v1/models").json() == {"models": ["image-classifier"]}
+    assert client.get("/v2/models/other").status_code == 404
+    assert client.get("/readyz").status_code == 200 and client.get("/healthz").status_code == 200
+
+
+def test_requests_and_errors_are_logged_as_events_and_counted(client, sink, example_images):
+    r = client.post(PREDICT, json={"instances": [[0.0]]}, headers={"x-request-id": "logged-error-1"})
+    assert r.status_code == 400
+    ok = client.post(PREDICT, json={"instances": example_images[:1].tolist()}, headers={"x-request-id": "logged-ok-1"})
+    assert ok.status_code == 200
+
+    def events_for(pid):
+        return [e for e in sink.received if e.headers.get("ce-id") == pid]
+
+    wait_until(lambda: len(events_for("logged-error-1")) == 2 and len(events_for("logged-ok-1")) == 2, 10, message="logged events")
+    request, response = sorted(events_for("logged-error-1"), key=lambda e: e.headers["ce-type"])
+    assert request.headers["ce-type"] == "org.kubeflow.serving.inference.request"
+    assert request.body == b'{"instances":[[0.0]]}'
+    assert response.headers["ce-type"] == "org.kubeflow.serving.inference.response"
+    assert response.headers["ce-statuscode"] == "400" and b"expects" in response.body
+    assert response.headers["ce-inferenceservicename"] == "image-classifier" and response.headers["ce-requestid"] == "logged-error-1"
+    ok_response = next(e for e in events_for("logged-ok-1") if e.headers["ce-type"].endswith("response"))
+    assert ok_response.body == ok.content and ok_response.headers["ce-statuscode"] == "200"
+
+    metrics = client.get("/metrics").text
+    assert metric_sum(metrics, "seismo_model_requests_total", model="image-classifier", protocol="v1", code="400") >= 1
+    assert metric_sum(metrics, "seismo_model_requests_total", model="unknown", code="404") >= 1
+    assert metric_sum(metrics, "seismo_model_request_seconds_count", protocol="v1") >= 2
+    assert metric_sum(metrics, "seismo_model_request_bytes_count") >= 2
+
+
+def test_concurrent_requests_share_forward_passes(example_model, example_images):
+    """Adaptive batching: 16 concurrent single-image requests need fewer than 16 forward passes."""
+    import asyncio
+
+    import httpx
+
+    settings = ModelSettings(path=example_model, max_batch_wait_ms=20)
+    registry = CollectorRegistry()
+    app = create_app(settings, registry)
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://m") as c:
+                rs = await asyncio.gather(*(c.post(PREDICT, json={"instances": example_images[i:i + 1].tolist()}) for i in range(16)))
+                return [r.status_code for r in rs], (await c.get("/metrics")).text
+
+    codes, metrics = asyncio.run(main())
+    assert codes == [200] * 16
+    passes = metric_sum(metrics, "seismo_model_batch_size_count")
+    rows = metric_sum(metrics, "seismo_model_batch_size_sum")
+    assert rows == 16 and passes < 16

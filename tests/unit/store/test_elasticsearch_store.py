@@ -1,0 +1,125 @@
+"""The Elasticsearch store against the documented REST contract.
+
+With SEISMO_TEST_ELASTICSEARCH_URL set (e.g. http://localhost:9200, credentials in
+SEISMO_TEST_ELASTICSEARCH_USERNAME / _PASSWORD), the same tests run against that real cluster, each in
+its own index prefix. Otherwise they run against tests/fake_elasticsearch.py.
+"""
+
+import os
+import uuid
+
+import pytest
+
+pytest.importorskip("elasticsearch")
+
+from fake_elasticsearch import FakeElasticsearch  # noqa: E402
+from helpers import ThreadServer  # noqa: E402
+
+from seismo.events.types import EventKind  # noqa: E402
+from seismo.store import Record, RecordUpdate, record_to_json  # noqa: E402
+from seismo.store.elasticsearch import ElasticsearchConfig, ElasticsearchRecordStore, index_name  # noqa: E402
+
+REAL = os.environ.get("SEISMO_TEST_ELASTICSEARCH_URL")
+REQ, RESP = "io.seldon.serving.inference.request", "io.seldon.serving.inference.response"
+
+
+@pytest.fixture(scope="module")
+def fake():
+    if REAL:
+        yield None
+        return
+    es = FakeElasticsearch()
+    with ThreadServer(es.app()) as server:
+        es.url = server.url
+        yield es
+
+
+@pytest.fixture
+def store(fake):
+    prefix = f"inference-log-test{uuid.uuid4().hex[:8]}"
+    config = ElasticsearchConfig(
+        url=REAL or fake.url,
+        index_prefix=prefix,
+        username=os.environ.get("SEISMO_TEST_ELASTICSEARCH_USERNAME"),
+        password=os.environ.get("SEISMO_TEST_ELASTICSEARCH_PASSWORD"),
+        backoff_seconds=0.01,
+        max_retries=3,
+    )
+    s = ElasticsearchRecordStore(config, sleep=lambda s: sleeps.append(s))
+    sleeps: list[float] = []
+    s.sleeps = sleeps
+    yield s
+    s.close()
+
+
+def upd(pid, kind, event_type, body=b'{"x": 1}', model="iris", **kw):
+    return RecordUpdate(pid, kind, event_type, model, 1.0, body, "application/json",
+                        extensions={"namespace": "seldon", "endpoint": "default"}, **kw)
+
+
+def test_upsert_by_prediction_id_and_dedup(store, fake):
+    assert store.apply([upd("p1", EventKind.REQUEST, REQ, body=b'{"data": {"ndarray": [[1]]}}')]) == [True]
+    assert store.apply([upd("p1", EventKind.RESPONSE, RESP, body=b'{"data": {"ndarray": [[0.9]]}}')]) == [True]
+    assert store.apply([upd("p1", EventKind.RESPONSE, RESP)]) == [False]
+    record = store.get("p1")
+    assert record_to_json(record)["response"] == {"data": {"ndarray": [[0.9]]}}
+    assert record.event_types == (REQ, RESP)
+    if fake is not None:
+        assert fake.bad_headers == []
+        # One document, in the Seldon-style index of its engine, namespace, model and endpoint.
+        assert [i for i in fake.indices if i.startswith(store.config.index_prefix)] == [f"{store.config.index_prefix}-seldon-seldon-iris-default"]
+
+
+def test_query_and_count(store):
+    for i in range(3):
+        store.apply([upd(f"q{i}", EventKind.REQUEST, REQ, model="a" if i < 2 else "b")])
+    assert [r.prediction_id for r in store.query("a")] == ["q0", "q1"]
+    assert store.count() == 3 and store.count("b") == 1
+    assert store.query("a", limit=1)[0].prediction_id == "q0"
+    assert store.get("missing") is None
+
+
+@pytest.mark.skipif(bool(REAL), reason="needs the fake to inject failures")
+def test_retries_429_and_503_with_backoff_then_gives_up_on_persistent_failure(store, fake):
+    fake.fail_next = [429, 503]
+    assert store.apply([upd("r1", EventKind.REQUEST, REQ)]) == [True]
+    assert store.sleeps == [0.01, 0.02]  # exponential backoff between the attempts
+    fake.fail_next = [503] * 10
+    from elasticsearch import ApiError
+
+    with pytest.raises(ApiError):
+        store.get("r1")
+    fake.fail_next = []
+
+
+@pytest.mark.skipif(bool(REAL), reason="needs the fake to inject a concurrent write")
+def test_concurrent_writer_conflict_is_resolved_by_re_merging(store, fake):
+    store.apply([upd("c1", EventKind.REQUEST, REQ)])
+    original_find = store._find
+
+    def find_then_race(pid):
+        found = original_find(pid)
+        if found and not getattr(find_then_race, "raced", False):
+            find_then_race.raced = True
+            other = ElasticsearchRecordStore(store.config)  # another logger replica adds a reply first
+            other.apply([upd("c1", EventKind.OUTLIER, "org.kubeflow.serving.inference.outlier", body=b'{"is_outlier": [0]}')])
+        return found
+
+    store._find = find_then_race
+    assert store.apply([upd("c1", EventKind.RESPONSE, RESP)]) == [True]
+    record = store.get("c1")
+    assert set(record.event_types) == {REQ, RESP, "org.kubeflow.serving.inference.outlier"}
+    assert record.annotations == {"outlier": {"is_outlier": [0]}}
+
+
+def test_index_names_are_valid_and_seldon_compatible():
+    record = Record("p", "My Model/v2", event_types=("org.kubeflow.serving.inference.request",), extensions={"namespace": "Prod"})
+    assert index_name("inference-log", record) == "inference-log-inferenceservice-prod-my-model-v2-default"
+
+
+def test_credentials_from_a_mounted_secret(tmp_path):
+    (tmp_path / "username").write_text("elastic\n")
+    (tmp_path / "password").write_text("s3cret\n")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    config = ElasticsearchConfig.with_secret_dir("https://es:9200", tmp_path)
+    assert (config.username, config.password, config.ca_certs, config.verify_certs) == ("elastic", "s3cret", str(tmp_path / "ca.crt"), True)

@@ -1,0 +1,88 @@
+"""The record store's semantics, on a real SQLite file."""
+
+from pathlib import Path
+
+import pytest
+
+from seismo.events.types import EventKind
+from seismo.store import RecordUpdate, SQLiteRecordStore, record_to_json
+
+
+def update(pid, kind, event_type, model="m", t=100.0, body=b'{"x": 1}', **kw):
+    return RecordUpdate(pid, kind, event_type, model, t, body, "application/json", **kw)
+
+
+REQ, RESP = "org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response"
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = SQLiteRecordStore(tmp_path / "records.db")
+    yield s
+    s.close()
+
+
+def test_request_and_response_fold_into_one_record_in_any_order(store):
+    assert store.apply([update("p1", EventKind.RESPONSE, RESP, body=b'{"predictions": [1]}', status=200)]) == [True]
+    assert store.apply([update("p1", EventKind.REQUEST, REQ, body=b'{"instances": [[1]]}',
+                               extensions={"inferenceservicename": "m"}, model_version="3")]) == [True]
+    record = store.get("p1")
+    assert record.request == b'{"instances": [[1]]}' and record.response == b'{"predictions": [1]}'
+    assert record.status == 200 and record.model_version == "3"
+    as_json = record_to_json(record)
+    assert as_json["request"] == {"instances": [[1]]} and as_json["response"] == {"predictions": [1]}
+    assert as_json["extensions"] == {"inferenceservicename": "m"}
+
+
+def test_duplicate_delivery_changes_nothing(store):
+    first = update("p1", EventKind.REQUEST, REQ, body=b'{"a": 1}')
+    assert store.apply([first]) == [True]
+    before = store.get("p1")
+    # The same event again, and the same type with other bytes (a retry after a timeout): both ignored.
+    assert store.apply([first, update("p1", EventKind.REQUEST, REQ, body=b'{"a": 2}')]) == [False, False]
+    assert store.get("p1") == before
+
+
+def test_one_batch_can_hold_both_events_of_a_prediction(store):
+    assert store.apply([update("p", EventKind.REQUEST, REQ), update("p", EventKind.RESPONSE, RESP), update("p", EventKind.REQUEST, REQ)]) == [True, True, False]
+    assert store.get("p").event_types == (REQ, RESP)
+
+
+def test_error_status_and_detector_annotation(store):
+    store.apply([update("p", EventKind.RESPONSE, RESP, body=b'{"error": "bad"}', status=400)])
+    store.apply([update("p", EventKind.OUTLIER, "org.kubeflow.serving.inference.outlier", body=b'{"is_outlier": [1]}')])
+    record = store.get("p")
+    assert record.status == 400
+    assert record.annotations == {"outlier": {"is_outlier": [1]}}
+
+
+def test_query_by_model_time_and_limit(store):
+    import time
+
+    for i in range(5):
+        store.apply([update(f"a{i}", EventKind.REQUEST, REQ, model="a")])
+        time.sleep(0.002)
+    middle = store.get("a2").created_at
+    store.apply([update("b0", EventKind.REQUEST, REQ, model="b")])
+    assert [r.prediction_id for r in store.query("a")] == ["a0", "a1", "a2", "a3", "a4"]
+    assert [r.prediction_id for r in store.query("a", since=middle)] == ["a2", "a3", "a4"]
+    assert [r.prediction_id for r in store.query("a", until=middle)] == ["a0", "a1"]
+    assert [r.prediction_id for r in store.query("a", limit=2)] == ["a0", "a1"]
+    assert store.count() == 6 and store.count("b") == 1
+    assert store.get("nope") is None
+
+
+def test_records_survive_reopening(tmp_path):
+    s = SQLiteRecordStore(tmp_path / "r.db")
+    s.apply([update("p", EventKind.REQUEST, REQ)])
+    s.close()
+    s2 = SQLiteRecordStore(tmp_path / "r.db")
+    assert s2.get("p").request == b'{"x": 1}'
+    s2.close()
+
+
+def test_non_json_payloads_are_shown_as_text_or_base64(store):
+    store.apply([update("p", EventKind.REQUEST, REQ, body=b"plain text"), update("p", EventKind.RESPONSE, RESP, body=b"\xff\x00")])
+    as_json = record_to_json(store.get("p"))
+    assert as_json["request"] == "plain text"
+    assert as_json["response"]["base64"] == "/wA="
