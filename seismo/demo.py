@@ -19,8 +19,8 @@ import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from seismo.local import LocalStack, PortInUse, StartupError, table
-from seismo.services.common import DEFAULT_PORTS, check_port_free
+from seismo.local import LocalStack, PortInUse, StartupError, configured_ports, table
+from seismo.services.common import check_port_free
 from seismo.services.model import EXAMPLE_MODEL
 
 MODEL = "image-classifier"
@@ -49,7 +49,7 @@ def free_port() -> int:
 def pick_ports() -> dict[str, int]:
     """The default ports when free (so the printed URLs are the documented ones), else free ones."""
     ports = {}
-    for name, port in DEFAULT_PORTS.items():
+    for name, port in configured_ports().items():
         try:
             check_port_free("127.0.0.1", port, name)
             ports[name] = port

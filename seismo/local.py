@@ -23,6 +23,11 @@ from seismo.services.common import DEFAULT_PORTS, PortInUse, check_port_free
 SERVICES = ("logger", "broker", "model")
 
 
+def configured_ports() -> dict[str, int]:
+    """Each service's port: SEISMO_<SERVICE>_PORT when set (as `seismo serve` reads it), else its default."""
+    return {name: int(os.environ.get(f"SEISMO_{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
+
+
 class StartupError(RuntimeError):
     pass
 
@@ -50,7 +55,7 @@ class ServiceProcess:
 class LocalStack:
     data_dir: Path
     host: str = "127.0.0.1"
-    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    ports: dict[str, int] = field(default_factory=configured_ports)
     services: tuple[str, ...] = SERVICES
     env: dict[str, str] = field(default_factory=dict)
     ready_timeout: float = 180.0
