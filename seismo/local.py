@@ -78,7 +78,6 @@ class LocalStack:
     def start(self, progress=None) -> None:
         for name in self.services:
             check_port_free(self.host, self.ports[name], name)  # all before any starts: one clear error
-        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         try:
             for name in self.services:
                 self.start_service(name)
@@ -90,6 +89,7 @@ class LocalStack:
 
     def start_service(self, name: str) -> ServiceProcess:
         log_path = self.data_dir / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = log_path.open("ab")
         command = [sys.executable, "-m", "seismo", "serve", name, "--host", self.host, "--port", str(self.ports[name])]
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=self.child_env(), start_new_session=True)

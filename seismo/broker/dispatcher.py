@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-import httpx
-
 from seismo.broker.journal import DeadLettered, Delivered, GroupCommitter, PendingDelivery, RetryLater
 from seismo.broker.triggers import Trigger
 from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http
+from seismo.http import EventPoster, SendError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class Dispatcher:
         self,
         triggers: list[Trigger],
         committer: GroupCommitter,
-        client: httpx.AsyncClient,
+        client: EventPoster,
         ingest_reply: Callable[[CloudEvent], Awaitable[None]],
         metrics: DispatchMetrics,
         concurrency: int = 32,
@@ -166,16 +165,17 @@ class Dispatcher:
     async def _send(self, uri: str, headers: dict[str, str], body: bytes, timeout: float) -> Attempt:
         started = time.perf_counter()
         try:
-            response = await self.client.post(uri, headers=headers, content=body, timeout=timeout)
-        except httpx.HTTPError as exc:
-            return Attempt(False, None, f"{type(exc).__name__}: {exc}"[:500], seconds=time.perf_counter() - started)
+            response = await self.client.post(uri, headers, body, timeout)
+        except SendError as exc:
+            return Attempt(False, None, str(exc)[:500], seconds=time.perf_counter() - started)
         seconds = time.perf_counter() - started
-        if 200 <= response.status_code < 300:
+        if 200 <= response.status < 300:
             reply = None
-            if any(k.lower().startswith("ce-") for k in response.headers) or "cloudevents" in response.headers.get("content-type", ""):
+            if any(k.startswith("ce-") for k in response.headers) or "cloudevents" in response.headers.get("content-type", ""):
                 try:
-                    reply = from_http(response.headers, response.content)
+                    reply = from_http(response.headers, response.body)
                 except CloudEventError as exc:
                     log.warning("subscriber %s replied with an invalid CloudEvent (%s); reply ignored", uri, exc)
-            return Attempt(True, response.status_code, "", reply, seconds)
-        return Attempt(False, response.status_code, f"HTTP {response.status_code}: {response.text[:500]}", seconds=seconds)
+            return Attempt(True, response.status, "", reply, seconds)
+        text = response.body[:500].decode("utf-8", "replace")
+        return Attempt(False, response.status, f"HTTP {response.status}: {text}", seconds=seconds)

@@ -12,7 +12,6 @@ import contextlib
 import logging
 from pathlib import Path
 
-import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +25,7 @@ from seismo.broker.journal import GroupCommitter, IncomingEvent, Journal
 from seismo.broker.triggers import Trigger, load_triggers
 from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http, to_binary
 from seismo.events.types import model_of
+from seismo.http import EventPoster
 from seismo.services.common import (
     EXCEPTION_HANDLERS,
     BodyTooLarge,
@@ -105,7 +105,7 @@ class Broker:
             self.metrics.dead_kept.labels(trigger.name)
         self.committer: GroupCommitter | None = None
         self.dispatcher: Dispatcher | None = None
-        self.client: httpx.AsyncClient | None = None
+        self.client: EventPoster | None = None
         self._gauges_task: asyncio.Task | None = None
         self.ready = False
 
@@ -113,8 +113,8 @@ class Broker:
         journal = Journal(self.settings.journal_path, self.settings.synchronous)
         self.committer = GroupCommitter(journal)
         self.committer.start()
-        limits = httpx.Limits(max_connections=self.settings.delivery_concurrency * max(1, len(self.triggers)), max_keepalive_connections=256)
-        self.client = httpx.AsyncClient(limits=limits)
+        self.client = EventPoster(max_connections=self.settings.delivery_concurrency * max(1, len(self.triggers)))
+        await self.client.start()
         self.dispatcher = Dispatcher(
             self.triggers,
             self.committer,
@@ -143,7 +143,7 @@ class Broker:
         if self.committer:
             await self.committer.close()
         if self.client:
-            await self.client.aclose()
+            await self.client.close()
 
     async def _refresh_gauges(self) -> None:
         assert self.committer is not None

@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import AliasChoices, Field
@@ -28,6 +27,7 @@ import seismo
 from seismo.events.cloudevents import CloudEvent, now_rfc3339
 from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor
 from seismo.events.types import KSERVE_REQUEST, KSERVE_RESPONSE
+from seismo.http import EventPoster
 from seismo.serving.event_logger import EventLogger, EventLoggerConfig
 from seismo.serving.predictor import Predictor
 from seismo.serving.runtimes import load_runtime
@@ -239,7 +239,8 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         state["predictor"].start()
         client = None
         if settings.sink_url:
-            client = httpx.AsyncClient(limits=httpx.Limits(max_connections=settings.log_concurrency, max_keepalive_connections=settings.log_concurrency))
+            client = EventPoster(max_connections=settings.log_concurrency)
+            await client.start()
             config = EventLoggerConfig(
                 sink_url=settings.sink_url,
                 capacity=settings.log_queue_capacity,
@@ -259,7 +260,7 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
             if state["logger"] is not None:
                 await state["logger"].stop()
             if client is not None:
-                await client.aclose()
+                await client.close()
             await state["predictor"].stop()
 
     routes = [

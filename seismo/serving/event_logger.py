@@ -17,11 +17,11 @@ import random
 import time
 from dataclasses import dataclass
 
-import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from seismo.events.cloudevents import CloudEvent, to_binary
 from seismo.events.types import model_of
+from seismo.http import EventPoster, SendError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class EventLoggerConfig:
 
 
 class EventLogger:
-    def __init__(self, config: EventLoggerConfig, client: httpx.AsyncClient, registry: CollectorRegistry):
+    def __init__(self, config: EventLoggerConfig, client: EventPoster, registry: CollectorRegistry):
         if config.overflow not in ("drop_newest", "drop_oldest"):
             raise ValueError(f"overflow policy must be drop_newest or drop_oldest, not {config.overflow!r}")
         if config.on_client_error not in ("drop", "retry"):
@@ -52,7 +52,7 @@ class EventLogger:
         self.client = client
         self._queue: collections.deque[CloudEvent] = collections.deque()
         self._sending = 0  # events taken from the queue but not yet delivered or dropped
-        self._available = asyncio.Event()
+        self._queued = asyncio.Semaphore(0)  # one permit per queued event: a new event wakes one sender
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task] = []
@@ -79,18 +79,17 @@ class EventLogger:
             if self.config.overflow == "drop_oldest" and self._queue:
                 victim = self._queue.popleft()
                 self.dropped.labels(model_of(victim), "queue_full").inc()
-            else:
-                self.dropped.labels(model_of(event), "queue_full").inc()
+                self._queue.append(event)  # takes the victim's permit
                 return
+            self.dropped.labels(model_of(event), "queue_full").inc()
+            return
         self._queue.append(event)
         self._idle.clear()
-        self._available.set()
+        self._queued.release()
 
     async def _sender(self) -> None:
         while True:
-            while not self._queue:
-                self._available.clear()
-                await self._available.wait()
+            await self._queued.acquire()
             event = self._queue.popleft()
             self._sending += 1
             try:
@@ -110,18 +109,18 @@ class EventLogger:
         while True:
             started = time.perf_counter()
             try:
-                response = await self.client.post(self.config.sink_url, headers=headers, content=body, timeout=self.config.timeout)
-            except httpx.HTTPError as exc:
-                reason, detail = "network", f"{type(exc).__name__}: {exc}"
+                response = await self.client.post(self.config.sink_url, headers, body, self.config.timeout)
+            except SendError as exc:
+                reason, detail = "network", str(exc)
             else:
-                if response.status_code < 300:
+                if response.status < 300:
                     self.latency.observe(time.perf_counter() - started)
                     self.sent.labels(model, event.type).inc()
                     return
-                code = response.status_code
+                code = response.status
                 if 400 <= code < 500 and code != 429 and self.config.on_client_error == "drop":
                     self.dropped.labels(model, "rejected").inc()
-                    log.warning("sink refused event %s (%s) with %d: %s", event.id, event.type, code, response.text[:200])
+                    log.warning("sink refused event %s (%s) with %d: %s", event.id, event.type, code, response.body[:200])
                     return
                 reason, detail = ("throttled" if code == 429 else f"http_{code // 100}xx"), f"HTTP {code}"
             self.retried.labels(model, reason).inc()

@@ -2,11 +2,11 @@
 
 import asyncio
 
-import httpx
 from helpers import RecordingSink, ThreadServer, free_port, metric_sum
 from prometheus_client import CollectorRegistry, generate_latest
 
 from seismo.events.cloudevents import CloudEvent
+from seismo.http import EventPoster
 from seismo.serving.event_logger import EventLogger, EventLoggerConfig
 
 
@@ -20,7 +20,7 @@ def run(config: EventLoggerConfig, events: int, until, timeout: float = 20.0, be
     registry = CollectorRegistry()
 
     async def main():
-        async with httpx.AsyncClient() as client:
+        async with EventPoster() as client:
             logger = EventLogger(config, client, registry)
             logger.start()
             for i in range(events):

@@ -1,0 +1,10 @@
+"""`python -m bench` (or `make bench`): every benchmark, results in bench/results/*.json."""
+
+import subprocess
+import sys
+
+BENCHMARKS = ["bench.startup", "bench.logging_overhead", "bench.throughput"]
+
+for module in BENCHMARKS:
+    print(f"== {module}", flush=True)
+    subprocess.run([sys.executable, "-m", module], check=True)

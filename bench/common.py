@@ -1,0 +1,78 @@
+"""What the benchmarks share: example payloads, a closed-loop load generator, result files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import orjson
+
+from seismo.services.model import EXAMPLE_MODEL
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODEL = "image-classifier"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def example_bodies(n: int) -> list[tuple[str, bytes]]:
+    """Pre-encoded single-image requests, V1 and V2 alternating, so the load generator stays cheap."""
+    images = np.load(EXAMPLE_MODEL / "reference.npy")
+    bodies = []
+    for i in range(n):
+        image = images[i % len(images)]
+        if i % 2 == 0:
+            bodies.append((f"/v1/models/{MODEL}:predict", orjson.dumps({"instances": [image.tolist()]})))
+        else:
+            doc = {"inputs": [{"name": "input_1", "datatype": "FP32", "shape": [1, 32, 32, 3], "data": image.ravel().tolist()}]}
+            bodies.append((f"/v2/models/{MODEL}/infer", orjson.dumps(doc)))
+    return bodies
+
+
+async def closed_loop(base_url: str, bodies: list[tuple[str, bytes]], concurrency: int) -> list[float]:
+    """Send every body with `concurrency` clients in a closed loop; per-request latencies in seconds.
+
+    aiohttp rather than httpx: on a 2-core machine the load generator shares the CPU with what it
+    measures, and aiohttp spends about a third of httpx's CPU per request.
+    """
+    latencies: list[float] = [0.0] * len(bodies)
+    next_index = 0
+    headers = {"content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(base_url=base_url, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def worker():
+            nonlocal next_index
+            while next_index < len(bodies):
+                i = next_index
+                next_index += 1
+                path, body = bodies[i]
+                started = time.perf_counter()
+                async with session.post(path, data=body, headers=headers) as r:
+                    content = await r.read()
+                latencies[i] = time.perf_counter() - started
+                if r.status != 200:
+                    raise RuntimeError(f"prediction failed: {r.status} {content[:200]!r}")
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    a = np.asarray(latencies) * 1000
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
+
+
+def save(name: str, result: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2), flush=True)
