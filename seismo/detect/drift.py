@@ -1,0 +1,231 @@
+"""Drift detectors: is this window drawn from the reference's distribution?
+
+Every detector: `fit(x_ref)`, `score(x)` -> (p-values, distances), `predict(x)` -> DriftResult.
+`threshold` in a result is the p-value a test had to fall below (after correction for per-feature
+tests), except for PredictionDrift, which decides on its distance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seismo.detect.base import Detector, DetectorInputError, DriftResult, check_batch
+from seismo.stats import (
+    SortedReference,
+    chi2_homogeneity,
+    contingency_table,
+    correct,
+    histogram,
+    jensen_shannon,
+    ks_2samp,
+    median_heuristic_sigma,
+    mmd_permutation_test,
+    psi,
+)
+from seismo.stats.classifier import domain_classifier_test
+
+
+class _DriftDetector(Detector):
+    def __init__(self, p_val: float = 0.05, preprocess=None):
+        if not 0 < p_val < 1:
+            raise ValueError(f"p_val must be in (0, 1), got {p_val}")
+        self.p_val = p_val
+        self.preprocess = preprocess
+        self.x_ref: np.ndarray | None = None
+
+    def _features(self, x: Any, what: str) -> np.ndarray:
+        array = check_batch(x, self.instance_shape, what)
+        if self.preprocess is not None:
+            array = self.preprocess.transform(array)
+        return array.reshape(len(array), -1)
+
+    def fit(self, x_ref: Any):
+        array = check_batch(x_ref, None, "reference")
+        self.instance_shape = tuple(array.shape[1:])
+        if self.preprocess is not None:
+            self.preprocess.fit(array)
+            array = self.preprocess.transform(array)
+        self.x_ref = array.reshape(len(array), -1)
+        self._fitted()
+        return self
+
+    def _fitted(self) -> None:
+        """Precompute what every test reuses."""
+
+    def _require_fit(self) -> None:
+        if self.x_ref is None:
+            raise RuntimeError(f"{self.kind} is not fitted: call fit(x_ref) first")
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"x_ref": self.x_ref}
+
+    def _restore(self, arrays: dict[str, np.ndarray], folder: Path) -> None:
+        self.x_ref = arrays["x_ref"]
+        self._fitted()
+
+
+class KSDrift(_DriftDetector):
+    """Kolmogorov-Smirnov per feature, Bonferroni or Benjamini-Hochberg across features."""
+
+    kind = "KSDrift"
+
+    def __init__(self, p_val: float = 0.05, correction: str = "bonferroni", preprocess=None):
+        super().__init__(p_val, preprocess)
+        correct(np.array([1.0]), p_val, correction)  # validates the name early
+        self.correction = correction
+
+    def _fitted(self) -> None:
+        self._sorted = SortedReference(self.x_ref)
+
+    def score(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        self._require_fit()
+        statistics, p_values = ks_2samp(self._sorted, self._features(x, "window"))
+        return p_values, statistics
+
+    def predict(self, x: Any) -> DriftResult:
+        p_values, statistics = self.score(x)
+        is_drift, threshold = correct(p_values, self.p_val, self.correction)
+        return DriftResult(is_drift, float(p_values.min()), float(statistics.max()), threshold, p_values, statistics)
+
+    def _params(self) -> dict[str, Any]:
+        return {"p_val": self.p_val, "correction": self.correction}
+
+
+class ChiSquareDrift(_DriftDetector):
+    """Chi-squared homogeneity per categorical feature, corrected across features.
+
+    Categories are the reference's values per feature; a window value the reference never had gets
+    its own column (a category appearing from nowhere is drift, not noise to drop).
+    """
+
+    kind = "ChiSquareDrift"
+
+    def __init__(self, p_val: float = 0.05, correction: str = "bonferroni", preprocess=None):
+        super().__init__(p_val, preprocess)
+        correct(np.array([1.0]), p_val, correction)
+        self.correction = correction
+
+    def score(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        self._require_fit()
+        window = self._features(x, "window")
+        stats, p_values = [], []
+        for j in range(window.shape[1]):
+            categories = np.union1d(self.x_ref[:, j], window[:, j])
+            statistic, p = chi2_homogeneity(contingency_table(self.x_ref[:, j], window[:, j], categories))
+            stats.append(statistic)
+            p_values.append(p)
+        return np.array(p_values), np.array(stats)
+
+    def predict(self, x: Any) -> DriftResult:
+        p_values, statistics = self.score(x)
+        is_drift, threshold = correct(p_values, self.p_val, self.correction)
+        return DriftResult(is_drift, float(p_values.min()), float(statistics.max()), threshold, p_values, statistics)
+
+    def _params(self) -> dict[str, Any]:
+        return {"p_val": self.p_val, "correction": self.correction}
+
+
+class MMDDrift(_DriftDetector):
+    """Multivariate: unbiased MMD^2 with an RBF kernel, p-value by permutation."""
+
+    kind = "MMDDrift"
+
+    def __init__(self, p_val: float = 0.05, n_permutations: int = 100, sigma: float | None = None, seed: int = 0, preprocess=None):
+        super().__init__(p_val, preprocess)
+        self.n_permutations = n_permutations
+        self.sigma = sigma
+        self.seed = seed
+        self._calls = 0
+
+    def _fitted(self) -> None:
+        if self.sigma is None:  # median heuristic on the reference, as alibi-detect configures it
+            self.sigma = median_heuristic_sigma(self.x_ref)
+
+    def score(self, x: Any) -> tuple[float, float, float]:
+        self._require_fit()
+        window = self._features(x, "window")
+        # A fresh, reproducible permutation stream per call: seed, then call number.
+        rng_seed = None if self.seed is None else [self.seed, self._calls]
+        self._calls += 1
+        return mmd_permutation_test(self.x_ref, window, self.sigma, self.n_permutations, rng_seed)
+
+    def predict(self, x: Any) -> DriftResult:
+        mmd2, p_value, _ = self.score(x)
+        return DriftResult(p_value < self.p_val, p_value, mmd2, self.p_val)
+
+    def _params(self) -> dict[str, Any]:
+        return {"p_val": self.p_val, "n_permutations": self.n_permutations, "sigma": self.sigma, "seed": self.seed}
+
+
+class ClassifierDrift(_DriftDetector):
+    """Domain classifier: held-out AUC of telling reference from window, Mann-Whitney p-value."""
+
+    kind = "ClassifierDrift"
+
+    def __init__(self, p_val: float = 0.05, n_folds: int = 5, seed: int = 0, preprocess=None):
+        super().__init__(p_val, preprocess)
+        self.n_folds = n_folds
+        self.seed = seed
+
+    def score(self, x: Any) -> tuple[float, float]:
+        self._require_fit()
+        auc, p_value = domain_classifier_test(self.x_ref, self._features(x, "window"), self.n_folds, self.seed)
+        return p_value, auc
+
+    def predict(self, x: Any) -> DriftResult:
+        p_value, auc = self.score(x)
+        return DriftResult(p_value < self.p_val, p_value, auc, self.p_val)
+
+    def _params(self) -> dict[str, Any]:
+        return {"p_val": self.p_val, "n_folds": self.n_folds, "seed": self.seed}
+
+
+class PredictionDrift(_DriftDetector):
+    """The model's own outputs against the reference's: usable when no labels exist.
+
+    Input: class probabilities [N, C] (or predicted labels [N]). The distributions compared are the
+    predicted classes' frequencies (argmax), smoothed by `epsilon`. Drift when the distance (PSI or
+    Jensen-Shannon) exceeds `threshold` (defaults: PSI 0.2, the industry rule of thumb; JS 0.1); the
+    chi-squared p-value of the class counts is reported beside it.
+    """
+
+    kind = "PredictionDrift"
+    _DEFAULT_THRESHOLDS = {"psi": 0.2, "js": 0.1}
+
+    def __init__(self, metric: str = "psi", threshold: float | None = None, p_val: float = 0.05, epsilon: float = 1e-4, preprocess=None):
+        super().__init__(p_val, preprocess)
+        if metric not in self._DEFAULT_THRESHOLDS:
+            raise ValueError(f"metric must be psi or js, not {metric!r}")
+        self.metric = metric
+        self.threshold = self._DEFAULT_THRESHOLDS[metric] if threshold is None else threshold
+        self.epsilon = epsilon
+
+    def _labels(self, features: np.ndarray) -> np.ndarray:
+        return features.argmax(axis=1) if features.shape[1] > 1 else features[:, 0].round()
+
+    def _fitted(self) -> None:
+        self._ref_labels = self._labels(self.x_ref)
+        self._classes = np.arange(self.x_ref.shape[1]) if self.x_ref.shape[1] > 1 else np.unique(self._ref_labels)
+
+    def score(self, x: Any) -> tuple[float, float]:
+        self._require_fit()
+        labels = self._labels(self._features(x, "predictions"))
+        classes = np.union1d(self._classes, labels)
+        edges = classes[:-1] + 0.5  # one bin per class
+        p, q = histogram(self._ref_labels, edges, self.epsilon), histogram(labels, edges, self.epsilon)
+        distance = psi(p, q) if self.metric == "psi" else jensen_shannon(p, q)
+        _, p_value = chi2_homogeneity(contingency_table(self._ref_labels, labels, classes))
+        return p_value, distance
+
+    def predict(self, x: Any) -> DriftResult:
+        p_value, distance = self.score(x)
+        return DriftResult(distance > self.threshold, p_value, distance, self.threshold)
+
+    def _params(self) -> dict[str, Any]:
+        return {"metric": self.metric, "threshold": self.threshold, "p_val": self.p_val, "epsilon": self.epsilon}
+
+
+__all__ = ["ChiSquareDrift", "ClassifierDrift", "DetectorInputError", "KSDrift", "MMDDrift", "PredictionDrift"]
