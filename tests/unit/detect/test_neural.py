@@ -1,0 +1,37 @@
+"""The Keras parts: VAE outlier detector, untrained-autoencoder and model-layer preprocessing."""
+
+import numpy as np
+import pytest
+
+from seismo.detect import KSDrift, ModelLayer, UntrainedAutoencoder, load_detector
+
+
+def test_vae_outlier_flags_noise_images_and_round_trips(tmp_path, example_images):
+    from seismo.detect import VAEOutlier
+
+    flat = example_images[:300].reshape(300, -1)
+    detector = VAEOutlier(epochs=15, latent_dim=8, hidden=128).fit(flat)
+    noise = np.random.default_rng(0).uniform(0, 1, size=(20, flat.shape[1]))
+    result = detector.predict(np.vstack([flat[:100], noise]))
+    assert result.is_outlier[100:].all()
+    assert result.is_outlier[:100].mean() < 0.15
+    assert result.feature_score.shape == (120, flat.shape[1])
+    detector.save(tmp_path / "vae")
+    loaded = load_detector(tmp_path / "vae")
+    np.testing.assert_allclose(loaded.score(noise)[0], detector.score(noise)[0], rtol=1e-5)
+
+
+def test_uae_preprocessing_detects_image_shift_and_saves(tmp_path, example_images):
+    ref, same = example_images[:180], example_images[180:360]
+    detector = KSDrift(preprocess=UntrainedAutoencoder(encoding_dim=16)).fit(ref)
+    assert not detector.predict(same).is_drift
+    noisy = np.clip(same + np.random.default_rng(0).normal(0, 0.3, same.shape), 0, 1)
+    assert detector.predict(noisy).is_drift
+    detector.save(tmp_path / "ks-uae")
+    loaded = load_detector(tmp_path / "ks-uae")
+    assert loaded.predict(noisy).to_json() == detector.predict(noisy).to_json()
+
+
+def test_model_layer_preprocessing(example_model, example_images):
+    step = ModelLayer(str(example_model), layer=-2).fit(example_images[:10])
+    assert step.transform(example_images[:10]).shape == (10, 64)  # the pooled features before the softmax

@@ -1,0 +1,111 @@
+"""Golden values on tiny hand-made arrays, and equality with scipy on random ones."""
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from seismo.stats import (
+    benjamini_hochberg, bonferroni, chi2_homogeneity, contingency_table, feature_distances, hellinger, histogram,
+    jensen_shannon, kl, ks_2samp, median_heuristic_sigma, mmd2_unbiased_many, mmd_permutation_test, psi,
+    quantile_edges, rbf_kernel, squared_distances, wasserstein,
+)
+from seismo.stats.classifier import domain_classifier_test
+
+
+def test_ks_golden_values_by_hand():
+    # ECDFs of [1,2,3] and [2,3,4] differ by 1/3 at 1 and 3, by 1/3 at 2 too: D = 1/3.
+    statistic, _ = ks_2samp(np.array([[1.0], [2.0], [3.0]]), np.array([[2.0], [3.0], [4.0]]))
+    assert statistic[0] == pytest.approx(1 / 3)
+    # Disjoint samples: D = 1. Identical samples (with ties): D = 0, p = 1.
+    assert ks_2samp(np.array([[0.0], [1.0]]), np.array([[5.0], [6.0]]))[0][0] == 1.0
+    same = np.array([[1.0], [1.0], [2.0]])
+    d, p = ks_2samp(same, same)
+    assert d[0] == 0.0 and p[0] == 1.0
+
+
+@pytest.mark.parametrize("n, m, seed", [(1000, 1000, 0), (200, 350, 1), (57, 1000, 2)])
+def test_ks_equals_scipy_asymp_including_ties(n, m, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n, 12))
+    b = rng.normal(0.1, 1.1, size=(m, 12))
+    a[:, :4], b[:, :4] = np.round(a[:, :4]), np.round(b[:, :4])  # heavy ties
+    statistic, p_value = ks_2samp(a, b)
+    for j in range(12):
+        expected = sps.ks_2samp(a[:, j], b[:, j], method="asymp")
+        assert statistic[j] == pytest.approx(expected.statistic, abs=1e-12)
+        assert p_value[j] == pytest.approx(expected.pvalue, abs=1e-9)
+
+
+def test_chi2_golden_and_equal_to_scipy():
+    # 2x2 by hand with Yates: observed [[10, 20], [20, 10]], expected 15 everywhere, |o-e| = 5 -> 4.5.
+    statistic, p = chi2_homogeneity(np.array([[10, 20], [20, 10]]))
+    assert statistic == pytest.approx(4 * 4.5**2 / 15)
+    rng = np.random.default_rng(0)
+    for k in (2, 3, 6):
+        table = contingency_table(rng.integers(0, k, 400), rng.integers(0, k, 250), np.arange(k))
+        expected = sps.chi2_contingency(table)
+        assert chi2_homogeneity(table)[0] == pytest.approx(expected.statistic, abs=1e-9)
+        assert chi2_homogeneity(table)[1] == pytest.approx(expected.pvalue, abs=1e-9)
+    # Categories seen in neither sample are dropped, a single category cannot differ.
+    assert contingency_table(np.array([0, 0]), np.array([0, 1]), np.arange(4)).shape == (2, 2)
+    assert chi2_homogeneity(np.array([[5], [7]])) == (0.0, 1.0)
+
+
+def test_corrections():
+    p = np.array([0.01, 0.02, 0.03, 0.5])
+    assert bonferroni(p, 0.05) == (True, 0.0125)
+    assert bonferroni(np.array([0.03, 0.5]), 0.05) == (False, 0.025)
+    # BH lines for n=4, alpha=0.05: 0.0125, 0.025, 0.0375, 0.05; 0.03 < 0.0375 -> drift, threshold 0.0375.
+    assert benjamini_hochberg(p, 0.05) == (True, pytest.approx(0.0375))
+    assert benjamini_hochberg(np.array([0.2, 0.3]), 0.05)[0] is False
+
+
+def test_binned_distances_golden():
+    p, q = np.array([0.5, 0.5]), np.array([0.25, 0.75])
+    assert psi(p, q) == pytest.approx(-0.25 * np.log(0.5) + 0.25 * np.log(1.5))
+    assert kl(p, q) == pytest.approx(0.5 * np.log(2) + 0.5 * np.log(2 / 3))
+    assert hellinger(p, p) == 0.0 and hellinger(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == pytest.approx(1.0)
+    assert jensen_shannon(p, q) == pytest.approx(np.sqrt(sps.entropy(p, (p + q) / 2) / 2 + sps.entropy(q, (p + q) / 2) / 2))
+    # Quantile edges make the reference histogram flat; epsilon keeps empty bins finite.
+    ref = np.arange(100.0)
+    assert np.allclose(histogram(ref, quantile_edges(ref, 4), epsilon=0), 0.25)
+    h = histogram(np.full(10, 1000.0), quantile_edges(ref, 4), epsilon=1e-4)
+    assert h[-1] > 0.99 and (h > 0).all() and h.sum() == pytest.approx(1.0)
+
+
+def test_wasserstein_equals_scipy():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=300), rng.exponential(size=200)
+    assert wasserstein(a, b) == pytest.approx(sps.wasserstein_distance(a, b), abs=1e-12)
+    assert wasserstein(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == pytest.approx(2.0)
+    d = feature_distances(np.c_[a[:200], a[:200]], np.c_[b, b], "wasserstein")
+    assert d[0] == d[1] == pytest.approx(sps.wasserstein_distance(a[:200], b))
+    with pytest.raises(ValueError, match="metric must be one of"):
+        feature_distances(np.c_[a], np.c_[b], "cosine")
+
+
+def test_mmd_golden_and_permutation_test():
+    # Two points each, kernel by hand: MMD^2_u = k(x1,x2) + k(y1,y2) - 2/4 * sum k(x,y).
+    x, y = np.array([[0.0], [1.0]]), np.array([[3.0], [4.0]])
+    kernel = rbf_kernel(squared_distances(np.r_[x, y], np.r_[x, y]), 1.0)
+    by_hand = np.exp(-0.5) + np.exp(-0.5) - 0.5 * (np.exp(-4.5) + np.exp(-8) + np.exp(-2) + np.exp(-4.5))
+    assert mmd2_unbiased_many(kernel, np.array([[1.0], [1.0], [0.0], [0.0]]))[0] == pytest.approx(by_hand)
+    # Median heuristic: distances among [0, 1, 3] squared: 1, 9, 4 (each twice) -> median 4 -> sigma sqrt(2).
+    assert median_heuristic_sigma(np.array([[0.0], [1.0], [3.0]])) == pytest.approx(np.sqrt(2.0))
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(200, 4))
+    sigma = median_heuristic_sigma(ref)
+    _, p_same, _ = mmd_permutation_test(ref, rng.normal(size=(200, 4)), sigma, 100, seed=1)
+    _, p_shift, _ = mmd_permutation_test(ref, rng.normal(0.5, size=(200, 4)), sigma, 100, seed=1)
+    assert p_same > 0.05 and p_shift == 0.0
+    again = mmd_permutation_test(ref, ref[:100] + 0.1, sigma, 50, seed=7)
+    assert again == mmd_permutation_test(ref, ref[:100] + 0.1, sigma, 50, seed=7)  # seeded
+
+
+def test_domain_classifier_auc_and_p_value():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(300, 3))
+    auc_same, p_same = domain_classifier_test(ref, rng.normal(size=(300, 3)))
+    auc_shift, p_shift = domain_classifier_test(ref, rng.normal(1.0, size=(300, 3)))
+    assert 0.4 < auc_same < 0.6 and p_same > 0.05
+    assert auc_shift > 0.7 and p_shift < 1e-6
