@@ -4,24 +4,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MODEL  := models/artifacts/image-classifier/metadata.json
+DETECTORS := models/artifacts/detectors/drift/config.json
 
 .PHONY: demo test bench up model install clean
 
-demo: $(MODEL)
+demo: $(MODEL) $(DETECTORS)
 	$(BIN)/seismo demo
 
-test: $(MODEL)
+test: $(MODEL) $(DETECTORS)
 	$(BIN)/python -m pytest
 
-bench: $(MODEL)
+bench: $(MODEL) $(DETECTORS)
 	$(BIN)/python -m bench
 
-up: $(MODEL)
+up: $(MODEL) $(DETECTORS)
 	$(BIN)/seismo up
 
 install: $(STAMP)
 
-model: $(MODEL)
+model: $(MODEL) $(DETECTORS)
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing Seismo with its model and test extras (first time: about a minute)"
@@ -35,3 +36,7 @@ $(MODEL): $(STAMP) models/image_classifier.py
 
 clean:
 	rm -rf $(VENV) .seismo models/artifacts
+
+$(DETECTORS): $(MODEL) models/detectors.py
+	@echo "==> fitting the example drift and outlier detectors (a few seconds)"
+	$(BIN)/python -m models.detectors

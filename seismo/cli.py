@@ -10,28 +10,24 @@ import sys
 import time
 from pathlib import Path
 
-SERVICE_NAMES = ("model", "broker", "logger")
+# service name -> (module, settings class); imported only when that service runs, so the broker and
+# the logger never import TensorFlow.
+SERVICES = {
+    "model": ("seismo.services.model", "ModelSettings"),
+    "broker": ("seismo.services.broker", "BrokerSettings"),
+    "logger": ("seismo.services.logger", "LoggerSettings"),
+    "outlier": ("seismo.services.outlier", "OutlierSettings"),
+    "drift": ("seismo.services.drift", "DriftSettings"),
+}
+SERVICE_NAMES = tuple(SERVICES)
 
 
-def _settings_for(name: str, overrides: dict):
-    """The service's settings from SEISMO_<SERVICE>_* variables, with command-line flags on top."""
-    if name == "model":
-        from seismo.services.model import ModelSettings as Settings
-    elif name == "broker":
-        from seismo.services.broker import BrokerSettings as Settings
-    else:
-        from seismo.services.logger import LoggerSettings as Settings
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+def _service(name: str):
+    import importlib
 
-
-def _create_app(name: str, settings, registry):
-    if name == "model":
-        from seismo.services.model import create_app
-    elif name == "broker":
-        from seismo.services.broker import create_app
-    else:
-        from seismo.services.logger import create_app
-    return create_app(settings, registry)
+    module_name, settings_name = SERVICES[name]
+    module = importlib.import_module(module_name)
+    return module, getattr(module, settings_name)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -45,9 +41,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides.update(path=args.model_path, name=args.model_name)
     elif args.name == "broker":
         overrides.update(triggers_file=args.triggers)
+    elif args.name in ("outlier", "drift"):
+        overrides.update(detector_path=args.detector_path)
     try:
-        settings = _settings_for(args.name, overrides)
-        app = _create_app(args.name, settings, CollectorRegistry())
+        module, settings_class = _service(args.name)
+        settings = settings_class(**{k: v for k, v in overrides.items() if v is not None})
+        app = module.create_app(settings, CollectorRegistry())
         run_server(app, settings.host, settings.port, args.name)
     except PortInUse as exc:
         print(f"seismo: {exc}", file=sys.stderr)
@@ -95,6 +94,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    from seismo.fit import FitError, fit_and_save
+
+    try:
+        fit_and_save(args.what, args.reference, args.out, method=args.method, preprocess=args.preprocess, p_val=args.p_val,
+                     correction=args.correction, threshold_percentile=args.threshold_percentile, seed=args.seed)
+    except FitError as exc:
+        print(f"seismo fit: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from seismo.demo import run_demo
 
@@ -112,12 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run one service in the foreground (what a container runs)")
     serve.add_argument("name", choices=SERVICE_NAMES)
-    serve.add_argument("--port", type=int, help="default: the service's own (model 8080, broker 8090, logger 8091)")
+    serve.add_argument("--port", type=int, help="default: the service's own (model 8080, broker 8090, logger 8091, outlier 8092, drift 8093)")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--model-path", type=Path, help="model: artifact to serve (default: the example image classifier)")
     serve.add_argument("--model-name", help="model: name to serve it under")
     serve.add_argument("--triggers", type=Path, help="broker: trigger file")
+    serve.add_argument("--detector-path", type=Path, help="outlier, drift: a saved detector folder (seismo fit)")
     serve.set_defaults(func=cmd_serve)
+
+    fit = sub.add_parser("fit", help="fit a drift or outlier detector on reference data and save it")
+    fit.add_argument("what", choices=("drift", "outlier"))
+    fit.add_argument("--reference", type=Path, required=True, help="reference data: .npy, .csv (numeric, optional header) or .parquet")
+    fit.add_argument("--out", type=Path, required=True, help="folder to save the detector in")
+    fit.add_argument("--method", help="drift: ks (default), chi2, mmd, classifier, prediction; outlier: mahalanobis (default), iforest, vae")
+    fit.add_argument("--preprocess", default="none", help="none (default), pca:N, uae:N (untrained autoencoder, images), layer:MODEL_PATH:LAYER")
+    fit.add_argument("--p-val", type=float, default=0.05, help="drift: significance level")
+    fit.add_argument("--correction", default="bonferroni", help="ks, chi2: bonferroni or fdr")
+    fit.add_argument("--threshold-percentile", type=float, default=95.0, help="outlier: reference percentile of the threshold")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.set_defaults(func=cmd_fit)
 
     demo = sub.add_parser("demo", help="start the stack, send predictions, show what was logged, stop")
     demo.add_argument("--data-dir", help="local state (default $SEISMO_DATA_DIR or .seismo/)")

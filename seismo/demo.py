@@ -27,7 +27,10 @@ MODEL = "image-classifier"
 
 
 def say(text: str = "") -> None:
-    print(text, flush=True)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # the reader went away (`| head`); keep going so everything stops cleanly
+        pass
 
 
 def progress(label: str, done: int, total: int) -> None:
@@ -200,5 +203,5 @@ def run_demo(data_dir: Path, predictions: int = 300) -> int:
         say("\n" + ("demo finished: every prediction was logged." if ok else "demo finished, but some records are missing (see the logs above)."))
         return 0 if ok else 1
     finally:
-        say("stopping the services ...")
-        stack.stop()
+        stack.stop()  # before any print: a closed stdout (`seismo demo | head`) must not orphan the services
+        say("services stopped.")

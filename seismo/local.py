@@ -1,7 +1,8 @@
 """Run Seismo's services as separate local processes: what `seismo up`, the demo and the tests use.
 
 Each service is `python -m seismo serve <name>` (exactly what a container runs), with its log in
-`<data dir>/logs/<name>.log`. Start order follows the event flow backwards (logger, broker, model),
+`<data dir>/logs/<name>.log`. Start order follows the event flow backwards (logger and detectors,
+then broker, then model),
 so nothing is sent before its receiver listens; stop order follows it forwards, so the model server
 drains its event queue into a broker that is still up.
 """
@@ -20,7 +21,7 @@ import httpx
 
 from seismo.services.common import DEFAULT_PORTS, PortInUse, check_port_free
 
-SERVICES = ("logger", "broker", "model")
+SERVICES = ("logger", "outlier", "drift", "broker", "model")
 
 
 def configured_ports() -> dict[str, int]:
@@ -30,6 +31,16 @@ def configured_ports() -> dict[str, int]:
 
 class StartupError(RuntimeError):
     pass
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux), so no service outlives `seismo up`."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() still stops them on a normal exit
 
 
 @dataclass
@@ -69,7 +80,10 @@ class LocalStack:
         env.update(
             SEISMO_DATA_DIR=str(self.data_dir),
             SEISMO_LOGGER_URL=self.url("logger"),
+            SEISMO_OUTLIER_URL=self.url("outlier"),
+            SEISMO_DRIFT_URL=self.url("drift"),
             SEISMO_MODEL_SINK_URL=self.url("broker") + "/",
+            SEISMO_DRIFT_SINK_URL=self.url("broker") + "/",
             PYTHONUNBUFFERED="1",
         )
         env.update(self.env)
@@ -92,7 +106,8 @@ class LocalStack:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = log_path.open("ab")
         command = [sys.executable, "-m", "seismo", "serve", name, "--host", self.host, "--port", str(self.ports[name])]
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=self.child_env(), start_new_session=True)
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=self.child_env(),
+                                   start_new_session=True, preexec_fn=_die_with_parent)
         log_file.close()
         self.processes[name] = ServiceProcess(name, self.ports[name], self.host, process, log_path)
         return self.processes[name]

@@ -23,6 +23,8 @@ DEFAULT_PORTS = {
     "model": 8080,
     "broker": 8090,
     "logger": 8091,
+    "outlier": 8092,
+    "drift": 8093,
 }
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+
+import orjson
 from datetime import datetime
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher
 from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http
-from seismo.events.types import MODEL_EXTENSIONS, kind_of, model_of, prediction_id_of
+from seismo.events.types import MODEL_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
 from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, data_dir, error, health_routes, read_body
 from seismo.store import RecordStore, RecordUpdate, open_store, record_to_json
 
@@ -90,6 +92,16 @@ def update_from_event(event: CloudEvent, received: float) -> RecordUpdate:
     )
 
 
+def drift_window_of(update: RecordUpdate) -> tuple[str, int, dict]:
+    """(model, window number, result) of a drift event, or ValueError naming what is missing."""
+    try:
+        result = orjson.loads(update.body)
+        window = int(result["window"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise ValueError("a drift event's data must be a JSON object with the tested 'window' number") from None
+    return str(result.get("model") or update.model), window, result
+
+
 def _parse_time(value: str | None, name: str) -> float | None:
     if value is None or value == "":
         return None
@@ -127,6 +139,7 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
             body = await read_body(request, settings.max_event_bytes)
             event = from_http(request.headers, body)
             update = update_from_event(event, time.time())
+            drift_window = drift_window_of(update) if update.kind is EventKind.DRIFT else None
         except BodyTooLarge as exc:
             rejected.labels("too_large").inc()
             return error(413, str(exc))
@@ -136,6 +149,8 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
             return error(400, str(exc))
         received.labels(update.model, event.type).inc()
         try:
+            if drift_window is not None:
+                await writer.call(state["store"].add_drift_window, *drift_window)  # type: ignore[union-attr]
             changed = await writer.submit(update)
         except Exception as exc:  # the store is down: 503 makes the broker retry later
             rejected.labels("store_error").inc()
@@ -143,6 +158,13 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
             return error(503, f"store unavailable: {type(exc).__name__}")
         (stored if changed else duplicates).labels(update.model, event.type).inc()
         return JSONResponse({"prediction_id": update.prediction_id, "stored": changed})
+
+    async def drift_log(request: Request) -> Response:
+        limit_text = request.query_params.get("limit", "1000")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 10000:
+            return error(400, "'limit' must be an integer between 1 and 10000")
+        windows = await writer.call(state["store"].drift_windows, request.query_params.get("model"), int(limit_text))  # type: ignore[union-attr]
+        return JSONResponse({"windows": windows})
 
     async def get_record(request: Request) -> Response:
         prediction_id = request.path_params["prediction_id"]
@@ -199,6 +221,7 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         Route("/", ingest, methods=["POST"]),
         Route("/v1/records", list_records, methods=["GET"]),
         Route("/v1/records/{prediction_id}", get_record, methods=["GET"]),
+        Route("/v1/drift", drift_log, methods=["GET"]),
         *health_routes(registry, lambda: bool(state["ready"])),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)

@@ -94,6 +94,8 @@ def prediction_id_for(request: Request, body_id: str | None = None) -> str:
 
 
 def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlette:
+    if not settings.path.exists():
+        raise ValueError(f"model artifact {settings.path} not found: train the example with `make model` or set SEISMO_MODEL_PATH")
     if settings.log_mode not in ("all", "request", "response"):
         raise ValueError(f"log_mode must be all, request or response, not {settings.log_mode!r}")
     metrics = _ServingMetrics(registry)

@@ -55,6 +55,8 @@ class RecordUpdate:
 def merge(record: Record | None, update: RecordUpdate, now: float) -> Record | None:
     """The record with `update` folded in, or None when the update is a duplicate."""
     if record is None:
+        if update.kind is EventKind.DRIFT:
+            return None  # a window's result belongs to the drift log; it annotates only a record that exists
         record = Record(prediction_id=update.prediction_id, model=update.model, created_at=now)
     elif update.event_type in record.event_types:
         return None
@@ -135,5 +137,11 @@ class RecordStore(Protocol):
         """Records oldest first by creation time, optionally one model's, in [since, until)."""
 
     def count(self, model: str | None = None) -> int: ...
+
+    def add_drift_window(self, model: str, window: int, result: dict[str, Any]) -> bool:
+        """Append a tested window to the drift log; False if (model, window) is already there."""
+
+    def drift_windows(self, model: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """The drift log, oldest window first."""
 
     def close(self) -> None: ...

@@ -223,5 +223,23 @@ class ElasticsearchRecordStore:
         )
         return int(result["count"])
 
+    def add_drift_window(self, model: str, window: int, result: dict) -> bool:
+        from elasticsearch import ConflictError
+
+        doc = {"model": model, "window": window, "received_at": time.time(), "result": result}
+        try:
+            self._call("index", lambda: self._es.index(index=f"{self.config.index_prefix}-drift", id=f"{model}:{window}",
+                                                       document=doc, op_type="create", refresh="wait_for"))
+        except ConflictError:
+            return False
+        return True
+
+    def drift_windows(self, model: str | None = None, limit: int = 1000) -> list[dict]:
+        query = {"term": {"model": model}} if model is not None else {"match_all": {}}
+        result = self._call("search", lambda: self._es.search(
+            index=f"{self.config.index_prefix}-drift", query=query, sort=[{"received_at": "asc"}, {"window": "asc"}],
+            size=limit, ignore_unavailable=True, allow_no_indices=True))
+        return [hit["_source"]["result"] for hit in result["hits"]["hits"]]
+
     def close(self) -> None:
         self._es.close()

@@ -36,6 +36,13 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_model_created ON records (model, created_at);
 CREATE INDEX IF NOT EXISTS records_created ON records (created_at);
+CREATE TABLE IF NOT EXISTS drift_log (
+    model TEXT NOT NULL,
+    window INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (model, window)
+);
 """
 _COLUMNS = (
     "prediction_id, model, model_version, created_at, updated_at, request_time, response_time, request, "
@@ -151,6 +158,23 @@ class SQLiteRecordStore:
             if model is None:
                 return self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
             return self._db.execute("SELECT COUNT(*) FROM records WHERE model = ?", (model,)).fetchone()[0]
+
+    def add_drift_window(self, model: str, window: int, result: dict) -> bool:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO drift_log (model, window, received_at, result) VALUES (?, ?, ?, ?)",
+                (model, window, time.time(), orjson.dumps(result)),
+            )
+            return cursor.rowcount == 1
+
+    def drift_windows(self, model: str | None = None, limit: int = 1000) -> list[dict]:
+        sql = "SELECT result FROM drift_log {} ORDER BY received_at, window LIMIT ?"
+        with self._lock:
+            if model is None:
+                rows = self._db.execute(sql.format(""), (limit,)).fetchall()
+            else:
+                rows = self._db.execute(sql.format("WHERE model = ?"), (model, limit)).fetchall()
+        return [orjson.loads(r[0]) for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,135 @@
+"""Persistent windows of instances for the drift service: count-based or time-based (tumbling, sliding).
+
+Every accepted row is committed to SQLite before the service answers, so a restart loses nothing.
+A window never exceeds its size: a count window takes exactly `size` rows (the rest of an event's rows
+start the next window); a time window keeps at most the `size` newest rows of its span.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (
+    model TEXT NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    row BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rows_model_ts ON rows (model, ts);
+CREATE TABLE IF NOT EXISTS windows (
+    model TEXT PRIMARY KEY,
+    tested INTEGER NOT NULL,   -- windows tested so far (the next window's number)
+    start REAL,                -- start of the current time window
+    last_test REAL             -- when a sliding window was last tested
+);
+"""
+
+
+@dataclass(frozen=True)
+class Window:
+    model: str
+    number: int
+    rows: np.ndarray
+    start: float
+    end: float
+
+
+class WindowStore:
+    def __init__(self, path: str | Path, instance_shape: tuple[int, ...], size: int = 1000, mode: str = "count",
+                 seconds: float = 60.0, slide_seconds: float = 10.0, min_rows: int = 50):
+        if mode not in ("count", "tumbling", "sliding"):
+            raise ValueError(f"window mode must be count, tumbling or sliding, not {mode!r}")
+        self.instance_shape = tuple(instance_shape)
+        self.size, self.mode, self.seconds, self.slide_seconds, self.min_rows = size, mode, seconds, slide_seconds, min_rows
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    def _state(self, model: str) -> tuple[int, float | None, float | None]:
+        row = self._db.execute("SELECT tested, start, last_test FROM windows WHERE model = ?", (model,)).fetchone()
+        return row if row else (0, None, None)
+
+    def _set_state(self, model: str, tested: int, start: float | None, last_test: float | None) -> None:
+        self._db.execute("INSERT OR REPLACE INTO windows (model, tested, start, last_test) VALUES (?, ?, ?, ?)", (model, tested, start, last_test))
+
+    def pending(self, model: str) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM rows WHERE model = ?", (model,)).fetchone()[0]
+
+    def _take(self, model: str, where: str, params: tuple, order: str, limit: int) -> tuple[list[int], np.ndarray, float, float]:
+        rows = self._db.execute(f"SELECT seq, ts, row FROM rows WHERE model = ? {where} ORDER BY seq {order} LIMIT ?", (model, *params, limit)).fetchall()
+        rows.sort()
+        array = np.stack([np.frombuffer(r[2], dtype=np.float32).reshape(self.instance_shape) for r in rows]) if rows else np.empty((0, *self.instance_shape), np.float32)
+        return [r[0] for r in rows], array, (rows[0][1] if rows else 0.0), (rows[-1][1] if rows else 0.0)
+
+    def add(self, model: str, rows: np.ndarray, now: float | None = None) -> list[Window]:
+        """Commit rows; return the windows that are now complete (count mode), removed from the store."""
+        now = time.time() if now is None else now
+        complete: list[Window] = []
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            tested, start, last_test = self._state(model)
+            if start is None:
+                start = now
+            blobs = [(model, now, np.ascontiguousarray(r, dtype=np.float32).tobytes()) for r in rows]
+            self._db.executemany("INSERT INTO rows (model, ts, row) VALUES (?, ?, ?)", blobs)
+            if self.mode == "count":
+                while self.pending(model) >= self.size:
+                    seqs, array, first, last = self._take(model, "", (), "ASC", self.size)
+                    self._db.execute(f"DELETE FROM rows WHERE seq IN ({','.join('?' * len(seqs))})", seqs)
+                    complete.append(Window(model, tested, array, first, last))
+                    tested += 1
+            else:
+                # Keep at most `size` rows: the oldest beyond that leave (a window never exceeds its size).
+                self._db.execute(
+                    "DELETE FROM rows WHERE model = ? AND seq NOT IN (SELECT seq FROM rows WHERE model = ? ORDER BY seq DESC LIMIT ?)",
+                    (model, model, self.size),
+                )
+            self._set_state(model, tested, start, last_test)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return complete
+
+    def due(self, now: float | None = None) -> list[Window]:
+        """Time windows whose time has come (tumbling: the span ended; sliding: the slide elapsed)."""
+        if self.mode == "count":
+            return []
+        now = time.time() if now is None else now
+        out: list[Window] = []
+        models = [r[0] for r in self._db.execute("SELECT model FROM windows").fetchall()]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for model in models:
+                tested, start, last_test = self._state(model)
+                if self.mode == "tumbling" and start is not None and now >= start + self.seconds:
+                    seqs, array, _, _ = self._take(model, "AND ts < ?", (start + self.seconds,), "DESC", self.size)
+                    if seqs:
+                        self._db.execute("DELETE FROM rows WHERE model = ? AND ts < ?", (model, start + self.seconds))
+                    if len(seqs) >= self.min_rows:
+                        out.append(Window(model, tested, array, start, start + self.seconds))
+                        tested += 1
+                    periods = int((now - start) // self.seconds)
+                    self._set_state(model, tested, start + periods * self.seconds, last_test)
+                elif self.mode == "sliding" and (last_test is None or now >= last_test + self.slide_seconds):
+                    self._db.execute("DELETE FROM rows WHERE model = ? AND ts < ?", (model, now - self.seconds))
+                    seqs, array, _, _ = self._take(model, "", (), "DESC", self.size)
+                    if len(seqs) >= self.min_rows:
+                        out.append(Window(model, tested, array, now - self.seconds, now))
+                        tested += 1
+                    self._set_state(model, tested, start, now)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return out
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,115 @@
+"""`seismo fit drift|outlier`: fit a detector on a reference file and save it for the services."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+class FitError(ValueError):
+    pass
+
+
+def step(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def read_reference(path: Path) -> np.ndarray:
+    """A numeric array from .npy, .csv (an optional header row is skipped) or .parquet (numeric columns)."""
+    if not path.exists():
+        raise FitError(f"reference file {path} not found")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if suffix == ".csv":
+        with path.open() as fh:
+            first = fh.readline()
+        try:
+            [float(v) for v in first.strip().split(",")]
+            skip = 0
+        except ValueError:
+            skip = 1
+        try:
+            return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+        except ValueError as exc:
+            raise FitError(f"{path}: not a numeric CSV: {exc}") from None
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise FitError("reading parquet needs pyarrow: pip install 'seismo[parquet]'") from None
+        table = pq.read_table(path)
+        try:
+            return np.column_stack([table.column(i).to_numpy().astype(np.float64) for i in range(table.num_columns)])
+        except (ValueError, TypeError) as exc:
+            raise FitError(f"{path}: every column must be numeric: {exc}") from None
+    raise FitError(f"unsupported reference format {suffix!r}: use .npy, .csv or .parquet")
+
+
+def make_preprocess(spec: str, seed: int):
+    from seismo.detect import PCA, ModelLayer, UntrainedAutoencoder
+
+    kind, _, arg = spec.partition(":")
+    if kind == "none":
+        return None
+    if kind == "pca":
+        return PCA(int(arg or 32))
+    if kind == "uae":
+        return UntrainedAutoencoder(int(arg or 32), seed=seed)
+    if kind == "layer":
+        model_path, _, layer = arg.rpartition(":")
+        return ModelLayer(model_path, int(layer) if layer.lstrip("-").isdigit() else layer)
+    raise FitError(f"unknown preprocessing {spec!r}: use none, pca:N, uae:N or layer:MODEL_PATH:LAYER")
+
+
+def make_detector(what: str, method: str | None, preprocess, p_val: float, correction: str, threshold_percentile: float, seed: int):
+    from seismo import detect
+
+    if what == "drift":
+        choices = {
+            "ks": lambda: detect.KSDrift(p_val=p_val, correction=correction, preprocess=preprocess),
+            "chi2": lambda: detect.ChiSquareDrift(p_val=p_val, correction=correction, preprocess=preprocess),
+            "mmd": lambda: detect.MMDDrift(p_val=p_val, seed=seed, preprocess=preprocess),
+            "classifier": lambda: detect.ClassifierDrift(p_val=p_val, seed=seed, preprocess=preprocess),
+            "prediction": lambda: detect.PredictionDrift(p_val=p_val, preprocess=preprocess),
+        }
+        method = method or "ks"
+    else:
+        choices = {
+            "mahalanobis": lambda: detect.MahalanobisOutlier(threshold_percentile, preprocess=preprocess),
+            "iforest": lambda: detect.IsolationForestOutlier(threshold_percentile, seed=seed, preprocess=preprocess),
+            "vae": lambda: detect.VAEOutlier(threshold_percentile, seed=seed, preprocess=preprocess),
+        }
+        method = method or "mahalanobis"
+    if method not in choices:
+        raise FitError(f"unknown {what} method {method!r}; choose from {', '.join(choices)}")
+    try:
+        return choices[method]()
+    except ValueError as exc:
+        raise FitError(str(exc)) from None
+
+
+def fit_and_save(what: str, reference: Path, out: Path, method: str | None = None, preprocess: str = "none", p_val: float = 0.05,
+                 correction: str = "bonferroni", threshold_percentile: float = 95.0, seed: int = 0):
+    import os
+
+    from seismo.detect import DetectorInputError
+
+    os.environ.setdefault("SEISMO_PROGRESS", "1")
+    started = time.perf_counter()
+    step(f"[1/3] reading {reference}")
+    data = read_reference(Path(reference))
+    step(f"      {len(data)} instances of shape {list(data.shape[1:])}")
+    detector = make_detector(what, method, make_preprocess(preprocess, seed), p_val, correction, threshold_percentile, seed)
+    step(f"[2/3] fitting {detector.kind}" + (f" with {preprocess} preprocessing" if preprocess != "none" else ""))
+    try:
+        detector.fit(data)
+    except DetectorInputError as exc:
+        raise FitError(f"reference data: {exc}") from None
+    step(f"[3/3] saving to {out}")
+    detector.save(out)
+    step(f"done in {time.perf_counter() - started:.1f}s: serve it with `seismo serve {what} --detector-path {out}`")
+    return detector

@@ -1,0 +1,63 @@
+"""What the outlier and drift services share: request events in, instances out, reply events back.
+
+A rejected event gets a 400 naming the reason (the broker dead-letters it: a bad payload does not get
+better by retrying) and is counted by reason, never skipped silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http, now_rfc3339, to_binary
+from seismo.events.payloads import PayloadError, instances_of
+from seismo.events.types import EventKind, kind_of, model_of
+from seismo.services.common import BodyTooLarge, read_body
+
+EXAMPLE_DETECTORS = Path(__file__).resolve().parents[2] / "models" / "artifacts" / "detectors"
+
+
+class Rejection(Exception):
+    def __init__(self, reason: str, message: str, model: str = "unknown", status: int = 400):
+        super().__init__(message)
+        self.reason, self.model, self.status = reason, model, status
+
+
+async def request_instances(request: Request, max_bytes: int, served_model: str | None, shape: tuple[int, ...] | None) -> tuple[CloudEvent, np.ndarray]:
+    """The inference-request event and its instances, or a Rejection saying why not."""
+    try:
+        body = await read_body(request, max_bytes)
+    except BodyTooLarge as exc:
+        raise Rejection("too_large", str(exc), status=413) from None
+    try:
+        event = from_http(request.headers, body)
+    except CloudEventError as exc:
+        raise Rejection("invalid_event", str(exc)) from None
+    model = model_of(event)
+    if kind_of(event.type) is not EventKind.REQUEST:
+        raise Rejection("wrong_type", f"event type {event.type!r} is not an inference request", model)
+    if served_model and model != served_model:
+        raise Rejection("unknown_model", f"no detector for model {model!r} here (this one watches {served_model!r})", model)
+    try:
+        array = instances_of(event.json_data())
+    except (PayloadError, CloudEventError) as exc:
+        raise Rejection("bad_payload", str(exc), model) from None
+    if array.dtype.kind not in "biuf":
+        raise Rejection("bad_payload", f"instances must be numeric, got {array.dtype}", model)
+    if shape is not None and tuple(array.shape[1:]) != tuple(shape):
+        raise Rejection("wrong_shape", f"instances have shape {list(array.shape[1:])}; the detector's reference has {list(shape)}", model)
+    if not np.isfinite(array).all():
+        raise Rejection("bad_payload", "instances contain NaN or infinity", model)
+    return event, array.astype(np.float32, copy=False)
+
+
+def reply(answered: CloudEvent, event_type: str, source: str, data: dict) -> Response:
+    """A 200 carrying a binary-mode CloudEvent: same id and extensions as the event it answers."""
+    event = CloudEvent(answered.id, source, event_type, orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
+                       "application/json", now_rfc3339(), extensions=dict(answered.extensions))
+    headers, body = to_binary(event)
+    return Response(body, status_code=200, headers=headers)

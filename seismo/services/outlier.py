@@ -1,0 +1,104 @@
+"""`seismo serve outlier`: scores every instance of every inference request it is sent.
+
+The answer to each delivered request event is an `org.kubeflow.serving.inference.outlier` reply
+(same id and extensions), which the broker publishes and the logger folds into the prediction's
+record. Concurrent events are scored in one batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from seismo.batching import ThreadBatcher
+from seismo.detect import load_detector
+from seismo.events.types import KSERVE_OUTLIER
+from seismo.services.common import EXCEPTION_HANDLERS, error, health_routes
+from seismo.services.detector_events import EXAMPLE_DETECTORS, Rejection, reply, request_instances
+
+log = logging.getLogger(__name__)
+
+
+class OutlierSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEISMO_OUTLIER_")
+
+    host: str = "127.0.0.1"
+    """Interface to listen on."""
+    port: int = 8092
+    """Port the broker delivers request events to."""
+    detector_path: Path = EXAMPLE_DETECTORS / "outlier"
+    """A detector folder saved by `seismo fit outlier` (or Detector.save)."""
+    model: str = "image-classifier"
+    """The model whose requests this detector scores; events for other models are rejected."""
+    feature_scores: bool = False
+    """Include per-feature scores in replies (large for images)."""
+    max_batch: int = 256
+    """Most instances scored in one call."""
+    max_event_bytes: int = 32 * 1024 * 1024
+    """Largest event body accepted; bigger ones get 413."""
+
+
+def create_app(settings: OutlierSettings, registry: CollectorRegistry) -> Starlette:
+    if not (settings.detector_path / "config.json").exists():
+        raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit outlier --reference FILE --out DIR` "
+                         "(or `make model` for the example) and set SEISMO_OUTLIER_DETECTOR_PATH")
+    instances = Counter("seismo_outlier_instances", "Instances scored, by outcome", ["model", "outcome"], registry=registry)
+    rejected = Counter("seismo_outlier_events_rejected", "Events not scored, by reason", ["model", "reason"], registry=registry)
+    scores = Histogram("seismo_outlier_score", "Instance outlier scores", ["model"],
+                       buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000), registry=registry)
+    threshold_gauge = Gauge("seismo_outlier_threshold", "Score above which an instance is an outlier", ["model"], registry=registry)
+    state: dict = {"detector": None}
+
+    def score_batch(arrays: list[np.ndarray]):
+        result = state["detector"].predict(np.concatenate(arrays))
+        bounds = np.cumsum([len(a) for a in arrays])[:-1]
+        split = lambda a: np.split(a, bounds) if a is not None else [None] * len(arrays)  # noqa: E731
+        return list(zip(split(result.is_outlier), split(result.instance_score), split(result.feature_score)))
+
+    batcher: ThreadBatcher = ThreadBatcher(score_batch, settings.max_batch, name="outlier-scoring", size_of=len)
+
+    async def handle(request: Request) -> Response:
+        detector = state["detector"]
+        try:
+            event, array = await request_instances(request, settings.max_event_bytes, settings.model, detector.instance_shape)
+        except Rejection as exc:
+            rejected.labels(exc.model, exc.reason).inc()
+            log.warning("outlier: rejected event (%s): %s", exc.reason, exc)
+            return error(exc.status, str(exc))
+        is_outlier, instance_score, feature_score = await batcher.submit(array)
+        n_out = int(is_outlier.sum())
+        instances.labels(settings.model, "outlier").inc(n_out)
+        instances.labels(settings.model, "inlier").inc(len(is_outlier) - n_out)
+        for s in instance_score:
+            scores.labels(settings.model).observe(float(s))
+        data = {
+            "is_outlier": is_outlier.astype(int),
+            "instance_score": instance_score,
+            "threshold": detector.threshold,
+            "feature_score": feature_score if settings.feature_scores else None,
+            "detector": detector.kind,
+        }
+        return reply(event, KSERVE_OUTLIER, f"http://{settings.host}:{settings.port}/", data)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        state["detector"] = load_detector(settings.detector_path)
+        threshold_gauge.labels(settings.model).set(state["detector"].threshold)
+        batcher.start()
+        log.info("outlier detector %s for %r ready on port %d", state["detector"].kind, settings.model, settings.port)
+        try:
+            yield
+        finally:
+            await batcher.close()
+
+    routes = [Route("/", handle, methods=["POST"]), *health_routes(registry, lambda: state["detector"] is not None)]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
