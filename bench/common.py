@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -16,12 +15,6 @@ from seismo.services.model import EXAMPLE_MODEL
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL = "image-classifier"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def example_bodies(n: int) -> list[tuple[str, bytes]]:

@@ -23,8 +23,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench.common import closed_loop, example_bodies, free_port, percentiles, save
-from seismo.local import LocalStack
+from bench.common import closed_loop, example_bodies, percentiles, save
+from seismo.local import LocalStack, free_ports
+
+PIPELINE = ("logger", "broker", "model")  # the logged-inference path; detectors have their own benchmarks
 
 
 def cpu_seconds(pid: int) -> float:
@@ -34,8 +36,8 @@ def cpu_seconds(pid: int) -> float:
 
 def measure(layout: str, requests: int, concurrency: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        logged = LocalStack(Path(tmp) / "on", ports={"model": free_port(), "broker": free_port(), "logger": free_port()})
-        unlogged = LocalStack(Path(tmp) / "off", ports={"model": free_port(), "broker": free_port(), "logger": free_port()},
+        logged = LocalStack(Path(tmp) / "on", ports=free_ports(), services=PIPELINE)
+        unlogged = LocalStack(Path(tmp) / "off", ports=free_ports(),
                               services=("model",), env={"SEISMO_MODEL_SINK_URL": ""})
         logged.start()
         unlogged.start()

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import free_port, save
-from seismo.local import LocalStack
+from bench.common import save
+from seismo.local import LocalStack, free_ports
 
 
 def main() -> None:
@@ -30,11 +30,11 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         interpreter.append(time.perf_counter() - started)
-    seconds: dict[str, list[float]] = {"logger": [], "broker": [], "model": []}
+    seconds: dict[str, list[float]] = {"logger": [], "broker": [], "outlier": [], "drift": [], "model": []}
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             for name in seconds:  # one at a time, so no service's start slows another's
-                stack = LocalStack(Path(tmp) / str(run), ports={"model": free_port(), "broker": free_port(), "logger": free_port()}, services=(name,))
+                stack = LocalStack(Path(tmp) / str(run), ports=free_ports(), services=(name,))
                 started = time.perf_counter()
                 stack.start_service(name)
                 stack.wait_ready(name)

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import closed_loop, example_bodies, free_port, save
-from seismo.local import LocalStack
+from bench.common import closed_loop, example_bodies, save
+from seismo.local import LocalStack, free_ports
 
 
 def stored_events(logger_url: str) -> float:
@@ -54,14 +54,14 @@ def main() -> None:
     args = parser.parse_args()
     bodies = example_bodies(args.predictions)
     with tempfile.TemporaryDirectory() as tmp:
-        alone = LocalStack(Path(tmp) / "alone", ports={"model": free_port(), "broker": free_port(), "logger": free_port()},
+        alone = LocalStack(Path(tmp) / "alone", ports=free_ports(),
                            services=("model",), env={"SEISMO_MODEL_SINK_URL": ""})
         alone.start()
         try:
             baseline = run(alone, bodies, args.concurrency, wait_stored=False)
         finally:
             alone.stop()
-        stack = LocalStack(Path(tmp) / "stack", ports={"model": free_port(), "broker": free_port(), "logger": free_port()},
+        stack = LocalStack(Path(tmp) / "stack", ports=free_ports(), services=("logger", "broker", "model"),
                            env={"SEISMO_BROKER_SYNCHRONOUS": args.broker_synchronous})
         stack.start()
         try:

@@ -109,7 +109,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from seismo.demo import run_demo
 
-    return run_demo(_data_dir(args), predictions=args.predictions)
+    return run_demo(_data_dir(args), predictions=args.predictions, window=args.window, detection=not args.no_detection)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start the stack, send predictions, show what was logged, stop")
     demo.add_argument("--data-dir", help="local state (default $SEISMO_DATA_DIR or .seismo/)")
     demo.add_argument("--predictions", type=int, default=300)
+    demo.add_argument("--window", type=int, default=200, help="drift window size for the demo (the service's default is 1000)")
+    demo.add_argument("--no-detection", action="store_true", help="only the logging part")
     demo.set_defaults(func=cmd_demo)
     return parser
 

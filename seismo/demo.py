@@ -70,7 +70,7 @@ def v2_body(image: np.ndarray) -> dict:
     return {"inputs": [{"name": "input_1", "datatype": "FP32", "shape": [1, *image.shape], "data": image.ravel().tolist()}]}
 
 
-async def send_predictions(model_url: str, images: np.ndarray, concurrency: int = 8) -> tuple[list[str], dict[str, int]]:
+async def send_predictions(model_url: str, images: np.ndarray, concurrency: int = 8, quiet: bool = False) -> tuple[list[str], dict[str, int]]:
     ids: list[str] = []
     codes: dict[str, int] = {}
     done = 0
@@ -90,7 +90,7 @@ async def send_predictions(model_url: str, images: np.ndarray, concurrency: int 
             codes[key] = codes.get(key, 0) + 1
             ids.append(r.headers["x-prediction-id"])
             done += 1
-            if done % 10 == 0 or done == len(images):
+            if not quiet and (done % 10 == 0 or done == len(images)):
                 progress("predictions", done, len(images))
 
     async with httpx.AsyncClient(timeout=30) as client:
@@ -140,7 +140,7 @@ def summarize_record(record: dict) -> dict:
     return shown
 
 
-def run_demo(data_dir: Path, predictions: int = 300) -> int:
+def run_demo(data_dir: Path, predictions: int = 300, window: int = 200, detection: bool = True) -> int:
     reference = EXAMPLE_MODEL / "reference.npy"
     if not reference.exists():
         say(f"seismo demo: the example model is missing ({EXAMPLE_MODEL}); run `make demo` or `make model` first")
@@ -150,9 +150,9 @@ def run_demo(data_dir: Path, predictions: int = 300) -> int:
     demo_dir = data_dir / "demo"
     shutil.rmtree(demo_dir, ignore_errors=True)
 
-    say("== Seismo demo: logged inference, end to end")
-    say(f"starting model, broker and logger (state in {demo_dir}) ...")
-    stack = LocalStack(demo_dir, ports=pick_ports())
+    say("== Seismo demo: logged inference, drift and outliers, end to end")
+    say(f"starting the services (state in {demo_dir}; drift windows of {window} instances) ...")
+    stack = LocalStack(demo_dir, ports=pick_ports(), env={"SEISMO_DRIFT_WINDOW_SIZE": str(window)})
     started = time.perf_counter()
     try:
         stack.start(progress=lambda name: say(f"  {name} ready after {time.perf_counter() - started:.1f}s"))
@@ -195,6 +195,13 @@ def run_demo(data_dir: Path, predictions: int = 300) -> int:
             say(f"  {key:22} {json.dumps(value)[:160]}")
         error_record = httpx.get(f"{stack.url('logger')}/v1/records/{bad.headers['x-prediction-id']}").json()
         say(f"\nthe malformed request's record: status {error_record['status']}, response {error_record['response']}")
+
+        if detection:
+            from seismo.demo_detection import run_detection_scenario
+
+            say(f"\ndetection: one drift window ({window} predictions) of each kind of traffic; the outlier rate is per instance")
+            run_detection_scenario(stack, images, window, say, send_predictions)
+            say("  (on these 4x-upscaled digits, pixelate at severity 4 (32 -> 24 pixels) leaves every image unchanged)")
 
         say("\nmetrics (Prometheus text format):")
         for name in stack.services:

@@ -24,6 +24,18 @@ from seismo.services.common import DEFAULT_PORTS, PortInUse, check_port_free
 SERVICES = ("logger", "outlier", "drift", "broker", "model")
 
 
+def free_ports(names: tuple[str, ...] = SERVICES) -> dict[str, int]:
+    """A free loopback port for each service (tests, benchmarks, several stacks side by side)."""
+    import socket
+
+    ports = {}
+    for name in names:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports[name] = sock.getsockname()[1]
+    return ports
+
+
 def configured_ports() -> dict[str, int]:
     """Each service's port: SEISMO_<SERVICE>_PORT when set (as `seismo serve` reads it), else its default."""
     return {name: int(os.environ.get(f"SEISMO_{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
@@ -77,15 +89,12 @@ class LocalStack:
 
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(
-            SEISMO_DATA_DIR=str(self.data_dir),
-            SEISMO_LOGGER_URL=self.url("logger"),
-            SEISMO_OUTLIER_URL=self.url("outlier"),
-            SEISMO_DRIFT_URL=self.url("drift"),
-            SEISMO_MODEL_SINK_URL=self.url("broker") + "/",
-            SEISMO_DRIFT_SINK_URL=self.url("broker") + "/",
-            PYTHONUNBUFFERED="1",
-        )
+        env.update(SEISMO_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
+        for name in ("logger", "outlier", "drift"):  # where the broker's triggers deliver
+            if name in self.ports:
+                env[f"SEISMO_{name.upper()}_URL"] = self.url(name)
+        if "broker" in self.ports:
+            env["SEISMO_MODEL_SINK_URL"] = env["SEISMO_DRIFT_SINK_URL"] = self.url("broker") + "/"
         env.update(self.env)
         return env
 
@@ -167,4 +176,4 @@ def table(stack: LocalStack) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-__all__ = ["LocalStack", "PortInUse", "StartupError", "table"]
+__all__ = ["LocalStack", "PortInUse", "StartupError", "free_ports", "table"]

@@ -19,7 +19,7 @@ def seismo(*args, env=None, **kw):
 
 
 def port_env():
-    return {f"SEISMO_{name}_PORT": str(free_port()) for name in ("MODEL", "BROKER", "LOGGER")}
+    return {f"SEISMO_{name}_PORT": str(free_port()) for name in ("MODEL", "BROKER", "LOGGER", "OUTLIER", "DRIFT")}
 
 
 def test_a_port_in_use_is_a_clear_error_naming_it(tmp_path):
@@ -51,7 +51,7 @@ def test_up_prints_the_table_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
             if "Press Ctrl-C" in line:
                 break
         output = "".join(lines)
-        for name in ("model", "broker", "logger"):
+        for name in ("model", "broker", "logger", "outlier", "drift"):
             url = f"http://127.0.0.1:{env[f'SEISMO_{name.upper()}_PORT']}"
             assert url in output and f"{url}/metrics" in output
             assert httpx.get(f"{url}/readyz").status_code == 200
@@ -70,7 +70,7 @@ def test_up_prints_the_table_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
 
 def test_demo_runs_end_to_end_and_exits_0(tmp_path, example_model):
     env = port_env()
-    result = subprocess.run([sys.executable, "-m", "seismo", "demo", "--predictions", "40", "--data-dir", str(tmp_path)], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "seismo", "demo", "--predictions", "40", "--no-detection", "--data-dir", str(tmp_path)], cwd=REPO,
                             capture_output=True, text=True, timeout=300, env={**os.environ, **env})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "demo finished: every prediction was logged." in result.stdout

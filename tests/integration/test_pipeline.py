@@ -1,8 +1,8 @@
 """End to end with real processes: model -> broker -> logger, through failures.
 
-300 predictions (V1 and V2 mixed) must become exactly 300 complete records while the logger's
-subscriber endpoint fails its first deliveries and the broker is killed (SIGKILL) and restarted
-mid-run.
+300 predictions (V1 and V2 mixed) must become exactly 300 complete records (request, response and
+the outlier detector's annotation) while the logger's subscriber endpoint fails its first deliveries
+and the broker is killed (SIGKILL) and restarted mid-run.
 """
 
 import asyncio
@@ -10,13 +10,13 @@ import asyncio
 import httpx
 import numpy as np
 import pytest
-from helpers import ThreadServer, free_port, metric_sum, scrape, wait_until
+from helpers import ThreadServer, metric_sum, scrape, wait_until
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seismo.local import LocalStack
+from seismo.local import LocalStack, free_ports
 
 pytestmark = pytest.mark.integration
 MODEL = "image-classifier"
@@ -70,7 +70,7 @@ async def predict(url: str, images: np.ndarray, indices: range) -> list[tuple[in
 
 
 def test_300_predictions_become_300_complete_records_through_failures(tmp_path, example_model, example_images):
-    ports = {"model": free_port(), "broker": free_port(), "logger": free_port()}
+    ports = free_ports()
     proxy = FlakyProxy(f"http://127.0.0.1:{ports['logger']}/", fail_first=40)
     with ThreadServer(proxy.app()) as flaky:
         # The broker's logger triggers point at the flaky proxy in front of the real logger.
@@ -90,15 +90,17 @@ def test_300_predictions_become_300_complete_records_through_failures(tmp_path, 
 
             def complete_records():
                 records = httpx.get(f"{logger_url}/v1/records", params={"model": MODEL, "limit": 1000}).json()["records"]
-                return records if sum(1 for r in records if r["request"] and r["response"]) == 300 else None
+                done = sum(1 for r in records if r["request"] and r["response"] and "outlier" in r["annotations"])
+                return records if done == 300 else None
 
             records = wait_until(complete_records, 90, 0.5, "300 complete records")
             ids = {pid for _, pid, _ in results}
             assert len(ids) == 300
             assert {r["prediction_id"] for r in records} == ids  # no duplicates, nothing missing, nothing extra
-            for r in records:
-                assert sorted(r["event_types"]) == ["org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response"]
-                assert r["status"] == 200
+            for r in records:  # request, response and the outlier detector's reply, each folded in once
+                assert sorted(r["event_types"]) == ["org.kubeflow.serving.inference.outlier", "org.kubeflow.serving.inference.request",
+                                                    "org.kubeflow.serving.inference.response"]
+                assert r["status"] == 200 and len(r["annotations"]["outlier"]["is_outlier"]) == 1
             # A V2 record holds exactly the request that was sent.
             i, pid, _ = next(x for x in results if x[0] % 2 == 1)
             record = httpx.get(f"{logger_url}/v1/records/{pid}").json()
