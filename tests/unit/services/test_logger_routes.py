@@ -93,3 +93,26 @@ def test_bad_events_are_400_and_counted(client):
     assert r.status_code == 400 and "com.example.unknown" in r.json()["error"]
     assert client.get("/v1/records/unknown-id").status_code == 404
     assert metric_sum(client.get("/metrics").text, "seismo_logger_events_rejected_total", reason="invalid") == 2
+
+
+def drift_result(window, is_drift):
+    return {"is_drift": is_drift, "p_val": 0.01 if is_drift else 0.5, "distance": 0.2, "threshold": 0.05, "feature_p_vals": [0.5],
+            "feature_distances": [0.1], "model": "sklearn-iris", "window": window, "size": 100,
+            "start": "2026-11-22T10:00:00Z", "end": "2026-11-22T10:01:00Z", "detector": "KSDrift"}
+
+
+def test_drift_replies_form_the_drift_log_oldest_first_without_duplicates(client):
+    drift = {**KSERVE, "ce-type": "org.kubeflow.serving.inference.drift"}
+    post(client, {**KSERVE, "ce-id": "w1", "ce-type": "org.kubeflow.serving.inference.request"}, {"instances": [[1]]})
+    assert post(client, {**drift, "ce-id": "w1"}, drift_result(0, False)).status_code == 200
+    assert post(client, {**drift, "ce-id": "w1"}, drift_result(0, False)).status_code == 200  # redelivered
+    assert post(client, {**drift, "ce-id": "no-such-prediction"}, drift_result(1, True)).status_code == 200
+    windows = client.get("/v1/drift", params={"model": "sklearn-iris"}).json()["windows"]
+    assert [(w["window"], w["is_drift"]) for w in windows] == [(0, False), (1, True)]
+    assert {"is_drift", "p_val", "distance", "threshold", "size", "start", "end"} <= set(windows[0])
+    # The window's result annotates the prediction that completed it, and creates no record of its own.
+    assert client.get("/v1/records/w1").json()["annotations"]["drift"]["window"] == 0
+    assert client.get("/v1/records/no-such-prediction").status_code == 404
+    assert client.get("/v1/drift", params={"model": "other"}).json() == {"windows": []}
+    bad = post(client, {**drift, "ce-id": "w2"}, {"is_drift": True})
+    assert bad.status_code == 400 and "'window' number" in bad.json()["error"]

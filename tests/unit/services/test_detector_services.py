@@ -1,0 +1,107 @@
+"""Outlier and drift services with real saved detectors, on loopback sockets."""
+
+import numpy as np
+import orjson
+import pytest
+from helpers import ServedApp, metric_sum
+from prometheus_client import CollectorRegistry
+
+from seismo.detect import KSDrift, MahalanobisOutlier
+from seismo.events.cloudevents import from_http
+from seismo.services.drift import DriftSettings
+from seismo.services.drift import create_app as drift_app
+from seismo.services.outlier import OutlierSettings
+from seismo.services.outlier import create_app as outlier_app
+
+rng = np.random.default_rng(0)
+REF = rng.normal(size=(500, 4))
+
+
+def request_event(i, rows, model="tab", type_="org.kubeflow.serving.inference.request", protocol="v1"):
+    headers = {"ce-specversion": "1.0", "ce-id": f"p{i}", "ce-source": "http://m/", "ce-type": type_,
+               "ce-inferenceservicename": model, "ce-namespace": "default", "content-type": "application/json"}
+    if protocol == "v1":
+        body = {"instances": np.asarray(rows).tolist()}
+    elif protocol == "v2":
+        rows = np.asarray(rows)
+        body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": list(rows.shape), "data": rows.ravel().tolist()}]}
+    else:
+        body = {"data": {"ndarray": np.asarray(rows).tolist()}}
+    return headers, orjson.dumps(body)
+
+
+@pytest.fixture(scope="module")
+def detectors(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("detectors")
+    MahalanobisOutlier().fit(REF).save(folder / "outlier")
+    KSDrift().fit(REF).save(folder / "drift")
+    return folder
+
+
+def test_outlier_replies_with_scores_same_id_and_extensions(detectors):
+    settings = OutlierSettings(detector_path=detectors / "outlier", model="tab")
+    with ServedApp(outlier_app(settings, CollectorRegistry())) as client:
+        headers, body = request_event(1, np.vstack([REF[:3], REF[:1] + 10]))
+        r = client.post("/", headers=headers, content=body)
+        assert r.status_code == 200
+        reply = from_http(r.headers, r.content)
+        assert reply.type == "org.kubeflow.serving.inference.outlier" and reply.id == "p1"
+        assert reply.extensions["inferenceservicename"] == "tab" and reply.extensions["namespace"] == "default"
+        data = orjson.loads(reply.data)
+        assert data["is_outlier"] == [0, 0, 0, 1] and len(data["instance_score"]) == 4 and data["threshold"] > 0
+        for protocol in ("v2", "seldon"):  # every payload protocol is read
+            h, b = request_event(2, REF[:2] + 10, protocol=protocol)
+            assert orjson.loads(from_http(*(lambda r: (r.headers, r.content))(client.post("/", headers=h, content=b))).data)["is_outlier"] == [1, 1]
+        metrics = client.get("/metrics").text
+        assert metric_sum(metrics, "seismo_outlier_instances_total", outcome="outlier") == 5
+        assert metric_sum(metrics, "seismo_outlier_threshold") == pytest.approx(data["threshold"])
+
+
+@pytest.mark.parametrize("make, reason, message", [
+    (lambda: request_event(1, np.ones((2, 5))), "wrong_shape", "shape [5]; the detector's reference has [4]"),
+    (lambda: request_event(1, REF[:2], model="other"), "unknown_model", "no detector for model 'other'"),
+    (lambda: request_event(1, REF[:2], type_="org.kubeflow.serving.inference.response"), "wrong_type", "not an inference request"),
+    (lambda: ({**request_event(1, REF[:1])[0]}, b'{"instances": [[1, NaN]]}'), "bad_payload", "not valid JSON"),
+    (lambda: ({**request_event(1, REF[:1])[0]}, b'{"foo": 1}'), "bad_payload", "none of the V1, V2 or Seldon"),
+    (lambda: ({"content-type": "application/json"}, b"{}"), "invalid_event", "not a CloudEvent"),
+])
+def test_bad_input_is_a_counted_400_with_the_reason(detectors, make, reason, message):
+    for app in (outlier_app(OutlierSettings(detector_path=detectors / "outlier", model="tab"), CollectorRegistry()),
+                drift_app(DriftSettings(detector_path=detectors / "drift", model="tab", state_path=detectors / f"w-{reason}.db"), CollectorRegistry())):
+        with ServedApp(app) as client:
+            headers, body = make()
+            r = client.post("/", headers=headers, content=body)
+            assert r.status_code == 400 and message in r.json()["error"]
+            text = client.get("/metrics").text
+            assert metric_sum(text, "seismo_outlier_events_rejected_total", reason=reason) + metric_sum(text, "seismo_drift_events_rejected_total", reason=reason) == 1
+
+
+def test_drift_windows_never_exceed_their_size_and_survive_a_restart(detectors, tmp_path):
+    settings = DriftSettings(detector_path=detectors / "drift", model="tab", window_size=100, state_path=tmp_path / "w.db")
+    with ServedApp(drift_app(settings, CollectorRegistry())) as client:
+        for i in range(6):  # 60 rows: no window yet
+            h, b = request_event(i, rng.normal(size=(10, 4)))
+            assert client.post("/", headers=h, content=b).status_code == 202
+        assert metric_sum(client.get("/metrics").text, "seismo_drift_window_fill") == 60
+    with ServedApp(drift_app(settings, CollectorRegistry())) as client:  # restarted: the 60 rows are still there
+        assert metric_sum(client.get("/metrics").text, "seismo_drift_window_fill") == 60
+        h, b = request_event(99, rng.normal(1.5, size=(50, 4)))  # fills the window (40 used) and starts the next (10)
+        r = client.post("/", headers=h, content=b)
+        assert r.status_code == 200
+        reply = from_http(r.headers, r.content)
+        data = orjson.loads(reply.data)
+        assert reply.type == "org.kubeflow.serving.inference.drift" and reply.id == "p99"
+        assert data["size"] == 100 and data["window"] == 0 and data["is_drift"] is True
+        assert set(data) >= {"is_drift", "p_val", "distance", "threshold", "feature_p_vals", "feature_distances", "start", "end"}
+        metrics = client.get("/metrics").text
+        assert metric_sum(metrics, "seismo_drift_window_fill") == 10
+        assert metric_sum(metrics, "seismo_drift_windows_total", outcome="drift") == 1
+        assert metric_sum(metrics, "seismo_drift_detected") == 1
+        assert metric_sum(metrics, "seismo_drift_feature_p_value", feature="0") == pytest.approx(data["feature_p_vals"][0])
+
+
+def test_bad_settings_and_missing_detector_are_clear(tmp_path, detectors):
+    with pytest.raises(ValueError, match="window_mode must be count, tumbling or sliding"):
+        drift_app(DriftSettings(detector_path=detectors / "drift", window_mode="hourly", state_path=tmp_path / "w.db"), CollectorRegistry())
+    with pytest.raises(ValueError, match="no detector at .*seismo fit outlier"):
+        outlier_app(OutlierSettings(detector_path=tmp_path / "none"), CollectorRegistry())

@@ -1,0 +1,47 @@
+"""`seismo fit` from the command line: formats, methods, progress, errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from seismo.detect import load_detector
+
+
+def fit(*args):
+    return subprocess.run([sys.executable, "-m", "seismo", "fit", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_fit_from_npy_csv_and_parquet(tmp_path):
+    data = np.random.default_rng(0).normal(size=(300, 3))
+    np.save(tmp_path / "ref.npy", data)
+    np.savetxt(tmp_path / "ref.csv", data, delimiter=",", header="a,b,c", comments="")
+    result = fit("drift", "--reference", str(tmp_path / "ref.npy"), "--out", str(tmp_path / "ks"))
+    assert result.returncode == 0, result.stderr
+    assert "[1/3] reading" in result.stderr and "[3/3] saving" in result.stderr and "300 instances" in result.stderr
+    assert load_detector(tmp_path / "ks").kind == "KSDrift"
+    result = fit("outlier", "--reference", str(tmp_path / "ref.csv"), "--out", str(tmp_path / "maha"), "--method", "mahalanobis", "--preprocess", "pca:2")
+    assert result.returncode == 0, result.stderr
+    assert load_detector(tmp_path / "maha").preprocess.n_components == 2
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"a": data[:, 0], "b": data[:, 1], "c": data[:, 2]}), tmp_path / "ref.parquet")
+    result = fit("drift", "--reference", str(tmp_path / "ref.parquet"), "--out", str(tmp_path / "mmd"), "--method", "mmd")
+    assert result.returncode == 0, result.stderr
+    assert load_detector(tmp_path / "mmd").kind == "MMDDrift"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["drift", "--reference", "nope.npy", "--out", "x"], "not found"),
+    (["drift", "--reference", "REF", "--out", "x", "--method", "magic"], "unknown drift method 'magic'"),
+    (["drift", "--reference", "REF", "--out", "x", "--preprocess", "fft"], "unknown preprocessing 'fft'"),
+    (["outlier", "--reference", "BAD", "--out", "x"], "NaN"),
+])
+def test_fit_errors_are_one_clear_line(tmp_path, args, message):
+    np.save(tmp_path / "ref.npy", np.zeros((10, 2)))
+    np.save(tmp_path / "bad.npy", np.full((10, 2), np.nan))
+    args = [str(tmp_path / "ref.npy") if a == "REF" else str(tmp_path / "bad.npy") if a == "BAD" else a for a in args]
+    result = fit(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
