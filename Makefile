@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 MODEL  := models/artifacts/image-classifier/metadata.json
 DETECTORS := models/artifacts/detectors/drift/config.json
 
-.PHONY: demo test bench up model install clean
+.PHONY: demo test bench up model install clean alibi
 
 demo: $(MODEL) $(DETECTORS)
 	$(BIN)/seismo demo
@@ -40,3 +40,13 @@ clean:
 $(DETECTORS): $(MODEL) models/detectors.py
 	@echo "==> fitting the example drift and outlier detectors (a few seconds)"
 	$(BIN)/python -m models.detectors
+
+# Optional: alibi-detect 0.13 in its own environment (it pins numpy<2 and TensorFlow<2.19), for the
+# cross-check tests and the comparison columns of `make bench`. Business Source License: comparison only.
+.venv-alibi/.installed:
+	@echo "==> creating .venv-alibi with alibi-detect 0.13 (comparison only; several minutes)"
+	$(PYTHON) -m venv .venv-alibi
+	.venv-alibi/bin/pip install "alibi-detect[tensorflow]==0.13.0" "numpy<2"
+	touch .venv-alibi/.installed
+
+alibi: .venv-alibi/.installed

@@ -69,3 +69,27 @@ def save(name: str, result: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2), flush=True)
+
+
+ALIBI_PYTHON = Path(__file__).resolve().parents[1] / ".venv-alibi" / "bin" / "python"
+
+
+def alibi_available() -> bool:
+    return ALIBI_PYTHON.exists()
+
+
+def run_alibi(task: str, timeout: float = 1800, **arrays) -> dict:
+    """Run bench/alibi_runner.py TASK under the alibi-detect interpreter on these arrays."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "input.npz"
+        np.savez(path, **arrays)
+        result = subprocess.run([str(ALIBI_PYTHON), str(Path(__file__).with_name("alibi_runner.py")), task, str(path)],
+                                capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        print(result.stderr[-3000:], file=sys.stderr)
+        raise RuntimeError(f"alibi-detect task {task} failed")
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -31,7 +31,8 @@ def _drift_windows(logger_url: str) -> list[dict]:
 
 def scenarios(images: np.ndarray, window: int, rng: np.random.Generator):
     """(label, severity, images) per scenario; clean first, outliers last."""
-    pick = lambda: images[rng.choice(len(images), window, replace=True)]  # noqa: E731
+    # Without replacement: a window that repeats images makes any two-sample test over-reject.
+    pick = lambda: images[rng.choice(len(images), window, replace=window > len(images))]  # noqa: E731
     yield "clean", "-", pick()
     for name in CORRUPTIONS:
         for severity in SEVERITIES:
@@ -50,7 +51,7 @@ def run_detection_scenario(stack, images: np.ndarray, window: int, say, send_pre
 
     pending = int(sum(v for (name, _), v in scrape(stack.url("drift")).items() if name == "seismo_drift_window_fill"))
     if pending:
-        asyncio.run(send_predictions(stack.url("model"), images[rng.choice(len(images), window - pending)], quiet=True))
+        asyncio.run(send_predictions(stack.url("model"), images[rng.choice(len(images), window - pending, replace=False)], quiet=True))
         _wait(lambda: len(_drift_windows(logger_url)) >= 1, 120)
     rows = []
     say(f"  {'traffic':28} {'severity':>8} {'drift':>6} {'p-value':>10} {'outlier rate':>13}")

@@ -1,0 +1,68 @@
+"""Detector speed on identical data, in the same run: Seismo vs scipy and (where installed) alibi-detect 0.13.
+
+- KS over 1000 x 256 (reference and window both 1000 x 256): Seismo's KSDrift.predict, a loop of
+  `scipy.stats.ks_2samp(method="asymp")` per feature (what alibi-detect does), and alibi-detect's
+  KSDrift. Seismo is timed cold (first window of its size: every kstwo value computed) and warm
+  (later windows of the same size, as in the drift service).
+- MMD over 2000 x 32 with 100 permutations: Seismo's MMDDrift, and alibi-detect's TensorFlow MMDDrift.
+
+    python -m bench.detector_speed
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.stats import ks_2samp
+
+from bench.common import alibi_available, run_alibi, save
+from seismo.detect import KSDrift, MMDDrift
+from seismo.stats import ks as ks_module
+
+
+def median_time(fn, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    x_ref, x = rng.normal(size=(1000, 256)), rng.normal(0.02, size=(1000, 256))
+    detector = KSDrift().fit(x_ref)
+    ks_module._kstwo_sf.cache_clear()
+    started = time.perf_counter()
+    detector.predict(x)
+    ks_cold = time.perf_counter() - started
+    windows = [rng.normal(0.02, size=(1000, 256)) for _ in range(6)]
+    for w in windows[:3]:
+        detector.predict(w)  # the service's steady state: windows of one size
+    ks_warm = float(np.median([median_time(lambda w=w: detector.predict(w), 1) for w in windows[3:]]))
+    scipy_loop = median_time(lambda: [ks_2samp(x_ref[:, j], x[:, j], method="asymp") for j in range(256)], 3)
+    result = {"ks_1000x256": {"seismo_cold_s": round(ks_cold, 4), "seismo_warm_s": round(ks_warm, 4), "scipy_loop_s": round(scipy_loop, 4),
+                              "scipy_loop_vs_seismo_warm": round(scipy_loop / ks_warm, 1)}}
+
+    m_ref, m_x = rng.normal(size=(2000, 32)), rng.normal(0.05, size=(2000, 32))
+    mmd = MMDDrift(n_permutations=100).fit(m_ref)
+    mmd.predict(m_x)
+    mmd_seconds = median_time(lambda: mmd.predict(m_x), 3)
+    result["mmd_2000x32_100perm"] = {"seismo_s": round(mmd_seconds, 3)}
+
+    if alibi_available():
+        alibi_ks = run_alibi("ks", x_ref=x_ref, x=x, repeats=5)
+        result["ks_1000x256"].update(alibi_s=round(alibi_ks["seconds"], 4), alibi_vs_seismo_warm=round(alibi_ks["seconds"] / ks_warm, 1),
+                                     alibi_vs_seismo_cold=round(alibi_ks["seconds"] / ks_cold, 1))
+        alibi_mmd = run_alibi("mmd", x_ref=m_ref, x=m_x, n_permutations=100, repeats=1)
+        result["mmd_2000x32_100perm"].update(alibi_tensorflow_s=round(alibi_mmd["seconds"], 2),
+                                             alibi_vs_seismo=round(alibi_mmd["seconds"] / mmd_seconds, 1))
+    else:
+        result["alibi"] = "not installed (`make alibi`); comparison columns skipped"
+    save("detector_speed", result)
+
+
+if __name__ == "__main__":
+    main()
