@@ -129,6 +129,10 @@ def load_detector(path: str | Path) -> Detector:
     from seismo.detect.preprocess import load_preprocess
 
     folder = Path(path)
+    from seismo.detect.alibi_adapter import AlibiDetector, is_alibi_folder
+
+    if is_alibi_folder(folder):  # saved by alibi-detect's save_detector
+        return AlibiDetector(folder)
     config_file = folder / "config.json"
     if not config_file.exists():
         raise DetectorConfigError(f"no detector at {folder}: config.json is missing")

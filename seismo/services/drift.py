@@ -77,7 +77,7 @@ def window_payload(model: str, window: Window, result: DriftResult, detector_kin
 
 
 def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlette:
-    if not (settings.detector_path / "config.json").exists():
+    if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
         raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit drift --reference FILE --out DIR` "
                          "(or `make model` for the example) and set SEISMO_DRIFT_DETECTOR_PATH")
     if settings.window_mode not in ("count", "tumbling", "sliding"):

@@ -48,7 +48,7 @@ class OutlierSettings(BaseSettings):
 
 
 def create_app(settings: OutlierSettings, registry: CollectorRegistry) -> Starlette:
-    if not (settings.detector_path / "config.json").exists():
+    if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
         raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit outlier --reference FILE --out DIR` "
                          "(or `make model` for the example) and set SEISMO_OUTLIER_DETECTOR_PATH")
     instances = Counter("seismo_outlier_instances", "Instances scored, by outcome", ["model", "outcome"], registry=registry)

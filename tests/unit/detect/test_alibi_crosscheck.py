@@ -47,3 +47,20 @@ def test_mmd_same_decision_and_distance_p_value_within_permutation_noise(shift):
     assert int(ours.is_drift) == theirs["is_drift"]
     assert ours.distance == pytest.approx(theirs["distance"], rel=1e-3, abs=1e-5)
     assert abs(ours.p_val - theirs["p_val"]) < 0.15
+
+
+def test_detectors_saved_by_alibi_detect_run_behind_seismos_interface(tmp_path):
+    import json
+    import os
+    import subprocess
+
+    from bench.common import ALIBI_PYTHON
+
+    repo = Path(__file__).resolve().parents[3]
+    result = subprocess.run([str(ALIBI_PYTHON), str(repo / "bench" / "alibi_adapter_check.py"), str(tmp_path)], capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["drift_type"] and out["is_drift"] is True and out["n_p_vals"] == 4 and out["shape"] == [4]
+    assert out["outlier_type"] and out["is_outlier"][-2:] == [1, 1]
+

@@ -135,3 +135,9 @@ def test_statistics_and_non_neural_detectors_import_no_tensorflow():
             "IsolationForestOutlier, ClassifierDrift, PredictionDrift, ChiSquareDrift; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_without_alibi_an_alibi_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "config.toml").write_text('name = "KSDrift"\n')
+    with pytest.raises(DetectorConfigError, match="saved by alibi-detect, which is not installed"):
+        load_detector(tmp_path)
