@@ -121,10 +121,12 @@ class Dispatcher:
     async def _deliver(self, trigger: Trigger, item: PendingDelivery, inflight: set[int], slots: asyncio.Semaphore) -> None:
         try:
             attempt = await self._send(trigger.subscriber_uri, item.headers, item.body, trigger.delivery.timeout)
+            if attempt.ok and attempt.reply is not None:
+                # The reply is journaled before the delivery counts as done: a crash in between
+                # redelivers the event (and the subscriber replies again) instead of losing the reply.
+                await self.ingest_reply(attempt.reply)
             outcome = await self._outcome(trigger, item, attempt)
             await self.committer.record(outcome)
-            if attempt.ok and attempt.reply is not None:
-                await self.ingest_reply(attempt.reply)
         except asyncio.CancelledError:
             raise  # shutting down: the delivery stays pending in the journal and is sent after restart
         except Exception:

@@ -180,6 +180,10 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
             until = _parse_time(params.get("until"), "until")
         except ValueError as exc:
             return error(400, str(exc))
+        # Times are kept to the microsecond; half a microsecond of slack makes a `since` copied from a
+        # record's ISO time include that record whatever the float rounding.
+        since = None if since is None else since - 5e-7
+        until = None if until is None else until - 5e-7
         limit_text = params.get("limit", "100")
         if not limit_text.isdigit():
             return error(400, f"'limit' must be an integer, got {limit_text!r}")

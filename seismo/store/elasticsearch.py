@@ -170,7 +170,7 @@ class ElasticsearchRecordStore:
         for update in updates:
             for _ in range(10):  # optimistic concurrency: re-read and re-merge on conflict
                 found = self._find(update.prediction_id)
-                merged = merge(found[0] if found else None, update, time.time())
+                merged = merge(found[0] if found else None, update, round(time.time(), 6))
                 if merged is None:
                     results.append(False)
                     break

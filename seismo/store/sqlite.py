@@ -104,7 +104,7 @@ class SQLiteRecordStore:
         self._db.executescript(_SCHEMA)
 
     def apply(self, updates: list[RecordUpdate]) -> list[bool]:
-        now = time.time()
+        now = round(time.time(), 6)  # microseconds, what the API's ISO times carry
         results: list[bool] = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
