@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start the stack, send predictions, show what was logged, stop")
     demo.add_argument("--data-dir", help="local state (default $SEISMO_DATA_DIR or .seismo/)")
     demo.add_argument("--predictions", type=int, default=300)
-    demo.add_argument("--window", type=int, default=200, help="drift window size for the demo (the service's default is 1000)")
+    demo.add_argument("--window", type=int, default=300, help="drift window size for the demo (the service's default is 1000)")
     demo.add_argument("--no-detection", action="store_true", help="only the logging part")
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -140,7 +140,7 @@ def summarize_record(record: dict) -> dict:
     return shown
 
 
-def run_demo(data_dir: Path, predictions: int = 300, window: int = 200, detection: bool = True) -> int:
+def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detection: bool = True) -> int:
     reference = EXAMPLE_MODEL / "reference.npy"
     if not reference.exists():
         say(f"seismo demo: the example model is missing ({EXAMPLE_MODEL}); run `make demo` or `make model` first")
