@@ -90,6 +90,21 @@ class Detector:
     instance_shape: tuple[int, ...] | None = None
     preprocess = None
 
+    def _features(self, x: Any, what: str = "data") -> np.ndarray:
+        """Checked against the reference's instance shape, preprocessed, flattened to [N, features]."""
+        array = check_batch(x, self.instance_shape, what)
+        if self.preprocess is not None:
+            array = self.preprocess.transform(array)
+        return array.reshape(len(array), -1)
+
+    def _reference_features(self, x_ref: Any) -> np.ndarray:
+        """Fit-time counterpart of `_features`: learns the instance shape and fits the preprocessing."""
+        array = check_batch(x_ref, None, "reference")
+        self.instance_shape = tuple(array.shape[1:])
+        if self.preprocess is not None:
+            self.preprocess.fit(array)
+        return self._features(array, "reference")
+
     def _params(self) -> dict[str, Any]:
         raise NotImplementedError
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from seismo.detect.base import Detector, DetectorInputError, DriftResult, check_batch
+from seismo.detect.base import Detector, DetectorInputError, DriftResult
 from seismo.stats import (
     SortedReference,
     chi2_homogeneity,
@@ -36,19 +36,8 @@ class _DriftDetector(Detector):
         self.preprocess = preprocess
         self.x_ref: np.ndarray | None = None
 
-    def _features(self, x: Any, what: str) -> np.ndarray:
-        array = check_batch(x, self.instance_shape, what)
-        if self.preprocess is not None:
-            array = self.preprocess.transform(array)
-        return array.reshape(len(array), -1)
-
     def fit(self, x_ref: Any):
-        array = check_batch(x_ref, None, "reference")
-        self.instance_shape = tuple(array.shape[1:])
-        if self.preprocess is not None:
-            self.preprocess.fit(array)
-            array = self.preprocess.transform(array)
-        self.x_ref = array.reshape(len(array), -1)
+        self.x_ref = self._reference_features(x_ref)
         self._fitted()
         return self
 
@@ -67,23 +56,17 @@ class _DriftDetector(Detector):
         self._fitted()
 
 
-class KSDrift(_DriftDetector):
-    """Kolmogorov-Smirnov per feature, Bonferroni or Benjamini-Hochberg across features."""
-
-    kind = "KSDrift"
+class _PerFeatureDrift(_DriftDetector):
+    """One test per feature, one decision by a multiple-testing correction across them."""
 
     def __init__(self, p_val: float = 0.05, correction: str = "bonferroni", preprocess=None):
         super().__init__(p_val, preprocess)
         correct(np.array([1.0]), p_val, correction)  # validates the name early
         self.correction = correction
 
-    def _fitted(self) -> None:
-        self._sorted = SortedReference(self.x_ref)
-
     def score(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
-        self._require_fit()
-        statistics, p_values = ks_2samp(self._sorted, self._features(x, "window"))
-        return p_values, statistics
+        """(per-feature p-values, per-feature statistics)."""
+        raise NotImplementedError
 
     def predict(self, x: Any) -> DriftResult:
         p_values, statistics = self.score(x)
@@ -94,7 +77,21 @@ class KSDrift(_DriftDetector):
         return {"p_val": self.p_val, "correction": self.correction}
 
 
-class ChiSquareDrift(_DriftDetector):
+class KSDrift(_PerFeatureDrift):
+    """Kolmogorov-Smirnov per feature, Bonferroni or Benjamini-Hochberg across features."""
+
+    kind = "KSDrift"
+
+    def _fitted(self) -> None:
+        self._sorted = SortedReference(self.x_ref)
+
+    def score(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        self._require_fit()
+        statistics, p_values = ks_2samp(self._sorted, self._features(x, "window"))
+        return p_values, statistics
+
+
+class ChiSquareDrift(_PerFeatureDrift):
     """Chi-squared homogeneity per categorical feature, corrected across features.
 
     Categories are the reference's values per feature; a window value the reference never had gets
@@ -102,11 +99,6 @@ class ChiSquareDrift(_DriftDetector):
     """
 
     kind = "ChiSquareDrift"
-
-    def __init__(self, p_val: float = 0.05, correction: str = "bonferroni", preprocess=None):
-        super().__init__(p_val, preprocess)
-        correct(np.array([1.0]), p_val, correction)
-        self.correction = correction
 
     def score(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
         self._require_fit()
@@ -118,14 +110,6 @@ class ChiSquareDrift(_DriftDetector):
             stats.append(statistic)
             p_values.append(p)
         return np.array(p_values), np.array(stats)
-
-    def predict(self, x: Any) -> DriftResult:
-        p_values, statistics = self.score(x)
-        is_drift, threshold = correct(p_values, self.p_val, self.correction)
-        return DriftResult(is_drift, float(p_values.min()), float(statistics.max()), threshold, p_values, statistics)
-
-    def _params(self) -> dict[str, Any]:
-        return {"p_val": self.p_val, "correction": self.correction}
 
 
 class MMDDrift(_DriftDetector):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from seismo.detect.base import Detector, OutlierResult, check_batch
+from seismo.detect.base import Detector, OutlierResult
 
 
 class _OutlierDetector(Detector):
@@ -23,18 +23,8 @@ class _OutlierDetector(Detector):
         self.preprocess = preprocess
         self.threshold: float | None = None
 
-    def _features(self, x: Any, what: str = "data") -> np.ndarray:
-        array = check_batch(x, self.instance_shape, what)
-        if self.preprocess is not None:
-            array = self.preprocess.transform(array)
-        return array.reshape(len(array), -1)
-
     def fit(self, x_ref: Any):
-        array = check_batch(x_ref, None, "reference")
-        self.instance_shape = tuple(array.shape[1:])
-        if self.preprocess is not None:
-            self.preprocess.fit(array)
-        features = self._features(array, "reference")
+        features = self._reference_features(x_ref)
         self._fit_features(features)
         scores, _ = self._score_features(features)
         self.threshold = float(np.percentile(scores, self.threshold_percentile))

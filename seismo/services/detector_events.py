@@ -6,17 +6,21 @@ better by retrying) and is counted by reason, never skipped silently.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import orjson
+from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http, now_rfc3339, to_binary
 from seismo.events.payloads import PayloadError, instances_of
 from seismo.events.types import EventKind, kind_of, model_of
-from seismo.services.common import BodyTooLarge, read_body
+from seismo.services.common import BodyTooLarge, error, read_body
+
+log = logging.getLogger(__name__)
 
 EXAMPLE_DETECTORS = Path(__file__).resolve().parents[2] / "models" / "artifacts" / "detectors"
 
@@ -53,6 +57,17 @@ async def request_instances(request: Request, max_bytes: int, served_model: str 
     if not np.isfinite(array).all():
         raise Rejection("bad_payload", "instances contain NaN or infinity", model)
     return event, array.astype(np.float32, copy=False)
+
+
+async def accept(request: Request, max_bytes: int, served_model: str | None, shape: tuple[int, ...] | None,
+                 rejected: Counter, service: str) -> tuple[CloudEvent, np.ndarray] | Response:
+    """The event and its instances, or the 4xx answer for a rejection (counted and logged here)."""
+    try:
+        return await request_instances(request, max_bytes, served_model, shape)
+    except Rejection as exc:
+        rejected.labels(exc.model, exc.reason).inc()
+        log.warning("%s: rejected event (%s): %s", service, exc.reason, exc)
+        return error(exc.status, str(exc))
 
 
 def reply(answered: CloudEvent, event_type: str, source: str, data: dict) -> Response:

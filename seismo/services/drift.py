@@ -32,8 +32,8 @@ from seismo.detect.windows import Window, WindowStore
 from seismo.events.cloudevents import CloudEvent, now_rfc3339, to_binary
 from seismo.events.types import KSERVE_DRIFT
 from seismo.http import EventPoster, SendError
-from seismo.services.common import EXCEPTION_HANDLERS, data_dir, error, health_routes
-from seismo.services.detector_events import EXAMPLE_DETECTORS, Rejection, reply, request_instances
+from seismo.services.common import EXCEPTION_HANDLERS, data_dir, health_routes
+from seismo.services.detector_events import EXAMPLE_DETECTORS, accept, reply
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +147,10 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
 
     async def handle(request: Request) -> Response:
         detector = state["detector"]
-        try:
-            event, array = await request_instances(request, settings.max_event_bytes, settings.model, detector.instance_shape)
-        except Rejection as exc:
-            rejected.labels(exc.model, exc.reason).inc()
-            log.warning("drift: rejected event (%s): %s", exc.reason, exc)
-            return error(exc.status, str(exc))
+        accepted = await accept(request, settings.max_event_bytes, settings.model, detector.instance_shape, rejected, "drift")
+        if isinstance(accepted, Response):
+            return accepted
+        event, array = accepted
         instances.labels(settings.model).inc(len(array))
         results = await batcher.submit((settings.model, array))
         if not results:

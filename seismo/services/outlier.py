@@ -22,8 +22,8 @@ from starlette.routing import Route
 from seismo.batching import ThreadBatcher
 from seismo.detect import load_detector
 from seismo.events.types import KSERVE_OUTLIER
-from seismo.services.common import EXCEPTION_HANDLERS, error, health_routes
-from seismo.services.detector_events import EXAMPLE_DETECTORS, Rejection, reply, request_instances
+from seismo.services.common import EXCEPTION_HANDLERS, health_routes
+from seismo.services.detector_events import EXAMPLE_DETECTORS, accept, reply
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,10 @@ def create_app(settings: OutlierSettings, registry: CollectorRegistry) -> Starle
 
     async def handle(request: Request) -> Response:
         detector = state["detector"]
-        try:
-            event, array = await request_instances(request, settings.max_event_bytes, settings.model, detector.instance_shape)
-        except Rejection as exc:
-            rejected.labels(exc.model, exc.reason).inc()
-            log.warning("outlier: rejected event (%s): %s", exc.reason, exc)
-            return error(exc.status, str(exc))
+        accepted = await accept(request, settings.max_event_bytes, settings.model, detector.instance_shape, rejected, "outlier")
+        if isinstance(accepted, Response):
+            return accepted
+        event, array = accepted
         is_outlier, instance_score, feature_score = await batcher.submit(array)
         n_out = int(is_outlier.sum())
         instances.labels(settings.model, "outlier").inc(n_out)

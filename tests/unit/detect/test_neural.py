@@ -1,7 +1,6 @@
 """The Keras parts: VAE outlier detector, untrained-autoencoder and model-layer preprocessing."""
 
 import numpy as np
-import pytest
 
 from seismo.detect import KSDrift, ModelLayer, UntrainedAutoencoder, load_detector
 
