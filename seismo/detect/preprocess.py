@@ -126,12 +126,18 @@ class ModelLayer:
         return np.concatenate(out).reshape(len(x), -1).astype(np.float64)
 
     def config(self) -> dict[str, Any]:
-        return {"model_path": self.model_path, "layer": self.layer}
+        return {"model_path": getattr(self, "_saved_path", self.model_path), "layer": self.layer}
 
     def save(self, folder: Path) -> None:
-        pass  # the served model is referenced, not copied
+        # The served model is referenced, not copied; relative to the detector folder, so the two
+        # can move together (a repository, a container image).
+        import os
+
+        self._saved_path = os.path.relpath(Path(self.model_path).resolve(), Path(folder).resolve())
 
     def load(self, folder: Path) -> None:
+        if not Path(self.model_path).is_absolute():
+            self.model_path = str((Path(folder) / self.model_path).resolve())
         self.fit(np.empty((0,)))
 
 

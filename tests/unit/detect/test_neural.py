@@ -34,3 +34,17 @@ def test_uae_preprocessing_detects_image_shift_and_saves(tmp_path, example_image
 def test_model_layer_preprocessing(example_model, example_images):
     step = ModelLayer(str(example_model), layer=-2).fit(example_images[:10])
     assert step.transform(example_images[:10]).shape == (10, 64)  # the pooled features before the softmax
+
+
+def test_model_layer_detector_is_relocatable_with_its_model(tmp_path, example_model, example_images):
+    import json
+    import shutil
+
+    shutil.copytree(example_model, tmp_path / "project" / "model")
+    detector = KSDrift(preprocess=ModelLayer(str(tmp_path / "project" / "model"), layer=-2)).fit(example_images[:100])
+    detector.save(tmp_path / "project" / "detector")
+    config = json.loads((tmp_path / "project" / "detector" / "config.json").read_text())
+    assert config["preprocess"]["model_path"] == "../model"
+    shutil.move(tmp_path / "project", tmp_path / "moved")
+    loaded = load_detector(tmp_path / "moved" / "detector")
+    assert loaded.predict(example_images[100:200]).to_json() == detector.predict(example_images[100:200]).to_json()
