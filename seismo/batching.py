@@ -16,6 +16,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def split_rows(result, parts: Sequence) -> list:
+    """Cut a batched result (an array, or None) back into one piece per part, by the parts' row counts."""
+    import numpy as np
+
+    if result is None:
+        return [None] * len(parts)
+    return np.split(result, np.cumsum([len(p) for p in parts])[:-1])
+
+
 class ThreadBatcher(Generic[T, R]):
     """`await submit(item)` returns `run_batch([..., item, ...])[i]` for that item.
 

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seismo.batching import ThreadBatcher
+from seismo.batching import ThreadBatcher, split_rows
 from seismo.detect import load_detector
 from seismo.events.types import KSERVE_OUTLIER
 from seismo.services.common import EXCEPTION_HANDLERS, health_routes
@@ -60,9 +60,7 @@ def create_app(settings: OutlierSettings, registry: CollectorRegistry) -> Starle
 
     def score_batch(arrays: list[np.ndarray]):
         result = state["detector"].predict(np.concatenate(arrays))
-        bounds = np.cumsum([len(a) for a in arrays])[:-1]
-        split = lambda a: np.split(a, bounds) if a is not None else [None] * len(arrays)  # noqa: E731
-        return list(zip(split(result.is_outlier), split(result.instance_score), split(result.feature_score)))
+        return list(zip(*(split_rows(a, arrays) for a in (result.is_outlier, result.instance_score, result.feature_score))))
 
     batcher: ThreadBatcher = ThreadBatcher(score_batch, settings.max_batch, name="outlier-scoring", size_of=len)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import CollectorRegistry, Histogram
 
-from seismo.batching import ThreadBatcher
+from seismo.batching import ThreadBatcher, split_rows
 from seismo.events.payloads import PayloadError, Tensor
 from seismo.serving.runtimes import Runtime, TensorSpec
 
@@ -52,8 +52,7 @@ class Predictor:
         with self.inference_seconds.labels(self.info.name).time():
             out = self.runtime.predict(batch)
         self.batch_sizes.labels(self.info.name).observe(len(batch))
-        bounds = np.cumsum([len(a) for a in arrays])[:-1]
-        return np.split(out, bounds)
+        return split_rows(out, arrays)
 
     def check(self, array: np.ndarray, name: str) -> np.ndarray:
         """The array as the model takes it, or PayloadError naming what does not fit."""
