@@ -30,7 +30,7 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         interpreter.append(time.perf_counter() - started)
-    seconds: dict[str, list[float]] = {"logger": [], "broker": [], "outlier": [], "drift": [], "model": []}
+    seconds: dict[str, list[float]] = {"logger": [], "broker": [], "metrics": [], "outlier": [], "drift": [], "model": []}
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             for name in seconds:  # one at a time, so no service's start slows another's

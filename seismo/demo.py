@@ -150,7 +150,7 @@ def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detectio
     demo_dir = data_dir / "demo"
     shutil.rmtree(demo_dir, ignore_errors=True)
 
-    say("== Seismo demo: logged inference, drift and outliers, end to end")
+    say("== Seismo demo: logged inference, drift, outliers and performance from ground truth, end to end")
     say(f"starting the services (state in {demo_dir}; drift windows of {window} instances) ...")
     stack = LocalStack(demo_dir, ports=pick_ports(), env={"SEISMO_DRIFT_WINDOW_SIZE": str(window)})
     started = time.perf_counter()
@@ -203,11 +203,17 @@ def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detectio
             run_detection_scenario(stack, images, window, say, send_predictions)
             say("  (on these 4x-upscaled digits, pixelate at severity 4 (32 -> 24 pixels) leaves every image unchanged)")
 
+        say("\nground truth: predictions in two cohorts (web, mobile), then feedback by prediction id; accuracy per phase")
+        from seismo.demo_feedback import run_feedback_scenario
+
+        feedback_ok = run_feedback_scenario(stack, images, min(100, len(images)), say)
+
         say("\nmetrics (Prometheus text format):")
         for name in stack.services:
             say(f"  {name:7} {stack.url(name)}/metrics")
-        ok = complete >= predictions + 1
-        say("\n" + ("demo finished: every prediction was logged." if ok else "demo finished, but some records are missing (see the logs above)."))
+        ok = complete >= predictions + 1 and feedback_ok
+        say("\n" + ("demo finished: every prediction was logged and every feedback joined." if ok
+                    else "demo finished, but some records or feedback joins are missing (see the logs above)."))
         return 0 if ok else 1
     finally:
         stack.stop()  # before any print: a closed stdout (`seismo demo | head`) must not orphan the services

@@ -21,7 +21,7 @@ import httpx
 
 from seismo.services.common import DEFAULT_PORTS, PortInUse, check_port_free
 
-SERVICES = ("logger", "outlier", "drift", "broker", "model")
+SERVICES = ("logger", "outlier", "drift", "metrics", "broker", "model")
 
 
 def free_ports(names: tuple[str, ...] = SERVICES) -> dict[str, int]:
@@ -90,7 +90,7 @@ class LocalStack:
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(SEISMO_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
-        for name in ("logger", "outlier", "drift"):  # where the broker's triggers deliver
+        for name in ("logger", "outlier", "drift", "metrics"):  # where the broker's triggers deliver
             if name in self.ports:
                 env[f"SEISMO_{name.upper()}_URL"] = self.url(name)
         if "broker" in self.ports:

@@ -20,6 +20,7 @@ from typing import Callable
 import orjson
 
 from seismo.batching import ThreadBatcher
+from seismo.sqlite import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -97,11 +98,7 @@ class Journal:
 
     def __init__(self, path: str | Path, synchronous: str = "full"):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(self.path, _SCHEMA, "FULL" if synchronous == "full" else "NORMAL")
 
     def transaction(self, work: Callable[[sqlite3.Connection], list]) -> list:
         self._db.execute("BEGIN IMMEDIATE")

@@ -7,12 +7,12 @@ start the next window); a time window keeps at most the `size` newest rows of it
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from seismo.sqlite import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -47,10 +47,7 @@ class WindowStore:
             raise ValueError(f"window mode must be count, tumbling or sliding, not {mode!r}")
         self.instance_shape = tuple(instance_shape)
         self.size, self.mode, self.seconds, self.slide_seconds, self.min_rows = size, mode, seconds, slide_seconds, min_rows
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
 
     def _state(self, model: str) -> tuple[int, float | None, float | None]:
         row = self._db.execute("SELECT tested, start, last_test FROM windows WHERE model = ?", (model,)).fetchone()

@@ -41,6 +41,14 @@ EVENT_KINDS: dict[str, EventKind] = {
 # Extensions that describe the model and deployment, copied onto every record and reply.
 MODEL_EXTENSIONS = ("inferenceservicename", "namespace", "endpoint", "modelid", "modelversion", "component")
 
+# Extensions a record keeps: the model's, correlation, and what the metrics server reads (the cohort
+# and holdout flags Seismo's model server copies from X-Seismo-Cohort / X-Seismo-Holdout headers, and
+# KServe's `metadata` header map).
+RECORD_EXTENSIONS = (*MODEL_EXTENSIONS, "requestid", "protocol", "cohort", "holdout", "metadata")
+
+# Request headers Seismo's model server copies onto its events as extensions.
+FORWARDED_HEADERS = {"x-seismo-cohort": "cohort", "x-seismo-holdout": "holdout"}
+
 
 def kind_of(event_type: str) -> EventKind | None:
     return EVENT_KINDS.get(event_type)

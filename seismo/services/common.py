@@ -25,6 +25,7 @@ DEFAULT_PORTS = {
     "logger": 8091,
     "outlier": 8092,
     "drift": 8093,
+    "metrics": 8094,
 }
 
 

@@ -14,11 +14,9 @@ import time
 
 import orjson
 from datetime import datetime
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,37 +24,22 @@ from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher
 from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http
-from seismo.events.types import MODEL_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
-from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, data_dir, error, health_routes, read_body
-from seismo.store import RecordStore, RecordUpdate, open_store, record_to_json
+from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
+from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, error, health_routes, read_body
+from seismo.store import RecordStore, RecordUpdate, record_to_json
+from seismo.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
 MAX_QUERY_LIMIT = 1000
 
 
-class LoggerSettings(BaseSettings):
+class LoggerSettings(StoreSettings):
     model_config = SettingsConfigDict(env_prefix="SEISMO_LOGGER_")
 
     host: str = "127.0.0.1"
     """Interface to listen on."""
     port: int = 8091
     """Port for events in and record reads."""
-    sqlite_path: Path = Field(default_factory=lambda: data_dir() / "records.db")
-    """SQLite record store (used unless an Elasticsearch URL is set)."""
-    elasticsearch_url: str | None = None
-    """Elasticsearch endpoint, e.g. https://es:9200; when set, records go there instead of SQLite."""
-    elasticsearch_index_prefix: str = "inference-log"
-    """Index prefix; Seldon's request logger uses inference-log."""
-    elasticsearch_username: str | None = None
-    """Basic-auth user (or a file `username` in the secret dir)."""
-    elasticsearch_password: str | None = None
-    """Basic-auth password (or a file `password` in the secret dir)."""
-    elasticsearch_api_key: str | None = None
-    """API key, preferred over basic auth (or a file `api_key` in the secret dir)."""
-    elasticsearch_secret_dir: str | None = None
-    """A mounted Secret with username, password, api_key and ca.crt files."""
-    elasticsearch_verify_certs: bool = True
-    """TLS verification; on by default."""
     max_event_bytes: int = 10 * 1024 * 1024
     """Largest event body accepted; bigger ones get 413."""
     max_batch: int = 256
@@ -88,7 +71,7 @@ def update_from_event(event: CloudEvent, received: float) -> RecordUpdate:
         content_type=event.datacontenttype,
         status=int(status) if status and status.isdigit() else None,
         model_version=event.extensions.get("modelversion"),
-        extensions={k: v for k, v in event.extensions.items() if k in MODEL_EXTENSIONS or k in ("requestid", "protocol")},
+        extensions={k: v for k, v in event.extensions.items() if k in RECORD_EXTENSIONS},
     )
 
 
@@ -195,26 +178,10 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        state["store"] = store or open_store(
-            settings.sqlite_path,
-            settings.elasticsearch_url,
-            settings.elasticsearch_secret_dir,
-            **(
-                {
-                    "index_prefix": settings.elasticsearch_index_prefix,
-                    "username": settings.elasticsearch_username,
-                    "password": settings.elasticsearch_password,
-                    "api_key": settings.elasticsearch_api_key,
-                    "verify_certs": settings.elasticsearch_verify_certs,
-                }
-                if settings.elasticsearch_url
-                else {}
-            ),
-        )
+        state["store"] = store or settings.open_store()
         writer.start()
         state["ready"] = True
-        backend = "elasticsearch " + settings.elasticsearch_url if settings.elasticsearch_url else f"sqlite {settings.sqlite_path}"
-        log.info("logger ready on port %d, storing to %s", settings.port, backend)
+        log.info("logger ready on port %d, storing to %s", settings.port, settings.describe_store())
         try:
             yield
         finally:

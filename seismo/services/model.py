@@ -26,7 +26,7 @@ from starlette.routing import Route
 import seismo
 from seismo.events.cloudevents import CloudEvent, now_rfc3339
 from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor
-from seismo.events.types import KSERVE_REQUEST, KSERVE_RESPONSE
+from seismo.events.types import FORWARDED_HEADERS, KSERVE_REQUEST, KSERVE_RESPONSE
 from seismo.http import EventPoster
 from seismo.serving.event_logger import EventLogger, EventLoggerConfig
 from seismo.serving.predictor import Predictor
@@ -120,6 +120,10 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         }
         if info.version:
             extensions["modelversion"] = info.version
+        for header, extension in FORWARDED_HEADERS.items():
+            value = request.headers.get(header)
+            if value:
+                extensions[extension] = value
         content_type = request.headers.get("content-type") or "application/json"
         if settings.log_mode in ("all", "request"):
             event_logger.log(CloudEvent(pid, source, KSERVE_REQUEST, body, content_type, now_rfc3339(), extensions=extensions))

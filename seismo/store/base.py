@@ -131,6 +131,9 @@ class RecordStore(Protocol):
 
     def get(self, prediction_id: str) -> Record | None: ...
 
+    def get_many(self, prediction_ids: list[str]) -> dict[str, Record]:
+        """The records that exist among `prediction_ids`, by id."""
+
     def query(
         self, model: str | None = None, since: float | None = None, until: float | None = None, limit: int = 100
     ) -> list[Record]:

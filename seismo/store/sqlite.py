@@ -7,7 +7,6 @@ cheap on a laptop disk.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import orjson
 
 from seismo.store.base import Record, RecordUpdate, merge
+from seismo.sqlite import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -93,15 +93,10 @@ def _record_to_row(r: Record) -> tuple:
 class SQLiteRecordStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # One connection shared under a lock: the logger calls from one worker thread anyway, and
         # reads from the HTTP API are short.
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(self.path, _SCHEMA)
 
     def apply(self, updates: list[RecordUpdate]) -> list[bool]:
         now = round(time.time(), 6)  # microseconds, what the API's ISO times carry
@@ -133,6 +128,18 @@ class SQLiteRecordStore:
     def get(self, prediction_id: str) -> Record | None:
         with self._lock:
             return self._get(prediction_id)
+
+    def get_many(self, prediction_ids: list[str]) -> dict[str, Record]:
+        """The records that exist among `prediction_ids`, by id (one query per 500 ids)."""
+        found: dict[str, Record] = {}
+        with self._lock:
+            for start in range(0, len(prediction_ids), 500):
+                chunk = prediction_ids[start:start + 500]
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM records WHERE prediction_id IN ({', '.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                found.update((row[0], _row_to_record(row)) for row in rows)
+        return found
 
     def query(
         self, model: str | None = None, since: float | None = None, until: float | None = None, limit: int = 100

@@ -123,3 +123,9 @@ def test_credentials_from_a_mounted_secret(tmp_path):
     (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
     config = ElasticsearchConfig.with_secret_dir("https://es:9200", tmp_path)
     assert (config.username, config.password, config.ca_certs, config.verify_certs) == ("elastic", "s3cret", str(tmp_path / "ca.crt"), True)
+
+
+def test_get_many_finds_existing_records_in_one_search(store):
+    store.apply([upd(f"m{i}", EventKind.REQUEST, REQ) for i in range(3)])
+    found = store.get_many(["m0", "m2", "absent"])
+    assert sorted(found) == ["m0", "m2"] and found["m2"].prediction_id == "m2"

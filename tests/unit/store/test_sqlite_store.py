@@ -86,3 +86,10 @@ def test_non_json_payloads_are_shown_as_text_or_base64(store):
     as_json = record_to_json(store.get("p"))
     assert as_json["request"] == "plain text"
     assert as_json["response"]["base64"] == "/wA="
+
+
+def test_get_many_finds_existing_records_across_chunks(store):
+    store.apply([update(f"g{i}", EventKind.REQUEST, REQ) for i in range(1200)])
+    wanted = [f"g{i}" for i in range(0, 1200, 2)] + ["absent"]
+    found = store.get_many(wanted)
+    assert len(found) == 600 and "absent" not in found and found["g1198"].prediction_id == "g1198"

@@ -1,0 +1,123 @@
+"""Feedback handled per second by the metrics server, joined by prediction id through the SQLite store.
+
+The store holds 1 million records (a binary model's small V1 requests and responses). The metrics
+server runs as a real process (`seismo serve metrics`); 16 clients post `{"prediction_id", "truth"}`
+for random stored predictions in a closed loop. Baselines in the same run: the same join against a
+store of 10,000 records (does the store's size matter?), and self-contained feedback that carries the
+response (what the join by id costs).
+
+    python -m bench.feedback_join [--records 1000000] [--feedback 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from bench.common import closed_loop, percentiles, save
+from seismo.events.types import KSERVE_REQUEST, KSERVE_RESPONSE
+from seismo.local import LocalStack, free_ports
+from seismo.store import Record, SQLiteRecordStore
+from seismo.store.sqlite import _COLUMNS, _record_to_row
+
+MODEL = "credit"
+CONFIG = f"models:\n  {MODEL}:\n    type: binary\n    features: [income, fico]\n"
+
+
+def build_store(path: Path, n: int, rng: np.random.Generator) -> list[float]:
+    """n complete records written straight into the store's table (the logger would take hours)."""
+    SQLiteRecordStore(path).close()  # the schema
+    db = sqlite3.connect(str(path), isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=OFF")
+    scores = rng.random(n)
+    start = time.time() - 86400
+    chunk = 50_000
+    for first in range(0, n, chunk):
+        rows = []
+        for i in range(first, min(n, first + chunk)):
+            t = start + i * 0.05
+            rows.append(_record_to_row(Record(
+                prediction_id=f"p{i}", model=MODEL, created_at=t, updated_at=t, request_time=t, response_time=t,
+                request=orjson.dumps({"instances": [[int(20000 + i % 150000), int(500 + i % 350)]]}), request_content_type="application/json",
+                response=orjson.dumps({"predictions": [round(float(scores[i]), 4)]}), response_content_type="application/json",
+                status=200, extensions={"inferenceservicename": MODEL}, event_types=(KSERVE_REQUEST, KSERVE_RESPONSE),
+            )))
+        db.execute("BEGIN")
+        db.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 15)})", rows)
+        db.execute("COMMIT")
+        print(f"  store: {min(n, first + chunk):,} / {n:,} records", flush=True)
+    db.close()
+    return scores.tolist()
+
+
+def run(records_db: Path, work: Path, bodies: list[tuple[str, bytes]], concurrency: int) -> dict:
+    (work / "metrics.yaml").write_text(CONFIG)
+    env = {"SEISMO_METRICS_CONFIG_FILE": str(work / "metrics.yaml"), "SEISMO_METRICS_STATE_PATH": str(work / "metrics.db"),
+           "SEISMO_METRICS_SQLITE_PATH": str(records_db), "SEISMO_METRICS_SCAN_INTERVAL_SECONDS": "3600",
+           "SEISMO_LOG_LEVEL": "WARNING"}
+    stack = LocalStack(work, ports=free_ports(("metrics",)), services=("metrics",), env=env)
+    stack.start()
+    try:
+        asyncio.run(closed_loop(stack.url("metrics"), bodies[:200], concurrency))  # warm up
+        started = time.perf_counter()
+        latencies = asyncio.run(closed_loop(stack.url("metrics"), bodies[200:], concurrency))
+        seconds = time.perf_counter() - started
+        import httpx
+
+        report = httpx.get(f"{stack.url('metrics')}/v1/performance", params={"model": MODEL, "window": "all"}, timeout=30).json()
+    finally:
+        stack.stop()
+    return {"per_second": round((len(bodies) - 200) / seconds, 1), **{k: round(v, 2) for k, v in percentiles(latencies).items()},
+            "scored": report["realized"]["n"], "joined": report["counts"]["joined"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--feedback", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        print(f"building a store of {args.records:,} records ...", flush=True)
+        scores = build_store(tmp / "big.db", args.records, rng)
+        build_store(tmp / "small.db", args.small, rng)
+        truths = rng.integers(0, 2, args.feedback + 200)
+
+        def by_id(n_records: int) -> list[tuple[str, bytes]]:
+            ids = rng.choice(n_records, args.feedback + 200, replace=False)
+            return [("/feedback", orjson.dumps({"prediction_id": f"p{i}", "truth": int(t)})) for i, t in zip(ids, truths)]
+
+        contained = [("/feedback", orjson.dumps({"model": MODEL, "response": {"predictions": [scores[i]]}, "truth": int(t)}))
+                     for i, t in zip(range(args.feedback + 200), truths)]
+        results = {}
+        for name, db, bodies in (("joined_by_id_1m_store", tmp / "big.db", by_id(args.records)),
+                                 ("joined_by_id_small_store", tmp / "small.db", by_id(args.small)),
+                                 ("self_contained", tmp / "small.db", contained)):
+            work = tmp / name
+            work.mkdir()
+            print(f"{name}: {args.feedback} feedback, {args.concurrency} clients ...", flush=True)
+            results[name] = run(db, work, bodies, args.concurrency)
+            print(f"  {results[name]}", flush=True)
+    big, small, contained_result = results["joined_by_id_1m_store"], results["joined_by_id_small_store"], results["self_contained"]
+    save("feedback_join", {
+        "records_in_store": args.records, "feedback": args.feedback, "concurrency": args.concurrency, **results,
+        "ratio_1m_vs_small_store": round(big["per_second"] / small["per_second"], 2),
+        "ratio_joined_vs_self_contained": round(big["per_second"] / contained_result["per_second"], 2),
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Per-model metric configuration and cohort rules, read from one YAML file.
+
+```yaml
+models:
+  credit-model:
+    type: binary                # binary | multiclass-onehot | multiclass-numeric | regression
+    threshold: 0.5              # binary: positive when the score is >= threshold
+    features: [income, fico]    # names of positional request columns, for rules
+    cohort_extension: cohort    # request event extension naming the cohort (default "cohort")
+    holdout_extension: holdout  # request event extension flagging holdout traffic (default "holdout")
+    cohorts:
+      - {name: high-income, when: "income > 100000"}
+      - {name: subprime, when: "fico < 600 and income <= 50000"}
+```
+
+Rules are a tiny grammar, never `eval`: `feature OP value` joined by `and`, OP one of
+`> >= < <= == !=`, value a number or a quoted string. A rule on a feature the request lacks does not
+match. Every instance belongs to cohort `all` too.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METRIC_TYPES = ("binary", "multiclass-onehot", "multiclass-numeric", "regression")
+ALL = "all"
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
+_CONDITION = re.compile(r"""^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|==|!=|>|<)\s*("[^"]*"|'[^']*'|[-+]?[\d.]+(?:[eE][-+]?\d+)?)\s*$""")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Condition:
+    feature: str
+    op: str
+    value: float | str
+
+    def holds(self, features: dict[str, Any]) -> bool:
+        if self.feature not in features:
+            return False
+        actual = features[self.feature]
+        if isinstance(self.value, str):
+            return _OPS[self.op](str(actual), self.value)
+        try:
+            return bool(_OPS[self.op](float(actual), self.value))
+        except (TypeError, ValueError):
+            return False
+
+
+@dataclass(frozen=True)
+class CohortRule:
+    name: str
+    when: str
+    conditions: tuple[Condition, ...]
+
+    def matches(self, features: dict[str, Any]) -> bool:
+        return all(c.holds(features) for c in self.conditions)
+
+
+def parse_rule(name: str, when: str) -> CohortRule:
+    if not isinstance(when, str) or not when.strip():
+        raise ConfigError(f"cohort {name!r}: 'when' must be a condition such as \"income > 100000\"")
+    conditions = []
+    for part in re.split(r"\s+and\s+", when.strip()):
+        match = _CONDITION.match(part)
+        if not match:
+            raise ConfigError(f"cohort {name!r}: cannot read condition {part!r}; write FEATURE OP VALUE with OP one of {' '.join(_OPS)}")
+        feature, op, raw = match.groups()
+        value: float | str = raw[1:-1] if raw[0] in "\"'" else float(raw)
+        conditions.append(Condition(feature, op, value))
+    return CohortRule(name, when, tuple(conditions))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    type: str
+    threshold: float = 0.5
+    features: tuple[str, ...] = ()
+    cohort_extension: str = "cohort"
+    holdout_extension: str = "holdout"
+    rules: tuple[CohortRule, ...] = field(default_factory=tuple)
+
+    @property
+    def classification(self) -> bool:
+        return self.type != "regression"
+
+    @property
+    def has_probabilities(self) -> bool:
+        """Whether responses carry scores that confidence-based estimation can use."""
+        return self.type in ("binary", "multiclass-onehot")
+
+
+def check_cohort_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"{where}: cohort names are 1-64 letters, digits, '_', '.' or '-', got {name!r}")
+    return name
+
+
+def model_config(name: str, doc: Any) -> ModelConfig:
+    where = f"model {name!r}"
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: expected a mapping with at least 'type'")
+    known = {"type", "threshold", "features", "cohort_extension", "holdout_extension", "cohorts"}
+    unknown = set(doc) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    kind = doc.get("type")
+    if kind not in METRIC_TYPES:
+        raise ConfigError(f"{where}: type must be one of {', '.join(METRIC_TYPES)}, got {kind!r}")
+    threshold = doc.get("threshold", 0.5)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ConfigError(f"{where}: threshold must be a number in [0, 1], got {threshold!r}")
+    features = doc.get("features") or []
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise ConfigError(f"{where}: features must be a list of column names")
+    rules = []
+    for i, rule in enumerate(doc.get("cohorts") or []):
+        if not isinstance(rule, dict) or set(rule) != {"name", "when"}:
+            raise ConfigError(f"{where}: cohorts[{i}] must be {{name: ..., when: ...}}")
+        rules.append(parse_rule(check_cohort_name(rule["name"], f"{where} cohorts[{i}]"), rule["when"]))
+    return ModelConfig(name, kind, float(threshold), tuple(features), str(doc.get("cohort_extension", "cohort")),
+                       str(doc.get("holdout_extension", "holdout")), tuple(rules))
+
+
+def load_models(path: Path) -> dict[str, ModelConfig]:
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read metrics config {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"metrics config {path} is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict) or not doc["models"]:
+        raise ConfigError(f"metrics config {path} needs a non-empty 'models' mapping")
+    return {str(name): model_config(str(name), spec) for name, spec in doc["models"].items()}

@@ -1,0 +1,243 @@
+"""The metrics server's durable state in one SQLite file: scored feedback, predictions seen, pending truth.
+
+- `scored`: one row per instance with ground truth, keyed by (model, prediction id#row), so feedback
+  sent twice counts once and a later truth replaces the earlier one.
+- `seen`: the scores of every logged prediction (labelled or not), for confidence-based estimation.
+- `*_cohort`: which cohorts each row belongs to, with its time, so a cohort's window is one indexed
+  range scan.
+- `pending`: feedback whose prediction is not stored yet, with when it arrived (for the TTL).
+- `counts`: received/joined/pending/orphaned/late per model, surviving restarts.
+Windows are read from here on demand; nothing grows in memory.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+from seismo.sqlite import open_database
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scored (
+    model TEXT NOT NULL, key TEXT NOT NULL, prediction_id TEXT, grp TEXT NOT NULL,
+    scored_at REAL NOT NULL, predicted_at REAL, predicted REAL NOT NULL, truth REAL NOT NULL, scores TEXT,
+    PRIMARY KEY (model, key)
+);
+CREATE TABLE IF NOT EXISTS scored_cohort (
+    model TEXT NOT NULL, cohort TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (model, cohort, key)
+);
+CREATE INDEX IF NOT EXISTS scored_cohort_time ON scored_cohort (model, cohort, at);
+CREATE TABLE IF NOT EXISTS seen (
+    model TEXT NOT NULL, key TEXT NOT NULL, grp TEXT NOT NULL, predicted_at REAL NOT NULL, scores TEXT NOT NULL,
+    PRIMARY KEY (model, key)
+);
+CREATE TABLE IF NOT EXISTS seen_cohort (
+    model TEXT NOT NULL, cohort TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (model, cohort, key)
+);
+CREATE INDEX IF NOT EXISTS seen_cohort_time ON seen_cohort (model, cohort, at);
+CREATE TABLE IF NOT EXISTS pending (
+    prediction_id TEXT PRIMARY KEY, model TEXT, received_at REAL NOT NULL, feedback TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pending_received ON pending (received_at);
+CREATE TABLE IF NOT EXISTS counts (model TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (model, name));
+CREATE TABLE IF NOT EXISTS scan_state (model TEXT PRIMARY KEY, created_at REAL NOT NULL);
+"""
+
+COUNT_NAMES = ("received", "joined", "pending", "orphaned", "late")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The newest `count` rows, or the rows of the last `seconds`, or everything (both None)."""
+
+    seconds: float | None = None
+    count: int | None = None
+
+    def describe(self) -> str:
+        if self.count is not None:
+            return f"last {self.count}"
+        if self.seconds is not None:
+            return f"{self.seconds:g}s"
+        return "all"
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    key: str
+    prediction_id: str | None
+    group: str  # "model" or "holdout"
+    scored_at: float
+    predicted_at: float | None
+    predicted: float
+    truth: float
+    scores: tuple[float, ...] | None
+    cohorts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SeenItem:
+    key: str
+    group: str
+    predicted_at: float
+    scores: tuple[float, ...]
+    cohorts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A window's rows as arrays (scores: one row of class scores each, or None when absent)."""
+
+    predicted: np.ndarray
+    truth: np.ndarray
+    scores: list[tuple[float, ...] | None]
+
+    def __len__(self) -> int:
+        return len(self.predicted)
+
+
+class Ledger:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db = open_database(self.path, _SCHEMA)
+
+    # -- writes; each call is one transaction -------------------------------------------------------
+
+    def transaction(self):
+        return _Transaction(self)
+
+    def add_scored(self, model: str, items: list[ScoredItem]) -> list[str]:
+        """'new', 'duplicate' (same truth again) or 'replaced' (a different later truth) per item."""
+        outcomes = []
+        for item in items:
+            row = self._db.execute("SELECT truth FROM scored WHERE model = ? AND key = ?", (model, item.key)).fetchone()
+            if row is not None and row[0] == item.truth:
+                outcomes.append("duplicate")
+                continue
+            outcomes.append("new" if row is None else "replaced")
+            scores = None if item.scores is None else orjson.dumps(item.scores).decode()
+            self._db.execute(
+                "INSERT OR REPLACE INTO scored VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (model, item.key, item.prediction_id, item.group, item.scored_at, item.predicted_at, item.predicted, item.truth, scores),
+            )
+            self._db.execute("DELETE FROM scored_cohort WHERE model = ? AND key = ?", (model, item.key))
+            self._db.executemany("INSERT INTO scored_cohort VALUES (?, ?, ?, ?)",
+                                 [(model, c, item.key, item.scored_at) for c in item.cohorts])
+        return outcomes
+
+    def add_seen(self, model: str, items: list[SeenItem]) -> int:
+        added = 0
+        for item in items:
+            cursor = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?)",
+                                      (model, item.key, item.group, item.predicted_at, orjson.dumps(item.scores).decode()))
+            if cursor.rowcount:
+                added += 1
+                self._db.executemany("INSERT OR IGNORE INTO seen_cohort VALUES (?, ?, ?, ?)",
+                                     [(model, c, item.key, item.predicted_at) for c in item.cohorts])
+        return added
+
+    def bump(self, model: str, name: str, n: int = 1) -> None:
+        self._db.execute("INSERT INTO counts VALUES (?, ?, ?) ON CONFLICT (model, name) DO UPDATE SET value = value + ?",
+                         (model, name, n, n))
+
+    def add_pending(self, prediction_id: str, model: str | None, received_at: float, feedback: bytes) -> bool:
+        """False when feedback for this id already waits (it is replaced: the later truth wins)."""
+        existed = self._db.execute("SELECT 1 FROM pending WHERE prediction_id = ?", (prediction_id,)).fetchone()
+        self._db.execute("INSERT OR REPLACE INTO pending VALUES (?, ?, ?, ?)", (prediction_id, model, received_at, feedback))
+        return existed is None
+
+    def remove_pending(self, prediction_ids: list[str]) -> None:
+        self._db.executemany("DELETE FROM pending WHERE prediction_id = ?", [(p,) for p in prediction_ids])
+
+    def set_scan_mark(self, model: str, created_at: float) -> None:
+        self._db.execute("INSERT OR REPLACE INTO scan_state VALUES (?, ?)", (model, created_at))
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def pending_batch(self, limit: int = 1000) -> list[tuple[str, str | None, float, bytes]]:
+        with self._lock:
+            return self._db.execute("SELECT prediction_id, model, received_at, feedback FROM pending ORDER BY received_at LIMIT ?",
+                                    (limit,)).fetchall()
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+
+    def scan_mark(self, model: str) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT created_at FROM scan_state WHERE model = ?", (model,)).fetchone()
+        return None if row is None else row[0]
+
+    def counts(self, model: str) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, value FROM counts WHERE model = ?", (model,)).fetchall()
+        found = dict(rows)
+        return {name: int(found.get(name, 0)) for name in COUNT_NAMES}
+
+    def groups(self) -> list[tuple[str, str, str]]:
+        """Every (model, cohort, group) with scored or seen rows: what the gauges report."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT c.model, c.cohort, s.grp FROM scored_cohort c JOIN scored s ON s.model = c.model AND s.key = c.key "
+                "UNION SELECT DISTINCT c.model, c.cohort, s.grp FROM seen_cohort c JOIN seen s ON s.model = c.model AND s.key = c.key"
+            ).fetchall()
+        return sorted(rows)
+
+    def models(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT model FROM scored UNION SELECT model FROM seen UNION SELECT model FROM counts").fetchall()
+        return sorted(r[0] for r in rows)
+
+    def _window_sql(self, table: str, columns: str, model: str, cohort: str, group: str | None, window: Window, now: float):
+        sql = f"SELECT {columns} FROM {table}_cohort c JOIN {table} s ON s.model = c.model AND s.key = c.key WHERE c.model = ? AND c.cohort = ?"
+        params: list = [model, cohort]
+        if group is not None:
+            sql += " AND s.grp = ?"
+            params.append(group)
+        if window.seconds is not None:
+            sql += " AND c.at >= ?"
+            params.append(now - window.seconds)
+        sql += " ORDER BY c.at DESC"
+        if window.count is not None:
+            sql += " LIMIT ?"
+            params.append(window.count)
+        return sql, params
+
+    def scored_rows(self, model: str, cohort: str, group: str | None, window: Window, now: float | None = None) -> Rows:
+        sql, params = self._window_sql("scored", "s.predicted, s.truth, s.scores", model, cohort, group, window, now or time.time())
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return Rows(np.array([r[0] for r in rows], dtype=np.float64), np.array([r[1] for r in rows], dtype=np.float64),
+                    [None if r[2] is None else tuple(orjson.loads(r[2])) for r in rows])
+
+    def seen_scores(self, model: str, cohort: str, group: str | None, window: Window, now: float | None = None) -> list[tuple[float, ...]]:
+        sql, params = self._window_sql("seen", "s.scores", model, cohort, group, window, now or time.time())
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [tuple(orjson.loads(r[0])) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _Transaction:
+    """`with ledger.transaction() as db:` one BEGIN IMMEDIATE ... COMMIT around several writes."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+
+    def __enter__(self) -> Ledger:
+        self.ledger._lock.acquire()
+        self.ledger._db.execute("BEGIN IMMEDIATE")
+        return self.ledger
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.ledger._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.ledger._lock.release()

@@ -1,0 +1,88 @@
+"""The metrics server's Prometheus metrics.
+
+The confusion counters keep Seldon Core's metrics-server semantics under `seismo_` names, so its
+Grafana queries work after renaming `seldon_metric_` to `seismo_metric_`: binary models count one of
+TP/FP/FN/TN per instance (label `class` empty); multiclass models count TP for the true class when
+right, else FN for the true class and FP for the predicted one (`class="CLASS_<i>"`; no TN, as in
+Seldon). Counters cannot go down, so a later truth that replaces an earlier one is counted in
+`seismo_metrics_feedback_replaced_total` and reflected in the windowed gauges and `/v1/performance`,
+not subtracted from the counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REALIZED = ("accuracy", "precision", "recall", "f1", "specificity", "mae", "mape", "rmse")
+ESTIMATED = ("accuracy", "precision", "recall", "f1")
+OTHER_COHORT = "other"
+
+
+class PerformanceMetrics:
+    def __init__(self, registry: CollectorRegistry, max_cohorts: int = 50):
+        self.max_cohorts = max_cohorts
+        self._cohorts: set[str] = set()
+        feedback = lambda name, doc: Counter(f"seismo_metrics_feedback_{name}", doc, ["model"], registry=registry)  # noqa: E731
+        self.received = feedback("received", "Feedback messages accepted")
+        self.joined = feedback("joined", "Feedback joined with its stored prediction by id")
+        self.pending = feedback("pending", "Feedback that had to wait for its prediction to be stored")
+        self.orphaned = feedback("orphaned", "Pending feedback whose prediction never showed up within the TTL")
+        self.late = feedback("late", "Feedback whose truth came later than late_after_seconds after the prediction")
+        self.duplicate = feedback("duplicate", "Instances whose truth was sent again unchanged (counted once)")
+        self.replaced = feedback("replaced", "Instances whose earlier truth a later one replaced")
+        self.reward = feedback("reward", "Sum of Seldon feedback rewards")
+        self.rejected = Counter("seismo_metrics_feedback_rejected", "Feedback refused or dropped, by reason", ["model", "reason"], registry=registry)
+        self.waiting = Gauge("seismo_metrics_feedback_waiting", "Feedback pending now", registry=registry)
+        self.scored = Counter("seismo_metrics_instances_scored", "Instances scored with ground truth",
+                              ["model", "cohort", "group"], registry=registry)
+        self.seen = Counter("seismo_metrics_predictions_seen", "Logged predictions read for estimation", ["model"], registry=registry)
+        self.label_delay = Histogram(
+            "seismo_metrics_label_delay_seconds", "Time from prediction to its ground truth", ["model"],
+            buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400), registry=registry,
+        )
+        confusion = lambda name: Counter(f"seismo_metric_{name}", f"Seldon-style {name.replace('_', ' ')} count",  # noqa: E731
+                                         ["model", "cohort", "group", "class"], registry=registry)
+        self.tp, self.fp = confusion("true_positive"), confusion("false_positive")
+        self.fn, self.tn = confusion("false_negative"), confusion("true_negative")
+        labels = ["model", "cohort", "group"]
+        self.realized = {name: Gauge(f"seismo_performance_{name}", f"Realized {name} over the sliding window", labels, registry=registry)
+                         for name in REALIZED}
+        self.estimated = {name: Gauge(f"seismo_performance_estimated_{name}", f"Estimated {name} (CBPE) over the sliding window",
+                                      labels, registry=registry) for name in ESTIMATED}
+        self.window_instances = Gauge("seismo_performance_window_instances", "Instances with truth in the sliding window", labels, registry=registry)
+        self.calibration = Gauge("seismo_performance_calibration_error", "Expected calibration error on the window's labelled predictions",
+                                 labels, registry=registry)
+
+    def cohort_label(self, cohort: str) -> str:
+        """Cohort names come from users' feedback: cap how many become label values."""
+        if cohort in self._cohorts or len(self._cohorts) < self.max_cohorts:
+            self._cohorts.add(cohort)
+            return cohort
+        return OTHER_COHORT
+
+    def count_confusion(self, model_type: str, model: str, cohort: str, group: str, predicted: float, truth: float) -> None:
+        cohort = self.cohort_label(cohort)
+        p, t = int(predicted), int(truth)
+        if model_type == "binary":
+            counter = (self.tp if p == 1 else self.fn) if t == 1 else (self.tn if p == 0 else self.fp)
+            counter.labels(model, cohort, group, "").inc()
+        elif p == t:
+            self.tp.labels(model, cohort, group, f"CLASS_{t}").inc()
+        else:
+            self.fn.labels(model, cohort, group, f"CLASS_{t}").inc()
+            self.fp.labels(model, cohort, group, f"CLASS_{p}").inc()
+
+    def set_window(self, model: str, cohort: str, group: str, realized: dict, estimated: dict) -> None:
+        cohort = self.cohort_label(cohort)
+        self.window_instances.labels(model, cohort, group).set(realized.get("n", 0))
+        for name, gauge in self.realized.items():
+            value = realized.get(name)
+            if isinstance(value, (int, float)):
+                gauge.labels(model, cohort, group).set(value)
+        for name, gauge in self.estimated.items():
+            value = estimated.get(name)
+            if isinstance(value, (int, float)):
+                gauge.labels(model, cohort, group).set(value)
+        error = estimated.get("calibration", {}).get("error")
+        if isinstance(error, float):
+            self.calibration.labels(model, cohort, group).set(error)

@@ -1,0 +1,90 @@
+"""A window's rows -> realized and estimated performance, as `/v1/performance` and the gauges report it.
+
+Realized numbers need truth; estimated ones (confidence-based performance estimation, as NannyML's
+CBPE) need only the model's scores, so they cover every logged prediction. The estimate is trusted
+only as far as the model is calibrated: the calibration check (expected calibration error on the
+labelled rows of the same window) comes with every estimate, together with the estimate for exactly
+those labelled rows, so estimated and realized can be compared like for like.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seismo.performance.config import ModelConfig
+from seismo.performance.ledger import Rows
+from seismo.stats.performance import (
+    calibration_error,
+    classification_metrics,
+    confusion_counts,
+    estimated_accuracy,
+    estimated_binary_metrics,
+    regression_metrics,
+)
+
+MIN_LABELLED_FOR_CALIBRATION = 30
+
+
+def n_classes_of(config: ModelConfig, rows: Rows) -> int:
+    if config.type == "binary":
+        return 2
+    with_scores = [s for s in rows.scores if s is not None]
+    if config.type == "multiclass-onehot" and with_scores:
+        return len(with_scores[0])
+    top = max(rows.predicted.max(initial=0), rows.truth.max(initial=0))
+    return int(top) + 1
+
+
+def realized(config: ModelConfig, rows: Rows) -> dict:
+    if len(rows) == 0:
+        return {"n": 0}
+    if config.type == "regression":
+        return {"n": len(rows), **regression_metrics(rows.predicted, rows.truth)}
+    n_classes = n_classes_of(config, rows)
+    counts = confusion_counts(rows.predicted.astype(np.int64), rows.truth.astype(np.int64), n_classes)
+    metrics = classification_metrics(counts)
+    if config.type == "binary":  # the positive class's numbers, as binary metrics are usually read
+        per = metrics["per_class"]
+        return {"n": len(rows), "accuracy": metrics["accuracy"], "precision": per["precision"][1], "recall": per["recall"][1],
+                "f1": per["f1"][1], "specificity": per["specificity"][1],
+                "confusion": {"tp": int(counts.tp[1]), "fp": int(counts.fp[1]), "fn": int(counts.fn[1]), "tn": int(counts.tn[1])}}
+    return {"n": len(rows), **metrics}
+
+
+def _probabilities(config: ModelConfig, scores: list[tuple[float, ...]]) -> np.ndarray:
+    array = np.asarray(scores, dtype=np.float64)
+    if config.type == "binary":
+        p = array[:, 0]
+        return np.stack([1 - p, p], axis=1)
+    return array
+
+
+def _estimate(config: ModelConfig, probabilities: np.ndarray) -> dict:
+    if config.type == "binary":
+        return estimated_binary_metrics(probabilities[:, 1], config.threshold)
+    return {"accuracy": estimated_accuracy(probabilities)}
+
+
+def estimated(config: ModelConfig, seen: list[tuple[float, ...]], labelled: Rows, max_calibration_error: float) -> dict:
+    """Estimated metrics over every prediction seen, with the calibration check on the labelled ones."""
+    if not config.has_probabilities:
+        return {"available": False, "reason": f"a {config.type} model's responses carry no class probabilities"}
+    out: dict = {"available": True, "n": len(seen)}
+    if seen:
+        out.update(_estimate(config, _probabilities(config, seen)))
+    with_scores = [(s, t) for s, t in zip(labelled.scores, labelled.truth) if s is not None]
+    calibration: dict = {"n_labelled": len(with_scores), "max_error": max_calibration_error}
+    if with_scores:
+        probabilities = _probabilities(config, [s for s, _ in with_scores])
+        truth = np.array([t for _, t in with_scores])
+        out["on_labelled"] = _estimate(config, probabilities)
+        calibration["error"] = calibration_error(probabilities, truth)
+    if len(with_scores) >= MIN_LABELLED_FOR_CALIBRATION:
+        calibration["calibrated"] = bool(calibration["error"] <= max_calibration_error)
+    else:
+        calibration["calibrated"] = None  # too few labels to judge
+    out["calibration"] = calibration
+    if calibration["calibrated"] is False:
+        out["warning"] = (f"the model is not calibrated on the labelled predictions (expected calibration error "
+                          f"{calibration['error']:.3f} > {max_calibration_error}): the estimate is not reliable")
+    return out

@@ -1,0 +1,278 @@
+"""The metrics server's work, without HTTP: feedback in, joins through the record store, windows out.
+
+Every method here blocks (SQLite, the record store); the service runs them on one worker thread, so
+the ledger sees one writer and a batch of feedback is one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from seismo.events.feedback import Feedback, FeedbackError, parse_feedback
+from seismo.performance.config import ALL, ConfigError, ModelConfig
+from seismo.performance.ledger import Ledger, ScoredItem, SeenItem, Window
+from seismo.performance.prometheus import PerformanceMetrics
+from seismo.performance.report import estimated, realized
+from seismo.performance.scoring import ScoringError, cohorts_of, predictions_of, score, truthy
+from seismo.store import Record, RecordStore
+
+log = logging.getLogger(__name__)
+GROUPS = ("model", "holdout")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    feedback: Feedback
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # scored | pending | rejected
+    prediction_id: str | None = None
+    model: str | None = None
+    instances: int = 0
+    message: str | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in {"status": self.status, "prediction_id": self.prediction_id, "model": self.model,
+                                   "instances": self.instances, "error": self.message}.items() if v is not None}
+
+
+def feedback_to_json(feedback: Feedback) -> bytes:
+    """What a pending feedback keeps: enough to parse it back unchanged."""
+    return orjson.dumps({"prediction_id": feedback.prediction_id, "model": feedback.model, "truth": feedback.truth.tolist(),
+                         "cohort": feedback.cohort, "tags": feedback.tags, "holdout": feedback.holdout})
+
+
+def _json_body(body: bytes | None) -> Any:
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+class Tracker:
+    def __init__(self, models: dict[str, ModelConfig], ledger: Ledger, store: RecordStore, metrics: PerformanceMetrics,
+                 pending_ttl: float, late_after: float, max_calibration_error: float):
+        self.models, self.ledger, self.store, self.metrics = models, ledger, store, metrics
+        self.pending_ttl, self.late_after, self.max_calibration_error = pending_ttl, late_after, max_calibration_error
+
+    def config_for(self, model: str | None) -> ModelConfig:
+        if model is None:
+            if len(self.models) == 1:
+                return next(iter(self.models.values()))
+            raise ScoringError(f"feedback must name its 'model' (configured: {sorted(self.models)})")
+        if model not in self.models:
+            raise ScoringError(f"no metrics configuration for model {model!r} (configured: {sorted(self.models)})")
+        return self.models[model]
+
+    # -- feedback ---------------------------------------------------------------------------------
+
+    def process(self, batch: list[Incoming]) -> list[Outcome]:
+        """Score what can be scored, park what waits for its prediction; one ledger transaction."""
+        lookups = [i.feedback.prediction_id for i in batch if not i.feedback.self_contained]
+        records = self.store.get_many(lookups) if lookups else {}
+        planned: list[tuple[Incoming, Outcome, list[ScoredItem], Record | None]] = []
+        for incoming in batch:
+            fb = incoming.feedback
+            record = records.get(fb.prediction_id) if fb.prediction_id else None
+            if not fb.self_contained and (record is None or record.response is None):
+                planned.append((incoming, Outcome("pending", fb.prediction_id, fb.model), [], None))
+                continue
+            try:
+                config, items = self._score(fb, record, incoming.received_at)
+            except (ScoringError, ConfigError, FeedbackError) as exc:
+                planned.append((incoming, Outcome("rejected", fb.prediction_id, fb.model, message=str(exc)), [], record))
+                continue
+            planned.append((incoming, Outcome("scored", fb.prediction_id, config.name, len(items)), items, record))
+        with self.ledger.transaction() as ledger:
+            for incoming, outcome, items, record in planned:
+                fb = incoming.feedback
+                if outcome.status == "rejected":
+                    continue
+                if outcome.status == "pending":
+                    # Counted under its model once that is known: now if the feedback names it, else
+                    # when it joins (or under "unknown" when it is orphaned).
+                    first = ledger.add_pending(fb.prediction_id, fb.model, incoming.received_at, feedback_to_json(fb))
+                    if fb.model is not None:
+                        self._count_received(ledger, fb.model, fb.reward, pending=first)
+                    continue
+                self._count_received(ledger, outcome.model, fb.reward)
+                self._record(ledger, outcome.model, items, joined=record is not None)
+        for _, outcome, _, _ in planned:
+            if outcome.status == "rejected":
+                self.metrics.rejected.labels(outcome.model or "unknown", "invalid").inc()
+        self.metrics.waiting.set(self.ledger.pending_count())
+        return [outcome for _, outcome, _, _ in planned]
+
+    def _count_received(self, ledger: Ledger, model: str, reward: float | None, pending: bool = False) -> None:
+        ledger.bump(model, "received")
+        self.metrics.received.labels(model).inc()
+        if reward is not None:
+            self.metrics.reward.labels(model).inc(reward)
+        if pending:
+            ledger.bump(model, "pending")
+            self.metrics.pending.labels(model).inc()
+
+    def _score(self, fb: Feedback, record: Record | None, received_at: float) -> tuple[ModelConfig, list[ScoredItem]]:
+        if record is not None:
+            if fb.model and fb.model != record.model:
+                raise ScoringError(f"feedback names model {fb.model!r} but prediction {fb.prediction_id!r} was made by {record.model!r}")
+            config = self.config_for(record.model)
+            response, request, extensions = _json_body(record.response), _json_body(record.request), record.extensions
+            predicted_at = record.response_time or record.created_at
+            if fb.self_contained:
+                response, request = fb.response, fb.request or request
+        else:
+            config = self.config_for(fb.model)
+            response, request, extensions, predicted_at = fb.response, fb.request, {}, None
+        rows = score(config, response, fb.truth)
+        cohorts = cohorts_of(config, fb.cohort, extensions, request, len(rows))
+        holdout = fb.holdout if fb.holdout is not None else truthy(extensions.get(config.holdout_extension, ""))
+        group = "holdout" if holdout else "model"
+        base = fb.prediction_id or str(uuid.uuid4())
+        items = [ScoredItem(f"{base}#{r.row}", fb.prediction_id, group, received_at, predicted_at, r.predicted, r.truth, r.scores, cohorts[i])
+                 for i, r in enumerate(rows)]
+        return config, items
+
+    def _record(self, ledger: Ledger, model: str, items: list[ScoredItem], joined: bool) -> None:
+        """Inside a transaction: store scored items, count them once, observe the label delay."""
+        config = self.models[model]
+        if joined:
+            ledger.bump(model, "joined")
+            self.metrics.joined.labels(model).inc()
+        if items and items[0].predicted_at is not None:
+            delay = items[0].scored_at - items[0].predicted_at
+            if delay >= 0:
+                self.metrics.label_delay.labels(model).observe(delay)
+            if delay > self.late_after:
+                ledger.bump(model, "late")
+                self.metrics.late.labels(model).inc()
+        for item, outcome in zip(items, ledger.add_scored(model, items)):
+            if outcome == "duplicate":
+                self.metrics.duplicate.labels(model).inc()
+                continue
+            if outcome == "replaced":
+                self.metrics.replaced.labels(model).inc()
+                continue
+            for cohort in item.cohorts:
+                self.metrics.scored.labels(model, self.metrics.cohort_label(cohort), item.group).inc()
+                if config.classification:
+                    self.metrics.count_confusion(config.type, model, cohort, item.group, item.predicted, item.truth)
+
+    # -- pending --------------------------------------------------------------------------------
+
+    def join_pending(self, now: float | None = None) -> dict[str, int]:
+        """Join pending feedback whose prediction is now stored; orphan what outlived the TTL."""
+        now = now or time.time()
+        waiting = self.ledger.pending_batch()
+        if not waiting:
+            return {"joined": 0, "orphaned": 0}
+        records = self.store.get_many([row[0] for row in waiting])
+        joined = orphaned = 0
+        with self.ledger.transaction() as ledger:
+            done = []
+            for prediction_id, model, received_at, body in waiting:
+                record = records.get(prediction_id)
+                if record is not None and record.response is not None:
+                    done.append(prediction_id)
+                    try:
+                        fb = parse_feedback(orjson.loads(body), prediction_id)
+                        config, items = self._score(fb, record, received_at)
+                    except (ScoringError, ConfigError, FeedbackError) as exc:
+                        log.warning("pending feedback for %s could not be scored once joined: %s", prediction_id, exc)
+                        self.metrics.rejected.labels(record.model, "invalid_after_join").inc()
+                        continue
+                    if model is None:  # its arrival was not counted yet: the model was unknown then
+                        self._count_received(ledger, config.name, fb.reward, pending=True)
+                    self._record(ledger, config.name, items, joined=True)
+                    joined += 1
+                elif received_at + self.pending_ttl < now:
+                    done.append(prediction_id)
+                    if model is None:
+                        self._count_received(ledger, "unknown", None, pending=True)
+                    ledger.bump(model or "unknown", "orphaned")
+                    self.metrics.orphaned.labels(model or "unknown").inc()
+                    orphaned += 1
+            ledger.remove_pending(done)
+        self.metrics.waiting.set(self.ledger.pending_count())
+        return {"joined": joined, "orphaned": orphaned}
+
+    # -- predictions for estimation ---------------------------------------------------------------
+
+    def scan(self, now: float | None = None, settle: float = 1.0, lookback: float = 3600.0, limit: int = 500) -> int:
+        """Read newly logged predictions of every model with scores into the ledger; how many were added."""
+        now = now or time.time()
+        until = now - settle
+        added = 0
+        for config in self.models.values():
+            if not config.has_probabilities:
+                continue
+            mark = self.ledger.scan_mark(config.name)
+            since = mark if mark is not None else now - lookback
+            while since < until:
+                records = self.store.query(config.name, since, until, limit)
+                items = [item for record in records for item in self._seen_items(config, record)]
+                with self.ledger.transaction() as ledger:
+                    added += ledger.add_seen(config.name, items)
+                    if len(records) < limit:
+                        since = until
+                    else:  # more to read: resume at the last one (re-reading it is harmless)
+                        since = max(records[-1].created_at, since + 1e-6)
+                    ledger.set_scan_mark(config.name, since)
+                self.metrics.seen.labels(config.name).inc(len(items))
+        return added
+
+    def _seen_items(self, config: ModelConfig, record: Record) -> list[SeenItem]:
+        response = _json_body(record.response)
+        if response is None or (record.status or 200) >= 400:
+            return []
+        try:
+            predictions = predictions_of(config, response)
+            request = _json_body(record.request) if config.rules else None
+            cohorts = cohorts_of(config, None, record.extensions, request, len(predictions))
+        except (ScoringError, ConfigError, ValueError):
+            self.metrics.rejected.labels(config.name, "unreadable_prediction").inc()
+            return []
+        group = "holdout" if truthy(record.extensions.get(config.holdout_extension, "")) else "model"
+        at = record.response_time or record.created_at
+        return [SeenItem(f"{record.prediction_id}#{i}", group, at, p.scores, cohorts[i])
+                for i, p in enumerate(predictions) if p.scores is not None]
+
+    # -- reports ----------------------------------------------------------------------------------
+
+    def report(self, model: str, cohort: str = ALL, group: str | None = None, window: Window = Window()) -> dict:
+        config = self.models[model]
+        now = time.time()
+        rows = self.ledger.scored_rows(model, cohort, group, window, now)
+        seen = self.ledger.seen_scores(model, cohort, group, window, now) if config.has_probabilities else []
+        out = {
+            "model": model, "type": config.type, "cohort": cohort, "group": group or "all", "window": window.describe(),
+            "realized": realized(config, rows),
+            "estimated": estimated(config, seen, rows, self.max_calibration_error),
+            "counts": {**self.ledger.counts(model), "pending_now": self.ledger.pending_count()},
+        }
+        if group is None:  # model-driven and holdout side by side
+            out["groups"] = {g: realized(config, self.ledger.scored_rows(model, cohort, g, window, now)) for g in GROUPS}
+        return out
+
+    def refresh_gauges(self, window: Window) -> None:
+        combos: set[tuple[str, str, str | None]] = set()
+        for model, cohort, group in self.ledger.groups():
+            if model in self.models:
+                combos.update({(model, cohort, group), (model, cohort, None)})
+        now = time.time()
+        for model, cohort, group in sorted(combos, key=lambda c: (c[0], c[1], c[2] or "")):
+            config = self.models[model]
+            rows = self.ledger.scored_rows(model, cohort, group, window, now)
+            seen = self.ledger.seen_scores(model, cohort, group, window, now) if config.has_probabilities else []
+            self.metrics.set_window(model, cohort, group or "all", realized(config, rows), estimated(config, seen, rows, self.max_calibration_error))

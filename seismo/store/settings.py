@@ -1,0 +1,42 @@
+"""Where the record store is: the settings the logger (which writes it) and the metrics server (which
+reads it to join feedback) share, each under its own env prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from seismo.services.common import data_dir
+from seismo.store import RecordStore, open_store
+
+
+class StoreSettings(BaseSettings):
+    sqlite_path: Path = Field(default_factory=lambda: data_dir() / "records.db")
+    """SQLite record store (used unless an Elasticsearch URL is set)."""
+    elasticsearch_url: str | None = None
+    """Elasticsearch endpoint, e.g. https://es:9200; when set, records are there instead of SQLite."""
+    elasticsearch_index_prefix: str = "inference-log"
+    """Index prefix; Seldon's request logger uses inference-log."""
+    elasticsearch_username: str | None = None
+    """Basic-auth user (or a file `username` in the secret dir)."""
+    elasticsearch_password: str | None = None
+    """Basic-auth password (or a file `password` in the secret dir)."""
+    elasticsearch_api_key: str | None = None
+    """API key, preferred over basic auth (or a file `api_key` in the secret dir)."""
+    elasticsearch_secret_dir: str | None = None
+    """A mounted Secret with username, password, api_key and ca.crt files."""
+    elasticsearch_verify_certs: bool = True
+    """TLS verification; on by default."""
+
+    def open_store(self) -> RecordStore:
+        if not self.elasticsearch_url:
+            return open_store(self.sqlite_path)
+        return open_store(self.sqlite_path, self.elasticsearch_url, self.elasticsearch_secret_dir,
+                          index_prefix=self.elasticsearch_index_prefix, username=self.elasticsearch_username,
+                          password=self.elasticsearch_password, api_key=self.elasticsearch_api_key,
+                          verify_certs=self.elasticsearch_verify_certs)
+
+    def describe_store(self) -> str:
+        return f"elasticsearch {self.elasticsearch_url}" if self.elasticsearch_url else f"sqlite {self.sqlite_path}"

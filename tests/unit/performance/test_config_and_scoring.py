@@ -1,0 +1,84 @@
+"""Metric configuration, cohort rules and scoring, on hand-made payloads."""
+
+import numpy as np
+import pytest
+
+from seismo.performance.config import ConfigError, load_models, model_config, parse_rule
+from seismo.performance.scoring import ScoringError, cohorts_of, feature_rows, predictions_of, score
+
+
+def test_rules_parse_and_match_without_eval():
+    rule = parse_rule("risky", "fico < 600 and income <= 50000 and region == 'eu'")
+    assert rule.matches({"fico": 550, "income": 50000, "region": "eu"})
+    assert not rule.matches({"fico": 550, "income": 50001, "region": "eu"})
+    assert not rule.matches({"fico": 550, "income": 1})  # a missing feature never matches
+    assert not rule.matches({"fico": "n/a", "income": 1, "region": "eu"})  # a non-number never matches a number
+    for bad in ("fico <", "__import__('os') > 1", "fico ~ 3", ""):
+        with pytest.raises(ConfigError):
+            parse_rule("bad", bad)
+
+
+def test_model_config_refuses_what_it_does_not_know(tmp_path):
+    with pytest.raises(ConfigError, match="type must be one of"):
+        model_config("m", {"type": "ranking"})
+    with pytest.raises(ConfigError, match="unknown keys"):
+        model_config("m", {"type": "binary", "treshold": 0.3})
+    with pytest.raises(ConfigError, match="threshold"):
+        model_config("m", {"type": "binary", "threshold": 3})
+    (tmp_path / "m.yaml").write_text("models: {}\n")
+    with pytest.raises(ConfigError, match="non-empty 'models'"):
+        load_models(tmp_path / "m.yaml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_models(tmp_path / "missing.yaml")
+
+
+def test_the_shipped_config_loads():
+    from seismo.services.metrics import EXAMPLE_CONFIG
+
+    models = load_models(EXAMPLE_CONFIG)
+    assert models["image-classifier"].type == "multiclass-onehot"
+
+
+def test_feature_names_from_every_protocol():
+    assert feature_rows({"instances": [{"income": 5, "fico": 700}]}, ()) == [{"income": 5, "fico": 700}]
+    assert feature_rows({"instances": [[5, 700, 1]]}, ("income", "fico")) == [{"income": 5, "fico": 700, "x2": 1}]
+    v2 = {"inputs": [{"name": "income", "datatype": "FP64", "shape": [2, 1], "data": [5, 6]},
+                     {"name": "fico", "datatype": "INT64", "shape": [2], "data": [700, 500]}]}
+    assert feature_rows(v2, ()) == [{"income": 5.0, "fico": 700}, {"income": 6.0, "fico": 500}]
+    seldon = {"data": {"names": ["income", "fico"], "ndarray": [[5, 700]]}}
+    assert feature_rows(seldon, ()) == [{"income": 5, "fico": 700}]
+
+
+def test_cohorts_combine_explicit_extension_and_rules():
+    config = model_config("m", {"type": "binary", "features": ["income"], "cohorts": [{"name": "rich", "when": "income > 100"}]})
+    request = {"instances": [[500], [5]]}
+    assert cohorts_of(config, None, {"cohort": "web"}, request, 2) == [("all", "web", "rich"), ("all", "web")]
+    assert cohorts_of(config, "api", {"cohort": "web"}, request, 2)[0] == ("all", "api", "rich")
+
+
+def test_predictions_per_metric_type():
+    binary = model_config("b", {"type": "binary", "threshold": 0.3})
+    assert [p.predicted for p in predictions_of(binary, {"predictions": [0.2, 0.35]})] == [0.0, 1.0]
+    assert predictions_of(binary, {"predictions": [[0.6, 0.4]]})[0].scores == (0.4,)  # [p0, p1] rows
+    onehot = model_config("o", {"type": "multiclass-onehot"})
+    assert predictions_of(onehot, {"predictions": [[0.1, 0.7, 0.2]]})[0].predicted == 1.0
+    with pytest.raises(ScoringError, match="one score per class"):
+        predictions_of(onehot, {"predictions": [0.3]})
+    numeric = model_config("n", {"type": "multiclass-numeric"})
+    with pytest.raises(ScoringError, match="class indices"):
+        predictions_of(numeric, {"predictions": [1.5]})
+    with pytest.raises(ScoringError, match="cannot read"):
+        predictions_of(numeric, {"nothing": 1})
+
+
+def test_truth_shapes_are_settled_against_the_prediction():
+    onehot = model_config("o", {"type": "multiclass-onehot"})
+    one = {"predictions": [[0.1, 0.7, 0.2]]}
+    assert score(onehot, one, np.array([0, 1, 0]))[0].truth == 1.0  # one one-hot row
+    assert score(onehot, one, np.array(2))[0].truth == 2.0
+    three = {"predictions": [[0.1, 0.7, 0.2]] * 3}
+    assert [r.truth for r in score(onehot, three, np.array([0, 1, 2]))] == [0.0, 1.0, 2.0]  # one index each
+    with pytest.raises(ScoringError, match="one-hot truth has 2 classes"):
+        score(onehot, one, np.array([[0, 1]]))
+    regression = model_config("r", {"type": "regression"})
+    assert score(regression, {"predictions": [1.5]}, np.array(2.25))[0].truth == 2.25
