@@ -129,3 +129,23 @@ def test_get_many_finds_existing_records_in_one_search(store):
     store.apply([upd(f"m{i}", EventKind.REQUEST, REQ) for i in range(3)])
     found = store.get_many(["m0", "m2", "absent"])
     assert sorted(found) == ["m0", "m2"] and found["m2"].prediction_id == "m2"
+
+
+def test_the_metrics_server_joins_feedback_through_elasticsearch(store, tmp_path):
+    """The same join as with SQLite, with the metrics server reading the logger's indices."""
+    import orjson
+    from helpers import ServedApp
+    from prometheus_client import CollectorRegistry
+
+    from seismo.services.metrics import MetricsSettings, create_app
+
+    (tmp_path / "m.yaml").write_text("models:\n  iris:\n    type: multiclass-onehot\n")
+    store.apply([upd("es-1", EventKind.REQUEST, REQ, body=b'{"data": {"ndarray": [[1, 2, 3, 4]]}}'),
+                 upd("es-1", EventKind.RESPONSE, RESP, body=b'{"data": {"ndarray": [[0.1, 0.8, 0.1]]}}')])
+    settings = MetricsSettings(config_file=tmp_path / "m.yaml", state_path=tmp_path / "metrics.db", elasticsearch_url=store.config.url,
+                               elasticsearch_index_prefix=store.config.index_prefix, scan_interval_seconds=3600,
+                               elasticsearch_username=store.config.username, elasticsearch_password=store.config.password)
+    with ServedApp(create_app(settings, CollectorRegistry())) as client:
+        r = client.post("/api/v1.0/feedback", content=orjson.dumps({"response": {"meta": {"puid": "es-1"}}, "truth": {"data": {"ndarray": [1]}}}))
+        assert r.status_code == 200 and r.json()["model"] == "iris"
+        assert client.get("/v1/performance").json()["realized"]["accuracy"] == 1.0
