@@ -5,24 +5,26 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MODEL  := models/artifacts/image-classifier/metadata.json
 DETECTORS := models/artifacts/detectors/drift/config.json
+TABULAR := models/artifacts/tabular-classifier/metadata.json
+EXAMPLES := $(MODEL) $(DETECTORS) $(TABULAR)
 
 .PHONY: demo test bench up model install clean alibi
 
-demo: $(MODEL) $(DETECTORS)
+demo: $(EXAMPLES)
 	$(BIN)/seismo demo
 
-test: $(MODEL) $(DETECTORS)
+test: $(EXAMPLES)
 	$(BIN)/python -m pytest
 
-bench: $(MODEL) $(DETECTORS)
+bench: $(EXAMPLES)
 	$(BIN)/python -m bench
 
-up: $(MODEL) $(DETECTORS)
+up: $(EXAMPLES)
 	$(BIN)/seismo up
 
 install: $(STAMP)
 
-model: $(MODEL) $(DETECTORS)
+model: $(EXAMPLES)
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing Seismo with its model and test extras (first time: about a minute)"
@@ -36,6 +38,10 @@ $(MODEL): $(STAMP) models/image_classifier.py
 
 clean:
 	rm -rf $(VENV) .seismo models/artifacts
+
+$(TABULAR): $(STAMP) models/tabular_classifier.py
+	@echo "==> training the example tabular model (scikit-learn wine, about a second)"
+	$(BIN)/python -m models.tabular_classifier
 
 $(DETECTORS): $(MODEL) models/detectors.py
 	@echo "==> fitting the example drift and outlier detectors (a few seconds)"

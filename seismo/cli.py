@@ -19,6 +19,7 @@ SERVICES = {
     "outlier": ("seismo.services.outlier", "OutlierSettings"),
     "drift": ("seismo.services.drift", "DriftSettings"),
     "metrics": ("seismo.services.metrics", "MetricsSettings"),
+    "explainer": ("seismo.services.explainer", "ExplainerSettings"),
 }
 SERVICE_NAMES = tuple(SERVICES)
 
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run one service in the foreground (what a container runs)")
     serve.add_argument("name", choices=SERVICE_NAMES)
-    serve.add_argument("--port", type=int, help="default: the service's own (model 8080, broker 8090, logger 8091, outlier 8092, drift 8093, metrics 8094)")
+    serve.add_argument("--port", type=int, help="default: the service's own (model 8080, broker 8090, logger 8091, outlier 8092, drift 8093, metrics 8094, explainer 8095)")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--model-path", type=Path, help="model: artifact to serve (default: the example image classifier)")
     serve.add_argument("--model-name", help="model: name to serve it under")

@@ -21,7 +21,12 @@ import httpx
 
 from seismo.services.common import DEFAULT_PORTS, PortInUse, check_port_free
 
-SERVICES = ("logger", "outlier", "drift", "metrics", "broker", "model")
+SERVICES = ("logger", "outlier", "drift", "metrics", "broker", "model", "tabular", "explainer")
+
+# Local services that run another service's command: the example tabular model is a second model server.
+TABULAR_MODEL = Path(__file__).resolve().parents[1] / "models" / "artifacts" / "tabular-classifier"
+COMMANDS = {"tabular": ["model", "--model-path", str(TABULAR_MODEL), "--model-name", "tabular-classifier"]}
+LOCAL_PORTS = {"tabular": 8081}
 
 
 def free_ports(names: tuple[str, ...] = SERVICES) -> dict[str, int]:
@@ -38,7 +43,8 @@ def free_ports(names: tuple[str, ...] = SERVICES) -> dict[str, int]:
 
 def configured_ports() -> dict[str, int]:
     """Each service's port: SEISMO_<SERVICE>_PORT when set (as `seismo serve` reads it), else its default."""
-    return {name: int(os.environ.get(f"SEISMO_{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
+    ports = {**DEFAULT_PORTS, **LOCAL_PORTS}
+    return {name: int(os.environ.get(f"SEISMO_{name.upper()}_PORT", port)) for name, port in ports.items()}
 
 
 class StartupError(RuntimeError):
@@ -90,7 +96,8 @@ class LocalStack:
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(SEISMO_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
-        for name in ("logger", "outlier", "drift", "metrics"):  # where the broker's triggers deliver
+        # where the broker's triggers deliver, and where the explainer finds the model servers
+        for name in ("logger", "outlier", "drift", "metrics", "model", "tabular"):
             if name in self.ports:
                 env[f"SEISMO_{name.upper()}_URL"] = self.url(name)
         if "broker" in self.ports:
@@ -114,7 +121,7 @@ class LocalStack:
         log_path = self.data_dir / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = log_path.open("ab")
-        command = [sys.executable, "-m", "seismo", "serve", name, "--host", self.host, "--port", str(self.ports[name])]
+        command = [sys.executable, "-m", "seismo", "serve", *COMMANDS.get(name, [name]), "--host", self.host, "--port", str(self.ports[name])]
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=self.child_env(),
                                    start_new_session=True, preexec_fn=_die_with_parent)
         log_file.close()

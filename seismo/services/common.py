@@ -26,6 +26,7 @@ DEFAULT_PORTS = {
     "outlier": 8092,
     "drift": 8093,
     "metrics": 8094,
+    "explainer": 8095,
 }
 
 

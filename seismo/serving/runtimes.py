@@ -122,6 +122,8 @@ class SklearnRuntime:
         )
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
+        if batch.ndim > 2:  # scikit-learn takes 2-D input: images (declared in metadata.json) are flattened row-major
+            batch = batch.reshape(len(batch), -1)
         return np.asarray(self.model.predict_proba(batch) if self._proba else self.model.predict(batch))
 
 

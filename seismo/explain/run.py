@@ -1,0 +1,121 @@
+"""One explanation, without HTTP: the instance, a `predict` function that calls the model, a budget.
+
+`predict(batch) -> outputs` is the only way to the model; every call is charged to the budget (one
+model call = one instance predicted). Labels are the argmax of class scores, or the output itself
+when the model answers one value per instance.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from seismo.explain.anchors import AnchorSearch, Budget, BudgetExhausted
+from seismo.explain.config import ExplainedModel
+from seismo.explain.image import ImageSampler, segment
+from seismo.explain.tabular import TabularSampler
+
+Predict = Callable[[np.ndarray], np.ndarray]
+METHODS = ("anchors", "kernel_shap")
+
+
+def labels_of(outputs: np.ndarray) -> np.ndarray:
+    outputs = np.asarray(outputs)
+    if outputs.ndim == 2 and outputs.shape[1] > 1:
+        return outputs.argmax(axis=1)
+    return outputs.reshape(len(outputs))
+
+
+def _charged(predict: Predict, budget: Budget) -> Predict:
+    def call(batch: np.ndarray) -> np.ndarray:
+        budget.charge(len(batch))
+        return np.asarray(predict(batch))
+
+    return call
+
+
+def _label_json(label) -> int | float:
+    return int(label) if float(label).is_integer() else float(label)
+
+
+def _common(budget: Budget, result, method: str, prediction) -> dict:
+    return {"method": method, "prediction": _label_json(prediction), "precision": result.precision, "coverage": result.coverage,
+            "model_calls": budget.calls, "model_requests": budget.requests, "budget_exhausted": result.budget_exhausted,
+            "anchor_found": result.valid, "reason": result.reason, "seconds": round(budget.seconds, 3)}
+
+
+def explain_tabular_anchor(model: ExplainedModel, reference: np.ndarray, instance: np.ndarray, predict: Predict, budget: Budget,
+                           threshold: float, seed: int, batch_size: int = 100, beam_size: int = 2) -> dict:
+    call = _charged(predict, budget)
+    label = labels_of(call(instance[None]))[0]
+    sampler = TabularSampler(instance, reference, set(model.categorical), lambda b: labels_of(call(b)), label,
+                             np.random.default_rng(seed), model.bins)
+    result = AnchorSearch(sampler, threshold=threshold, batch_size=batch_size, beam_size=beam_size).run()
+    names = model.names_for(reference.shape[1])
+    return {
+        **_common(budget, result, "anchors", label),
+        "anchor": sampler.predicates(result.anchor, names),
+        "anchor_features": [names[j] for j in result.anchor],
+        "anchor_feature_indices": list(result.anchor),
+        "examples": {"covered_true": [r.tolist() for r in result.examples_true],
+                     "covered_false": [r.tolist() for r in result.examples_false]},
+        "feature_names": names,
+    }
+
+
+def explain_image_anchor(model: ExplainedModel, reference: np.ndarray, image: np.ndarray, predict: Predict, budget: Budget,
+                         threshold: float, seed: int, batch_size: int = 50, beam_size: int = 2) -> dict:
+    call = _charged(predict, budget)
+    label = labels_of(call(image[None]))[0]
+    options = {k: v for k, v in model.segmentation.items() if k != "method"}
+    segments = segment(image, model.segmentation.get("method", "slic"), **options)
+    rng = np.random.default_rng(seed)
+    background = reference[rng.choice(len(reference), min(100, len(reference)), replace=False)] if len(reference) else None
+    sampler = ImageSampler(image, segments, lambda b: labels_of(call(b)), label, rng, background)
+    result = AnchorSearch(sampler, threshold=threshold, batch_size=batch_size, beam_size=beam_size).run()
+    return {
+        **_common(budget, result, "anchors", label),
+        "anchor": {"segments": list(result.anchor), "mask": sampler.mask(result.anchor).astype(np.uint8).tolist()},
+        "segments": segments.tolist(),
+        "examples": {"covered_true": [np.flatnonzero(m).tolist() for m in result.examples_true],
+                     "covered_false": [np.flatnonzero(m).tolist() for m in result.examples_false]},
+    }
+
+
+def explain_kernel_shap(model: ExplainedModel, reference: np.ndarray, instance: np.ndarray, predict: Predict, budget: Budget,
+                        seed: int, background_size: int = 20) -> dict:
+    """KernelSHAP (the `shap` package) with a k-means summary of the reference as background.
+
+    It evaluates nsamples x background rows; nsamples is sized to the call budget up front, since
+    shap cannot stop halfway and hand back partial values.
+    """
+    import shap
+
+    call = _charged(predict, budget)
+    outputs = np.asarray(call(instance[None]))
+    n_features = reference.shape[1]
+    k = min(background_size, len(reference))
+    background = shap.kmeans(reference, k) if len(reference) > k else reference
+    wanted = 2 * n_features + 2048
+    affordable = (budget.max_calls - budget.calls) // k - 1
+    nsamples = min(wanted, affordable)
+    names = model.names_for(n_features)
+    out = {"method": "kernel_shap", "prediction": _label_json(labels_of(outputs)[0]), "feature_names": names,
+           "background_size": k, "nsamples": max(nsamples, 0), "budget_exhausted": nsamples < wanted}
+    if nsamples < n_features + 2:
+        return {**out, "shap_values": None, "expected_value": None, "model_calls": budget.calls, "model_requests": budget.requests,
+                "budget_exhausted": True, "reason": f"the call budget allows {max(nsamples, 0)} coalitions; KernelSHAP needs at least {n_features + 2}",
+                "seconds": round(budget.seconds, 3)}
+    explainer = shap.KernelExplainer(lambda batch: np.asarray(call(np.asarray(batch, dtype=np.float32)), dtype=np.float64), background)
+    np.random.seed(seed)  # shap samples coalitions with numpy's global generator
+    try:
+        values = np.asarray(explainer.shap_values(instance[None].astype(np.float64), nsamples=nsamples, silent=True))
+        reason = None if nsamples == wanted else f"nsamples cut from {wanted} to {nsamples} by the call budget"
+    except BudgetExhausted as exc:
+        return {**out, "shap_values": None, "expected_value": None, "model_calls": budget.calls, "model_requests": budget.requests,
+                "budget_exhausted": True, "reason": str(exc), "seconds": round(budget.seconds, 3)}
+    values = values[0]  # [features] or [features, outputs]
+    expected = np.atleast_1d(explainer.expected_value)
+    return {**out, "shap_values": values.tolist(), "expected_value": expected.tolist(), "model_calls": budget.calls,
+            "model_requests": budget.requests, "reason": reason, "seconds": round(budget.seconds, 3)}
