@@ -47,12 +47,13 @@ $(DETECTORS): $(MODEL) models/detectors.py
 	@echo "==> fitting the example drift and outlier detectors (a few seconds)"
 	$(BIN)/python -m models.detectors
 
-# Optional: alibi-detect 0.13 in its own environment (it pins numpy<2 and TensorFlow<2.19), for the
-# cross-check tests and the comparison columns of `make bench`. Business Source License: comparison only.
+# Optional: alibi-detect 0.13 and alibi 0.9.6 in their own environment (they pin numpy<2 and
+# TensorFlow<2.19), for the cross-check tests and the comparison columns of `make bench` (alibi's
+# spaCy import needs click, which its wheel does not pull in). Business Source License: comparison only.
 .venv-alibi/.installed:
-	@echo "==> creating .venv-alibi with alibi-detect 0.13 (comparison only; several minutes)"
+	@echo "==> creating .venv-alibi with alibi-detect 0.13 and alibi 0.9.6 (comparison only; several minutes)"
 	$(PYTHON) -m venv .venv-alibi
-	.venv-alibi/bin/pip install "alibi-detect[tensorflow]==0.13.0" "numpy<2"
+	.venv-alibi/bin/pip install "alibi-detect[tensorflow]==0.13.0" "alibi==0.9.6" click "numpy<2"
 	touch .venv-alibi/.installed
 
 alibi: .venv-alibi/.installed

@@ -78,8 +78,8 @@ def alibi_available() -> bool:
     return ALIBI_PYTHON.exists()
 
 
-def run_alibi(task: str, timeout: float = 1800, **arrays) -> dict:
-    """Run bench/alibi_runner.py TASK under the alibi-detect interpreter on these arrays."""
+def run_alibi(task: str, timeout: float = 1800, runner: str = "alibi_runner.py", **arrays) -> dict:
+    """Run bench/<runner> TASK under the alibi interpreter on these arrays (alibi_explain_runner.py for explainers)."""
     import subprocess
     import sys
     import tempfile
@@ -87,9 +87,9 @@ def run_alibi(task: str, timeout: float = 1800, **arrays) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "input.npz"
         np.savez(path, **arrays)
-        result = subprocess.run([str(ALIBI_PYTHON), str(Path(__file__).with_name("alibi_runner.py")), task, str(path)],
+        result = subprocess.run([str(ALIBI_PYTHON), str(Path(__file__).with_name(runner)), task, str(path)],
                                 capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         print(result.stderr[-3000:], file=sys.stderr)
-        raise RuntimeError(f"alibi-detect task {task} failed")
+        raise RuntimeError(f"alibi task {task} ({runner}) failed")
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -150,7 +150,7 @@ def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detectio
     demo_dir = data_dir / "demo"
     shutil.rmtree(demo_dir, ignore_errors=True)
 
-    say("== Seismo demo: logged inference, drift, outliers and performance from ground truth, end to end")
+    say("== Seismo demo: logged inference, drift, outliers, performance from ground truth and explanations, end to end")
     say(f"starting the services (state in {demo_dir}; drift windows of {window} instances) ...")
     stack = LocalStack(demo_dir, ports=pick_ports(), env={"SEISMO_DRIFT_WINDOW_SIZE": str(window)})
     started = time.perf_counter()
@@ -208,11 +208,16 @@ def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detectio
 
         feedback_ok = run_feedback_scenario(stack, images, min(100, len(images)), say)
 
+        say("\nexplanations (the explainer calls the model servers as black boxes):")
+        from seismo.demo_explain import run_explain_scenario
+
+        explain_ok = run_explain_scenario(stack, images, demo_dir, say)
+
         say("\nmetrics (Prometheus text format):")
         for name in stack.services:
             say(f"  {name:7} {stack.url(name)}/metrics")
-        ok = complete >= predictions + 1 and feedback_ok
-        say("\n" + ("demo finished: every prediction was logged and every feedback joined." if ok
+        ok = complete >= predictions + 1 and feedback_ok and explain_ok
+        say("\n" + ("demo finished: every prediction was logged, every feedback joined, both explanations made." if ok
                     else "demo finished, but some records or feedback joins are missing (see the logs above)."))
         return 0 if ok else 1
     finally:

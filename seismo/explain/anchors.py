@@ -8,7 +8,7 @@ coverage = the share of the perturbation distribution on which the anchor holds.
 
 Search: beam search over anchor sizes; at each size the KL-LUCB bandit picks the `beam_size` most
 precise candidates with as few samples as it can; a candidate is valid once its precision's lower
-confidence bound clears the threshold; among valid ones the widest (highest coverage) wins. Budgets
+confidence bound is within tau of the threshold; among valid ones the widest (highest coverage) wins. Budgets
 (model calls, seconds) are enforced by the sampler raising BudgetExhausted; the best anchor so far is
 then returned and marked as such.
 """
@@ -129,10 +129,13 @@ class AnchorSearchResult:
 
 
 class AnchorSearch:
-    def __init__(self, sampler: Sampler, threshold: float = 0.95, delta: float = 0.1, epsilon: float = 0.15,
+    def __init__(self, sampler: Sampler, threshold: float = 0.95, delta: float = 0.1, epsilon: float = 0.1, tau: float = 0.15,
                  beam_size: int = 2, batch_size: int = 100, max_anchor_size: int | None = None, n_examples: int = 5):
+        # delta: confidence of the bounds; epsilon: how close KL-LUCB must separate the best arms;
+        # tau: how far below the threshold a precision's lower bound may still be (the defaults of
+        # the Anchors paper's implementation and alibi).
         self.sampler = sampler
-        self.threshold, self.delta, self.epsilon = threshold, delta, epsilon
+        self.threshold, self.delta, self.epsilon, self.tau = threshold, delta, epsilon, tau
         self.beam_size, self.batch_size = beam_size, batch_size
         self.max_anchor_size = max_anchor_size or sampler.n_features
         self.n_examples = n_examples
@@ -185,12 +188,12 @@ class AnchorSearch:
         while True:
             lower, upper = self._bounds(anchor, t, 1)
             mean = self.stats[anchor].mean
-            if mean >= self.threshold and lower < self.threshold - self.epsilon / 10:
+            if mean >= self.threshold and lower < self.threshold - self.tau:
                 self._draw([anchor], self.batch_size)
-            elif mean < self.threshold and upper >= self.threshold + self.epsilon / 10:
+            elif mean < self.threshold and upper >= self.threshold + self.tau:
                 self._draw([anchor], self.batch_size)
             else:
-                return mean >= self.threshold and lower >= self.threshold - self.epsilon / 10, mean, lower
+                return mean >= self.threshold and lower >= self.threshold - self.tau, mean, lower
             t += 1
 
     def run(self) -> AnchorSearchResult:

@@ -14,6 +14,7 @@ models:
     url: "${SEISMO_MODEL_URL:-http://127.0.0.1:8080}"
     reference: ../../models/artifacts/image-classifier/reference.npy   # background images
     segmentation: {method: slic, n_segments: 16, compactness: 10}
+    background: mean            # replaced superpixels: their mean colour (alibi's default), or `reference` images
 ```
 """
 
@@ -47,6 +48,7 @@ class ExplainedModel:
     categorical: frozenset[int] = frozenset()
     bins: int = 4
     segmentation: dict[str, Any] = field(default_factory=dict)
+    background: str = "mean"  # images: replaced superpixels take their mean colour, or a reference image's pixels
 
     def load_reference(self) -> np.ndarray:
         if not self.reference_path.exists():
@@ -73,7 +75,7 @@ def _model(name: str, doc: Any, base: Path) -> ExplainedModel:
     where = f"model {name!r}"
     if not isinstance(doc, dict):
         raise ExplainerConfigError(f"{where}: expected a mapping with kind, url and reference")
-    known = {"kind", "url", "reference", "feature_names", "categorical", "bins", "segmentation"}
+    known = {"kind", "url", "reference", "feature_names", "categorical", "bins", "segmentation", "background"}
     if set(doc) - known:
         raise ExplainerConfigError(f"{where}: unknown keys {sorted(set(doc) - known)}; known: {sorted(known)}")
     if doc.get("kind") not in KINDS:
@@ -85,12 +87,15 @@ def _model(name: str, doc: Any, base: Path) -> ExplainedModel:
     segmentation = dict(doc.get("segmentation") or {"method": "slic"})
     if segmentation.get("method", "slic") not in SEGMENTATIONS:
         raise ExplainerConfigError(f"{where}: segmentation.method must be one of {', '.join(SEGMENTATIONS)}")
+    background = doc.get("background", "mean")
+    if background not in ("mean", "reference"):
+        raise ExplainerConfigError(f"{where}: background must be mean or reference, got {background!r}")
     bins = doc.get("bins", 4)
     if not isinstance(bins, int) or not 2 <= bins <= 20:
         raise ExplainerConfigError(f"{where}: bins must be an integer from 2 to 20")
     return ExplainedModel(name, doc["kind"], doc["url"].rstrip("/"), reference if reference.is_absolute() else (base / reference).resolve(),
                           tuple(str(n) for n in doc.get("feature_names") or ()), frozenset(int(c) for c in doc.get("categorical") or ()),
-                          bins, segmentation)
+                          bins, segmentation, background)
 
 
 def load_models(path: Path) -> dict[str, ExplainedModel]:

@@ -65,15 +65,19 @@ def explain_tabular_anchor(model: ExplainedModel, reference: np.ndarray, instanc
 
 
 def explain_image_anchor(model: ExplainedModel, reference: np.ndarray, image: np.ndarray, predict: Predict, budget: Budget,
-                         threshold: float, seed: int, batch_size: int = 50, beam_size: int = 2) -> dict:
+                         threshold: float, seed: int, batch_size: int = 100, beam_size: int = 1, epsilon: float = 0.2) -> dict:
+    """Image defaults (beam 1, KL-LUCB tolerance 0.2) measured on the example classifier: a threshold-0.9
+    anchor in about 8,000 model calls instead of 21,000 (beam 1, 0.1) or 55,000 (beam 2, 0.1)."""
     call = _charged(predict, budget)
     label = labels_of(call(image[None]))[0]
     options = {k: v for k, v in model.segmentation.items() if k != "method"}
     segments = segment(image, model.segmentation.get("method", "slic"), **options)
     rng = np.random.default_rng(seed)
-    background = reference[rng.choice(len(reference), min(100, len(reference)), replace=False)] if len(reference) else None
+    background = None  # superpixel means
+    if model.background == "reference" and len(reference):
+        background = reference[rng.choice(len(reference), min(100, len(reference)), replace=False)]
     sampler = ImageSampler(image, segments, lambda b: labels_of(call(b)), label, rng, background)
-    result = AnchorSearch(sampler, threshold=threshold, batch_size=batch_size, beam_size=beam_size).run()
+    result = AnchorSearch(sampler, threshold=threshold, batch_size=batch_size, beam_size=beam_size, epsilon=epsilon).run()
     return {
         **_common(budget, result, "anchors", label),
         "anchor": {"segments": list(result.anchor), "mask": sampler.mask(result.anchor).astype(np.uint8).tolist()},

@@ -1,10 +1,8 @@
 """Tabular anchors: features discretized by reference quantiles, perturbations drawn from the reference.
 
 A predicate is "feature j lies in the instance's bin" (numeric features: bins between the reference's
-quartiles by default) or "feature j equals the instance's value" (categorical features). To sample
-under an anchor, whole reference rows are drawn, then each anchored feature is replaced by reference
-values from the instance's bin (or the instance's own category), so features outside the anchor keep
-their joint distribution.
+quartiles by default) or "feature j equals the instance's value" (categorical features). Sampling
+under an anchor draws reference rows on which the anchor holds (see `TabularSampler.draw`).
 """
 
 from __future__ import annotations
@@ -60,7 +58,7 @@ class Discretizer:
 
 class TabularSampler:
     def __init__(self, instance: np.ndarray, reference: np.ndarray, categorical: set[int], predict_labels: Callable[[np.ndarray], np.ndarray],
-                 instance_label, rng: np.random.Generator, n_bins: int = 4, coverage_samples: int = 1000):
+                 instance_label, rng: np.random.Generator, n_bins: int = 4, coverage_samples: int = 1000, min_joint: int = 10):
         self.instance = np.asarray(instance, dtype=np.float64)
         self.reference = np.asarray(reference, dtype=np.float64)
         self.n_features = self.reference.shape[1]
@@ -68,6 +66,7 @@ class TabularSampler:
         self.predict_labels = predict_labels
         self.instance_label = instance_label
         self.rng = rng
+        self.min_joint = min_joint
         self.reference_bins = self.discretizer.bins(self.reference)
         self.instance_bins = self.discretizer.bins(self.instance[None, :])[0]
         # Per feature: the reference values that share the instance's bin (its own value if none do).
@@ -79,6 +78,18 @@ class TabularSampler:
         self.coverage_bins = self.reference_bins[pick]
 
     def draw(self, anchor: Anchor, n: int) -> np.ndarray:
+        """n rows from the reference conditioned on the anchor.
+
+        Whole reference rows on which every predicate holds, as long as at least `min_joint` exist:
+        that keeps the correlations between features (as alibi's sampler does). Past that, random
+        rows with each anchored feature replaced by a reference value from the instance's bin.
+        """
+        cols = list(anchor)
+        matching = np.flatnonzero(np.all(self.reference_bins[:, cols] == self.instance_bins[cols], axis=1))
+        if len(matching) >= self.min_joint:
+            return self.reference[matching[self.rng.integers(0, len(matching), n)]].copy()
+        # Too few rows to stand for the conditional distribution: they would all be the instance's
+        # nearest neighbours and make any anchor look precise. Replace the anchored features instead.
         rows = self.reference[self.rng.integers(0, len(self.reference), n)].copy()
         for j in anchor:
             rows[:, j] = self.in_bin[j][self.rng.integers(0, len(self.in_bin[j]), n)]

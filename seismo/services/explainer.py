@@ -121,9 +121,12 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
     executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="explain")
 
     async def post_batch(model: ExplainedModel, batch: np.ndarray) -> np.ndarray:
-        url = f"{model.url}/v1/models/{model.name}:predict"
+        """One OIP V2 request: a flat FP32 tensor decodes several times faster than V1's nested lists."""
+        url = f"{model.url}/v2/models/{model.name}/infer"
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        body = {"inputs": [{"name": "input_1", "datatype": "FP32", "shape": list(batch.shape), "data": batch.reshape(-1)}]}
         try:
-            r = await state["client"].post(url, content=orjson.dumps({"instances": batch}, option=orjson.OPT_SERIALIZE_NUMPY),
+            r = await state["client"].post(url, content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
                                            headers={"content-type": "application/json"})
         except httpx.HTTPError as exc:
             raise ModelServerError(503, f"model server for {model.name!r} at {model.url} is unreachable: {type(exc).__name__}") from None
@@ -134,9 +137,10 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
                 detail = r.text[:200]
             raise ModelServerError(502, f"model server for {model.name!r} answered {r.status_code}: {detail}")
         try:
-            return np.asarray(orjson.loads(r.content)["predictions"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise ModelServerError(502, f"model server for {model.name!r} answered without V1 'predictions'") from None
+            output = orjson.loads(r.content)["outputs"][0]  # the first output: the class scores
+            return np.asarray(output["data"], dtype=np.float64).reshape(output["shape"])
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError):
+            raise ModelServerError(502, f"model server for {model.name!r} answered without V2 'outputs'") from None
 
     def predictor(model: ExplainedModel, loop: asyncio.AbstractEventLoop):
         """predict(batch) for a worker thread: chunks go through the loop's pooled client."""

@@ -19,7 +19,7 @@ def seismo(*args, env=None, **kw):
 
 
 def port_env():
-    return {f"SEISMO_{name}_PORT": str(free_port()) for name in ("MODEL", "BROKER", "LOGGER", "OUTLIER", "DRIFT", "METRICS")}
+    return {f"SEISMO_{name}_PORT": str(free_port()) for name in ("MODEL", "BROKER", "LOGGER", "OUTLIER", "DRIFT", "METRICS", "TABULAR", "EXPLAINER")}
 
 
 def test_a_port_in_use_is_a_clear_error_naming_it(tmp_path):
@@ -51,7 +51,7 @@ def test_up_prints_the_table_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
             if "Press Ctrl-C" in line:
                 break
         output = "".join(lines)
-        for name in ("model", "broker", "logger", "outlier", "drift", "metrics"):
+        for name in ("model", "broker", "logger", "outlier", "drift", "metrics", "tabular", "explainer"):
             url = f"http://127.0.0.1:{env[f'SEISMO_{name.upper()}_PORT']}"
             assert url in output and f"{url}/metrics" in output
             assert httpx.get(f"{url}/readyz").status_code == 200
@@ -73,9 +73,11 @@ def test_demo_runs_end_to_end_and_exits_0(tmp_path, example_model):
     result = subprocess.run([sys.executable, "-m", "seismo", "demo", "--predictions", "40", "--no-detection", "--data-dir", str(tmp_path)], cwd=REPO,
                             capture_output=True, text=True, timeout=300, env={**os.environ, **env})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "demo finished: every prediction was logged and every feedback joined." in result.stdout
+    assert "demo finished: every prediction was logged, every feedback joined, both explanations made." in result.stdout
     assert "complete records (request + response): 41 of 41" in result.stdout
     assert "phase 2: about 40 % right" in result.stdout
+    assert "explanation-image.png" in result.stdout and (tmp_path / "demo" / "explanation-image.png").exists()
+    assert "wine sample (predicted class" in result.stdout and "KernelSHAP" in result.stdout
     assert "feedback: 80 received, 80 joined by prediction id, 0 still pending, 0 orphaned" in result.stdout
     assert "org.kubeflow.serving.inference.request" in result.stdout and "/metrics" in result.stdout
     for port in env.values():  # it stopped what it started

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
+from bench.common import alibi_available, run_alibi
 from seismo.services.explainer import ExplainerSettings, create_app
 
 pytestmark = pytest.mark.integration
@@ -54,12 +55,14 @@ def stack(tmp_path_factory):
         (tmp / "explainer.yaml").write_text(f"""
 models:
   rule: {{kind: tabular, url: "{urls['rule']}", reference: rule/reference.npy}}
-  region: {{kind: image, url: "{urls['region']}", reference: region/reference.npy, segmentation: {{method: slic, n_segments: 16}}}}
+  region: {{kind: image, url: "{urls['region']}", reference: region/reference.npy, background: reference, segmentation: {{method: slic, n_segments: 16}}}}
   down: {{kind: tabular, url: "http://127.0.0.1:{dead}", reference: rule/reference.npy}}
   ghost: {{kind: tabular, url: "{urls['rule']}", reference: rule/reference.npy}}
 """)
         settings = ExplainerSettings(config_file=tmp / "explainer.yaml", max_model_calls=20000, max_seconds=60)
         with ServedApp(create_app(settings, CollectorRegistry())) as client:
+            client.model_urls = urls  # for the alibi cross-check, which calls the same model server
+            client.reference = x[:1000]
             yield client
     finally:
         for server in servers:
@@ -130,3 +133,14 @@ def test_errors_are_clear(stack, model, instances, parameters, status, message):
 def test_malformed_body(stack):
     r = stack.post("/v1/models/rule:explain", content=b"{oops")
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+
+
+
+@pytest.mark.skipif(not alibi_available(), reason="alibi not installed: `make alibi` builds .venv-alibi")
+def test_seismo_and_alibi_anchor_tabular_agree_on_the_anchored_features(stack):
+    instance = np.array([0.3, 0.7, 0.9, 0.2, 0.6], dtype=np.float32)
+    ours = explain(stack, "rule", [instance]).json()
+    theirs = run_alibi("anchor_tabular", runner="alibi_explain_runner.py", url=stack.model_urls["rule"], model="rule",
+                       reference=stack.reference, instance=instance, feature_names=np.array([f"f{j}" for j in range(5)]), threshold=0.95)
+    assert sorted(theirs["features"]) == ours["anchor_feature_indices"] == [2]
+    assert theirs["precision"] >= 0.95 and ours["precision"] >= 0.95

@@ -6,6 +6,7 @@ import pytest
 
 from seismo.services.broker import BrokerSettings
 from seismo.services.drift import DriftSettings
+from seismo.services.explainer import ExplainerSettings
 from seismo.services.logger import LoggerSettings
 from seismo.services.metrics import MetricsSettings
 from seismo.services.model import ModelSettings
@@ -14,7 +15,7 @@ from seismo.services.outlier import OutlierSettings
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
-@pytest.mark.parametrize("settings", [ModelSettings, BrokerSettings, LoggerSettings, OutlierSettings, DriftSettings, MetricsSettings])
+@pytest.mark.parametrize("settings", [ModelSettings, BrokerSettings, LoggerSettings, OutlierSettings, DriftSettings, MetricsSettings, ExplainerSettings])
 def test_every_setting_is_in_the_readme(settings):
     prefix = settings.model_config["env_prefix"]
     missing = [f"{prefix}{name.upper()}" for name in settings.model_fields if f"`{prefix}{name.upper()}`" not in README]

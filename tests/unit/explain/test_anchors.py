@@ -87,7 +87,7 @@ def region_image(rng, bright: bool) -> np.ndarray:
 def test_image_anchor_covers_the_region_the_model_looks_at():
     rng = np.random.default_rng(3)
     background = np.stack([region_image(rng, bright=bool(i % 2)) for i in range(40)])
-    model = ExplainedModel("region", "image", "http://unused", Path("unused.npy"), segmentation={"method": "grid", "size": 8})
+    model = ExplainedModel("region", "image", "http://unused", Path("unused.npy"), segmentation={"method": "grid", "size": 8}, background="reference")
     image = region_image(rng, bright=True)
     result = explain_image_anchor(model, background, image, region_model, Budget(20000, 60), threshold=0.95, seed=0)
     mask = np.array(result["anchor"]["mask"], dtype=bool)
@@ -101,7 +101,7 @@ def test_slic_superpixels_follow_the_bright_region():
     image = region_image(rng, bright=True)
     segments = segment(image, "slic", n_segments=16, compactness=10)
     background = np.stack([region_image(rng, bright=bool(i % 2)) for i in range(40)])
-    model = ExplainedModel("region", "image", "http://unused", Path("unused.npy"), segmentation={"method": "slic", "n_segments": 16})
+    model = ExplainedModel("region", "image", "http://unused", Path("unused.npy"), segmentation={"method": "slic", "n_segments": 16}, background="reference")
     result = explain_image_anchor(model, background, image, region_model, Budget(20000, 60), threshold=0.95, seed=0)
     mask = np.array(result["anchor"]["mask"], dtype=bool)
     assert segments.max() >= 4
