@@ -1,0 +1,119 @@
+"""A real Prometheus scrapes the local stack through a small version of the demo scenario: every
+dashboard panel's query returns data, and the drift and accuracy alerts fire.
+
+Prometheus comes from Debian's `prometheus` package (`.ci/run` installs it); without it this skips.
+The alert rules are dashboards/alerts.yaml with every `for:` set to 0s, so the test need not wait
+minutes for them; their timing is what dashboards/alerts.test.yaml checks.
+"""
+
+import asyncio
+import importlib.util
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+from helpers import free_port, wait_until
+
+from seismo.local import LocalStack, free_ports
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("prometheus") is None,
+                                 reason="prometheus not installed: `apt-get install prometheus` (Debian) provides it")]
+DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
+MODEL = "image-classifier"
+
+
+def panel_queries():
+    spec = importlib.util.spec_from_file_location("dashboards_build", DASHBOARDS / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.queries()
+
+
+def start_prometheus(tmp: Path, targets: list[str]) -> tuple[subprocess.Popen, str]:
+    rules = yaml.safe_load((DASHBOARDS / "alerts.yaml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule["for"] = "0s"
+    (tmp / "rules.yaml").write_text(yaml.safe_dump(rules))
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp / "rules.yaml")],
+        "scrape_configs": [{"job_name": "seismo", "static_configs": [{"targets": targets}]}],
+    }))
+    port = free_port()
+    with (tmp / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(["prometheus", f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+                                    f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _ready(url), 60, message="prometheus ready")
+    return process, url
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def predict_all(model_url: str, images: np.ndarray, cohort: str) -> list[tuple[str, int]]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        async def one(image):
+            r = await client.post(f"{model_url}/v1/models/{MODEL}:predict", json={"instances": [image.tolist()]},
+                                  headers={"X-Seismo-Cohort": cohort})
+            return r.headers["x-prediction-id"], int(np.argmax(r.json()["predictions"][0]))
+
+        return await asyncio.gather(*(one(i) for i in images))
+
+
+def test_dashboards_have_data_and_alerts_fire_on_the_demo_scenario(tmp_path, example_images):
+    env = {"SEISMO_DRIFT_WINDOW_SIZE": "50", "SEISMO_METRICS_REFRESH_INTERVAL_SECONDS": "1", "SEISMO_METRICS_SCAN_INTERVAL_SECONDS": "1",
+           "SEISMO_METRICS_JOIN_INTERVAL_SECONDS": "0.5"}
+    stack = LocalStack(tmp_path / "stack", ports=free_ports(), env=env)
+    stack.start()
+    prometheus = None
+    try:
+        prometheus, prom = start_prometheus(tmp_path, [f"127.0.0.1:{port}" for port in stack.ports.values()])
+        model = stack.url("model")
+        clean = asyncio.run(predict_all(model, example_images[:50], "web"))
+        httpx.post(f"{model}/v1/models/{MODEL}:predict", json={"instances": [[1.0, 2.0]]})  # one 400
+        shifted = 1.0 - example_images[50:100]  # inverted images: a window no detector can miss
+        asyncio.run(predict_all(model, shifted, "mobile"))
+        for i, (pid, predicted) in enumerate(clean):  # truth that agrees half the time: accuracy 0.5
+            truth = predicted if i % 2 == 0 else (predicted + 1) % 10
+            httpx.post(f"{stack.url('metrics')}/feedback", json={"prediction_id": pid, "truth": truth}).raise_for_status()
+        row = np.load(Path(__file__).resolve().parents[2] / "models" / "artifacts" / "tabular-classifier" / "heldout.npy")[4]
+        httpx.post(f"{stack.url('explainer')}/v1/models/tabular-classifier:explain", json={"instances": [row.tolist()]},
+                   timeout=60).raise_for_status()
+
+        def result(expr):
+            answer = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10).json()
+            assert answer["status"] == "success", answer
+            return answer["data"]["result"]
+
+        queries = panel_queries()
+        deadline = time.monotonic() + 90
+        empty = queries
+        while empty and time.monotonic() < deadline:
+            empty = [q for q in empty if not result(q[2])]
+            time.sleep(1)
+        assert empty == [], f"panels without data: {empty}"
+
+        def firing() -> set[str]:
+            alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+            return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
+
+        wait_until(lambda: {"SeismoDriftDetected", "SeismoAccuracyLow"} <= firing(), 60, message="drift and accuracy alerts")
+        accuracy = result('seismo_performance_accuracy{cohort="all",group="all"}')
+        assert float(accuracy[0]["value"][1]) == pytest.approx(0.5)
+    finally:
+        if prometheus is not None:
+            prometheus.terminate()
+            prometheus.wait(30)
+        stack.stop()

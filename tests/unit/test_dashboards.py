@@ -1,0 +1,59 @@
+"""Dashboards and alert rules: one source, valid PromQL, alert unit tests with the real promtool.
+
+promtool comes with Prometheus (`apt-get install prometheus` on Debian; `.ci/run` installs it); without
+it the promtool tests skip and say so.
+"""
+
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed: `apt-get install prometheus` (Debian) provides it")
+
+
+def load_build():
+    spec = importlib.util.spec_from_file_location("dashboards_build", DASHBOARDS / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_dashboards_are_what_build_py_writes():
+    build = load_build()
+    rendered = build.render()
+    committed = {p.name: p.read_text() for p in (DASHBOARDS / "grafana").glob("*.json")}
+    assert committed == rendered, "dashboards/grafana/ is stale: run `python dashboards/build.py`"
+    names = {uid for uid, *_ in build.queries()}
+    assert names == {"seismo-serving", "seismo-pipeline", "seismo-outliers", "seismo-drift", "seismo-performance", "seismo-explainer"}
+
+
+def test_every_alert_the_issue_asks_for_exists():
+    rules = [r["alert"] for g in yaml.safe_load((DASHBOARDS / "alerts.yaml").read_text())["groups"] for r in g["rules"]]
+    assert set(rules) == {"SeismoDriftDetected", "SeismoOutlierRateHigh", "SeismoAccuracyLow", "SeismoEventsDropped",
+                          "SeismoBrokerBacklogGrowing", "SeismoDeadLetters", "SeismoLatencyHigh"}
+
+
+@needs_promtool
+def test_alert_rules_pass_promtool_check_and_unit_tests():
+    for args in (["check", "rules", "alerts.yaml"], ["test", "rules", "alerts.test.yaml"]):
+        result = subprocess.run([PROMTOOL, *args], cwd=DASHBOARDS, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    tested = yaml.safe_load((DASHBOARDS / "alerts.test.yaml").read_text())["tests"]
+    alerts_tested = {t["alertname"] for test in tested for t in test["alert_rule_test"] if t.get("exp_alerts")}
+    rules = {r["alert"] for g in yaml.safe_load((DASHBOARDS / "alerts.yaml").read_text())["groups"] for r in g["rules"]}
+    assert alerts_tested == rules  # every alert has a test in which it fires
+
+
+@needs_promtool
+def test_every_panel_query_is_valid_promql(tmp_path):
+    """promtool parses every expression of a rule file: the panels' queries as recording rules."""
+    rules = [{"record": f"panel:{i}", "expr": expr} for i, (_, _, expr) in enumerate(load_build().queries())]
+    (tmp_path / "panels.yaml").write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    result = subprocess.run([PROMTOOL, "check", "rules", str(tmp_path / "panels.yaml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
