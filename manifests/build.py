@@ -1,0 +1,252 @@
+"""Writes manifests/ (kustomize base and overlays) from Seismo's own config files: `python manifests/build.py`.
+
+One source: the Knative Triggers come from seismo/config/triggers.yaml (the list the local broker
+runs), the PrometheusRule from dashboards/alerts.yaml, the dashboard ConfigMaps from
+dashboards/grafana/, the services' ConfigMaps from seismo/config/. A test checks that the committed
+files equal what this writes, renders every overlay with `kubectl kustomize` and validates every
+object against the Kubernetes and CRD schemas.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from seismo.broker.triggers import expand_env  # noqa: E402
+
+OUT = REPO / "manifests"
+NAMESPACE = "seismo"
+IMAGE = "ghcr.io/seismo/{name}:0.1.0"
+PART_OF = {"app.kubernetes.io/part-of": "seismo"}
+BROKER_INGRESS = "http://broker-ingress.knative-eventing.svc.cluster.local/seismo/default"
+
+# service -> (container port, replicas, cpu request, memory request, memory limit, extra env)
+SERVICES = {
+    "model": (8080, 2, "500m", "1Gi", "2Gi", {"SEISMO_MODEL_PATH": "/models/image-classifier", "SEISMO_MODEL_SINK_URL": BROKER_INGRESS,
+                                              "SEISMO_MODEL_NAMESPACE": NAMESPACE}),
+    "logger": (8091, 2, "200m", "256Mi", "512Mi", {}),
+    "outlier": (8092, 1, "500m", "1Gi", "2Gi", {"SEISMO_OUTLIER_DETECTOR_PATH": "/models/detectors/outlier"}),
+    "drift": (8093, 1, "500m", "1Gi", "2Gi", {"SEISMO_DRIFT_DETECTOR_PATH": "/models/detectors/drift", "SEISMO_DRIFT_SINK_URL": BROKER_INGRESS,
+                                              "SEISMO_DRIFT_STATE_PATH": "/state/drift-windows.db"}),
+    "metrics": (8094, 1, "200m", "256Mi", "512Mi", {"SEISMO_METRICS_CONFIG_FILE": "/config/metrics.yaml", "SEISMO_METRICS_STATE_PATH": "/state/metrics.db"}),
+    "explainer": (8095, 1, "500m", "512Mi", "2Gi", {"SEISMO_EXPLAINER_CONFIG_FILE": "/config/explainer.yaml"}),
+}
+EVENT_RECEIVERS = ("logger", "outlier", "drift", "metrics")  # only the broker delivers to these
+USES_STORE = ("logger", "metrics")  # Elasticsearch endpoint and credentials from the Secret
+STATEFUL = ("logger", "drift", "metrics")  # PodDisruptionBudgets
+STATE_VOLUMES = {"drift": "seismo-drift-state", "metrics": "seismo-metrics-state"}
+
+
+def labels(name: str) -> dict:
+    return {"app.kubernetes.io/name": f"seismo-{name}", **PART_OF}
+
+
+def deployment(name: str) -> dict:
+    port, replicas, cpu, memory, memory_limit, env = SERVICES[name]
+    volumes = [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}},
+               {"name": "models", "persistentVolumeClaim": {"claimName": "seismo-models", "readOnly": True}},
+               {"name": "config", "configMap": {"name": "seismo-config"}}]
+    mounts = [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"},
+              {"name": "models", "mountPath": "/models", "readOnly": True}, {"name": "config", "mountPath": "/config", "readOnly": True}]
+    container_env = [{"name": k, "value": v} for k, v in env.items()]
+    container_env.append({"name": f"SEISMO_{name.upper()}_PORT", "value": str(port)})
+    env_from = []
+    if name in USES_STORE:
+        env_from.append({"secretRef": {"name": "seismo-elasticsearch-endpoint", "optional": False}})
+        volumes.append({"name": "elasticsearch", "secret": {"secretName": "seismo-elasticsearch-credentials"}})
+        mounts.append({"name": "elasticsearch", "mountPath": "/var/run/secrets/seismo/elasticsearch", "readOnly": True})
+        container_env.append({"name": f"SEISMO_{name.upper()}_ELASTICSEARCH_SECRET_DIR", "value": "/var/run/secrets/seismo/elasticsearch"})
+    if name in STATE_VOLUMES:
+        volumes.append({"name": "state", "persistentVolumeClaim": {"claimName": STATE_VOLUMES[name]}})
+        mounts.append({"name": "state", "mountPath": "/state"})
+    if name == "explainer":
+        container_env.append({"name": "SEISMO_MODEL_URL", "value": "http://seismo-model"})
+    container = {
+        "name": name, "image": IMAGE.format(name=name), "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": port}],
+        "env": container_env,
+        **({"envFrom": env_from} if env_from else {}),
+        "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "startupProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 60},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": mounts,
+    }
+    spec = {
+        "replicas": replicas,
+        "selector": {"matchLabels": labels(name)},
+        "template": {"metadata": {"labels": labels(name)}, "spec": {
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [container],
+            "volumes": volumes,
+        }},
+    }
+    if name in STATE_VOLUMES:
+        spec["strategy"] = {"type": "Recreate"}  # one writer per SQLite file
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"seismo-{name}", "labels": labels(name)}, "spec": spec}
+
+
+def service(name: str) -> dict:
+    # Port 80 so a Knative subscriber `ref` to the Service resolves without a port.
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"seismo-{name}", "labels": labels(name)},
+            "spec": {"selector": labels(name), "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+
+
+def knative_triggers() -> list[dict]:
+    doc = yaml.safe_load(expand_env((REPO / "seismo" / "config" / "triggers.yaml").read_text(), env={}))
+    out = []
+    for trigger in doc["triggers"]:
+        port = int(trigger["subscriber"]["uri"].rsplit(":", 1)[1].strip("/"))
+        target = next(n for n, spec in SERVICES.items() if spec[0] == port)
+        spec = {"broker": "default", "filter": {"attributes": dict(trigger["filter"]["attributes"])},
+                "subscriber": {"ref": {"apiVersion": "v1", "kind": "Service", "name": f"seismo-{target}"}}}
+        if trigger.get("delivery"):
+            spec["delivery"] = dict(trigger["delivery"])
+        out.append({"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger", "metadata": {"name": trigger["name"], "labels": dict(PART_OF)}, "spec": spec})
+    return out
+
+
+def base() -> dict[str, object]:
+    files: dict[str, object] = {}
+    files["namespace.yaml"] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": dict(PART_OF)}}
+    for name in SERVICES:
+        files[f"{name}.yaml"] = [deployment(name), service(name)]
+    files["broker.yaml"] = [{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+                             "metadata": {"name": "default", "labels": dict(PART_OF),
+                                          "annotations": {"eventing.knative.dev/broker.class": "MTChannelBasedBroker"}},
+                             "spec": {"delivery": {"retry": 6, "backoffPolicy": "exponential", "backoffDelay": "PT0.2S"}}},
+                            *knative_triggers()]
+    files["storage.yaml"] = [
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "labels": dict(PART_OF)},
+         "spec": {"accessModes": [mode], "resources": {"requests": {"storage": size}}}}
+        for claim, mode, size in (("seismo-models", "ReadOnlyMany", "2Gi"), ("seismo-drift-state", "ReadWriteOnce", "1Gi"),
+                                  ("seismo-metrics-state", "ReadWriteOnce", "1Gi"))]
+    files["elasticsearch-secret.yaml"] = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "seismo-elasticsearch-endpoint", "labels": dict(PART_OF)}, "type": "Opaque",
+         "stringData": {"SEISMO_LOGGER_ELASTICSEARCH_URL": "https://elasticsearch-es-http.elastic-system:9200",
+                        "SEISMO_METRICS_ELASTICSEARCH_URL": "https://elasticsearch-es-http.elastic-system:9200"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "seismo-elasticsearch-credentials", "labels": dict(PART_OF)}, "type": "Opaque",
+         "stringData": {"username": "seismo", "password": "change-me"}},
+    ]
+    files["monitoring.yaml"] = [
+        {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "seismo", "labels": dict(PART_OF)},
+         "spec": {"selector": {"matchLabels": dict(PART_OF)}, "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}]}},
+        {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": {"name": "seismo", "labels": dict(PART_OF)},
+         "spec": yaml.safe_load((REPO / "dashboards" / "alerts.yaml").read_text())},
+        *[{"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": f"seismo-{name}", "labels": labels(name)},
+           "spec": {"minAvailable": 1, "selector": {"matchLabels": labels(name)}}} for name in STATEFUL],
+    ]
+    receivers = [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": f"seismo-{name}-ingress", "labels": labels(name)},
+                  "spec": {"podSelector": {"matchLabels": labels(name)}, "policyTypes": ["Ingress"],
+                           "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "knative-eventing"}}},
+                                                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                                        "ports": [{"port": "http"}]}]}} for name in EVENT_RECEIVERS]
+    files["network-policies.yaml"] = receivers
+    files["kustomization.yaml"] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": NAMESPACE,
+        "resources": [f for f in files if f != "kustomization.yaml"],
+        "configMapGenerator": [
+            {"name": "seismo-config", "files": ["config/triggers.yaml", "config/metrics.yaml", "config/explainer.yaml"]},
+            {"name": "seismo-dashboards", "files": [f"dashboards/{p.name}" for p in sorted((REPO / "dashboards" / "grafana").glob("*.json"))],
+             "options": {"labels": {"grafana_dashboard": "1"}, "disableNameSuffixHash": True}},
+        ],
+    }
+    files["config/triggers.yaml"] = (REPO / "seismo" / "config" / "triggers.yaml").read_text()
+    files["config/metrics.yaml"] = (REPO / "seismo" / "config" / "metrics.yaml").read_text()
+    files["config/explainer.yaml"] = EXPLAINER_CONFIG
+    for p in sorted((REPO / "dashboards" / "grafana").glob("*.json")):
+        files[f"dashboards/{p.name}"] = p.read_text()
+    return files
+
+
+EXPLAINER_CONFIG = """\
+# Generated by manifests/build.py: the explainer's models on Kubernetes (artifacts on the seismo-models volume).
+models:
+  image-classifier:
+    kind: image
+    url: "${SEISMO_MODEL_URL:-http://seismo-model}"
+    reference: /models/image-classifier/reference.npy
+    segmentation: {method: slic, n_segments: 16, compactness: 10}
+    background: reference
+"""
+
+GPU_PATCH = """\
+- op: add
+  path: /spec/template/spec/nodeSelector
+  value: {nvidia.com/gpu.present: "true"}
+- op: add
+  path: /spec/template/spec/tolerations
+  value: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+- op: add
+  path: /spec/template/spec/containers/0/resources/limits/nvidia.com~1gpu
+  value: 1
+"""
+
+
+def overlays() -> dict[str, object]:
+    files: dict[str, object] = {}
+    files["gpu/kustomization.yaml"] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": ["../../base"],
+        "images": [{"name": IMAGE.format(name=n).rsplit(":", 1)[0], "newTag": "0.1.0-gpu"} for n in ("model", "outlier")],
+        "patches": [{"path": "gpu-node-pool.yaml", "target": {"kind": "Deployment", "name": f"seismo-{n}"}} for n in ("model", "outlier")],
+    }
+    files["gpu/gpu-node-pool.yaml"] = GPU_PATCH
+    files["kafka-broker/kustomization.yaml"] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": ["../../base", "kafka-broker-config.yaml"],
+        "patches": [{"path": "broker-class.yaml"}],
+    }
+    files["kafka-broker/kafka-broker-config.yaml"] = {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "seismo-kafka-broker-config", "namespace": NAMESPACE},
+        "data": {"bootstrap.servers": "my-cluster-kafka-bootstrap.kafka:9092", "default.topic.partitions": "10",
+                 "default.topic.replication.factor": "3"}}
+    files["kafka-broker/broker-class.yaml"] = {
+        "apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+        "metadata": {"name": "default", "namespace": NAMESPACE, "annotations": {"eventing.knative.dev/broker.class": "Kafka"}},
+        "spec": {"config": {"apiVersion": "v1", "kind": "ConfigMap", "name": "seismo-kafka-broker-config", "namespace": NAMESPACE}}}
+    dev_patches = [{"patch": f"- op: replace\n  path: /spec/replicas\n  value: 1\n", "target": {"kind": "Deployment"}}]
+    for name in USES_STORE:  # SQLite on one volume shared by the logger and the metrics server instead of Elasticsearch
+        dev_patches.append({"target": {"kind": "Deployment", "name": f"seismo-{name}"}, "patch": (
+            "- op: remove\n  path: /spec/template/spec/containers/0/envFrom\n"
+            "- op: add\n  path: /spec/template/spec/volumes/-\n  value: {name: records, persistentVolumeClaim: {claimName: seismo-records}}\n"
+            "- op: add\n  path: /spec/template/spec/containers/0/volumeMounts/-\n  value: {name: records, mountPath: /records}\n"
+            f"- op: add\n  path: /spec/template/spec/containers/0/env/-\n  value: {{name: SEISMO_{name.upper()}_SQLITE_PATH, value: /records/records.db}}\n")})
+    files["dev/kustomization.yaml"] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": ["../../base", "records-volume.yaml"],
+        "patches": dev_patches,
+    }
+    files["dev/records-volume.yaml"] = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "seismo-records", "namespace": NAMESPACE},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}
+    return files
+
+
+def render() -> dict[str, str]:
+    """Path relative to manifests/ -> text."""
+    header = "# Generated by manifests/build.py from Seismo's config files: edit those, then run `python manifests/build.py`.\n"
+    out = {}
+    for prefix, files in (("base", base()), ("overlays", overlays())):
+        for path, content in files.items():
+            if isinstance(content, str):
+                text = content
+            elif isinstance(content, list):
+                text = header + "".join("---\n" + yaml.safe_dump(doc, sort_keys=False) for doc in content)
+            else:
+                text = header + yaml.safe_dump(content, sort_keys=False)
+            out[f"{prefix}/{path}"] = text
+    return out
+
+
+if __name__ == "__main__":
+    for path, text in render().items():
+        target = OUT / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    print(f"wrote {len(render())} files under {OUT}")
