@@ -167,3 +167,13 @@ class ServedApp:
     def __exit__(self, *exc) -> None:
         self.client.close()
         self.server.stop()
+
+
+def load_script(path: Path):
+    """A repository script that is not in a package (dashboards/build.py, manifests/build.py, ...) as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

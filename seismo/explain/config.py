@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from seismo.broker.triggers import expand_env
 from seismo.explain.image import SEGMENTATIONS
+from seismo.models_file import read_models_mapping
 
 KINDS = ("tabular", "image")
 
@@ -99,13 +98,6 @@ def _model(name: str, doc: Any, base: Path) -> ExplainedModel:
 
 
 def load_models(path: Path) -> dict[str, ExplainedModel]:
-    try:
-        doc = yaml.safe_load(expand_env(Path(path).read_text()))
-    except OSError as exc:
-        raise ExplainerConfigError(f"cannot read explainer config {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ExplainerConfigError(f"explainer config {path} is not valid YAML: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict) or not doc["models"]:
-        raise ExplainerConfigError(f"explainer config {path} needs a non-empty 'models' mapping")
     base = Path(path).resolve().parent
-    return {str(name): _model(str(name), spec, base) for name, spec in doc["models"].items()}
+    specs = read_models_mapping(path, "explainer config", ExplainerConfigError, expand_env=True)
+    return {name: _model(name, spec, base) for name, spec in specs.items()}

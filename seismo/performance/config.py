@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from seismo.models_file import read_models_mapping
 
 METRIC_TYPES = ("binary", "multiclass-onehot", "multiclass-numeric", "regression")
 ALL = "all"
@@ -134,12 +134,4 @@ def model_config(name: str, doc: Any) -> ModelConfig:
 
 
 def load_models(path: Path) -> dict[str, ModelConfig]:
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read metrics config {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"metrics config {path} is not valid YAML: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict) or not doc["models"]:
-        raise ConfigError(f"metrics config {path} needs a non-empty 'models' mapping")
-    return {str(name): model_config(str(name), spec) for name, spec in doc["models"].items()}
+    return {name: model_config(name, spec) for name, spec in read_models_mapping(path, "metrics config", ConfigError).items()}

@@ -7,7 +7,6 @@ minutes for them; their timing is what dashboards/alerts.test.yaml checks.
 """
 
 import asyncio
-import importlib.util
 import shutil
 import subprocess
 import time
@@ -17,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from helpers import free_port, wait_until
+from helpers import free_port, load_script, wait_until
 
 from seismo.local import LocalStack, free_ports
 
@@ -29,10 +28,7 @@ MODEL = "image-classifier"
 
 
 def panel_queries():
-    spec = importlib.util.spec_from_file_location("dashboards_build", DASHBOARDS / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.queries()
+    return load_script(DASHBOARDS / "build.py").queries()
 
 
 def start_prometheus(tmp: Path, targets: list[str]) -> tuple[subprocess.Popen, str]:

@@ -1,7 +1,6 @@
 """Dockerfiles and docker-compose.yml, checked without a Docker engine (none runs here): they name only
 files, extras, services, settings and commands that exist."""
 
-import importlib.util
 import re
 import shlex
 import subprocess
@@ -9,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 import yaml
 
 from seismo.cli import SERVICES, build_parser
@@ -17,10 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def services_build():
-    spec = importlib.util.spec_from_file_location("services_build", REPO / "services" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "services" / "build.py")
 
 
 DOCKERFILES = sorted((REPO / "services").glob("*/Dockerfile*"))

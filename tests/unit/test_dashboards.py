@@ -4,12 +4,12 @@ promtool comes with Prometheus (`apt-get install prometheus` on Debian; `.ci/run
 it the promtool tests skip and say so.
 """
 
-import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 import yaml
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
@@ -18,10 +18,7 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not insta
 
 
 def load_build():
-    spec = importlib.util.spec_from_file_location("dashboards_build", DASHBOARDS / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(DASHBOARDS / "build.py")
 
 
 def test_committed_dashboards_are_what_build_py_writes():

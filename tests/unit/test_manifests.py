@@ -1,13 +1,13 @@
 """Kubernetes manifests: generated from Seismo's own config, rendered by `kubectl kustomize`, every object
 validated against the Kubernetes schemas (kubernetes-validate) and the CRD schemas in tests/data/crds/."""
 
-import importlib.util
 import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,10 +21,7 @@ needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl not installe
 
 
 def load_build():
-    spec = importlib.util.spec_from_file_location("manifests_build", MANIFESTS / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(MANIFESTS / "build.py")
 
 
 def render(overlay: str) -> list[dict]:
