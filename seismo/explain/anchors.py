@@ -230,8 +230,5 @@ class AnchorSearch:
 
     def _result(self, anchor: Anchor, valid: bool, exhausted: bool, reason: str | None = None) -> AnchorSearchResult:
         stats = self.stats.get(anchor, ArmStats())
-        try:
-            coverage = self.coverage(anchor)
-        except BudgetExhausted:
-            coverage = float("nan")
-        return AnchorSearchResult(anchor, stats.mean, coverage, valid, exhausted, stats.covered_true, stats.covered_false, reason)
+        # Coverage never calls the model (reference bins, or random superpixel masks): no budget to run out.
+        return AnchorSearchResult(anchor, stats.mean, self.coverage(anchor), valid, exhausted, stats.covered_true, stats.covered_false, reason)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from seismo.batching import split_rows
 from seismo.explain.anchors import Anchor
 
 SEGMENTATIONS = ("slic", "felzenszwalb", "quickshift", "grid")
@@ -74,13 +75,10 @@ class ImageSampler:
 
     def sample(self, requests: list[tuple[Anchor, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
         drawn = [self.draw(anchor, n) for anchor, n in requests]
-        labels = self.predict_labels(np.concatenate([images for images, _ in drawn]))
-        out, start = [], 0
-        for _, masks in drawn:
-            # Examples are kept as superpixel masks: small, and enough to rebuild the image.
-            out.append((masks, labels[start:start + len(masks)] == self.instance_label))
-            start += len(masks)
-        return out
+        images = [images for images, _ in drawn]
+        labels = split_rows(self.predict_labels(np.concatenate(images)), images)  # one model call for all requests
+        # Examples are kept as superpixel masks: small, and enough to rebuild the image.
+        return [(masks, part_labels == self.instance_label) for (_, masks), part_labels in zip(drawn, labels)]
 
     def coverage(self, anchor: Anchor) -> float:
         if not anchor:

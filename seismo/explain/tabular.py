@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from seismo.batching import split_rows
 from seismo.explain.anchors import Anchor
 
 
@@ -97,12 +98,8 @@ class TabularSampler:
 
     def sample(self, requests: list[tuple[Anchor, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
         parts = [self.draw(anchor, n) for anchor, n in requests]
-        labels = self.predict_labels(np.concatenate(parts))
-        out, start = [], 0
-        for part in parts:
-            out.append((part, labels[start:start + len(part)] == self.instance_label))
-            start += len(part)
-        return out
+        labels = split_rows(self.predict_labels(np.concatenate(parts)), parts)  # one model call for all requests
+        return [(part, part_labels == self.instance_label) for part, part_labels in zip(parts, labels)]
 
     def coverage(self, anchor: Anchor) -> float:
         if not anchor:
