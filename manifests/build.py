@@ -36,6 +36,10 @@ SERVICES = {
     "metrics": (8094, 1, "200m", "256Mi", "512Mi", {"SEISMO_METRICS_CONFIG_FILE": "/config/metrics.yaml", "SEISMO_METRICS_STATE_PATH": "/state/metrics.db"}),
     "explainer": (8095, 1, "500m", "512Mi", "2Gi", {"SEISMO_EXPLAINER_CONFIG_FILE": "/config/explainer.yaml"}),
 }
+AUTH_SECRET = "seismo-auth"
+# Every Trigger's last stop: the logger counts what no subscriber took (seismo_logger_dead_letters_total).
+DEAD_LETTER_SINK = {"ref": {"apiVersion": "v1", "kind": "Service", "name": "seismo-logger"}, "uri": "/v1/dead-letters"}
+KAFKA_BROKER_INGRESS = "http://kafka-broker-ingress.knative-eventing.svc.cluster.local/seismo/default"
 EVENT_RECEIVERS = ("logger", "outlier", "drift", "metrics")  # only the broker delivers to these
 USES_STORE = ("logger", "metrics")  # Elasticsearch endpoint and credentials from the Secret
 STATEFUL = ("logger", "drift", "metrics")  # PodDisruptionBudgets
@@ -66,6 +70,13 @@ def deployment(name: str) -> dict:
         mounts.append({"name": "state", "mountPath": "/state"})
     if name == "explainer":
         container_env.append({"name": "SEISMO_MODEL_URL", "value": "http://seismo-model"})
+    # Bearer-token auth on, the tokens from a Secret the user creates (see the README); the explainer
+    # sends one to mark its calls to the model server as not to be logged.
+    volumes.append({"name": "auth", "secret": {"secretName": AUTH_SECRET}})
+    mounts.append({"name": "auth", "mountPath": "/var/run/secrets/seismo/auth", "readOnly": True})
+    container_env.append({"name": "SEISMO_AUTH_TOKENS_FILE", "value": "/var/run/secrets/seismo/auth/tokens"})
+    if name == "logger":
+        container_env.append({"name": "SEISMO_LOGGER_MODELS", "value": "image-classifier"})
     container = {
         "name": name, "image": IMAGE.format(name=name), "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": port}],
@@ -77,6 +88,9 @@ def deployment(name: str) -> dict:
         "startupProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 60},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": mounts,
+        # Endpoints drop the pod before SIGTERM arrives, so nothing new is routed to a pod that drains
+        # its queue (the model server's event logger drains on SIGTERM, within the grace period).
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
     }
     spec = {
         "replicas": replicas,
@@ -85,6 +99,7 @@ def deployment(name: str) -> dict:
             "automountServiceAccountToken": False,
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
+            "terminationGracePeriodSeconds": 30,
             "containers": [container],
             "volumes": volumes,
         }},
@@ -108,8 +123,7 @@ def knative_triggers() -> list[dict]:
         target = next(n for n, spec in SERVICES.items() if spec[0] == port)
         spec = {"broker": "default", "filter": {"attributes": dict(trigger["filter"]["attributes"])},
                 "subscriber": {"ref": {"apiVersion": "v1", "kind": "Service", "name": f"seismo-{target}"}}}
-        if trigger.get("delivery"):
-            spec["delivery"] = dict(trigger["delivery"])
+        spec["delivery"] = {**dict(trigger.get("delivery") or {}), "deadLetterSink": DEAD_LETTER_SINK}
         out.append({"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger", "metadata": {"name": trigger["name"], "labels": dict(PART_OF)}, "spec": spec})
     return out
 
@@ -129,13 +143,6 @@ def base() -> dict[str, object]:
          "spec": {"accessModes": [mode], "resources": {"requests": {"storage": size}}}}
         for claim, mode, size in (("seismo-models", "ReadOnlyMany", "2Gi"), ("seismo-drift-state", "ReadWriteOnce", "1Gi"),
                                   ("seismo-metrics-state", "ReadWriteOnce", "1Gi"))]
-    files["elasticsearch-secret.yaml"] = [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "seismo-elasticsearch-endpoint", "labels": dict(PART_OF)}, "type": "Opaque",
-         "stringData": {"SEISMO_LOGGER_ELASTICSEARCH_URL": "https://elasticsearch-es-http.elastic-system:9200",
-                        "SEISMO_METRICS_ELASTICSEARCH_URL": "https://elasticsearch-es-http.elastic-system:9200"}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "seismo-elasticsearch-credentials", "labels": dict(PART_OF)}, "type": "Opaque",
-         "stringData": {"username": "seismo", "password": "change-me"}},
-    ]
     files["monitoring.yaml"] = [
         {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "seismo", "labels": dict(PART_OF)},
          "spec": {"selector": {"matchLabels": dict(PART_OF)}, "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}]}},
@@ -149,7 +156,14 @@ def base() -> dict[str, object]:
                            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "knative-eventing"}}},
                                                  {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
                                         "ports": [{"port": "http"}]}]}} for name in EVENT_RECEIVERS]
-    files["network-policies.yaml"] = receivers
+    deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "seismo-default-deny", "labels": dict(PART_OF)},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
+    # The model server and the explainer serve clients: any namespace may reach their port (auth guards
+    # the explainer), nothing else of theirs.
+    clients = [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": f"seismo-{name}-ingress", "labels": labels(name)},
+                "spec": {"podSelector": {"matchLabels": labels(name)}, "policyTypes": ["Ingress"],
+                         "ingress": [{"from": [{"namespaceSelector": {}}], "ports": [{"port": "http"}]}]}} for name in ("model", "explainer")]
+    files["network-policies.yaml"] = [deny, *receivers, *clients]
     files["kustomization.yaml"] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": NAMESPACE,
         "resources": [f for f in files if f != "kustomization.yaml"],
@@ -191,6 +205,15 @@ GPU_PATCH = """\
 """
 
 
+def sink_env_indices() -> dict[str, int]:
+    """Where each sink-posting service's SINK_URL sits in its container env (for JSON patches)."""
+    out = {}
+    for name in ("model", "drift"):
+        env = deployment(name)["spec"]["template"]["spec"]["containers"][0]["env"]
+        out[name] = next(i for i, e in enumerate(env) if e["name"] == f"SEISMO_{name.upper()}_SINK_URL")
+    return out
+
+
 def overlays() -> dict[str, object]:
     files: dict[str, object] = {}
     files["gpu/kustomization.yaml"] = {
@@ -201,7 +224,11 @@ def overlays() -> dict[str, object]:
     files["gpu/gpu-node-pool.yaml"] = GPU_PATCH
     files["kafka-broker/kustomization.yaml"] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": ["../../base", "kafka-broker-config.yaml"],
-        "patches": [{"path": "broker-class.yaml"}],
+        "patches": [{"path": "broker-class.yaml"},
+                    *[{"target": {"kind": "Deployment", "name": f"seismo-{name}"}, "patch": (
+                        f"- op: replace\n  path: /spec/template/spec/containers/0/env/{index}\n"
+                        f"  value: {{name: SEISMO_{name.upper()}_SINK_URL, value: '{KAFKA_BROKER_INGRESS}'}}\n")}
+                      for name, index in sink_env_indices().items()]],
     }
     files["kafka-broker/kafka-broker-config.yaml"] = {
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "seismo-kafka-broker-config", "namespace": NAMESPACE},

@@ -29,8 +29,8 @@ class ThreadBatcher(Generic[T, R]):
     """`await submit(item)` returns `run_batch([..., item, ...])[i]` for that item.
 
     `max_wait` > 0 lets the first item of a batch wait that long for company (adaptive batching for
-    inference); 0 batches only what is already queued (group commit for writes). A failing batch
-    fails every caller in it with the same exception.
+    inference); 0 batches only what is already queued (group commit for writes). A failing batch is
+    run again item by item, so only the items that fail on their own get the exception.
     """
 
     def __init__(
@@ -62,6 +62,10 @@ class ThreadBatcher(Generic[T, R]):
     async def call(self, fn: Callable, *args):
         """Run `fn` on the batcher's thread (between batches): reads that must see every write."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def stopped(self) -> list[str]:
+        """The batch loop's name if it ended before close() (it never should): for /healthz."""
+        return [self.name] if self._task is not None and self._task.done() else []
 
     @property
     def queued(self) -> int:
@@ -97,13 +101,28 @@ class ThreadBatcher(Generic[T, R]):
             try:
                 results = await loop.run_in_executor(self.executor, self.run_batch, [item for item, _ in batch])
             except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                    continue
+                # One bad item must not fail the others: run each alone, so only the culprit fails.
+                for entry in batch:
+                    await self._run_alone(loop, entry)
                 continue
             for (_, future), result in zip(batch, results):
                 if not future.done():
                     future.set_result(result)
+
+    async def _run_alone(self, loop: asyncio.AbstractEventLoop, entry: tuple[T, asyncio.Future]) -> None:
+        item, future = entry
+        try:
+            result = (await loop.run_in_executor(self.executor, self.run_batch, [item]))[0]
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(result)
 
     async def close(self, finalize: Callable[[], None] | None = None) -> None:
         """Let queued work finish, stop, then run `finalize` (closing a file) on the worker thread."""

@@ -18,6 +18,10 @@ class SendError(Exception):
     """No HTTP answer: connection refused or reset, DNS failure, timeout."""
 
 
+class Unsendable(SendError):
+    """The request could not even be built (a header value HTTP cannot carry): retrying cannot help."""
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -50,6 +54,8 @@ class EventPoster:
                 return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, content)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise SendError(f"{type(exc).__name__}: {exc}") from None
+        except (ValueError, TypeError, UnicodeError) as exc:  # aiohttp refuses a header with CR/LF or non-latin-1 text
+            raise Unsendable(f"{type(exc).__name__}: {exc}") from None
 
     async def close(self) -> None:
         if self._session is not None:

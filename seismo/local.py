@@ -102,6 +102,8 @@ class LocalStack:
                 env[f"SEISMO_{name.upper()}_URL"] = self.url(name)
         if "broker" in self.ports:
             env["SEISMO_MODEL_SINK_URL"] = env["SEISMO_DRIFT_SINK_URL"] = self.url("broker") + "/"
+        # the example models keep their names as metric labels; other names are bounded (seismo.labels)
+        env.setdefault("SEISMO_LOGGER_MODELS", "image-classifier,tabular-classifier")
         env.update(self.env)
         return env
 

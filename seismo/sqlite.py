@@ -20,3 +20,10 @@ def open_database(path: str | Path, schema: str, synchronous: str = "NORMAL") ->
     db.execute("PRAGMA busy_timeout=5000")
     db.executescript(schema)
     return db
+
+
+def bytes_in_use(db: sqlite3.Connection) -> int:
+    """Bytes of the database file that hold data (free pages not counted): what a size limit compares."""
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+    return page_size * pages

@@ -99,7 +99,18 @@ class FakeElasticsearch:
             return self._reply({"_index": index, "_id": doc_id, "_version": 1, "result": result, "_seq_no": self.seq_no, "_primary_term": 1,
                                 "_shards": {"total": 1, "successful": 1, "failed": 0}}, 200 if existing else 201)
 
+        async def delete_by_query(request: Request) -> Response:
+            # The documented contract: POST /<index>/_delete_by_query {"query": ...} -> {"deleted": n, ...}
+            if (failed := self._check(request)) is not None:
+                return failed
+            body = orjson.loads(await request.body() or b"{}")
+            hits = self._hits(request.path_params["index"], body.get("query", {"match_all": {}}))
+            for hit in hits:
+                del self.indices[hit["_index"]][hit["_id"]]
+            return self._reply({"took": 1, "timed_out": False, "total": len(hits), "deleted": len(hits), "failures": []})
+
         return Starlette(routes=[
+            Route("/{index}/_delete_by_query", delete_by_query, methods=["POST"]),
             Route("/{index}/_search", search, methods=["POST", "GET"]),
             Route("/{index}/_count", count, methods=["POST", "GET"]),
             Route("/{index}/_doc/{id}", index_doc, methods=["PUT", "POST"]),

@@ -20,7 +20,7 @@ from typing import Awaitable, Callable
 from seismo.broker.journal import DeadLettered, Delivered, GroupCommitter, PendingDelivery, RetryLater
 from seismo.broker.triggers import Trigger
 from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http
-from seismo.http import EventPoster, SendError
+from seismo.http import EventPoster, SendError, Unsendable
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,11 @@ class Attempt:
     error: str
     reply: CloudEvent | None = None
     seconds: float = 0.0
+    final: bool = False  # nothing a retry could change (an event HTTP cannot carry): dead-letter now
 
     @property
     def retryable(self) -> bool:
-        return self.code is None or self.code >= 500 or self.code in RETRYABLE_STATUSES
+        return not self.final and (self.code is None or self.code >= 500 or self.code in RETRYABLE_STATUSES)
 
 
 class DispatchMetrics:
@@ -76,6 +77,10 @@ class Dispatcher:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(t), name=f"trigger-{t.name}") for t in self.triggers]
 
+    def stopped(self) -> list[str]:
+        """Delivery loops that ended before stop() (none should): /healthz reports them."""
+        return [t.get_name() for t in self._tasks if t.done()]
+
     def wake(self, trigger_names: tuple[str, ...]) -> None:
         for name in trigger_names:
             self._wakeups[name].set()
@@ -101,6 +106,7 @@ class Dispatcher:
                         )
                     except Exception:
                         log.exception("trigger %s: reading the journal failed", trigger.name)
+                        await asyncio.sleep(self.poll_interval)  # never spin on a failing journal
                 if not batch:
                     wakeup.clear()
                     try:
@@ -120,17 +126,26 @@ class Dispatcher:
 
     async def _deliver(self, trigger: Trigger, item: PendingDelivery, inflight: set[int], slots: asyncio.Semaphore) -> None:
         try:
-            attempt = await self._send(trigger.subscriber_uri, item.headers, item.body, trigger.delivery.timeout)
+            try:
+                attempt = await self._send(trigger.subscriber_uri, item.headers, item.body, trigger.delivery.timeout)
+            except Exception as exc:  # a bug or an event nothing can send: dead-letter it, never retry in a loop
+                log.exception("trigger %s: sending event %d failed unexpectedly", trigger.name, item.event_seq)
+                attempt = Attempt(False, None, f"internal error: {type(exc).__name__}: {exc}"[:500], final=True)
             if attempt.ok and attempt.reply is not None:
                 # The reply is journaled before the delivery counts as done: a crash in between
                 # redelivers the event (and the subscriber replies again) instead of losing the reply.
-                await self.ingest_reply(attempt.reply)
+                try:
+                    await self.ingest_reply(attempt.reply)
+                except Exception as exc:  # the journal refused it: try the delivery again later (with backoff)
+                    log.error("trigger %s: the reply to event %d was not journaled: %r", trigger.name, item.event_seq, exc)
+                    attempt = Attempt(False, None, f"reply not journaled: {type(exc).__name__}"[:500])
             outcome = await self._outcome(trigger, item, attempt)
             await self.committer.record(outcome)
         except asyncio.CancelledError:
             raise  # shutting down: the delivery stays pending in the journal and is sent after restart
         except Exception:
-            log.exception("trigger %s: delivery of event %d failed unexpectedly", trigger.name, item.event_seq)
+            log.exception("trigger %s: recording the outcome of event %d failed", trigger.name, item.event_seq)
+            await asyncio.sleep(1.0)  # the journal is failing: hold the slot a moment instead of spinning
         finally:
             inflight.discard(item.event_seq)
             slots.release()
@@ -140,7 +155,8 @@ class Dispatcher:
             self.metrics.delivered(trigger.name, attempt.seconds)
             return Delivered(trigger.name, item.event_seq)
         attempts = item.attempts + 1
-        self.metrics.failed_attempt(trigger.name, "network" if attempt.code is None else f"http_{attempt.code}")
+        reason = "unsendable" if attempt.final else "network" if attempt.code is None else f"http_{attempt.code}"
+        self.metrics.failed_attempt(trigger.name, reason)
         if attempt.retryable and attempts <= trigger.delivery.retry:
             self.metrics.retried(trigger.name)
             delay = trigger.delivery.backoff(attempts, self.max_backoff)
@@ -168,6 +184,8 @@ class Dispatcher:
         started = time.perf_counter()
         try:
             response = await self.client.post(uri, headers, body, timeout)
+        except Unsendable as exc:
+            return Attempt(False, None, f"unsendable: {exc}"[:500], seconds=time.perf_counter() - started, final=True)
         except SendError as exc:
             return Attempt(False, None, str(exc)[:500], seconds=time.perf_counter() - started)
         seconds = time.perf_counter() - started

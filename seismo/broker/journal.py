@@ -20,7 +20,7 @@ from typing import Callable
 import orjson
 
 from seismo.batching import ThreadBatcher
-from seismo.sqlite import open_database
+from seismo.sqlite import bytes_in_use, open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -156,6 +156,29 @@ class Journal:
     def backlog(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT trigger, COUNT(*) FROM deliveries GROUP BY trigger").fetchall())
 
+    def size_bytes(self) -> int:
+        return bytes_in_use(self._db)
+
+    def expire_dead_letters(self, older_than: float, keep_at_most: int) -> int:
+        """Retention of the dead-letter table: drop entries dead before `older_than`, and the oldest
+        beyond `keep_at_most`; their events go with them. How many were removed."""
+        removed = self._db.execute("DELETE FROM dead_letters WHERE dead_at < ?", (older_than,)).rowcount
+        removed += self._trim_dead_letters(keep_at_most)
+        if removed:
+            self._db.execute(
+                "DELETE FROM events WHERE NOT EXISTS (SELECT 1 FROM deliveries WHERE event_seq = seq)"
+                " AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE event_seq = seq)"
+            )
+        return removed
+
+    def _trim_dead_letters(self, keep_at_most: int) -> int:
+        total = self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+        excess = total - keep_at_most
+        if excess <= 0:
+            return 0
+        cutoff = self._db.execute("SELECT dead_at FROM dead_letters ORDER BY dead_at LIMIT 1 OFFSET ?", (excess - 1,)).fetchone()[0]
+        return self._db.execute("DELETE FROM dead_letters WHERE dead_at <= ?", (cutoff,)).rowcount
+
     def dead_letter_counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT trigger, COUNT(*) FROM dead_letters GROUP BY trigger").fetchall())
 
@@ -172,6 +195,9 @@ class GroupCommitter:
 
     def start(self) -> None:
         self._batcher.start()
+
+    def stopped(self) -> list[str]:
+        return self._batcher.stopped()
 
     async def read(self, fn: Callable, *args):
         """Reads share the writer's thread and connection, so they see every committed write."""

@@ -1,6 +1,8 @@
 """Persistent windows of instances for the drift service: count-based or time-based (tumbling, sliding).
 
-Every accepted row is committed to SQLite before the service answers, so a restart loses nothing.
+Every accepted row is committed to SQLite before the service answers, so a restart loses nothing. An
+event id is added once (the broker delivers at least once), and a complete window is kept as a
+snapshot until its result is recorded (`finish`), so a crash while testing loses no window.
 A window never exceeds its size: a count window takes exactly `size` rows (the rest of an event's rows
 start the next window); a time window keeps at most the `size` newest rows of its span.
 """
@@ -28,6 +30,35 @@ CREATE TABLE IF NOT EXISTS windows (
     start REAL,                -- start of the current time window
     last_test REAL             -- when a sliding window was last tested
 );
+-- A complete window waits here (its rows as one snapshot) until its result is durable: a crash
+-- between taking a window and recording its result tests it again at the next start.
+CREATE TABLE IF NOT EXISTS complete (
+    model TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    rows BLOB NOT NULL,
+    count INTEGER NOT NULL,
+    event_id TEXT,             -- the event whose rows completed it (count windows)
+    PRIMARY KEY (model, number)
+);
+CREATE TABLE IF NOT EXISTS results (
+    model TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    event_id TEXT,
+    at REAL NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (model, number)
+);
+CREATE INDEX IF NOT EXISTS results_event ON results (model, event_id);
+-- Event ids already added (the broker delivers at least once): a redelivery adds nothing.
+CREATE TABLE IF NOT EXISTS seen (
+    model TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (model, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
 """
 
 
@@ -65,12 +96,54 @@ class WindowStore:
         array = np.stack([np.frombuffer(r[2], dtype=np.float32).reshape(self.instance_shape) for r in rows]) if rows else np.empty((0, *self.instance_shape), np.float32)
         return [r[0] for r in rows], array, (rows[0][1] if rows else 0.0), (rows[-1][1] if rows else 0.0)
 
-    def add(self, model: str, rows: np.ndarray, now: float | None = None) -> list[Window]:
-        """Commit rows; return the windows that are now complete (count mode), removed from the store."""
+    def _keep(self, window: Window, event_id: str | None) -> None:
+        rows = np.ascontiguousarray(window.rows, dtype=np.float32)
+        self._db.execute("INSERT OR REPLACE INTO complete (model, number, start, end, rows, count, event_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (window.model, window.number, window.start, window.end, rows.tobytes(), len(rows), event_id))
+
+    def unfinished(self) -> list[tuple[Window, str | None]]:
+        """Complete windows whose result was never recorded (the service stopped in between), with their event id."""
+        out = []
+        for model, number, start, end, blob, count, event_id in self._db.execute(
+                "SELECT model, number, start, end, rows, count, event_id FROM complete ORDER BY model, number").fetchall():
+            rows = np.frombuffer(blob, dtype=np.float32).reshape((count, *self.instance_shape))
+            out.append((Window(model, number, rows, start, end), event_id))
+        return out
+
+    def finish(self, window: Window, payload: bytes, event_id: str | None = None) -> None:
+        """Record a tested window's result and let its snapshot go, in one transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("INSERT OR REPLACE INTO results (model, number, event_id, at, payload) VALUES (?, ?, ?, ?, ?)",
+                             (window.model, window.number, event_id, time.time(), payload))
+            self._db.execute("DELETE FROM complete WHERE model = ? AND number = ?", (window.model, window.number))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def results_for(self, model: str, event_id: str) -> list[bytes]:
+        """The results of windows an event completed (to answer its redelivery the same way)."""
+        return [r[0] for r in self._db.execute("SELECT payload FROM results WHERE model = ? AND event_id = ? ORDER BY number",
+                                               (model, event_id)).fetchall()]
+
+    def forget(self, older_than: float) -> int:
+        """Retention of dedup ids and recorded results (a redelivery comes within minutes, not days)."""
+        removed = self._db.execute("DELETE FROM seen WHERE at < ?", (older_than,)).rowcount
+        return removed + self._db.execute("DELETE FROM results WHERE at < ?", (older_than,)).rowcount
+
+    def add(self, model: str, rows: np.ndarray, now: float | None = None, event_id: str | None = None) -> list[Window] | None:
+        """Commit rows; return the windows that are now complete (count mode), or None when `event_id`
+        was added before (a redelivery: nothing is added). A returned window stays kept until `finish`."""
         now = time.time() if now is None else now
         complete: list[Window] = []
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            if event_id is not None:
+                if self._db.execute("SELECT 1 FROM seen WHERE model = ? AND event_id = ?", (model, event_id)).fetchone():
+                    self._db.execute("ROLLBACK")
+                    return None
+                self._db.execute("INSERT INTO seen (model, event_id, at) VALUES (?, ?, ?)", (model, event_id, now))
             tested, start, last_test = self._state(model)
             if start is None:
                 start = now
@@ -81,6 +154,7 @@ class WindowStore:
                     seqs, array, first, last = self._take(model, "", (), "ASC", self.size)
                     self._db.execute(f"DELETE FROM rows WHERE seq IN ({','.join('?' * len(seqs))})", seqs)
                     complete.append(Window(model, tested, array, first, last))
+                    self._keep(complete[-1], event_id)
                     tested += 1
             else:
                 # Keep at most `size` rows: the oldest beyond that leave (a window never exceeds its size).
@@ -112,6 +186,7 @@ class WindowStore:
                         self._db.execute("DELETE FROM rows WHERE model = ? AND ts < ?", (model, start + self.seconds))
                     if len(seqs) >= self.min_rows:
                         out.append(Window(model, tested, array, start, start + self.seconds))
+                        self._keep(out[-1], None)
                         tested += 1
                     periods = int((now - start) // self.seconds)
                     self._set_state(model, tested, start + periods * self.seconds, last_test)
@@ -120,6 +195,7 @@ class WindowStore:
                     seqs, array, _, _ = self._take(model, "", (), "DESC", self.size)
                     if len(seqs) >= self.min_rows:
                         out.append(Window(model, tested, array, now - self.seconds, now))
+                        self._keep(out[-1], None)
                         tested += 1
                     self._set_state(model, tested, start, now)
             self._db.execute("COMMIT")

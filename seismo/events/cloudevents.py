@@ -23,6 +23,13 @@ _CONTEXT_ATTRIBUTES = ("specversion", "id", "source", "type", "datacontenttype",
 _REQUIRED = ("id", "source", "type")
 # The spec: attribute names are lower-case ASCII letters and digits only.
 _NAME = re.compile(r"^[a-z0-9]{1,64}$")
+# The spec's String type: no control characters (U+0000-U+001F, U+007F-U+009F), and no lone surrogates.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# The HTTP binding (3.1.3.2): percent-encode space, double quote, percent and everything outside
+# printable ASCII; what is left is safe in any HTTP header.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+MAX_ATTRIBUTE_CHARS = 4096
+MAX_ATTRIBUTES = 64
 
 
 class CloudEventError(ValueError):
@@ -50,17 +57,47 @@ class CloudEvent:
 
     def json_data(self):
         """The payload parsed as JSON; CloudEventError if it is not JSON."""
+        from seismo.events.limits import loads
+        from seismo.events.payloads import PayloadError
+
+        if not self.data:
+            return None
         try:
-            return orjson.loads(self.data) if self.data else None
-        except orjson.JSONDecodeError as exc:
-            raise CloudEventError(f"event data is not valid JSON: {exc}") from None
+            return loads(self.data, "event data")
+        except PayloadError as exc:
+            raise CloudEventError(str(exc)) from None
 
 
 def now_rfc3339() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def check_attribute(name: str, value: str) -> None:
+    """CloudEventError unless `value` is a valid CloudEvents String (no control characters, bounded)."""
+    if len(value) > MAX_ATTRIBUTE_CHARS:
+        raise CloudEventError(f"CloudEvents attribute '{name}' is longer than {MAX_ATTRIBUTE_CHARS} characters")
+    bad = _CONTROL.search(value)
+    if bad:
+        raise CloudEventError(
+            f"CloudEvents attribute '{name}' contains the control character U+{ord(bad.group()):04X} "
+            f"at position {bad.start()}; the spec forbids control characters"
+        )
+
+
+def escape_id(value: str, limit: int = 120) -> str:
+    """An id as it may appear in a log line: control characters escaped, length bounded."""
+    text = value.encode("unicode_escape", "backslashreplace").decode("ascii", "replace")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def encode_header_value(value: str) -> str:
+    """A CloudEvents attribute as an HTTP header value, percent-encoded as the HTTP binding says."""
+    return quote(value, safe=_HEADER_SAFE)
+
+
 def _validate(attrs: dict[str, str], extensions: dict[str, str]) -> None:
+    if len(attrs) + len(extensions) > MAX_ATTRIBUTES:
+        raise CloudEventError(f"too many CloudEvents attributes ({len(attrs) + len(extensions)}); at most {MAX_ATTRIBUTES}")
     version = attrs.get("specversion")
     if version is None:
         raise CloudEventError("missing CloudEvents attribute 'specversion' (header ce-specversion)")
@@ -72,8 +109,13 @@ def _validate(attrs: dict[str, str], extensions: dict[str, str]) -> None:
     for name in extensions:
         if not _NAME.match(name):
             raise CloudEventError(
-                f"invalid CloudEvents extension name {name!r}: only lower-case letters and digits are allowed"
+                f"invalid CloudEvents extension name {escape_id(name)!r}: only lower-case letters and digits are allowed"
             )
+    for name, value in (*attrs.items(), *extensions.items()):
+        check_attribute(name, value)
+    content_type = attrs.get("datacontenttype")
+    if content_type is not None and not (content_type.isascii() and content_type.isprintable()):
+        raise CloudEventError("CloudEvents attribute 'datacontenttype' must be a printable ASCII media type")
 
 
 def from_http(headers: Mapping[str, str], body: bytes) -> CloudEvent:
@@ -95,7 +137,12 @@ def _from_binary(headers: dict[str, str], body: bytes, content_type: str | None)
         if not key.startswith("ce-"):
             continue
         name = key[3:]
-        value = unquote(value)  # the HTTP binding percent-encodes values that are not plain ASCII
+        # The HTTP binding percent-encodes values that are not plain ASCII. Starlette hands headers over
+        # as latin-1 text; raw UTF-8 bytes (which the binding forbids, but some senders use) are read back.
+        try:
+            value = unquote(value.encode("latin-1").decode("utf-8"), errors="strict")
+        except UnicodeError:
+            raise CloudEventError(f"header {key} is not percent-encoded UTF-8 text") from None
         if name in _CONTEXT_ATTRIBUTES:
             attrs[name] = value
         else:
@@ -168,17 +215,17 @@ def _from_structured(body: bytes) -> CloudEvent:
 def to_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     """Headers and body for sending the event in binary content mode."""
     headers = {
-        "ce-specversion": event.specversion,
-        "ce-id": event.id,
-        "ce-source": event.source,
-        "ce-type": event.type,
+        "ce-specversion": encode_header_value(event.specversion),
+        "ce-id": encode_header_value(event.id),
+        "ce-source": encode_header_value(event.source),
+        "ce-type": encode_header_value(event.type),
     }
     for name in ("time", "subject", "dataschema"):
         value = getattr(event, name)
         if value is not None:
-            headers[f"ce-{name}"] = value
+            headers[f"ce-{name}"] = encode_header_value(value)
     for name, value in event.extensions.items():
-        headers[f"ce-{name}"] = quote(str(value), safe=" !#$&'()*+,/:;<=>?@[]^_`{|}~\"-.")
+        headers[f"ce-{name}"] = encode_header_value(str(value))
     if event.datacontenttype:
         headers["content-type"] = event.datacontenttype
     return headers, event.data

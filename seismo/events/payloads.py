@@ -32,6 +32,10 @@ V2_DTYPES: dict[str, Any] = {
 _NUMPY_TO_V2 = {np.dtype(v): k for k, v in V2_DTYPES.items() if v is not object}
 
 
+MAX_DIMENSIONS = 16
+MAX_DIMENSION_SIZE = 2**31 - 1
+
+
 class PayloadError(ValueError):
     """The payload does not follow its protocol; the message names the problem."""
 
@@ -93,8 +97,11 @@ def decode_v2_tensor(doc: Any, where: str) -> Tensor:
     if datatype not in V2_DTYPES:
         raise PayloadError(f"{where}: unknown datatype {datatype!r}; expected one of {', '.join(V2_DTYPES)}")
     shape = doc.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise PayloadError(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise PayloadError(f"{where}: shape must be a list of non-negative integers, got {str(shape)[:100]}")
+    if len(shape) > MAX_DIMENSIONS or any(d > MAX_DIMENSION_SIZE for d in shape):
+        raise PayloadError(f"{where}: shape {str(shape)[:100]} is too large: at most {MAX_DIMENSIONS} dimensions of at most "
+                           f"{MAX_DIMENSION_SIZE} each")
     if "data" not in doc:
         raise PayloadError(f"{where}: missing 'data'")
     flat = _flatten(doc["data"])

@@ -90,6 +90,8 @@ class ModelConfig:
     cohort_extension: str = "cohort"
     holdout_extension: str = "holdout"
     rules: tuple[CohortRule, ...] = field(default_factory=tuple)
+    self_contained_feedback: bool = True
+    """False: feedback must name a logged prediction; a client cannot score predictions it made up."""
 
     @property
     def classification(self) -> bool:
@@ -111,7 +113,7 @@ def model_config(name: str, doc: Any) -> ModelConfig:
     where = f"model {name!r}"
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: expected a mapping with at least 'type'")
-    known = {"type", "threshold", "features", "cohort_extension", "holdout_extension", "cohorts"}
+    known = {"type", "threshold", "features", "cohort_extension", "holdout_extension", "cohorts", "self_contained_feedback"}
     unknown = set(doc) - known
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
@@ -129,8 +131,11 @@ def model_config(name: str, doc: Any) -> ModelConfig:
         if not isinstance(rule, dict) or set(rule) != {"name", "when"}:
             raise ConfigError(f"{where}: cohorts[{i}] must be {{name: ..., when: ...}}")
         rules.append(parse_rule(check_cohort_name(rule["name"], f"{where} cohorts[{i}]"), rule["when"]))
+    self_contained = doc.get("self_contained_feedback", True)
+    if not isinstance(self_contained, bool):
+        raise ConfigError(f"{where}: self_contained_feedback must be true or false, got {self_contained!r}")
     return ModelConfig(name, kind, float(threshold), tuple(features), str(doc.get("cohort_extension", "cohort")),
-                       str(doc.get("holdout_extension", "holdout")), tuple(rules))
+                       str(doc.get("holdout_extension", "holdout")), tuple(rules), self_contained)
 
 
 def load_models(path: Path) -> dict[str, ModelConfig]:

@@ -104,6 +104,11 @@ class Ledger:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._db = open_database(self.path, _SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(pending)").fetchall()}
+        if "next_check" not in columns:  # ledgers written before pending items had their own check times
+            self._db.execute("ALTER TABLE pending ADD COLUMN checks INTEGER NOT NULL DEFAULT 0")
+            self._db.execute("ALTER TABLE pending ADD COLUMN next_check REAL NOT NULL DEFAULT 0")
+        self._db.execute("CREATE INDEX IF NOT EXISTS pending_next_check ON pending (next_check)")
 
     # -- writes; each call is one transaction -------------------------------------------------------
 
@@ -147,8 +152,24 @@ class Ledger:
     def add_pending(self, prediction_id: str, model: str | None, received_at: float, feedback: bytes) -> bool:
         """False when feedback for this id already waits (it is replaced: the later truth wins)."""
         existed = self._db.execute("SELECT 1 FROM pending WHERE prediction_id = ?", (prediction_id,)).fetchone()
-        self._db.execute("INSERT OR REPLACE INTO pending VALUES (?, ?, ?, ?)", (prediction_id, model, received_at, feedback))
+        self._db.execute("INSERT OR REPLACE INTO pending (prediction_id, model, received_at, feedback, checks, next_check)"
+                         " VALUES (?, ?, ?, ?, 0, ?)", (prediction_id, model, received_at, feedback, received_at))
         return existed is None
+
+    def postpone_pending(self, prediction_ids: list[str], now: float, max_delay: float = 60.0) -> None:
+        """Checked and still unjoinable: look again later, backing off per item (1 s doubling up to
+        `max_delay`), so a flood of feedback that never joins does not crowd out feedback that will."""
+        self._db.executemany(
+            "UPDATE pending SET checks = checks + 1, next_check = ? + MIN(?, 0.5 * (1 << MIN(checks + 1, 16))) WHERE prediction_id = ?",
+            [(now, max_delay, p) for p in prediction_ids])
+
+    def expire_scored(self, older_than: float) -> int:
+        """Retention of scored truth and predictions seen for estimation."""
+        removed = 0
+        with self._lock:
+            for table, column in (("scored", "scored_at"), ("scored_cohort", "at"), ("seen", "predicted_at"), ("seen_cohort", "at")):
+                removed += self._db.execute(f"DELETE FROM {table} WHERE {column} < ?", (older_than,)).rowcount
+        return removed
 
     def remove_pending(self, prediction_ids: list[str]) -> None:
         self._db.executemany("DELETE FROM pending WHERE prediction_id = ?", [(p,) for p in prediction_ids])
@@ -158,10 +179,10 @@ class Ledger:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def pending_batch(self, limit: int = 1000) -> list[tuple[str, str | None, float, bytes]]:
+    def pending_batch(self, now: float, limit: int = 5000) -> list[tuple[str, str | None, float, bytes]]:
         with self._lock:
-            return self._db.execute("SELECT prediction_id, model, received_at, feedback FROM pending ORDER BY received_at LIMIT ?",
-                                    (limit,)).fetchall()
+            return self._db.execute("SELECT prediction_id, model, received_at, feedback FROM pending WHERE next_check <= ?"
+                                    " ORDER BY next_check LIMIT ?", (now, limit)).fetchall()
 
     def pending_count(self) -> int:
         with self._lock:

@@ -11,17 +11,28 @@ not subtracted from the counters.
 
 from __future__ import annotations
 
+from typing import Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from seismo.labels import OTHER, LabelValues
 
 REALIZED = ("accuracy", "precision", "recall", "f1", "specificity", "mae", "mape", "rmse")
 ESTIMATED = ("accuracy", "precision", "recall", "f1")
-OTHER_COHORT = "other"
+OTHER_COHORT = OTHER
 
 
 class PerformanceMetrics:
-    def __init__(self, registry: CollectorRegistry, max_cohorts: int = 50):
+    """`max_cohorts` cohort label values per model beyond `all` and the configured rules' cohorts; a
+    cohort named by feedback or a header becomes a label value once `cohort_admit_after` of its
+    instances were scored (seismo.labels: junk cohorts cannot lock real ones out), else `other`."""
+
+    def __init__(self, registry: CollectorRegistry, max_cohorts: int = 50, known_cohorts: Mapping[str, Iterable[str]] | None = None,
+                 cohort_admit_after: int = 10):
         self.max_cohorts = max_cohorts
-        self._cohorts: set[str] = set()
+        self.cohort_admit_after = cohort_admit_after
+        self.known_cohorts = {model: {"all", *names} for model, names in (known_cohorts or {}).items()}
+        self._cohorts: dict[str, LabelValues] = {}
         feedback = lambda name, doc: Counter(f"seismo_metrics_feedback_{name}", doc, ["model"], registry=registry)  # noqa: E731
         self.received = feedback("received", "Feedback messages accepted")
         self.joined = feedback("joined", "Feedback joined with its stored prediction by id")
@@ -32,6 +43,7 @@ class PerformanceMetrics:
         self.replaced = feedback("replaced", "Instances whose earlier truth a later one replaced")
         self.reward = feedback("reward", "Sum of Seldon feedback rewards")
         self.rejected = Counter("seismo_metrics_feedback_rejected", "Feedback refused or dropped, by reason", ["model", "reason"], registry=registry)
+        self.retention_removed = Counter("seismo_metrics_retention_removed", "Ledger rows removed by retention", ["what"], registry=registry)
         self.waiting = Gauge("seismo_metrics_feedback_waiting", "Feedback pending now", registry=registry)
         self.scored = Counter("seismo_metrics_instances_scored", "Instances scored with ground truth",
                               ["model", "cohort", "group"], registry=registry)
@@ -53,15 +65,19 @@ class PerformanceMetrics:
         self.calibration = Gauge("seismo_performance_calibration_error", "Expected calibration error on the window's labelled predictions",
                                  labels, registry=registry)
 
-    def cohort_label(self, cohort: str) -> str:
-        """Cohort names come from users' feedback: cap how many become label values."""
-        if cohort in self._cohorts or len(self._cohorts) < self.max_cohorts:
-            self._cohorts.add(cohort)
-            return cohort
-        return OTHER_COHORT
+    def model_label(self, model: str | None) -> str:
+        """Configured models by name; a name only a client sent is `other`."""
+        return model if model is not None and model in self.known_cohorts else OTHER
+
+    def cohort_label(self, model: str, cohort: str) -> str:
+        """Cohort names come from users' feedback and headers: bounded per model (see the class)."""
+        values = self._cohorts.get(model)
+        if values is None:
+            values = self._cohorts[model] = LabelValues(self.known_cohorts.get(model, {"all"}), self.max_cohorts, self.cohort_admit_after)
+        return values(cohort)
 
     def count_confusion(self, model_type: str, model: str, cohort: str, group: str, predicted: float, truth: float) -> None:
-        cohort = self.cohort_label(cohort)
+        cohort = self.cohort_label(model, cohort)
         p, t = int(predicted), int(truth)
         if model_type == "binary":
             counter = (self.tp if p == 1 else self.fn) if t == 1 else (self.tn if p == 0 else self.fp)
@@ -73,7 +89,10 @@ class PerformanceMetrics:
             self.fp.labels(model, cohort, group, f"CLASS_{p}").inc()
 
     def set_window(self, model: str, cohort: str, group: str, realized: dict, estimated: dict) -> None:
-        cohort = self.cohort_label(cohort)
+        values = self._cohorts.get(model)
+        if cohort not in self.known_cohorts.get(model, {"all"}) and (values is None or cohort not in values.admitted):
+            return  # only admitted cohorts get gauges: a gauge per junk cohort is what the bound prevents
+
         self.window_instances.labels(model, cohort, group).set(realized.get("n", 0))
         for name, gauge in self.realized.items():
             value = realized.get(name)

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from seismo.events.limits import check_depth
+from seismo.events.payloads import PayloadError
 from seismo.events.feedback import Feedback, FeedbackError, parse_feedback
 from seismo.performance.config import ALL, ConfigError, ModelConfig
 from seismo.performance.ledger import Ledger, ScoredItem, SeenItem, Window
@@ -55,8 +57,8 @@ def _json_body(body: bytes | None) -> Any:
     if not body:
         return None
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
+        return check_depth(orjson.loads(body))
+    except (orjson.JSONDecodeError, PayloadError):
         return None
 
 
@@ -110,7 +112,7 @@ class Tracker:
                 self._record(ledger, outcome.model, items, joined=record is not None)
         for _, outcome, _, _ in planned:
             if outcome.status == "rejected":
-                self.metrics.rejected.labels(outcome.model or "unknown", "invalid").inc()
+                self.metrics.rejected.labels(self.metrics.model_label(outcome.model), "invalid").inc()
         self.metrics.waiting.set(self.ledger.pending_count())
         return [outcome for _, outcome, _, _ in planned]
 
@@ -130,10 +132,13 @@ class Tracker:
             config = self.config_for(record.model)
             response, request, extensions = _json_body(record.response), _json_body(record.request), record.extensions
             predicted_at = record.response_time or record.created_at
-            if fb.self_contained:
+            if fb.self_contained and config.self_contained_feedback:
                 response, request = fb.response, fb.request or request
         else:
             config = self.config_for(fb.model)
+            if not config.self_contained_feedback:
+                raise ScoringError(f"model {config.name!r} takes feedback only for logged predictions: send its 'prediction_id' "
+                                   "(self-contained feedback is turned off in the metrics config)")
             response, request, extensions, predicted_at = fb.response, fb.request, {}, None
         rows = score(config, response, fb.truth)
         cohorts = cohorts_of(config, fb.cohort, extensions, request, len(rows))
@@ -165,7 +170,7 @@ class Tracker:
                 self.metrics.replaced.labels(model).inc()
                 continue
             for cohort in item.cohorts:
-                self.metrics.scored.labels(model, self.metrics.cohort_label(cohort), item.group).inc()
+                self.metrics.scored.labels(model, self.metrics.cohort_label(model, cohort), item.group).inc()
                 if config.classification:
                     self.metrics.count_confusion(config.type, model, cohort, item.group, item.predicted, item.truth)
 
@@ -174,7 +179,7 @@ class Tracker:
     def join_pending(self, now: float | None = None) -> dict[str, int]:
         """Join pending feedback whose prediction is now stored; orphan what outlived the TTL."""
         now = now or time.time()
-        waiting = self.ledger.pending_batch()
+        waiting = self.ledger.pending_batch(now)
         if not waiting:
             return {"joined": 0, "orphaned": 0}
         records = self.store.get_many([row[0] for row in waiting])
@@ -190,7 +195,7 @@ class Tracker:
                         config, items = self._score(fb, record, received_at)
                     except (ScoringError, ConfigError, FeedbackError) as exc:
                         log.warning("pending feedback for %s could not be scored once joined: %s", prediction_id, exc)
-                        self.metrics.rejected.labels(record.model, "invalid_after_join").inc()
+                        self.metrics.rejected.labels(self.metrics.model_label(record.model), "invalid_after_join").inc()
                         continue
                     if model is None:  # its arrival was not counted yet: the model was unknown then
                         self._count_received(ledger, config.name, fb.reward, pending=True)
@@ -201,9 +206,11 @@ class Tracker:
                     if model is None:
                         self._count_received(ledger, "unknown", None, pending=True)
                     ledger.bump(model or "unknown", "orphaned")
-                    self.metrics.orphaned.labels(model or "unknown").inc()
+                    self.metrics.orphaned.labels(self.metrics.model_label(model)).inc()
                     orphaned += 1
             ledger.remove_pending(done)
+            finished = set(done)
+            ledger.postpone_pending([row[0] for row in waiting if row[0] not in finished], now)
         self.metrics.waiting.set(self.ledger.pending_count())
         return {"joined": joined, "orphaned": orphaned}
 

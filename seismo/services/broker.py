@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -23,10 +24,13 @@ from starlette.routing import Route
 from seismo.broker.dispatcher import DispatchMetrics, Dispatcher
 from seismo.broker.journal import GroupCommitter, IncomingEvent, Journal
 from seismo.broker.triggers import Trigger, load_triggers
-from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http, to_binary
+from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, to_binary
 from seismo.events.types import model_of
 from seismo.http import EventPoster
+from seismo.labels import LabelValues, event_type_label
+from seismo.services.auth import auth_middleware
 from seismo.services.common import (
+    DEFAULT_MAX_BODY_BYTES,
     EXCEPTION_HANDLERS,
     BodyTooLarge,
     JSONResponse,
@@ -34,6 +38,7 @@ from seismo.services.common import (
     error,
     health_routes,
     read_body,
+    stopped_tasks,
 )
 
 log = logging.getLogger(__name__)
@@ -53,7 +58,7 @@ class BrokerSettings(BaseSettings):
     """SQLite file holding events until every matching trigger has them."""
     synchronous: str = "full"
     """SQLite synchronous mode: `full` survives power loss, `normal` only a process crash (faster)."""
-    max_event_bytes: int = 10 * 1024 * 1024
+    max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest event body accepted; bigger ones get 413."""
     delivery_concurrency: int = 32
     """Deliveries in flight at once, per trigger."""
@@ -61,6 +66,12 @@ class BrokerSettings(BaseSettings):
     """Cap on the wait between retries, whatever the backoff policy computes."""
     poll_interval_seconds: float = 0.25
     """How often an idle trigger looks for retries that came due."""
+    max_journal_bytes: int = 2 * 1024**3
+    """Journal size (bytes in use) at which the ingress answers 503 instead of accepting more events."""
+    dead_letter_retention_seconds: float = 7 * 86400.0
+    """Dead letters kept in the journal's table are removed this long after they died."""
+    max_dead_letters: int = 100_000
+    """Most dead letters kept in the table; the oldest beyond this are removed."""
 
 
 class _Metrics(DispatchMetrics):
@@ -74,6 +85,8 @@ class _Metrics(DispatchMetrics):
         self.dead = Counter("seismo_broker_dead_letters", "Events that exhausted their retries", ["trigger", "destination"], registry=registry)
         self.backlog = Gauge("seismo_broker_backlog", "Deliveries pending per trigger", ["trigger"], registry=registry)
         self.dead_kept = Gauge("seismo_broker_dead_letter_table", "Events kept in the dead-letter table", ["trigger"], registry=registry)
+        self.journal_bytes = Gauge("seismo_broker_journal_bytes", "Bytes in use in the journal file", registry=registry)
+        self.retention_removed = Counter("seismo_broker_retention_removed", "Entries removed by retention", ["what"], registry=registry)
         self.latency = Histogram(
             "seismo_broker_delivery_seconds", "Time for a subscriber to answer a delivery", ["trigger"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=registry,
@@ -84,7 +97,7 @@ class _Metrics(DispatchMetrics):
         self.latency.labels(trigger).observe(seconds)
 
     def failed_attempt(self, trigger: str, reason: str) -> None:
-        self.deliveries.labels(trigger, f"failed_{reason}" if reason == "network" else "failed_http").inc()
+        self.deliveries.labels(trigger, f"failed_{reason}" if reason in ("network", "unsendable") else "failed_http").inc()
 
     def retried(self, trigger: str) -> None:
         self.retries.labels(trigger).inc()
@@ -108,6 +121,18 @@ class Broker:
         self.client: EventPoster | None = None
         self._gauges_task: asyncio.Task | None = None
         self.ready = False
+        self.journal_full = False
+        self._last_retention = 0.0
+        models = {t.filter_attributes["inferenceservicename"] for t in triggers if "inferenceservicename" in t.filter_attributes}
+        self.model_label = LabelValues(models)
+
+    def stopped(self) -> list[str]:
+        dead = stopped_tasks([self._gauges_task])
+        if self.dispatcher:
+            dead += self.dispatcher.stopped()
+        if self.committer:
+            dead += self.committer.stopped()
+        return dead
 
     async def start(self) -> None:
         journal = Journal(self.settings.journal_path, self.settings.synchronous)
@@ -126,7 +151,7 @@ class Broker:
             poll_interval=self.settings.poll_interval_seconds,
         )
         self.dispatcher.start()
-        self._gauges_task = asyncio.create_task(self._refresh_gauges())
+        self._gauges_task = asyncio.create_task(self._refresh_gauges(), name="broker-gauges-and-retention")
         backlog = await self.committer.read(journal.backlog)
         if backlog:
             log.info("resuming pending deliveries from %s: %s", self.settings.journal_path, backlog)
@@ -147,13 +172,28 @@ class Broker:
 
     async def _refresh_gauges(self) -> None:
         assert self.committer is not None
+        journal = self.committer.journal
         while True:
             try:
-                backlog = await self.committer.read(self.committer.journal.backlog)
-                kept = await self.committer.read(self.committer.journal.dead_letter_counts)
+                backlog = await self.committer.read(journal.backlog)
+                kept = await self.committer.read(journal.dead_letter_counts)
                 for trigger in self.triggers:
                     self.metrics.backlog.labels(trigger.name).set(backlog.get(trigger.name, 0))
                     self.metrics.dead_kept.labels(trigger.name).set(kept.get(trigger.name, 0))
+                if time.time() - self._last_retention >= 60.0:
+                    self._last_retention = time.time()
+                    removed = await self.committer.read(
+                        journal.expire_dead_letters, time.time() - self.settings.dead_letter_retention_seconds, self.settings.max_dead_letters)
+                    if removed:
+                        self.metrics.retention_removed.labels("dead_letters").inc(removed)
+                        log.info("retention: removed %d dead letters from the journal", removed)
+                size = await self.committer.read(journal.size_bytes)
+                self.metrics.journal_bytes.set(size)
+                full = size >= self.settings.max_journal_bytes
+                if full != self.journal_full:
+                    log.warning("journal %s: %d bytes in use (limit %d)", "full, refusing new events" if full else "below its limit again",
+                                size, self.settings.max_journal_bytes)
+                self.journal_full = full
             except Exception:
                 log.exception("refreshing backlog gauges failed")
             await asyncio.sleep(1.0)
@@ -165,9 +205,9 @@ class Broker:
         if event.subject is not None:
             attributes["subject"] = event.subject
         matched = tuple(t.name for t in self.triggers if t.matches(attributes))
-        self.metrics.received.labels(model_of(event), event.type).inc()
+        self.metrics.received.labels(self.model_label(model_of(event)), event_type_label(event.type)).inc()
         if not matched:
-            self.metrics.unmatched.labels(event.type).inc()
+            self.metrics.unmatched.labels(event_type_label(event.type)).inc()
             return 0
         headers, body = to_binary(event)
         await self.committer.ingest(IncomingEvent(event.id, event.type, headers, body, matched))
@@ -176,7 +216,7 @@ class Broker:
 
     async def _ingest_reply(self, event: CloudEvent) -> None:
         await self.publish(event)
-        self.metrics.replies.labels(event.type).inc()
+        self.metrics.replies.labels(event_type_label(event.type)).inc()
 
 
 def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: list[Trigger] | None = None) -> Starlette:
@@ -185,6 +225,10 @@ def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: 
     async def ingress(request: Request) -> Response:
         if not broker.ready:
             return error(503, "broker is starting or stopping")
+        if broker.journal_full:
+            broker.metrics.rejected.labels("journal_full").inc()
+            return error(503, f"broker journal is full ({settings.max_journal_bytes} bytes in use); retry later",
+                         headers={"Retry-After": "5"})
         try:
             body = await read_body(request, settings.max_event_bytes)
         except BodyTooLarge as exc:
@@ -198,7 +242,7 @@ def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: 
         try:
             await broker.publish(event)
         except Exception as exc:
-            log.exception("journal write failed for event %s", event.id)
+            log.exception("journal write failed for event %s", escape_id(event.id))
             broker.metrics.rejected.labels("journal_error").inc()
             return error(503, f"event not stored, retry: {type(exc).__name__}")
         return Response(status_code=202)
@@ -226,8 +270,9 @@ def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: 
         Route("/", ingress, methods=["POST"]),
         Route("/{namespace}/{broker}", ingress, methods=["POST"]),
         Route("/v1/triggers", list_triggers, methods=["GET"]),
-        *health_routes(registry, lambda: broker.ready),
+        *health_routes(registry, lambda: broker.ready, broker.stopped),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                    middleware=auth_middleware(event_paths=("*",)))
     app.state.broker = broker
     return app

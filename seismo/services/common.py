@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -47,31 +47,53 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+"""One default body limit along the event path (model server, broker, logger, detectors): a prediction
+the model server accepts is an event the broker and the logger accept."""
+# A body over the limit is read and thrown away (up to this much) before the 413 goes out: a client
+# still sending when the server closes the connection sees a reset, not the 413 that says why.
+_MAX_DISCARD_BYTES = 512 * 1024 * 1024
+
+
 class BodyTooLarge(Exception):
     def __init__(self, limit: int):
         super().__init__(f"request body is larger than the limit of {limit} bytes")
         self.limit = limit
 
 
+async def _discard_rest(request: Request, already: int) -> None:
+    discarded = already
+    try:
+        async for chunk in request.stream():
+            discarded += len(chunk)
+            if discarded > _MAX_DISCARD_BYTES:
+                return  # a client that keeps sending gets its connection closed after the 413
+    except Exception:  # the client went away: nothing to answer
+        return
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing early (by Content-Length) or while streaming once over `limit`."""
+    """The request body, refusing with BodyTooLarge (a 413) once over `limit`."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        await _discard_rest(request, 0)
         raise BodyTooLarge(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
+            chunks.clear()
+            await _discard_rest(request, size)
             raise BodyTooLarge(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
 def parse_json(body: bytes, what: str = "request body") -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"{what} is not valid JSON: {exc}") from None
+    """JSON with the nesting limit of seismo.events.limits; ValueError (a 400) naming the problem."""
+    from seismo.events.limits import loads
+
+    return loads(body, what)
 
 
 async def _http_exception(request: Request, exc: HTTPException) -> Response:
@@ -86,11 +108,23 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {HTTPException: _http_exception, Exception: _unhandled}
 
 
-def health_routes(registry: CollectorRegistry, is_ready: Callable[[], bool]) -> list[Route]:
+def stopped_tasks(tasks: Iterable[asyncio.Task | None]) -> list[str]:
+    """Names of background tasks that ended although they must run until shutdown."""
+    return [task.get_name() for task in tasks if task is not None and task.done()]
+
+
+def health_routes(registry: CollectorRegistry, is_ready: Callable[[], bool],
+                  stopped: Callable[[], list[str]] = lambda: []) -> list[Route]:
+    """`/metrics`, `/readyz`, and `/healthz`, which turns 503 when a loop that must run has stopped."""
+
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(request: Request) -> Response:
+        dead = stopped()
+        if dead:
+            return JSONResponse({"status": "unhealthy", "stopped": dead,
+                                 "error": f"background loops stopped: {', '.join(dead)}"}, status_code=503)
         return JSONResponse({"status": "alive"})
 
     async def readyz(request: Request) -> Response:

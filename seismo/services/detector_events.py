@@ -15,7 +15,8 @@ from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http, now_rfc3339, to_binary
+from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, now_rfc3339, to_binary
+from seismo.labels import OTHER
 from seismo.events.payloads import PayloadError, instances_of
 from seismo.events.types import EventKind, kind_of, model_of
 from seismo.services.common import BodyTooLarge, error, read_body
@@ -65,8 +66,9 @@ async def accept(request: Request, max_bytes: int, served_model: str | None, sha
     try:
         return await request_instances(request, max_bytes, served_model, shape)
     except Rejection as exc:
-        rejected.labels(exc.model, exc.reason).inc()
-        log.warning("%s: rejected event (%s): %s", service, exc.reason, exc)
+        # The model name comes from the event: only the watched model keeps its name as a label value.
+        rejected.labels(exc.model if exc.model == served_model else OTHER, exc.reason).inc()
+        log.warning("%s: rejected event (%s): %s", service, exc.reason, escape_id(str(exc), 500))
         return error(exc.status, str(exc))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +33,8 @@ from seismo.detect.windows import Window, WindowStore
 from seismo.events.cloudevents import CloudEvent, now_rfc3339, to_binary
 from seismo.events.types import KSERVE_DRIFT
 from seismo.http import EventPoster, SendError
-from seismo.services.common import EXCEPTION_HANDLERS, data_dir, health_routes
+from seismo.services.auth import auth_middleware
+from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, data_dir, health_routes, stopped_tasks
 from seismo.services.detector_events import EXAMPLE_DETECTORS, accept, reply
 
 log = logging.getLogger(__name__)
@@ -59,11 +61,13 @@ class DriftSettings(BaseSettings):
     """How often a sliding window is tested."""
     min_window: int = 50
     """Fewest instances a time window needs to be tested."""
+    dedup_seconds: float = 86400.0
+    """How long an event id is remembered, so a redelivered event is not added to a window twice."""
     state_path: Path = Field(default_factory=lambda: data_dir() / "drift-windows.db")
     """SQLite file holding window contents."""
     sink_url: str | None = Field(default=None, validation_alias=AliasChoices("SEISMO_DRIFT_SINK_URL", "K_SINK"))
     """Where results of windows tested outside a delivery are posted (the broker). K_SINK works too."""
-    max_event_bytes: int = 32 * 1024 * 1024
+    max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest event body accepted; bigger ones get 413."""
 
 
@@ -94,7 +98,8 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
     feature_d = Gauge("seismo_drift_feature_distance", "Last window's distance per feature", ["model", "detector", "feature"], registry=registry)
     flag = Gauge("seismo_drift_detected", "1 if the last window drifted", ["model"], registry=registry)
     fill = Gauge("seismo_drift_window_fill", "Instances waiting in the current window", ["model"], registry=registry)
-    state: dict = {"detector": None, "store": None, "poster": None}
+    state: dict = {"detector": None, "store": None, "poster": None, "tasks": []}
+    duplicates = Counter("seismo_drift_events_duplicate", "Redelivered events (by event id) that added nothing", ["model"], registry=registry)
     source = f"http://{settings.host}:{settings.port}/"
 
     def test(window: Window) -> dict:
@@ -112,16 +117,29 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
         log.info("drift: %s window %d (%d instances): drift=%s p=%.3g", window.model, window.number, len(window.rows), result.is_drift, result.p_val)
         return window_payload(window.model, window, result, kind)
 
-    def add_batch(items: list[tuple[str, np.ndarray]]) -> list[list[dict]]:
-        out = []
-        for model, rows in items:
-            complete = state["store"].add(model, rows)
+    def finish(window: Window, event_id: str | None) -> dict:
+        """Test a window and make its result durable before anyone hears of it."""
+        payload = test(window)
+        state["store"].finish(window, orjson.dumps(payload), event_id)
+        return payload
+
+    def add_batch(items: list[tuple[str, np.ndarray, str]]) -> list[list[dict] | None]:
+        out: list[list[dict] | None] = []
+        for model, rows, event_id in items:
+            complete = state["store"].add(model, rows, event_id=event_id)
+            if complete is None:  # a redelivery: answer with what the first delivery's windows gave
+                out.append(None)
+                continue
             fill.labels(model).set(state["store"].pending(model))
-            out.append([test(w) for w in complete])
+            out.append([finish(w, event_id) for w in complete])
         return out
 
+    def earlier_results(model: str, event_id: str) -> list[dict]:
+        return [orjson.loads(p) for p in state["store"].results_for(model, event_id)]
+
     def due_windows() -> list[dict]:
-        return [test(w) for w in state["store"].due()]
+        state["store"].forget(time.time() - settings.dedup_seconds)
+        return [finish(w, None) for w in state["store"].due()]
 
     batcher: ThreadBatcher = ThreadBatcher(add_batch, 64, name="drift-windows")
 
@@ -151,8 +169,12 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
         if isinstance(accepted, Response):
             return accepted
         event, array = accepted
-        instances.labels(settings.model).inc(len(array))
-        results = await batcher.submit((settings.model, array))
+        results = await batcher.submit((settings.model, array, event.id))
+        if results is None:
+            duplicates.labels(settings.model).inc()
+            results = await batcher.call(earlier_results, settings.model, event.id)
+        else:
+            instances.labels(settings.model).inc(len(array))
         if not results:
             return Response(status_code=202)
         for extra in results[:-1]:  # an event that filled more than one window
@@ -160,6 +182,13 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
         return reply(event, KSERVE_DRIFT, source, results[-1])
 
     async def clock() -> None:
+        if settings.window_mode == "count":  # count windows are tested on arrival; only the dedup ids expire here
+            while True:
+                await asyncio.sleep(60.0)
+                try:
+                    await batcher.call(state["store"].forget, time.time() - settings.dedup_seconds)
+                except Exception:
+                    log.exception("expiring dedup ids failed")
         while True:
             await asyncio.sleep(min(1.0, settings.slide_seconds))
             try:
@@ -179,7 +208,15 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
             state["poster"] = EventPoster(8)
             await state["poster"].start()
         batcher.start()
-        ticker = asyncio.create_task(clock()) if settings.window_mode != "count" else None
+        # Windows taken but not recorded when the service last stopped: test them now. A count window's
+        # event will be redelivered (it was never answered) and gets this result; a time window's goes to the sink.
+        for window, event_id in state["store"].unfinished():
+            payload = await batcher.call(finish, window, event_id)
+            log.info("drift: %s window %d recovered after a restart", window.model, window.number)
+            if event_id is None:
+                await publish(payload, None)
+        ticker = asyncio.create_task(clock(), name="drift-clock")
+        state["tasks"] = [ticker]
         log.info("drift detector %s for %r ready on port %d (%s windows of %d; %d instances carried over)", detector.kind,
                  settings.model, settings.port, settings.window_mode, settings.window_size, state["store"].pending(settings.model))
         try:
@@ -193,5 +230,7 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
             if state["poster"]:
                 await state["poster"].close()
 
-    routes = [Route("/", handle, methods=["POST"]), *health_routes(registry, lambda: state["detector"] is not None)]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    routes = [Route("/", handle, methods=["POST"]),
+              *health_routes(registry, lambda: state["detector"] is not None, lambda: batcher.stopped() + stopped_tasks(state["tasks"]))]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                    middleware=auth_middleware(event_paths=("/",)))

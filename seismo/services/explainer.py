@@ -31,6 +31,7 @@ from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_
 from seismo.explain.anchors import Budget
 from seismo.explain.config import ExplainedModel, load_models
 from seismo.explain.run import METHODS, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
+from seismo.services.auth import AuthSettings, auth_middleware, auth_tokens
 from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, error, health_routes, parse_json, read_body
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class ExplainerSettings(BaseSettings):
     """Default anchor precision target."""
     concurrency: int = 2
     """Explanations computed at once; more wait their turn."""
+    max_queued: int = 8
+    """Explanations waiting for a turn at most; beyond that a request gets 429 with Retry-After."""
     max_rows_per_request: int = 256
     """Most perturbed instances sent to the model server in one HTTP request."""
     model_timeout_seconds: float = 30.0
@@ -117,7 +120,14 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
     coverage = Histogram("seismo_explainer_anchor_coverage", "Coverage of returned anchors", ["model"],
                          buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0), registry=registry)
     rejected = Counter("seismo_explainer_requests_rejected", "Explain requests refused, by reason", ["reason"], registry=registry)
-    state: dict[str, Any] = {"client": None, "references": {}, "ready": False}
+    state: dict[str, Any] = {"client": None, "references": {}, "ready": False, "admitted": 0}
+    auth = AuthSettings()
+    tokens = auth_tokens(auth)
+    # The explainer's calls are marked so the model server answers them without logging them (its
+    # perturbed instances are not production traffic); with auth on, the mark needs a token.
+    model_headers = {"content-type": "application/json", "x-seismo-traffic": "explainer"}
+    if tokens:
+        model_headers["authorization"] = f"Bearer {tokens[0]}"
     executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="explain")
 
     async def post_batch(model: ExplainedModel, batch: np.ndarray) -> np.ndarray:
@@ -127,7 +137,7 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
         body = {"inputs": [{"name": "input_1", "datatype": "FP32", "shape": list(batch.shape), "data": batch.reshape(-1)}]}
         try:
             r = await state["client"].post(url, content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
-                                           headers={"content-type": "application/json"})
+                                           headers=model_headers)
         except httpx.HTTPError as exc:
             raise ModelServerError(503, f"model server for {model.name!r} at {model.url} is unreachable: {type(exc).__name__}") from None
         if r.status_code != 200:
@@ -180,6 +190,10 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
         except (ExplainRequestError, ValueError) as exc:
             rejected.labels("invalid").inc()
             return error(400, str(exc))
+        if state["admitted"] >= settings.concurrency + settings.max_queued:
+            rejected.labels("busy").inc()
+            return error(429, f"the explainer is busy ({settings.concurrency} running, {settings.max_queued} waiting); retry later",
+                         headers={"Retry-After": "5"})
         predict = predictor(model, asyncio.get_running_loop())
         if method == "kernel_shap":
             work = lambda: explain_kernel_shap(model, reference, instance, predict, budget, seed)  # noqa: E731
@@ -187,11 +201,14 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
             work = lambda: explain_tabular_anchor(model, reference, instance, predict, budget, threshold, seed)  # noqa: E731
         else:
             work = lambda: explain_image_anchor(model, reference, instance, predict, budget, threshold, seed)  # noqa: E731
+        state["admitted"] += 1
         try:
             result = await asyncio.get_running_loop().run_in_executor(executor, work)
         except ModelServerError as exc:
             explanations.labels(name, method, "model_error").inc()
             return error(exc.status, str(exc))
+        finally:
+            state["admitted"] -= 1
         outcome = "budget_exhausted" if result["budget_exhausted"] else ("ok" if result.get("anchor_found", True) else "no_anchor")
         explanations.labels(name, method, outcome).inc()
         seconds.labels(name, method).observe(result["seconds"])
@@ -219,4 +236,5 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
         Route("/v1/models/{model_name}:explain", explain, methods=["POST"]),
         *health_routes(registry, lambda: state["ready"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                     middleware=auth_middleware(event_paths=(), settings=auth))

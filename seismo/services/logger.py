@@ -8,8 +8,11 @@ record is committed, so the broker retries anything not stored. Reads: `GET /v1/
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import logging
+import math
 import time
 
 import orjson
@@ -23,9 +26,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher
-from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http
+from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, now_rfc3339
+from seismo.labels import LabelValues, event_type_label
 from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
-from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, error, health_routes, read_body
+from seismo.services.auth import auth_middleware
+from seismo.services.common import (
+    DEFAULT_MAX_BODY_BYTES,
+    EXCEPTION_HANDLERS,
+    BodyTooLarge,
+    JSONResponse,
+    cancel_and_wait,
+    error,
+    health_routes,
+    read_body,
+    stopped_tasks,
+)
 from seismo.store import RecordStore, RecordUpdate, record_to_json
 from seismo.store.settings import StoreSettings
 
@@ -40,10 +55,17 @@ class LoggerSettings(StoreSettings):
     """Interface to listen on."""
     port: int = 8091
     """Port for events in and record reads."""
-    max_event_bytes: int = 10 * 1024 * 1024
-    """Largest event body accepted; bigger ones get 413."""
+    max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Largest event body accepted; bigger ones get 413 (the model server's body limit, so what it accepts is stored)."""
     max_batch: int = 256
     """Events folded into the store in one transaction at most."""
+    models: str = ""
+    """Model names (comma-separated) counted by name in metric labels; any other name a client sends is
+    counted as `other` until it has been seen 10 times (at most 20 such names)."""
+    retention_seconds: float = 0.0
+    """Records and drift-log entries older than this are removed in the background; 0 keeps them forever."""
+    retention_interval_seconds: float = 300.0
+    """How often retention runs."""
 
 
 def _event_time(event: CloudEvent, received: float) -> float:
@@ -79,23 +101,45 @@ def drift_window_of(update: RecordUpdate) -> tuple[str, int, dict]:
     """(model, window number, result) of a drift event, or ValueError naming what is missing."""
     try:
         result = orjson.loads(update.body)
-        window = int(result["window"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        window = result["window"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
         raise ValueError("a drift event's data must be a JSON object with the tested 'window' number") from None
-    return str(result.get("model") or update.model), window, result
+    if isinstance(window, bool) or not isinstance(window, int) or not 0 <= window < 2**53:
+        raise ValueError(f"a drift event's 'window' must be a non-negative integer, got {str(window)[:40]}")
+    if not isinstance(result.get("is_drift"), bool):
+        raise ValueError("a drift event's 'is_drift' must be true or false")
+    p_val = result.get("p_val")
+    if p_val is not None and (isinstance(p_val, bool) or not isinstance(p_val, (int, float)) or not 0 <= p_val <= 1):
+        raise ValueError(f"a drift event's 'p_val' must be a number in [0, 1], got {str(p_val)[:40]}")
+    model = result.get("model") or update.model
+    if not isinstance(model, str) or model != update.model:
+        raise ValueError("a drift event's 'model' must be the model its event names (inferenceservicename)")
+    return model, window, result
 
 
 def _parse_time(value: str | None, name: str) -> float | None:
     if value is None or value == "":
         return None
+    problem = ValueError(f"'{name}' must be epoch seconds or an ISO-8601 time, got {value[:60]!r}")
+    if not value.isascii():
+        raise problem
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise ValueError(f"'{name}' must be epoch seconds or an ISO-8601 time, got {value!r}") from None
+        try:
+            seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise problem from None
+    if not math.isfinite(seconds):
+        raise problem
+    return seconds
+
+
+def parse_limit(text: str, maximum: int) -> int:
+    """A positive count of at most `maximum`; ValueError naming the problem (`²` is a digit to Python, not here)."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
+        raise ValueError(f"'limit' must be an integer between 1 and {maximum}, got {text[:40]!r}")
+    return int(text)
 
 
 def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None) -> Starlette:
@@ -107,7 +151,12 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         "seismo_logger_store_seconds", "Time to commit one batch of events to the store",
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=registry,
     )
-    state: dict[str, object] = {"ready": False}
+    dead_letters = Counter("seismo_logger_dead_letters", "Dead letters received from the broker, by the subscriber's answer",
+                           ["type", "code"], registry=registry)
+    retention_removed = Counter("seismo_logger_retention_removed", "Entries removed by retention", ["what"], registry=registry)
+    state: dict[str, object] = {"ready": False, "tasks": []}
+    recent_dead: collections.deque[dict] = collections.deque(maxlen=100)
+    model_label = LabelValues(m.strip() for m in settings.models.split(",") if m.strip())
 
     def write_batch(updates: list[RecordUpdate]) -> list[bool]:
         started = time.perf_counter()
@@ -130,23 +179,25 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
             rejected.labels("invalid").inc()
             log.warning("rejected event: %s", exc)
             return error(400, str(exc))
-        received.labels(update.model, event.type).inc()
+        model, event_type = model_label(update.model), event_type_label(event.type)
+        received.labels(model, event_type).inc()
         try:
             if drift_window is not None:
                 await writer.call(state["store"].add_drift_window, *drift_window)  # type: ignore[union-attr]
             changed = await writer.submit(update)
         except Exception as exc:  # the store is down: 503 makes the broker retry later
             rejected.labels("store_error").inc()
-            log.error("store write failed for %s: %s", update.prediction_id, exc)
+            log.error("store write failed for %s: %s", escape_id(update.prediction_id), exc)
             return error(503, f"store unavailable: {type(exc).__name__}")
-        (stored if changed else duplicates).labels(update.model, event.type).inc()
+        (stored if changed else duplicates).labels(model, event_type).inc()
         return JSONResponse({"prediction_id": update.prediction_id, "stored": changed})
 
     async def drift_log(request: Request) -> Response:
-        limit_text = request.query_params.get("limit", "1000")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 10000:
-            return error(400, "'limit' must be an integer between 1 and 10000")
-        windows = await writer.call(state["store"].drift_windows, request.query_params.get("model"), int(limit_text))  # type: ignore[union-attr]
+        try:
+            limit = parse_limit(request.query_params.get("limit", "1000"), 10000)
+        except ValueError as exc:
+            return error(400, str(exc))
+        windows = await writer.call(state["store"].drift_windows, request.query_params.get("model"), limit)  # type: ignore[union-attr]
         return JSONResponse({"windows": windows})
 
     async def get_record(request: Request) -> Response:
@@ -167,25 +218,60 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         # record's ISO time include that record whatever the float rounding.
         since = None if since is None else since - 5e-7
         until = None if until is None else until - 5e-7
-        limit_text = params.get("limit", "100")
-        if not limit_text.isdigit():
-            return error(400, f"'limit' must be an integer, got {limit_text!r}")
-        limit = int(limit_text)
-        if not 1 <= limit <= MAX_QUERY_LIMIT:
-            return error(400, f"'limit' must be between 1 and {MAX_QUERY_LIMIT}")
+        try:
+            limit = parse_limit(params.get("limit", "100"), MAX_QUERY_LIMIT)
+        except ValueError as exc:
+            return error(400, str(exc))
         records = await writer.call(state["store"].query, params.get("model"), since, until, limit)  # type: ignore[union-attr]
         return JSONResponse({"records": [record_to_json(r) for r in records]})
+
+    async def dead_letter(request: Request) -> Response:
+        """The dead-letter sink of the Knative Triggers: count and keep the last ones' attributes (never the payload)."""
+        try:
+            event = from_http(request.headers, await read_body(request, settings.max_event_bytes))
+        except BodyTooLarge as exc:
+            rejected.labels("too_large").inc()
+            return error(413, str(exc))
+        except CloudEventError as exc:
+            rejected.labels("invalid").inc()
+            return error(400, str(exc))
+        code = event.extensions.get("knativeerrorcode") or "none"
+        dead_letters.labels(event_type_label(event.type), code if code.isdigit() and len(code) == 3 else "other").inc()
+        entry = {"id": event.id, "type": event.type, "model": model_of(event), "time": now_rfc3339(), "code": code,
+                 "destination": event.extensions.get("knativeerrordest"), "size": len(event.data)}
+        recent_dead.append(entry)
+        log.warning("dead letter: event %s (%s) for %s, subscriber answered %s", escape_id(event.id), event_type_label(event.type),
+                    event.extensions.get("knativeerrordest"), code)
+        return JSONResponse({"counted": True}, status_code=202)
+
+    async def list_dead_letters(request: Request) -> Response:
+        return JSONResponse({"dead_letters": list(recent_dead)})
+
+    async def retention() -> None:
+        while True:
+            await asyncio.sleep(settings.retention_interval_seconds)
+            try:
+                removed = await writer.call(state["store"].expire, time.time() - settings.retention_seconds)  # type: ignore[union-attr]
+                for what, count in removed.items():
+                    if count:
+                        retention_removed.labels(what).inc(count)
+                        log.info("retention: removed %d %s older than %.0f s", count, what, settings.retention_seconds)
+            except Exception as exc:  # the store may be down for a while: try again next time
+                log.warning("retention failed: %r", exc)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         state["store"] = store or settings.open_store()
         writer.start()
+        if settings.retention_seconds > 0:
+            state["tasks"] = [asyncio.create_task(retention(), name="logger-retention")]
         state["ready"] = True
         log.info("logger ready on port %d, storing to %s", settings.port, settings.describe_store())
         try:
             yield
         finally:
             state["ready"] = False
+            await cancel_and_wait(state["tasks"])  # type: ignore[arg-type]
             await writer.close(state["store"].close if store is None else None)  # type: ignore[union-attr]
 
     routes = [
@@ -193,6 +279,9 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         Route("/v1/records", list_records, methods=["GET"]),
         Route("/v1/records/{prediction_id}", get_record, methods=["GET"]),
         Route("/v1/drift", drift_log, methods=["GET"]),
-        *health_routes(registry, lambda: bool(state["ready"])),
+        Route("/v1/dead-letters", dead_letter, methods=["POST"]),
+        Route("/v1/dead-letters", list_dead_letters, methods=["GET"]),
+        *health_routes(registry, lambda: bool(state["ready"]), lambda: writer.stopped() + stopped_tasks(state["tasks"])),  # type: ignore[arg-type]
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                    middleware=auth_middleware(event_paths=("/", "/v1/dead-letters")))

@@ -36,7 +36,18 @@ from seismo.performance.ledger import Ledger, Window
 from seismo.performance.prometheus import PerformanceMetrics
 from seismo.performance.scoring import truthy
 from seismo.performance.tracker import GROUPS, Incoming, Tracker
-from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, data_dir, error, health_routes, parse_json, read_body
+from seismo.services.auth import auth_middleware
+from seismo.services.common import (
+    EXCEPTION_HANDLERS,
+    BodyTooLarge,
+    JSONResponse,
+    data_dir,
+    error,
+    health_routes,
+    parse_json,
+    read_body,
+    stopped_tasks,
+)
 from seismo.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
@@ -75,9 +86,13 @@ class MetricsSettings(StoreSettings):
     refresh_interval_seconds: float = 5.0
     """How often the windowed gauges are recomputed."""
     max_cohorts: int = 50
-    """Distinct cohort label values exported to Prometheus; more are exported as `other`."""
+    """Cohort label values per model exported to Prometheus beyond `all` and the configured rules' cohorts; more are `other`."""
+    cohort_admit_after: int = 10
+    """A cohort named only by feedback or a header becomes a label value after this many scored instances."""
     max_body_bytes: int = 10 * 1024 * 1024
     """Largest feedback body accepted; bigger ones get 413."""
+    retention_seconds: float = 30 * 86400.0
+    """Scored truth and predictions read for estimation older than this leave the ledger (0: kept forever)."""
 
 
 def parse_window(text: str | None, default: Window) -> Window:
@@ -86,7 +101,7 @@ def parse_window(text: str | None, default: Window) -> Window:
         return default
     if text == "all":
         return Window()
-    if text.isdigit() and int(text) > 0:
+    if text.isascii() and text.isdigit() and int(text) > 0:
         return Window(count=int(text))
     match = _DURATION.match(text)
     if match and float(match.group(1)) > 0:
@@ -97,8 +112,9 @@ def parse_window(text: str | None, default: Window) -> Window:
 def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starlette:
     models = load_models(settings.config_file)
     default_window = parse_window(settings.window, Window())
-    metrics = PerformanceMetrics(registry, settings.max_cohorts)
-    state: dict = {"tracker": None}
+    metrics = PerformanceMetrics(registry, settings.max_cohorts, {name: [rule.name for rule in config.rules] for name, config in models.items()},
+                                 settings.cohort_admit_after)
+    state: dict = {"tracker": None, "loops": []}
     batcher: ThreadBatcher = ThreadBatcher(lambda batch: state["tracker"].process(batch), 256, name="metrics")
 
     def incoming(request: Request, doc, prediction_id: str | None = None) -> Incoming:
@@ -120,7 +136,7 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
         try:
             outcome = await batcher.submit(item)
         except Exception as exc:  # the record store is unreachable: 503 so the sender (or the broker) retries
-            metrics.rejected.labels(item.feedback.model or "unknown", "store_error").inc()
+            metrics.rejected.labels(metrics.model_label(item.feedback.model), "store_error").inc()
             log.error("feedback for %s not processed: %s", item.feedback.prediction_id, exc)
             return error(503, f"record store unavailable: {type(exc).__name__}")
         if outcome.status == "rejected":
@@ -186,6 +202,11 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
             except Exception as exc:  # the store may be down for a while: keep trying, say so
                 log.warning("metrics: %s failed: %s", what, exc)
 
+    def expire(ledger: Ledger, seconds: float) -> None:
+        removed = ledger.expire_scored(time.time() - seconds)
+        if removed:
+            metrics.retention_removed.labels("ledger").inc(removed)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         store = settings.open_store()
@@ -202,6 +223,9 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
                                       lambda: tracker.scan(settle=settings.scan_settle_seconds, lookback=lookback))),
             asyncio.create_task(every(settings.refresh_interval_seconds, "refreshing gauges", tracker.refresh_gauges, default_window)),
         ]
+        if settings.retention_seconds > 0:
+            loops.append(asyncio.create_task(every(300.0, "retention", expire, ledger, settings.retention_seconds)))
+        state["loops"] = loops
         log.info("metrics server ready on port %d for %s (window %s)", settings.port,
                  ", ".join(f"{m.name} ({m.type})" for m in models.values()), default_window.describe())
         try:
@@ -225,6 +249,7 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
         Route("/feedback", feedback_body, methods=["POST"]),
         Route("/api/v1.0/feedback", feedback_body, methods=["POST"]),
         Route("/v1/performance", performance, methods=["GET"]),
-        *health_routes(registry, lambda: state["tracker"] is not None),
+        *health_routes(registry, lambda: state["tracker"] is not None, lambda: batcher.stopped() + stopped_tasks(state["loops"])),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                    middleware=auth_middleware(event_paths=("/",)))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,10 +31,22 @@ from seismo.http import EventPoster
 from seismo.serving.event_logger import EventLogger, EventLoggerConfig
 from seismo.serving.predictor import Predictor
 from seismo.serving.runtimes import load_runtime
-from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, error, health_routes, read_body
+from seismo.events.limits import check_prediction_id, loads
+from seismo.services.auth import AuthSettings, TokenSet, is_authorized
+from seismo.services.common import (
+    DEFAULT_MAX_BODY_BYTES,
+    EXCEPTION_HANDLERS,
+    BodyTooLarge,
+    JSONResponse,
+    error,
+    health_routes,
+    read_body,
+)
 
 log = logging.getLogger(__name__)
 EXAMPLE_MODEL = Path(__file__).resolve().parents[2] / "models" / "artifacts" / "image-classifier"
+TRAFFIC_HEADER = "x-seismo-traffic"
+"""`X-Seismo-Traffic: explainer` marks the explainer's calls, which are answered but never logged."""
 _SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
 
 
@@ -55,8 +67,10 @@ class ModelSettings(BaseSettings):
     """Most rows batched into one forward pass."""
     max_batch_wait_ms: float = 2.0
     """How long a request may wait for others to share its forward pass."""
-    max_body_bytes: int = 32 * 1024 * 1024
-    """Largest request body; bigger ones get 413."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Largest request body; bigger ones get 413. The broker's and the logger's event limits have the same default."""
+    max_instances: int = 4096
+    """Most instances (rows) in one request; more get 413."""
     sink_url: str | None = Field(default=None, validation_alias=AliasChoices("SEISMO_MODEL_SINK_URL", "K_SINK"))
     """Where request/response CloudEvents go (the broker). K_SINK works too. Unset: no logging."""
     log_mode: str = "all"
@@ -77,6 +91,10 @@ class ModelSettings(BaseSettings):
     """ce-endpoint of logged events."""
 
 
+class TooManyInstances(ValueError):
+    pass
+
+
 class _ServingMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.requests = Counter("seismo_model_requests", "Inference requests", ["model", "protocol", "code"], registry=registry)
@@ -85,12 +103,32 @@ class _ServingMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=registry,
         )
         self.request_bytes = Histogram("seismo_model_request_bytes", "Request body size", ["model", "protocol"], buckets=_SIZE_BUCKETS, registry=registry)
+        self.unlogged = Counter("seismo_model_requests_unlogged", "Requests answered but deliberately not logged, by reason",
+                                ["model", "reason"], registry=registry)
         self.response_bytes = Histogram("seismo_model_response_bytes", "Response body size", ["model", "protocol"], buckets=_SIZE_BUCKETS, registry=registry)
 
 
+# X-Seismo-Cohort / X-Seismo-Holdout become event extensions and metric labels: short names only.
+_FORWARDED_VALUE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def check_forwarded_headers(request: Request) -> None:
+    for header in FORWARDED_HEADERS:
+        value = request.headers.get(header)
+        if value is not None and not _FORWARDED_VALUE.match(value):
+            raise PayloadError(f"header {header} must be 1 to 64 letters, digits, '_', '.' or '-', got {value[:40]!r}")
+
+
 def prediction_id_for(request: Request, body_id: str | None = None) -> str:
-    """DESIGN.md's order: an incoming ce-id, X-Request-Id, the V2 body id, else a new UUID."""
-    return request.headers.get("ce-id") or request.headers.get("x-request-id") or body_id or str(uuid.uuid4())
+    """DESIGN.md's order: an incoming ce-id, X-Request-Id, the V2 body id, else a new UUID.
+
+    PayloadError (a 400, before the model runs) for an id that cannot be echoed as a header.
+    """
+    for where, value in (("header ce-id", request.headers.get("ce-id")), ("header X-Request-Id", request.headers.get("x-request-id")),
+                         ("V2 body 'id'", body_id)):
+        if value:
+            return check_prediction_id(value, where)
+    return str(uuid.uuid4())
 
 
 def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlette:
@@ -99,6 +137,7 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
     if settings.log_mode not in ("all", "request", "response"):
         raise ValueError(f"log_mode must be all, request or response, not {settings.log_mode!r}")
     metrics = _ServingMetrics(registry)
+    auth = TokenSet(AuthSettings())
     state: dict[str, Any] = {"predictor": None, "logger": None}
     source = settings.event_source or f"http://{settings.host}:{settings.port}/"
 
@@ -108,6 +147,11 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
     def log_events(pid: str, protocol: str, request: Request, body: bytes, response: Response) -> None:
         event_logger: EventLogger | None = state["logger"]
         if event_logger is None:
+            return
+        if request.headers.get(TRAFFIC_HEADER) == "explainer" and is_authorized(request, auth):
+            # The explainer's perturbed instances are not production traffic: they must not reach the
+            # logger, drift or outlier detection. With auth on, only a caller holding a token may ask this.
+            metrics.unlogged.labels(predictor().info.name, "explainer").inc()
             return
         info = predictor().info
         extensions = {
@@ -122,7 +166,7 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
             extensions["modelversion"] = info.version
         for header, extension in FORWARDED_HEADERS.items():
             value = request.headers.get(header)
-            if value:
+            if value and _FORWARDED_VALUE.match(value):  # checked in serve(); an error answer may carry junk
                 extensions[extension] = value
         content_type = request.headers.get("content-type") or "application/json"
         if settings.log_mode in ("all", "request"):
@@ -143,16 +187,16 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
             response = error(404, f"model {name!r} is not served here; available: [{predictor().info.name!r}]")
             metrics.requests.labels("unknown", protocol, "404").inc()
             return response
-        pid = prediction_id_for(request)  # provisional: a V2 body id may still name it
+        pid = str(uuid.uuid4())  # until the request names a valid one: refusals get a safe id too
         body = b""
         try:
+            check_forwarded_headers(request)
+            pid = prediction_id_for(request)  # provisional: a V2 body id may still name it
             body = await read_body(request, settings.max_body_bytes)
-            try:
-                doc = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise PayloadError(f"request body is not valid JSON: {exc}") from None
-            response, pid = await handler(doc, request, pid)
+            response, pid = await handler(loads(body), request, pid)
         except BodyTooLarge as exc:
+            response = error(413, str(exc))
+        except TooManyInstances as exc:
             response = error(413, str(exc))
         except PayloadError as exc:
             response = error(400, str(exc))
@@ -167,7 +211,14 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         log_events(pid, protocol, request, body, response)
         return response
 
+    def check_count(rows: int) -> None:
+        if rows > settings.max_instances:
+            raise TooManyInstances(f"request has {rows} instances; at most {settings.max_instances} per request "
+                                   "(SEISMO_MODEL_MAX_INSTANCES)")
+
     async def v1_handler(doc: Any, request: Request, pid: str) -> tuple[Response, str]:
+        if isinstance(doc, dict) and isinstance(doc.get("instances"), list):
+            check_count(len(doc["instances"]))
         array = predictor().check(decode_v1_instances(doc), "instances")
         probabilities = await predictor().predict(array)
         return JSONResponse({"predictions": probabilities}), pid
@@ -177,6 +228,8 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         if body_id:
             pid = prediction_id_for(request, body_id)
         tensor = predictor().pick_v2_input(tensors)
+        if tensor.shape:
+            check_count(tensor.shape[0])
         array = predictor().check(tensor.data, tensor.name)
         requested = doc.get("outputs")
         names = [o.get("name") for o in requested if isinstance(o, dict)] if isinstance(requested, list) else None
@@ -238,6 +291,10 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
     async def v2_model_ready(request: Request) -> Response:
         return model_or_404(request) or JSONResponse({"name": predictor().info.name, "ready": True})
 
+    def stopped() -> list[str]:
+        dead = state["predictor"].stopped() if state["predictor"] is not None else []
+        return dead + (state["logger"].stopped() if state["logger"] is not None else [])
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         runtime = load_runtime(settings.path, settings.framework, settings.name)
@@ -281,6 +338,6 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         Route("/v2/models/{model_name}/ready", v2_model_ready, methods=["GET"]),
         Route("/v2/models/{model_name}/infer", v2_infer, methods=["POST"]),
         Route("/v2/models/{model_name}/versions/{version}/infer", v2_infer, methods=["POST"]),
-        *health_routes(registry, lambda: state["predictor"] is not None),
+        *health_routes(registry, lambda: state["predictor"] is not None, stopped),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)

@@ -22,7 +22,8 @@ from starlette.routing import Route
 from seismo.batching import ThreadBatcher, split_rows
 from seismo.detect import load_detector
 from seismo.events.types import KSERVE_OUTLIER
-from seismo.services.common import EXCEPTION_HANDLERS, health_routes
+from seismo.services.auth import auth_middleware
+from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, health_routes
 from seismo.services.detector_events import EXAMPLE_DETECTORS, accept, reply
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class OutlierSettings(BaseSettings):
     """Include per-feature scores in replies (large for images)."""
     max_batch: int = 256
     """Most instances scored in one call."""
-    max_event_bytes: int = 32 * 1024 * 1024
+    max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest event body accepted; bigger ones get 413."""
 
 
@@ -97,4 +98,5 @@ def create_app(settings: OutlierSettings, registry: CollectorRegistry) -> Starle
             await batcher.close()
 
     routes = [Route("/", handle, methods=["POST"]), *health_routes(registry, lambda: state["detector"] is not None)]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                    middleware=auth_middleware(event_paths=("/",)))

@@ -5,7 +5,8 @@ Sender tasks deliver events in binary mode through one pooled client, retrying n
 and 429 with capped exponential backoff for as long as the event holds its place in the queue. An
 event leaves the queue only when delivered or when dropped, and every drop is counted with its
 reason: `queue_full` (the queue was at capacity), `rejected` (the sink answered another 4xx), or
-`shutdown` (still queued when the server stopped and the drain timed out).
+`shutdown` (still queued when the server stopped and the drain timed out), or `unsendable` (an event
+HTTP cannot carry, or an unexpected error while sending it: never retried, never fatal to a sender).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from seismo.events.cloudevents import CloudEvent, to_binary
+from seismo.events.cloudevents import CloudEvent, escape_id, to_binary
 from seismo.events.types import model_of
-from seismo.http import EventPoster, SendError
+from seismo.http import EventPoster, SendError, Unsendable
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ class EventLogger:
     def held(self) -> int:
         return len(self._queue) + self._sending
 
+    def stopped(self) -> list[str]:
+        """Sender tasks that ended (none should before stop()): /healthz reports them."""
+        return [t.get_name() for t in self._tasks if t.done()]
+
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._sender(), name=f"event-sender-{i}") for i in range(self.config.concurrency)]
 
@@ -97,6 +102,9 @@ class EventLogger:
             except asyncio.CancelledError:
                 self.dropped.labels(model_of(event), "shutdown").inc()
                 raise
+            except Exception as exc:  # one bad event must never end a sender
+                self.dropped.labels(model_of(event), "unsendable").inc()
+                log.error("event %s dropped: unexpected error while sending it: %r", escape_id(event.id), exc)
             finally:
                 self._sending -= 1
                 if not self._queue and self._sending == 0:
@@ -110,6 +118,10 @@ class EventLogger:
             started = time.perf_counter()
             try:
                 response = await self.client.post(self.config.sink_url, headers, body, self.config.timeout)
+            except Unsendable as exc:
+                self.dropped.labels(model, "unsendable").inc()
+                log.error("event %s dropped: it cannot be sent over HTTP (%s)", escape_id(event.id), exc)
+                return
             except SendError as exc:
                 reason, detail = "network", str(exc)
             else:
@@ -120,7 +132,7 @@ class EventLogger:
                 code = response.status
                 if 400 <= code < 500 and code != 429 and self.config.on_client_error == "drop":
                     self.dropped.labels(model, "rejected").inc()
-                    log.warning("sink refused event %s (%s) with %d: %s", event.id, event.type, code, response.body[:200])
+                    log.warning("sink refused event %s (%s) with %d: %s", escape_id(event.id), event.type, code, response.body[:200])
                     return
                 reason, detail = ("throttled" if code == 429 else f"http_{code // 100}xx"), f"HTTP {code}"
             self.retried.labels(model, reason).inc()
@@ -128,7 +140,7 @@ class EventLogger:
             delay = min(self.config.initial_backoff * 2 ** (attempt - 1), self.config.max_backoff)
             delay *= random.uniform(0.5, 1.0)  # jitter: senders that failed together do not retry together
             if attempt == 1 or attempt % 20 == 0:
-                log.warning("sending event %s to %s failed (%s); retrying (attempt %d)", event.id, self.config.sink_url, detail, attempt)
+                log.warning("sending event %s to %s failed (%s); retrying (attempt %d)", escape_id(event.id), self.config.sink_url, detail, attempt)
             await asyncio.sleep(delay)
 
     async def drain(self, timeout: float) -> bool:

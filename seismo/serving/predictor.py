@@ -34,6 +34,9 @@ class Predictor:
             self._run_batch, max_batch_size, max_batch_wait, name="inference", size_of=len
         )
 
+    def stopped(self) -> list[str]:
+        return self._batcher.stopped()
+
     def start(self) -> None:
         self._batcher.start()
 

@@ -14,6 +14,9 @@ from typing import Any, Protocol
 
 import orjson
 
+from seismo.events.limits import check_depth
+from seismo.events.payloads import PayloadError
+
 from seismo.events.types import EventKind
 
 
@@ -90,8 +93,10 @@ def _decode_payload(body: bytes | None, content_type: str | None) -> Any:
     if not body:
         return None
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
+        # Depth-checked: a body nested deeper than any service accepts (stored because even refused
+        # predictions are logged) is returned as text, so reading the record never fails.
+        return check_depth(orjson.loads(body), what="stored payload")
+    except (orjson.JSONDecodeError, PayloadError):
         pass
     try:
         return body.decode("utf-8")
@@ -146,5 +151,8 @@ class RecordStore(Protocol):
 
     def drift_windows(self, model: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """The drift log, oldest window first."""
+
+    def expire(self, older_than: float) -> dict[str, int]:
+        """Retention: remove records created and drift windows received before `older_than`; counts by kind."""
 
     def close(self) -> None: ...

@@ -256,5 +256,15 @@ class ElasticsearchRecordStore:
             size=limit, ignore_unavailable=True, allow_no_indices=True))
         return [hit["_source"]["result"] for hit in result["hits"]["hits"]]
 
+    def expire(self, older_than: float) -> dict[str, int]:
+        """Retention through `_delete_by_query` (records by created_at, the drift log by received_at)."""
+        def delete(index: str, field: str) -> int:
+            result = self._call("delete_by_query", lambda: self._es.delete_by_query(
+                index=index, query={"range": {field: {"lt": older_than}}}, conflicts="proceed",
+                ignore_unavailable=True, allow_no_indices=True))
+            return int(result.get("deleted", 0))
+
+        return {"records": delete(self._pattern, "created_at"), "drift_windows": delete(f"{self.config.index_prefix}-drift", "received_at")}
+
     def close(self) -> None:
         self._es.close()

@@ -183,6 +183,13 @@ class SQLiteRecordStore:
                 rows = self._db.execute(sql.format("WHERE model = ?"), (model, limit)).fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
+    def expire(self, older_than: float) -> dict[str, int]:
+        """Retention: remove records created and drift windows received before `older_than`."""
+        with self._lock:
+            records = self._db.execute("DELETE FROM records WHERE created_at < ?", (older_than,)).rowcount
+            windows = self._db.execute("DELETE FROM drift_log WHERE received_at < ?", (older_than,)).rowcount
+        return {"records": records, "drift_windows": windows}
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

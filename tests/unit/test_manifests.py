@@ -117,3 +117,23 @@ def test_the_validators_catch_mistakes():
                "spec": {"broker": "default", "subscriber": {"uri": "http://x/"}, "delivery": {"backoffPolicy": "random"}}}
     schema = json.loads((CRDS / "trigger.json").read_text())
     assert list(jsonschema.Draft202012Validator(schema).iter_errors(trigger))
+
+
+@needs_kubectl
+def test_access_and_delivery_hardening():
+    base = render("base")
+    assert not [o for o in base if o["kind"] == "Secret"], "no placeholder credentials may be applied by kubectl apply -k"
+    policies = {o["metadata"]["name"]: o["spec"] for o in base if o["kind"] == "NetworkPolicy"}
+    assert policies["seismo-default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    assert {"seismo-model-ingress", "seismo-explainer-ingress", "seismo-logger-ingress"} <= set(policies)
+    triggers = [o for o in base if o["kind"] == "Trigger"]
+    assert triggers and all(t["spec"]["delivery"]["deadLetterSink"]["uri"] == "/v1/dead-letters" for t in triggers)
+    for deployment in (o for o in base if o["kind"] == "Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+        assert {"name": "SEISMO_AUTH_TOKENS_FILE", "value": "/var/run/secrets/seismo/auth/tokens"} in container["env"]
+        assert any(v.get("secret", {}).get("secretName") == "seismo-auth" for v in deployment["spec"]["template"]["spec"]["volumes"])
+    kafka = {o["metadata"]["name"]: o for o in render("overlays/kafka-broker") if o["kind"] == "Deployment"}
+    for name in ("model", "drift"):
+        env = {e["name"]: e.get("value") for e in kafka[f"seismo-{name}"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env[f"SEISMO_{name.upper()}_SINK_URL"].startswith("http://kafka-broker-ingress.")

@@ -23,7 +23,7 @@ SELDON = {
 
 @pytest.fixture
 def client(tmp_path):
-    with ServedApp(create_app(LoggerSettings(sqlite_path=tmp_path / "records.db"), CollectorRegistry())) as c:
+    with ServedApp(create_app(LoggerSettings(sqlite_path=tmp_path / "records.db", models="sklearn-iris,iris-model"), CollectorRegistry())) as c:
         yield c
 
 

@@ -100,3 +100,31 @@ def test_429_is_always_retried():
         metrics = run(EventLoggerConfig(server.url + "/", initial_backoff=0.01), 1, lambda lg: len(sink.received) == 1)
     assert metric_sum(metrics, "seismo_model_events_retried_total", reason="throttled") == 2
     assert metric_sum(metrics, "seismo_model_events_sent_total") == 1
+
+
+def test_an_event_http_cannot_carry_is_dropped_and_the_senders_carry_on():
+    sink = RecordingSink()
+    bad = CloudEvent("bad\nid", "http://m/", "org.kubeflow.serving.inference.request", b"{}", "application/json\r\nx-injected: 1",
+                     extensions={"inferenceservicename": "m"})
+    registry = CollectorRegistry()
+
+    async def main():
+        async with EventPoster() as client:
+            logger = EventLogger(EventLoggerConfig(sink_url, concurrency=2), client, registry)
+            logger.start()
+            for _ in range(10):
+                logger.log(bad)
+            for i in range(5):
+                logger.log(event(i))
+            deadline = asyncio.get_running_loop().time() + 20
+            while len(sink.received) < 5 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+            assert logger.stopped() == []  # no sender died
+            await logger.stop(drain_timeout=0.1)
+
+    with ThreadServer(sink.app()) as server:
+        sink_url = server.url + "/"
+        asyncio.run(main())
+    metrics = generate_latest(registry).decode()
+    assert len(sink.received) == 5
+    assert metric_sum(metrics, "seismo_model_events_dropped_total", reason="unsendable") == 10

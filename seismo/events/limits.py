@@ -1,0 +1,58 @@
+"""Limits on what a client may send, checked before any work is done on it.
+
+Each check raises PayloadError (a 400 at the services) with a message naming the value at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from seismo.events.payloads import PayloadError
+
+MAX_JSON_DEPTH = 32
+"""Nesting depth of any JSON body: a 4-D image batch inside a V1 body is 6 levels deep."""
+MAX_ID_CHARS = 256
+# A prediction id is echoed in the X-Prediction-Id header and sent as ce-id: visible ASCII only, so
+# every peer (KServe, Seldon, proxies, Elasticsearch ids) can carry it unchanged.
+_ID = re.compile(r"^[\x21-\x7e]{1,%d}$" % MAX_ID_CHARS)
+
+
+def check_depth(doc: Any, limit: int = MAX_JSON_DEPTH, what: str = "request body") -> Any:
+    """`doc` unchanged, or PayloadError if lists and objects nest deeper than `limit`."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, list):
+            children = value
+        elif isinstance(value, dict):
+            children = value.values()
+        else:
+            continue
+        if depth > limit:
+            raise PayloadError(f"{what} nests deeper than {limit} levels of lists and objects")
+        # Only containers go on the stack: a flat list of a million floats costs one pass, no pushes.
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
+    return doc
+
+
+def loads(body: bytes, what: str = "request body", depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON, refusing invalid JSON and excessive nesting with a PayloadError naming the problem."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"{what} is not valid JSON: {exc}") from None
+    return check_depth(doc, depth, what)
+
+
+def check_prediction_id(value: str, where: str) -> str:
+    """`value` if it can be a prediction id (1-256 visible ASCII characters), else PayloadError."""
+    if not _ID.match(value):
+        shown = value[:60].encode("unicode_escape").decode("ascii")
+        raise PayloadError(
+            f"{where} {shown!r} cannot be a prediction id: use 1 to {MAX_ID_CHARS} visible ASCII characters "
+            "(no spaces, control characters or non-ASCII letters), as it is echoed in the X-Prediction-Id header"
+        )
+    return value

@@ -1,0 +1,65 @@
+"""Bearer-token auth on a real logger process: open health, 401 without a token, 403 with a wrong
+one, rotation through the tokens file, and the event ingress open or protected by setting."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import orjson
+import pytest
+from helpers import free_port, start_service, stop_process, wait_ready, wait_until
+
+pytestmark = pytest.mark.integration
+
+EVENT = {"ce-specversion": "1.0", "ce-id": "auth-1", "ce-source": "http://test/", "ce-type": "org.kubeflow.serving.inference.request",
+         "ce-inferenceservicename": "m", "content-type": "application/json"}
+
+
+def test_logger_with_tokens(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("first-token\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"SEISMO_LOGGER_SQLITE_PATH": str(tmp_path / "r.db"), "SEISMO_AUTH_TOKENS": "static-token",
+           "SEISMO_AUTH_TOKENS_FILE": str(tokens), "SEISMO_AUTH_METRICS": "protected"}
+    log = tmp_path / "logger.log"
+    process = start_service("logger", port, env, log)
+    try:
+        wait_ready(url, process, log_path=log)
+        with httpx.Client(base_url=url, timeout=10) as client:
+            assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+            missing = client.get("/v1/records")
+            assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+            assert "Authorization: Bearer" in missing.json()["error"]
+            assert client.get("/v1/records", headers={"authorization": "Bearer nope"}).status_code == 403
+            assert client.get("/v1/records", headers={"authorization": "Basic Zm9vOmJhcg=="}).status_code == 401
+            assert client.get("/metrics").status_code == 401  # protected by setting
+            for token in ("static-token", "first-token"):
+                assert client.get("/v1/records", headers={"authorization": f"Bearer {token}"}).status_code == 200
+            # events from the broker carry no token: the ingress is open by default
+            assert client.post("/", headers=EVENT, content=orjson.dumps({"instances": [[1]]})).status_code == 200
+            # rotation: the file is read again when it changes
+            time.sleep(0.05)
+            tokens.write_text("second-token\n")
+            wait_until(lambda: client.get("/v1/records", headers={"authorization": "Bearer second-token"}).status_code == 200, 10,
+                       message="the rotated token accepted")
+            assert client.get("/v1/records", headers={"authorization": "Bearer first-token"}).status_code == 403
+    finally:
+        stop_process(process)
+
+
+def test_protected_event_ingress(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"SEISMO_LOGGER_SQLITE_PATH": str(tmp_path / "r.db"), "SEISMO_AUTH_TOKENS": "t", "SEISMO_AUTH_EVENTS": "protected"}
+    log = tmp_path / "logger.log"
+    process = start_service("logger", port, env, log)
+    try:
+        wait_ready(url, process, log_path=log)
+        body = orjson.dumps({"instances": [[1]]})
+        assert httpx.post(f"{url}/", headers=EVENT, content=body).status_code == 401
+        assert httpx.post(f"{url}/", headers={**EVENT, "authorization": "Bearer t"}, content=body).status_code == 200
+        assert httpx.get(f"{url}/metrics").status_code == 200  # open by default
+    finally:
+        stop_process(process)
