@@ -190,9 +190,11 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         pid = str(uuid.uuid4())  # until the request names a valid one: refusals get a safe id too
         body = b""
         try:
+            # The body is read first even when the headers will be refused: a client still sending
+            # when the server answers and closes would see a reset instead of the 400.
+            body = await read_body(request, settings.max_body_bytes)
             check_forwarded_headers(request)
             pid = prediction_id_for(request)  # provisional: a V2 body id may still name it
-            body = await read_body(request, settings.max_body_bytes)
             response, pid = await handler(loads(body), request, pid)
         except BodyTooLarge as exc:
             response = error(413, str(exc))

@@ -1,0 +1,19 @@
+"""The soak benchmark with a short setting: hostile requests, random subscriber failures, the broker
+and the logger killed and restarted; every accepted prediction must end with a complete record."""
+
+import pytest
+
+from bench.soak import run
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_short_soak_loses_nothing_and_memory_stays_bounded(tmp_path, example_model):
+    summary = run(seconds=30, rate=30, seed=1, data_dir=tmp_path)
+    assert summary["predictions_answered"] > 200 and summary["kills"], summary
+    # Nothing was dropped, so every answered prediction has both its events stored.
+    assert summary["events_dropped"] == sum(summary["drops_by_reason"].values()) == 0, summary
+    assert summary["records_incomplete"] == 0, summary
+    assert set(summary["hostile_answers"]) <= {400, 404, 413}, summary
+    for name, rss in summary["rss_kib"].items():
+        assert rss["max"] <= 2 * rss["first"] + 300_000, (name, rss)
