@@ -73,11 +73,6 @@ class TokenSet:
         return matched
 
 
-def auth_tokens(settings: AuthSettings) -> list[str]:
-    """The tokens accepted now: a Seismo client (the explainer) sends the first one."""
-    return TokenSet(settings).current()
-
-
 def bearer_token(authorization: str | None) -> str | None:
     if not authorization:
         return None

@@ -31,7 +31,7 @@ from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_
 from seismo.explain.anchors import Budget
 from seismo.explain.config import ExplainedModel, load_models
 from seismo.explain.run import METHODS, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
-from seismo.services.auth import AuthSettings, auth_middleware, auth_tokens
+from seismo.services.auth import AuthSettings, TokenSet, auth_middleware
 from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, error, health_routes, parse_json, read_body
 
 log = logging.getLogger(__name__)
@@ -122,12 +122,17 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
     rejected = Counter("seismo_explainer_requests_rejected", "Explain requests refused, by reason", ["reason"], registry=registry)
     state: dict[str, Any] = {"client": None, "references": {}, "ready": False, "admitted": 0}
     auth = AuthSettings()
-    tokens = auth_tokens(auth)
-    # The explainer's calls are marked so the model server answers them without logging them (its
-    # perturbed instances are not production traffic); with auth on, the mark needs a token.
-    model_headers = {"content-type": "application/json", "x-seismo-traffic": "explainer"}
-    if tokens:
-        model_headers["authorization"] = f"Bearer {tokens[0]}"
+    tokens = TokenSet(auth)
+
+    def model_headers() -> dict[str, str]:
+        """The explainer's calls are marked so the model server answers them without logging them (its
+        perturbed instances are not production traffic); with auth on, the mark needs a token (read
+        again per call, so a rotated Secret is followed)."""
+        headers = {"content-type": "application/json", "x-seismo-traffic": "explainer"}
+        current = tokens.current()
+        if current:
+            headers["authorization"] = f"Bearer {current[0]}"
+        return headers
     executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="explain")
 
     async def post_batch(model: ExplainedModel, batch: np.ndarray) -> np.ndarray:
@@ -137,7 +142,7 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
         body = {"inputs": [{"name": "input_1", "datatype": "FP32", "shape": list(batch.shape), "data": batch.reshape(-1)}]}
         try:
             r = await state["client"].post(url, content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
-                                           headers=model_headers)
+                                           headers=model_headers())
         except httpx.HTTPError as exc:
             raise ModelServerError(503, f"model server for {model.name!r} at {model.url} is unreachable: {type(exc).__name__}") from None
         if r.status_code != 200:
