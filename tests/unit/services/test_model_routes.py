@@ -1,5 +1,7 @@
 """Model server routes, in process, on the shared example classifier."""
 
+import time
+
 import numpy as np
 import orjson
 import pytest
@@ -144,3 +146,21 @@ def test_concurrent_requests_share_forward_passes(example_model, example_images)
     passes = metric_sum(metrics, "seismo_model_batch_size_count")
     rows = metric_sum(metrics, "seismo_model_batch_size_sum")
     assert rows == 16 and passes < 16
+
+
+def test_explainer_marker_needs_a_token_when_auth_is_on(example_model, example_images, monkeypatch):
+    """With auth on, only a caller holding a token may keep its predictions out of the logged traffic."""
+    monkeypatch.setenv("SEISMO_AUTH_TOKENS", "secret-token")
+    recording = RecordingSink()
+    with ThreadServer(recording.app()) as server:
+        settings = ModelSettings(path=example_model, sink_url=server.url + "/")
+        with ServedApp(create_app(settings, CollectorRegistry())) as c:
+            body = v2(example_images[:1])
+            marked = {"x-seismo-traffic": "explainer"}
+            assert c.post("/v2/models/image-classifier/infer", json=body, headers={**marked, "x-request-id": "no-token"}).status_code == 200
+            assert c.post("/v2/models/image-classifier/infer", json=body,
+                          headers={**marked, "x-request-id": "with-token", "authorization": "Bearer secret-token"}).status_code == 200
+            wait_until(lambda: {r.headers["ce-id"] for r in recording.received} >= {"no-token"}, 20, message="the unauthorized call logged")
+            time.sleep(0.5)
+            assert "with-token" not in {r.headers["ce-id"] for r in recording.received}
+            assert metric_sum(c.get("/metrics").text, "seismo_model_requests_unlogged_total", reason="explainer") == 1
