@@ -16,6 +16,9 @@ from urllib.parse import quote, unquote
 
 import orjson
 
+from seismo.events.limits import loads
+from seismo.events.payloads import PayloadError
+
 SPEC_VERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
@@ -57,9 +60,6 @@ class CloudEvent:
 
     def json_data(self):
         """The payload parsed as JSON; CloudEventError if it is not JSON."""
-        from seismo.events.limits import loads
-        from seismo.events.payloads import PayloadError
-
         if not self.data:
             return None
         try:
@@ -169,9 +169,9 @@ def _from_binary(headers: dict[str, str], body: bytes, content_type: str | None)
 
 def _from_structured(body: bytes) -> CloudEvent:
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise CloudEventError(f"structured CloudEvent is not valid JSON: {exc}") from None
+        doc = loads(body, "structured CloudEvent")  # depth-checked: its data is written back out as JSON
+    except PayloadError as exc:
+        raise CloudEventError(str(exc)) from None
     if not isinstance(doc, dict):
         raise CloudEventError("structured CloudEvent must be a JSON object")
     attrs: dict[str, str] = {}

@@ -32,7 +32,8 @@ METRIC_TYPES = ("binary", "multiclass-onehot", "multiclass-numeric", "regression
 ALL = "all"
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 _CONDITION = re.compile(r"""^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|==|!=|>|<)\s*("[^"]*"|'[^']*'|[-+]?[\d.]+(?:[eE][-+]?\d+)?)\s*$""")
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+COHORT_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+"""A cohort name: also what the model server accepts in X-Seismo-Cohort / X-Seismo-Holdout."""
 
 
 class ConfigError(ValueError):
@@ -104,7 +105,7 @@ class ModelConfig:
 
 
 def check_cohort_name(name: Any, where: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not COHORT_NAME.match(name):
         raise ConfigError(f"{where}: cohort names are 1-64 letters, digits, '_', '.' or '-', got {name!r}")
     return name
 

@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from seismo.events.limits import loads
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {
@@ -91,8 +93,6 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def parse_json(body: bytes, what: str = "request body") -> Any:
     """JSON with the nesting limit of seismo.events.limits; ValueError (a 400) naming the problem."""
-    from seismo.events.limits import loads
-
     return loads(body, what)
 
 

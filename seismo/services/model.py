@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +31,7 @@ from seismo.serving.event_logger import EventLogger, EventLoggerConfig
 from seismo.serving.predictor import Predictor
 from seismo.serving.runtimes import load_runtime
 from seismo.events.limits import check_prediction_id, loads
+from seismo.performance.config import COHORT_NAME
 from seismo.services.auth import AuthSettings, TokenSet, is_authorized
 from seismo.services.common import (
     DEFAULT_MAX_BODY_BYTES,
@@ -108,14 +108,11 @@ class _ServingMetrics:
         self.response_bytes = Histogram("seismo_model_response_bytes", "Response body size", ["model", "protocol"], buckets=_SIZE_BUCKETS, registry=registry)
 
 
-# X-Seismo-Cohort / X-Seismo-Holdout become event extensions and metric labels: short names only.
-_FORWARDED_VALUE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-
-
 def check_forwarded_headers(request: Request) -> None:
+    """X-Seismo-Cohort / X-Seismo-Holdout become event extensions and metric labels: cohort names only."""
     for header in FORWARDED_HEADERS:
         value = request.headers.get(header)
-        if value is not None and not _FORWARDED_VALUE.match(value):
+        if value is not None and not COHORT_NAME.match(value):
             raise PayloadError(f"header {header} must be 1 to 64 letters, digits, '_', '.' or '-', got {value[:40]!r}")
 
 
@@ -166,7 +163,7 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
             extensions["modelversion"] = info.version
         for header, extension in FORWARDED_HEADERS.items():
             value = request.headers.get(header)
-            if value and _FORWARDED_VALUE.match(value):  # checked in serve(); an error answer may carry junk
+            if value and COHORT_NAME.match(value):  # checked in serve(); an error answer may carry junk
                 extensions[extension] = value
         content_type = request.headers.get("content-type") or "application/json"
         if settings.log_mode in ("all", "request"):

@@ -173,6 +173,12 @@ def test_structured_event_ids_and_extensions_with_control_characters_are_400(s):
         assert r.status_code == 400 and "control character" in r.json()["error"], field
 
 
+def test_structured_event_with_deep_data_is_400(s):
+    body = b'{"specversion": "1.0", "id": "deep", "source": "s", "type": "%s", "data": ' % REQUEST.encode() + b"[" * 300 + b"]" * 300 + b"}"
+    r = s.client.post(f"{s.url('broker')}/", content=body, headers={"content-type": "application/cloudevents+json"})
+    assert r.status_code == 400 and "nests deeper" in r.json()["error"]
+
+
 def test_binary_event_whose_id_decodes_to_a_newline_is_400(s):
     r = broker_post(s, event_headers("a%0Ab"))
     assert r.status_code == 400 and "'id'" in r.json()["error"]
