@@ -137,21 +137,26 @@ def run(seconds: float, rate: float, seed: int, data_dir: Path) -> dict:
                         rss[name].append(rss_kib(process.process.pid))
                 time.sleep(max(0.0, 1.0 / rate - 0.005))
         # Drain: everything accepted is delivered once the queues empty.
+        # The backlog gauge is refreshed once a second and a retry may wait its backoff: empty twice in a
+        # row, then records still missing get a grace period before they count as lost.
         deadline = time.monotonic() + 180
-        dropped = 0.0
-        while time.monotonic() < deadline:
+        dropped, empty_readings = 0.0, 0
+        while time.monotonic() < deadline and empty_readings < 2:
             queued = counter(model_url, "seismo_model_event_queue_depth")
             backlog = counter(stack.url("broker"), "seismo_broker_backlog")
             dropped = counter(model_url, "seismo_model_events_dropped_total")
-            if queued == 0 and backlog == 0:
-                break
-            time.sleep(1.0)
+            empty_readings = empty_readings + 1 if queued == 0 and backlog == 0 else 0
+            time.sleep(1.1)
         with httpx.Client(timeout=30) as client:
             def complete(pid: str) -> bool:
                 r = client.get(f"{stack.url('logger')}/v1/records/{quote(pid, safe='')}")
                 return r.status_code == 200 and r.json().get("request") is not None and r.json().get("response") is not None
 
             missing = [pid for pid in answered if not complete(pid)]
+            grace = time.monotonic() + 60
+            while missing and time.monotonic() < grace:
+                time.sleep(1.0)
+                missing = [pid for pid in missing if not complete(pid)]
         drops = {reason: counter(model_url, "seismo_model_events_dropped_total", reason=reason)
                  for reason in ("queue_full", "rejected", "shutdown", "unsendable")}
     finally:
@@ -159,7 +164,7 @@ def run(seconds: float, rate: float, seed: int, data_dir: Path) -> dict:
         proxy.should_exit = True
         proxy_thread.join(15)
     return {
-        "seconds": seconds, "predictions_answered": len(answered), "records_incomplete": len(missing),
+        "seconds": seconds, "predictions_answered": len(answered), "records_incomplete": len(missing), "incomplete_ids": missing[:10],
         "events_dropped": dropped, "drops_by_reason": drops, "hostile_answers": hostile_statuses, "kills": kills,
         "deliveries_failed_at_random": flaky.failed,
         "rss_kib": {name: {"first": v[0], "max": max(v), "last": v[-1]} for name, v in rss.items() if v},
