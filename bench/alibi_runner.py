@@ -52,8 +52,9 @@ def main():
         out = {"is_drift": int(pred["data"]["is_drift"]), "p_val": float(pred["data"]["p_val"]),
                "distance": float(pred["data"]["distance"]), "seconds": seconds}
     elif task == "ks_uae":
-        import tensorflow as tf
         from functools import partial
+
+        import tensorflow as tf
         from alibi_detect.cd import KSDrift
         from alibi_detect.cd.tensorflow import UAE, preprocess_drift
 

@@ -59,8 +59,8 @@ def run_detection_scenario(stack, images: np.ndarray, window: int, say, send_pre
         windows_before = len(_drift_windows(logger_url))
         out_before, in_before = _outlier_counts(outlier_url)
         asyncio.run(send_predictions(stack.url("model"), batch, quiet=True))
-        _wait(lambda: len(_drift_windows(logger_url)) > windows_before, 180)
-        _wait(lambda: sum(_outlier_counts(outlier_url)) - out_before - in_before >= len(batch), 120)
+        _wait(lambda before=windows_before: len(_drift_windows(logger_url)) > before, 180)
+        _wait(lambda seen=out_before + in_before, n=len(batch): sum(_outlier_counts(outlier_url)) - seen >= n, 120)
         result = _drift_windows(logger_url)[-1]
         outliers = _outlier_counts(outlier_url)[0] - out_before
         row = (label, severity, "yes" if result["is_drift"] else "no", result["p_val"], outliers / len(batch))

@@ -99,7 +99,7 @@ def run_feedback_scenario(stack, images: np.ndarray, per_phase: int, say) -> boo
         predictions = asyncio.run(_predict(stack.url("model"), chosen))
         _send_feedback(stack, predictions, _truths(predictions, agreement, rng))
         expected = joined_before + len(predictions)
-        all_joined &= _wait(lambda: _report(stack, per_phase)["counts"]["joined"] >= expected)
+        all_joined &= _wait(lambda target=expected: _report(stack, per_phase)["counts"]["joined"] >= target)
         joined_before = expected
         overall = _report(stack, per_phase)
         cohorts = {c: _report(stack, per_phase // 2, c)["realized"].get("accuracy") for c in COHORTS}

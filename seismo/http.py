@@ -7,9 +7,8 @@ prediction on the same event loop that answers predictions.
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import aiohttp
 
@@ -34,7 +33,7 @@ class EventPoster:
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> "EventPoster":
+    async def __aenter__(self) -> EventPoster:
         await self.start()
         return self
 
@@ -52,7 +51,7 @@ class EventPoster:
             async with self._session.post(url, headers=dict(headers), data=body, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                 content = await response.read()
                 return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, content)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise SendError(f"{type(exc).__name__}: {exc}") from None
         except (ValueError, TypeError, UnicodeError) as exc:  # aiohttp refuses a header with CR/LF or non-latin-1 text
             raise Unsendable(f"{type(exc).__name__}: {exc}") from None

@@ -12,7 +12,7 @@ times, never qualifies, so it cannot use up the places a real value that keeps c
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 OTHER = "other"
 MAX_LABEL_CHARS = 128

@@ -169,7 +169,7 @@ class LocalStack:
         for name in reversed(list(self.processes)):
             self.stop_service(name)
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         self.start()
         return self
 

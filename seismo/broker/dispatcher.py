@@ -14,8 +14,8 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from seismo.broker.journal import DeadLettered, Delivered, GroupCommitter, PendingDelivery, RetryLater
 from seismo.broker.triggers import Trigger
@@ -111,7 +111,7 @@ class Dispatcher:
                     wakeup.clear()
                     try:
                         await asyncio.wait_for(wakeup.wait(), self.poll_interval)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     continue
                 for item in batch:

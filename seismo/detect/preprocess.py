@@ -25,7 +25,7 @@ class PCA:
         self.mean: np.ndarray | None = None
         self.components: np.ndarray | None = None
 
-    def fit(self, x: np.ndarray) -> "PCA":
+    def fit(self, x: np.ndarray) -> PCA:
         flat = x.reshape(len(x), -1)
         self.mean = flat.mean(axis=0)
         _, _, vt = np.linalg.svd(flat - self.mean, full_matrices=False)
@@ -77,7 +77,7 @@ class UntrainedAutoencoder:
         spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
         self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec], reduce_retracing=True)
 
-    def fit(self, x: np.ndarray) -> "UntrainedAutoencoder":
+    def fit(self, x: np.ndarray) -> UntrainedAutoencoder:
         self.model = self._build(tuple(x.shape[1:]))
         self._compile()
         return self
@@ -109,7 +109,7 @@ class ModelLayer:
         self.layer = layer
         self._fn = None
 
-    def fit(self, x: np.ndarray) -> "ModelLayer":
+    def fit(self, x: np.ndarray) -> ModelLayer:
         import keras
         import tensorflow as tf
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Mapping
+from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 import orjson
@@ -55,7 +55,7 @@ class CloudEvent:
     def extension(self, name: str, default: str | None = None) -> str | None:
         return self.extensions.get(name, default)
 
-    def with_extensions(self, **values: str) -> "CloudEvent":
+    def with_extensions(self, **values: str) -> CloudEvent:
         return replace(self, extensions={**self.extensions, **values})
 
     def json_data(self):
@@ -69,7 +69,7 @@ class CloudEvent:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def check_attribute(name: str, value: str) -> None:

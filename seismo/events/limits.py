@@ -17,7 +17,7 @@ MAX_JSON_DEPTH = 32
 MAX_ID_CHARS = 256
 # A prediction id is echoed in the X-Prediction-Id header and sent as ce-id: visible ASCII only, so
 # every peer (KServe, Seldon, proxies, Elasticsearch ids) can carry it unchanged.
-_ID = re.compile(r"^[\x21-\x7e]{1,%d}$" % MAX_ID_CHARS)
+_ID = re.compile(rf"^[\x21-\x7e]{{1,{MAX_ID_CHARS}}}$")
 
 
 def check_depth(doc: Any, limit: int = MAX_JSON_DEPTH, what: str = "request body") -> Any:

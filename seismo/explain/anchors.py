@@ -206,7 +206,7 @@ class AnchorSearch:
             if valid:
                 return self._result((), True, False)
             beam: list[Anchor] = [()]
-            for size in range(1, self.max_anchor_size + 1):
+            for _size in range(1, self.max_anchor_size + 1):
                 candidates = sorted({tuple(sorted(a + (f,))) for a in beam for f in range(self.sampler.n_features) if f not in a})
                 # A bigger anchor never covers more: skip any that cannot beat the best found.
                 candidates = [c for c in candidates if self.coverage(c) > best_coverage]

@@ -9,7 +9,8 @@ superpixel outside the anchor is kept with probability 1/2, so an anchor of k su
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -7,7 +7,7 @@ when the model answers one value per instance.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

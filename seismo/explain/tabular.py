@@ -7,8 +7,8 @@ under an anchor draws reference rows on which the anchor holds (see `TabularSamp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -25,7 +25,7 @@ class Discretizer:
     edges: list[np.ndarray | None]  # per feature: inner bin edges, or None for categorical
 
     @classmethod
-    def fit(cls, reference: np.ndarray, categorical: set[int], n_bins: int = 4) -> "Discretizer":
+    def fit(cls, reference: np.ndarray, categorical: set[int], n_bins: int = 4) -> Discretizer:
         edges: list[np.ndarray | None] = []
         for j in range(reference.shape[1]):
             if j in categorical:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+
 from seismo.sqlite import open_database
 
 _SCHEMA = """

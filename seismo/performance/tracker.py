@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
+from seismo.events.feedback import Feedback, FeedbackError, parse_feedback
 from seismo.events.limits import check_depth
 from seismo.events.payloads import PayloadError
-from seismo.events.feedback import Feedback, FeedbackError, parse_feedback
 from seismo.performance.config import ALL, ConfigError, ModelConfig
 from seismo.performance.ledger import Ledger, ScoredItem, SeenItem, Window
 from seismo.performance.prometheus import PerformanceMetrics

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.middleware import Middleware

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seismo.broker.dispatcher import DispatchMetrics, Dispatcher
+from seismo.broker.dispatcher import Dispatcher, DispatchMetrics
 from seismo.broker.journal import GroupCommitter, IncomingEvent, Journal
 from seismo.broker.triggers import Trigger, load_triggers
 from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, to_binary

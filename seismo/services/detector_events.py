@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, now_rfc3339, to_binary
-from seismo.labels import OTHER
 from seismo.events.payloads import PayloadError, instances_of
 from seismo.events.types import EventKind, kind_of, model_of
+from seismo.labels import OTHER
 from seismo.services.common import BodyTooLarge, error, read_body
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +72,7 @@ class DriftSettings(BaseSettings):
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def window_payload(model: str, window: Window, result: DriftResult, detector_kind: str) -> dict:
@@ -110,7 +110,7 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
         p_value.labels(window.model, kind).set(result.p_val)
         distance.labels(window.model, kind).set(result.distance)
         flag.labels(window.model).set(1 if result.is_drift else 0)
-        for name, values, gauge in (("p", result.feature_p_vals, feature_p), ("d", result.feature_distances, feature_d)):
+        for _name, values, gauge in (("p", result.feature_p_vals, feature_p), ("d", result.feature_distances, feature_d)):
             if values is not None:
                 for j, v in enumerate(values):
                     gauge.labels(window.model, kind, str(j)).set(float(v))

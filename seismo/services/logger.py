@@ -14,10 +14,9 @@ import contextlib
 import logging
 import math
 import time
-
-import orjson
 from datetime import datetime
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic_settings import SettingsConfigDict
 from starlette.applications import Starlette
@@ -27,8 +26,8 @@ from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher
 from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, now_rfc3339
-from seismo.labels import LabelValues, event_type_label
 from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
+from seismo.labels import LabelValues, event_type_label
 from seismo.services.auth import auth_middleware
 from seismo.services.common import (
     DEFAULT_MAX_BODY_BYTES,

@@ -24,13 +24,10 @@ from starlette.routing import Route
 
 import seismo
 from seismo.events.cloudevents import CloudEvent, now_rfc3339
+from seismo.events.limits import check_prediction_id, loads
 from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor
 from seismo.events.types import FORWARDED_HEADERS, KSERVE_REQUEST, KSERVE_RESPONSE
 from seismo.http import EventPoster
-from seismo.serving.event_logger import EventLogger, EventLoggerConfig
-from seismo.serving.predictor import Predictor
-from seismo.serving.runtimes import load_runtime
-from seismo.events.limits import check_prediction_id, loads
 from seismo.performance.config import COHORT_NAME
 from seismo.services.auth import AuthSettings, TokenSet, is_authorized
 from seismo.services.common import (
@@ -42,6 +39,9 @@ from seismo.services.common import (
     health_routes,
     read_body,
 )
+from seismo.serving.event_logger import EventLogger, EventLoggerConfig
+from seismo.serving.predictor import Predictor
+from seismo.serving.runtimes import load_runtime
 
 log = logging.getLogger(__name__)
 EXAMPLE_MODEL = Path(__file__).resolve().parents[2] / "models" / "artifacts" / "image-classifier"

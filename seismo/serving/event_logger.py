@@ -148,7 +148,7 @@ class EventLogger:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def stop(self, drain_timeout: float = 5.0) -> None:

@@ -16,7 +16,6 @@ import orjson
 
 from seismo.events.limits import check_depth
 from seismo.events.payloads import PayloadError
-
 from seismo.events.types import EventKind
 
 

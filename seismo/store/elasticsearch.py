@@ -12,9 +12,10 @@ import base64
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from seismo.store.base import Record, RecordUpdate, merge
 
@@ -37,7 +38,7 @@ class ElasticsearchConfig:
     timeout_seconds: float = 10.0
 
     @classmethod
-    def with_secret_dir(cls, url: str, secret_dir: str | Path | None, **kwargs: Any) -> "ElasticsearchConfig":
+    def with_secret_dir(cls, url: str, secret_dir: str | Path | None, **kwargs: Any) -> ElasticsearchConfig:
         """Fill credentials from a mounted Kubernetes Secret (files username, password, api_key, ca.crt)."""
         if secret_dir:
             folder = Path(secret_dir)
@@ -180,7 +181,7 @@ class ElasticsearchRecordStore:
                 else:
                     kwargs.update(index=index_name(self.config.index_prefix, merged), op_type="create")
                 try:
-                    self._call("index", lambda: self._es.index(**kwargs))
+                    self._call("index", lambda kwargs=kwargs: self._es.index(**kwargs))
                 except ConflictError:
                     continue
                 results.append(True)
@@ -200,7 +201,7 @@ class ElasticsearchRecordStore:
             chunk = prediction_ids[start:start + 500]
             result = self._call(
                 "search",
-                lambda: self._es.search(index=self._pattern, query={"ids": {"values": chunk}}, size=len(chunk),
+                lambda chunk=chunk: self._es.search(index=self._pattern, query={"ids": {"values": chunk}}, size=len(chunk),
                                         ignore_unavailable=True, allow_no_indices=True),
             )
             for hit in result["hits"]["hits"]:

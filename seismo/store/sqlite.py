@@ -13,8 +13,8 @@ from pathlib import Path
 
 import orjson
 
-from seismo.store.base import Record, RecordUpdate, merge
 from seismo.sqlite import open_database
+from seismo.store.base import Record, RecordUpdate, merge
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (

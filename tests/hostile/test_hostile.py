@@ -75,7 +75,7 @@ def test_non_latin1_request_id_is_refused_before_the_model_runs(s):
     parts = urlsplit(s.url("model"))
     body = orjson.dumps({"instances": [s.image.tolist()]})
     head = (f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n").encode() + "X-Request-Id: ид-1\r\n".encode("utf-8") + b"Connection: close\r\n\r\n"
+            f"Content-Length: {len(body)}\r\n").encode() + "X-Request-Id: ид-1\r\n".encode() + b"Connection: close\r\n\r\n"
     status, answer = raw_request(s.url("model"), head, [body])
     assert status == 400 and b"prediction id" in answer
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import load_script
 import yaml
+from helpers import load_script
 
 from seismo.cli import SERVICES, build_parser
 

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import load_script
 import yaml
+from helpers import load_script
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 PROMTOOL = shutil.which("promtool")

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import load_script
 import yaml
+from helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"

@@ -12,7 +12,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from bench.common import alibi_available, run_alibi  # noqa: E402
-
 from seismo.detect import ChiSquareDrift, KSDrift, MMDDrift  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not alibi_available(), reason="alibi-detect not installed: `make alibi` builds .venv-alibi")

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -6,8 +7,19 @@ import numpy as np
 import pytest
 
 from seismo.detect import (
-    PCA, ChiSquareDrift, ClassifierDrift, DetectorConfigError, DetectorInputError, DriftResult, IsolationForestOutlier,
-    KSDrift, MahalanobisOutlier, MMDDrift, OutlierResult, PredictionDrift, load_detector,
+    PCA,
+    ChiSquareDrift,
+    ClassifierDrift,
+    DetectorConfigError,
+    DetectorInputError,
+    DriftResult,
+    IsolationForestOutlier,
+    KSDrift,
+    MahalanobisOutlier,
+    MMDDrift,
+    OutlierResult,
+    PredictionDrift,
+    load_detector,
 )
 
 rng = np.random.default_rng(0)
@@ -23,7 +35,7 @@ def test_drift_detectors_separate_same_from_shifted(make):
     same, shifted = detector.predict(SAME), detector.predict(SHIFTED)
     assert isinstance(same, DriftResult) and not same.is_drift and same.p_val > detector.p_val / 6
     assert shifted.is_drift and shifted.p_val < 0.01
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         same.is_drift = True  # frozen
 
 

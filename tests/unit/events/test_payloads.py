@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from seismo.events.payloads import (
-    V2_DTYPES, PayloadError, decode_seldon, decode_v1_instances, decode_v2_request, encode_v2_tensor, instances_of,
+    V2_DTYPES,
+    PayloadError,
+    decode_seldon,
+    decode_v1_instances,
+    decode_v2_request,
+    encode_v2_tensor,
+    instances_of,
 )
 
 

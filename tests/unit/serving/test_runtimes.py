@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from seismo.serving.runtimes import load_runtime
 from seismo.services.model import ModelSettings, create_app
+from seismo.serving.runtimes import load_runtime
 
 
 def test_savedmodel_export_predicts_like_the_keras_file(tmp_path, example_model, example_images):

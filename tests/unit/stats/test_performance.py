@@ -5,8 +5,13 @@ import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from seismo.stats.performance import (
-    binary_metrics, calibration_error, classification_metrics, confusion_counts, estimated_accuracy,
-    estimated_binary_metrics, regression_metrics,
+    binary_metrics,
+    calibration_error,
+    classification_metrics,
+    confusion_counts,
+    estimated_accuracy,
+    estimated_binary_metrics,
+    regression_metrics,
 )
 
 

@@ -5,9 +5,24 @@ import pytest
 from scipy import stats as sps
 
 from seismo.stats import (
-    benjamini_hochberg, bonferroni, chi2_homogeneity, contingency_table, feature_distances, hellinger, histogram,
-    jensen_shannon, kl, ks_2samp, median_heuristic_sigma, mmd2_unbiased_many, mmd_permutation_test, psi,
-    quantile_edges, rbf_kernel, squared_distances, wasserstein,
+    benjamini_hochberg,
+    bonferroni,
+    chi2_homogeneity,
+    contingency_table,
+    feature_distances,
+    hellinger,
+    histogram,
+    jensen_shannon,
+    kl,
+    ks_2samp,
+    median_heuristic_sigma,
+    mmd2_unbiased_many,
+    mmd_permutation_test,
+    psi,
+    quantile_edges,
+    rbf_kernel,
+    squared_distances,
+    wasserstein,
 )
 from seismo.stats.classifier import domain_classifier_test
 
