@@ -11,7 +11,7 @@ import aiohttp
 import numpy as np
 import orjson
 
-from seismo.services.model import EXAMPLE_MODEL
+from seismo.topology import EXAMPLE_MODEL
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL = "image-classifier"

@@ -3,7 +3,7 @@
 Windows of 500 instances drawn without replacement from the 797 digit images that are not in the
 detector's reference (the service's default window of 1000 cannot be drawn without replacement from
 this small data set, and windows drawn with replacement repeat images, which makes any two-sample test
-over-reject), clean or corrupted (4 corruptions x 5 severities, seismo.corruptions). Every window is
+over-reject), clean or corrupted (4 corruptions x 5 severities, seismo.demo.corruptions). Every window is
 stored once as float16 (which holds the digits' k/16 pixel values exactly, unlike 8-bit quantisation,
 which would shift every clean window against the reference), so Seismo's example detector (KSDrift on
 a 32-d untrained autoencoder) and, where installed, alibi-detect's KSDrift with its UAE see
@@ -22,7 +22,7 @@ import numpy as np
 from bench.common import alibi_available, run_alibi, save
 from models.detectors import DEFAULT_OUT
 from models.image_classifier import digits_as_cifar
-from seismo.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from seismo.demo.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from seismo.detect import load_detector
 
 

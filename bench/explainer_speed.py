@@ -22,7 +22,7 @@ import numpy as np
 
 from bench.common import alibi_available, run_alibi, save
 from seismo.local import TABULAR_MODEL, LocalStack, free_ports
-from seismo.services.model import EXAMPLE_MODEL
+from seismo.topology import EXAMPLE_MODEL
 
 
 def summary(runs: list[dict]) -> dict:

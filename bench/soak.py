@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seismo.local import LocalStack, free_ports
-from seismo.services.model import EXAMPLE_MODEL
+from seismo.topology import EXAMPLE_MODEL
 
 MODEL = "image-classifier"
 SERVICES = ("logger", "outlier", "drift", "broker", "model")

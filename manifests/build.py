@@ -17,7 +17,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from seismo.broker.triggers import expand_env  # noqa: E402
+from seismo.topology import CONFIG_DIR, SERVICE_PORTS, expand_env  # noqa: E402
 
 OUT = REPO / "manifests"
 NAMESPACE = "seismo"
@@ -27,14 +27,14 @@ BROKER_INGRESS = "http://broker-ingress.knative-eventing.svc.cluster.local/seism
 
 # service -> (container port, replicas, cpu request, memory request, memory limit, extra env)
 SERVICES = {
-    "model": (8080, 2, "500m", "1Gi", "2Gi", {"SEISMO_MODEL_PATH": "/models/image-classifier", "SEISMO_MODEL_SINK_URL": BROKER_INGRESS,
+    "model": (SERVICE_PORTS["model"], 2, "500m", "1Gi", "2Gi", {"SEISMO_MODEL_PATH": "/models/image-classifier", "SEISMO_MODEL_SINK_URL": BROKER_INGRESS,
                                               "SEISMO_MODEL_NAMESPACE": NAMESPACE}),
-    "logger": (8091, 2, "200m", "256Mi", "512Mi", {}),
-    "outlier": (8092, 1, "500m", "1Gi", "2Gi", {"SEISMO_OUTLIER_DETECTOR_PATH": "/models/detectors/outlier"}),
-    "drift": (8093, 1, "500m", "1Gi", "2Gi", {"SEISMO_DRIFT_DETECTOR_PATH": "/models/detectors/drift", "SEISMO_DRIFT_SINK_URL": BROKER_INGRESS,
+    "logger": (SERVICE_PORTS["logger"], 2, "200m", "256Mi", "512Mi", {}),
+    "outlier": (SERVICE_PORTS["outlier"], 1, "500m", "1Gi", "2Gi", {"SEISMO_OUTLIER_DETECTOR_PATH": "/models/detectors/outlier"}),
+    "drift": (SERVICE_PORTS["drift"], 1, "500m", "1Gi", "2Gi", {"SEISMO_DRIFT_DETECTOR_PATH": "/models/detectors/drift", "SEISMO_DRIFT_SINK_URL": BROKER_INGRESS,
                                               "SEISMO_DRIFT_STATE_PATH": "/state/drift-windows.db"}),
-    "metrics": (8094, 1, "200m", "256Mi", "512Mi", {"SEISMO_METRICS_CONFIG_FILE": "/config/metrics.yaml", "SEISMO_METRICS_STATE_PATH": "/state/metrics.db"}),
-    "explainer": (8095, 1, "500m", "512Mi", "2Gi", {"SEISMO_EXPLAINER_CONFIG_FILE": "/config/explainer.yaml"}),
+    "metrics": (SERVICE_PORTS["metrics"], 1, "200m", "256Mi", "512Mi", {"SEISMO_METRICS_CONFIG_FILE": "/config/metrics.yaml", "SEISMO_METRICS_STATE_PATH": "/state/metrics.db"}),
+    "explainer": (SERVICE_PORTS["explainer"], 1, "500m", "512Mi", "2Gi", {"SEISMO_EXPLAINER_CONFIG_FILE": "/config/explainer.yaml"}),
 }
 AUTH_SECRET = "seismo-auth"
 # Every Trigger's last stop: the logger counts what no subscriber took (seismo_logger_dead_letters_total).
@@ -116,7 +116,7 @@ def service(name: str) -> dict:
 
 
 def knative_triggers() -> list[dict]:
-    doc = yaml.safe_load(expand_env((REPO / "seismo" / "config" / "triggers.yaml").read_text(), env={}))
+    doc = yaml.safe_load(expand_env((CONFIG_DIR / "triggers.yaml").read_text(), env={}))
     out = []
     for trigger in doc["triggers"]:
         port = int(trigger["subscriber"]["uri"].rsplit(":", 1)[1].strip("/"))
@@ -238,7 +238,7 @@ def overlays() -> dict[str, object]:
         "apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
         "metadata": {"name": "default", "namespace": NAMESPACE, "annotations": {"eventing.knative.dev/broker.class": "Kafka"}},
         "spec": {"config": {"apiVersion": "v1", "kind": "ConfigMap", "name": "seismo-kafka-broker-config", "namespace": NAMESPACE}}}
-    dev_patches = [{"patch": f"- op: replace\n  path: /spec/replicas\n  value: 1\n", "target": {"kind": "Deployment"}}]
+    dev_patches = [{"patch": "- op: replace\n  path: /spec/replicas\n  value: 1\n", "target": {"kind": "Deployment"}}]
     for name in USES_STORE:  # SQLite on one volume shared by the logger and the metrics server instead of Elasticsearch
         dev_patches.append({"target": {"kind": "Deployment", "name": f"seismo-{name}"}, "patch": (
             "- op: remove\n  path: /spec/template/spec/containers/0/envFrom\n"

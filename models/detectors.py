@@ -26,7 +26,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "artifacts" / "detectors"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from seismo.detect import KSDrift, UntrainedAutoencoder, VAEOutlier
+    from seismo.detect import KSDrift, UntrainedAutoencoder, VAEOutlier, save_detector
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     x_train, _, _, _ = digits_as_cifar(seed=0)
     reference = x_train[: args.reference_size]
     print(f"fitting the example detectors on {len(reference)} training images", file=sys.stderr, flush=True)
-    KSDrift(p_val=0.05, correction="bonferroni", preprocess=UntrainedAutoencoder(32, seed=0)).fit(reference).save(args.out / "drift")
+    save_detector(KSDrift(p_val=0.05, correction="bonferroni", preprocess=UntrainedAutoencoder(32, seed=0)).fit(reference), args.out / "drift")
     print(f"  drift: KSDrift + UAE(32) -> {args.out / 'drift'}", file=sys.stderr, flush=True)
     os.environ.setdefault("SEISMO_PROGRESS", "1")
-    VAEOutlier(threshold_percentile=95.0, latent_dim=16, hidden=256, epochs=20, seed=0).fit(reference).save(args.out / "outlier")
+    save_detector(VAEOutlier(threshold_percentile=95.0, latent_dim=16, hidden=256, epochs=20, seed=0).fit(reference), args.out / "outlier")
     print(f"  outlier: VAEOutlier (reconstruction error) -> {args.out / 'outlier'}", file=sys.stderr, flush=True)
     return 0
 

@@ -10,24 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-# service name -> (module, settings class); imported only when that service runs, so the broker and
-# the logger never import TensorFlow.
-SERVICES = {
-    "model": ("seismo.services.model", "ModelSettings"),
-    "broker": ("seismo.services.broker", "BrokerSettings"),
-    "logger": ("seismo.services.logger", "LoggerSettings"),
-    "outlier": ("seismo.services.outlier", "OutlierSettings"),
-    "drift": ("seismo.services.drift", "DriftSettings"),
-    "metrics": ("seismo.services.metrics", "MetricsSettings"),
-    "explainer": ("seismo.services.explainer", "ExplainerSettings"),
-}
+from seismo.topology import SERVICE_PORTS, SERVICES
+
 SERVICE_NAMES = tuple(SERVICES)
 
 
 def _service(name: str):
     import importlib
 
-    module_name, settings_name = SERVICES[name]
+    module_name, settings_name = SERVICES[name].module, SERVICES[name].settings
     module = importlib.import_module(module_name)
     return module, getattr(module, settings_name)
 
@@ -125,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run one service in the foreground (what a container runs)")
     serve.add_argument("name", choices=SERVICE_NAMES)
-    serve.add_argument("--port", type=int, help="default: the service's own (model 8080, broker 8090, logger 8091, outlier 8092, drift 8093, metrics 8094, explainer 8095)")
+    serve.add_argument("--port", type=int, help="default: the service's own (" + ", ".join(f"{n} {p}" for n, p in SERVICE_PORTS.items()) + ")")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--model-path", type=Path, help="model: artifact to serve (default: the example image classifier)")
     serve.add_argument("--model-name", help="model: name to serve it under")

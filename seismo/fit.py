@@ -96,7 +96,7 @@ def fit_and_save(what: str, reference: Path, out: Path, method: str | None = Non
                  correction: str = "bonferroni", threshold_percentile: float = 95.0, seed: int = 0):
     import os
 
-    from seismo.detect import DetectorInputError
+    from seismo.detect import DetectorInputError, save_detector
 
     os.environ.setdefault("SEISMO_PROGRESS", "1")
     started = time.perf_counter()
@@ -110,6 +110,6 @@ def fit_and_save(what: str, reference: Path, out: Path, method: str | None = Non
     except DetectorInputError as exc:
         raise FitError(f"reference data: {exc}") from None
     step(f"[3/3] saving to {out}")
-    detector.save(out)
+    save_detector(detector, out)
     step(f"done in {time.perf_counter() - started:.1f}s: serve it with `seismo serve {what} --detector-path {out}`")
     return detector

@@ -19,31 +19,26 @@ from pathlib import Path
 
 import httpx
 
-from seismo.services.common import DEFAULT_PORTS, PortInUse, check_port_free
+from seismo.probes import free_port
+from seismo.services.common import PortInUse, check_port_free
+from seismo.topology import EXAMPLE_TABULAR_MODEL, SERVICE_PORTS
 
 SERVICES = ("logger", "outlier", "drift", "metrics", "broker", "model", "tabular", "explainer")
 
 # Local services that run another service's command: the example tabular model is a second model server.
-TABULAR_MODEL = Path(__file__).resolve().parents[1] / "models" / "artifacts" / "tabular-classifier"
+TABULAR_MODEL = EXAMPLE_TABULAR_MODEL
 COMMANDS = {"tabular": ["model", "--model-path", str(TABULAR_MODEL), "--model-name", "tabular-classifier"]}
 LOCAL_PORTS = {"tabular": 8081}
 
 
 def free_ports(names: tuple[str, ...] = SERVICES) -> dict[str, int]:
     """A free loopback port for each service (tests, benchmarks, several stacks side by side)."""
-    import socket
-
-    ports = {}
-    for name in names:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports[name] = sock.getsockname()[1]
-    return ports
+    return {name: free_port() for name in names}
 
 
 def configured_ports() -> dict[str, int]:
     """Each service's port: SEISMO_<SERVICE>_PORT when set (as `seismo serve` reads it), else its default."""
-    ports = {**DEFAULT_PORTS, **LOCAL_PORTS}
+    ports = {**SERVICE_PORTS, **LOCAL_PORTS}
     return {name: int(os.environ.get(f"SEISMO_{name.upper()}_PORT", port)) for name, port in ports.items()}
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from seismo import topology
+
 
 def read_models_mapping(path: Path, what: str, error: type[Exception], expand_env: bool = False) -> dict[str, Any]:
     """The file's non-empty `models` mapping, name -> spec; `error` naming the file otherwise.
@@ -18,9 +20,7 @@ def read_models_mapping(path: Path, what: str, error: type[Exception], expand_en
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc}") from None
     if expand_env:
-        from seismo.broker.triggers import expand_env as expand
-
-        text = expand(text)
+        text = topology.expand_env(text)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -8,7 +8,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from seismo.services.model import EXAMPLE_MODEL  # noqa: E402
+from seismo.topology import EXAMPLE_MODEL  # noqa: E402
 
 
 @pytest.fixture(scope="session")

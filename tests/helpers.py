@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import threading
@@ -13,19 +12,17 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from seismo import probes
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+free_port = probes.free_port
+metric_values = probes.metric_values
+scrape = probes.scrape_text
 
 
 class ThreadServer:
@@ -91,31 +88,11 @@ class RecordingSink:
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-
-
-def metric_values(text: str, name: str) -> dict[tuple, float]:
-    """Samples of one metric from Prometheus text, keyed by their sorted label items."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                out[tuple(sorted(sample.labels.items()))] = sample.value
-    return out
+    return probes.wait_until(predicate, timeout, interval, message, error=AssertionError)
 
 
 def metric_sum(text: str, name: str, **labels: str) -> float:
     return sum(v for k, v in metric_values(text, name).items() if all((key, val) in k for key, val in labels.items()))
-
-
-def scrape(url: str) -> str:
-    return httpx.get(f"{url}/metrics", timeout=5).text
 
 
 def start_service(name: str, port: int, env: dict[str, str], log_path: Path, extra: list[str] | None = None) -> subprocess.Popen:

@@ -15,7 +15,6 @@ in the file is replaced from the environment, so ports can move without editing 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,11 +23,12 @@ from typing import Any
 
 import yaml
 
+from seismo.topology import expand_env
+
 _DURATION = re.compile(
     r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?"
     r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
-_ENV = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -74,9 +74,6 @@ class Trigger:
         return all(attributes.get(k) == v for k, v in self.filter_attributes.items())
 
 
-def expand_env(text: str, env: Mapping[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
-    return _ENV.sub(lambda m: env.get(m["name"], m["default"] if m["default"] is not None else ""), text)
 
 
 def _parse_delivery(doc: Any, where: str) -> Delivery:

@@ -1,23 +1,15 @@
-"""What every detector shares: frozen typed results, input checks, and save/load.
+"""What every detector shares: frozen typed results, errors, input checks, the base class.
 
-A saved detector is a folder: `config.json` (detector kind, format version, parameters, the
-preprocessing step) and `arrays.npz` (what `fit` learned); some detectors add a model file. Loading
-refuses unknown kinds, versions and fields: a config written by a newer Seismo fails loudly instead
-of being half-read.
+Saving and loading (and the registry of kinds) are in `seismo.detect.saving`.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-
-FORMAT_VERSION = 1
-_TOP_LEVEL_FIELDS = {"detector", "format_version", "seismo_version", "params", "preprocess"}
 
 
 class DetectorInputError(ValueError):
@@ -116,63 +108,3 @@ class Detector:
 
     def _save_extra(self, folder: Path) -> None:
         """Files beyond config and arrays (a Keras model, a fitted forest)."""
-
-    def save(self, path: str | Path) -> Path:
-        from seismo import __version__
-        from seismo.detect.preprocess import save_preprocess
-
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        if self.instance_shape is None:
-            raise RuntimeError(f"{self.kind} is not fitted; nothing to save")
-        config = {
-            "detector": self.kind,
-            "format_version": FORMAT_VERSION,
-            "seismo_version": __version__,
-            "params": {**self._params(), "instance_shape": list(self.instance_shape)},
-            "preprocess": save_preprocess(self.preprocess, folder),
-        }
-        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        np.savez(folder / "arrays.npz", **self._arrays())
-        self._save_extra(folder)
-        return folder
-
-
-def load_detector(path: str | Path) -> Detector:
-    """A detector saved by `save`, whatever its kind."""
-    from seismo.detect import DETECTORS
-    from seismo.detect.preprocess import load_preprocess
-
-    folder = Path(path)
-    from seismo.detect.alibi_adapter import AlibiDetector, is_alibi_folder
-
-    if is_alibi_folder(folder):  # saved by alibi-detect's save_detector
-        return AlibiDetector(folder)
-    config_file = folder / "config.json"
-    if not config_file.exists():
-        raise DetectorConfigError(f"no detector at {folder}: config.json is missing")
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise DetectorConfigError(f"{config_file} is not valid JSON: {exc}") from None
-    unknown = set(config) - _TOP_LEVEL_FIELDS
-    if unknown:
-        raise DetectorConfigError(f"{config_file}: unknown fields {sorted(unknown)}")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise DetectorConfigError(f"{config_file}: format_version {config.get('format_version')!r} is not {FORMAT_VERSION}")
-    kind = config.get("detector")
-    if kind not in DETECTORS:
-        raise DetectorConfigError(f"{config_file}: unknown detector {kind!r}; known: {sorted(DETECTORS)}")
-    cls = DETECTORS[kind]
-    params = dict(config.get("params") or {})
-    shape = params.pop("instance_shape", None)
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "preprocess"}
-    unknown = set(params) - allowed
-    if unknown:
-        raise DetectorConfigError(f"{config_file}: unknown {kind} parameters {sorted(unknown)}")
-    detector = cls(**params, preprocess=load_preprocess(config.get("preprocess"), folder))
-    with np.load(folder / "arrays.npz", allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    detector.instance_shape = tuple(shape) if shape is not None else None
-    detector._restore(arrays, folder)
-    return detector

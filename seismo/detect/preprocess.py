@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from seismo.detect.base import DetectorConfigError
+
 
 class PCA:
     kind = "pca"
@@ -152,8 +154,6 @@ def save_preprocess(step, folder: Path) -> dict[str, Any] | None:
 
 
 def load_preprocess(config: dict[str, Any] | None, folder: Path):
-    from seismo.detect.base import DetectorConfigError
-
     if config is None:
         return None
     config = dict(config)

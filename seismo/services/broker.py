@@ -34,15 +34,15 @@ from seismo.services.common import (
     EXCEPTION_HANDLERS,
     BodyTooLarge,
     JSONResponse,
-    data_dir,
     error,
     health_routes,
     read_body,
     stopped_tasks,
 )
+from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
 
 log = logging.getLogger(__name__)
-DEFAULT_TRIGGERS = Path(__file__).resolve().parent.parent / "config" / "triggers.yaml"
+DEFAULT_TRIGGERS = CONFIG_DIR / "triggers.yaml"
 
 
 class BrokerSettings(BaseSettings):
@@ -50,7 +50,7 @@ class BrokerSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     """Interface to listen on."""
-    port: int = 8090
+    port: int = SERVICE_PORTS["broker"]
     """Ingress and API port."""
     triggers_file: Path = DEFAULT_TRIGGERS
     """YAML file of triggers (Knative Trigger spec shape)."""

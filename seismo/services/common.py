@@ -8,7 +8,6 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,22 +20,6 @@ from starlette.routing import Route
 from seismo.events.limits import loads
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORTS = {
-    "model": 8080,
-    "broker": 8090,
-    "logger": 8091,
-    "outlier": 8092,
-    "drift": 8093,
-    "metrics": 8094,
-    "explainer": 8095,
-}
-
-
-def data_dir() -> Path:
-    """Where local state lives: SEISMO_DATA_DIR, default `.seismo/` in the working directory."""
-    return Path(os.environ.get("SEISMO_DATA_DIR", ".seismo"))
-
 
 class JSONResponse(Response):
     media_type = "application/json"

@@ -7,7 +7,6 @@ better by retrying) and is counted by reason, never skipped silently.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -23,7 +22,6 @@ from seismo.services.common import BodyTooLarge, error, read_body
 
 log = logging.getLogger(__name__)
 
-EXAMPLE_DETECTORS = Path(__file__).resolve().parents[2] / "models" / "artifacts" / "detectors"
 
 
 class Rejection(Exception):

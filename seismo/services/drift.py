@@ -34,8 +34,9 @@ from seismo.events.cloudevents import CloudEvent, now_rfc3339, to_binary
 from seismo.events.types import KSERVE_DRIFT
 from seismo.http import EventPoster, SendError
 from seismo.services.auth import auth_middleware
-from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, data_dir, health_routes, stopped_tasks
-from seismo.services.detector_events import EXAMPLE_DETECTORS, accept, reply
+from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, health_routes, stopped_tasks
+from seismo.services.detector_events import accept, reply
+from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS, data_dir
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class DriftSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     """Interface to listen on."""
-    port: int = 8093
+    port: int = SERVICE_PORTS["drift"]
     """Port the broker delivers request events to."""
     detector_path: Path = EXAMPLE_DETECTORS / "drift"
     """A detector folder saved by `seismo fit drift` (or Detector.save)."""

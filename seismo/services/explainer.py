@@ -33,9 +33,10 @@ from seismo.explain.config import ExplainedModel, load_models
 from seismo.explain.run import METHODS, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
 from seismo.services.auth import AuthSettings, TokenSet, auth_middleware
 from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, error, health_routes, parse_json, read_body
+from seismo.topology import CONFIG_DIR, SERVICE_PORTS
 
 log = logging.getLogger(__name__)
-EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "config" / "explainer.yaml"
+EXAMPLE_CONFIG = CONFIG_DIR / "explainer.yaml"
 
 
 class ExplainerSettings(BaseSettings):
@@ -43,7 +44,7 @@ class ExplainerSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     """Interface to listen on."""
-    port: int = 8095
+    port: int = SERVICE_PORTS["explainer"]
     """Port for explain requests."""
     config_file: Path = EXAMPLE_CONFIG
     """YAML naming each explained model: kind (tabular or image), model server URL, reference data."""

@@ -42,6 +42,7 @@ from seismo.services.common import (
 )
 from seismo.store import RecordStore, RecordUpdate, record_to_json
 from seismo.store.settings import StoreSettings
+from seismo.topology import SERVICE_PORTS
 
 log = logging.getLogger(__name__)
 MAX_QUERY_LIMIT = 1000
@@ -52,7 +53,7 @@ class LoggerSettings(StoreSettings):
 
     host: str = "127.0.0.1"
     """Interface to listen on."""
-    port: int = 8091
+    port: int = SERVICE_PORTS["logger"]
     """Port for events in and record reads."""
     max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest event body accepted; bigger ones get 413 (the model server's body limit, so what it accepts is stored)."""

@@ -41,7 +41,6 @@ from seismo.services.common import (
     EXCEPTION_HANDLERS,
     BodyTooLarge,
     JSONResponse,
-    data_dir,
     error,
     health_routes,
     parse_json,
@@ -49,9 +48,10 @@ from seismo.services.common import (
     stopped_tasks,
 )
 from seismo.store.settings import StoreSettings
+from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
 
 log = logging.getLogger(__name__)
-EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "config" / "metrics.yaml"
+EXAMPLE_CONFIG = CONFIG_DIR / "metrics.yaml"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -63,7 +63,7 @@ class MetricsSettings(StoreSettings):
 
     host: str = "127.0.0.1"
     """Interface to listen on."""
-    port: int = 8094
+    port: int = SERVICE_PORTS["metrics"]
     """Port for feedback, events and performance reads."""
     config_file: Path = EXAMPLE_CONFIG
     """YAML with each model's metric type, threshold, features and cohort rules."""

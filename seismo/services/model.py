@@ -42,9 +42,9 @@ from seismo.services.common import (
 from seismo.serving.event_logger import EventLogger, EventLoggerConfig
 from seismo.serving.predictor import Predictor
 from seismo.serving.runtimes import load_runtime
+from seismo.topology import EXAMPLE_MODEL, SERVICE_PORTS
 
 log = logging.getLogger(__name__)
-EXAMPLE_MODEL = Path(__file__).resolve().parents[2] / "models" / "artifacts" / "image-classifier"
 TRAFFIC_HEADER = "x-seismo-traffic"
 """`X-Seismo-Traffic: explainer` marks the explainer's calls, which are answered but never logged."""
 _SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
@@ -55,7 +55,7 @@ class ModelSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     """Interface to listen on."""
-    port: int = 8080
+    port: int = SERVICE_PORTS["model"]
     """Inference port."""
     path: Path = EXAMPLE_MODEL
     """Model artifact: a folder with metadata.json, a .keras file, a SavedModel folder, or a .joblib file."""

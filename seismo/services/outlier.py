@@ -24,7 +24,8 @@ from seismo.detect import load_detector
 from seismo.events.types import KSERVE_OUTLIER
 from seismo.services.auth import auth_middleware
 from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, health_routes
-from seismo.services.detector_events import EXAMPLE_DETECTORS, accept, reply
+from seismo.services.detector_events import accept, reply
+from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class OutlierSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     """Interface to listen on."""
-    port: int = 8092
+    port: int = SERVICE_PORTS["outlier"]
     """Port the broker delivers request events to."""
     detector_path: Path = EXAMPLE_DETECTORS / "outlier"
     """A detector folder saved by `seismo fit outlier` (or Detector.save)."""

@@ -8,8 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
-from seismo.services.common import data_dir
 from seismo.store import RecordStore, open_store
+from seismo.topology import data_dir
 
 
 class StoreSettings(BaseSettings):

@@ -11,7 +11,8 @@ import pytest
 import yaml
 from helpers import load_script
 
-from seismo.cli import SERVICES, build_parser
+from seismo.cli import build_parser
+from seismo.topology import SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,7 +68,7 @@ def test_each_image_installs_only_the_extras_its_service_needs():
 def settings_fields(service: str) -> set[str]:
     import importlib
 
-    module_name, class_name = SERVICES[service]
+    module_name, class_name = SERVICES[service].module, SERVICES[service].settings
     settings = getattr(importlib.import_module(module_name), class_name)
     prefix = settings.model_config["env_prefix"]
     return {f"{prefix}{name.upper()}" for name in settings.model_fields}

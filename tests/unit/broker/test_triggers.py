@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from seismo.broker.triggers import Delivery, TriggerConfigError, expand_env, load_triggers, parse_duration
+from seismo.broker.triggers import Delivery, TriggerConfigError, load_triggers, parse_duration
 from seismo.services.broker import DEFAULT_TRIGGERS
+from seismo.topology import expand_env
 
 
 @pytest.mark.parametrize("text, seconds", [("PT0.2S", 0.2), ("PT1M30S", 90), ("PT2H", 7200), ("P1D", 86400), ("P1DT1S", 86401)])

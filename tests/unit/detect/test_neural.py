@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from seismo.detect import KSDrift, ModelLayer, UntrainedAutoencoder, load_detector
+from seismo.detect import KSDrift, ModelLayer, UntrainedAutoencoder, load_detector, save_detector
 
 
 def test_vae_outlier_flags_noise_images_and_round_trips(tmp_path, example_images):
@@ -15,7 +15,7 @@ def test_vae_outlier_flags_noise_images_and_round_trips(tmp_path, example_images
     assert result.is_outlier[100:].all()
     assert result.is_outlier[:100].mean() < 0.15
     assert result.feature_score.shape == (120, flat.shape[1])
-    detector.save(tmp_path / "vae")
+    save_detector(detector, tmp_path / "vae")
     loaded = load_detector(tmp_path / "vae")
     np.testing.assert_allclose(loaded.score(noise)[0], detector.score(noise)[0], rtol=1e-5)
 
@@ -26,7 +26,7 @@ def test_uae_preprocessing_detects_image_shift_and_saves(tmp_path, example_image
     assert not detector.predict(same).is_drift
     noisy = np.clip(same + np.random.default_rng(0).normal(0, 0.3, same.shape), 0, 1)
     assert detector.predict(noisy).is_drift
-    detector.save(tmp_path / "ks-uae")
+    save_detector(detector, tmp_path / "ks-uae")
     loaded = load_detector(tmp_path / "ks-uae")
     assert loaded.predict(noisy).to_json() == detector.predict(noisy).to_json()
 
@@ -42,7 +42,7 @@ def test_model_layer_detector_is_relocatable_with_its_model(tmp_path, example_mo
 
     shutil.copytree(example_model, tmp_path / "project" / "model")
     detector = KSDrift(preprocess=ModelLayer(str(tmp_path / "project" / "model"), layer=-2)).fit(example_images[:100])
-    detector.save(tmp_path / "project" / "detector")
+    save_detector(detector, tmp_path / "project" / "detector")
     config = json.loads((tmp_path / "project" / "detector" / "config.json").read_text())
     assert config["preprocess"]["model_path"] == "../model"
     shutil.move(tmp_path / "project", tmp_path / "moved")

@@ -6,7 +6,7 @@ import pytest
 from helpers import ServedApp, metric_sum
 from prometheus_client import CollectorRegistry
 
-from seismo.detect import KSDrift, MahalanobisOutlier
+from seismo.detect import KSDrift, MahalanobisOutlier, save_detector
 from seismo.events.cloudevents import from_http
 from seismo.services.drift import DriftSettings
 from seismo.services.drift import create_app as drift_app
@@ -33,8 +33,8 @@ def request_event(i, rows, model="tab", type_="org.kubeflow.serving.inference.re
 @pytest.fixture(scope="module")
 def detectors(tmp_path_factory):
     folder = tmp_path_factory.mktemp("detectors")
-    MahalanobisOutlier().fit(REF).save(folder / "outlier")
-    KSDrift().fit(REF).save(folder / "drift")
+    save_detector(MahalanobisOutlier().fit(REF), folder / "outlier")
+    save_detector(KSDrift().fit(REF), folder / "drift")
     return folder
 
 

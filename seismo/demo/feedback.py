@@ -11,13 +11,13 @@ estimate no longer holds.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import httpx
 import numpy as np
 
 from seismo.events.types import SELDON_FEEDBACK
+from seismo.probes import wait_until
 
 MODEL = "image-classifier"
 COHORTS = ("web", "mobile")
@@ -76,12 +76,11 @@ def _report(stack, window: int, cohort: str = "all") -> dict:
 
 
 def _wait(predicate, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False
+    try:
+        wait_until(predicate, timeout, 0.25, "the metrics server to join the feedback")
+        return True
+    except TimeoutError:
+        return False
 
 
 def _fmt(value) -> str:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 from seismo.local import LocalStack, PortInUse, StartupError, configured_ports, table
+from seismo.probes import free_port, scrape_samples, sum_by
 from seismo.services.common import check_port_free
-from seismo.services.model import EXAMPLE_MODEL
+from seismo.topology import EXAMPLE_MODEL
 
 MODEL = "image-classifier"
 
@@ -39,14 +39,6 @@ def progress(label: str, done: int, total: int) -> None:
     end = "\n" if done >= total else ""
     sys.stdout.write(f"\r  {label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
     sys.stdout.flush()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pick_ports() -> dict[str, int]:
@@ -96,23 +88,6 @@ async def send_predictions(model_url: str, images: np.ndarray, concurrency: int 
     async with httpx.AsyncClient(timeout=30) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     return ids, codes
-
-
-def scrape(url: str) -> dict[tuple[str, tuple], float]:
-    samples = {}
-    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=5).text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
-
-
-def sum_by(samples: dict, name: str, label: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for (metric, labels), value in samples.items():
-        if metric == name:
-            key = dict(labels).get(label, "")
-            out[key] = out.get(key, 0) + value
-    return out
 
 
 def wait_for_records(logger_url: str, expected: int, timeout: float = 120) -> int:
@@ -173,9 +148,9 @@ def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detectio
 
         say("waiting until the logger has stored every prediction ...")
         complete = wait_for_records(stack.url("logger"), predictions + 1)
-        logger_metrics = scrape(stack.url("logger"))
-        broker_metrics = scrape(stack.url("broker"))
-        model_metrics = scrape(stack.url("model"))
+        logger_metrics = scrape_samples(stack.url("logger"))
+        broker_metrics = scrape_samples(stack.url("broker"))
+        model_metrics = scrape_samples(stack.url("model"))
 
         say("\nevents per type")
         received = sum_by(broker_metrics, "seismo_broker_events_received_total", "type")
@@ -197,19 +172,19 @@ def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detectio
         say(f"\nthe malformed request's record: status {error_record['status']}, response {error_record['response']}")
 
         if detection:
-            from seismo.demo_detection import run_detection_scenario
+            from seismo.demo.detection import run_detection_scenario
 
             say(f"\ndetection: one drift window ({window} predictions) of each kind of traffic; the outlier rate is per instance")
             run_detection_scenario(stack, images, window, say, send_predictions)
             say("  (on these 4x-upscaled digits, pixelate at severity 4 (32 -> 24 pixels) leaves every image unchanged)")
 
         say("\nground truth: predictions in two cohorts (web, mobile), then feedback by prediction id; accuracy per phase")
-        from seismo.demo_feedback import run_feedback_scenario
+        from seismo.demo.feedback import run_feedback_scenario
 
         feedback_ok = run_feedback_scenario(stack, images, min(100, len(images)), say)
 
         say("\nexplanations (the explainer calls the model servers as black boxes):")
-        from seismo.demo_explain import run_explain_scenario
+        from seismo.demo.explain import run_explain_scenario
 
         explain_ok = run_explain_scenario(stack, images, demo_dir, say)
 

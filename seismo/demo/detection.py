@@ -8,20 +8,18 @@ instance, so each table row shows what the services themselves decided for that 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import numpy as np
 
-from seismo.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from seismo.demo.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from seismo.probes import scrape_samples, sum_by, wait_until
 
 MODEL = "image-classifier"
 
 
 def _outlier_counts(outlier_url: str) -> tuple[float, float]:
-    from seismo.demo import scrape, sum_by
-
-    by_outcome = sum_by(scrape(outlier_url), "seismo_outlier_instances_total", "outcome")
+    by_outcome = sum_by(scrape_samples(outlier_url), "seismo_outlier_instances_total", "outcome")
     return by_outcome.get("outlier", 0.0), by_outcome.get("inlier", 0.0)
 
 
@@ -47,20 +45,19 @@ def run_detection_scenario(stack, images: np.ndarray, window: int, say, send_pre
     rng = np.random.default_rng(0)
     logger_url, outlier_url = stack.url("logger"), stack.url("outlier")
     # Align with the drift service's windows: fill the window left open by earlier traffic with clean images.
-    from seismo.demo import scrape
 
-    pending = int(sum(v for (name, _), v in scrape(stack.url("drift")).items() if name == "seismo_drift_window_fill"))
+    pending = int(sum(v for (name, _), v in scrape_samples(stack.url("drift")).items() if name == "seismo_drift_window_fill"))
     if pending:
         asyncio.run(send_predictions(stack.url("model"), images[rng.choice(len(images), window - pending, replace=False)], quiet=True))
-        _wait(lambda: len(_drift_windows(logger_url)) >= 1, 120)
+        _wait(lambda: len(_drift_windows(logger_url)) >= 1, 120, "the first drift window")
     rows = []
     say(f"  {'traffic':28} {'severity':>8} {'drift':>6} {'p-value':>10} {'outlier rate':>13}")
     for label, severity, batch in scenarios(images, window, rng):
         windows_before = len(_drift_windows(logger_url))
         out_before, in_before = _outlier_counts(outlier_url)
         asyncio.run(send_predictions(stack.url("model"), batch, quiet=True))
-        _wait(lambda before=windows_before: len(_drift_windows(logger_url)) > before, 180)
-        _wait(lambda seen=out_before + in_before, n=len(batch): sum(_outlier_counts(outlier_url)) - seen >= n, 120)
+        _wait(lambda before=windows_before: len(_drift_windows(logger_url)) > before, 180, "the scenario's drift window")
+        _wait(lambda seen=out_before + in_before, n=len(batch): sum(_outlier_counts(outlier_url)) - seen >= n, 120, "the outlier scores")
         result = _drift_windows(logger_url)[-1]
         outliers = _outlier_counts(outlier_url)[0] - out_before
         row = (label, severity, "yes" if result["is_drift"] else "no", result["p_val"], outliers / len(batch))
@@ -69,10 +66,5 @@ def run_detection_scenario(stack, images: np.ndarray, window: int, say, send_pre
     return rows
 
 
-def _wait(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError("the detectors did not report in time; see the services' logs")
+def _wait(predicate, timeout: float, what: str) -> None:
+    wait_until(predicate, timeout, 0.2, f"{what}: the detectors did not report in time; see the services' logs")

@@ -1,0 +1,103 @@
+"""Saving and loading detectors, and the registry of detector kinds (alibi-detect's `saving` package).
+
+A saved detector is a folder: `config.json` (detector kind, format version, parameters, the
+preprocessing step) and `arrays.npz` (what `fit` learned); some detectors add a model file. Loading
+refuses unknown kinds, versions and fields: a config written by a newer Seismo fails loudly instead
+of being half-read. A folder written by alibi-detect's `save_detector` loads through the adapter.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seismo import __version__
+from seismo.detect.alibi_adapter import AlibiDetector, is_alibi_folder
+from seismo.detect.base import Detector, DetectorConfigError
+from seismo.detect.drift import ChiSquareDrift, ClassifierDrift, KSDrift, MMDDrift, PredictionDrift
+from seismo.detect.outlier import IsolationForestOutlier, MahalanobisOutlier
+from seismo.detect.preprocess import load_preprocess, save_preprocess
+
+FORMAT_VERSION = 1
+_TOP_LEVEL_FIELDS = {"detector", "format_version", "seismo_version", "params", "preprocess"}
+
+
+class _LazyDetectors(dict):
+    """The registry `load_detector` dispatches on; VAEOutlier (TensorFlow) is imported only when asked for."""
+
+    def __missing__(self, key: str) -> type[Detector]:
+        if key == "VAEOutlier":
+            from seismo.detect.vae import VAEOutlier
+
+            self[key] = VAEOutlier
+            return VAEOutlier
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key == "VAEOutlier" or dict.__contains__(self, key)
+
+    def __iter__(self):
+        return iter([*dict.keys(self), "VAEOutlier"])
+
+
+DETECTORS: dict[str, type[Detector]] = _LazyDetectors(
+    {cls.kind: cls for cls in (KSDrift, ChiSquareDrift, MMDDrift, ClassifierDrift, PredictionDrift, MahalanobisOutlier, IsolationForestOutlier)}
+)
+
+
+def save_detector(detector: Detector, path: str | Path) -> Path:
+    """Write a fitted detector to the folder `path` (created if missing)."""
+    folder = Path(path)
+    if detector.instance_shape is None:
+        raise RuntimeError(f"{detector.kind} is not fitted; nothing to save")
+    folder.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "detector": detector.kind,
+        "format_version": FORMAT_VERSION,
+        "seismo_version": __version__,
+        "params": {**detector._params(), "instance_shape": list(detector.instance_shape)},
+        "preprocess": save_preprocess(detector.preprocess, folder),
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    np.savez(folder / "arrays.npz", **detector._arrays())
+    detector._save_extra(folder)
+    return folder
+
+
+def load_detector(path: str | Path) -> Detector | AlibiDetector:
+    """A detector saved by `save_detector` (or by alibi-detect's `save_detector`), whatever its kind."""
+    folder = Path(path)
+    if is_alibi_folder(folder):
+        return AlibiDetector(folder)
+    config_file = folder / "config.json"
+    if not config_file.exists():
+        raise DetectorConfigError(f"no detector at {folder}: config.json is missing")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise DetectorConfigError(f"{config_file} is not valid JSON: {exc}") from None
+    unknown = set(config) - _TOP_LEVEL_FIELDS
+    if unknown:
+        raise DetectorConfigError(f"{config_file}: unknown fields {sorted(unknown)}")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise DetectorConfigError(f"{config_file}: format_version {config.get('format_version')!r} is not {FORMAT_VERSION}")
+    kind = config.get("detector")
+    if kind not in DETECTORS:
+        raise DetectorConfigError(f"{config_file}: unknown detector {kind!r}; known: {sorted(DETECTORS)}")
+    cls = DETECTORS[kind]
+    params = dict(config.get("params") or {})
+    shape = params.pop("instance_shape", None)
+    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "preprocess"}
+    unknown = set(params) - allowed
+    if unknown:
+        raise DetectorConfigError(f"{config_file}: unknown {kind} parameters {sorted(unknown)}")
+    detector = cls(**params, preprocess=load_preprocess(config.get("preprocess"), folder))
+    with np.load(folder / "arrays.npz", allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    detector.instance_shape = tuple(shape) if shape is not None else None
+    detector._restore(arrays, folder)
+    return detector

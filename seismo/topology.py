@@ -1,0 +1,67 @@
+"""Where things are: the services and their ports, the data directory, the shipped examples, `${VAR}` expansion.
+
+Neutral ground under every layer: settings classes, the local stack, the CLI and manifests/build.py read
+it, and it imports nothing of Seismo, so none of them has to reach into another layer for a constant.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Service:
+    """One deployable service: `seismo serve <name>`, one container, one Deployment."""
+
+    name: str
+    port: int
+    """Default port (settings, containers, manifests, compose)."""
+    module: str
+    """Module with `create_app(settings, registry)`; imported only when that service runs, so the
+    broker and the logger never import TensorFlow."""
+    settings: str
+    """Its pydantic-settings class (env prefix SEISMO_<NAME>_)."""
+
+
+SERVICES: dict[str, Service] = {
+    s.name: s
+    for s in (
+        Service("model", 8080, "seismo.services.model", "ModelSettings"),
+        Service("broker", 8090, "seismo.services.broker", "BrokerSettings"),
+        Service("logger", 8091, "seismo.services.logger", "LoggerSettings"),
+        Service("outlier", 8092, "seismo.services.outlier", "OutlierSettings"),
+        Service("drift", 8093, "seismo.services.drift", "DriftSettings"),
+        Service("metrics", 8094, "seismo.services.metrics", "MetricsSettings"),
+        Service("explainer", 8095, "seismo.services.explainer", "ExplainerSettings"),
+    )
+}
+SERVICE_PORTS: dict[str, int] = {name: service.port for name, service in SERVICES.items()}
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+"""The example config files shipped inside the package (triggers, metrics, explainer)."""
+EXAMPLE_ARTIFACTS = REPO_ROOT / "models" / "artifacts"
+"""What `make model` trains and fits: the example models and detectors."""
+EXAMPLE_MODEL = EXAMPLE_ARTIFACTS / "image-classifier"
+EXAMPLE_TABULAR_MODEL = EXAMPLE_ARTIFACTS / "tabular-classifier"
+EXAMPLE_DETECTORS = EXAMPLE_ARTIFACTS / "detectors"
+
+
+def data_dir() -> Path:
+    """Where local state lives: SEISMO_DATA_DIR, default `.seismo/` in the working directory."""
+    return Path(os.environ.get("SEISMO_DATA_DIR", ".seismo"))
+
+
+_ENV = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def expand_env(text: str, env: Mapping[str, str] | None = None) -> str:
+    """`${VAR}` and `${VAR:-default}` substituted from `env` (the process environment by default).
+
+    The config files (triggers, explainer) use it so one file serves the local stack and compose."""
+    env = os.environ if env is None else env
+    return _ENV.sub(lambda m: env.get(m["name"], m["default"] if m["default"] is not None else ""), text)
