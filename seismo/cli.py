@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from seismo.topology import SERVICE_PORTS, SERVICES
+from seismo.topology import SERVICE_PORTS, SERVICES, data_dir
 
 SERVICE_NAMES = tuple(SERVICES)
 
@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    return Path(args.data_dir or os.environ.get("SEISMO_DATA_DIR") or ".seismo")
+    return Path(args.data_dir) if args.data_dir else data_dir()
 
 
 def cmd_up(args: argparse.Namespace) -> int:

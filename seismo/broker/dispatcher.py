@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from seismo.broker.journal import DeadLettered, Delivered, GroupCommitter, PendingDelivery, RetryLater
 from seismo.broker.triggers import Trigger
 from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http
-from seismo.http import EventPoster, SendError, Unsendable
+from seismo.events.poster import EventPoster, SendError, Unsendable
 
 log = logging.getLogger(__name__)
 

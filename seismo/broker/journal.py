@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 
 from seismo.batching import ThreadBatcher
-from seismo.sqlite import bytes_in_use, open_database
+from seismo.database import bytes_in_use, open_database, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -98,17 +98,11 @@ class Journal:
 
     def __init__(self, path: str | Path, synchronous: str = "full"):
         self.path = Path(path)
-        self._db = open_database(self.path, _SCHEMA, "FULL" if synchronous == "full" else "NORMAL")
+        self._db = open_database(self.path, _SCHEMA, synchronous.upper())
 
     def transaction(self, work: Callable[[sqlite3.Connection], list]) -> list:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(self._db)
-            self._db.execute("COMMIT")
-            return result
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        with transaction(self._db):
+            return work(self._db)
 
     @staticmethod
     def insert_event(db: sqlite3.Connection, event: IncomingEvent, now: float) -> int:

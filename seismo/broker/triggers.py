@@ -23,12 +23,9 @@ from typing import Any
 
 import yaml
 
+from seismo import times
 from seismo.topology import expand_env
 
-_DURATION = re.compile(
-    r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
-)
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -37,12 +34,11 @@ class TriggerConfigError(ValueError):
 
 
 def parse_duration(text: str, where: str) -> float:
-    """ISO-8601 duration (`PT0.2S`, `PT1M30S`, `P1D`) in seconds."""
-    match = _DURATION.match(text) if isinstance(text, str) else None
-    if not match or text in ("P", "PT"):
-        raise TriggerConfigError(f"{where}: {text!r} is not an ISO-8601 duration such as PT0.5S or PT1M")
-    parts = {k: float(v) for k, v in match.groupdict().items() if v}
-    return parts.get("days", 0) * 86400 + parts.get("hours", 0) * 3600 + parts.get("minutes", 0) * 60 + parts.get("seconds", 0)
+    """ISO-8601 duration (`PT0.2S`, `PT1M30S`, `P1D`) in seconds: what Knative's delivery spec takes."""
+    try:
+        return times.parse_duration(text, iso_only=True)
+    except ValueError:
+        raise TriggerConfigError(f"{where}: {text!r} is not an ISO-8601 duration such as PT0.5S or PT1M") from None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seismo.sqlite import open_database
+from seismo.database import open_database, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -113,15 +113,10 @@ class WindowStore:
 
     def finish(self, window: Window, payload: bytes, event_id: str | None = None) -> None:
         """Record a tested window's result and let its snapshot go, in one transaction."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             self._db.execute("INSERT OR REPLACE INTO results (model, number, event_id, at, payload) VALUES (?, ?, ?, ?, ?)",
                              (window.model, window.number, event_id, time.time(), payload))
             self._db.execute("DELETE FROM complete WHERE model = ? AND number = ?", (window.model, window.number))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def results_for(self, model: str, event_id: str) -> list[bytes]:
         """The results of windows an event completed (to answer its redelivery the same way)."""
@@ -138,12 +133,10 @@ class WindowStore:
         was added before (a redelivery: nothing is added). A returned window stays kept until `finish`."""
         now = time.time() if now is None else now
         complete: list[Window] = []
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             if event_id is not None:
                 if self._db.execute("SELECT 1 FROM seen WHERE model = ? AND event_id = ?", (model, event_id)).fetchone():
-                    self._db.execute("ROLLBACK")
-                    return None
+                    return None  # a redelivery: the transaction commits having written nothing
                 self._db.execute("INSERT INTO seen (model, event_id, at) VALUES (?, ?, ?)", (model, event_id, now))
             tested, start, last_test = self._state(model)
             if start is None:
@@ -164,10 +157,6 @@ class WindowStore:
                     (model, model, self.size),
                 )
             self._set_state(model, tested, start, last_test)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return complete
 
     def due(self, now: float | None = None) -> list[Window]:
@@ -177,8 +166,7 @@ class WindowStore:
         now = time.time() if now is None else now
         out: list[Window] = []
         models = [r[0] for r in self._db.execute("SELECT model FROM windows").fetchall()]
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             for model in models:
                 tested, start, last_test = self._state(model)
                 if self.mode == "tumbling" and start is not None and now >= start + self.seconds:
@@ -199,10 +187,6 @@ class WindowStore:
                         self._keep(out[-1], None)
                         tested += 1
                     self._set_state(model, tested, start, now)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return out
 
     def close(self) -> None:

@@ -11,13 +11,13 @@ import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 import orjson
 
 from seismo.events.limits import loads
 from seismo.events.payloads import PayloadError
+from seismo.times import now_rfc3339  # noqa: F401  (re-exported: the event time format)
 
 SPEC_VERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
@@ -66,10 +66,6 @@ class CloudEvent:
             return loads(self.data, "event data")
         except PayloadError as exc:
             raise CloudEventError(str(exc)) from None
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def check_attribute(name: str, value: str) -> None:

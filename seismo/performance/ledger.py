@@ -12,15 +12,17 @@ Windows are read from here on demand; nothing grows in memory.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-from seismo.sqlite import open_database
+from seismo.database import open_database, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scored (
@@ -52,7 +54,7 @@ COUNT_NAMES = ("received", "joined", "pending", "orphaned", "late")
 
 
 @dataclass(frozen=True)
-class Window:
+class Lookback:
     """The newest `count` rows, or the rows of the last `seconds`, or everything (both None)."""
 
     seconds: float | None = None
@@ -113,8 +115,11 @@ class Ledger:
 
     # -- writes; each call is one transaction -------------------------------------------------------
 
-    def transaction(self):
-        return _Transaction(self)
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Ledger]:
+        """`with ledger.transaction():` several writes in one BEGIN IMMEDIATE ... COMMIT, under the lock."""
+        with self._lock, transaction(self._db):
+            yield self
 
     def add_scored(self, model: str, items: list[ScoredItem]) -> list[str]:
         """'new', 'duplicate' (same truth again) or 'replaced' (a different later truth) per item."""
@@ -214,7 +219,7 @@ class Ledger:
             rows = self._db.execute("SELECT model FROM scored UNION SELECT model FROM seen UNION SELECT model FROM counts").fetchall()
         return sorted(r[0] for r in rows)
 
-    def _window_sql(self, table: str, columns: str, model: str, cohort: str, group: str | None, window: Window, now: float):
+    def _window_sql(self, table: str, columns: str, model: str, cohort: str, group: str | None, window: Lookback, now: float):
         sql = f"SELECT {columns} FROM {table}_cohort c JOIN {table} s ON s.model = c.model AND s.key = c.key WHERE c.model = ? AND c.cohort = ?"
         params: list = [model, cohort]
         if group is not None:
@@ -229,14 +234,14 @@ class Ledger:
             params.append(window.count)
         return sql, params
 
-    def scored_rows(self, model: str, cohort: str, group: str | None, window: Window, now: float | None = None) -> Rows:
+    def scored_rows(self, model: str, cohort: str, group: str | None, window: Lookback, now: float | None = None) -> Rows:
         sql, params = self._window_sql("scored", "s.predicted, s.truth, s.scores", model, cohort, group, window, now or time.time())
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         return Rows(np.array([r[0] for r in rows], dtype=np.float64), np.array([r[1] for r in rows], dtype=np.float64),
                     [None if r[2] is None else tuple(orjson.loads(r[2])) for r in rows])
 
-    def seen_scores(self, model: str, cohort: str, group: str | None, window: Window, now: float | None = None) -> list[tuple[float, ...]]:
+    def seen_scores(self, model: str, cohort: str, group: str | None, window: Lookback, now: float | None = None) -> list[tuple[float, ...]]:
         sql, params = self._window_sql("seen", "s.scores", model, cohort, group, window, now or time.time())
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
@@ -245,21 +250,3 @@ class Ledger:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-class _Transaction:
-    """`with ledger.transaction() as db:` one BEGIN IMMEDIATE ... COMMIT around several writes."""
-
-    def __init__(self, ledger: Ledger):
-        self.ledger = ledger
-
-    def __enter__(self) -> Ledger:
-        self.ledger._lock.acquire()
-        self.ledger._db.execute("BEGIN IMMEDIATE")
-        return self.ledger
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self.ledger._db.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self.ledger._lock.release()

@@ -13,7 +13,7 @@ import numpy as np
 
 from seismo.performance.config import ModelConfig
 from seismo.performance.ledger import Rows
-from seismo.stats.performance import (
+from seismo.stats.model_metrics import (
     calibration_error,
     classification_metrics,
     confusion_counts,

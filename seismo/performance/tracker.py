@@ -18,7 +18,7 @@ from seismo.events.feedback import Feedback, FeedbackError, parse_feedback
 from seismo.events.limits import check_depth
 from seismo.events.payloads import PayloadError
 from seismo.performance.config import ALL, ConfigError, ModelConfig
-from seismo.performance.ledger import Ledger, ScoredItem, SeenItem, Window
+from seismo.performance.ledger import Ledger, Lookback, ScoredItem, SeenItem
 from seismo.performance.prometheus import PerformanceMetrics
 from seismo.performance.report import estimated, realized
 from seismo.performance.scoring import ScoringError, cohorts_of, predictions_of, score, truthy
@@ -257,7 +257,7 @@ class Tracker:
 
     # -- reports ----------------------------------------------------------------------------------
 
-    def report(self, model: str, cohort: str = ALL, group: str | None = None, window: Window = Window()) -> dict:
+    def report(self, model: str, cohort: str = ALL, group: str | None = None, window: Lookback = Lookback()) -> dict:
         config = self.models[model]
         now = time.time()
         rows = self.ledger.scored_rows(model, cohort, group, window, now)
@@ -272,7 +272,7 @@ class Tracker:
             out["groups"] = {g: realized(config, self.ledger.scored_rows(model, cohort, g, window, now)) for g in GROUPS}
         return out
 
-    def refresh_gauges(self, window: Window) -> None:
+    def refresh_gauges(self, window: Lookback) -> None:
         combos: set[tuple[str, str, str | None]] = set()
         for model, cohort, group in self.ledger.groups():
             if model in self.models:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
+from typing import Annotated, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
@@ -25,8 +26,8 @@ from seismo.broker.dispatcher import Dispatcher, DispatchMetrics
 from seismo.broker.journal import GroupCommitter, IncomingEvent, Journal
 from seismo.broker.triggers import Trigger, load_triggers
 from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, to_binary
+from seismo.events.poster import EventPoster
 from seismo.events.types import model_of
-from seismo.http import EventPoster
 from seismo.labels import LabelValues, event_type_label
 from seismo.services.auth import auth_middleware
 from seismo.services.common import (
@@ -36,6 +37,7 @@ from seismo.services.common import (
     JSONResponse,
     error,
     health_routes,
+    one_of,
     read_body,
     stopped_tasks,
 )
@@ -43,6 +45,9 @@ from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
 
 log = logging.getLogger(__name__)
 DEFAULT_TRIGGERS = CONFIG_DIR / "triggers.yaml"
+
+
+Synchronous = Literal["full", "normal"]
 
 
 class BrokerSettings(BaseSettings):
@@ -56,7 +61,7 @@ class BrokerSettings(BaseSettings):
     """YAML file of triggers (Knative Trigger spec shape)."""
     journal_path: Path = Field(default_factory=lambda: data_dir() / "broker.db")
     """SQLite file holding events until every matching trigger has them."""
-    synchronous: str = "full"
+    synchronous: Annotated[Synchronous, one_of("synchronous", Synchronous)] = "full"
     """SQLite synchronous mode: `full` survives power loss, `normal` only a process crash (faster)."""
     max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest event body accepted; bigger ones get 413."""

@@ -8,10 +8,11 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,6 +21,21 @@ from starlette.routing import Route
 from seismo.events.limits import loads
 
 log = logging.getLogger(__name__)
+
+
+def one_of(name: str, choices: Any) -> BeforeValidator:
+    """For `Annotated[Literal[...], one_of("setting", Literal[...])]`: a choice setting that fails at start
+    with a message naming the setting and its choices (never a silent fallback to a default)."""
+    allowed = get_args(choices)
+
+    def check(value: Any) -> Any:
+        if value not in allowed:
+            listed = ", ".join(allowed[:-1]) + f" or {allowed[-1]}" if len(allowed) > 1 else allowed[0]
+            raise ValueError(f"{name} must be {listed}, not {str(value)[:40]!r}")
+        return value
+
+    return BeforeValidator(check)
+
 
 class JSONResponse(Response):
     media_type = "application/json"

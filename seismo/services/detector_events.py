@@ -14,11 +14,12 @@ from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, now_rfc3339, to_binary
+from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, to_binary
 from seismo.events.payloads import PayloadError, instances_of
 from seismo.events.types import EventKind, kind_of, model_of
 from seismo.labels import OTHER
 from seismo.services.common import BodyTooLarge, error, read_body
+from seismo.times import now_rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import contextlib
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import orjson
@@ -30,15 +30,19 @@ from starlette.routing import Route
 from seismo.batching import ThreadBatcher
 from seismo.detect import DriftResult, load_detector
 from seismo.detect.windows import Window, WindowStore
-from seismo.events.cloudevents import CloudEvent, now_rfc3339, to_binary
+from seismo.events.cloudevents import CloudEvent, to_binary
+from seismo.events.poster import EventPoster, SendError
 from seismo.events.types import KSERVE_DRIFT
-from seismo.http import EventPoster, SendError
 from seismo.services.auth import auth_middleware
-from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, health_routes, stopped_tasks
+from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, health_routes, one_of, stopped_tasks
 from seismo.services.detector_events import accept, reply
+from seismo.times import now_rfc3339, rfc3339
 from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS, data_dir
 
 log = logging.getLogger(__name__)
+
+
+WindowMode = Literal["count", "tumbling", "sliding"]
 
 
 class DriftSettings(BaseSettings):
@@ -54,7 +58,7 @@ class DriftSettings(BaseSettings):
     """The model whose requests fill the windows; events for other models are rejected."""
     window_size: int = 1000
     """Instances per window (count mode), or the most a time window holds."""
-    window_mode: str = "count"
+    window_mode: Annotated[WindowMode, one_of("window_mode", WindowMode)] = "count"
     """count, tumbling (time) or sliding (time)."""
     window_seconds: float = 60.0
     """Span of a time window."""
@@ -72,21 +76,15 @@ class DriftSettings(BaseSettings):
     """Largest event body accepted; bigger ones get 413."""
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
 def window_payload(model: str, window: Window, result: DriftResult, detector_kind: str) -> dict:
     return {**result.to_json(), "model": model, "window": window.number, "size": len(window.rows),
-            "start": _iso(window.start), "end": _iso(window.end), "detector": detector_kind}
+            "start": rfc3339(window.start), "end": rfc3339(window.end), "detector": detector_kind}
 
 
 def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlette:
     if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
         raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit drift --reference FILE --out DIR` "
                          "(or `make model` for the example) and set SEISMO_DRIFT_DETECTOR_PATH")
-    if settings.window_mode not in ("count", "tumbling", "sliding"):
-        raise ValueError(f"window_mode must be count, tumbling or sliding, not {settings.window_mode!r}")
     if settings.window_size < 2:
         raise ValueError(f"window_size must be at least 2, not {settings.window_size}")
     windows_tested = Counter("seismo_drift_windows", "Windows tested, by outcome", ["model", "outcome"], registry=registry)

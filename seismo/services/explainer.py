@@ -30,7 +30,7 @@ from starlette.routing import Route
 from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request
 from seismo.explain.anchors import Budget
 from seismo.explain.config import ExplainedModel, load_models
-from seismo.explain.run import METHODS, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
+from seismo.explain.methods import METHODS, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
 from seismo.services.auth import AuthSettings, TokenSet, auth_middleware
 from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, error, health_routes, parse_json, read_body
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS

@@ -12,9 +12,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-import math
 import time
-from datetime import datetime
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -25,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher
-from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, now_rfc3339
+from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http
 from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
 from seismo.labels import LabelValues, event_type_label
 from seismo.services.auth import auth_middleware
@@ -42,6 +40,7 @@ from seismo.services.common import (
 )
 from seismo.store import RecordStore, RecordUpdate, record_to_json
 from seismo.store.settings import StoreSettings
+from seismo.times import now_rfc3339, parse_timestamp
 from seismo.topology import SERVICE_PORTS
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ class LoggerSettings(StoreSettings):
 def _event_time(event: CloudEvent, received: float) -> float:
     if event.time:
         try:
-            return datetime.fromisoformat(event.time.replace("Z", "+00:00")).timestamp()
+            return parse_timestamp(event.time)
         except ValueError:
             pass
     return received
@@ -120,19 +119,10 @@ def drift_window_of(update: RecordUpdate) -> tuple[str, int, dict]:
 def _parse_time(value: str | None, name: str) -> float | None:
     if value is None or value == "":
         return None
-    problem = ValueError(f"'{name}' must be epoch seconds or an ISO-8601 time, got {value[:60]!r}")
-    if not value.isascii():
-        raise problem
     try:
-        seconds = float(value)
+        return parse_timestamp(value)
     except ValueError:
-        try:
-            seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except (ValueError, OverflowError, OSError):
-            raise problem from None
-    if not math.isfinite(seconds):
-        raise problem
-    return seconds
+        raise ValueError(f"'{name}' must be epoch seconds or an ISO-8601 time, got {value[:60]!r}") from None
 
 
 def parse_limit(text: str, maximum: int) -> int:

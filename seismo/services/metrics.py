@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +31,7 @@ from seismo.events.cloudevents import CloudEventError, from_http
 from seismo.events.feedback import FeedbackError, parse_feedback
 from seismo.events.types import SELDON_FEEDBACK, prediction_id_of
 from seismo.performance.config import ALL, ConfigError, check_cohort_name, load_models
-from seismo.performance.ledger import Ledger, Window
+from seismo.performance.ledger import Ledger, Lookback
 from seismo.performance.prometheus import PerformanceMetrics
 from seismo.performance.scoring import truthy
 from seismo.performance.tracker import GROUPS, Incoming, Tracker
@@ -48,12 +47,11 @@ from seismo.services.common import (
     stopped_tasks,
 )
 from seismo.store.settings import StoreSettings
+from seismo.times import parse_duration
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
 
 log = logging.getLogger(__name__)
 EXAMPLE_CONFIG = CONFIG_DIR / "metrics.yaml"
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class MetricsSettings(StoreSettings):
@@ -95,23 +93,26 @@ class MetricsSettings(StoreSettings):
     """Scored truth and predictions read for estimation older than this leave the ledger (0: kept forever)."""
 
 
-def parse_window(text: str | None, default: Window) -> Window:
+def parse_window(text: str | None, default: Lookback) -> Lookback:
     """`30s`/`15m`/`1h`/`7d` (time), `1000` (newest instances), `all`; ValueError naming the problem."""
     if text is None or text == "":
         return default
     if text == "all":
-        return Window()
+        return Lookback()
     if text.isascii() and text.isdigit() and int(text) > 0:
-        return Window(count=int(text))
-    match = _DURATION.match(text)
-    if match and float(match.group(1)) > 0:
-        return Window(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+        return Lookback(count=int(text))
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        seconds = 0.0
+    if seconds > 0:
+        return Lookback(seconds=seconds)
     raise ValueError(f"'window' must be a duration like 30s, 15m, 1h or 7d, a positive count like 1000, or 'all'; got {text!r}")
 
 
 def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starlette:
     models = load_models(settings.config_file)
-    default_window = parse_window(settings.window, Window())
+    default_window = parse_window(settings.window, Lookback())
     metrics = PerformanceMetrics(registry, settings.max_cohorts, {name: [rule.name for rule in config.rules] for name, config in models.items()},
                                  settings.cohort_admit_after)
     state: dict = {"tracker": None, "loops": []}

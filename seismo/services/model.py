@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import AliasChoices, Field
@@ -23,11 +23,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import seismo
-from seismo.events.cloudevents import CloudEvent, now_rfc3339
+from seismo.events.cloudevents import CloudEvent
 from seismo.events.limits import check_prediction_id, loads
 from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor
+from seismo.events.poster import EventPoster
 from seismo.events.types import FORWARDED_HEADERS, KSERVE_REQUEST, KSERVE_RESPONSE
-from seismo.http import EventPoster
 from seismo.performance.config import COHORT_NAME
 from seismo.services.auth import AuthSettings, TokenSet, is_authorized
 from seismo.services.common import (
@@ -37,17 +37,25 @@ from seismo.services.common import (
     JSONResponse,
     error,
     health_routes,
+    one_of,
     read_body,
 )
 from seismo.serving.event_logger import EventLogger, EventLoggerConfig
 from seismo.serving.predictor import Predictor
 from seismo.serving.runtimes import load_runtime
+from seismo.times import now_rfc3339
 from seismo.topology import EXAMPLE_MODEL, SERVICE_PORTS
 
 log = logging.getLogger(__name__)
 TRAFFIC_HEADER = "x-seismo-traffic"
 """`X-Seismo-Traffic: explainer` marks the explainer's calls, which are answered but never logged."""
 _SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+
+
+Framework = Literal["auto", "keras", "sklearn"]
+LogMode = Literal["all", "request", "response"]
+Overflow = Literal["drop_newest", "drop_oldest"]
+OnClientError = Literal["drop", "retry"]
 
 
 class ModelSettings(BaseSettings):
@@ -59,7 +67,7 @@ class ModelSettings(BaseSettings):
     """Inference port."""
     path: Path = EXAMPLE_MODEL
     """Model artifact: a folder with metadata.json, a .keras file, a SavedModel folder, or a .joblib file."""
-    framework: str = "auto"
+    framework: Annotated[Framework, one_of("framework", Framework)] = "auto"
     """keras, sklearn, or auto (from metadata.json or the file name)."""
     name: str | None = None
     """Name the model is served under; default from its metadata."""
@@ -73,13 +81,13 @@ class ModelSettings(BaseSettings):
     """Most instances (rows) in one request; more get 413."""
     sink_url: str | None = Field(default=None, validation_alias=AliasChoices("SEISMO_MODEL_SINK_URL", "K_SINK"))
     """Where request/response CloudEvents go (the broker). K_SINK works too. Unset: no logging."""
-    log_mode: str = "all"
+    log_mode: Annotated[LogMode, one_of("log_mode", LogMode)] = "all"
     """Which events to log: all, request or response."""
     log_queue_capacity: int = 10_000
     """Events held at most while the sink is slow or down; beyond that, drops are counted."""
-    log_overflow: str = "drop_newest"
+    log_overflow: Annotated[Overflow, one_of("log_overflow", Overflow)] = "drop_newest"
     """When the queue is full: drop_newest or drop_oldest."""
-    log_on_client_error: str = "drop"
+    log_on_client_error: Annotated[OnClientError, one_of("log_on_client_error", OnClientError)] = "drop"
     """When the sink answers a 4xx (not 429): drop (counted) or retry."""
     log_concurrency: int = 16
     """Events sent at once."""
@@ -131,8 +139,6 @@ def prediction_id_for(request: Request, body_id: str | None = None) -> str:
 def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlette:
     if not settings.path.exists():
         raise ValueError(f"model artifact {settings.path} not found: train the example with `make model` or set SEISMO_MODEL_PATH")
-    if settings.log_mode not in ("all", "request", "response"):
-        raise ValueError(f"log_mode must be all, request or response, not {settings.log_mode!r}")
     metrics = _ServingMetrics(registry)
     auth = TokenSet(AuthSettings())
     state: dict[str, Any] = {"predictor": None, "logger": None}

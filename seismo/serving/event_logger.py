@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from seismo.events.cloudevents import CloudEvent, escape_id, to_binary
+from seismo.events.poster import EventPoster, SendError, Unsendable
 from seismo.events.types import model_of
-from seismo.http import EventPoster, SendError, Unsendable
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
@@ -17,6 +16,7 @@ import orjson
 from seismo.events.limits import check_depth
 from seismo.events.payloads import PayloadError
 from seismo.events.types import EventKind
+from seismo.times import rfc3339
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def _decode_payload(body: bytes | None, content_type: str | None) -> Any:
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts).astimezone().isoformat()
+    return None if ts is None else rfc3339(ts)
 
 
 def record_to_json(record: Record) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from seismo.sqlite import open_database
+from seismo.database import open_database, transaction
 from seismo.store.base import Record, RecordUpdate, merge
 
 _SCHEMA = """
@@ -102,8 +102,7 @@ class SQLiteRecordStore:
         now = round(time.time(), 6)  # microseconds, what the API's ISO times carry
         results: list[bool] = []
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(self._db):
                 pending: dict[str, Record] = {}  # records changed in this batch, by id
                 for update in updates:
                     current = pending.get(update.prediction_id) or self._get(update.prediction_id)
@@ -115,10 +114,6 @@ class SQLiteRecordStore:
                     f"INSERT OR REPLACE INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",
                     [_record_to_row(r) for r in pending.values()],
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
         return results
 
     def _get(self, prediction_id: str) -> Record | None:

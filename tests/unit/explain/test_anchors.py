@@ -8,7 +8,7 @@ import pytest
 from seismo.explain.anchors import AnchorSearch, Budget, kl_lower, kl_upper
 from seismo.explain.config import ExplainedModel
 from seismo.explain.image import ImageSampler, segment
-from seismo.explain.run import explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
+from seismo.explain.methods import explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
 from seismo.explain.tabular import Discretizer
 
 RNG = np.random.default_rng(0)

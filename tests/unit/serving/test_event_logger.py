@@ -6,7 +6,7 @@ from helpers import RecordingSink, ThreadServer, free_port, metric_sum
 from prometheus_client import CollectorRegistry, generate_latest
 
 from seismo.events.cloudevents import CloudEvent
-from seismo.http import EventPoster
+from seismo.events.poster import EventPoster
 from seismo.serving.event_logger import EventLogger, EventLoggerConfig
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from seismo.stats.performance import (
+from seismo.stats.model_metrics import (
     binary_metrics,
     calibration_error,
     classification_metrics,

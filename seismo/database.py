@@ -7,11 +7,15 @@ explicit BEGIN/COMMIT, so one batch is one commit.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 
 def open_database(path: str | Path, schema: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError(f"SQLite synchronous must be NORMAL or FULL, not {synchronous!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -27,3 +31,18 @@ def bytes_in_use(db: sqlite3.Connection) -> int:
     page_size = db.execute("PRAGMA page_size").fetchone()[0]
     pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
     return page_size * pages
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """`with transaction(db):` one BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception): one batch, one commit.
+
+    IMMEDIATE takes the write lock up front, so two writers wait on busy_timeout instead of failing
+    halfway through with SQLITE_BUSY on the upgrade from a read lock."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
