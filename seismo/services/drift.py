@@ -33,6 +33,7 @@ from seismo.detect.windows import Window, WindowStore
 from seismo.events.cloudevents import CloudEvent, to_binary
 from seismo.events.poster import EventPoster, SendError
 from seismo.events.types import KSERVE_DRIFT
+from seismo.retry import Backoff, is_transient, retry_async
 from seismo.services.auth import auth_middleware
 from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, health_routes, one_of, stopped_tasks
 from seismo.services.detector_events import accept, reply
@@ -43,6 +44,12 @@ log = logging.getLogger(__name__)
 
 
 WindowMode = Literal["count", "tumbling", "sliding"]
+
+
+class SinkRefused(Exception):
+    def __init__(self, status: int):
+        super().__init__(f"the sink answered HTTP {status}")
+        self.status = status
 
 
 class DriftSettings(BaseSettings):
@@ -152,15 +159,22 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
         event = CloudEvent(answered.id if answered else str(uuid.uuid4()), source, KSERVE_DRIFT,
                            orjson.dumps(payload), "application/json", now_rfc3339(), extensions=extensions)
         headers, body = to_binary(event)
-        for attempt in range(5):
-            try:
-                answer = await state["poster"].post(settings.sink_url, headers, body, 10.0)
-                if answer.status < 300:
-                    return
-            except SendError:
-                pass
-            await asyncio.sleep(0.2 * 2**attempt)
-        unpublished.labels(payload["model"], "sink_failed").inc()
+
+        async def post() -> None:
+            answer = await state["poster"].post(settings.sink_url, headers, body, 10.0)
+            if answer.status >= 300:
+                raise SinkRefused(answer.status)
+
+        def transient(exc: Exception) -> str | None:
+            if isinstance(exc, SendError):
+                return str(exc)
+            return f"HTTP {exc.status}" if isinstance(exc, SinkRefused) and is_transient(exc.status) else None
+
+        try:
+            await retry_async(post, 5, Backoff(0.2, 3.2, jitter=False), f"publishing drift window {payload['window']}", transient)
+        except (SendError, SinkRefused) as exc:
+            unpublished.labels(payload["model"], "sink_failed").inc()
+            log.warning("drift result for %s window %s not published: %s", payload["model"], payload["window"], exc)
 
     async def handle(request: Request) -> Response:
         detector = state["detector"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import random
 import time
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from seismo.events.cloudevents import CloudEvent, escape_id, to_binary
 from seismo.events.poster import EventPoster, SendError, Unsendable
 from seismo.events.types import model_of
+from seismo.retry import Backoff, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +130,14 @@ class EventLogger:
                     self.sent.labels(model, event.type).inc()
                     return
                 code = response.status
-                if 400 <= code < 500 and code != 429 and self.config.on_client_error == "drop":
+                if not is_transient(code) and self.config.on_client_error == "drop":
                     self.dropped.labels(model, "rejected").inc()
                     log.warning("sink refused event %s (%s) with %d: %s", escape_id(event.id), event.type, code, response.body[:200])
                     return
                 reason, detail = ("throttled" if code == 429 else f"http_{code // 100}xx"), f"HTTP {code}"
             self.retried.labels(model, reason).inc()
             attempt += 1
-            delay = min(self.config.initial_backoff * 2 ** (attempt - 1), self.config.max_backoff)
-            delay *= random.uniform(0.5, 1.0)  # jitter: senders that failed together do not retry together
+            delay = Backoff(self.config.initial_backoff, self.config.max_backoff).delay(attempt)
             if attempt == 1 or attempt % 20 == 0:
                 log.warning("sending event %s to %s failed (%s); retrying (attempt %d)", escape_id(event.id), self.config.sink_url, detail, attempt)
             await asyncio.sleep(delay)

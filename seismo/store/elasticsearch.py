@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seismo.retry import Backoff, is_transient, retry_call
 from seismo.store.base import Record, RecordUpdate, merge
 
 log = logging.getLogger(__name__)
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _INDEX_UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 
 
@@ -127,23 +127,18 @@ class ElasticsearchRecordStore:
         self._pattern = f"{config.index_prefix}-*"
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """One Elasticsearch call, retried with backoff on what may pass (throttling, 5xx, no connection)."""
         from elasticsearch import ApiError, ConnectionError, ConnectionTimeout
 
-        for attempt in range(self.config.max_retries + 1):
-            try:
-                return fn()
-            except ApiError as exc:
-                if exc.meta.status not in RETRY_STATUSES or attempt == self.config.max_retries:
-                    raise
-                reason = f"HTTP {exc.meta.status}"
-            except (ConnectionError, ConnectionTimeout) as exc:
-                if attempt == self.config.max_retries:
-                    raise
-                reason = type(exc).__name__
-            delay = min(self.config.backoff_seconds * 2**attempt, 10.0)
-            log.warning("elasticsearch %s failed (%s); retry %d in %.2fs", what, reason, attempt + 1, delay)
-            self._sleep(delay)
-        raise AssertionError("unreachable")
+        def transient(exc: Exception) -> str | None:
+            if isinstance(exc, ApiError):
+                return f"HTTP {exc.meta.status}" if is_transient(exc.meta.status) else None
+            if isinstance(exc, (ConnectionError, ConnectionTimeout)):
+                return type(exc).__name__
+            return None
+
+        backoff = Backoff(self.config.backoff_seconds, 10.0, jitter=False)
+        return retry_call(fn, self.config.max_retries + 1, backoff, f"elasticsearch {what}", transient, self._sleep)
 
     def _find(self, prediction_id: str) -> tuple[Record, str, int, int] | None:
         """The record with where it lives and its concurrency tokens."""
