@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.middleware import Middleware
-from starlette.requests import Request
 
 log = logging.getLogger(__name__)
 ALWAYS_OPEN = frozenset({"/healthz", "/readyz"})
@@ -81,11 +80,11 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def is_authorized(request: Request, tokens: TokenSet) -> bool:
-    """True when auth is off or the request carries an accepted token."""
+def is_authorized(headers: Mapping[str, str], tokens: TokenSet) -> bool:
+    """True when auth is off or the request's headers carry an accepted token."""
     if not tokens.enabled:
         return True
-    token = bearer_token(request.headers.get("authorization"))
+    token = bearer_token(headers.get("authorization"))
     return token is not None and tokens.accepts(token)
 
 

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -38,7 +39,7 @@ from seismo.services.common import (
     read_body,
     stopped_tasks,
 )
-from seismo.store import RecordStore, RecordUpdate, record_to_json
+from seismo.store import Record, RecordStore, RecordUpdate, record_to_json
 from seismo.store.settings import StoreSettings
 from seismo.times import now_rfc3339, parse_timestamp
 from seismo.topology import SERVICE_PORTS
@@ -132,54 +133,152 @@ def parse_limit(text: str, maximum: int) -> int:
     return int(text)
 
 
-def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None) -> Starlette:
-    received = Counter("seismo_logger_events_received", "Events received", ["model", "type"], registry=registry)
-    stored = Counter("seismo_logger_events_stored", "Events folded into a record", ["model", "type"], registry=registry)
-    duplicates = Counter("seismo_logger_events_duplicate", "Redelivered events that changed nothing", ["model", "type"], registry=registry)
-    rejected = Counter("seismo_logger_events_rejected", "Events refused, by reason", ["reason"], registry=registry)
-    store_seconds = Histogram(
-        "seismo_logger_store_seconds", "Time to commit one batch of events to the store",
-        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=registry,
-    )
-    dead_letters = Counter("seismo_logger_dead_letters", "Dead letters received from the broker, by the subscriber's answer",
-                           ["type", "code"], registry=registry)
-    retention_removed = Counter("seismo_logger_retention_removed", "Entries removed by retention", ["what"], registry=registry)
-    state: dict[str, object] = {"ready": False, "tasks": []}
-    recent_dead: collections.deque[dict] = collections.deque(maxlen=100)
-    model_label = LabelValues(m.strip() for m in settings.models.split(",") if m.strip())
+class _LoggerMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.received = Counter("seismo_logger_events_received", "Events received", ["model", "type"], registry=registry)
+        self.stored = Counter("seismo_logger_events_stored", "Events folded into a record", ["model", "type"], registry=registry)
+        self.duplicates = Counter("seismo_logger_events_duplicate", "Redelivered events that changed nothing", ["model", "type"],
+                                  registry=registry)
+        self.rejected = Counter("seismo_logger_events_rejected", "Events refused, by reason", ["reason"], registry=registry)
+        self.store_seconds = Histogram(
+            "seismo_logger_store_seconds", "Time to commit one batch of events to the store",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=registry,
+        )
+        self.dead_letters = Counter("seismo_logger_dead_letters", "Dead letters received from the broker, by the subscriber's answer",
+                                    ["type", "code"], registry=registry)
+        self.retention_removed = Counter("seismo_logger_retention_removed", "Entries removed by retention", ["what"], registry=registry)
 
-    def write_batch(updates: list[RecordUpdate]) -> list[bool]:
+
+class StoreUnavailable(Exception):
+    """The store refused a write: the event was not stored (a 503, so the broker retries)."""
+
+
+class RecordLogger:
+    """The logger without HTTP: folds accepted events into the record store, answers reads, runs retention.
+
+    Store calls run on one writer thread (`ThreadBatcher`), so a batch of events is one transaction and
+    the event loop never waits on SQLite or Elasticsearch."""
+
+    def __init__(self, settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None):
+        self.settings = settings
+        self.metrics = _LoggerMetrics(registry)
+        self._given_store = store
+        self.store: RecordStore | None = None
+        self.ready = False
+        self._tasks: list[asyncio.Task] = []
+        self.recent_dead_letters: collections.deque[dict] = collections.deque(maxlen=100)
+        self.model_label = LabelValues(m.strip() for m in settings.models.split(",") if m.strip())
+        self.writer: ThreadBatcher[RecordUpdate, bool] = ThreadBatcher(self._write_batch, settings.max_batch, name="store-writer")
+
+    def _store(self) -> RecordStore:
+        if self.store is None:
+            raise RuntimeError("the logger is not started")
+        return self.store
+
+    def _write_batch(self, updates: list[RecordUpdate]) -> list[bool]:
         started = time.perf_counter()
-        results = state["store"].apply(updates)  # type: ignore[union-attr]
-        store_seconds.observe(time.perf_counter() - started)
+        results = self._store().apply(updates)
+        self.metrics.store_seconds.observe(time.perf_counter() - started)
         return results
 
-    writer: ThreadBatcher[RecordUpdate, bool] = ThreadBatcher(write_batch, settings.max_batch, name="store-writer")
+    async def start(self) -> None:
+        self.store = self._given_store or self.settings.open_store()
+        self.writer.start()
+        if self.settings.retention_seconds > 0:
+            self._tasks = [asyncio.create_task(self._retention(), name="logger-retention")]
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await cancel_and_wait(self._tasks)
+        await self.writer.close(self._store().close if self._given_store is None else None)
+
+    def stopped(self) -> list[str]:
+        return self.writer.stopped() + stopped_tasks(self._tasks)
+
+    def count_rejected(self, reason: str) -> None:
+        self.metrics.rejected.labels(reason).inc()
+
+    def accept(self, headers: Mapping[str, str], body: bytes) -> tuple[CloudEvent, RecordUpdate, tuple[str, int, dict] | None]:
+        """Parse and check one delivered event; CloudEventError or ValueError (a 400) naming the problem."""
+        try:
+            event = from_http(headers, body)
+            update = update_from_event(event, time.time())
+            drift_window = drift_window_of(update) if update.kind is EventKind.DRIFT else None
+        except (CloudEventError, ValueError) as exc:
+            self.count_rejected("invalid")
+            log.warning("rejected event: %s", exc)
+            raise
+        return event, update, drift_window
+
+    async def store_event(self, event: CloudEvent, update: RecordUpdate, drift_window: tuple[str, int, dict] | None) -> bool:
+        """Fold an accepted event into its record once committed; True if it changed the record.
+
+        StoreUnavailable when the store failed (nothing was stored)."""
+        model, event_type = self.model_label(update.model), event_type_label(event.type)
+        self.metrics.received.labels(model, event_type).inc()
+        try:
+            if drift_window is not None:
+                await self.writer.call(self._store().add_drift_window, *drift_window)
+            changed = await self.writer.submit(update)
+        except Exception as exc:
+            self.count_rejected("store_error")
+            log.error("store write failed for %s: %s", escape_id(update.prediction_id), exc)
+            raise StoreUnavailable(type(exc).__name__) from exc
+        (self.metrics.stored if changed else self.metrics.duplicates).labels(model, event_type).inc()
+        return changed
+
+    async def drift_windows(self, model: str | None, limit: int) -> list[dict]:
+        return await self.writer.call(self._store().drift_windows, model, limit)
+
+    async def record(self, prediction_id: str) -> Record | None:
+        return await self.writer.call(self._store().get, prediction_id)
+
+    async def records(self, model: str | None, since: float | None, until: float | None, limit: int) -> list[Record]:
+        return await self.writer.call(self._store().query, model, since, until, limit)
+
+    def dead_letter(self, event: CloudEvent) -> dict:
+        """Count a dead letter and keep its attributes (never the payload) among the last 100."""
+        code = event.extensions.get("knativeerrorcode") or "none"
+        event_type = event_type_label(event.type)
+        self.metrics.dead_letters.labels(event_type, code if code.isdigit() and len(code) == 3 else "other").inc()
+        entry = {"id": event.id, "type": event.type, "model": model_of(event), "time": now_rfc3339(), "code": code,
+                 "destination": event.extensions.get("knativeerrordest"), "size": len(event.data)}
+        self.recent_dead_letters.append(entry)
+        log.warning("dead letter: event %s (%s) for %s, subscriber answered %s", escape_id(event.id), event_type,
+                    event.extensions.get("knativeerrordest"), code)
+        return entry
+
+    async def _retention(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.retention_interval_seconds)
+            try:
+                removed = await self.writer.call(self._store().expire, time.time() - self.settings.retention_seconds)
+                for what, count in removed.items():
+                    if count:
+                        self.metrics.retention_removed.labels(what).inc(count)
+                        log.info("retention: removed %d %s older than %.0f s", count, what, self.settings.retention_seconds)
+            except Exception as exc:  # the store may be down for a while: try again next time
+                log.warning("retention failed: %r", exc)
+
+
+def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None) -> Starlette:
+    """Routes that translate HTTP to the `RecordLogger` (on `app.state.logger`) and back."""
+    core = RecordLogger(settings, registry, store)
 
     async def ingest(request: Request) -> Response:
         try:
             body = await read_body(request, settings.max_event_bytes)
-            event = from_http(request.headers, body)
-            update = update_from_event(event, time.time())
-            drift_window = drift_window_of(update) if update.kind is EventKind.DRIFT else None
+            event, update, drift_window = core.accept(request.headers, body)
         except BodyTooLarge as exc:
-            rejected.labels("too_large").inc()
+            core.count_rejected("too_large")
             return error(413, str(exc))
         except (CloudEventError, ValueError) as exc:
-            rejected.labels("invalid").inc()
-            log.warning("rejected event: %s", exc)
             return error(400, str(exc))
-        model, event_type = model_label(update.model), event_type_label(event.type)
-        received.labels(model, event_type).inc()
         try:
-            if drift_window is not None:
-                await writer.call(state["store"].add_drift_window, *drift_window)  # type: ignore[union-attr]
-            changed = await writer.submit(update)
-        except Exception as exc:  # the store is down: 503 makes the broker retry later
-            rejected.labels("store_error").inc()
-            log.error("store write failed for %s: %s", escape_id(update.prediction_id), exc)
-            return error(503, f"store unavailable: {type(exc).__name__}")
-        (stored if changed else duplicates).labels(model, event_type).inc()
+            changed = await core.store_event(event, update, drift_window)
+        except StoreUnavailable as exc:  # 503 makes the broker retry later
+            return error(503, f"store unavailable: {exc}")
         return JSONResponse({"prediction_id": update.prediction_id, "stored": changed})
 
     async def drift_log(request: Request) -> Response:
@@ -187,12 +286,11 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
             limit = parse_limit(request.query_params.get("limit", "1000"), 10000)
         except ValueError as exc:
             return error(400, str(exc))
-        windows = await writer.call(state["store"].drift_windows, request.query_params.get("model"), limit)  # type: ignore[union-attr]
-        return JSONResponse({"windows": windows})
+        return JSONResponse({"windows": await core.drift_windows(request.query_params.get("model"), limit)})
 
     async def get_record(request: Request) -> Response:
         prediction_id = request.path_params["prediction_id"]
-        record = await writer.call(state["store"].get, prediction_id)  # type: ignore[union-attr]
+        record = await core.record(prediction_id)
         if record is None:
             return error(404, f"no record for prediction id {prediction_id!r}")
         return JSONResponse(record_to_json(record))
@@ -202,67 +300,40 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         try:
             since = _parse_time(params.get("since"), "since")
             until = _parse_time(params.get("until"), "until")
+            limit = parse_limit(params.get("limit", "100"), MAX_QUERY_LIMIT)
         except ValueError as exc:
             return error(400, str(exc))
         # Times are kept to the microsecond; half a microsecond of slack makes a `since` copied from a
         # record's ISO time include that record whatever the float rounding.
         since = None if since is None else since - 5e-7
         until = None if until is None else until - 5e-7
-        try:
-            limit = parse_limit(params.get("limit", "100"), MAX_QUERY_LIMIT)
-        except ValueError as exc:
-            return error(400, str(exc))
-        records = await writer.call(state["store"].query, params.get("model"), since, until, limit)  # type: ignore[union-attr]
+        records = await core.records(params.get("model"), since, until, limit)
         return JSONResponse({"records": [record_to_json(r) for r in records]})
 
     async def dead_letter(request: Request) -> Response:
-        """The dead-letter sink of the Knative Triggers: count and keep the last ones' attributes (never the payload)."""
+        """The dead-letter sink of the Knative Triggers."""
         try:
             event = from_http(request.headers, await read_body(request, settings.max_event_bytes))
         except BodyTooLarge as exc:
-            rejected.labels("too_large").inc()
+            core.count_rejected("too_large")
             return error(413, str(exc))
         except CloudEventError as exc:
-            rejected.labels("invalid").inc()
+            core.count_rejected("invalid")
             return error(400, str(exc))
-        code = event.extensions.get("knativeerrorcode") or "none"
-        dead_letters.labels(event_type_label(event.type), code if code.isdigit() and len(code) == 3 else "other").inc()
-        entry = {"id": event.id, "type": event.type, "model": model_of(event), "time": now_rfc3339(), "code": code,
-                 "destination": event.extensions.get("knativeerrordest"), "size": len(event.data)}
-        recent_dead.append(entry)
-        log.warning("dead letter: event %s (%s) for %s, subscriber answered %s", escape_id(event.id), event_type_label(event.type),
-                    event.extensions.get("knativeerrordest"), code)
+        core.dead_letter(event)
         return JSONResponse({"counted": True}, status_code=202)
 
     async def list_dead_letters(request: Request) -> Response:
-        return JSONResponse({"dead_letters": list(recent_dead)})
-
-    async def retention() -> None:
-        while True:
-            await asyncio.sleep(settings.retention_interval_seconds)
-            try:
-                removed = await writer.call(state["store"].expire, time.time() - settings.retention_seconds)  # type: ignore[union-attr]
-                for what, count in removed.items():
-                    if count:
-                        retention_removed.labels(what).inc(count)
-                        log.info("retention: removed %d %s older than %.0f s", count, what, settings.retention_seconds)
-            except Exception as exc:  # the store may be down for a while: try again next time
-                log.warning("retention failed: %r", exc)
+        return JSONResponse({"dead_letters": list(core.recent_dead_letters)})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        state["store"] = store or settings.open_store()
-        writer.start()
-        if settings.retention_seconds > 0:
-            state["tasks"] = [asyncio.create_task(retention(), name="logger-retention")]
-        state["ready"] = True
+        await core.start()
         log.info("logger ready on port %d, storing to %s", settings.port, settings.describe_store())
         try:
             yield
         finally:
-            state["ready"] = False
-            await cancel_and_wait(state["tasks"])  # type: ignore[arg-type]
-            await writer.close(state["store"].close if store is None else None)  # type: ignore[union-attr]
+            await core.stop()
 
     routes = [
         Route("/", ingest, methods=["POST"]),
@@ -271,7 +342,9 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         Route("/v1/drift", drift_log, methods=["GET"]),
         Route("/v1/dead-letters", dead_letter, methods=["POST"]),
         Route("/v1/dead-letters", list_dead_letters, methods=["GET"]),
-        *health_routes(registry, lambda: bool(state["ready"]), lambda: writer.stopped() + stopped_tasks(state["tasks"])),  # type: ignore[arg-type]
+        *health_routes(registry, lambda: core.ready, core.stopped),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=auth_middleware(event_paths=("/", "/v1/dead-letters")))
+    app.state.logger = core
+    return app

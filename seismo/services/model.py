@@ -11,9 +11,12 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -116,51 +119,182 @@ class _ServingMetrics:
         self.response_bytes = Histogram("seismo_model_response_bytes", "Response body size", ["model", "protocol"], buckets=_SIZE_BUCKETS, registry=registry)
 
 
-def check_forwarded_headers(request: Request) -> None:
+def check_forwarded_headers(headers: Mapping[str, str]) -> None:
     """X-Seismo-Cohort / X-Seismo-Holdout become event extensions and metric labels: cohort names only."""
     for header in FORWARDED_HEADERS:
-        value = request.headers.get(header)
+        value = headers.get(header)
         if value is not None and not COHORT_NAME.match(value):
             raise PayloadError(f"header {header} must be 1 to 64 letters, digits, '_', '.' or '-', got {value[:40]!r}")
 
 
-def prediction_id_for(request: Request, body_id: str | None = None) -> str:
+def prediction_id_for(headers: Mapping[str, str], body_id: str | None = None) -> str:
     """DESIGN.md's order: an incoming ce-id, X-Request-Id, the V2 body id, else a new UUID.
 
     PayloadError (a 400, before the model runs) for an id that cannot be echoed as a header.
     """
-    for where, value in (("header ce-id", request.headers.get("ce-id")), ("header X-Request-Id", request.headers.get("x-request-id")),
+    for where, value in (("header ce-id", headers.get("ce-id")), ("header X-Request-Id", headers.get("x-request-id")),
                          ("V2 body 'id'", body_id)):
         if value:
             return check_prediction_id(value, where)
     return str(uuid.uuid4())
 
 
-def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlette:
-    if not settings.path.exists():
-        raise ValueError(f"model artifact {settings.path} not found: train the example with `make model` or set SEISMO_MODEL_PATH")
-    metrics = _ServingMetrics(registry)
-    auth = TokenSet(AuthSettings())
-    state: dict[str, Any] = {"predictor": None, "logger": None}
-    source = settings.event_source or f"http://{settings.host}:{settings.port}/"
+@dataclass(frozen=True)
+class Outcome:
+    """One answered inference request: what goes back to the client and into the response event."""
 
-    def predictor() -> Predictor:
-        return state["predictor"]
+    status: int
+    body: bytes
+    prediction_id: str
 
-    def log_events(pid: str, protocol: str, request: Request, body: bytes, response: Response) -> None:
-        event_logger: EventLogger | None = state["logger"]
-        if event_logger is None:
+
+def _json(status: int, content: Any, prediction_id: str) -> Outcome:
+    return Outcome(status, orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), prediction_id)
+
+
+class ModelService:
+    """The model server without HTTP: ids, limits, both protocols, metrics and event logging.
+
+    Routes hand it the request's headers and body and get an `Outcome` back; the predictor (batching)
+    and the event logger (queue and senders) start in the lifespan hook."""
+
+    def __init__(self, settings: ModelSettings, registry: CollectorRegistry):
+        if not settings.path.exists():
+            raise ValueError(f"model artifact {settings.path} not found: train the example with `make model` or set SEISMO_MODEL_PATH")
+        self.settings = settings
+        self.registry = registry
+        self.metrics = _ServingMetrics(registry)
+        self.auth = TokenSet(AuthSettings())
+        self.source = settings.event_source or f"http://{settings.host}:{settings.port}/"
+        self._predictor: Predictor | None = None
+        self._logger: EventLogger | None = None
+        self._client: EventPoster | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._predictor is not None
+
+    @property
+    def predictor(self) -> Predictor:
+        if self._predictor is None:
+            raise RuntimeError("the model server is not started")
+        return self._predictor
+
+    async def start(self) -> None:
+        settings = self.settings
+        runtime = load_runtime(settings.path, settings.framework, settings.name)
+        self._predictor = Predictor(runtime, self.registry, settings.max_batch_size, settings.max_batch_wait_ms / 1000)
+        self._predictor.start()
+        if settings.sink_url:
+            self._client = EventPoster(max_connections=settings.log_concurrency)
+            await self._client.start()
+            config = EventLoggerConfig(
+                sink_url=settings.sink_url,
+                capacity=settings.log_queue_capacity,
+                overflow=settings.log_overflow,
+                on_client_error=settings.log_on_client_error,
+                concurrency=settings.log_concurrency,
+            )
+            self._logger = EventLogger(config, self._client, self.registry)
+            self._logger.start()
+        log.info(
+            "serving %r (%s) on port %d; events %s", runtime.info.name, runtime.info.platform, settings.port,
+            f"to {settings.sink_url} ({settings.log_mode})" if settings.sink_url else "not logged (no sink)",
+        )
+
+    async def stop(self) -> None:
+        if self._logger is not None:
+            await self._logger.stop()
+        if self._client is not None:
+            await self._client.close()
+        if self._predictor is not None:
+            await self._predictor.stop()
+
+    def stopped(self) -> list[str]:
+        dead = self._predictor.stopped() if self._predictor is not None else []
+        return dead + (self._logger.stopped() if self._logger is not None else [])
+
+    def serves(self, name: str) -> bool:
+        return name == self.predictor.info.name
+
+    def not_served(self, name: str, protocol: str) -> Outcome:
+        self.metrics.requests.labels("unknown", protocol, "404").inc()
+        return _json(404, {"error": f"model {name!r} is not served here; available: [{self.predictor.info.name!r}]"}, str(uuid.uuid4()))
+
+    async def infer(self, protocol: str, headers: Mapping[str, str], read: Callable[[], Awaitable[bytes]]) -> Outcome:
+        """Shared path of both protocols: limits, ids, error mapping, metrics, logging.
+
+        `read` returns the body or raises BodyTooLarge; it is called before the headers are judged, so a
+        client still sending when the answer goes out sees the 400, not a reset."""
+        started = time.perf_counter()
+        name = self.predictor.info.name
+        pid = str(uuid.uuid4())  # until the request names a valid one: refusals get a safe id too
+        body = b""
+        try:
+            body = await read()
+            check_forwarded_headers(headers)
+            pid = prediction_id_for(headers)  # provisional: a V2 body id may still name it
+            handler = self._v1 if protocol == "v1" else self._v2
+            outcome = await handler(loads(body), headers, pid)
+        except (BodyTooLarge, TooManyInstances) as exc:
+            outcome = _json(413, {"error": str(exc)}, pid)
+        except PayloadError as exc:
+            outcome = _json(400, {"error": str(exc)}, pid)
+        except Exception:
+            log.exception("inference failed for %s", pid)
+            outcome = _json(500, {"error": "inference failed; see the model server's log"}, pid)
+        self.metrics.requests.labels(name, protocol, str(outcome.status)).inc()
+        self.metrics.latency.labels(name, protocol).observe(time.perf_counter() - started)
+        self.metrics.request_bytes.labels(name, protocol).observe(len(body))
+        self.metrics.response_bytes.labels(name, protocol).observe(len(outcome.body))
+        self._log_events(outcome, protocol, headers, body)
+        return outcome
+
+    def _check_count(self, rows: int) -> None:
+        if rows > self.settings.max_instances:
+            raise TooManyInstances(f"request has {rows} instances; at most {self.settings.max_instances} per request "
+                                   "(SEISMO_MODEL_MAX_INSTANCES)")
+
+    async def _v1(self, doc: Any, headers: Mapping[str, str], pid: str) -> Outcome:
+        if isinstance(doc, dict) and isinstance(doc.get("instances"), list):
+            self._check_count(len(doc["instances"]))
+        array = self.predictor.check(decode_v1_instances(doc), "instances")
+        return _json(200, {"predictions": await self.predictor.predict(array)}, pid)
+
+    async def _v2(self, doc: Any, headers: Mapping[str, str], pid: str) -> Outcome:
+        body_id, tensors, _ = decode_v2_request(doc)
+        if body_id:
+            pid = prediction_id_for(headers, body_id)
+        tensor = self.predictor.pick_v2_input(tensors)
+        if tensor.shape:
+            self._check_count(tensor.shape[0])
+        array = self.predictor.check(tensor.data, tensor.name)
+        requested = doc.get("outputs")
+        names = [o.get("name") for o in requested if isinstance(o, dict)] if isinstance(requested, list) else None
+        outputs = self.predictor.named_outputs(await self.predictor.predict(array), names)
+        info = self.predictor.info
+        payload = {
+            "model_name": info.name,
+            "model_version": info.version,
+            "id": pid,
+            "outputs": [encode_v2_tensor(n, a) for n, a in outputs.items()],
+        }
+        return _json(200, payload, pid)
+
+    def _log_events(self, outcome: Outcome, protocol: str, headers: Mapping[str, str], body: bytes) -> None:
+        if self._logger is None:
             return
-        if request.headers.get(TRAFFIC_HEADER) == "explainer" and is_authorized(request, auth):
+        info = self.predictor.info
+        if headers.get(TRAFFIC_HEADER) == "explainer" and is_authorized(headers, self.auth):
             # The explainer's perturbed instances are not production traffic: they must not reach the
             # logger, drift or outlier detection. With auth on, only a caller holding a token may ask this.
-            metrics.unlogged.labels(predictor().info.name, "explainer").inc()
+            self.metrics.unlogged.labels(info.name, "explainer").inc()
             return
-        info = predictor().info
+        pid = outcome.prediction_id
         extensions = {
             "inferenceservicename": info.name,
-            "namespace": settings.namespace,
-            "endpoint": settings.endpoint,
+            "namespace": self.settings.namespace,
+            "endpoint": self.settings.endpoint,
             "component": "predictor",
             "requestid": pid,
             "protocol": protocol,
@@ -168,103 +302,65 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         if info.version:
             extensions["modelversion"] = info.version
         for header, extension in FORWARDED_HEADERS.items():
-            value = request.headers.get(header)
-            if value and COHORT_NAME.match(value):  # checked in serve(); an error answer may carry junk
+            value = headers.get(header)
+            if value and COHORT_NAME.match(value):  # checked in infer(); an error answer may carry junk
                 extensions[extension] = value
-        content_type = request.headers.get("content-type") or "application/json"
-        if settings.log_mode in ("all", "request"):
-            event_logger.log(CloudEvent(pid, source, KSERVE_REQUEST, body, content_type, now_rfc3339(), extensions=extensions))
-        if settings.log_mode in ("all", "response"):
-            event_logger.log(
+        content_type = headers.get("content-type") or "application/json"
+        if self.settings.log_mode in ("all", "request"):
+            self._logger.log(CloudEvent(pid, self.source, KSERVE_REQUEST, body, content_type, now_rfc3339(), extensions=extensions))
+        if self.settings.log_mode in ("all", "response"):
+            self._logger.log(
                 CloudEvent(
-                    pid, source, KSERVE_RESPONSE, bytes(response.body), "application/json", now_rfc3339(),
-                    extensions={**extensions, "statuscode": str(response.status_code)},
+                    pid, self.source, KSERVE_RESPONSE, outcome.body, "application/json", now_rfc3339(),
+                    extensions={**extensions, "statuscode": str(outcome.status)},
                 )
             )
 
-    async def serve(request: Request, protocol: str, handler) -> Response:
-        """Shared path of both protocols: limits, ids, error mapping, metrics, logging."""
-        started = time.perf_counter()
-        name = request.path_params["model_name"]
-        if name != predictor().info.name:
-            response = error(404, f"model {name!r} is not served here; available: [{predictor().info.name!r}]")
-            metrics.requests.labels("unknown", protocol, "404").inc()
-            return response
-        pid = str(uuid.uuid4())  # until the request names a valid one: refusals get a safe id too
-        body = b""
-        try:
-            # The body is read first even when the headers will be refused: a client still sending
-            # when the server answers and closes would see a reset instead of the 400.
-            body = await read_body(request, settings.max_body_bytes)
-            check_forwarded_headers(request)
-            pid = prediction_id_for(request)  # provisional: a V2 body id may still name it
-            response, pid = await handler(loads(body), request, pid)
-        except BodyTooLarge as exc:
-            response = error(413, str(exc))
-        except TooManyInstances as exc:
-            response = error(413, str(exc))
-        except PayloadError as exc:
-            response = error(400, str(exc))
-        except Exception:
-            log.exception("inference failed for %s", pid)
-            response = error(500, "inference failed; see the model server's log")
-        response.headers["X-Prediction-Id"] = pid
-        metrics.requests.labels(name, protocol, str(response.status_code)).inc()
-        metrics.latency.labels(name, protocol).observe(time.perf_counter() - started)
-        metrics.request_bytes.labels(name, protocol).observe(len(body))
-        metrics.response_bytes.labels(name, protocol).observe(len(response.body))
-        log_events(pid, protocol, request, body, response)
-        return response
-
-    def check_count(rows: int) -> None:
-        if rows > settings.max_instances:
-            raise TooManyInstances(f"request has {rows} instances; at most {settings.max_instances} per request "
-                                   "(SEISMO_MODEL_MAX_INSTANCES)")
-
-    async def v1_handler(doc: Any, request: Request, pid: str) -> tuple[Response, str]:
-        if isinstance(doc, dict) and isinstance(doc.get("instances"), list):
-            check_count(len(doc["instances"]))
-        array = predictor().check(decode_v1_instances(doc), "instances")
-        probabilities = await predictor().predict(array)
-        return JSONResponse({"predictions": probabilities}), pid
-
-    async def v2_handler(doc: Any, request: Request, pid: str) -> tuple[Response, str]:
-        body_id, tensors, _ = decode_v2_request(doc)
-        if body_id:
-            pid = prediction_id_for(request, body_id)
-        tensor = predictor().pick_v2_input(tensors)
-        if tensor.shape:
-            check_count(tensor.shape[0])
-        array = predictor().check(tensor.data, tensor.name)
-        requested = doc.get("outputs")
-        names = [o.get("name") for o in requested if isinstance(o, dict)] if isinstance(requested, list) else None
-        outputs = predictor().named_outputs(await predictor().predict(array), names)
-        info = predictor().info
-        payload = {
-            "model_name": info.name,
-            "model_version": info.version,
-            "id": pid,
-            "outputs": [encode_v2_tensor(n, a) for n, a in outputs.items()],
+    def model_metadata(self) -> dict:
+        """V2 model metadata (OIP `GET /v2/models/{name}`)."""
+        info = self.predictor.info
+        spec = lambda s: {"name": s.name, "datatype": s.datatype, "shape": list(s.shape)}  # noqa: E731
+        outputs = [spec(s) for s in info.outputs]
+        if self.predictor.classes:
+            outputs.append({"name": "class", "datatype": "INT64", "shape": [-1]})
+        return {
+            "name": info.name,
+            "versions": [info.version] if info.version else [],
+            "platform": info.platform,
+            "inputs": [spec(s) for s in info.inputs],
+            "outputs": outputs,
         }
-        return JSONResponse(payload), pid
+
+
+def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlette:
+    """Routes that translate HTTP to the `ModelService` (on `app.state.model`) and back."""
+    core = ModelService(settings, registry)
+
+    def respond(outcome: Outcome) -> Response:
+        return Response(outcome.body, outcome.status, headers={"X-Prediction-Id": outcome.prediction_id}, media_type="application/json")
+
+    async def serve(request: Request, protocol: str) -> Response:
+        name = request.path_params["model_name"]
+        if not core.serves(name):
+            outcome = core.not_served(name, protocol)
+            return Response(outcome.body, 404, media_type="application/json")
+        return respond(await core.infer(protocol, request.headers, lambda: read_body(request, settings.max_body_bytes)))
 
     async def v1_predict(request: Request) -> Response:
-        return await serve(request, "v1", v1_handler)
+        return await serve(request, "v1")
 
     async def v2_infer(request: Request) -> Response:
-        return await serve(request, "v2", v2_handler)
+        return await serve(request, "v2")
 
     def model_or_404(request: Request) -> Response | None:
         name = request.path_params["model_name"]
-        if name != predictor().info.name:
-            return error(404, f"model {name!r} is not served here")
-        return None
+        return None if core.serves(name) else error(404, f"model {name!r} is not served here")
 
     async def v1_models(request: Request) -> Response:
-        return JSONResponse({"models": [predictor().info.name]})
+        return JSONResponse({"models": [core.predictor.info.name]})
 
     async def v1_model(request: Request) -> Response:
-        return model_or_404(request) or JSONResponse({"name": predictor().info.name, "ready": True})
+        return model_or_404(request) or JSONResponse({"name": core.predictor.info.name, "ready": True})
 
     async def v2_server(request: Request) -> Response:
         return JSONResponse({"name": "seismo", "version": seismo.__version__, "extensions": []})
@@ -273,63 +369,21 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         return JSONResponse({"live": True})
 
     async def v2_ready(request: Request) -> Response:
-        return JSONResponse({"ready": state["predictor"] is not None})
+        return JSONResponse({"ready": core.ready})
 
     async def v2_model(request: Request) -> Response:
-        if (missing := model_or_404(request)) is not None:
-            return missing
-        info = predictor().info
-        spec = lambda s: {"name": s.name, "datatype": s.datatype, "shape": list(s.shape)}  # noqa: E731
-        outputs = [spec(s) for s in info.outputs]
-        if predictor().classes:
-            outputs.append({"name": "class", "datatype": "INT64", "shape": [-1]})
-        return JSONResponse(
-            {
-                "name": info.name,
-                "versions": [info.version] if info.version else [],
-                "platform": info.platform,
-                "inputs": [spec(s) for s in info.inputs],
-                "outputs": outputs,
-            }
-        )
+        return model_or_404(request) or JSONResponse(core.model_metadata())
 
     async def v2_model_ready(request: Request) -> Response:
-        return model_or_404(request) or JSONResponse({"name": predictor().info.name, "ready": True})
-
-    def stopped() -> list[str]:
-        dead = state["predictor"].stopped() if state["predictor"] is not None else []
-        return dead + (state["logger"].stopped() if state["logger"] is not None else [])
+        return model_or_404(request) or JSONResponse({"name": core.predictor.info.name, "ready": True})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        runtime = load_runtime(settings.path, settings.framework, settings.name)
-        state["predictor"] = Predictor(runtime, registry, settings.max_batch_size, settings.max_batch_wait_ms / 1000)
-        state["predictor"].start()
-        client = None
-        if settings.sink_url:
-            client = EventPoster(max_connections=settings.log_concurrency)
-            await client.start()
-            config = EventLoggerConfig(
-                sink_url=settings.sink_url,
-                capacity=settings.log_queue_capacity,
-                overflow=settings.log_overflow,
-                on_client_error=settings.log_on_client_error,
-                concurrency=settings.log_concurrency,
-            )
-            state["logger"] = EventLogger(config, client, registry)
-            state["logger"].start()
-        log.info(
-            "serving %r (%s) on port %d; events %s", runtime.info.name, runtime.info.platform, settings.port,
-            f"to {settings.sink_url} ({settings.log_mode})" if settings.sink_url else "not logged (no sink)",
-        )
+        await core.start()
         try:
             yield
         finally:
-            if state["logger"] is not None:
-                await state["logger"].stop()
-            if client is not None:
-                await client.close()
-            await state["predictor"].stop()
+            await core.stop()
 
     routes = [
         Route("/v1/models", v1_models, methods=["GET"]),
@@ -343,6 +397,8 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         Route("/v2/models/{model_name}/ready", v2_model_ready, methods=["GET"]),
         Route("/v2/models/{model_name}/infer", v2_infer, methods=["POST"]),
         Route("/v2/models/{model_name}/versions/{version}/infer", v2_infer, methods=["POST"]),
-        *health_routes(registry, lambda: state["predictor"] is not None, stopped),
+        *health_routes(registry, lambda: core.ready, core.stopped),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app.state.model = core
+    return app
