@@ -14,8 +14,9 @@ import contextlib
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
@@ -35,7 +36,7 @@ from seismo.events.poster import EventPoster, SendError
 from seismo.events.types import KSERVE_DRIFT
 from seismo.retry import Backoff, is_transient, retry_async
 from seismo.services.auth import auth_middleware
-from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, health_routes, one_of, stopped_tasks
+from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, cancel_and_wait, health_routes, one_of, stopped_tasks
 from seismo.services.detector_events import accept, reply
 from seismo.times import now_rfc3339, rfc3339
 from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS, data_dir
@@ -83,85 +84,173 @@ class DriftSettings(BaseSettings):
     """Largest event body accepted; bigger ones get 413."""
 
 
-def window_payload(model: str, window: Window, result: DriftResult, detector_kind: str) -> dict:
-    return {**result.to_json(), "model": model, "window": window.number, "size": len(window.rows),
-            "start": rfc3339(window.start), "end": rfc3339(window.end), "detector": detector_kind}
+@dataclass(frozen=True)
+class WindowResult:
+    """One tested window: the detector's result with where and when the window was."""
+
+    model: str
+    window: int
+    size: int
+    start: float
+    end: float
+    detector: str
+    result: DriftResult
+
+    def to_json(self) -> dict:
+        """The drift event's data (what the logger keeps in its drift log)."""
+        return {**self.result.to_json(), "model": self.model, "window": self.window, "size": self.size,
+                "start": rfc3339(self.start), "end": rfc3339(self.end), "detector": self.detector}
 
 
-def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlette:
-    if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
-        raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit drift --reference FILE --out DIR` "
-                         "(or `make model` for the example) and set SEISMO_DRIFT_DETECTOR_PATH")
-    if settings.window_size < 2:
-        raise ValueError(f"window_size must be at least 2, not {settings.window_size}")
-    windows_tested = Counter("seismo_drift_windows", "Windows tested, by outcome", ["model", "outcome"], registry=registry)
-    instances = Counter("seismo_drift_instances", "Instances added to windows", ["model"], registry=registry)
-    rejected = Counter("seismo_drift_events_rejected", "Events not used, by reason", ["model", "reason"], registry=registry)
-    unpublished = Counter("seismo_drift_results_unpublished", "Window results that could not be sent anywhere", ["model", "reason"], registry=registry)
-    p_value = Gauge("seismo_drift_p_value", "Last window's p-value", ["model", "detector"], registry=registry)
-    distance = Gauge("seismo_drift_distance", "Last window's distance", ["model", "detector"], registry=registry)
-    feature_p = Gauge("seismo_drift_feature_p_value", "Last window's p-value per feature", ["model", "detector", "feature"], registry=registry)
-    feature_d = Gauge("seismo_drift_feature_distance", "Last window's distance per feature", ["model", "detector", "feature"], registry=registry)
-    flag = Gauge("seismo_drift_detected", "1 if the last window drifted", ["model"], registry=registry)
-    fill = Gauge("seismo_drift_window_fill", "Instances waiting in the current window", ["model"], registry=registry)
-    state: dict = {"detector": None, "store": None, "poster": None, "tasks": []}
-    duplicates = Counter("seismo_drift_events_duplicate", "Redelivered events (by event id) that added nothing", ["model"], registry=registry)
-    source = f"http://{settings.host}:{settings.port}/"
+class _DriftMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.windows_tested = Counter("seismo_drift_windows", "Windows tested, by outcome", ["model", "outcome"], registry=registry)
+        self.instances = Counter("seismo_drift_instances", "Instances added to windows", ["model"], registry=registry)
+        self.rejected = Counter("seismo_drift_events_rejected", "Events not used, by reason", ["model", "reason"], registry=registry)
+        self.unpublished = Counter("seismo_drift_results_unpublished", "Window results that could not be sent anywhere",
+                                   ["model", "reason"], registry=registry)
+        self.p_value = Gauge("seismo_drift_p_value", "Last window's p-value", ["model", "detector"], registry=registry)
+        self.distance = Gauge("seismo_drift_distance", "Last window's distance", ["model", "detector"], registry=registry)
+        self.feature_p = Gauge("seismo_drift_feature_p_value", "Last window's p-value per feature", ["model", "detector", "feature"],
+                               registry=registry)
+        self.feature_d = Gauge("seismo_drift_feature_distance", "Last window's distance per feature", ["model", "detector", "feature"],
+                               registry=registry)
+        self.flag = Gauge("seismo_drift_detected", "1 if the last window drifted", ["model"], registry=registry)
+        self.fill = Gauge("seismo_drift_window_fill", "Instances waiting in the current window", ["model"], registry=registry)
+        self.duplicates = Counter("seismo_drift_events_duplicate", "Redelivered events (by event id) that added nothing", ["model"],
+                                  registry=registry)
 
-    def test(window: Window) -> dict:
-        detector = state["detector"]
+
+class DriftService:
+    """The drift detector without HTTP: windows in SQLite, tests, results published or answered.
+
+    Window work runs on one thread (`ThreadBatcher`), so the store and the detector never block the
+    event loop; the clock task tests time windows and expires remembered event ids."""
+
+    def __init__(self, settings: DriftSettings, registry: CollectorRegistry):
+        if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
+            raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit drift --reference FILE --out DIR` "
+                             "(or `make model` for the example) and set SEISMO_DRIFT_DETECTOR_PATH")
+        if settings.window_size < 2:
+            raise ValueError(f"window_size must be at least 2, not {settings.window_size}")
+        self.settings = settings
+        self.metrics = _DriftMetrics(registry)
+        self.source = f"http://{settings.host}:{settings.port}/"
+        self.detector: Any = None
+        self._store: WindowStore | None = None
+        self._poster: EventPoster | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.batcher: ThreadBatcher[tuple[str, np.ndarray, str], list[dict] | None] = ThreadBatcher(self._add_batch, 64, name="drift-windows")
+
+    @property
+    def ready(self) -> bool:
+        return self.detector is not None
+
+    @property
+    def store(self) -> WindowStore:
+        if self._store is None:
+            raise RuntimeError("the drift service is not started")
+        return self._store
+
+    def stopped(self) -> list[str]:
+        return self.batcher.stopped() + stopped_tasks(self._tasks)
+
+    async def start(self) -> None:
+        settings = self.settings
+        detector = load_detector(settings.detector_path)
+        self.detector = detector
+        self._store = WindowStore(settings.state_path, detector.instance_shape, settings.window_size, settings.window_mode,
+                                  settings.window_seconds, settings.slide_seconds, settings.min_window)
+        self.metrics.fill.labels(settings.model).set(self.store.pending(settings.model))
+        if settings.sink_url:
+            self._poster = EventPoster(8)
+            await self._poster.start()
+        self.batcher.start()
+        # Windows taken but not recorded when the service last stopped: test them now. A count window's
+        # event will be redelivered (it was never answered) and gets this result; a time window's goes to the sink.
+        for window, event_id in self.store.unfinished():
+            payload = await self.batcher.call(self._finish, window, event_id)
+            log.info("drift: %s window %d recovered after a restart", window.model, window.number)
+            if event_id is None:
+                await self.publish(payload, None)
+        self._tasks = [asyncio.create_task(self._clock(), name="drift-clock")]
+        log.info("drift detector %s for %r ready on port %d (%s windows of %d; %d instances carried over)", detector.kind,
+                 settings.model, settings.port, settings.window_mode, settings.window_size, self.store.pending(settings.model))
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._tasks)
+        await self.batcher.close(self._store.close if self._store is not None else None)
+        if self._poster:
+            await self._poster.close()
+
+    def test(self, window: Window) -> WindowResult:
+        detector = self.detector
         result = detector.predict(window.rows)
         kind = detector.kind
-        windows_tested.labels(window.model, "drift" if result.is_drift else "no_drift").inc()
-        p_value.labels(window.model, kind).set(result.p_val)
-        distance.labels(window.model, kind).set(result.distance)
-        flag.labels(window.model).set(1 if result.is_drift else 0)
-        for _name, values, gauge in (("p", result.feature_p_vals, feature_p), ("d", result.feature_distances, feature_d)):
+        m = self.metrics
+        m.windows_tested.labels(window.model, "drift" if result.is_drift else "no_drift").inc()
+        m.p_value.labels(window.model, kind).set(result.p_val)
+        m.distance.labels(window.model, kind).set(result.distance)
+        m.flag.labels(window.model).set(1 if result.is_drift else 0)
+        for values, gauge in ((result.feature_p_vals, m.feature_p), (result.feature_distances, m.feature_d)):
             if values is not None:
                 for j, v in enumerate(values):
                     gauge.labels(window.model, kind, str(j)).set(float(v))
         log.info("drift: %s window %d (%d instances): drift=%s p=%.3g", window.model, window.number, len(window.rows), result.is_drift, result.p_val)
-        return window_payload(window.model, window, result, kind)
+        return WindowResult(window.model, window.number, len(window.rows), window.start, window.end, kind, result)
 
-    def finish(window: Window, event_id: str | None) -> dict:
+    def _finish(self, window: Window, event_id: str | None) -> dict:
         """Test a window and make its result durable before anyone hears of it."""
-        payload = test(window)
-        state["store"].finish(window, orjson.dumps(payload), event_id)
+        payload = self.test(window).to_json()
+        self.store.finish(window, orjson.dumps(payload), event_id)
         return payload
 
-    def add_batch(items: list[tuple[str, np.ndarray, str]]) -> list[list[dict] | None]:
+    def _add_batch(self, items: list[tuple[str, np.ndarray, str]]) -> list[list[dict] | None]:
         out: list[list[dict] | None] = []
         for model, rows, event_id in items:
-            complete = state["store"].add(model, rows, event_id=event_id)
+            complete = self.store.add(model, rows, event_id=event_id)
             if complete is None:  # a redelivery: answer with what the first delivery's windows gave
                 out.append(None)
                 continue
-            fill.labels(model).set(state["store"].pending(model))
-            out.append([finish(w, event_id) for w in complete])
+            self.metrics.fill.labels(model).set(self.store.pending(model))
+            out.append([self._finish(w, event_id) for w in complete])
         return out
 
-    def earlier_results(model: str, event_id: str) -> list[dict]:
-        return [orjson.loads(p) for p in state["store"].results_for(model, event_id)]
+    def _earlier_results(self, model: str, event_id: str) -> list[dict]:
+        return [orjson.loads(p) for p in self.store.results_for(model, event_id)]
 
-    def due_windows() -> list[dict]:
-        state["store"].forget(time.time() - settings.dedup_seconds)
-        return [finish(w, None) for w in state["store"].due()]
+    def _due_windows(self) -> list[dict]:
+        self.store.forget(time.time() - self.settings.dedup_seconds)
+        return [self._finish(w, None) for w in self.store.due()]
 
-    batcher: ThreadBatcher = ThreadBatcher(add_batch, 64, name="drift-windows")
+    async def add(self, event: CloudEvent, rows: np.ndarray) -> list[dict]:
+        """Add an accepted event's instances; the results of the windows it filled (a redelivery gets the
+        first delivery's). All but the last are published here; the last is the caller's to answer with."""
+        model = self.settings.model
+        results = await self.batcher.submit((model, rows, event.id))
+        if results is None:
+            self.metrics.duplicates.labels(model).inc()
+            results = await self.batcher.call(self._earlier_results, model, event.id)
+        else:
+            self.metrics.instances.labels(model).inc(len(rows))
+        for extra in results[:-1]:  # an event that filled more than one window
+            await self.publish(extra, event)
+        return results
 
-    async def publish(payload: dict, answered: CloudEvent | None) -> None:
+    async def publish(self, payload: dict, answered: CloudEvent | None) -> None:
         """Post a result tested outside the delivery that answers it (time windows, extra windows)."""
-        if state["poster"] is None:
-            unpublished.labels(payload["model"], "no_sink").inc()
+        if self._poster is None or not self.settings.sink_url:
+            self.metrics.unpublished.labels(payload["model"], "no_sink").inc()
             log.warning("drift result for %s window %s not published: no sink configured", payload["model"], payload["window"])
             return
+        poster, sink_url = self._poster, self.settings.sink_url
         extensions = dict(answered.extensions) if answered else {"inferenceservicename": payload["model"]}
-        event = CloudEvent(answered.id if answered else str(uuid.uuid4()), source, KSERVE_DRIFT,
+        event = CloudEvent(answered.id if answered else str(uuid.uuid4()), self.source, KSERVE_DRIFT,
                            orjson.dumps(payload), "application/json", now_rfc3339(), extensions=extensions)
         headers, body = to_binary(event)
 
         async def post() -> None:
-            answer = await state["poster"].post(settings.sink_url, headers, body, 10.0)
+            answer = await poster.post(sink_url, headers, body, 10.0)
             if answer.status >= 300:
                 raise SinkRefused(answer.status)
 
@@ -173,77 +262,51 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
         try:
             await retry_async(post, 5, Backoff(0.2, 3.2, jitter=False), f"publishing drift window {payload['window']}", transient)
         except (SendError, SinkRefused) as exc:
-            unpublished.labels(payload["model"], "sink_failed").inc()
+            self.metrics.unpublished.labels(payload["model"], "sink_failed").inc()
             log.warning("drift result for %s window %s not published: %s", payload["model"], payload["window"], exc)
 
-    async def handle(request: Request) -> Response:
-        detector = state["detector"]
-        accepted = await accept(request, settings.max_event_bytes, settings.model, detector.instance_shape, rejected, "drift")
-        if isinstance(accepted, Response):
-            return accepted
-        event, array = accepted
-        results = await batcher.submit((settings.model, array, event.id))
-        if results is None:
-            duplicates.labels(settings.model).inc()
-            results = await batcher.call(earlier_results, settings.model, event.id)
-        else:
-            instances.labels(settings.model).inc(len(array))
-        if not results:
-            return Response(status_code=202)
-        for extra in results[:-1]:  # an event that filled more than one window
-            await publish(extra, event)
-        return reply(event, KSERVE_DRIFT, source, results[-1])
-
-    async def clock() -> None:
-        if settings.window_mode == "count":  # count windows are tested on arrival; only the dedup ids expire here
+    async def _clock(self) -> None:
+        if self.settings.window_mode == "count":  # count windows are tested on arrival; only the dedup ids expire here
             while True:
                 await asyncio.sleep(60.0)
                 try:
-                    await batcher.call(state["store"].forget, time.time() - settings.dedup_seconds)
+                    await self.batcher.call(self.store.forget, time.time() - self.settings.dedup_seconds)
                 except Exception:
                     log.exception("expiring dedup ids failed")
         while True:
-            await asyncio.sleep(min(1.0, settings.slide_seconds))
+            await asyncio.sleep(min(1.0, self.settings.slide_seconds))
             try:
-                for payload in await batcher.call(due_windows):
-                    await publish(payload, None)
+                for payload in await self.batcher.call(self._due_windows):
+                    await self.publish(payload, None)
             except Exception:
                 log.exception("testing time windows failed")
 
+
+def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlette:
+    """Routes that translate HTTP to the `DriftService` (on `app.state.drift`) and back."""
+    core = DriftService(settings, registry)
+
+    async def handle(request: Request) -> Response:
+        shape = core.detector.instance_shape if core.detector is not None else None
+        accepted = await accept(request, settings.max_event_bytes, settings.model, shape, core.metrics.rejected, "drift")
+        if isinstance(accepted, Response):
+            return accepted
+        event, array = accepted
+        results = await core.add(event, array)
+        if not results:
+            return Response(status_code=202)
+        return reply(event, KSERVE_DRIFT, core.source, results[-1])
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        detector = load_detector(settings.detector_path)
-        state["detector"] = detector
-        state["store"] = WindowStore(settings.state_path, detector.instance_shape, settings.window_size, settings.window_mode,
-                                     settings.window_seconds, settings.slide_seconds, settings.min_window)
-        fill.labels(settings.model).set(state["store"].pending(settings.model))
-        if settings.sink_url:
-            state["poster"] = EventPoster(8)
-            await state["poster"].start()
-        batcher.start()
-        # Windows taken but not recorded when the service last stopped: test them now. A count window's
-        # event will be redelivered (it was never answered) and gets this result; a time window's goes to the sink.
-        for window, event_id in state["store"].unfinished():
-            payload = await batcher.call(finish, window, event_id)
-            log.info("drift: %s window %d recovered after a restart", window.model, window.number)
-            if event_id is None:
-                await publish(payload, None)
-        ticker = asyncio.create_task(clock(), name="drift-clock")
-        state["tasks"] = [ticker]
-        log.info("drift detector %s for %r ready on port %d (%s windows of %d; %d instances carried over)", detector.kind,
-                 settings.model, settings.port, settings.window_mode, settings.window_size, state["store"].pending(settings.model))
+        await core.start()
         try:
             yield
         finally:
-            if ticker:
-                ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
-            await batcher.close(state["store"].close)
-            if state["poster"]:
-                await state["poster"].close()
+            await core.stop()
 
-    routes = [Route("/", handle, methods=["POST"]),
-              *health_routes(registry, lambda: state["detector"] is not None, lambda: batcher.stopped() + stopped_tasks(state["tasks"]))]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+    routes = [Route("/", handle, methods=["POST"]), *health_routes(registry, lambda: core.ready, core.stopped)]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=auth_middleware(event_paths=("/",)))
+    app.state.drift = core
+    return app
