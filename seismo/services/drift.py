@@ -61,7 +61,7 @@ class DriftSettings(BaseSettings):
     port: int = SERVICE_PORTS["drift"]
     """Port the broker delivers request events to."""
     detector_path: Path = EXAMPLE_DETECTORS / "drift"
-    """A detector folder saved by `seismo fit drift` (or Detector.save)."""
+    """A detector folder saved by `seismo fit drift` (or save_detector)."""
     model: str = "image-classifier"
     """The model whose requests fill the windows; events for other models are rejected."""
     window_size: int = 1000

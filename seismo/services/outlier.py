@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -20,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher, split_rows
-from seismo.detect import load_detector
+from seismo.detect import OutlierResult, load_detector
 from seismo.events.types import KSERVE_OUTLIER
 from seismo.services.auth import auth_middleware
 from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, health_routes
@@ -38,7 +39,7 @@ class OutlierSettings(BaseSettings):
     port: int = SERVICE_PORTS["outlier"]
     """Port the broker delivers request events to."""
     detector_path: Path = EXAMPLE_DETECTORS / "outlier"
-    """A detector folder saved by `seismo fit outlier` (or Detector.save)."""
+    """A detector folder saved by `seismo fit outlier` (or save_detector)."""
     model: str = "image-classifier"
     """The model whose requests this detector scores; events for other models are rejected."""
     feature_scores: bool = False
@@ -49,55 +50,89 @@ class OutlierSettings(BaseSettings):
     """Largest event body accepted; bigger ones get 413."""
 
 
+class OutlierService:
+    """The outlier detector without HTTP: scores instances in batches on one thread, counts outcomes."""
+
+    def __init__(self, settings: OutlierSettings, registry: CollectorRegistry):
+        if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
+            raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit outlier --reference FILE --out DIR` "
+                             "(or `make model` for the example) and set SEISMO_OUTLIER_DETECTOR_PATH")
+        self.settings = settings
+        self.source = f"http://{settings.host}:{settings.port}/"
+        self.instances = Counter("seismo_outlier_instances", "Instances scored, by outcome", ["model", "outcome"], registry=registry)
+        self.rejected = Counter("seismo_outlier_events_rejected", "Events not scored, by reason", ["model", "reason"], registry=registry)
+        self.scores = Histogram("seismo_outlier_score", "Instance outlier scores", ["model"],
+                                buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000), registry=registry)
+        self.threshold = Gauge("seismo_outlier_threshold", "Score above which an instance is an outlier", ["model"], registry=registry)
+        self.detector: Any = None
+        self.batcher: ThreadBatcher[np.ndarray, OutlierResult] = ThreadBatcher(self._score_batch, settings.max_batch,
+                                                                               name="outlier-scoring", size_of=len)
+
+    @property
+    def ready(self) -> bool:
+        return self.detector is not None
+
+    def stopped(self) -> list[str]:
+        return self.batcher.stopped()
+
+    async def start(self) -> None:
+        self.detector = load_detector(self.settings.detector_path)
+        self.threshold.labels(self.settings.model).set(self.detector.threshold)
+        self.batcher.start()
+        log.info("outlier detector %s for %r ready on port %d", self.detector.kind, self.settings.model, self.settings.port)
+
+    async def stop(self) -> None:
+        await self.batcher.close()
+
+    def _score_batch(self, arrays: list[np.ndarray]) -> list[OutlierResult]:
+        """One detector call for several events' instances, split back into one result per event."""
+        result = self.detector.predict(np.concatenate(arrays))
+        parts = zip(*(split_rows(a, arrays) for a in (result.is_outlier, result.instance_score, result.feature_score)), strict=True)
+        return [OutlierResult(is_outlier, score, result.threshold, features) for is_outlier, score, features in parts]
+
+    async def score(self, rows: np.ndarray) -> OutlierResult:
+        result = await self.batcher.submit(rows)
+        model = self.settings.model
+        n_out = int(result.is_outlier.sum())
+        self.instances.labels(model, "outlier").inc(n_out)
+        self.instances.labels(model, "inlier").inc(len(result.is_outlier) - n_out)
+        for value in result.instance_score:
+            self.scores.labels(model).observe(float(value))
+        return result
+
+    def reply_data(self, result: OutlierResult) -> dict:
+        """The outlier event's data: alibi-detect's fields, per-feature scores only when configured."""
+        return {
+            "is_outlier": result.is_outlier.astype(int),
+            "instance_score": result.instance_score,
+            "threshold": self.detector.threshold,
+            "feature_score": result.feature_score if self.settings.feature_scores else None,
+            "detector": self.detector.kind,
+        }
+
+
 def create_app(settings: OutlierSettings, registry: CollectorRegistry) -> Starlette:
-    if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
-        raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit outlier --reference FILE --out DIR` "
-                         "(or `make model` for the example) and set SEISMO_OUTLIER_DETECTOR_PATH")
-    instances = Counter("seismo_outlier_instances", "Instances scored, by outcome", ["model", "outcome"], registry=registry)
-    rejected = Counter("seismo_outlier_events_rejected", "Events not scored, by reason", ["model", "reason"], registry=registry)
-    scores = Histogram("seismo_outlier_score", "Instance outlier scores", ["model"],
-                       buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000), registry=registry)
-    threshold_gauge = Gauge("seismo_outlier_threshold", "Score above which an instance is an outlier", ["model"], registry=registry)
-    state: dict = {"detector": None}
-
-    def score_batch(arrays: list[np.ndarray]):
-        result = state["detector"].predict(np.concatenate(arrays))
-        return list(zip(*(split_rows(a, arrays) for a in (result.is_outlier, result.instance_score, result.feature_score))))
-
-    batcher: ThreadBatcher = ThreadBatcher(score_batch, settings.max_batch, name="outlier-scoring", size_of=len)
+    """Routes that translate HTTP to the `OutlierService` (on `app.state.outlier`) and back."""
+    core = OutlierService(settings, registry)
 
     async def handle(request: Request) -> Response:
-        detector = state["detector"]
-        accepted = await accept(request, settings.max_event_bytes, settings.model, detector.instance_shape, rejected, "outlier")
+        shape = core.detector.instance_shape if core.detector is not None else None
+        accepted = await accept(request, settings.max_event_bytes, settings.model, shape, core.rejected, "outlier")
         if isinstance(accepted, Response):
             return accepted
         event, array = accepted
-        is_outlier, instance_score, feature_score = await batcher.submit(array)
-        n_out = int(is_outlier.sum())
-        instances.labels(settings.model, "outlier").inc(n_out)
-        instances.labels(settings.model, "inlier").inc(len(is_outlier) - n_out)
-        for s in instance_score:
-            scores.labels(settings.model).observe(float(s))
-        data = {
-            "is_outlier": is_outlier.astype(int),
-            "instance_score": instance_score,
-            "threshold": detector.threshold,
-            "feature_score": feature_score if settings.feature_scores else None,
-            "detector": detector.kind,
-        }
-        return reply(event, KSERVE_OUTLIER, f"http://{settings.host}:{settings.port}/", data)
+        return reply(event, KSERVE_OUTLIER, core.source, core.reply_data(await core.score(array)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        state["detector"] = load_detector(settings.detector_path)
-        threshold_gauge.labels(settings.model).set(state["detector"].threshold)
-        batcher.start()
-        log.info("outlier detector %s for %r ready on port %d", state["detector"].kind, settings.model, settings.port)
+        await core.start()
         try:
             yield
         finally:
-            await batcher.close()
+            await core.stop()
 
-    routes = [Route("/", handle, methods=["POST"]), *health_routes(registry, lambda: state["detector"] is not None)]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+    routes = [Route("/", handle, methods=["POST"]), *health_routes(registry, lambda: core.ready, core.stopped)]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=auth_middleware(event_paths=("/",)))
+    app.state.outlier = core
+    return app
