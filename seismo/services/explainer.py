@@ -30,7 +30,7 @@ from starlette.routing import Route
 from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request
 from seismo.explain.anchors import Budget
 from seismo.explain.config import ExplainedModel, load_models
-from seismo.explain.methods import METHODS, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
+from seismo.explain.methods import METHODS, Explanation, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
 from seismo.services.auth import AuthSettings, TokenSet, auth_middleware
 from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, error, health_routes, parse_json, read_body
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS
@@ -109,41 +109,71 @@ def _number(parameters: dict, name: str, default: float, low: float, high: float
     return value
 
 
-def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Starlette:
-    models = load_models(settings.config_file)
-    explanations = Counter("seismo_explainer_explanations", "Explanations by method and outcome", ["model", "method", "outcome"], registry=registry)
-    seconds = Histogram("seismo_explainer_seconds", "Time per explanation", ["model", "method"],
-                        buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120), registry=registry)
-    calls = Histogram("seismo_explainer_model_calls", "Instances sent to the model per explanation", ["model", "method"],
-                      buckets=(10, 100, 500, 1000, 2500, 5000, 10000, 20000, 50000, 100000), registry=registry)
-    fractions = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
-    precision = Histogram("seismo_explainer_anchor_precision", "Precision of returned anchors", ["model"], buckets=fractions, registry=registry)
-    coverage = Histogram("seismo_explainer_anchor_coverage", "Coverage of returned anchors", ["model"],
-                         buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0), registry=registry)
-    rejected = Counter("seismo_explainer_requests_rejected", "Explain requests refused, by reason", ["reason"], registry=registry)
-    state: dict[str, Any] = {"client": None, "references": {}, "ready": False, "admitted": 0}
-    auth = AuthSettings()
-    tokens = TokenSet(auth)
+class ExplainerBusy(Exception):
+    """Every explanation slot and queue place is taken (a 429)."""
 
-    def model_headers() -> dict[str, str]:
+
+class UnknownModel(LookupError):
+    """No explainer is configured for the model (a 404)."""
+
+
+class ExplainerService:
+    """The explainer without HTTP: checks a request, runs one explanation on a worker thread under a
+    call budget, and counts it. Its model calls go to the model server through one pooled client."""
+
+    def __init__(self, settings: ExplainerSettings, registry: CollectorRegistry):
+        self.settings = settings
+        self.models = load_models(settings.config_file)
+        self.explanations = Counter("seismo_explainer_explanations", "Explanations by method and outcome", ["model", "method", "outcome"],
+                                    registry=registry)
+        self.seconds = Histogram("seismo_explainer_seconds", "Time per explanation", ["model", "method"],
+                                 buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120), registry=registry)
+        self.calls = Histogram("seismo_explainer_model_calls", "Instances sent to the model per explanation", ["model", "method"],
+                               buckets=(10, 100, 500, 1000, 2500, 5000, 10000, 20000, 50000, 100000), registry=registry)
+        fractions = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+        self.precision = Histogram("seismo_explainer_anchor_precision", "Precision of returned anchors", ["model"], buckets=fractions,
+                                   registry=registry)
+        self.coverage = Histogram("seismo_explainer_anchor_coverage", "Coverage of returned anchors", ["model"],
+                                  buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0), registry=registry)
+        self.rejected = Counter("seismo_explainer_requests_rejected", "Explain requests refused, by reason", ["reason"], registry=registry)
+        self.tokens = TokenSet(AuthSettings())
+        self.references: dict[str, np.ndarray] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="explain")
+        self._admitted = 0
+        self.ready = False
+
+    async def start(self) -> None:
+        self.references = {name: model.load_reference() for name, model in self.models.items()}
+        self._client = httpx.AsyncClient(timeout=self.settings.model_timeout_seconds, limits=httpx.Limits(max_connections=16))
+        self.ready = True
+        log.info("explainer ready on port %d for %s", self.settings.port,
+                 ", ".join(f"{m.name} ({m.kind}, {m.url})" for m in self.models.values()))
+
+    async def stop(self) -> None:
+        self.ready = False
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._client is not None:
+            await self._client.aclose()
+
+    def _model_headers(self) -> dict[str, str]:
         """The explainer's calls are marked so the model server answers them without logging them (its
         perturbed instances are not production traffic); with auth on, the mark needs a token (read
         again per call, so a rotated Secret is followed)."""
         headers = {"content-type": "application/json", "x-seismo-traffic": "explainer"}
-        current = tokens.current()
+        current = self.tokens.current()
         if current:
             headers["authorization"] = f"Bearer {current[0]}"
         return headers
-    executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="explain")
 
-    async def post_batch(model: ExplainedModel, batch: np.ndarray) -> np.ndarray:
+    async def _post_batch(self, model: ExplainedModel, batch: np.ndarray) -> np.ndarray:
         """One OIP V2 request: a flat FP32 tensor decodes several times faster than V1's nested lists."""
+        assert self._client is not None, "the explainer is not started"
         url = f"{model.url}/v2/models/{model.name}/infer"
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         body = {"inputs": [{"name": "input_1", "datatype": "FP32", "shape": list(batch.shape), "data": batch.reshape(-1)}]}
         try:
-            r = await state["client"].post(url, content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
-                                           headers=model_headers())
+            r = await self._client.post(url, content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), headers=self._model_headers())
         except httpx.HTTPError as exc:
             raise ModelServerError(503, f"model server for {model.name!r} at {model.url} is unreachable: {type(exc).__name__}") from None
         if r.status_code != 200:
@@ -158,29 +188,34 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError):
             raise ModelServerError(502, f"model server for {model.name!r} answered without V2 'outputs'") from None
 
-    def predictor(model: ExplainedModel, loop: asyncio.AbstractEventLoop):
+    def _predictor(self, model: ExplainedModel, loop: asyncio.AbstractEventLoop):
         """predict(batch) for a worker thread: chunks go through the loop's pooled client."""
+        step = self.settings.max_rows_per_request
 
         def predict(batch: np.ndarray) -> np.ndarray:
             parts = []
-            for start in range(0, len(batch), settings.max_rows_per_request):
-                chunk = batch[start:start + settings.max_rows_per_request]
-                future = asyncio.run_coroutine_threadsafe(post_batch(model, chunk), loop)
-                parts.append(future.result(settings.model_timeout_seconds + 5))
+            for start in range(0, len(batch), step):
+                future = asyncio.run_coroutine_threadsafe(self._post_batch(model, batch[start:start + step]), loop)
+                parts.append(future.result(self.settings.model_timeout_seconds + 5))
             return np.concatenate(parts)
 
         return predict
 
-    async def explain(request: Request) -> Response:
-        name = request.path_params["model_name"]
-        if name not in models:
-            rejected.labels("unknown_model").inc()
-            return error(404, f"no explainer for model {name!r}; configured: {sorted(models)}")
-        model = models[name]
-        reference = state["references"][name]
+    def model(self, name: str) -> ExplainedModel:
+        if name not in self.models:
+            self.rejected.labels("unknown_model").inc()
+            raise UnknownModel(f"no explainer for model {name!r}; configured: {sorted(self.models)}")
+        return self.models[name]
+
+    async def explain(self, name: str, doc: Any) -> Explanation:
+        """Explain the one instance in a V1 or V2 request body for model `name`.
+
+        UnknownModel, ExplainRequestError (bad request), ExplainerBusy or ModelServerError otherwise."""
+        settings = self.settings
+        model = self.model(name)
+        reference = self.references[name]
         try:
-            body = await read_body(request, settings.max_body_bytes)
-            instance, parameters = instance_of(parse_json(body), model, reference)
+            instance, parameters = instance_of(doc, model, reference)
             method = parameters.get("method", "anchors")
             if method not in METHODS:
                 raise ExplainRequestError(f"parameter 'method' must be one of {', '.join(METHODS)}, got {method!r}")
@@ -190,57 +225,77 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
             budget = Budget(int(_number(parameters, "max_model_calls", settings.max_model_calls, 1, settings.max_model_calls)),
                             _number(parameters, "max_seconds", settings.max_seconds, 0.01, settings.max_seconds))
             seed = int(_number(parameters, "seed", 0, 0, 2**31 - 1))
-        except BodyTooLarge as exc:
-            rejected.labels("too_large").inc()
-            return error(413, str(exc))
-        except (ExplainRequestError, ValueError) as exc:
-            rejected.labels("invalid").inc()
-            return error(400, str(exc))
-        if state["admitted"] >= settings.concurrency + settings.max_queued:
-            rejected.labels("busy").inc()
-            return error(429, f"the explainer is busy ({settings.concurrency} running, {settings.max_queued} waiting); retry later",
-                         headers={"Retry-After": "5"})
-        predict = predictor(model, asyncio.get_running_loop())
+        except ValueError as exc:  # ExplainRequestError, or a value numpy could not take
+            self.rejected.labels("invalid").inc()
+            raise exc if isinstance(exc, ExplainRequestError) else ExplainRequestError(str(exc)) from None
+        if self._admitted >= settings.concurrency + settings.max_queued:
+            self.rejected.labels("busy").inc()
+            raise ExplainerBusy(f"the explainer is busy ({settings.concurrency} running, {settings.max_queued} waiting); retry later")
+        predict = self._predictor(model, asyncio.get_running_loop())
         if method == "kernel_shap":
             work = lambda: explain_kernel_shap(model, reference, instance, predict, budget, seed)  # noqa: E731
         elif model.kind == "tabular":
             work = lambda: explain_tabular_anchor(model, reference, instance, predict, budget, threshold, seed)  # noqa: E731
         else:
             work = lambda: explain_image_anchor(model, reference, instance, predict, budget, threshold, seed)  # noqa: E731
-        state["admitted"] += 1
+        self._admitted += 1
         try:
-            result = await asyncio.get_running_loop().run_in_executor(executor, work)
-        except ModelServerError as exc:
-            explanations.labels(name, method, "model_error").inc()
-            return error(exc.status, str(exc))
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        except ModelServerError:
+            self.explanations.labels(name, method, "model_error").inc()
+            raise
         finally:
-            state["admitted"] -= 1
-        outcome = "budget_exhausted" if result["budget_exhausted"] else ("ok" if result.get("anchor_found", True) else "no_anchor")
-        explanations.labels(name, method, outcome).inc()
-        seconds.labels(name, method).observe(result["seconds"])
-        calls.labels(name, method).observe(result["model_calls"])
+            self._admitted -= 1
+        self.explanations.labels(name, method, result.outcome).inc()
+        self.seconds.labels(name, method).observe(result.seconds)
+        self.calls.labels(name, method).observe(result.model_calls)
         if method == "anchors":
-            precision.labels(name).observe(result["precision"])
-            coverage.labels(name).observe(result["coverage"])
-        log.info("explained %s with %s: %s in %.2fs, %d model calls", name, method, outcome, result["seconds"], result["model_calls"])
-        return JSONResponse({"model": name, **result})
+            self.precision.labels(name).observe(result.precision or 0.0)
+            self.coverage.labels(name).observe(result.coverage or 0.0)
+        log.info("explained %s with %s: %s in %.2fs, %d model calls", name, method, result.outcome, result.seconds, result.model_calls)
+        return result
+
+
+def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Starlette:
+    """Routes that translate HTTP to the `ExplainerService` (on `app.state.explainer`) and back."""
+    core = ExplainerService(settings, registry)
+
+    async def explain(request: Request) -> Response:
+        name = request.path_params["model_name"]
+        try:
+            core.model(name)
+            doc = parse_json(await read_body(request, settings.max_body_bytes))
+        except UnknownModel as exc:
+            return error(404, str(exc))
+        except BodyTooLarge as exc:
+            core.rejected.labels("too_large").inc()
+            return error(413, str(exc))
+        except ValueError as exc:
+            core.rejected.labels("invalid").inc()
+            return error(400, str(exc))
+        try:
+            result = await core.explain(name, doc)
+        except ExplainRequestError as exc:
+            return error(400, str(exc))
+        except ExplainerBusy as exc:
+            return error(429, str(exc), headers={"Retry-After": "5"})
+        except ModelServerError as exc:
+            return error(exc.status, str(exc))
+        return JSONResponse({"model": name, **result.to_json()})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        state["references"] = {name: model.load_reference() for name, model in models.items()}
-        state["client"] = httpx.AsyncClient(timeout=settings.model_timeout_seconds, limits=httpx.Limits(max_connections=16))
-        state["ready"] = True
-        log.info("explainer ready on port %d for %s", settings.port, ", ".join(f"{m.name} ({m.kind}, {m.url})" for m in models.values()))
+        await core.start()
         try:
             yield
         finally:
-            state["ready"] = False
-            executor.shutdown(wait=False, cancel_futures=True)
-            await state["client"].aclose()
+            await core.stop()
 
     routes = [
         Route("/v1/models/{model_name}:explain", explain, methods=["POST"]),
-        *health_routes(registry, lambda: state["ready"]),
+        *health_routes(registry, lambda: core.ready),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
-                     middleware=auth_middleware(event_paths=(), settings=auth))
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                    middleware=auth_middleware(event_paths=(), settings=core.tokens.settings))
+    app.state.explainer = core
+    return app

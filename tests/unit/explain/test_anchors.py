@@ -41,7 +41,7 @@ def test_discretizer_bins_by_reference_quartiles_and_reads_like_a_rule():
 def test_tabular_anchor_names_the_one_feature_the_model_uses(x2):
     instance = np.array([0.3, 0.7, x2, 0.2, 0.6], dtype=np.float32)
     budget = Budget(20000, 60)
-    result = explain_tabular_anchor(tabular_model(), REFERENCE, instance, rule, budget, threshold=0.95, seed=1)
+    result = explain_tabular_anchor(tabular_model(), REFERENCE, instance, rule, budget, threshold=0.95, seed=1).to_json()
     assert result["anchor_feature_indices"] == [2], result["anchor"]
     assert result["precision"] >= 0.95 and result["anchor_found"] and not result["budget_exhausted"]
     assert 0.15 < result["coverage"] < 0.35  # one quartile bin of a uniform feature
@@ -53,7 +53,7 @@ def test_tabular_anchor_names_the_one_feature_the_model_uses(x2):
 def test_call_budget_is_respected_and_the_best_so_far_comes_back_marked():
     instance = np.array([0.3, 0.7, 0.9, 0.2, 0.6], dtype=np.float32)
     budget = Budget(450, 60)
-    result = explain_tabular_anchor(tabular_model(), REFERENCE, instance, rule, budget, threshold=0.95, seed=1)
+    result = explain_tabular_anchor(tabular_model(), REFERENCE, instance, rule, budget, threshold=0.95, seed=1).to_json()
     assert result["budget_exhausted"] and budget.calls <= 450 and "budget" in result["reason"]
     assert isinstance(result["anchor"], list)
 
@@ -67,7 +67,7 @@ def test_time_budget_is_respected():
 
     instance = np.array([0.3, 0.7, 0.9, 0.2, 0.6], dtype=np.float32)
     budget = Budget(10**6, 0.3)
-    result = explain_tabular_anchor(tabular_model(), REFERENCE, instance, slow, budget, threshold=0.95, seed=1)
+    result = explain_tabular_anchor(tabular_model(), REFERENCE, instance, slow, budget, threshold=0.95, seed=1).to_json()
     assert result["budget_exhausted"] and "time limit" in result["reason"] and result["seconds"] < 1.0
 
 
@@ -89,7 +89,7 @@ def test_image_anchor_covers_the_region_the_model_looks_at():
     background = np.stack([region_image(rng, bright=bool(i % 2)) for i in range(40)])
     model = ExplainedModel("region", "image", "http://unused", Path("unused.npy"), segmentation={"method": "grid", "size": 8}, background="reference")
     image = region_image(rng, bright=True)
-    result = explain_image_anchor(model, background, image, region_model, Budget(20000, 60), threshold=0.95, seed=0)
+    result = explain_image_anchor(model, background, image, region_model, Budget(20000, 60), threshold=0.95, seed=0).to_json()
     mask = np.array(result["anchor"]["mask"], dtype=bool)
     assert result["prediction"] == 1 and result["precision"] >= 0.95
     assert mask[:8, :8].all() and mask.sum() == 64  # exactly the corner's grid cell
@@ -102,7 +102,7 @@ def test_slic_superpixels_follow_the_bright_region():
     segments = segment(image, "slic", n_segments=16, compactness=10)
     background = np.stack([region_image(rng, bright=bool(i % 2)) for i in range(40)])
     model = ExplainedModel("region", "image", "http://unused", Path("unused.npy"), segmentation={"method": "slic", "n_segments": 16}, background="reference")
-    result = explain_image_anchor(model, background, image, region_model, Budget(20000, 60), threshold=0.95, seed=0)
+    result = explain_image_anchor(model, background, image, region_model, Budget(20000, 60), threshold=0.95, seed=0).to_json()
     mask = np.array(result["anchor"]["mask"], dtype=bool)
     assert segments.max() >= 4
     assert mask[:8, :8].mean() > 0.8  # the anchor covers the corner the model looks at
@@ -118,7 +118,7 @@ def test_empty_anchor_when_the_prediction_never_changes():
 def test_kernel_shap_attributes_the_prediction_to_feature_2():
     instance = np.array([0.3, 0.7, 0.9, 0.2, 0.6], dtype=np.float32)
     budget = Budget(20000, 60)
-    result = explain_kernel_shap(tabular_model(), REFERENCE, instance, rule, budget, seed=0)
+    result = explain_kernel_shap(tabular_model(), REFERENCE, instance, rule, budget, seed=0).to_json()
     values = np.array(result["shap_values"])  # [features, classes]
     assert values.shape == (5, 2)
     assert np.argmax(np.abs(values[:, 1])) == 2 and values[2, 1] > 0.3
@@ -127,7 +127,7 @@ def test_kernel_shap_attributes_the_prediction_to_feature_2():
 
 def test_kernel_shap_sizes_itself_to_the_budget():
     instance = np.array([0.3, 0.7, 0.9, 0.2, 0.6], dtype=np.float32)
-    result = explain_kernel_shap(tabular_model(), REFERENCE, instance, rule, Budget(100, 60), seed=0)
+    result = explain_kernel_shap(tabular_model(), REFERENCE, instance, rule, Budget(100, 60), seed=0).to_json()
     assert result["budget_exhausted"] and result["shap_values"] is None and result["model_calls"] <= 100
-    small = explain_kernel_shap(tabular_model(), REFERENCE, instance, rule, Budget(1000, 60), seed=0)
+    small = explain_kernel_shap(tabular_model(), REFERENCE, instance, rule, Budget(1000, 60), seed=0).to_json()
     assert small["budget_exhausted"] and small["nsamples"] < 2 * 5 + 2048 and small["model_calls"] <= 1000
