@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from pydantic import Field
@@ -40,6 +42,7 @@ from seismo.services.common import (
     EXCEPTION_HANDLERS,
     BodyTooLarge,
     JSONResponse,
+    cancel_and_wait,
     error,
     health_routes,
     parse_json,
@@ -110,36 +113,149 @@ def parse_window(text: str | None, default: Lookback) -> Lookback:
     raise ValueError(f"'window' must be a duration like 30s, 15m, 1h or 7d, a positive count like 1000, or 'all'; got {text!r}")
 
 
-def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starlette:
-    models = load_models(settings.config_file)
-    default_window = parse_window(settings.window, Lookback())
-    metrics = PerformanceMetrics(registry, settings.max_cohorts, {name: [rule.name for rule in config.rules] for name, config in models.items()},
-                                 settings.cohort_admit_after)
-    state: dict = {"tracker": None, "loops": []}
-    batcher: ThreadBatcher = ThreadBatcher(lambda batch: state["tracker"].process(batch), 256, name="metrics")
+class StoreUnavailable(Exception):
+    """The record store failed while feedback was processed (a 503: the sender or the broker retries)."""
 
-    def incoming(request: Request, doc, prediction_id: str | None = None) -> Incoming:
+
+class MetricsService:
+    """The metrics server without HTTP: feedback in, joined with stored predictions, performance out.
+
+    The `Tracker` does the work on one thread (`ThreadBatcher`); background loops join pending
+    feedback, read new predictions, refresh the gauges and expire old ledger rows."""
+
+    def __init__(self, settings: MetricsSettings, registry: CollectorRegistry):
+        self.settings = settings
+        self.models = load_models(settings.config_file)
+        self.default_window = parse_window(settings.window, Lookback())
+        self.metrics = PerformanceMetrics(registry, settings.max_cohorts,
+                                          {name: [rule.name for rule in config.rules] for name, config in self.models.items()},
+                                          settings.cohort_admit_after)
+        self._tracker: Tracker | None = None
+        self._close: Callable[[], None] | None = None
+        self._loops: list[asyncio.Task] = []
+        self.batcher: ThreadBatcher[Incoming, Any] = ThreadBatcher(lambda batch: self.tracker.process(batch), 256, name="metrics")
+
+    @property
+    def ready(self) -> bool:
+        return self._tracker is not None
+
+    @property
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            raise RuntimeError("the metrics server is not started")
+        return self._tracker
+
+    def stopped(self) -> list[str]:
+        return self.batcher.stopped() + stopped_tasks(self._loops)
+
+    async def start(self) -> None:
+        settings = self.settings
+        store = settings.open_store()
+        ledger = Ledger(settings.state_path)
+        tracker = Tracker(self.models, ledger, store, self.metrics, settings.pending_ttl_seconds, settings.late_after_seconds,
+                          settings.max_calibration_error)
+        self._tracker = tracker
+
+        def close() -> None:
+            ledger.close()
+            store.close()
+
+        self._close = close
+        self.metrics.waiting.set(ledger.pending_count())
+        self.batcher.start()
+        lookback = self.default_window.seconds or 3600.0
+        self._loops = [
+            asyncio.create_task(self._every(settings.join_interval_seconds, "joining pending feedback", tracker.join_pending)),
+            asyncio.create_task(self._every(settings.scan_interval_seconds, "reading predictions",
+                                            lambda: tracker.scan(settle=settings.scan_settle_seconds, lookback=lookback))),
+            asyncio.create_task(self._every(settings.refresh_interval_seconds, "refreshing gauges", tracker.refresh_gauges,
+                                            self.default_window)),
+        ]
+        if settings.retention_seconds > 0:
+            self._loops.append(asyncio.create_task(self._every(300.0, "retention", self._expire, ledger, settings.retention_seconds)))
+        log.info("metrics server ready on port %d for %s (window %s)", settings.port,
+                 ", ".join(f"{m.name} ({m.type})" for m in self.models.values()), self.default_window.describe())
+
+    async def stop(self) -> None:
+        self._tracker = None
+        await cancel_and_wait(self._loops)
+        await self.batcher.close(self._close)
+
+    async def _every(self, seconds: float, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self.batcher.call(fn, *args)
+            except Exception as exc:  # the store may be down for a while: keep trying, say so
+                log.warning("metrics: %s failed: %s", what, exc)
+
+    def _expire(self, ledger: Ledger, seconds: float) -> None:
+        removed = ledger.expire_scored(time.time() - seconds)
+        if removed:
+            self.metrics.retention_removed.labels("ledger").inc(removed)
+
+    def count_rejected(self, reason: str) -> None:
+        self.metrics.rejected.labels("unknown", reason).inc()
+
+    def incoming(self, doc: Any, headers: Mapping[str, str], prediction_id: str | None = None, model: str | None = None) -> Incoming:
+        """Feedback from a body (plain or Seldon) with the cohort headers; FeedbackError/ValueError (a 400) otherwise."""
         feedback = parse_feedback(doc, prediction_id)
-        cohort_header = request.headers.get("x-seismo-cohort")
-        holdout_header = request.headers.get("x-seismo-holdout")
-        changes = {}
+        cohort_header = headers.get("x-seismo-cohort")
+        holdout_header = headers.get("x-seismo-holdout")
+        changes: dict[str, Any] = {}
         if feedback.cohort is None and cohort_header:
             changes["cohort"] = cohort_header
         if feedback.holdout is None and holdout_header:
             changes["holdout"] = truthy(holdout_header)
+        if feedback.model is None and model:
+            changes["model"] = model
         if changes:
             feedback = replace(feedback, **changes)
         if feedback.cohort is not None:
             check_cohort_name(feedback.cohort, "cohort")
         return Incoming(feedback, time.time())
 
+    def incoming_event(self, headers: Mapping[str, str], body: bytes) -> Incoming:
+        """Feedback from a Seldon feedback CloudEvent; CloudEventError/ValueError (a 400) otherwise."""
+        event = from_http(headers, body)
+        if event.type != SELDON_FEEDBACK:
+            raise ValueError(f"event type {event.type!r} is not feedback ({SELDON_FEEDBACK})")
+        has_id = "requestid" in event.extensions
+        return self.incoming(event.json_data(), headers, prediction_id_of(event) if has_id else None,
+                             event.extensions.get("inferenceservicename"))
+
+    async def submit(self, item: Incoming) -> Any:
+        """Join (or keep pending) one piece of feedback; its outcome. StoreUnavailable if the store failed."""
+        try:
+            return await self.batcher.submit(item)
+        except Exception as exc:
+            self.metrics.rejected.labels(self.metrics.model_label(item.feedback.model), "store_error").inc()
+            log.error("feedback for %s not processed: %s", item.feedback.prediction_id, exc)
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    def resolve_model(self, model: str | None) -> str:
+        """The model a performance read is about; LookupError (404) or ValueError (400) naming the problem."""
+        if model is None:
+            if len(self.models) != 1:
+                raise ValueError(f"name a 'model' (configured: {sorted(self.models)})")
+            return next(iter(self.models))
+        if model not in self.models:
+            raise LookupError(f"no metrics configuration for model {model!r} (configured: {sorted(self.models)})")
+        return model
+
+    async def report(self, model: str, cohort: str, group: str | None, window: Lookback) -> dict:
+        return await self.batcher.call(self.tracker.report, model, cohort, group, window)
+
+
+def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starlette:
+    """Routes that translate HTTP to the `MetricsService` (on `app.state.metrics`) and back."""
+    core = MetricsService(settings, registry)
+
     async def submit(item: Incoming) -> Response:
         try:
-            outcome = await batcher.submit(item)
-        except Exception as exc:  # the record store is unreachable: 503 so the sender (or the broker) retries
-            metrics.rejected.labels(metrics.model_label(item.feedback.model), "store_error").inc()
-            log.error("feedback for %s not processed: %s", item.feedback.prediction_id, exc)
-            return error(503, f"record store unavailable: {type(exc).__name__}")
+            outcome = await core.submit(item)
+        except StoreUnavailable as exc:  # 503 so the sender (or the broker) retries
+            return error(503, f"record store unavailable: {exc}")
         if outcome.status == "rejected":
             return error(400, outcome.message or "feedback rejected")
         return JSONResponse(outcome.to_json(), status_code=200 if outcome.status == "scored" else 202)
@@ -147,110 +263,59 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
     async def feedback_body(request: Request) -> Response:
         try:
             body = await read_body(request, settings.max_body_bytes)
-            item = incoming(request, parse_json(body, "feedback body"))
+            item = core.incoming(parse_json(body, "feedback body"), request.headers)
         except BodyTooLarge as exc:
-            metrics.rejected.labels("unknown", "too_large").inc()
+            core.count_rejected("too_large")
             return error(413, str(exc))
         except (FeedbackError, ConfigError, ValueError) as exc:
-            metrics.rejected.labels("unknown", "invalid").inc()
+            core.count_rejected("invalid")
             return error(400, str(exc))
         return await submit(item)
 
     async def feedback_event(request: Request) -> Response:
         try:
-            body = await read_body(request, settings.max_body_bytes)
-            event = from_http(request.headers, body)
-            if event.type != SELDON_FEEDBACK:
-                raise ValueError(f"event type {event.type!r} is not feedback ({SELDON_FEEDBACK})")
-            has_id = "requestid" in event.extensions
-            item = incoming(request, event.json_data(), prediction_id_of(event) if has_id else None)
-            named = event.extensions.get("inferenceservicename")
-            if item.feedback.model is None and named:
-                item = Incoming(replace(item.feedback, model=named), item.received_at)
+            item = core.incoming_event(request.headers, await read_body(request, settings.max_body_bytes))
         except BodyTooLarge as exc:
-            metrics.rejected.labels("unknown", "too_large").inc()
+            core.count_rejected("too_large")
             return error(413, str(exc))
         except (CloudEventError, FeedbackError, ConfigError, ValueError) as exc:
-            metrics.rejected.labels("unknown", "invalid").inc()
+            core.count_rejected("invalid")
             return error(400, str(exc))
         return await submit(item)
 
     async def performance(request: Request) -> Response:
         params = request.query_params
-        tracker: Tracker = state["tracker"]
-        model = params.get("model")
-        if model is None:
-            if len(models) != 1:
-                return error(400, f"name a 'model' (configured: {sorted(models)})")
-            model = next(iter(models))
-        if model not in models:
-            return error(404, f"no metrics configuration for model {model!r} (configured: {sorted(models)})")
+        try:
+            model = core.resolve_model(params.get("model"))
+        except LookupError as exc:
+            return error(404, str(exc.args[0]))
+        except ValueError as exc:
+            return error(400, str(exc))
         group = params.get("group") or None
         if group not in (None, "all", *GROUPS):
             return error(400, f"'group' must be all, model or holdout; got {group!r}")
         try:
-            window = parse_window(params.get("window"), default_window)
+            window = parse_window(params.get("window"), core.default_window)
         except ValueError as exc:
             return error(400, str(exc))
-        report = await batcher.call(tracker.report, model, params.get("cohort") or ALL, None if group == "all" else group, window)
-        return JSONResponse(report)
-
-    async def every(seconds: float, what: str, fn, *args) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await batcher.call(fn, *args)
-            except Exception as exc:  # the store may be down for a while: keep trying, say so
-                log.warning("metrics: %s failed: %s", what, exc)
-
-    def expire(ledger: Ledger, seconds: float) -> None:
-        removed = ledger.expire_scored(time.time() - seconds)
-        if removed:
-            metrics.retention_removed.labels("ledger").inc(removed)
+        return JSONResponse(await core.report(model, params.get("cohort") or ALL, None if group == "all" else group, window))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        store = settings.open_store()
-        ledger = Ledger(settings.state_path)
-        tracker = Tracker(models, ledger, store, metrics, settings.pending_ttl_seconds, settings.late_after_seconds,
-                          settings.max_calibration_error)
-        state["tracker"] = tracker
-        metrics.waiting.set(ledger.pending_count())
-        batcher.start()
-        lookback = default_window.seconds or 3600.0
-        loops = [
-            asyncio.create_task(every(settings.join_interval_seconds, "joining pending feedback", tracker.join_pending)),
-            asyncio.create_task(every(settings.scan_interval_seconds, "reading predictions",
-                                      lambda: tracker.scan(settle=settings.scan_settle_seconds, lookback=lookback))),
-            asyncio.create_task(every(settings.refresh_interval_seconds, "refreshing gauges", tracker.refresh_gauges, default_window)),
-        ]
-        if settings.retention_seconds > 0:
-            loops.append(asyncio.create_task(every(300.0, "retention", expire, ledger, settings.retention_seconds)))
-        state["loops"] = loops
-        log.info("metrics server ready on port %d for %s (window %s)", settings.port,
-                 ", ".join(f"{m.name} ({m.type})" for m in models.values()), default_window.describe())
+        await core.start()
         try:
             yield
         finally:
-            state["tracker"] = None
-            for task in loops:
-                task.cancel()
-            for task in loops:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-            def close() -> None:
-                ledger.close()
-                store.close()
-
-            await batcher.close(close)
+            await core.stop()
 
     routes = [
         Route("/", feedback_event, methods=["POST"]),
         Route("/feedback", feedback_body, methods=["POST"]),
         Route("/api/v1.0/feedback", feedback_body, methods=["POST"]),
         Route("/v1/performance", performance, methods=["GET"]),
-        *health_routes(registry, lambda: state["tracker"] is not None, lambda: batcher.stopped() + stopped_tasks(state["loops"])),
+        *health_routes(registry, lambda: core.ready, core.stopped),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=auth_middleware(event_paths=("/",)))
+    app.state.metrics = core
+    return app
