@@ -8,10 +8,11 @@ load a batch is a single item and nothing waits; under heavy load batches grow b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
+
+from seismo.tasks import cancel_and_wait
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -131,10 +132,7 @@ class ThreadBatcher(Generic[T, R]):
             if self.queued == 0:
                 break
             await asyncio.sleep(0.01)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
         if finalize is not None:
             await asyncio.get_running_loop().run_in_executor(self.executor, finalize)
         self.executor.shutdown(wait=True)

@@ -21,6 +21,7 @@ from seismo.broker.journal import DeadLettered, Delivered, GroupCommitter, Pendi
 from seismo.broker.triggers import Trigger
 from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http
 from seismo.events.poster import EventPoster, SendError, Unsendable
+from seismo.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,7 @@ class Dispatcher:
             self._wakeups[name].set()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
 
     async def _run(self, trigger: Trigger) -> None:
         inflight: set[int] = set()

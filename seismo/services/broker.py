@@ -35,6 +35,7 @@ from seismo.services.common import (
     EXCEPTION_HANDLERS,
     BodyTooLarge,
     JSONResponse,
+    cancel_and_wait,
     error,
     health_routes,
     one_of,
@@ -164,10 +165,7 @@ class Broker:
 
     async def stop(self) -> None:
         self.ready = False
-        if self._gauges_task:
-            self._gauges_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gauges_task
+        await cancel_and_wait([self._gauges_task])
         if self.dispatcher:
             await self.dispatcher.stop()
         if self.committer:

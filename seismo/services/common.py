@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, get_args
 
 import orjson
@@ -19,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seismo.events.limits import loads
+from seismo.tasks import cancel_and_wait, stopped_tasks  # noqa: F401  (re-exported for the services)
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,6 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {HTTPException: _http_exception, Exception: _unhandled}
 
 
-def stopped_tasks(tasks: Iterable[asyncio.Task | None]) -> list[str]:
-    """Names of background tasks that ended although they must run until shutdown."""
-    return [task.get_name() for task in tasks if task is not None and task.done()]
-
-
 def health_routes(registry: CollectorRegistry, is_ready: Callable[[], bool],
                   stopped: Callable[[], list[str]] = lambda: []) -> list[Route]:
     """`/metrics`, `/readyz`, and `/healthz`, which turns 503 when a loop that must run has stopped."""
@@ -172,14 +167,6 @@ def run_server(app: Any, host: str, port: int, service: str, access_log: bool = 
     uvicorn.Server(config).run()
 
 
-async def cancel_and_wait(tasks: list[asyncio.Task]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        try:
-            await task
-        except (asyncio.CancelledError, Exception):  # shutting down: nothing left to report to
-            pass
 
 
 Handler = Callable[[Request], Awaitable[Response]]

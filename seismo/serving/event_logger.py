@@ -23,6 +23,7 @@ from seismo.events.cloudevents import CloudEvent, escape_id, to_binary
 from seismo.events.poster import EventPoster, SendError, Unsendable
 from seismo.events.types import model_of
 from seismo.retry import Backoff, is_transient
+from seismo.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +154,7 @@ class EventLogger:
     async def stop(self, drain_timeout: float = 5.0) -> None:
         if not await self.drain(drain_timeout):
             log.warning("stopping with %d events undelivered; counted as dropped (shutdown)", self.held)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         for event in self._queue:
             self.dropped.labels(model_of(event), "shutdown").inc()
         self._queue.clear()
