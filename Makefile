@@ -8,13 +8,18 @@ DETECTORS := models/artifacts/detectors/drift/config.json
 TABULAR := models/artifacts/tabular-classifier/metadata.json
 EXAMPLES := $(MODEL) $(DETECTORS) $(TABULAR)
 
-.PHONY: demo test bench up model install clean alibi
+.PHONY: demo test lint bench up model install clean alibi
 
 demo: $(EXAMPLES)
 	$(BIN)/seismo demo
 
-test: $(EXAMPLES)
+test: $(EXAMPLES) lint
 	$(BIN)/python -m pytest
+
+# Part of `make test`: the shape CI keeps (style, import order, types of seismo/).
+lint: $(STAMP)
+	$(BIN)/ruff check seismo tests bench models manifests
+	$(BIN)/mypy
 
 bench: $(EXAMPLES)
 	$(BIN)/python -m bench

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,7 @@ def make_preprocess(spec: str, seed: int):
 def make_detector(what: str, method: str | None, preprocess, p_val: float, correction: str, threshold_percentile: float, seed: int):
     from seismo import detect
 
+    choices: dict[str, Any]
     if what == "drift":
         choices = {
             "ks": lambda: detect.KSDrift(p_val=p_val, correction=correction, preprocess=preprocess),

@@ -111,6 +111,7 @@ class Journal:
             (event.event_id, event.type, now, orjson.dumps(event.headers), event.body),
         )
         seq = cursor.lastrowid
+        assert seq is not None  # an INSERT always sets it
         db.executemany(
             "INSERT INTO deliveries (trigger, event_seq, attempts, next_attempt_at) VALUES (?, ?, 0, ?)",
             [(trigger, seq, now) for trigger in event.triggers],
@@ -185,7 +186,7 @@ class GroupCommitter:
 
     def __init__(self, journal: Journal, max_batch: int = 512):
         self.journal = journal
-        self._batcher: ThreadBatcher[object, int | None] = ThreadBatcher(self._write_batch, max_batch, name="journal")
+        self._batcher: ThreadBatcher[IncomingEvent | Delivered | RetryLater | DeadLettered, int | None] = ThreadBatcher(self._write_batch, max_batch, name="journal")
 
     def start(self) -> None:
         self._batcher.start()
@@ -198,12 +199,14 @@ class GroupCommitter:
         return await self._batcher.call(fn, *args)
 
     async def ingest(self, event: IncomingEvent) -> int:
-        return await self._batcher.submit(event)
+        seq = await self._batcher.submit(event)
+        assert seq is not None  # an event's insert answers its sequence number
+        return seq
 
     async def record(self, outcome: Delivered | RetryLater | DeadLettered) -> None:
         await self._batcher.submit(outcome)
 
-    def _write_batch(self, ops: list[object]) -> list[int | None]:
+    def _write_batch(self, ops: list[IncomingEvent | Delivered | RetryLater | DeadLettered]) -> list[int | None]:
         now = time.time()
 
         def work(db: sqlite3.Connection) -> list[int | None]:

@@ -24,7 +24,7 @@ def save_anchor_png(image: np.ndarray, mask: np.ndarray, path: Path, scale: int 
     shown = np.where(mask[..., None], image, image * 0.2 + np.array([0.0, 0.0, 0.25], dtype=np.float32))
     gap = np.ones((image.shape[0], 2, 3), dtype=np.float32)
     canvas = np.concatenate([image, gap, shown], axis=1)
-    picture = Image.fromarray((canvas * 255).astype(np.uint8)).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
+    picture = Image.fromarray((canvas * 255).astype(np.uint8)).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.Resampling.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
     return path

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -22,6 +22,28 @@ class DetectorConfigError(ValueError):
 
 def _array_or_none(a) -> list | None:
     return None if a is None else np.asarray(a).tolist()
+
+
+class FeatureScores(NamedTuple):
+    """`score()` of a per-feature drift test (KS, chi-squared): one p-value and statistic per feature."""
+
+    p_values: np.ndarray
+    statistics: np.ndarray
+
+
+class TestScore(NamedTuple):
+    """`score()` of a one-test drift detector (MMD, classifier, prediction drift): the p-value and the
+    statistic the decision is made on (MMD², AUC, PSI or Jensen-Shannon distance)."""
+
+    p_value: float
+    statistic: float
+
+
+class InstanceScores(NamedTuple):
+    """`score()` of an outlier detector: a score per instance, and per feature where the detector has them."""
+
+    instance: np.ndarray
+    feature: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -80,7 +102,7 @@ class Detector:
 
     kind: ClassVar[str]
     instance_shape: tuple[int, ...] | None = None
-    preprocess = None
+    preprocess: Any = None
 
     def _features(self, x: Any, what: str = "data") -> np.ndarray:
         """Checked against the reference's instance shape, preprocessed, flattened to [N, features]."""

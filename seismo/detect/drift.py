@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from seismo.detect.base import Detector, DetectorInputError, DriftResult
+from seismo.detect.base import Detector, DetectorInputError, DriftResult, FeatureScores, TestScore
 from seismo.stats import (
     SortedReference,
     chi2_homogeneity,
@@ -44,12 +44,14 @@ class _DriftDetector(Detector):
     def _fitted(self) -> None:
         """Precompute what every test reuses."""
 
-    def _require_fit(self) -> None:
+    def _require_fit(self) -> np.ndarray:
+        """The reference features, or RuntimeError when the detector is not fitted."""
         if self.x_ref is None:
             raise RuntimeError(f"{self.kind} is not fitted: call fit(x_ref) first")
+        return self.x_ref
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {"x_ref": self.x_ref}
+        return {"x_ref": self._require_fit()}
 
     def _restore(self, arrays: dict[str, np.ndarray], folder: Path) -> None:
         self.x_ref = arrays["x_ref"]
@@ -64,8 +66,7 @@ class _PerFeatureDrift(_DriftDetector):
         correct(np.array([1.0]), p_val, correction)  # validates the name early
         self.correction = correction
 
-    def score(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(per-feature p-values, per-feature statistics)."""
+    def score(self, x: Any) -> FeatureScores:
         raise NotImplementedError
 
     def predict(self, x: Any) -> DriftResult:
@@ -83,12 +84,12 @@ class KSDrift(_PerFeatureDrift):
     kind = "KSDrift"
 
     def _fitted(self) -> None:
-        self._sorted = SortedReference(self.x_ref)
+        self._sorted = SortedReference(self._require_fit())
 
-    def score(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, x: Any) -> FeatureScores:
         self._require_fit()
         statistics, p_values = ks_2samp(self._sorted, self._features(x, "window"))
-        return p_values, statistics
+        return FeatureScores(p_values, statistics)
 
 
 class ChiSquareDrift(_PerFeatureDrift):
@@ -100,16 +101,16 @@ class ChiSquareDrift(_PerFeatureDrift):
 
     kind = "ChiSquareDrift"
 
-    def score(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
-        self._require_fit()
+    def score(self, x: Any) -> FeatureScores:
+        x_ref = self._require_fit()
         window = self._features(x, "window")
         stats, p_values = [], []
         for j in range(window.shape[1]):
-            categories = np.union1d(self.x_ref[:, j], window[:, j])
-            statistic, p = chi2_homogeneity(contingency_table(self.x_ref[:, j], window[:, j], categories))
+            categories = np.union1d(x_ref[:, j], window[:, j])
+            statistic, p = chi2_homogeneity(contingency_table(x_ref[:, j], window[:, j], categories))
             stats.append(statistic)
             p_values.append(p)
-        return np.array(p_values), np.array(stats)
+        return FeatureScores(np.array(p_values), np.array(stats))
 
 
 class MMDDrift(_DriftDetector):
@@ -126,18 +127,20 @@ class MMDDrift(_DriftDetector):
 
     def _fitted(self) -> None:
         if self.sigma is None:  # median heuristic on the reference, as alibi-detect configures it
-            self.sigma = median_heuristic_sigma(self.x_ref)
+            self.sigma = median_heuristic_sigma(self._require_fit())
 
-    def score(self, x: Any) -> tuple[float, float, float]:
-        self._require_fit()
+    def score(self, x: Any) -> TestScore:
+        x_ref = self._require_fit()
         window = self._features(x, "window")
         # A fresh, reproducible permutation stream per call: seed, then call number.
         rng_seed = None if self.seed is None else [self.seed, self._calls]
         self._calls += 1
-        return mmd_permutation_test(self.x_ref, window, self.sigma, self.n_permutations, rng_seed)
+        assert self.sigma is not None  # set by _fitted
+        mmd2, p_value, _ = mmd_permutation_test(x_ref, window, self.sigma, self.n_permutations, rng_seed)
+        return TestScore(p_value, mmd2)
 
     def predict(self, x: Any) -> DriftResult:
-        mmd2, p_value, _ = self.score(x)
+        p_value, mmd2 = self.score(x)
         return DriftResult(p_value < self.p_val, p_value, mmd2, self.p_val)
 
     def _params(self) -> dict[str, Any]:
@@ -154,10 +157,10 @@ class ClassifierDrift(_DriftDetector):
         self.n_folds = n_folds
         self.seed = seed
 
-    def score(self, x: Any) -> tuple[float, float]:
+    def score(self, x: Any) -> TestScore:
         self._require_fit()
-        auc, p_value = domain_classifier_test(self.x_ref, self._features(x, "window"), self.n_folds, self.seed)
-        return p_value, auc
+        auc, p_value = domain_classifier_test(self._require_fit(), self._features(x, "window"), self.n_folds, self.seed)
+        return TestScore(p_value, auc)
 
     def predict(self, x: Any) -> DriftResult:
         p_value, auc = self.score(x)
@@ -191,10 +194,11 @@ class PredictionDrift(_DriftDetector):
         return features.argmax(axis=1) if features.shape[1] > 1 else features[:, 0].round()
 
     def _fitted(self) -> None:
-        self._ref_labels = self._labels(self.x_ref)
-        self._classes = np.arange(self.x_ref.shape[1]) if self.x_ref.shape[1] > 1 else np.unique(self._ref_labels)
+        x_ref = self._require_fit()
+        self._ref_labels = self._labels(x_ref)
+        self._classes = np.arange(x_ref.shape[1]) if x_ref.shape[1] > 1 else np.unique(self._ref_labels)
 
-    def score(self, x: Any) -> tuple[float, float]:
+    def score(self, x: Any) -> TestScore:
         self._require_fit()
         labels = self._labels(self._features(x, "predictions"))
         classes = np.union1d(self._classes, labels)
@@ -202,7 +206,7 @@ class PredictionDrift(_DriftDetector):
         p, q = histogram(self._ref_labels, edges, self.epsilon), histogram(labels, edges, self.epsilon)
         distance = psi(p, q) if self.metric == "psi" else jensen_shannon(p, q)
         _, p_value = chi2_homogeneity(contingency_table(self._ref_labels, labels, classes))
-        return p_value, distance
+        return TestScore(p_value, distance)
 
     def predict(self, x: Any) -> DriftResult:
         p_value, distance = self.score(x)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from seismo.detect.base import Detector, OutlierResult
+from seismo.detect.base import Detector, InstanceScores, OutlierResult
 
 
 class _OutlierDetector(Detector):
@@ -30,14 +30,14 @@ class _OutlierDetector(Detector):
         self.threshold = float(np.percentile(scores, self.threshold_percentile))
         return self
 
-    def score(self, x: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        """(instance scores, feature scores or None)."""
+    def score(self, x: Any) -> InstanceScores:
         if self.threshold is None:
             raise RuntimeError(f"{self.kind} is not fitted: call fit(x_ref) first")
-        return self._score_features(self._features(x))
+        return InstanceScores(*self._score_features(self._features(x)))
 
     def predict(self, x: Any) -> OutlierResult:
         scores, feature_scores = self.score(x)
+        assert self.threshold is not None  # score() refuses an unfitted detector
         return OutlierResult(scores > self.threshold, scores, self.threshold, feature_scores)
 
     def _fit_features(self, features: np.ndarray) -> None:

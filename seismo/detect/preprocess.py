@@ -24,8 +24,8 @@ class PCA:
 
     def __init__(self, n_components: int = 32):
         self.n_components = n_components
-        self.mean: np.ndarray | None = None
-        self.components: np.ndarray | None = None
+        self.mean: Any = None  # np.ndarray once fitted
+        self.components: Any = None
 
     def fit(self, x: np.ndarray) -> PCA:
         flat = x.reshape(len(x), -1)
@@ -56,8 +56,8 @@ class UntrainedAutoencoder:
     def __init__(self, encoding_dim: int = 32, seed: int = 0):
         self.encoding_dim = encoding_dim
         self.seed = seed
-        self.model = None
-        self._fn = None
+        self.model: Any = None  # a Keras model, built on first use
+        self._fn: Any = None
 
     def _build(self, input_shape: tuple[int, ...]):
         import keras
@@ -109,7 +109,7 @@ class ModelLayer:
     def __init__(self, model_path: str, layer: str | int = -2):
         self.model_path = str(model_path)
         self.layer = layer
-        self._fn = None
+        self._fn: Any = None
 
     def fit(self, x: np.ndarray) -> ModelLayer:
         import keras

@@ -63,7 +63,7 @@ def save_detector(detector: Detector, path: str | Path) -> Path:
         "preprocess": save_preprocess(detector.preprocess, folder),
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    np.savez(folder / "arrays.npz", **detector._arrays())
+    np.savez(folder / "arrays.npz", **detector._arrays())  # type: ignore[arg-type]
     detector._save_extra(folder)
     return folder
 
@@ -95,7 +95,7 @@ def load_detector(path: str | Path) -> Detector | AlibiDetector:
     unknown = set(params) - allowed
     if unknown:
         raise DetectorConfigError(f"{config_file}: unknown {kind} parameters {sorted(unknown)}")
-    detector = cls(**params, preprocess=load_preprocess(config.get("preprocess"), folder))
+    detector = cls(**params, preprocess=load_preprocess(config.get("preprocess"), folder))  # type: ignore[call-arg]
     with np.load(folder / "arrays.npz", allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     detector.instance_shape = tuple(shape) if shape is not None else None

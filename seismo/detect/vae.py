@@ -29,7 +29,8 @@ class VAEOutlier(_OutlierDetector):
         super().__init__(threshold_percentile, preprocess)
         self.latent_dim, self.hidden, self.epochs = latent_dim, hidden, epochs
         self.batch_size, self.learning_rate, self.beta, self.seed = batch_size, learning_rate, beta, seed
-        self.encoder = self.decoder = None
+        self.encoder: Any = None  # Keras models, built in fit or load
+        self.decoder: Any = None
 
     def _build(self, n_features: int) -> None:
         import keras

@@ -6,6 +6,7 @@ Each check raises PayloadError (a 400 at the services) with a message naming the
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ def check_depth(doc: Any, limit: int = MAX_JSON_DEPTH, what: str = "request body
     stack = [(doc, 1)]
     while stack:
         value, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(value, list):
             children = value
         elif isinstance(value, dict):

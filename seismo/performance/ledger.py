@@ -205,7 +205,7 @@ class Ledger:
         found = dict(rows)
         return {name: int(found.get(name, 0)) for name in COUNT_NAMES}
 
-    def groups(self) -> list[tuple[str, str, str]]:
+    def groups(self) -> list[tuple[str, str, str | None]]:
         """Every (model, cohort, group) with scored or seen rows: what the gauges report."""
         with self._lock:
             rows = self._db.execute(

@@ -99,7 +99,8 @@ def _truth_rows(config: ModelConfig, truth: np.ndarray, n: int, n_classes: int |
 
 def score(config: ModelConfig, response: Any, truth: np.ndarray) -> list[ScoredRow]:
     predictions = predictions_of(config, response)
-    n_classes = len(predictions[0].scores) if config.type == "multiclass-onehot" else None
+    first_scores = predictions[0].scores
+    n_classes = len(first_scores) if config.type == "multiclass-onehot" and first_scores is not None else None
     truths = _truth_rows(config, truth, len(predictions), n_classes)
     return [ScoredRow(i, p.predicted, float(t), p.scores) for i, (p, t) in enumerate(zip(predictions, truths))]
 
@@ -124,8 +125,8 @@ def feature_rows(request: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
         names = tuple(str(n) for n in request["data"]["names"])
     array = np.asarray(instances_of(request))
     rows = array.reshape(len(array), -1) if array.ndim else array.reshape(1, 1)
-    columns = list(names) + [f"x{j}" for j in range(len(names), rows.shape[1])]
-    return [{columns[j]: _plain(v) for j, v in enumerate(row)} for row in rows]
+    column_names = list(names) + [f"x{j}" for j in range(len(names), rows.shape[1])]
+    return [{column_names[j]: _plain(v) for j, v in enumerate(row)} for row in rows]
 
 
 def _plain(value: Any) -> Any:

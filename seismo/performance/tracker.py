@@ -81,7 +81,8 @@ class Tracker:
 
     def process(self, batch: list[Incoming]) -> list[Outcome]:
         """Score what can be scored, park what waits for its prediction; one ledger transaction."""
-        lookups = [i.feedback.prediction_id for i in batch if not i.feedback.self_contained]
+        # Feedback that is not self-contained always names its prediction (parse_feedback checks it).
+        lookups = [i.feedback.prediction_id for i in batch if not i.feedback.self_contained and i.feedback.prediction_id]
         records = self.store.get_many(lookups) if lookups else {}
         planned: list[tuple[Incoming, Outcome, list[ScoredItem], Record | None]] = []
         for incoming in batch:
@@ -104,10 +105,12 @@ class Tracker:
                 if outcome.status == "pending":
                     # Counted under its model once that is known: now if the feedback names it, else
                     # when it joins (or under "unknown" when it is orphaned).
+                    assert fb.prediction_id is not None  # pending feedback waits for its prediction by id
                     first = ledger.add_pending(fb.prediction_id, fb.model, incoming.received_at, feedback_to_json(fb))
                     if fb.model is not None:
                         self._count_received(ledger, fb.model, fb.reward, pending=first)
                     continue
+                assert outcome.model is not None  # a scored outcome knows its model
                 self._count_received(ledger, outcome.model, fb.reward)
                 self._record(ledger, outcome.model, items, joined=record is not None)
         for _, outcome, _, _ in planned:

@@ -80,7 +80,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         await _discard_rest(request, 0)
         raise BodyTooLarge(limit)
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
@@ -105,7 +106,7 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
     return error(500, f"internal error: {type(exc).__name__}")
 
 
-EXCEPTION_HANDLERS = {HTTPException: _http_exception, Exception: _unhandled}
+EXCEPTION_HANDLERS: dict[Any, Any] = {HTTPException: _http_exception, Exception: _unhandled}
 
 
 def health_routes(registry: CollectorRegistry, is_ready: Callable[[], bool],

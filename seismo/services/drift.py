@@ -159,6 +159,7 @@ class DriftService:
         settings = self.settings
         detector = load_detector(settings.detector_path)
         self.detector = detector
+        assert detector.instance_shape is not None  # a loaded detector is fitted
         self._store = WindowStore(settings.state_path, detector.instance_shape, settings.window_size, settings.window_mode,
                                   settings.window_seconds, settings.slide_seconds, settings.min_window)
         self.metrics.fill.labels(settings.model).set(self.store.pending(settings.model))

@@ -270,7 +270,7 @@ class ModelService:
             self._check_count(tensor.shape[0])
         array = self.predictor.check(tensor.data, tensor.name)
         requested = doc.get("outputs")
-        names = [o.get("name") for o in requested if isinstance(o, dict)] if isinstance(requested, list) else None
+        names = [str(o.get("name")) for o in requested if isinstance(o, dict)] if isinstance(requested, list) else None
         outputs = self.predictor.named_outputs(await self.predictor.predict(array), names)
         info = self.predictor.info
         payload = {

@@ -49,7 +49,7 @@ def mmd2_unbiased_many(kernel: np.ndarray, assignments: np.ndarray) -> np.ndarra
 
 
 def mmd_permutation_test(reference: np.ndarray, sample: np.ndarray, sigma: float, n_permutations: int = 100,
-                         seed: int | None = 0) -> tuple[float, float, float]:
+                         seed: int | list[int] | None = 0) -> tuple[float, float, float]:
     """(MMD^2, p-value, MMD^2 threshold at the 95th permutation percentile).
 
     The p-value is the share of permutations whose MMD^2 is at least the observed one (alibi-detect's

@@ -45,7 +45,7 @@ def confusion_counts(predicted: np.ndarray, truth: np.ndarray, n_classes: int) -
     return ConfusionCounts(tp, fp, fn, tn)
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def _ratio(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
     """num / den, NaN where den is 0 (a metric with no support is undefined, not 0)."""
     num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
     out = np.full(np.broadcast(num, den).shape, np.nan)

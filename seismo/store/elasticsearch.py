@@ -9,6 +9,7 @@ logger folding different events into one record never overwrite each other.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import re
 import time
@@ -112,6 +113,7 @@ class ElasticsearchRecordStore:
         self.config = config
         self._sleep = sleep
         auth: dict[str, Any] = {}
+        tls: dict[str, Any] = {"ca_certs": config.ca_certs} if config.ca_certs else {}
         if config.api_key:
             auth["api_key"] = config.api_key
         elif config.username:
@@ -119,7 +121,7 @@ class ElasticsearchRecordStore:
         self._es = Elasticsearch(
             config.url,
             verify_certs=config.verify_certs,
-            ca_certs=config.ca_certs,
+            **tls,
             request_timeout=config.timeout_seconds,
             max_retries=0,  # retries are ours: with backoff, and only on the statuses that warrant them
             **auth,
@@ -176,7 +178,7 @@ class ElasticsearchRecordStore:
                 else:
                     kwargs.update(index=index_name(self.config.index_prefix, merged), op_type="create")
                 try:
-                    self._call("index", lambda kwargs=kwargs: self._es.index(**kwargs))
+                    self._call("index", functools.partial(self._es.index, **kwargs))
                 except ConflictError:
                     continue
                 results.append(True)
@@ -196,8 +198,8 @@ class ElasticsearchRecordStore:
             chunk = prediction_ids[start:start + 500]
             result = self._call(
                 "search",
-                lambda chunk=chunk: self._es.search(index=self._pattern, query={"ids": {"values": chunk}}, size=len(chunk),
-                                        ignore_unavailable=True, allow_no_indices=True),
+                functools.partial(self._es.search, index=self._pattern, query={"ids": {"values": chunk}}, size=len(chunk),
+                                  ignore_unavailable=True, allow_no_indices=True),
             )
             for hit in result["hits"]["hits"]:
                 record = _from_doc(hit["_source"])

@@ -139,7 +139,8 @@ class SQLiteRecordStore:
     def query(
         self, model: str | None = None, since: float | None = None, until: float | None = None, limit: int = 100
     ) -> list[Record]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[str | float] = []
         if model is not None:
             clauses.append("model = ?")
             params.append(model)
