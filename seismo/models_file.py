@@ -1,4 +1,5 @@
-"""Reading a services' `models:` YAML file (the metrics server's and the explainer's share the shape)."""
+"""Reading a services' `models:` YAML file (the metrics server's and the explainer's share the shape),
+and turning pydantic's validation errors into one line that names the file's keys."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from seismo import topology
 
@@ -28,3 +30,23 @@ def read_models_mapping(path: Path, what: str, error: type[Exception], expand_en
     if not isinstance(doc, dict) or not isinstance(doc.get("models"), dict) or not doc["models"]:
         raise error(f"{what} {path} needs a non-empty 'models' mapping")
     return {str(name): spec for name, spec in doc["models"].items()}
+
+
+def validation_message(exc: ValidationError, model: type[BaseModel], keys: str = "keys") -> str:
+    """pydantic's errors as one readable line: unknown keys with the known ones, a choice with its
+    choices, a missing key by name; anything else as pydantic words it."""
+    errors = exc.errors()
+    unknown = sorted(".".join(str(p) for p in e["loc"]) for e in errors if e["type"] == "extra_forbidden")
+    parts = [f"unknown {keys} {unknown}; known: {sorted(model.model_fields)}"] if unknown else []
+    for e in errors:
+        where = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            continue
+        if e["type"] == "literal_error":
+            parts.append(f"{where} must be one of {e['ctx']['expected']}, got {e['input']!r}")
+        elif e["type"] == "missing":
+            parts.append(f"'{where}' is required")
+        else:
+            message = e["msg"].removeprefix("Value error, ")
+            parts.append(message if message.startswith(where) else f"{where}: {message}")
+    return "; ".join(parts)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from seismo import __version__
 from seismo.detect.alibi_adapter import AlibiDetector, is_alibi_folder
@@ -21,9 +22,21 @@ from seismo.detect.base import Detector, DetectorConfigError
 from seismo.detect.drift import ChiSquareDrift, ClassifierDrift, KSDrift, MMDDrift, PredictionDrift
 from seismo.detect.outlier import IsolationForestOutlier, MahalanobisOutlier
 from seismo.detect.preprocess import load_preprocess, save_preprocess
+from seismo.models_file import validation_message
 
 FORMAT_VERSION = 1
-_TOP_LEVEL_FIELDS = {"detector", "format_version", "seismo_version", "params", "preprocess"}
+
+
+class SavedConfig(BaseModel):
+    """`config.json` of a saved detector; unknown fields are refused (a newer format must not be half-read)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detector: str
+    format_version: int
+    seismo_version: str | None = None
+    params: dict[str, Any] = {}
+    preprocess: dict[str, Any] | None = None
 
 
 class _LazyDetectors(dict):
@@ -80,22 +93,23 @@ def load_detector(path: str | Path) -> Detector | AlibiDetector:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as exc:
         raise DetectorConfigError(f"{config_file} is not valid JSON: {exc}") from None
-    unknown = set(config) - _TOP_LEVEL_FIELDS
-    if unknown:
-        raise DetectorConfigError(f"{config_file}: unknown fields {sorted(unknown)}")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise DetectorConfigError(f"{config_file}: format_version {config.get('format_version')!r} is not {FORMAT_VERSION}")
-    kind = config.get("detector")
+    try:
+        saved = SavedConfig.model_validate(config)
+    except ValidationError as exc:
+        raise DetectorConfigError(f"{config_file}: {validation_message(exc, SavedConfig, keys='fields')}") from None
+    if saved.format_version != FORMAT_VERSION:
+        raise DetectorConfigError(f"{config_file}: format_version {saved.format_version!r} is not {FORMAT_VERSION}")
+    kind = saved.detector
     if kind not in DETECTORS:
         raise DetectorConfigError(f"{config_file}: unknown detector {kind!r}; known: {sorted(DETECTORS)}")
     cls = DETECTORS[kind]
-    params = dict(config.get("params") or {})
+    params = dict(saved.params)
     shape = params.pop("instance_shape", None)
     allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "preprocess"}
     unknown = set(params) - allowed
     if unknown:
         raise DetectorConfigError(f"{config_file}: unknown {kind} parameters {sorted(unknown)}")
-    detector = cls(**params, preprocess=load_preprocess(config.get("preprocess"), folder))  # type: ignore[call-arg]
+    detector = cls(**params, preprocess=load_preprocess(saved.preprocess, folder))  # type: ignore[call-arg]
     with np.load(folder / "arrays.npz", allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     detector.instance_shape = tuple(shape) if shape is not None else None

@@ -23,12 +23,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from seismo.explain.image import SEGMENTATIONS
-from seismo.models_file import read_models_mapping
+from seismo.models_file import read_models_mapping, validation_message
 
 KINDS = ("tabular", "image")
 
@@ -70,31 +71,39 @@ class ExplainedModel:
         return [f"x{j}" for j in range(n_features)]
 
 
+class ExplainedModelSpec(BaseModel):
+    """One entry of the explainer config file, as written (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["tabular", "image"]
+    url: str = Field(min_length=1)
+    reference: str = Field(min_length=1)
+    feature_names: list[str] = []
+    categorical: list[int] = []
+    bins: int = Field(4, ge=2, le=20)
+    segmentation: dict[str, Any] = {"method": "slic"}
+    background: Literal["mean", "reference"] = "mean"
+
+    @field_validator("segmentation")
+    @classmethod
+    def _known_method(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value.get("method", "slic") not in SEGMENTATIONS:
+            raise ValueError(f"segmentation.method must be one of {', '.join(SEGMENTATIONS)}")
+        return value or {"method": "slic"}
+
+
 def _model(name: str, doc: Any, base: Path) -> ExplainedModel:
     where = f"model {name!r}"
     if not isinstance(doc, dict):
         raise ExplainerConfigError(f"{where}: expected a mapping with kind, url and reference")
-    known = {"kind", "url", "reference", "feature_names", "categorical", "bins", "segmentation", "background"}
-    if set(doc) - known:
-        raise ExplainerConfigError(f"{where}: unknown keys {sorted(set(doc) - known)}; known: {sorted(known)}")
-    if doc.get("kind") not in KINDS:
-        raise ExplainerConfigError(f"{where}: kind must be tabular or image, got {doc.get('kind')!r}")
-    for key in ("url", "reference"):
-        if not isinstance(doc.get(key), str) or not doc[key]:
-            raise ExplainerConfigError(f"{where}: '{key}' is required")
-    reference = Path(doc["reference"])
-    segmentation = dict(doc.get("segmentation") or {"method": "slic"})
-    if segmentation.get("method", "slic") not in SEGMENTATIONS:
-        raise ExplainerConfigError(f"{where}: segmentation.method must be one of {', '.join(SEGMENTATIONS)}")
-    background = doc.get("background", "mean")
-    if background not in ("mean", "reference"):
-        raise ExplainerConfigError(f"{where}: background must be mean or reference, got {background!r}")
-    bins = doc.get("bins", 4)
-    if not isinstance(bins, int) or not 2 <= bins <= 20:
-        raise ExplainerConfigError(f"{where}: bins must be an integer from 2 to 20")
-    return ExplainedModel(name, doc["kind"], doc["url"].rstrip("/"), reference if reference.is_absolute() else (base / reference).resolve(),
-                          tuple(str(n) for n in doc.get("feature_names") or ()), frozenset(int(c) for c in doc.get("categorical") or ()),
-                          bins, segmentation, background)
+    try:
+        spec = ExplainedModelSpec.model_validate(doc)
+    except ValidationError as exc:
+        raise ExplainerConfigError(f"{where}: {validation_message(exc, ExplainedModelSpec)}") from None
+    reference = Path(spec.reference)
+    return ExplainedModel(name, spec.kind, spec.url.rstrip("/"), reference if reference.is_absolute() else (base / reference).resolve(),
+                          tuple(spec.feature_names), frozenset(spec.categorical), spec.bins, dict(spec.segmentation), spec.background)
 
 
 def load_models(path: Path) -> dict[str, ExplainedModel]:

@@ -24,11 +24,13 @@ import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from seismo.models_file import read_models_mapping
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
 
-METRIC_TYPES = ("binary", "multiclass-onehot", "multiclass-numeric", "regression")
+from seismo.models_file import read_models_mapping, validation_message
+
+METRIC_TYPES = ("binary", "multiclass-onehot", "multiclass-numeric", "regression")  # ModelSpec.type
 ALL = "all"
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 _CONDITION = re.compile(r"""^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|==|!=|>|<)\s*("[^"]*"|'[^']*'|[-+]?[\d.]+(?:[eE][-+]?\d+)?)\s*$""")
@@ -110,33 +112,43 @@ def check_cohort_name(name: Any, where: str) -> str:
     return name
 
 
+class CohortSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    when: str
+
+
+class ModelSpec(BaseModel):
+    """One entry of the metrics config file, as written (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["binary", "multiclass-onehot", "multiclass-numeric", "regression"]
+    threshold: float = Field(0.5, ge=0, le=1, strict=True)
+    features: list[StrictStr] = []
+    cohort_extension: str = "cohort"
+    holdout_extension: str = "holdout"
+    cohorts: list[CohortSpec] = []
+    self_contained_feedback: StrictBool = True
+
+    @field_validator("features", "cohorts", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
 def model_config(name: str, doc: Any) -> ModelConfig:
     where = f"model {name!r}"
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: expected a mapping with at least 'type'")
-    known = {"type", "threshold", "features", "cohort_extension", "holdout_extension", "cohorts", "self_contained_feedback"}
-    unknown = set(doc) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    kind = doc.get("type")
-    if kind not in METRIC_TYPES:
-        raise ConfigError(f"{where}: type must be one of {', '.join(METRIC_TYPES)}, got {kind!r}")
-    threshold = doc.get("threshold", 0.5)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise ConfigError(f"{where}: threshold must be a number in [0, 1], got {threshold!r}")
-    features = doc.get("features") or []
-    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
-        raise ConfigError(f"{where}: features must be a list of column names")
-    rules = []
-    for i, rule in enumerate(doc.get("cohorts") or []):
-        if not isinstance(rule, dict) or set(rule) != {"name", "when"}:
-            raise ConfigError(f"{where}: cohorts[{i}] must be {{name: ..., when: ...}}")
-        rules.append(parse_rule(check_cohort_name(rule["name"], f"{where} cohorts[{i}]"), rule["when"]))
-    self_contained = doc.get("self_contained_feedback", True)
-    if not isinstance(self_contained, bool):
-        raise ConfigError(f"{where}: self_contained_feedback must be true or false, got {self_contained!r}")
-    return ModelConfig(name, kind, float(threshold), tuple(features), str(doc.get("cohort_extension", "cohort")),
-                       str(doc.get("holdout_extension", "holdout")), tuple(rules), self_contained)
+    try:
+        spec = ModelSpec.model_validate(doc)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {validation_message(exc, ModelSpec)}") from None
+    rules = [parse_rule(check_cohort_name(rule.name, f"{where} cohorts[{i}]"), rule.when) for i, rule in enumerate(spec.cohorts)]
+    return ModelConfig(name, spec.type, float(spec.threshold), tuple(spec.features), spec.cohort_extension, spec.holdout_extension,
+                       tuple(rules), spec.self_contained_feedback)
 
 
 def load_models(path: Path) -> dict[str, ModelConfig]:
