@@ -19,11 +19,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from seismo import times
+from seismo.config_files import one_of, validation_message
 from seismo.topology import expand_env
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -72,33 +74,55 @@ class Trigger:
 
 
 
+BackoffPolicy = Literal["linear", "exponential"]
+
+
+def _iso_duration(value: Any) -> Any:
+    if value is not None:
+        try:
+            times.parse_duration(value, iso_only=True)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO-8601 duration such as PT0.5S or PT1M") from None
+    return value
+
+
+class DeadLetterSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a Knative `ref` may sit beside the uri; only the uri is used here
+
+    uri: StrictStr
+
+
+class DeliverySpec(BaseModel):
+    """A Trigger's `delivery`, with Knative's field names; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retry: StrictInt = Field(3, ge=0)
+    backoffPolicy: Annotated[BackoffPolicy, one_of("backoffPolicy", BackoffPolicy)] = "exponential"
+    backoffDelay: Annotated[str | None, BeforeValidator(_iso_duration)] = None
+    timeout: Annotated[str | None, BeforeValidator(_iso_duration)] = None
+    deadLetterSink: DeadLetterSpec | None = None
+
+    def to_delivery(self) -> Delivery:
+        return Delivery(
+            retry=self.retry,
+            backoff_policy=self.backoffPolicy,
+            backoff_delay=times.parse_duration(self.backoffDelay, iso_only=True) if self.backoffDelay else Delivery.backoff_delay,
+            timeout=times.parse_duration(self.timeout, iso_only=True) if self.timeout else Delivery.timeout,
+            dead_letter_uri=self.deadLetterSink.uri if self.deadLetterSink else None,
+        )
+
+
 def _parse_delivery(doc: Any, where: str) -> Delivery:
     if doc is None:
         return Delivery()
     if not isinstance(doc, dict):
         raise TriggerConfigError(f"{where}.delivery must be a mapping")
-    unknown = set(doc) - {"retry", "backoffPolicy", "backoffDelay", "deadLetterSink", "timeout"}
-    if unknown:
-        raise TriggerConfigError(f"{where}.delivery: unknown fields {sorted(unknown)}")
-    retry = doc.get("retry", Delivery.retry)
-    if not isinstance(retry, int) or retry < 0:
-        raise TriggerConfigError(f"{where}.delivery.retry must be a non-negative integer")
-    policy = doc.get("backoffPolicy", "exponential")
-    if policy not in ("linear", "exponential"):
-        raise TriggerConfigError(f"{where}.delivery.backoffPolicy must be linear or exponential, not {policy!r}")
-    dead_letter = doc.get("deadLetterSink")
-    dead_letter_uri = None
-    if dead_letter is not None:
-        if not isinstance(dead_letter, dict) or not isinstance(dead_letter.get("uri"), str):
-            raise TriggerConfigError(f"{where}.delivery.deadLetterSink needs a 'uri'")
-        dead_letter_uri = dead_letter["uri"]
-    return Delivery(
-        retry=retry,
-        backoff_policy=policy,
-        backoff_delay=parse_duration(doc["backoffDelay"], f"{where}.delivery.backoffDelay") if "backoffDelay" in doc else Delivery.backoff_delay,
-        timeout=parse_duration(doc["timeout"], f"{where}.delivery.timeout") if "timeout" in doc else Delivery.timeout,
-        dead_letter_uri=dead_letter_uri,
-    )
+    try:
+        return DeliverySpec.model_validate(doc).to_delivery()
+    except ValidationError as exc:
+        message = validation_message(exc, DeliverySpec, keys="fields").replace("'deadLetterSink.uri' is required", "deadLetterSink needs a 'uri'")
+        raise TriggerConfigError(f"{where}.delivery: {message}") from None
 
 
 def parse_trigger(doc: Any, index: int) -> Trigger:

@@ -17,12 +17,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from seismo import __version__
+from seismo.config_files import validation_message
 from seismo.detect.alibi_adapter import AlibiDetector, is_alibi_folder
 from seismo.detect.base import Detector, DetectorConfigError
 from seismo.detect.drift import ChiSquareDrift, ClassifierDrift, KSDrift, MMDDrift, PredictionDrift
 from seismo.detect.outlier import IsolationForestOutlier, MahalanobisOutlier
 from seismo.detect.preprocess import load_preprocess, save_preprocess
-from seismo.models_file import validation_message
 
 FORMAT_VERSION = 1
 

@@ -28,8 +28,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from seismo.config_files import read_models_mapping, validation_message
 from seismo.explain.image import SEGMENTATIONS
-from seismo.models_file import read_models_mapping, validation_message
 
 KINDS = ("tabular", "image")
 

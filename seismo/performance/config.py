@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
 
-from seismo.models_file import read_models_mapping, validation_message
+from seismo.config_files import read_models_mapping, validation_message
 
 METRIC_TYPES = ("binary", "multiclass-onehot", "multiclass-numeric", "regression")  # ModelSpec.type
 ALL = "all"

@@ -7,34 +7,20 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, get_args
+from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from seismo.config_files import one_of  # noqa: F401  (re-exported for the settings classes)
 from seismo.events.limits import loads
 from seismo.tasks import cancel_and_wait, stopped_tasks  # noqa: F401  (re-exported for the services)
 
 log = logging.getLogger(__name__)
-
-
-def one_of(name: str, choices: Any) -> BeforeValidator:
-    """For `Annotated[Literal[...], one_of("setting", Literal[...])]`: a choice setting that fails at start
-    with a message naming the setting and its choices (never a silent fallback to a default)."""
-    allowed = get_args(choices)
-
-    def check(value: Any) -> Any:
-        if value not in allowed:
-            listed = ", ".join(allowed[:-1]) + f" or {allowed[-1]}" if len(allowed) > 1 else allowed[0]
-            raise ValueError(f"{name} must be {listed}, not {str(value)[:40]!r}")
-        return value
-
-    return BeforeValidator(check)
 
 
 class JSONResponse(Response):

@@ -147,7 +147,10 @@ def test_explainer_marker_without_effect_on_monitoring(s):
     before = s.client.get(f"{s.url('logger')}/v1/records", params={"model": MODEL, "limit": 1000}).json()["records"]
     r = s.predict_v2(headers={"x-seismo-traffic": "explainer", "x-request-id": f"explainer-{uuid.uuid4()}"})
     assert r.status_code == 200
-    time.sleep(1.0)
+    # A plain prediction after it: once its record is complete, the marked one would have been stored too.
+    barrier = s.predict_v2()
+    wait_until(lambda: (s.record(barrier.headers["x-prediction-id"]) or {}).get("response") is not None, 30,
+               message="the barrier prediction's record")
     assert s.record(r.headers["x-prediction-id"]) is None  # answered, never logged
     assert metric_sum(scrape(s.url("model")), "seismo_model_requests_unlogged_total", reason="explainer") >= 1
     after = s.client.get(f"{s.url('logger')}/v1/records", params={"model": MODEL, "limit": 1000}).json()["records"]

@@ -81,7 +81,9 @@ def test_retries_then_dead_letter_sink_gets_knative_error_extensions(tmp_path):
 
             assert base64.b64decode(letter.headers["ce-knativeerrordata"]).startswith(b"HTTP 500")
             assert letter.body == b'{"x": 1}' and letter.headers["ce-id"] == "e1"
-            time.sleep(1.1)  # gauges refresh every second
+            wait_until(lambda: metric_sum(broker.get("/metrics").text, "seismo_broker_backlog", trigger="t") == 0
+                       and metric_sum(broker.get("/metrics").text, "seismo_broker_dead_letters_total", trigger="t", destination="sink") == 1,
+                       message="the gauges refreshed (every second)")
             metrics = broker.get("/metrics").text
             assert metric_sum(metrics, "seismo_broker_retries_total", trigger="t") == 2
             assert metric_sum(metrics, "seismo_broker_dead_letters_total", trigger="t", destination="sink") == 1

@@ -1,13 +1,14 @@
-"""Reading a services' `models:` YAML file (the metrics server's and the explainer's share the shape),
-and turning pydantic's validation errors into one line that names the file's keys."""
+"""Reading Seismo's config files: a service's `models:` YAML (the metrics server's and the explainer's
+share the shape), pydantic's validation errors as one line naming the keys, and choice fields that
+fail naming their choices (settings and files alike)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from seismo import topology
 
@@ -50,3 +51,17 @@ def validation_message(exc: ValidationError, model: type[BaseModel], keys: str =
             message = e["msg"].removeprefix("Value error, ")
             parts.append(message if message.startswith(where) else f"{where}: {message}")
     return "; ".join(parts)
+
+
+def one_of(name: str, choices: Any) -> BeforeValidator:
+    """For `Annotated[Literal[...], one_of("setting", Literal[...])]`: a choice setting that fails at start
+    with a message naming the setting and its choices (never a silent fallback to a default)."""
+    allowed = get_args(choices)
+
+    def check(value: Any) -> Any:
+        if value not in allowed:
+            listed = ", ".join(allowed[:-1]) + f" or {allowed[-1]}" if len(allowed) > 1 else allowed[0]
+            raise ValueError(f"{name} must be {listed}, not {str(value)[:40]!r}")
+        return value
+
+    return BeforeValidator(check)
