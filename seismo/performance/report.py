@@ -9,6 +9,10 @@ those labelled rows, so estimated and realized can be compared like for like.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from seismo.performance.config import ModelConfig
@@ -23,6 +27,32 @@ from seismo.stats.model_metrics import (
 )
 
 MIN_LABELLED_FOR_CALIBRATION = 30
+
+
+@dataclass(frozen=True)
+class PerformanceReport:
+    """`/v1/performance`'s answer for one model, cohort, group and window.
+
+    `realized` and `estimated` keep their metric names as keys: which metrics there are depends on the
+    model's type (classification or regression, binary or multiclass)."""
+
+    model: str
+    type: str
+    cohort: str
+    group: str
+    window: str
+    realized: Mapping[str, Any]
+    estimated: Mapping[str, Any]
+    counts: Mapping[str, int]
+    groups: Mapping[str, Mapping[str, Any]] | None = None
+    """Model-driven and holdout side by side, when the report covers both groups."""
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"model": self.model, "type": self.type, "cohort": self.cohort, "group": self.group, "window": self.window,
+               "realized": self.realized, "estimated": self.estimated, "counts": self.counts}
+        if self.groups is not None:
+            out["groups"] = self.groups
+        return out
 
 
 def n_classes_of(config: ModelConfig, rows: Rows) -> int:

@@ -20,7 +20,7 @@ from seismo.events.payloads import PayloadError
 from seismo.performance.config import ALL, ConfigError, ModelConfig
 from seismo.performance.ledger import Ledger, Lookback, ScoredItem, SeenItem
 from seismo.performance.prometheus import PerformanceMetrics
-from seismo.performance.report import estimated, realized
+from seismo.performance.report import PerformanceReport, estimated, realized
 from seismo.performance.scoring import ScoringError, cohorts_of, predictions_of, score, truthy
 from seismo.store import Record, RecordStore
 
@@ -260,20 +260,17 @@ class Tracker:
 
     # -- reports ----------------------------------------------------------------------------------
 
-    def report(self, model: str, cohort: str = ALL, group: str | None = None, window: Lookback = Lookback()) -> dict:
+    def report(self, model: str, cohort: str = ALL, group: str | None = None, window: Lookback = Lookback()) -> PerformanceReport:
         config = self.models[model]
         now = time.time()
         rows = self.ledger.scored_rows(model, cohort, group, window, now)
         seen = self.ledger.seen_scores(model, cohort, group, window, now) if config.has_probabilities else []
-        out = {
-            "model": model, "type": config.type, "cohort": cohort, "group": group or "all", "window": window.describe(),
-            "realized": realized(config, rows),
-            "estimated": estimated(config, seen, rows, self.max_calibration_error),
-            "counts": {**self.ledger.counts(model), "pending_now": self.ledger.pending_count()},
-        }
+        groups = None
         if group is None:  # model-driven and holdout side by side
-            out["groups"] = {g: realized(config, self.ledger.scored_rows(model, cohort, g, window, now)) for g in GROUPS}
-        return out
+            groups = {g: realized(config, self.ledger.scored_rows(model, cohort, g, window, now)) for g in GROUPS}
+        return PerformanceReport(model, config.type, cohort, group or "all", window.describe(), realized(config, rows),
+                                 estimated(config, seen, rows, self.max_calibration_error),
+                                 {**self.ledger.counts(model), "pending_now": self.ledger.pending_count()}, groups)
 
     def refresh_gauges(self, window: Lookback) -> None:
         combos: set[tuple[str, str, str | None]] = set()

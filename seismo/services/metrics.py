@@ -35,6 +35,7 @@ from seismo.events.types import SELDON_FEEDBACK, prediction_id_of
 from seismo.performance.config import ALL, ConfigError, check_cohort_name, load_models
 from seismo.performance.ledger import Ledger, Lookback
 from seismo.performance.prometheus import PerformanceMetrics
+from seismo.performance.report import PerformanceReport
 from seismo.performance.scoring import truthy
 from seismo.performance.tracker import GROUPS, Incoming, Tracker
 from seismo.services.auth import auth_middleware
@@ -243,7 +244,7 @@ class MetricsService:
             raise LookupError(f"no metrics configuration for model {model!r} (configured: {sorted(self.models)})")
         return model
 
-    async def report(self, model: str, cohort: str, group: str | None, window: Lookback) -> dict:
+    async def report(self, model: str, cohort: str, group: str | None, window: Lookback) -> PerformanceReport:
         return await self.batcher.call(self.tracker.report, model, cohort, group, window)
 
 
@@ -298,7 +299,8 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
             window = parse_window(params.get("window"), core.default_window)
         except ValueError as exc:
             return error(400, str(exc))
-        return JSONResponse(await core.report(model, params.get("cohort") or ALL, None if group == "all" else group, window))
+        report = await core.report(model, params.get("cohort") or ALL, None if group == "all" else group, window)
+        return JSONResponse(report.to_json())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
