@@ -97,6 +97,8 @@ class LocalStack:
                 env[f"SEISMO_{name.upper()}_URL"] = self.url(name)
         if "broker" in self.ports:
             env["SEISMO_MODEL_SINK_URL"] = env["SEISMO_DRIFT_SINK_URL"] = self.url("broker") + "/"
+            # Seismo's broker takes batched requests: fewer HTTP exchanges per prediction under load
+            env.setdefault("SEISMO_MODEL_LOG_BATCH_SIZE", "64")
         # the example models keep their names as metric labels; other names are bounded (seismo.labels)
         env.setdefault("SEISMO_LOGGER_MODELS", "image-classifier,tabular-classifier")
         env.update(self.env)

@@ -120,7 +120,7 @@ def from_http(headers: Mapping[str, str], body: bytes) -> CloudEvent:
     content_type = lowered.get("content-type", "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == BATCH_CONTENT_TYPE:
-        raise CloudEventError("batched CloudEvents are not supported; send one event per request")
+        raise CloudEventError("batched content mode is not taken here; send one event per request")
     if media_type == STRUCTURED_CONTENT_TYPE:
         return _from_structured(body)
     return _from_binary(lowered, body, content_type or None)
@@ -163,11 +163,49 @@ def _from_binary(headers: dict[str, str], body: bytes, content_type: str | None)
     )
 
 
+def is_batch(headers: Mapping[str, str]) -> bool:
+    """Whether the request is in batched content mode (`application/cloudevents-batch+json`)."""
+    content_type = headers.get("content-type") or headers.get("Content-Type") or ""
+    return content_type.split(";", 1)[0].strip().lower() == BATCH_CONTENT_TYPE
+
+
+def batch_from_http(body: bytes, max_events: int) -> list[CloudEvent | CloudEventError]:
+    """A batched-mode body (a JSON array of structured events) decoded event by event: a bad event is
+    its CloudEventError in its place, so the others still go through. CloudEventError for the whole
+    body when it is not such an array or holds more than `max_events`."""
+    try:
+        docs = loads(body, "CloudEvents batch")
+    except PayloadError as exc:
+        raise CloudEventError(str(exc)) from None
+    if not isinstance(docs, list):
+        raise CloudEventError("a batched request must be a JSON array of structured events")
+    if not docs:
+        raise CloudEventError("a batched request must hold at least one event")
+    if len(docs) > max_events:
+        raise CloudEventError(f"a batched request may hold at most {max_events} events, this one has {len(docs)}")
+    out: list[CloudEvent | CloudEventError] = []
+    for doc in docs:
+        try:
+            out.append(_from_structured_doc(doc))
+        except CloudEventError as exc:
+            out.append(exc)
+    return out
+
+
+def to_batch(events: list[CloudEvent]) -> bytes:
+    """Events in batched content mode: a JSON array of structured events, data as base64 (byte for byte)."""
+    return b"[" + b",".join(to_structured(event) for event in events) + b"]"
+
+
 def _from_structured(body: bytes) -> CloudEvent:
     try:
         doc = loads(body, "structured CloudEvent")  # depth-checked: its data is written back out as JSON
     except PayloadError as exc:
         raise CloudEventError(str(exc)) from None
+    return _from_structured_doc(doc)
+
+
+def _from_structured_doc(doc: object) -> CloudEvent:
     if not isinstance(doc, dict):
         raise CloudEventError("structured CloudEvent must be a JSON object")
     attrs: dict[str, str] = {}

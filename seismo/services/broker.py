@@ -25,7 +25,7 @@ from starlette.routing import Route
 from seismo.broker.dispatcher import Dispatcher, DispatchMetrics
 from seismo.broker.journal import GroupCommitter, IncomingEvent, Journal
 from seismo.broker.triggers import Trigger, load_triggers
-from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, to_binary
+from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch, to_binary
 from seismo.events.poster import EventPoster
 from seismo.events.types import model_of
 from seismo.labels import LabelValues, event_type_label
@@ -65,7 +65,10 @@ class BrokerSettings(BaseSettings):
     synchronous: Annotated[Synchronous, one_of("synchronous", Synchronous)] = "full"
     """SQLite synchronous mode: `full` survives power loss, `normal` only a process crash (faster)."""
     max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
-    """Largest event body accepted; bigger ones get 413."""
+    """Largest request body accepted (one event, or one batch of them); bigger ones get 413."""
+    max_batch_events: int = 1000
+    """Most events in one batched request (`application/cloudevents-batch+json`, which Seismo's model
+    server sends when SEISMO_MODEL_LOG_BATCH_SIZE > 1); more get 400. Answered 200 with one result per event."""
     delivery_concurrency: int = 32
     """Deliveries in flight at once, per trigger."""
     max_backoff_seconds: float = 60.0
@@ -217,6 +220,26 @@ class Broker:
         self.dispatcher.wake(matched)
         return len(matched)
 
+    async def publish_batch(self, items: list[CloudEvent | CloudEventError]) -> list[dict]:
+        """Journal a batch's good events together (one group commit); one result per item, in order:
+        202 journaled, 400 refused (its reason), 503 not journaled (the sender retries that one)."""
+        events = [item for item in items if isinstance(item, CloudEvent)]
+        outcomes = iter(await asyncio.gather(*(self.publish(event) for event in events), return_exceptions=True))
+        results: list[dict] = []
+        for item in items:
+            if isinstance(item, CloudEventError):
+                self.metrics.rejected.labels("invalid").inc()
+                results.append({"status": 400, "error": str(item)})
+                continue
+            outcome = next(outcomes)
+            if isinstance(outcome, BaseException):
+                log.error("journal write failed for event %s: %r", escape_id(item.id), outcome)
+                self.metrics.rejected.labels("journal_error").inc()
+                results.append({"id": item.id, "status": 503, "error": f"event not stored, retry: {type(outcome).__name__}"})
+            else:
+                results.append({"id": item.id, "status": 202})
+        return results
+
     async def _ingest_reply(self, event: CloudEvent) -> None:
         await self.publish(event)
         self.metrics.replies.labels(event_type_label(event.type)).inc()
@@ -237,6 +260,13 @@ def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: 
         except BodyTooLarge as exc:
             broker.metrics.rejected.labels("too_large").inc()
             return error(413, str(exc))
+        if is_batch(request.headers):  # Seismo's own model server sends several events at once
+            try:
+                items = batch_from_http(body, settings.max_batch_events)
+            except CloudEventError as exc:
+                broker.metrics.rejected.labels("invalid").inc()
+                return error(400, str(exc))
+            return JSONResponse({"results": await broker.publish_batch(items)})
         try:
             event = from_http(request.headers, body)
         except CloudEventError as exc:

@@ -94,6 +94,10 @@ class ModelSettings(BaseSettings):
     """When the sink answers a 4xx (not 429): drop (counted) or retry."""
     log_concurrency: int = 16
     """Events sent at once."""
+    log_batch_size: int = Field(1, ge=1, le=1000)
+    """Events sent in one request at most. Above 1, events waiting in the queue go out together in
+    CloudEvents' batched mode: only for Seismo's own broker (`seismo up` sets 64); Knative's broker
+    ingress takes single events. A sink that refuses a batch gets single events from then on."""
     event_source: str | None = None
     """ce-source of logged events; default http://<host>:<port>/."""
     namespace: str = "default"
@@ -194,6 +198,7 @@ class ModelService:
                 overflow=settings.log_overflow,
                 on_client_error=settings.log_on_client_error,
                 concurrency=settings.log_concurrency,
+                batch_size=settings.log_batch_size,
             )
             self._logger = EventLogger(config, self._client, self.registry)
             self._logger.start()

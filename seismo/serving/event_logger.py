@@ -17,9 +17,10 @@ import logging
 import time
 from dataclasses import dataclass
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from seismo.events.cloudevents import CloudEvent, escape_id, to_binary
+from seismo.events.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, escape_id, to_batch, to_binary
 from seismo.events.poster import EventPoster, SendError, Unsendable
 from seismo.events.types import model_of
 from seismo.retry import Backoff, is_transient
@@ -42,6 +43,12 @@ class EventLoggerConfig:
     initial_backoff: float = 0.1
     max_backoff: float = 5.0
     timeout: float = 5.0
+    batch_size: int = 1
+    """Events sent in one request at most. Above 1, queued events go out together in CloudEvents'
+    batched mode, which only Seismo's own broker takes (Knative's ingress and KServe's peers take single
+    events): a sink that refuses a batch as a whole gets its events one by one, and no more batches."""
+    batch_bytes: int = 8 * 1024 * 1024
+    """Event data in one batch at most (a batch is one request body for the broker's size limit)."""
 
 
 class EventLogger:
@@ -58,6 +65,7 @@ class EventLogger:
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task] = []
+        self._batches_taken = True  # until the sink refuses a batch as a whole
         self.sent = Counter("seismo_model_events_sent", "Events the sink accepted", ["model", "type"], registry=registry)
         self.retried = Counter("seismo_model_events_retried", "Send attempts that failed and will be retried", ["model", "reason"], registry=registry)
         self.dropped = Counter("seismo_model_events_dropped", "Events given up, by reason", ["model", "reason"], registry=registry)
@@ -93,10 +101,27 @@ class EventLogger:
         self._idle.clear()
         self._queued.release()
 
+    async def _take_more(self, first: CloudEvent) -> list[CloudEvent]:
+        """`first` and whatever else is queued now, up to the batch limits (never waits for more).
+
+        Only events no idle sender is waking for are taken (an unlocked semaphore is acquired at once),
+        so batches form under load and a lone prediction's events still go out at once."""
+        batch, size = [first], len(first.data)
+        while (len(batch) < self.config.batch_size and self._queue and not self._queued.locked()
+               and size + len(self._queue[0].data) <= self.config.batch_bytes):
+            await self._queued.acquire()
+            event = self._queue.popleft()
+            batch.append(event)
+            size += len(event.data)
+        return batch
+
     async def _sender(self) -> None:
         while True:
             await self._queued.acquire()
             event = self._queue.popleft()
+            if self.config.batch_size > 1 and self._batches_taken:
+                await self._send_batch(await self._take_more(event))
+                continue
             self._sending += 1
             try:
                 await self._deliver(event)
@@ -142,6 +167,90 @@ class EventLogger:
             if attempt == 1 or attempt % 20 == 0:
                 log.warning("sending event %s to %s failed (%s); retrying (attempt %d)", escape_id(event.id), self.config.sink_url, detail, attempt)
             await asyncio.sleep(delay)
+
+    async def _send_batch(self, batch: list[CloudEvent]) -> None:
+        """Deliver events in one batched request; the sink's per-event results decide each one's fate."""
+        self._sending += len(batch)
+        pending = batch
+        try:
+            pending = await self._deliver_batch(batch)
+        except asyncio.CancelledError:
+            for event in pending:
+                self.dropped.labels(model_of(event), "shutdown").inc()
+            raise
+        except Exception as exc:  # one bad batch must never end a sender
+            for event in pending:
+                self.dropped.labels(model_of(event), "unsendable").inc()
+            log.error("%d events dropped: unexpected error while sending them as a batch: %r", len(pending), exc)
+            pending = []
+        finally:
+            self._sending -= len(batch)
+            if not self._queue and self._sending == 0:
+                self._idle.set()
+
+    async def _deliver_batch(self, batch: list[CloudEvent]) -> list[CloudEvent]:
+        """Retry what the sink did not take until all is taken or dropped; returns [] when done.
+
+        A sink that refuses the batch as a whole (400/415: it does not take batched mode) gets these
+        events one by one, and the logger sends single events from then on."""
+        pending, attempt = batch, 0
+        while pending:
+            started = time.perf_counter()
+            try:
+                response = await self.client.post(self.config.sink_url, {"content-type": BATCH_CONTENT_TYPE}, to_batch(pending),
+                                                  self.config.timeout)
+            except SendError as exc:
+                reason, detail = "network", str(exc)
+            else:
+                code = response.status
+                if code in (400, 415) and attempt == 0 and len(pending) == len(batch):
+                    log.warning("the sink %s refused a batch (%d: %s); sending single events from now on", self.config.sink_url, code,
+                                response.body[:200])
+                    self._batches_taken = False
+                    for event in pending:
+                        await self._deliver(event)
+                    return []
+                if code < 300:
+                    pending = self._settle(pending, response.body, time.perf_counter() - started)
+                    if not pending:
+                        return []
+                    reason, detail = "http_5xx", f"{len(pending)} events not stored"
+                elif is_transient(code):
+                    reason, detail = ("throttled" if code == 429 else f"http_{code // 100}xx"), f"HTTP {code}"
+                else:
+                    for event in pending:
+                        self.dropped.labels(model_of(event), "rejected").inc()
+                    log.warning("sink refused a batch of %d events with %d: %s", len(pending), code, response.body[:200])
+                    return []
+            for event in pending:
+                self.retried.labels(model_of(event), reason).inc()
+            attempt += 1
+            if attempt == 1 or attempt % 20 == 0:
+                log.warning("sending %d events to %s failed (%s); retrying (attempt %d)", len(pending), self.config.sink_url, detail, attempt)
+            await asyncio.sleep(Backoff(self.config.initial_backoff, self.config.max_backoff).delay(attempt))
+        return []
+
+    def _settle(self, pending: list[CloudEvent], body: bytes, seconds: float) -> list[CloudEvent]:
+        """Count each event by its result in the sink's answer; the ones to send again."""
+        try:
+            results = orjson.loads(body)["results"]
+            if not isinstance(results, list) or len(results) != len(pending):
+                raise ValueError("one result per event expected")
+            statuses = [int(r["status"]) for r in results]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            statuses = [202] * len(pending)  # a 2xx without per-event results: the sink took them all
+        again = []
+        for event, status in zip(pending, statuses, strict=True):
+            model = model_of(event)
+            if status < 300:
+                self.latency.observe(seconds)
+                self.sent.labels(model, event.type).inc()
+            elif is_transient(status) or self.config.on_client_error == "retry":
+                again.append(event)
+            else:
+                self.dropped.labels(model, "rejected").inc()
+                log.warning("sink refused event %s (%s) in a batch with %d", escape_id(event.id), event.type, status)
+        return again
 
     async def drain(self, timeout: float) -> bool:
         """Wait until everything held is delivered or dropped; False on timeout."""

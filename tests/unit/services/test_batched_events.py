@@ -1,0 +1,112 @@
+"""CloudEvents' batched mode between Seismo's model server and its broker: per-event outcomes, limits,
+and the fallback to single events when a sink does not take batches."""
+
+import asyncio
+
+import orjson
+from helpers import RecordingSink, ServedApp, ThreadServer, metric_sum, wait_until
+from prometheus_client import CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from test_broker import REQUEST_TYPE, broker_app, trigger
+
+from seismo.events.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, from_http, to_batch
+from seismo.events.poster import EventPoster
+from seismo.serving.event_logger import EventLogger, EventLoggerConfig
+
+BATCH = {"content-type": BATCH_CONTENT_TYPE}
+
+
+def event(i: int) -> CloudEvent:
+    return CloudEvent(f"e{i}", "http://m/", REQUEST_TYPE, b'{"instances": [[%d]]}' % i, "application/json",
+                      extensions={"inferenceservicename": "m", "requestid": f"e{i}"})
+
+
+def structured(i: int) -> dict:
+    return orjson.loads(to_batch([event(i)]))[0]
+
+
+def test_a_batch_is_journaled_event_by_event_and_bad_events_fail_alone(tmp_path):
+    sink = RecordingSink()
+    with ThreadServer(sink.app()) as sub, ServedApp(broker_app(tmp_path, [trigger("t", sub.url)], max_batch_events=10)) as broker:
+        no_id = {k: v for k, v in structured(2).items() if k != "id"}
+        bad_extension = {**structured(4), "bad_name": "x"}
+        items = [structured(1), no_id, structured(3), bad_extension, structured(5)]
+        r = broker.post("/", headers=BATCH, content=orjson.dumps(items))
+        assert r.status_code == 200
+        results = r.json()["results"]
+        assert [x["status"] for x in results] == [202, 400, 202, 400, 202]
+        assert "'id'" in results[1]["error"] and "bad_name" in results[3]["error"]
+        wait_until(lambda: len(sink.received) == 3, message="the three good events delivered")
+        delivered = {r.headers["ce-id"]: r for r in sink.received}
+        assert sorted(delivered) == ["e1", "e3", "e5"]
+        assert delivered["e3"].body == b'{"instances": [[3]]}'  # data_base64 comes out byte for byte, in binary mode
+        assert delivered["e3"].headers["ce-inferenceservicename"] == "m"
+        assert metric_sum(broker.get("/metrics").text, "seismo_broker_events_rejected_total", reason="invalid") == 2
+        empty = broker.post("/", headers=BATCH, content=b"[]")
+        assert empty.status_code == 400 and "at least one event" in empty.json()["error"]
+        many = broker.post("/", headers=BATCH, content=orjson.dumps([structured(i) for i in range(11)]))
+        assert many.status_code == 400 and "at most 10 events" in many.json()["error"]
+        assert broker.post("/", headers=BATCH, content=b'{"not": "an array"}').status_code == 400
+
+
+def run_logger(sink_url: str, events: int, until, batch_size: int = 16) -> str:
+    registry = CollectorRegistry()
+
+    async def main():
+        async with EventPoster() as client:
+            logger = EventLogger(EventLoggerConfig(sink_url, concurrency=1, initial_backoff=0.01, batch_size=batch_size), client, registry)
+            logger.start()
+            for i in range(events):
+                logger.log(event(i))
+            deadline = asyncio.get_running_loop().time() + 20
+            while not until() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+            await logger.stop(drain_timeout=1.0)
+
+    asyncio.run(main())
+    return generate_latest(registry).decode()
+
+
+def test_the_model_servers_logger_sends_batches_to_the_broker(tmp_path):
+    sink = RecordingSink()
+    with ThreadServer(sink.app()) as sub, ThreadServer(broker_app(tmp_path, [trigger("t", sub.url)])) as broker:
+        metrics = run_logger(broker.url + "/", 40, lambda: len(sink.received) >= 40)
+        wait_until(lambda: len(sink.received) == 40, message="40 events through the broker")
+        assert sorted(r.headers["ce-id"] for r in sink.received) == sorted(f"e{i}" for i in range(40))
+    assert metric_sum(metrics, "seismo_model_events_sent_total") == 40
+    assert metric_sum(metrics, "seismo_model_events_dropped_total") == 0
+
+
+def test_batches_are_fewer_requests_than_events():
+    sink = RecordingSink()  # answers 202 with no per-event results: every event counts as taken
+    with ThreadServer(sink.app()) as server:
+        metrics = run_logger(server.url + "/", 40, lambda: sum(len(orjson.loads(r.body)) for r in sink.received) >= 40)
+    assert all(r.headers["content-type"] == BATCH_CONTENT_TYPE for r in sink.received)
+    ids = [e["id"] for r in sink.received for e in orjson.loads(r.body)]
+    assert sorted(ids) == sorted(f"e{i}" for i in range(40)) and len(sink.received) < 40
+    assert max(len(orjson.loads(r.body)) for r in sink.received) <= 16
+    assert metric_sum(metrics, "seismo_model_events_sent_total") == 40
+
+
+def test_a_sink_that_refuses_batches_gets_single_events():
+    singles: list[CloudEvent] = []
+    refused: list[int] = []
+
+    async def handle(request: Request) -> Response:
+        body = await request.body()
+        if request.headers.get("content-type") == BATCH_CONTENT_TYPE:  # as Knative's broker ingress answers
+            refused.append(1)
+            return JSONResponse({"error": "batched content mode is not taken here"}, status_code=400)
+        singles.append(from_http(request.headers, body))
+        return Response(status_code=202)
+
+    app = Starlette(routes=[Route("/", handle, methods=["POST"])])
+    with ThreadServer(app) as server:
+        metrics = run_logger(server.url + "/", 30, lambda: len(singles) >= 30)
+    assert sorted(e.id for e in singles) == sorted(f"e{i}" for i in range(30))
+    assert len(refused) == 1  # refused once, then single events only
+    assert metric_sum(metrics, "seismo_model_events_sent_total") == 30
+    assert metric_sum(metrics, "seismo_model_events_dropped_total") == 0
