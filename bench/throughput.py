@@ -4,7 +4,7 @@ The load generator runs on the same machine (closed loop, pre-encoded single-ima
 V2 alternating). The baseline in the same run is the model server alone with logging off: the figure
 is how much of the serving throughput survives with every prediction logged and stored.
 
-    python -m bench.throughput [--predictions 3000] [--concurrency 32]
+    python -m bench.throughput [--predictions 3000] [--concurrency 32] [--batch-size 64]
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ def run(stack: LocalStack, bodies, concurrency: int, wait_stored: bool) -> dict:
         stored = time.perf_counter() - started
         result["stored_per_s"] = round(len(bodies) / stored, 1)
         result["seconds_until_all_stored"] = round(stored, 2)
+        text = httpx.get(f"{stack.url('model')}/metrics", timeout=10).text
+        result["events_dropped"] = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                                       if s.name == "seismo_model_events_dropped_total")
     return result
 
 
@@ -51,6 +54,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--broker-synchronous", choices=("full", "normal"), default="full",
                         help="the broker journal's SQLite synchronous mode (full: survives power loss)")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="SEISMO_MODEL_LOG_BATCH_SIZE: events per request from the model server to the broker (1: single events)")
     args = parser.parse_args()
     bodies = example_bodies(args.predictions)
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,7 +67,7 @@ def main() -> None:
         finally:
             alone.stop()
         stack = LocalStack(Path(tmp) / "stack", ports=free_ports(), services=("logger", "broker", "model"),
-                           env={"SEISMO_BROKER_SYNCHRONOUS": args.broker_synchronous})
+                           env={"SEISMO_BROKER_SYNCHRONOUS": args.broker_synchronous, "SEISMO_MODEL_LOG_BATCH_SIZE": str(args.batch_size)})
         stack.start()
         try:
             pipeline = run(stack, bodies, args.concurrency, wait_stored=True)
@@ -71,6 +76,7 @@ def main() -> None:
     save("throughput", {
         "concurrency": args.concurrency,
         "broker_synchronous": args.broker_synchronous,
+        "model_log_batch_size": args.batch_size,
         "model_alone_logging_off": baseline,
         "pipeline_every_prediction_stored": pipeline,
         "stored_vs_unlogged_serving": round(pipeline["stored_per_s"] / baseline["answered_per_s"], 3),

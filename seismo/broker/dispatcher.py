@@ -6,6 +6,11 @@ dead-lettered after the last retry (sent to the dead-letter sink with Knative's 
 kept in the dead-letter table when there is no sink or it refuses too).
 
 A 2xx answer that carries a CloudEvent is a reply (Knative's contract): it is ingested as a new event.
+
+A trigger with `batch` > 1 (a Seismo extension for subscribers that take CloudEvents' batched mode,
+such as the logger) gets up to that many events per request; its answer's per-event results decide
+each event's outcome as if it had come alone. Batched answers carry no replies. A subscriber that
+refuses a batch as a whole (400 or 415) gets single events from then on.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import orjson
+
 from seismo.broker.journal import DeadLettered, Delivered, GroupCommitter, PendingDelivery, RetryLater
 from seismo.broker.triggers import Trigger
-from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http
+from seismo.events.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, CloudEventError, from_http, to_batch
 from seismo.events.poster import EventPoster, SendError, Unsendable
 from seismo.tasks import cancel_and_wait
 
@@ -43,6 +50,27 @@ class Attempt:
         return not self.final and (self.code is None or self.code >= 500 or self.code in RETRYABLE_STATUSES)
 
 
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+"""Event data in one batched delivery at most, well under the subscribers' 32 MiB body limit (a
+bigger event goes alone: a 413 for a whole batch would dead-letter every event in it)."""
+
+
+def _groups(items: list[PendingDelivery], per_request: int, max_bytes: int) -> list[list[PendingDelivery]]:
+    """Consecutive groups of at most `per_request` items and `max_bytes` of bodies (one item always fits)."""
+    groups: list[list[PendingDelivery]] = []
+    current: list[PendingDelivery] = []
+    size = 0
+    for item in items:
+        if current and (len(current) == per_request or size + len(item.body) > max_bytes):
+            groups.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += len(item.body)
+    if current:
+        groups.append(current)
+    return groups
+
+
 class DispatchMetrics:
     """The hooks the dispatcher calls; the service wires them to Prometheus."""
 
@@ -50,6 +78,7 @@ class DispatchMetrics:
     def failed_attempt(self, trigger: str, reason: str) -> None: ...
     def retried(self, trigger: str) -> None: ...
     def dead_lettered(self, trigger: str, kept: bool) -> None: ...
+    def batch_sent(self, trigger: str, events: int) -> None: ...
 
 
 class Dispatcher:
@@ -73,6 +102,7 @@ class Dispatcher:
         self.max_backoff = max_backoff
         self.poll_interval = poll_interval
         self._wakeups = {t.name: asyncio.Event() for t in triggers}
+        self._batching = {t.name for t in triggers if t.batch > 1}  # until a subscriber refuses a batch
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
@@ -96,7 +126,8 @@ class Dispatcher:
         sends: set[asyncio.Task] = set()
         try:
             while True:
-                free = self.concurrency - len(inflight)
+                per_request = trigger.batch if trigger.name in self._batching else 1
+                free = self.concurrency * per_request - len(inflight)
                 batch = []
                 if free > 0:
                     try:
@@ -113,10 +144,13 @@ class Dispatcher:
                     except TimeoutError:
                         pass
                     continue
-                for item in batch:
+                for group in _groups(batch, per_request, MAX_BATCH_BYTES):
                     await slots.acquire()
-                    inflight.add(item.event_seq)
-                    task = asyncio.create_task(self._deliver(trigger, item, inflight, slots))
+                    inflight.update(item.event_seq for item in group)
+                    if per_request == 1:
+                        task = asyncio.create_task(self._deliver(trigger, group[0], inflight, slots))
+                    else:
+                        task = asyncio.create_task(self._deliver_group(trigger, group, inflight, slots))
                     sends.add(task)
                     task.add_done_callback(sends.discard)
         finally:
@@ -148,6 +182,59 @@ class Dispatcher:
         finally:
             inflight.discard(item.event_seq)
             slots.release()
+
+    async def _deliver_group(self, trigger: Trigger, items: list[PendingDelivery], inflight: set[int], slots: asyncio.Semaphore) -> None:
+        """Several events in one batched request; each outcome recorded as if it had been sent alone."""
+        try:
+            try:
+                attempts = await self._send_group(trigger, items)
+            except Exception as exc:  # a bug: dead-letter them, never retry in a loop
+                log.exception("trigger %s: sending a batch of %d events failed unexpectedly", trigger.name, len(items))
+                attempts = [Attempt(False, None, f"internal error: {type(exc).__name__}: {exc}"[:500], final=True)] * len(items)
+            if attempts is None:  # the subscriber does not take batches: these go one by one, and so will the rest
+                for item in items:
+                    attempt = await self._send(trigger.subscriber_uri, item.headers, item.body, trigger.delivery.timeout)
+                    await self.committer.record(await self._outcome(trigger, item, attempt))
+                return
+            outcomes = [await self._outcome(trigger, item, attempt) for item, attempt in zip(items, attempts, strict=True)]
+            await asyncio.gather(*(self.committer.record(outcome) for outcome in outcomes))  # one group commit
+        except asyncio.CancelledError:
+            raise  # shutting down: the deliveries stay pending in the journal and are sent after restart
+        except Exception:
+            log.exception("trigger %s: recording the outcomes of a batch failed", trigger.name)
+            await asyncio.sleep(1.0)
+        finally:
+            inflight.difference_update(item.event_seq for item in items)
+            slots.release()
+
+    async def _send_group(self, trigger: Trigger, items: list[PendingDelivery]) -> list[Attempt] | None:
+        """One Attempt per item from one batched request; None when the subscriber refused the batch as a whole."""
+        events = [from_http(item.headers, item.body) for item in items]  # journaled events: checked at ingress
+        self.metrics.batch_sent(trigger.name, len(events))
+        started = time.perf_counter()
+        try:
+            response = await self.client.post(trigger.subscriber_uri, {"content-type": BATCH_CONTENT_TYPE}, to_batch(events),
+                                              trigger.delivery.timeout)
+        except SendError as exc:
+            return [Attempt(False, None, str(exc)[:500], seconds=time.perf_counter() - started)] * len(items)
+        seconds = time.perf_counter() - started
+        if response.status in (400, 415):
+            log.warning("trigger %s: %s refused a batch (%d: %s); sending single events from now on", trigger.name,
+                        trigger.subscriber_uri, response.status, response.body[:200])
+            self._batching.discard(trigger.name)
+            return None
+        if not 200 <= response.status < 300:
+            text = response.body[:500].decode("utf-8", "replace")
+            return [Attempt(False, response.status, f"HTTP {response.status}: {text}", seconds=seconds)] * len(items)
+        try:
+            results = orjson.loads(response.body)["results"]
+            if not isinstance(results, list) or len(results) != len(items):
+                raise ValueError("one result per event expected")
+            answers = [(int(r["status"]), str(r.get("error", ""))[:500]) for r in results]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            answers = [(response.status, "")] * len(items)  # a 2xx without per-event results: all taken
+        return [Attempt(200 <= code < 300, code, "" if 200 <= code < 300 else f"HTTP {code}: {error}", seconds=seconds)
+                for code, error in answers]
 
     async def _outcome(self, trigger: Trigger, item: PendingDelivery, attempt: Attempt):
         if attempt.ok:

@@ -90,6 +90,8 @@ class _Metrics(DispatchMetrics):
         self.unmatched = Counter("seismo_broker_events_unmatched", "Accepted events no trigger matched", ["type"], registry=registry)
         self.replies = Counter("seismo_broker_replies", "Reply events ingested from subscribers' answers", ["type"], registry=registry)
         self.deliveries = Counter("seismo_broker_deliveries", "Delivery attempts by trigger and outcome", ["trigger", "outcome"], registry=registry)
+        self.batch_events = Histogram("seismo_broker_batch_events", "Events per batched delivery (triggers with `batch`)", ["trigger"],
+                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000), registry=registry)
         self.retries = Counter("seismo_broker_retries", "Deliveries scheduled for another attempt", ["trigger"], registry=registry)
         self.dead = Counter("seismo_broker_dead_letters", "Events that exhausted their retries", ["trigger", "destination"], registry=registry)
         self.backlog = Gauge("seismo_broker_backlog", "Deliveries pending per trigger", ["trigger"], registry=registry)
@@ -113,6 +115,9 @@ class _Metrics(DispatchMetrics):
 
     def dead_lettered(self, trigger: str, kept: bool) -> None:
         self.dead.labels(trigger, "table" if kept else "sink").inc()
+
+    def batch_sent(self, trigger: str, events: int) -> None:
+        self.batch_events.labels(trigger).observe(events)
 
 
 class Broker:

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher
-from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http
+from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch
 from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
 from seismo.labels import LabelValues, event_type_label
 from seismo.services.auth import auth_middleware
@@ -59,6 +59,9 @@ class LoggerSettings(StoreSettings):
     """Largest event body accepted; bigger ones get 413 (the model server's body limit, so what it accepts is stored)."""
     max_batch: int = 256
     """Events folded into the store in one transaction at most."""
+    max_batch_events: int = 1000
+    """Most events in one batched delivery (`application/cloudevents-batch+json`, which Seismo's broker
+    sends to triggers with `batch`); more get 400. Answered 200 with one result per event."""
     models: str = ""
     """Model names (comma-separated) counted by name in metric labels; any other name a client sends is
     counted as `other` until it has been seen 10 times (at most 20 such names)."""
@@ -203,6 +206,15 @@ class RecordLogger:
         """Parse and check one delivered event; CloudEventError or ValueError (a 400) naming the problem."""
         try:
             event = from_http(headers, body)
+        except CloudEventError as exc:
+            self.count_rejected("invalid")
+            log.warning("rejected event: %s", exc)
+            raise
+        return self.accept_event(event)
+
+    def accept_event(self, event: CloudEvent) -> tuple[CloudEvent, RecordUpdate, tuple[str, int, dict] | None]:
+        """Check one decoded event: what it adds to its record; ValueError (a 400) naming the problem."""
+        try:
             update = update_from_event(event, time.time())
             drift_window = drift_window_of(update) if update.kind is EventKind.DRIFT else None
         except (CloudEventError, ValueError) as exc:
@@ -227,6 +239,26 @@ class RecordLogger:
             raise StoreUnavailable(type(exc).__name__) from exc
         (self.metrics.stored if changed else self.metrics.duplicates).labels(model, event_type).inc()
         return changed
+
+    async def store_batch(self, items: list[CloudEvent | CloudEventError]) -> list[dict]:
+        """A batched delivery: every good event stored together (one transaction), one result per item
+        in order: 200 stored (or a duplicate), 400 refused with its reason, 503 not stored (retry it)."""
+
+        async def one(item: CloudEvent | CloudEventError) -> dict:
+            if isinstance(item, CloudEventError):
+                self.count_rejected("invalid")
+                return {"status": 400, "error": str(item)}
+            try:
+                event, update, drift_window = self.accept_event(item)
+            except ValueError as exc:
+                return {"id": item.id, "status": 400, "error": str(exc)}
+            try:
+                stored = await self.store_event(event, update, drift_window)
+            except StoreUnavailable as exc:
+                return {"id": item.id, "status": 503, "error": f"store unavailable: {exc}"}
+            return {"id": item.id, "status": 200, "stored": stored}
+
+        return list(await asyncio.gather(*(one(item) for item in items)))  # submitted together: one group commit
 
     async def drift_windows(self, model: str | None, limit: int) -> list[dict]:
         return await self.writer.call(self._store().drift_windows, model, limit)
@@ -267,6 +299,16 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
     core = RecordLogger(settings, registry, store)
 
     async def ingest(request: Request) -> Response:
+        if is_batch(request.headers):  # the broker delivers batches to triggers that declare `batch`
+            try:
+                items = batch_from_http(await read_body(request, settings.max_event_bytes), settings.max_batch_events)
+            except BodyTooLarge as exc:
+                core.count_rejected("too_large")
+                return error(413, str(exc))
+            except CloudEventError as exc:
+                core.count_rejected("invalid")
+                return error(400, str(exc))
+            return JSONResponse({"results": await core.store_batch(items)})
         try:
             body = await read_body(request, settings.max_event_bytes)
             event, update, drift_window = core.accept(request.headers, body)

@@ -85,3 +85,13 @@ def test_shipped_trigger_file_routes_every_request_and_response_type_to_the_logg
     for detector, port in (("outlier", 8092), ("drift", 8093)):
         watched = {t.filter_attributes["type"] for t in triggers if t.subscriber_uri == f"http://127.0.0.1:{port}/"}
         assert watched == {"org.kubeflow.serving.inference.request", "io.seldon.serving.inference.request"}, detector
+
+
+def test_batch_is_seismos_extension_checked_and_kept(tmp_path: Path):
+    path = tmp_path / "t.yaml"
+    path.write_text("triggers: [{name: a, subscriber: {uri: x}, batch: 64}, {name: b, subscriber: {uri: y}}]")
+    assert [t.batch for t in load_triggers(path)] == [64, 1]
+    for bad in ("0", "1001", "true", "'64'"):
+        path.write_text(f"triggers: [{{name: a, subscriber: {{uri: x}}, batch: {bad}}}]")
+        with pytest.raises(TriggerConfigError, match="batch must be an integer from 1 to 1000"):
+            load_triggers(path)

@@ -110,3 +110,59 @@ def test_a_sink_that_refuses_batches_gets_single_events():
     assert len(refused) == 1  # refused once, then single events only
     assert metric_sum(metrics, "seismo_model_events_sent_total") == 30
     assert metric_sum(metrics, "seismo_model_events_dropped_total") == 0
+
+
+def test_the_broker_delivers_batches_to_the_logger_and_a_bad_event_is_dead_lettered_alone(tmp_path):
+    from dataclasses import replace
+
+    from seismo.services.logger import LoggerSettings
+    from seismo.services.logger import create_app as logger_app
+
+    dead = RecordingSink()
+    logger = logger_app(LoggerSettings(sqlite_path=tmp_path / "records.db"), CollectorRegistry())
+    with ThreadServer(logger) as log_server, ThreadServer(dead.app()) as dls:
+        batched = replace(trigger("to-logger", log_server.url, retry=1, dead_letter=dls.url + "/", type_=None), batch=16)
+        with ServedApp(broker_app(tmp_path, [batched])) as broker:
+            good = [structured(i) for i in range(30)]
+            unknown_type = {**structured(99), "type": "com.example.other"}  # the broker routes it; the logger refuses it (400)
+            assert broker.post("/", headers=BATCH, content=orjson.dumps([*good[:15], unknown_type, *good[15:]])).status_code == 200
+            wait_until(lambda: len(dead.received) == 1, message="the bad event dead-lettered")
+            assert dead.received[0].headers["ce-id"] == "e99" and dead.received[0].headers["ce-knativeerrorcode"] == "400"
+            with httpx_client(log_server.url) as c:
+                wait_until(lambda: len(c.get("/v1/records", params={"limit": 100}).json()["records"]) == 30, message="30 records")
+                metrics = c.get("/metrics").text
+            assert metric_sum(metrics, "seismo_logger_events_stored_total") == 30
+            assert metric_sum(metrics, "seismo_logger_events_rejected_total", reason="invalid") == 1
+            broker_metrics = broker.get("/metrics").text
+            assert metric_sum(broker_metrics, "seismo_broker_deliveries_total", trigger="to-logger", outcome="delivered") == 30
+            batches = metric_sum(broker_metrics, "seismo_broker_batch_events_count", trigger="to-logger")
+            assert 2 <= batches < 31 and metric_sum(broker_metrics, "seismo_broker_batch_events_sum", trigger="to-logger") >= 31
+
+
+def test_a_subscriber_that_takes_single_events_only_gets_them_one_by_one(tmp_path):
+    singles: list[str] = []
+    refused: list[int] = []
+
+    async def handle(request: Request) -> Response:
+        body = await request.body()
+        if request.headers.get("content-type") == BATCH_CONTENT_TYPE:
+            refused.append(1)
+            return JSONResponse({"error": "batched content mode is not taken here"}, status_code=400)
+        singles.append(from_http(request.headers, body).id)
+        return Response(status_code=202)
+
+    from dataclasses import replace
+
+    app = Starlette(routes=[Route("/", handle, methods=["POST"])])
+    with ThreadServer(app) as sub, ServedApp(broker_app(tmp_path, [replace(trigger("t", sub.url, retry=0), batch=8)])) as broker:
+        assert broker.post("/", headers=BATCH, content=orjson.dumps([structured(i) for i in range(20)])).status_code == 200
+        wait_until(lambda: len(singles) == 20, message="20 single deliveries")
+        assert sorted(singles) == sorted(f"e{i}" for i in range(20))
+        assert len(refused) >= 1  # refused (once per batch already in flight), then single events only
+        assert metric_sum(broker.get("/metrics").text, "seismo_broker_dead_letters_total") == 0
+
+
+def httpx_client(url: str):
+    import httpx
+
+    return httpx.Client(base_url=url, timeout=10)
