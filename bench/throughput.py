@@ -1,55 +1,96 @@
-"""Predictions per second end to end: model -> broker -> logger, counted only once every one is stored.
+"""Predictions per second end to end: model -> broker -> logger (with outlier and drift consuming the
+image model's requests too), counted only once every one is stored, and each component's events per
+CPU-second so replicas can be sized.
 
-The load generator runs on the same machine (closed loop, pre-encoded single-image requests, V1 and
-V2 alternating). The baseline in the same run is the model server alone with logging off: the figure
-is how much of the serving throughput survives with every prediction logged and stored.
+The load generator runs on the same machine (closed loop, pre-encoded single-instance requests, V1 and
+V2 alternating). The baseline in the same run is the model server alone with logging off: the ratio is
+how much of the serving throughput survives with every prediction logged and stored.
 
-    python -m bench.throughput [--predictions 3000] [--concurrency 32] [--batch-size 64]
+    python -m bench.throughput [--model image|tabular] [--predictions 3000] [--concurrency 32] [--batch-size 64]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
+import numpy as np
+import orjson
 
 from bench.common import closed_loop, example_bodies, save
 from seismo.local import LocalStack, free_ports
+from seismo.probes import metric_values, scrape_text
+from seismo.topology import EXAMPLE_TABULAR_MODEL
+
+TABULAR = "tabular-classifier"
+# What each component does per event, read from its own metrics: the work a replica of it does.
+COMPONENT_EVENTS = {
+    "broker": "seismo_broker_events_received_total",
+    "logger": "seismo_logger_events_stored_total",
+    "outlier": "seismo_outlier_instances_total",
+    "drift": "seismo_drift_instances_total",
+}
 
 
-def stored_events(logger_url: str) -> float:
-    text = httpx.get(f"{logger_url}/metrics", timeout=10).text
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == "seismo_logger_events_stored_total")
+def tabular_bodies(n: int) -> list[tuple[str, bytes]]:
+    rows = np.load(EXAMPLE_TABULAR_MODEL / "reference.npy")
+    bodies = []
+    for i in range(n):
+        row = rows[i % len(rows)]
+        if i % 2 == 0:
+            bodies.append((f"/v1/models/{TABULAR}:predict", orjson.dumps({"instances": [row.tolist()]})))
+        else:
+            doc = {"inputs": [{"name": "input_1", "datatype": "FP64", "shape": [1, len(row)], "data": row.tolist()}]}
+            bodies.append((f"/v2/models/{TABULAR}/infer", orjson.dumps(doc)))
+    return bodies
 
 
-def run(stack: LocalStack, bodies, concurrency: int, wait_stored: bool) -> dict:
-    asyncio.run(closed_loop(stack.url("model"), bodies[:100], concurrency))  # warm-up
-    base = stored_events(stack.url("logger")) if wait_stored else 0
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def counted(url: str, metric: str) -> float:
+    return sum(metric_values(scrape_text(url, timeout=10), metric).values())
+
+
+def run(stack: LocalStack, model_service: str, bodies, concurrency: int, wait_stored: bool) -> dict:
+    asyncio.run(closed_loop(stack.url(model_service), bodies[:100], concurrency))  # warm-up
+    components = [name for name in COMPONENT_EVENTS if name in stack.processes] if wait_stored else []
+    events_before = {name: counted(stack.url(name), COMPONENT_EVENTS[name]) for name in components}
+    watched = [*components, model_service]
+    cpu_before = {name: cpu_seconds(stack.processes[name].process.pid) for name in watched}
     started = time.perf_counter()
-    asyncio.run(closed_loop(stack.url("model"), bodies, concurrency))
+    asyncio.run(closed_loop(stack.url(model_service), bodies, concurrency))
     answered = time.perf_counter() - started
-    result = {"predictions": len(bodies), "answered_per_s": round(len(bodies) / answered, 1)}
+    result: dict = {"predictions": len(bodies), "answered_per_s": round(len(bodies) / answered, 1)}
     if wait_stored:
-        target = base + 2 * len(bodies)
+        target = events_before["logger"] + 2 * len(bodies)
         deadline = time.perf_counter() + 600
-        while stored_events(stack.url("logger")) < target and time.perf_counter() < deadline:
+        while counted(stack.url("logger"), COMPONENT_EVENTS["logger"]) < target and time.perf_counter() < deadline:
             time.sleep(0.05)
         stored = time.perf_counter() - started
         result["stored_per_s"] = round(len(bodies) / stored, 1)
         result["seconds_until_all_stored"] = round(stored, 2)
-        text = httpx.get(f"{stack.url('model')}/metrics", timeout=10).text
-        result["events_dropped"] = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                                       if s.name == "seismo_model_events_dropped_total")
+        result["events_dropped"] = counted(stack.url(model_service), "seismo_model_events_dropped_total")
+        time.sleep(1.0)  # the detectors' last events
+        per_core = {}
+        for name in watched:
+            cpu = cpu_seconds(stack.processes[name].process.pid) - cpu_before[name]
+            events = (counted(stack.url(name), COMPONENT_EVENTS[name]) - events_before[name]) if name in COMPONENT_EVENTS else len(bodies)
+            per_core[name] = {"events": events, "cpu_seconds": round(cpu, 2), "events_per_cpu_second": round(events / cpu, 1) if cpu else None}
+        result["per_component"] = per_core
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=("image", "tabular"), default="image")
     parser.add_argument("--predictions", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--broker-synchronous", choices=("full", "normal"), default="full",
@@ -57,23 +98,26 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64,
                         help="SEISMO_MODEL_LOG_BATCH_SIZE: events per request from the model server to the broker (1: single events)")
     args = parser.parse_args()
-    bodies = example_bodies(args.predictions)
+    model_service = "model" if args.model == "image" else "tabular"
+    bodies = example_bodies(args.predictions) if args.model == "image" else tabular_bodies(args.predictions)
     with tempfile.TemporaryDirectory() as tmp:
-        alone = LocalStack(Path(tmp) / "alone", ports=free_ports(),
-                           services=("model",), env={"SEISMO_MODEL_SINK_URL": ""})
+        alone = LocalStack(Path(tmp) / "alone", ports=free_ports(), services=(model_service,), env={"SEISMO_MODEL_SINK_URL": ""})
         alone.start()
         try:
-            baseline = run(alone, bodies, args.concurrency, wait_stored=False)
+            baseline = run(alone, model_service, bodies, args.concurrency, wait_stored=False)
         finally:
             alone.stop()
-        stack = LocalStack(Path(tmp) / "stack", ports=free_ports(), services=("logger", "broker", "model"),
+        # Every consumer of the model's events runs, as under `seismo up` (the detectors watch the image model).
+        services = ("logger", "outlier", "drift", "metrics", "broker", model_service)
+        stack = LocalStack(Path(tmp) / "stack", ports=free_ports(), services=services,
                            env={"SEISMO_BROKER_SYNCHRONOUS": args.broker_synchronous, "SEISMO_MODEL_LOG_BATCH_SIZE": str(args.batch_size)})
         stack.start()
         try:
-            pipeline = run(stack, bodies, args.concurrency, wait_stored=True)
+            pipeline = run(stack, model_service, bodies, args.concurrency, wait_stored=True)
         finally:
             stack.stop()
-    save("throughput", {
+    save(f"throughput-{args.model}", {
+        "model": args.model,
         "concurrency": args.concurrency,
         "broker_synchronous": args.broker_synchronous,
         "model_log_batch_size": args.batch_size,
