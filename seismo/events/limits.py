@@ -6,6 +6,7 @@ Each check raises PayloadError (a 400 at the services) with a message naming the
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from itertools import chain
 from typing import Any
 
@@ -35,13 +36,13 @@ def check_depth(doc: Any, limit: int = MAX_JSON_DEPTH, what: str = "request body
     depth = 0
     while level:
         depth += 1
-        lists = [value for value in level if type(value) is list]
-        dicts = [value.values() for value in level if type(value) is dict]
-        if not lists and not dicts:
+        containers: list[Iterable[Any]] = [value for value in level if type(value) is list]
+        containers += [value.values() for value in level if type(value) is dict]
+        if not containers:
             break
         if depth > limit:
             raise PayloadError(f"{what} nests deeper than {limit} levels of lists and objects")
-        children = list(chain.from_iterable(lists + dicts))  # C loops: one pass over the whole level
+        children = list(chain.from_iterable(containers))  # C loops: one pass over the whole level
         kinds = set(map(type, children))
         level = [child for child in children if type(child) in _CONTAINERS] if list in kinds or dict in kinds else []
     return doc
