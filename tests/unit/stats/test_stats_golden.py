@@ -51,6 +51,17 @@ def test_ks_equals_scipy_asymp_including_ties(n, m, seed):
         assert p_value[j] == pytest.approx(expected.pvalue, abs=1e-9)
 
 
+@pytest.mark.parametrize("n, m", [(2, 2), (1, 5), (30, 7), (400, 400)])
+def test_ks_equals_scipy_when_window_values_are_reference_values(n, m):
+    """Ties only across the two samples (the search for 'reference points below' must not count them)."""
+    rng = np.random.default_rng(n + m)
+    a = rng.normal(size=(n, 5))
+    b = a[rng.integers(0, n, size=m)] + np.where(rng.random((m, 5)) < 0.5, 0.0, rng.normal(size=(m, 5)))
+    statistic, _ = ks_2samp(a, b)
+    expected = [sps.ks_2samp(a[:, j], b[:, j], method="asymp").statistic for j in range(5)]
+    assert statistic == pytest.approx(expected, abs=1e-12)
+
+
 def test_chi2_golden_and_equal_to_scipy():
     # 2x2 by hand with Yates: observed [[10, 20], [20, 10]], expected 15 everywhere, |o-e| = 5 -> 4.5.
     statistic, p = chi2_homogeneity(np.array([[10, 20], [20, 10]]))
