@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS scored_cohort (
     model TEXT NOT NULL, cohort TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (model, cohort, key)
 );
 CREATE INDEX IF NOT EXISTS scored_cohort_time ON scored_cohort (model, cohort, at);
+CREATE INDEX IF NOT EXISTS scored_cohort_key ON scored_cohort (model, key);
 CREATE TABLE IF NOT EXISTS seen (
     model TEXT NOT NULL, key TEXT NOT NULL, grp TEXT NOT NULL, predicted_at REAL NOT NULL, scores TEXT NOT NULL,
     PRIMARY KEY (model, key)
@@ -135,7 +136,8 @@ class Ledger:
                 "INSERT OR REPLACE INTO scored VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (model, item.key, item.prediction_id, item.group, item.scored_at, item.predicted_at, item.predicted, item.truth, scores),
             )
-            self._db.execute("DELETE FROM scored_cohort WHERE model = ? AND key = ?", (model, item.key))
+            if row is not None:  # a replaced truth: its old cohort rows go (by index: a scan grew with the ledger)
+                self._db.execute("DELETE FROM scored_cohort WHERE model = ? AND key = ?", (model, item.key))
             self._db.executemany("INSERT INTO scored_cohort VALUES (?, ?, ?, ?)",
                                  [(model, c, item.key, item.scored_at) for c in item.cohorts])
         return outcomes
