@@ -53,11 +53,11 @@ def ks_statistic(reference: np.ndarray | SortedReference, sample: np.ndarray) ->
     previous = at_or_below + (np.arange(features) * n - 1)[:, None]
     tied = (np.take(ref.sorted.reshape(-1), previous, mode="wrap") == window).any(axis=1)
     tied |= (window[:, 1:] == window[:, :-1]).any(axis=1)
-    for j in np.flatnonzero(tied):
-        row, r = window[j], ref.sorted[j]
-        window_above = np.searchsorted(row, row, side="right") * n - at_or_below[j] * m
+    for t in np.flatnonzero(tied):
+        row, r = window[t], ref.sorted[t]
+        window_above = np.searchsorted(row, row, side="right") * n - at_or_below[t] * m
         reference_above = np.searchsorted(r, row, side="left") * m - np.searchsorted(row, row, side="left") * n
-        statistic[j] = max(window_above.max(), reference_above.max())
+        statistic[t] = max(window_above.max(), reference_above.max())
     return statistic / (n * m)
 
 
