@@ -17,13 +17,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODEL = "image-classifier"
 
 
-def example_bodies(n: int) -> list[tuple[str, bytes]]:
-    """Pre-encoded single-image requests, V1 and V2 alternating, so the load generator stays cheap."""
+def example_bodies(n: int, encoding: str = "json") -> list[tuple]:
+    """Pre-encoded single-image requests, so the load generator stays cheap.
+
+    encoding "json": V1 and V2 JSON alternating; "binary": V2 in the OIP binary tensor extension
+    (path, body, headers)."""
     images = np.load(EXAMPLE_MODEL / "reference.npy")
-    bodies = []
+    bodies: list[tuple] = []
     for i in range(n):
         image = images[i % len(images)]
-        if i % 2 == 0:
+        if encoding == "binary":
+            raw = image.astype("<f4").tobytes()
+            header = orjson.dumps({"inputs": [{"name": "input_1", "datatype": "FP32", "shape": [1, 32, 32, 3],
+                                               "parameters": {"binary_data_size": len(raw)}}]})
+            headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))}
+            bodies.append((f"/v2/models/{MODEL}/infer", header + raw, headers))
+        elif i % 2 == 0:
             bodies.append((f"/v1/models/{MODEL}:predict", orjson.dumps({"instances": [image.tolist()]})))
         else:
             doc = {"inputs": [{"name": "input_1", "datatype": "FP32", "shape": [1, 32, 32, 3], "data": image.ravel().tolist()}]}
@@ -31,7 +40,7 @@ def example_bodies(n: int) -> list[tuple[str, bytes]]:
     return bodies
 
 
-async def closed_loop(base_url: str, bodies: list[tuple[str, bytes]], concurrency: int) -> list[float]:
+async def closed_loop(base_url: str, bodies: list[tuple], concurrency: int) -> list[float]:
     """Send every body with `concurrency` clients in a closed loop; per-request latencies in seconds.
 
     aiohttp rather than httpx: on a 2-core machine the load generator shares the CPU with what it
@@ -48,9 +57,9 @@ async def closed_loop(base_url: str, bodies: list[tuple[str, bytes]], concurrenc
             while next_index < len(bodies):
                 i = next_index
                 next_index += 1
-                path, body = bodies[i]
+                path, body, *own_headers = bodies[i]  # (path, body) or (path, body, headers)
                 started = time.perf_counter()
-                async with session.post(path, data=body, headers=headers) as r:
+                async with session.post(path, data=body, headers=own_headers[0] if own_headers else headers) as r:
                     content = await r.read()
                 latencies[i] = time.perf_counter() - started
                 if r.status != 200:

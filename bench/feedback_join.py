@@ -3,10 +3,10 @@
 The store holds 1 million records (a binary model's small V1 requests and responses). The metrics
 server runs as a real process (`seismo serve metrics`); 16 clients post `{"prediction_id", "truth"}`
 for random stored predictions in a closed loop. Baselines in the same run: the same join against a
-store of 10,000 records (does the store's size matter?), and self-contained feedback that carries the
+store of 50,000 records (does the store's size matter?), and self-contained feedback that carries the
 response (what the join by id costs).
 
-    python -m bench.feedback_join [--records 1000000] [--feedback 5000]
+    python -m bench.feedback_join [--records 1000000] [--feedback 20000]
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def run(records_db: Path, work: Path, bodies: list[tuple[str, bytes]], concurren
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--small", type=int, default=10_000)
-    parser.add_argument("--feedback", type=int, default=5000)
+    parser.add_argument("--small", type=int, default=50_000)
+    parser.add_argument("--feedback", type=int, default=20000)  # enough for the ledger size to show
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     rng = np.random.default_rng(0)

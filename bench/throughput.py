@@ -7,6 +7,7 @@ V2 alternating). The baseline in the same run is the model server alone with log
 how much of the serving throughput survives with every prediction logged and stored.
 
     python -m bench.throughput [--model image|tabular] [--predictions 3000] [--concurrency 32] [--batch-size 64]
+                                 [--encoding json|binary]
 """
 
 from __future__ import annotations
@@ -97,9 +98,11 @@ def main() -> None:
                         help="the broker journal's SQLite synchronous mode (full: survives power loss)")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="SEISMO_MODEL_LOG_BATCH_SIZE: events per request from the model server to the broker (1: single events)")
+    parser.add_argument("--encoding", choices=("json", "binary"), default="json",
+                        help="image requests as JSON (V1 and V2 alternating) or V2 with the OIP binary tensor extension")
     args = parser.parse_args()
     model_service = "model" if args.model == "image" else "tabular"
-    bodies = example_bodies(args.predictions) if args.model == "image" else tabular_bodies(args.predictions)
+    bodies = example_bodies(args.predictions, args.encoding) if args.model == "image" else tabular_bodies(args.predictions)
     with tempfile.TemporaryDirectory() as tmp:
         alone = LocalStack(Path(tmp) / "alone", ports=free_ports(), services=(model_service,), env={"SEISMO_MODEL_SINK_URL": ""})
         alone.start()
@@ -116,8 +119,9 @@ def main() -> None:
             pipeline = run(stack, model_service, bodies, args.concurrency, wait_stored=True)
         finally:
             stack.stop()
-    save(f"throughput-{args.model}", {
+    save(f"throughput-{args.model}" + ("-binary" if args.model == "image" and args.encoding == "binary" else ""), {
         "model": args.model,
+        "encoding": args.encoding if args.model == "image" else "json",
         "concurrency": args.concurrency,
         "broker_synchronous": args.broker_synchronous,
         "model_log_batch_size": args.batch_size,

@@ -104,7 +104,9 @@ def decode_v2_tensor(doc: Any, where: str) -> Tensor:
                            f"{MAX_DIMENSION_SIZE} each")
     if "data" not in doc:
         raise PayloadError(f"{where}: missing 'data'")
-    flat = _flatten(doc["data"])
+    data = doc["data"]
+    # An array here came from the binary tensor extension (seismo.events.binary), already typed.
+    flat = data.reshape(-1) if isinstance(data, np.ndarray) else _flatten(data)
     expected = math.prod(shape)
     if len(flat) != expected:
         raise PayloadError(f"{where}: shape {shape} needs {expected} elements, data has {len(flat)}")

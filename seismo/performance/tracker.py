@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
+from seismo.events.binary import load_document
 from seismo.events.feedback import Feedback, FeedbackError, parse_feedback
-from seismo.events.limits import check_depth
 from seismo.events.payloads import PayloadError
 from seismo.performance.config import ALL, ConfigError, ModelConfig
 from seismo.performance.ledger import Ledger, Lookback, ScoredItem, SeenItem
@@ -54,11 +54,12 @@ def feedback_to_json(feedback: Feedback) -> bytes:
 
 
 def _json_body(body: bytes | None) -> Any:
+    """A stored request or response as a document (JSON, or OIP binary tensors as arrays); None if neither."""
     if not body:
         return None
     try:
-        return check_depth(orjson.loads(body))
-    except (orjson.JSONDecodeError, PayloadError):
+        return load_document(body, what="stored payload")
+    except PayloadError:
         return None
 
 

@@ -14,6 +14,7 @@ from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from seismo.events.binary import load_document
 from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, to_binary
 from seismo.events.payloads import PayloadError, instances_of
 from seismo.events.types import EventKind, kind_of, model_of
@@ -47,7 +48,7 @@ async def request_instances(request: Request, max_bytes: int, served_model: str 
     if served_model and model != served_model:
         raise Rejection("unknown_model", f"no detector for model {model!r} here (this one watches {served_model!r})", model)
     try:
-        array = instances_of(event.json_data())
+        array = instances_of(load_document(event.data, what="event data"))  # JSON, or OIP binary tensors
     except (PayloadError, CloudEventError) as exc:
         raise Rejection("bad_payload", str(exc), model) from None
     if array.dtype.kind not in "biuf":

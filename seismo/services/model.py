@@ -26,9 +26,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import seismo
+from seismo.events.binary import CONTENT_TYPE as BINARY_CONTENT_TYPE
+from seismo.events.binary import binary_output_names, encode_binary_body, header_length_of, load_document
 from seismo.events.cloudevents import CloudEvent
 from seismo.events.limits import check_prediction_id, loads
-from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor
+from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor, v2_datatype
 from seismo.events.poster import EventPoster
 from seismo.events.types import FORWARDED_HEADERS, KSERVE_REQUEST, KSERVE_RESPONSE
 from seismo.performance.config import COHORT_NAME
@@ -150,6 +152,8 @@ class Outcome:
     status: int
     body: bytes
     prediction_id: str
+    content_type: str = "application/json"
+    header_length: int | None = None  # binary tensor extension: the JSON header's length
 
 
 def _json(status: int, content: Any, prediction_id: str) -> Outcome:
@@ -239,8 +243,10 @@ class ModelService:
             body = await read()
             check_forwarded_headers(headers)
             pid = prediction_id_for(headers)  # provisional: a V2 body id may still name it
-            handler = self._v1 if protocol == "v1" else self._v2
-            outcome = await handler(loads(body), headers, pid)
+            if protocol == "v1":
+                outcome = await self._v1(loads(body), headers, pid)
+            else:
+                outcome = await self._v2(load_document(body, header_length_of(headers)), headers, pid)
         except (BodyTooLarge, TooManyInstances) as exc:
             outcome = _json(413, {"error": str(exc)}, pid)
         except PayloadError as exc:
@@ -278,13 +284,15 @@ class ModelService:
         names = [str(o.get("name")) for o in requested if isinstance(o, dict)] if isinstance(requested, list) else None
         outputs = self.predictor.named_outputs(await self.predictor.predict(array), names)
         info = self.predictor.info
-        payload = {
-            "model_name": info.name,
-            "model_version": info.version,
-            "id": pid,
-            "outputs": [encode_v2_tensor(n, a) for n, a in outputs.items()],
-        }
-        return _json(200, payload, pid)
+        binary = binary_output_names(doc, list(outputs))
+        encoded = [({"name": n, "datatype": v2_datatype(a), "shape": list(a.shape)} if n in binary else encode_v2_tensor(n, a), a)
+                   for n, a in outputs.items()]
+        payload = {"model_name": info.name, "model_version": info.version, "id": pid, "outputs": [e for e, _ in encoded]}
+        if not binary:
+            return _json(200, payload, pid)
+        as_binary = [(e, a) for e, a in encoded if "data" not in e]
+        body, header_length = encode_binary_body(payload, as_binary)
+        return Outcome(200, body, pid, BINARY_CONTENT_TYPE, header_length)
 
     def _log_events(self, outcome: Outcome, protocol: str, headers: Mapping[str, str], body: bytes) -> None:
         if self._logger is None:
@@ -316,7 +324,7 @@ class ModelService:
         if self.settings.log_mode in ("all", "response"):
             self._logger.log(
                 CloudEvent(
-                    pid, self.source, KSERVE_RESPONSE, outcome.body, "application/json", now_rfc3339(),
+                    pid, self.source, KSERVE_RESPONSE, outcome.body, outcome.content_type, now_rfc3339(),
                     extensions={**extensions, "statuscode": str(outcome.status)},
                 )
             )
@@ -342,7 +350,10 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
     core = ModelService(settings, registry)
 
     def respond(outcome: Outcome) -> Response:
-        return Response(outcome.body, outcome.status, headers={"X-Prediction-Id": outcome.prediction_id}, media_type="application/json")
+        headers = {"X-Prediction-Id": outcome.prediction_id}
+        if outcome.header_length is not None:
+            headers["Inference-Header-Content-Length"] = str(outcome.header_length)
+        return Response(outcome.body, outcome.status, headers=headers, media_type=outcome.content_type)
 
     async def serve(request: Request, protocol: str) -> Response:
         name = request.path_params["model_name"]

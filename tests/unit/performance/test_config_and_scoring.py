@@ -82,3 +82,20 @@ def test_truth_shapes_are_settled_against_the_prediction():
         score(onehot, one, np.array([[0, 1]]))
     regression = model_config("r", {"type": "regression"})
     assert score(regression, {"predictions": [1.5]}, np.array(2.25))[0].truth == 2.25
+
+
+def test_a_stored_binary_tensor_response_is_scored_like_its_json_twin():
+    """The metrics server reads stored responses in the OIP binary tensor extension (what the model
+    server answers and logs when a client asks for binary outputs)."""
+    from seismo.events.binary import encode_binary_body
+    from seismo.performance.tracker import _json_body
+
+    scores = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]], dtype=np.float32)
+    header = {"outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [2, 3]}]}
+    body, _ = encode_binary_body(header, [(header["outputs"][0], scores)])
+    onehot = model_config("o", {"type": "multiclass-onehot"})
+    binary = predictions_of(onehot, _json_body(body))
+    as_json = predictions_of(onehot, {"outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [2, 3],
+                                                   "data": scores.ravel().tolist()}]})
+    assert [p.predicted for p in binary] == [1.0, 0.0] == [p.predicted for p in as_json]
+    assert [p.scores for p in binary] == [p.scores for p in as_json]

@@ -25,6 +25,11 @@ def request_event(i, rows, model="tab", type_="org.kubeflow.serving.inference.re
     elif protocol == "v2":
         rows = np.asarray(rows)
         body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": list(rows.shape), "data": rows.ravel().tolist()}]}
+    elif protocol == "v2-binary":  # the OIP binary tensor extension, as the model server logs it (no header length)
+        raw = np.asarray(rows, dtype="<f8").tobytes()
+        headers["content-type"] = "application/octet-stream"
+        return headers, orjson.dumps({"inputs": [{"name": "x", "datatype": "FP64", "shape": list(np.shape(rows)),
+                                                  "parameters": {"binary_data_size": len(raw)}}]}) + raw
     else:
         body = {"data": {"ndarray": np.asarray(rows).tolist()}}
     return headers, orjson.dumps(body)
@@ -49,11 +54,11 @@ def test_outlier_replies_with_scores_same_id_and_extensions(detectors):
         assert reply.extensions["inferenceservicename"] == "tab" and reply.extensions["namespace"] == "default"
         data = orjson.loads(reply.data)
         assert data["is_outlier"] == [0, 0, 0, 1] and len(data["instance_score"]) == 4 and data["threshold"] > 0
-        for protocol in ("v2", "seldon"):  # every payload protocol is read
+        for protocol in ("v2", "v2-binary", "seldon"):  # every payload protocol is read
             h, b = request_event(2, REF[:2] + 10, protocol=protocol)
             assert orjson.loads(from_http(*(lambda r: (r.headers, r.content))(client.post("/", headers=h, content=b))).data)["is_outlier"] == [1, 1]
         metrics = client.get("/metrics").text
-        assert metric_sum(metrics, "seismo_outlier_instances_total", outcome="outlier") == 5
+        assert metric_sum(metrics, "seismo_outlier_instances_total", outcome="outlier") == 7
         assert metric_sum(metrics, "seismo_outlier_threshold") == pytest.approx(data["threshold"])
 
 

@@ -123,6 +123,54 @@ def test_requests_and_errors_are_logged_as_events_and_counted(client, sink, exam
     assert metric_sum(metrics, "seismo_model_request_bytes_count") >= 2
 
 
+def binary_request(images: np.ndarray, **extra) -> tuple[bytes, dict]:
+    """A V2 request in the binary tensor extension, laid out as Triton's and KServe's clients do."""
+    raw = images.astype("<f4").tobytes()
+    header = orjson.dumps({"inputs": [{"name": "input_1", "datatype": "FP32", "shape": list(images.shape),
+                                       "parameters": {"binary_data_size": len(raw)}}], **extra})
+    return header + raw, {"inference-header-content-length": str(len(header)), "content-type": "application/octet-stream"}
+
+
+def test_binary_tensor_extension_in_and_out_agrees_with_json_and_is_logged_as_received(client, sink, example_images):
+    images = example_images[:3]
+    expected = np.asarray(client.post(INFER, json=v2(images)).json()["outputs"][0]["data"]).reshape(3, 10)
+    body, headers = binary_request(images, id="binary-in-1")
+    r = client.post(INFER, content=body, headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    np.testing.assert_allclose(np.reshape(r.json()["outputs"][0]["data"], (3, 10)), expected, rtol=1e-6)
+
+    body, headers = binary_request(images, id="binary-out-1", parameters={"binary_data_output": True})
+    r = client.post(INFER, content=body, headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+    header_length = int(r.headers["inference-header-content-length"])
+    header = orjson.loads(r.content[:header_length])
+    sizes = [o["parameters"]["binary_data_size"] for o in header["outputs"]]
+    assert [o["name"] for o in header["outputs"]] == ["probabilities", "class"] and sizes == [3 * 10 * 4, 3 * 8]
+    assert all("data" not in o for o in header["outputs"])
+    probabilities = np.frombuffer(r.content[header_length:header_length + sizes[0]], "<f4").reshape(3, 10)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
+    assert np.frombuffer(r.content[header_length + sizes[0]:], "<i8").tolist() == expected.argmax(axis=1).tolist()
+
+    def events_for(pid):
+        return {e.headers["ce-type"].rsplit(".", 1)[-1]: e for e in sink.received if e.headers.get("ce-id") == pid}
+
+    wait_until(lambda: len(events_for("binary-out-1")) == 2, 10, message="binary events logged")
+    events = events_for("binary-out-1")
+    assert events["request"].body == body and events["request"].headers["content-type"] == "application/octet-stream"
+    assert events["response"].body == r.content and events["response"].headers["content-type"] == "application/octet-stream"
+
+
+@pytest.mark.parametrize("change, status, message", [
+    ({"inference-header-content-length": "99999"}, 400, "the body has only"),
+    ({"inference-header-content-length": "ten"}, 400, "must be a non-negative integer"),
+    ({"inference-header-content-length": "20"}, 400, "not valid JSON"),
+])
+def test_bad_binary_requests_get_a_400_naming_the_problem(client, example_images, change, status, message):
+    body, headers = binary_request(example_images[:1])
+    r = client.post(INFER, content=body, headers={**headers, **change})
+    assert r.status_code == status and message in r.json()["error"]
+
+
 def test_concurrent_requests_share_forward_passes(example_model, example_images):
     """Adaptive batching: 16 concurrent single-image requests need fewer than 16 forward passes."""
     import asyncio
