@@ -4,7 +4,9 @@ It checks what the official client must send (the versioned compatibility media 
 as the API reference documents: the `X-Elastic-Product` header the client insists on, `_seq_no` and
 `_primary_term` for optimistic concurrency, 409 `version_conflict_engine_exception` on a stale
 `if_seq_no` or an existing id under `op_type=create`, wildcard index patterns with
-`ignore_unavailable`. It can fail its next requests with a chosen status to test retries.
+`ignore_unavailable`, and `_bulk` (NDJSON action/source pairs, one result per item with its own
+status, `errors` true when any failed). It can fail its next requests, or its next bulk items, with a
+chosen status to test retries.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class FakeElasticsearch:
         self.indices: dict[str, dict[str, dict[str, Any]]] = {}
         self.seq_no = 0
         self.fail_next: list[int] = []  # statuses to answer the next requests with
+        self.fail_items: list[int] = []  # statuses for the next bulk items (each item takes one)
         self.requests: list[tuple[str, str]] = []
         self.bad_headers: list[str] = []
 
@@ -52,6 +55,23 @@ class FakeElasticsearch:
                 if _matches(doc["_source"], doc_id, query):
                     hits.append({"_index": index, "_id": doc_id, **doc})
         return hits
+
+    def _write(self, index: str, doc_id: str, source: dict, op_type: str, if_seq_no: int | None, if_primary_term: int | None) -> tuple[int, dict]:
+        """Index one document as the index API or a bulk index/create item does: (status, result)."""
+        if "*" in index or index != index.lower():
+            return 400, {"error": {"type": "invalid_index_name_exception", "reason": f"invalid index name [{index}]"}, "status": 400}
+        docs = self.indices.setdefault(index, {})
+        existing = docs.get(doc_id)
+        conflict = (op_type == "create" and existing is not None) or (
+            if_seq_no is not None
+            and (existing is None or existing["_seq_no"] != if_seq_no or existing["_primary_term"] != if_primary_term)
+        )
+        if conflict:
+            return 409, {"error": {"type": "version_conflict_engine_exception", "reason": f"[{doc_id}]: version conflict"}, "status": 409}
+        self.seq_no += 1
+        docs[doc_id] = {"_seq_no": self.seq_no, "_primary_term": 1, "_source": source}
+        return (200 if existing else 201), {"_index": index, "_id": doc_id, "_version": 1, "result": "updated" if existing else "created",
+                                            "_seq_no": self.seq_no, "_primary_term": 1, "_shards": {"total": 1, "successful": 1, "failed": 0}}
 
     def app(self) -> Starlette:
         async def search(request: Request) -> Response:
@@ -81,23 +101,40 @@ class FakeElasticsearch:
         async def index_doc(request: Request) -> Response:
             if (failed := self._check(request)) is not None:
                 return failed
-            index, doc_id = request.path_params["index"], request.path_params["id"]
-            if "*" in index or index != index.lower():
-                return self._reply({"error": {"type": "invalid_index_name_exception"}, "status": 400}, 400)
             params = request.query_params
-            docs = self.indices.setdefault(index, {})
-            existing = docs.get(doc_id)
-            conflict = (params.get("op_type") == "create" and existing is not None) or (
-                "if_seq_no" in params
-                and (existing is None or existing["_seq_no"] != int(params["if_seq_no"]) or existing["_primary_term"] != int(params["if_primary_term"]))
-            )
-            if conflict:
-                return self._reply({"error": {"type": "version_conflict_engine_exception", "reason": f"[{doc_id}]: version conflict"}, "status": 409}, 409)
-            self.seq_no += 1
-            docs[doc_id] = {"_seq_no": self.seq_no, "_primary_term": 1, "_source": orjson.loads(await request.body())}
-            result = "updated" if existing else "created"
-            return self._reply({"_index": index, "_id": doc_id, "_version": 1, "result": result, "_seq_no": self.seq_no, "_primary_term": 1,
-                                "_shards": {"total": 1, "successful": 1, "failed": 0}}, 200 if existing else 201)
+            seq = int(params["if_seq_no"]) if "if_seq_no" in params else None
+            term = int(params["if_primary_term"]) if "if_primary_term" in params else None
+            status, result = self._write(request.path_params["index"], request.path_params["id"], orjson.loads(await request.body()),
+                                         params.get("op_type", "index"), seq, term)
+            return self._reply(result, status)
+
+        async def bulk(request: Request) -> Response:
+            # The documented contract: POST /_bulk, NDJSON of action metadata + source lines, the client
+            # sending the versioned x-ndjson media type; 200 with one item per action, in order.
+            if (failed := self._check(request)) is not None:
+                return failed
+            content_type = request.headers.get("content-type", "")
+            if "x-ndjson" not in content_type:
+                self.bad_headers.append(f"bulk content-type: {content_type!r}")
+            body = await request.body()
+            if not body.endswith(b"\n"):
+                return self._reply({"error": {"type": "illegal_argument_exception", "reason": "The bulk request must be terminated by a newline [\\n]"},
+                                    "status": 400}, 400)
+            lines = [orjson.loads(line) for line in body.splitlines() if line.strip()]
+            items = []
+            for action_line, source in zip(lines[0::2], lines[1::2]):
+                (action, meta), = action_line.items()
+                if action not in ("index", "create"):
+                    raise ValueError(f"fake Elasticsearch does not implement bulk {action!r}")
+                if self.fail_items:
+                    status = self.fail_items.pop(0)
+                    result = {"_index": meta["_index"], "_id": meta["_id"], "status": status,
+                              "error": {"type": "es_rejected_execution_exception", "reason": "busy"}}
+                else:
+                    status, result = self._write(meta["_index"], meta["_id"], source, action, meta.get("if_seq_no"), meta.get("if_primary_term"))
+                    result = {"_index": meta["_index"], "_id": meta["_id"], **result, "status": status}
+                items.append({action: result})
+            return self._reply({"took": 1, "errors": any(next(iter(i.values()))["status"] >= 300 for i in items), "items": items})
 
         async def delete_by_query(request: Request) -> Response:
             # The documented contract: POST /<index>/_delete_by_query {"query": ...} -> {"deleted": n, ...}
@@ -110,6 +147,7 @@ class FakeElasticsearch:
             return self._reply({"took": 1, "timed_out": False, "total": len(hits), "deleted": len(hits), "failures": []})
 
         return Starlette(routes=[
+            Route("/_bulk", bulk, methods=["POST", "PUT"]),
             Route("/{index}/_delete_by_query", delete_by_query, methods=["POST"]),
             Route("/{index}/_search", search, methods=["POST", "GET"]),
             Route("/{index}/_count", count, methods=["POST", "GET"]),

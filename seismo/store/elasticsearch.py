@@ -4,6 +4,10 @@ Index names follow Seldon's request logger (`inference-log-<engine>-<namespace>-
 so existing Kibana index patterns (`inference-log-*`) keep working. A record is upserted by
 prediction id with optimistic concurrency (`if_seq_no`/`if_primary_term`): two replicas of the
 logger folding different events into one record never overwrite each other.
+
+A batch of updates costs one ids search and one `_bulk` request (one refresh wait, not one per
+record): updates to one id are folded in memory first, and only the items Elasticsearch refuses
+(409: another writer won, read again; 429/5xx: wait and retry) go round again.
 """
 
 from __future__ import annotations
@@ -142,53 +146,70 @@ class ElasticsearchRecordStore:
         backoff = Backoff(self.config.backoff_seconds, 10.0, jitter=False)
         return retry_call(fn, self.config.max_retries + 1, backoff, f"elasticsearch {what}", transient, self._sleep)
 
-    def _find(self, prediction_id: str) -> tuple[Record, str, int, int] | None:
-        """The record with where it lives and its concurrency tokens."""
-        result = self._call(
-            "search",
-            lambda: self._es.search(
-                index=self._pattern,
-                query={"ids": {"values": [prediction_id]}},
-                seq_no_primary_term=True,
-                size=1,
-                ignore_unavailable=True,
-                allow_no_indices=True,
-            ),
-        )
-        hits = result["hits"]["hits"]
-        if not hits:
-            return None
-        hit = hits[0]
-        return _from_doc(hit["_source"]), hit["_index"], hit["_seq_no"], hit["_primary_term"]
-
     def apply(self, updates: list[RecordUpdate]) -> list[bool]:
-        from elasticsearch import ConflictError
-
-        results = []
-        for update in updates:
-            for _ in range(10):  # optimistic concurrency: re-read and re-merge on conflict
-                found = self._find(update.prediction_id)
-                merged = merge(found[0] if found else None, update, round(time.time(), 6))
-                if merged is None:
-                    results.append(False)
-                    break
-                kwargs: dict[str, Any] = {"id": merged.prediction_id, "document": _to_doc(merged), "refresh": "wait_for"}
-                if found:
-                    kwargs.update(index=found[1], if_seq_no=found[2], if_primary_term=found[3])
+        """Fold each update into its record: True if it changed it, False for a duplicate."""
+        results = [False] * len(updates)
+        pending = list(range(len(updates)))
+        backoff = Backoff(self.config.backoff_seconds, 10.0, jitter=False)
+        for attempt in range(1, 11):  # optimistic concurrency: rounds of re-read and re-merge for the refused items
+            found = self._find_many(list(dict.fromkeys(updates[i].prediction_id for i in pending)))
+            now = round(time.time(), 6)
+            merged: dict[str, Record] = {}
+            owners: dict[str, list[int]] = {}
+            for i in pending:
+                update = updates[i]
+                base = merged.get(update.prediction_id) or (found[update.prediction_id][0] if update.prediction_id in found else None)
+                record = merge(base, update, now)
+                results[i] = record is not None
+                if record is not None:
+                    merged[update.prediction_id] = record
+                    owners.setdefault(update.prediction_id, []).append(i)
+            if not merged:
+                return results
+            operations: list[dict[str, Any]] = []
+            for pid, record in merged.items():
+                if pid in found:
+                    _, index, seq_no, primary_term = found[pid]
+                    operations.append({"index": {"_index": index, "_id": pid, "if_seq_no": seq_no, "if_primary_term": primary_term}})
                 else:
-                    kwargs.update(index=index_name(self.config.index_prefix, merged), op_type="create")
-                try:
-                    self._call("index", functools.partial(self._es.index, **kwargs))
-                except ConflictError:
+                    operations.append({"create": {"_index": index_name(self.config.index_prefix, record), "_id": pid}})
+                operations.append(_to_doc(record))
+            response = self._call("bulk", functools.partial(self._es.bulk, operations=operations, refresh="wait_for"))
+            pending, transient = [], False
+            for pid, item in zip(merged, response["items"]):
+                (detail,) = item.values()
+                status = int(detail.get("status", 500))
+                if status < 300:
                     continue
-                results.append(True)
-                break
-            else:
-                raise RuntimeError(f"record {update.prediction_id} kept changing under 10 attempts to update it")
-        return results
+                if status != 409 and not is_transient(status):
+                    raise RuntimeError(f"elasticsearch refused record {pid}: HTTP {status} {str(detail.get('error'))[:300]}")
+                transient = transient or status != 409
+                pending.extend(owners[pid])
+            if not pending:
+                return results
+            if transient:
+                self._sleep(backoff.delay(attempt))
+            pending.sort()
+        raise RuntimeError(f"records {sorted({updates[i].prediction_id for i in pending})[:5]} kept changing or being refused "
+                           "under 10 attempts to update them")
+
+    def _find_many(self, prediction_ids: list[str]) -> dict[str, tuple[Record, str, int, int]]:
+        """The records among `prediction_ids` with where they live and their concurrency tokens."""
+        found: dict[str, tuple[Record, str, int, int]] = {}
+        for start in range(0, len(prediction_ids), 500):
+            chunk = prediction_ids[start:start + 500]
+            result = self._call(
+                "search",
+                functools.partial(self._es.search, index=self._pattern, query={"ids": {"values": chunk}}, size=len(chunk),
+                                  seq_no_primary_term=True, ignore_unavailable=True, allow_no_indices=True),
+            )
+            for hit in result["hits"]["hits"]:
+                record = _from_doc(hit["_source"])
+                found.setdefault(record.prediction_id, (record, hit["_index"], hit["_seq_no"], hit["_primary_term"]))
+        return found
 
     def get(self, prediction_id: str) -> Record | None:
-        found = self._find(prediction_id)
+        found = self._find_many([prediction_id]).get(prediction_id)
         return found[0] if found else None
 
     def get_many(self, prediction_ids: list[str]) -> dict[str, Record]:

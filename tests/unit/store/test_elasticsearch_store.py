@@ -95,21 +95,50 @@ def test_retries_429_and_503_with_backoff_then_gives_up_on_persistent_failure(st
 @pytest.mark.skipif(bool(REAL), reason="needs the fake to inject a concurrent write")
 def test_concurrent_writer_conflict_is_resolved_by_re_merging(store, fake):
     store.apply([upd("c1", EventKind.REQUEST, REQ)])
-    original_find = store._find
+    original_find = store._find_many
 
-    def find_then_race(pid):
-        found = original_find(pid)
+    def find_then_race(pids):
+        found = original_find(pids)
         if found and not getattr(find_then_race, "raced", False):
             find_then_race.raced = True
             other = ElasticsearchRecordStore(store.config)  # another logger replica adds a reply first
             other.apply([upd("c1", EventKind.OUTLIER, "org.kubeflow.serving.inference.outlier", body=b'{"is_outlier": [0]}')])
         return found
 
-    store._find = find_then_race
+    store._find_many = find_then_race
     assert store.apply([upd("c1", EventKind.RESPONSE, RESP)]) == [True]
     record = store.get("c1")
     assert set(record.event_types) == {REQ, RESP, "org.kubeflow.serving.inference.outlier"}
     assert record.annotations == {"outlier": {"is_outlier": [0]}}
+
+
+@pytest.mark.skipif(bool(REAL), reason="counts the fake's requests")
+def test_a_batch_is_one_search_and_one_bulk_request_with_updates_to_one_id_folded(store, fake):
+    before = len(fake.requests)
+    batch = [upd(f"b{i}", EventKind.REQUEST, REQ) for i in range(50)] + [upd(f"b{i}", EventKind.RESPONSE, RESP) for i in range(50)]
+    batch.append(upd("b0", EventKind.RESPONSE, RESP))  # a duplicate inside the batch
+    assert store.apply(batch) == [True] * 100 + [False]
+    assert [path for _, path in fake.requests[before:]] == [f"/{store.config.index_prefix}-*/_search", "/_bulk"]
+    assert fake.bad_headers == []
+    assert store.get("b49").event_types == (REQ, RESP) and store.count() == 50
+    # The second batch for the same ids updates in place (index with if_seq_no), again in one bulk request.
+    assert store.apply([upd(f"b{i}", EventKind.OUTLIER, "org.kubeflow.serving.inference.outlier", body=b'{"is_outlier": [1]}')
+                        for i in range(50)]) == [True] * 50
+    assert store.count() == 50 and store.get("b7").annotations == {"outlier": {"is_outlier": [1]}}
+
+
+@pytest.mark.skipif(bool(REAL), reason="needs the fake to refuse bulk items")
+def test_bulk_items_refused_for_now_are_retried_alone_and_a_permanent_refusal_names_the_record(store, fake):
+    store.apply([upd("t0", EventKind.REQUEST, REQ)])  # t0 exists: its item is an index with if_seq_no
+    bulk_before = sum(1 for _, path in fake.requests if path == "/_bulk")
+    fake.fail_items = [429, 503]  # the first two items of the next bulk request are refused, transiently
+    assert store.apply([upd(f"t{i}", EventKind.RESPONSE, RESP) for i in range(4)]) == [True] * 4
+    assert sum(1 for _, path in fake.requests if path == "/_bulk") - bulk_before == 2 and store.sleeps == [0.01]
+    assert all(store.get(f"t{i}").event_types[-1] == RESP for i in range(4))
+    fake.fail_items = [400]
+    with pytest.raises(RuntimeError, match="refused record t9: HTTP 400"):
+        store.apply([upd("t9", EventKind.REQUEST, REQ)])
+    assert fake.fail_items == []
 
 
 def test_index_names_are_valid_and_seldon_compatible():
