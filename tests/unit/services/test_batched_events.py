@@ -166,3 +166,34 @@ def httpx_client(url: str):
     import httpx
 
     return httpx.Client(base_url=url, timeout=10)
+
+
+def test_a_broker_restart_between_batches_loses_and_repeats_nothing(tmp_path):
+    """Batch 1 is journaled while the logger's trigger fails; the broker restarts on the same journal
+    (now reaching the logger) and batch 2 arrives: exactly 40 records, each stored once."""
+    from dataclasses import replace
+
+    from seismo.services.logger import LoggerSettings
+    from seismo.services.logger import create_app as logger_app
+
+    failing = RecordingSink(always_status=503)
+    logger = logger_app(LoggerSettings(sqlite_path=tmp_path / "records.db"), CollectorRegistry())
+    with ThreadServer(logger) as log_server, ThreadServer(failing.app()) as down:
+        before = replace(trigger("to-logger", down.url, retry=1000, delay=0.05, type_=None), batch=16)
+        with ServedApp(broker_app(tmp_path, [before])) as broker:
+            r = broker.post("/", headers=BATCH, content=orjson.dumps([structured(i) for i in range(20)]))
+            assert [x["status"] for x in r.json()["results"]] == [202] * 20
+            wait_until(lambda: failing.attempts >= 2, message="deliveries failing before the restart")
+        after = replace(trigger("to-logger", log_server.url, retry=5, type_=None), batch=16)
+        with ServedApp(broker_app(tmp_path, [after])) as broker:
+            r = broker.post("/", headers=BATCH, content=orjson.dumps([structured(i) for i in range(20, 40)]))
+            assert [x["status"] for x in r.json()["results"]] == [202] * 20
+            with httpx_client(log_server.url) as c:
+                wait_until(lambda: len(c.get("/v1/records", params={"limit": 100}).json()["records"]) == 40, message="40 records")
+                ids = sorted(rec["prediction_id"] for rec in c.get("/v1/records", params={"limit": 100}).json()["records"])
+                metrics = c.get("/metrics").text
+            broker_metrics = broker.get("/metrics").text
+        assert ids == sorted(f"e{i}" for i in range(40))
+        assert metric_sum(metrics, "seismo_logger_events_stored_total") == 40
+        assert metric_sum(broker_metrics, "seismo_broker_deliveries_total", trigger="to-logger", outcome="delivered") == 40
+        assert metric_sum(broker_metrics, "seismo_broker_dead_letters_total") == 0
