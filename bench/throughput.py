@@ -1,6 +1,7 @@
 """Predictions per second end to end: model -> broker -> logger (with outlier and drift consuming the
-image model's requests too), counted only once every one is stored, and each component's events per
-CPU-second so replicas can be sized.
+image model's requests too), counted once every one is stored, and again once the detectors have seen
+every one (they may lag behind the logger: the broker keeps their backlog), and each component's
+events per CPU-second so replicas can be sized.
 
 The load generator runs on the same machine (closed loop, pre-encoded single-instance requests, V1 and
 V2 alternating). The baseline in the same run is the model server alone with logging off: the ratio is
@@ -79,7 +80,15 @@ def run(stack: LocalStack, model_service: str, bodies, concurrency: int, wait_st
         result["stored_per_s"] = round(len(bodies) / stored, 1)
         result["seconds_until_all_stored"] = round(stored, 2)
         result["events_dropped"] = counted(stack.url(model_service), "seismo_model_events_dropped_total")
-        time.sleep(1.0)  # the detectors' last events
+        if model_service == "model":  # the detectors watch the image model: wait until they have seen every prediction too
+            for name in ("outlier", "drift"):
+                while (counted(stack.url(name), COMPONENT_EVENTS[name]) - events_before[name] < len(bodies)
+                       and time.perf_counter() < deadline):
+                    time.sleep(0.05)
+            consumed = time.perf_counter() - started
+            result["consumed_by_every_subscriber_per_s"] = round(len(bodies) / consumed, 1)
+            result["seconds_until_all_consumed"] = round(consumed, 2)
+        time.sleep(1.0)  # the last events
         per_core = {}
         for name in watched:
             cpu = cpu_seconds(stack.processes[name].process.pid) - cpu_before[name]
@@ -128,6 +137,8 @@ def main() -> None:
         "model_alone_logging_off": baseline,
         "pipeline_every_prediction_stored": pipeline,
         "stored_vs_unlogged_serving": round(pipeline["stored_per_s"] / baseline["answered_per_s"], 3),
+        **({"consumed_vs_unlogged_serving": round(pipeline["consumed_by_every_subscriber_per_s"] / baseline["answered_per_s"], 3)}
+           if "consumed_by_every_subscriber_per_s" in pipeline else {}),
     })
 
 
