@@ -87,7 +87,7 @@ def _json_header_end(body: bytes) -> int | None:
     try:
         # latin-1 maps byte i to character i, so the character offset is the byte offset.
         _, end = _DECODER.raw_decode(body.decode("latin-1"))
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting: not a header we would take anyway
         return None
     return end if end < len(body) else None
 
@@ -111,22 +111,26 @@ def decode_binary_tensor(tensor: dict, raw: bytes, where: str) -> np.ndarray:
     datatype = tensor.get("datatype")
     if datatype not in V2_DTYPES:
         raise PayloadError(f"{where}: unknown datatype {datatype!r}; expected one of {', '.join(V2_DTYPES)}")
+    shape = tensor.get("shape")
     if datatype == "BYTES":
-        return _decode_bytes_elements(raw, where)
+        # The shape bounds the element count, so 32 MiB of empty elements cannot keep the loop busy.
+        known = isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)
+        return _decode_bytes_elements(raw, where, math.prod(shape) if known and shape is not None else len(raw) // 4)
     dtype = np.dtype(V2_DTYPES[datatype]).newbyteorder("<")
     if len(raw) % dtype.itemsize:
         raise PayloadError(f"{where}: {len(raw)} bytes is not a whole number of {datatype} elements")
-    shape = tensor.get("shape")
     if isinstance(shape, list) and all(isinstance(d, int) for d in shape) and math.prod(shape) * dtype.itemsize != len(raw):
         raise PayloadError(f"{where}: shape {shape} of {datatype} needs {math.prod(shape) * dtype.itemsize} bytes, "
                            f"binary_data_size is {len(raw)}")
     return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))  # a writable, native-order copy
 
 
-def _decode_bytes_elements(raw: bytes, where: str) -> np.ndarray:
+def _decode_bytes_elements(raw: bytes, where: str, most: int) -> np.ndarray:
     values: list[bytes] = []
     offset = 0
     while offset < len(raw):
+        if len(values) >= most:
+            raise PayloadError(f"{where}: BYTES data holds more than the {most} elements its shape has")
         if offset + 4 > len(raw):
             raise PayloadError(f"{where}: BYTES element length prefix is cut off")
         (length,) = struct.unpack_from("<I", raw, offset)

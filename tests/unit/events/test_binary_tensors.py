@@ -77,9 +77,19 @@ def test_plain_json_and_junk_without_a_header_keep_their_json_errors():
         load_document(b'{"instances": [[1, 2]]')
     with pytest.raises(PayloadError, match="not valid JSON"):
         load_document(b"\x00\x01binary")
+    deep = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # too deep for orjson and for json's scanner
+    with pytest.raises(PayloadError, match="not valid JSON"):
+        load_document(deep)
 
 
 def test_binary_outputs_asked_per_output_or_for_all():
     assert binary_output_names({"outputs": [{"name": "class", "parameters": {"binary_data": True}}]}, ["probabilities", "class"]) == {"class"}
     assert binary_output_names({"parameters": {"binary_data_output": True}}, ["probabilities", "class"]) == {"probabilities", "class"}
     assert binary_output_names({"outputs": [{"name": "class"}]}, ["class"]) == set()
+
+
+def test_bytes_elements_beyond_the_shape_are_refused_early():
+    raw = struct.pack("<I", 0) * 1000
+    header = orjson.dumps({"inputs": [{"name": "s", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(raw)}}]})
+    with pytest.raises(PayloadError, match="more than the 2 elements its shape has"):
+        load_document(header + raw, len(header))
