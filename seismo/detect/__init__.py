@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from seismo.detect.base import DetectorConfigError, DetectorInputError, DriftResult, OutlierResult
 from seismo.detect.drift import ChiSquareDrift, ClassifierDrift, KSDrift, MMDDrift, PredictionDrift
+from seismo.detect.embedding import EmbeddingDrift, EmbeddingDriftResult
 from seismo.detect.outlier import IsolationForestOutlier, MahalanobisOutlier
 from seismo.detect.preprocess import PCA, ModelLayer, UntrainedAutoencoder
 from seismo.detect.saving import DETECTORS, load_detector, save_detector
@@ -21,6 +22,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "DETECTORS", "PCA", "ChiSquareDrift", "ClassifierDrift", "DetectorConfigError", "DetectorInputError", "DriftResult",
+    "EmbeddingDrift", "EmbeddingDriftResult",
     "IsolationForestOutlier", "KSDrift", "MMDDrift", "MahalanobisOutlier", "ModelLayer", "OutlierResult",
     "PredictionDrift", "UntrainedAutoencoder", "VAEOutlier", "load_detector", "save_detector",
 ]

@@ -21,6 +21,7 @@ from seismo.config_files import validation_message
 from seismo.detect.alibi_adapter import AlibiDetector, is_alibi_folder
 from seismo.detect.base import Detector, DetectorConfigError
 from seismo.detect.drift import ChiSquareDrift, ClassifierDrift, KSDrift, MMDDrift, PredictionDrift
+from seismo.detect.embedding import EmbeddingDrift
 from seismo.detect.outlier import IsolationForestOutlier, MahalanobisOutlier
 from seismo.detect.preprocess import load_preprocess, save_preprocess
 
@@ -58,7 +59,8 @@ class _LazyDetectors(dict):
 
 
 DETECTORS: dict[str, type[Detector]] = _LazyDetectors(
-    {cls.kind: cls for cls in (KSDrift, ChiSquareDrift, MMDDrift, ClassifierDrift, PredictionDrift, MahalanobisOutlier, IsolationForestOutlier)}
+    {cls.kind: cls for cls in (KSDrift, ChiSquareDrift, MMDDrift, ClassifierDrift, PredictionDrift, MahalanobisOutlier, IsolationForestOutlier,
+                          EmbeddingDrift)}
 )
 
 
