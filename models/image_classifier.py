@@ -26,6 +26,10 @@ MODEL_NAME = "image-classifier"
 ARTIFACT_VERSION = "1"
 DEFAULT_OUT = Path(__file__).resolve().parent / "artifacts" / MODEL_NAME
 IMAGE_SHAPE = (32, 32, 3)
+EMBEDDING_LAYER = "penultimate"
+# Bump by the rules in seismo.embeddings.version: major for another architecture, minor for another
+# layer or pooling, patch for retraining (`seismo embeddings check` verifies a patch is one).
+EMBEDDING_VERSION = f"{MODEL_NAME}/{EMBEDDING_LAYER}@1.0.0"
 
 
 def digits_as_cifar(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -91,7 +95,7 @@ def build_model(num_classes: int = 10, width: int = 16, seed: int = 0):
     x = residual_block(x, width, 1)
     x = residual_block(x, width * 2, 2)
     x = residual_block(x, width * 4, 2)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(x)  # the embedding the model server emits
     outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="image_classifier")
 
@@ -157,6 +161,7 @@ def train(out: Path, cifar10_dir: Path | None = None, epochs: int | None = None,
         "inputs": [{"name": "input_1", "datatype": "FP32", "shape": [-1, *IMAGE_SHAPE]}],
         "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}],
         "classes": [str(i) for i in range(10)],
+        "embedding": {"layer": EMBEDDING_LAYER, "version": EMBEDDING_VERSION, "output": "embedding", "dimension": 64},
         "training_data": data,
         "test_accuracy": round(float(accuracy), 4),
         "training_seconds": round(seconds, 1),

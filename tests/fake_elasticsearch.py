@@ -83,6 +83,7 @@ class FakeElasticsearch:
                 (field, order), = sort.items()
                 order = order if isinstance(order, str) else order.get("order", "asc")
                 hits.sort(key=lambda h: h["_source"].get(field), reverse=order == "desc")
+            aggregations = {name: _aggregate(spec, hits) for name, spec in (body.get("aggs") or {}).items()}
             hits = hits[: body.get("size", 10)]
             with_seq = body.get("seq_no_primary_term") or request.query_params.get("seq_no_primary_term") == "true"
             shown = [
@@ -90,7 +91,10 @@ class FakeElasticsearch:
                  **({"_seq_no": h["_seq_no"], "_primary_term": h["_primary_term"]} if with_seq else {})}
                 for h in hits
             ]
-            return self._reply({"took": 1, "timed_out": False, "hits": {"total": {"value": len(shown), "relation": "eq"}, "max_score": None, "hits": shown}})
+            answer = {"took": 1, "timed_out": False, "hits": {"total": {"value": len(shown), "relation": "eq"}, "max_score": None, "hits": shown}}
+            if aggregations:
+                answer["aggregations"] = aggregations
+            return self._reply(answer)
 
         async def count(request: Request) -> Response:
             if (failed := self._check(request)) is not None:
@@ -155,10 +159,40 @@ class FakeElasticsearch:
         ])
 
 
+def _field(source: dict, path: str):
+    """A dotted field of a document; a dynamic mapping's `.keyword` subfield reads the string itself."""
+    value: Any = source
+    for part in path.removesuffix(".keyword").split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _aggregate(spec: dict, hits: list[dict]) -> dict:
+    """The `terms`, `min` and `max` aggregations as documented (buckets by doc_count, then key)."""
+    if "terms" in spec:
+        field, size = spec["terms"]["field"], spec["terms"].get("size", 10)
+        groups: dict[Any, list[dict]] = {}
+        for hit in hits:
+            value = _field(hit["_source"], field)
+            if value is not None:
+                groups.setdefault(value, []).append(hit)
+        ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:size]
+        buckets = [{"key": key, "doc_count": len(group),
+                    **{name: _aggregate(sub, group) for name, sub in (spec.get("aggs") or {}).items()}} for key, group in ordered]
+        return {"doc_count_error_upper_bound": 0, "sum_other_doc_count": 0, "buckets": buckets}
+    for kind, pick in (("min", min), ("max", max)):
+        if kind in spec:
+            values = [v for h in hits if (v := _field(h["_source"], spec[kind]["field"])) is not None]
+            return {"value": pick(values) if values else None}
+    raise ValueError(f"fake Elasticsearch does not implement the aggregation {spec}")
+
+
 def _matches(source: dict, doc_id: str, query: dict) -> bool:
     (kind, spec), = query.items()
     if kind == "match_all":
         return True
+    if kind == "exists":
+        return _field(source, spec["field"]) is not None
     if kind == "ids":
         return doc_id in spec["values"]
     if kind == "term":

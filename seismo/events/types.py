@@ -42,9 +42,9 @@ EVENT_KINDS: dict[str, EventKind] = {
 MODEL_EXTENSIONS = ("inferenceservicename", "namespace", "endpoint", "modelid", "modelversion", "component")
 
 # Extensions a record keeps: the model's, correlation, and what the metrics server reads (the cohort
-# and holdout flags Seismo's model server copies from X-Seismo-Cohort / X-Seismo-Holdout headers, and
-# KServe's `metadata` header map).
-RECORD_EXTENSIONS = (*MODEL_EXTENSIONS, "requestid", "protocol", "cohort", "holdout", "metadata")
+# and holdout flags Seismo's model server copies from X-Seismo-Cohort / X-Seismo-Holdout headers,
+# KServe's `metadata` header map, and where the response carries an embedding and its version).
+RECORD_EXTENSIONS = (*MODEL_EXTENSIONS, "requestid", "protocol", "cohort", "holdout", "metadata", "embeddingversion", "embeddingoutput")
 
 # Request headers Seismo's model server copies onto its events as extensions.
 FORWARDED_HEADERS = {"x-seismo-cohort": "cohort", "x-seismo-holdout": "holdout"}

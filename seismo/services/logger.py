@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -24,6 +25,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher
+from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
+from seismo.embeddings.extract import OUTPUT_EXTENSION, VERSION_EXTENSION, EmbeddingSource, load_sources
 from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch
 from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
 from seismo.labels import LabelValues, event_type_label
@@ -41,7 +44,7 @@ from seismo.services.common import (
 )
 from seismo.store import Record, RecordStore, RecordUpdate, record_to_json
 from seismo.store.settings import StoreSettings
-from seismo.times import now_rfc3339, parse_timestamp
+from seismo.times import now_rfc3339, parse_timestamp, rfc3339
 from seismo.topology import SERVICE_PORTS
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,9 @@ class LoggerSettings(StoreSettings):
     """Records and drift-log entries older than this are removed in the background; 0 keeps them forever."""
     retention_interval_seconds: float = 300.0
     """How often retention runs."""
+    embeddings_config: Path | None = DEFAULT_EMBEDDINGS_CONFIG
+    """Foreign models' embedding outputs and versions (models Seismo does not serve), recorded on their
+    records as Seismo's model server records its own (`embeddingversion`, `embeddingoutput`)."""
 
 
 def _event_time(event: CloudEvent, received: float) -> float:
@@ -80,12 +86,16 @@ def _event_time(event: CloudEvent, received: float) -> float:
     return received
 
 
-def update_from_event(event: CloudEvent, received: float) -> RecordUpdate:
+def update_from_event(event: CloudEvent, received: float, embedding_sources: Mapping[str, EmbeddingSource] | None = None) -> RecordUpdate:
     """What an accepted event contributes to its record. ValueError if it is not a type we store."""
     kind = kind_of(event.type)
     if kind is None:
         raise ValueError(f"event type {event.type!r} is not one the logger stores")
     status = event.extensions.get("statuscode")
+    extensions = {k: v for k, v in event.extensions.items() if k in RECORD_EXTENSIONS}
+    source = embedding_sources.get(model_of(event)) if embedding_sources and kind is EventKind.RESPONSE else None
+    if source is not None and VERSION_EXTENSION not in extensions:  # a foreign model's embedding, named by config
+        extensions[VERSION_EXTENSION], extensions[OUTPUT_EXTENSION] = source.version, source.output
     return RecordUpdate(
         prediction_id=prediction_id_of(event),
         kind=kind,
@@ -96,7 +106,7 @@ def update_from_event(event: CloudEvent, received: float) -> RecordUpdate:
         content_type=event.datacontenttype,
         status=int(status) if status and status.isdigit() else None,
         model_version=event.extensions.get("modelversion"),
-        extensions={k: v for k, v in event.extensions.items() if k in RECORD_EXTENSIONS},
+        extensions=extensions,
     )
 
 
@@ -170,6 +180,7 @@ class RecordLogger:
         self.ready = False
         self._tasks: list[asyncio.Task] = []
         self.recent_dead_letters: collections.deque[dict] = collections.deque(maxlen=100)
+        self.embedding_sources = load_sources(settings.embeddings_config)
         self.model_label = LabelValues(m.strip() for m in settings.models.split(",") if m.strip())
         self.writer: ThreadBatcher[RecordUpdate, bool] = ThreadBatcher(self._write_batch, settings.max_batch, name="store-writer")
 
@@ -215,7 +226,7 @@ class RecordLogger:
     def accept_event(self, event: CloudEvent) -> tuple[CloudEvent, RecordUpdate, tuple[str, int, dict] | None]:
         """Check one decoded event: what it adds to its record; ValueError (a 400) naming the problem."""
         try:
-            update = update_from_event(event, time.time())
+            update = update_from_event(event, time.time(), self.embedding_sources)
             drift_window = drift_window_of(update) if update.kind is EventKind.DRIFT else None
         except (CloudEventError, ValueError) as exc:
             self.count_rejected("invalid")
@@ -262,6 +273,10 @@ class RecordLogger:
 
     async def drift_windows(self, model: str | None, limit: int) -> list[dict]:
         return await self.writer.call(self._store().drift_windows, model, limit)
+
+    async def embedding_versions(self, model: str | None) -> list[dict]:
+        rows = await self.writer.call(self._store().embedding_versions, model)
+        return [{**row, "first": rfc3339(row["first"]), "last": rfc3339(row["last"])} for row in rows]
 
     async def record(self, prediction_id: str) -> Record | None:
         return await self.writer.call(self._store().get, prediction_id)
@@ -330,6 +345,10 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
             return error(400, str(exc))
         return JSONResponse({"windows": await core.drift_windows(request.query_params.get("model"), limit)})
 
+    async def embedding_versions(request: Request) -> Response:
+        model = request.query_params.get("model") or None
+        return JSONResponse({"versions": await core.embedding_versions(model)})
+
     async def get_record(request: Request) -> Response:
         prediction_id = request.path_params["prediction_id"]
         record = await core.record(prediction_id)
@@ -382,6 +401,7 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         Route("/v1/records", list_records, methods=["GET"]),
         Route("/v1/records/{prediction_id}", get_record, methods=["GET"]),
         Route("/v1/drift", drift_log, methods=["GET"]),
+        Route("/v1/embeddings/versions", embedding_versions, methods=["GET"]),
         Route("/v1/dead-letters", dead_letter, methods=["POST"]),
         Route("/v1/dead-letters", list_dead_letters, methods=["GET"]),
         *health_routes(registry, lambda: core.ready, core.stopped),

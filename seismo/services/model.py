@@ -8,6 +8,7 @@ logger sends to the sink. Error responses are logged too, with their status in `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -76,6 +77,14 @@ class ModelSettings(BaseSettings):
     """keras, sklearn, or auto (from metadata.json or the file name)."""
     name: str | None = None
     """Name the model is served under; default from its metadata."""
+    embeddings: bool = True
+    """Emit the model's embedding with each response event when its metadata.json configures one
+    (`embedding`: layer, version, output name). Off: no embedding work at all."""
+    embedding_layer: str | None = None
+    """Keras layer to take the embedding from, overriding metadata.json (needs embedding_version too)."""
+    embedding_version: str | None = None
+    """`<model>/<space>@MAJOR.MINOR.PATCH` of that embedding, overriding metadata.json: bump it whenever the
+    layer, the extraction or the weights change (`seismo embeddings check` says which part to bump)."""
     max_batch_size: int = 64
     """Most rows batched into one forward pass."""
     max_batch_wait_ms: float = 2.0
@@ -154,6 +163,8 @@ class Outcome:
     prediction_id: str
     content_type: str = "application/json"
     header_length: int | None = None  # binary tensor extension: the JSON header's length
+    event_body: bytes | None = None  # the response event's data when it differs from the client's (the embedding added)
+    embedding_version: str | None = None  # set when the response event carries the embedding
 
 
 def _json(status: int, content: Any, prediction_id: str) -> Outcome:
@@ -190,7 +201,8 @@ class ModelService:
 
     async def start(self) -> None:
         settings = self.settings
-        runtime = load_runtime(settings.path, settings.framework, settings.name)
+        runtime = load_runtime(settings.path, settings.framework, settings.name, settings.embedding_layer,
+                               settings.embedding_version, settings.embeddings)
         self._predictor = Predictor(runtime, self.registry, settings.max_batch_size, settings.max_batch_wait_ms / 1000)
         self._predictor.start()
         if settings.sink_url:
@@ -270,7 +282,15 @@ class ModelService:
         if isinstance(doc, dict) and isinstance(doc.get("instances"), list):
             self._check_count(len(doc["instances"]))
         array = self.predictor.check(decode_v1_instances(doc), "instances")
-        return _json(200, {"predictions": await self.predictor.predict(array)}, pid)
+        predictions, embedding = await self.predictor.predict(array)
+        content = {"predictions": predictions}
+        outcome = _json(200, content, pid)
+        spec = self.predictor.embedding
+        if embedding is None or spec is None:
+            return outcome
+        # V1 has no named outputs: the response event carries the embedding under its name beside `predictions`.
+        event_body = orjson.dumps({**content, spec.output: embedding}, option=orjson.OPT_SERIALIZE_NUMPY)
+        return dataclasses.replace(outcome, event_body=event_body, embedding_version=spec.version)
 
     async def _v2(self, doc: Any, headers: Mapping[str, str], pid: str) -> Outcome:
         body_id, tensors, _ = decode_v2_request(doc)
@@ -282,17 +302,30 @@ class ModelService:
         array = self.predictor.check(tensor.data, tensor.name)
         requested = doc.get("outputs")
         names = [str(o.get("name")) for o in requested if isinstance(o, dict)] if isinstance(requested, list) else None
-        outputs = self.predictor.named_outputs(await self.predictor.predict(array), names)
+        probabilities, embedding = await self.predictor.predict(array)
+        outputs = self.predictor.named_outputs(probabilities, names, embedding)
         info = self.predictor.info
         binary = binary_output_names(doc, list(outputs))
         encoded = [({"name": n, "datatype": v2_datatype(a), "shape": list(a.shape)} if n in binary else encode_v2_tensor(n, a), a)
                    for n, a in outputs.items()]
         payload = {"model_name": info.name, "model_version": info.version, "id": pid, "outputs": [e for e, _ in encoded]}
         if not binary:
-            return _json(200, payload, pid)
-        as_binary = [(e, a) for e, a in encoded if "data" not in e]
-        body, header_length = encode_binary_body(payload, as_binary)
-        return Outcome(200, body, pid, BINARY_CONTENT_TYPE, header_length)
+            outcome = _json(200, payload, pid)
+        else:
+            as_binary = [(e, a) for e, a in encoded if "data" not in e]
+            body, header_length = encode_binary_body(payload, as_binary)
+            outcome = Outcome(200, body, pid, BINARY_CONTENT_TYPE, header_length)
+        spec = self.predictor.embedding
+        if embedding is None or spec is None:
+            return outcome
+        if spec.output in outputs:  # the client asked for it: the event carries the client's body as it is
+            return dataclasses.replace(outcome, embedding_version=spec.version)
+        # The response event carries one more output than the client asked for: the embedding, as JSON
+        # (binary tensors keep their bytes after the header, in the same order).
+        event_payload = {**payload, "outputs": [*payload["outputs"], encode_v2_tensor(spec.output, embedding)]}
+        head = orjson.dumps(event_payload, option=orjson.OPT_SERIALIZE_NUMPY)
+        tail = outcome.body[outcome.header_length:] if outcome.header_length is not None else b""
+        return dataclasses.replace(outcome, event_body=head + tail, embedding_version=spec.version)
 
     def _log_events(self, outcome: Outcome, protocol: str, headers: Mapping[str, str], body: bytes) -> None:
         if self._logger is None:
@@ -322,10 +355,14 @@ class ModelService:
         if self.settings.log_mode in ("all", "request"):
             self._logger.log(CloudEvent(pid, self.source, KSERVE_REQUEST, body, content_type, now_rfc3339(), extensions=extensions))
         if self.settings.log_mode in ("all", "response"):
+            response_extensions = {**extensions, "statuscode": str(outcome.status)}
+            if outcome.embedding_version is not None and self.predictor.embedding is not None:
+                response_extensions["embeddingversion"] = outcome.embedding_version
+                response_extensions["embeddingoutput"] = self.predictor.embedding.output
             self._logger.log(
                 CloudEvent(
-                    pid, self.source, KSERVE_RESPONSE, outcome.body, outcome.content_type, now_rfc3339(),
-                    extensions={**extensions, "statuscode": str(outcome.status)},
+                    pid, self.source, KSERVE_RESPONSE, outcome.event_body or outcome.body, outcome.content_type, now_rfc3339(),
+                    extensions=response_extensions,
                 )
             )
 
@@ -336,6 +373,10 @@ class ModelService:
         outputs = [spec(s) for s in info.outputs]
         if self.predictor.classes:
             outputs.append({"name": "class", "datatype": "INT64", "shape": [-1]})
+        embedding = self.predictor.embedding
+        if embedding is not None:  # returned when asked for by name; its version travels as a parameter
+            outputs.append({"name": embedding.output, "datatype": "FP32", "shape": [-1, -1],
+                            "parameters": {"embedding_version": embedding.version}})
         return {
             "name": info.name,
             "versions": [info.version] if info.version else [],

@@ -30,7 +30,8 @@ class Predictor:
             "seismo_model_inference_seconds", "Time of one forward pass", ["model"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1), registry=registry,
         )
-        self._batcher: ThreadBatcher[np.ndarray, np.ndarray] = ThreadBatcher(
+        self.embedding = runtime.embedding
+        self._batcher: ThreadBatcher[np.ndarray, tuple[np.ndarray, np.ndarray | None]] = ThreadBatcher(
             self._run_batch, max_batch_size, max_batch_wait, name="inference", size_of=len
         )
 
@@ -50,12 +51,16 @@ class Predictor:
             names.append("class")
         return names
 
-    def _run_batch(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    def _run_batch(self, arrays: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
         batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        embedding = None
         with self.inference_seconds.labels(self.info.name).time():
-            out = self.runtime.predict(batch)
+            if self.embedding is not None:
+                out, embedding = self.runtime.predict_with_embedding(batch)
+            else:
+                out = self.runtime.predict(batch)
         self.batch_sizes.labels(self.info.name).observe(len(batch))
-        return split_rows(out, arrays)
+        return list(zip(split_rows(out, arrays), split_rows(embedding, arrays), strict=True))
 
     def check(self, array: np.ndarray, name: str) -> np.ndarray:
         """The array as the model takes it, or PayloadError naming what does not fit."""
@@ -88,15 +93,20 @@ class Predictor:
             raise PayloadError(f"input {chosen.name!r} has datatype {chosen.datatype}; model expects {self.input_spec.datatype}")
         return chosen
 
-    async def predict(self, array: np.ndarray) -> np.ndarray:
+    async def predict(self, array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model's output for `array`, and its embedding when the model emits one."""
         return await self._batcher.submit(array)
 
-    def named_outputs(self, probabilities: np.ndarray, requested: list[str] | None) -> dict[str, np.ndarray]:
+    def named_outputs(self, probabilities: np.ndarray, requested: list[str] | None,
+                      embedding: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The V2 outputs asked for (all but the embedding when none are named: clients get it by asking)."""
         available = {self.info.outputs[0].name: probabilities}
         if self.classes:
             available["class"] = probabilities.argmax(axis=-1).astype(np.int64)
         if not requested:
             return available
+        if embedding is not None and self.embedding is not None:
+            available[self.embedding.output] = embedding
         unknown = [n for n in requested if n not in available]
         if unknown:
             raise PayloadError(f"unknown outputs {unknown}; model {self.info.name!r} has {list(available)}")

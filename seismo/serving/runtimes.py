@@ -35,10 +35,45 @@ class ModelInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """Where a model's embedding comes from and what it is called (metadata.json's `embedding`)."""
+
+    layer: str
+    """The Keras layer whose activations are the embedding (the example: its penultimate layer)."""
+    version: str
+    """`<model>/<space>@MAJOR.MINOR.PATCH` (seismo.embeddings.version)."""
+    output: str = "embedding"
+    """Name of the extra output the response event carries it in."""
+
+
 class Runtime(Protocol):
     info: ModelInfo
+    embedding: EmbeddingSpec | None
 
     def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def predict_with_embedding(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def embedding_spec(meta: dict[str, Any], layer: str | None = None, version: str | None = None) -> EmbeddingSpec | None:
+    """The embedding a model emits: metadata.json's `embedding`, overridden by settings; None for none.
+
+    ValueError for a half-configured or malformed one (a service must not start emitting unversioned vectors)."""
+    from seismo.embeddings.version import EmbeddingVersion
+
+    configured = meta.get("embedding") or {}
+    if not isinstance(configured, dict):
+        raise ValueError("metadata.json 'embedding' must be an object with 'layer' and 'version'")
+    layer = layer or configured.get("layer")
+    version = version or configured.get("version")
+    if not layer and not version:
+        return None
+    if not (layer and version):
+        raise ValueError("an embedding needs both a layer and a version (metadata.json 'embedding', or "
+                         "SEISMO_MODEL_EMBEDDING_LAYER with SEISMO_MODEL_EMBEDDING_VERSION)")
+    EmbeddingVersion.parse(version)
+    return EmbeddingSpec(str(layer), str(version), str(configured.get("output") or "embedding"))
 
 
 def _specs(entries: list[dict] | None, default: list[TensorSpec]) -> list[TensorSpec]:
@@ -54,7 +89,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 
 class KerasRuntime:
-    def __init__(self, path: Path, name: str | None = None):
+    def __init__(self, path: Path, name: str | None = None, embedding: EmbeddingSpec | None = None):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
         import tensorflow as tf
@@ -67,6 +102,9 @@ class KerasRuntime:
             input_spec = list(signature.structured_input_signature[1].values())[0]
             output_key = list(signature.structured_outputs.keys())[0]
             input_name = list(signature.structured_input_signature[1].keys())[0]
+            if embedding is not None:
+                raise ValueError("embeddings from a SavedModel are not supported: save the model as .keras, or have it "
+                                 "return its embedding as an output and name that output in the embeddings config")
             self._fn = lambda x: signature(**{input_name: x})[output_key]
             self._keep = loaded
             in_shape = tuple(-1 if d is None else d for d in input_spec.shape)
@@ -80,10 +118,21 @@ class KerasRuntime:
             in_shape = tuple(-1 if d is None else d for d in model.inputs[0].shape)
             spec = tf.TensorSpec([None, *in_shape[1:]], tf.float32)
             self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec], reduce_retracing=True)
+            if embedding is not None:
+                # One forward pass gives both: a second model over the same layers, ending in two outputs.
+                try:
+                    layer = model.get_layer(embedding.layer)
+                except ValueError:
+                    names = [layer.name for layer in model.layers]
+                    raise ValueError(f"embedding layer {embedding.layer!r} is not in the model; its layers: {names}") from None
+                both = keras.Model(model.inputs, [model.outputs[0], layer.output])
+                self._both = tf.function(lambda x: both(x, training=False), input_signature=[spec], reduce_retracing=True)
+                self._both(np.zeros((1, *in_shape[1:]), dtype=np.float32))
             self._keep = model
             platform = "keras"
         self._fn(np.zeros((1, *in_shape[1:]), dtype=np.float32))  # trace and warm up before serving
         self.input_shape = in_shape
+        self.embedding = embedding
         default_in = [TensorSpec("input_1", "FP32", in_shape)]
         default_out = [TensorSpec("output_1", "FP32", (-1,))]
         self.info = ModelInfo(
@@ -98,6 +147,11 @@ class KerasRuntime:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self._fn(batch.astype(np.float32, copy=False)))
 
+    def predict_with_embedding(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out, embedding = self._both(batch.astype(np.float32, copy=False))
+        embedding = np.asarray(embedding)
+        return np.asarray(out), embedding.reshape(len(embedding), -1)
+
 
 class SklearnRuntime:
     """A joblib-saved estimator: class probabilities when it has predict_proba, else predict."""
@@ -105,6 +159,7 @@ class SklearnRuntime:
     def __init__(self, path: Path, name: str | None = None):
         import joblib
 
+        self.embedding: EmbeddingSpec | None = None  # scikit-learn models: foreign-style outputs only (docs)
         meta = read_metadata(path)
         model_file = path / meta.get("file", "model.joblib") if path.is_dir() else path
         self.model = joblib.load(model_file)
@@ -126,8 +181,12 @@ class SklearnRuntime:
             batch = batch.reshape(len(batch), -1)
         return np.asarray(self.model.predict_proba(batch) if self._proba else self.model.predict(batch))
 
+    def predict_with_embedding(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError("scikit-learn runtimes emit no embedding")
 
-def load_runtime(path: str | Path, framework: str = "auto", name: str | None = None) -> Runtime:
+
+def load_runtime(path: str | Path, framework: str = "auto", name: str | None = None,
+                 embedding_layer: str | None = None, embedding_version: str | None = None, embeddings: bool = True) -> Runtime:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -137,8 +196,11 @@ def load_runtime(path: str | Path, framework: str = "auto", name: str | None = N
     if framework == "auto":
         meta = read_metadata(path)
         framework = meta.get("framework") or ("sklearn" if path.suffix in (".joblib", ".pkl") else "keras")
+    embedding = embedding_spec(read_metadata(path), embedding_layer, embedding_version) if embeddings else None
     if framework == "sklearn":
+        if embedding is not None:
+            raise ValueError("scikit-learn models cannot emit an embedding layer; unset the embedding settings")
         return SklearnRuntime(path, name)
     if framework in ("keras", "tensorflow"):
-        return KerasRuntime(path, name)
+        return KerasRuntime(path, name, embedding)
     raise ValueError(f"unknown model framework {framework!r}; expected keras or sklearn")

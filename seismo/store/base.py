@@ -107,8 +107,26 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else rfc3339(ts)
 
 
+def _embedding_view(record: Record) -> tuple[list | None, str | None]:
+    """(embedding, embedding_version) of a record: the vectors its response event carried, if any.
+
+    Reading never fails: a response whose embedding cannot be read shows none (the drift service
+    counted it when the event arrived)."""
+    from seismo.embeddings.extract import VERSION_EXTENSION, embedding_of
+
+    version = record.extensions.get(VERSION_EXTENSION)
+    if not version or not record.response:
+        return None, version
+    try:
+        found = embedding_of(record.response, record.extensions)
+    except (PayloadError, ValueError):
+        return None, version
+    return (found.vectors.tolist() if found is not None else None), version
+
+
 def record_to_json(record: Record) -> dict[str, Any]:
     """The record as the logger's HTTP API returns it."""
+    embedding, embedding_version = _embedding_view(record)
     return {
         "prediction_id": record.prediction_id,
         "model": record.model,
@@ -124,6 +142,8 @@ def record_to_json(record: Record) -> dict[str, Any]:
         "extensions": record.extensions,
         "annotations": record.annotations,
         "event_types": list(record.event_types),
+        "embedding": embedding,
+        "embedding_version": embedding_version,
     }
 
 
@@ -144,6 +164,10 @@ class RecordStore(Protocol):
         """Records oldest first by creation time, optionally one model's, in [since, until)."""
 
     def count(self, model: str | None = None) -> int: ...
+
+    def embedding_versions(self, model: str | None = None) -> list[dict[str, Any]]:
+        """The embedding versions records carry: `version`, `count`, `first` and `last` (creation times,
+        epoch seconds), oldest first."""
 
     def add_drift_window(self, model: str, window: int, result: dict[str, Any]) -> bool:
         """Append a tested window to the drift log; False if (model, window) is already there."""

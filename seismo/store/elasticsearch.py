@@ -257,6 +257,24 @@ class ElasticsearchRecordStore:
         )
         return int(result["count"])
 
+    def embedding_versions(self, model: str | None = None) -> list[dict]:
+        # A terms aggregation on the dynamic mapping's keyword subfield, with the creation time range of each.
+        field = "extensions.embeddingversion.keyword"
+        filters: list[dict[str, Any]] = [{"exists": {"field": field}}]
+        if model is not None:
+            filters.append({"term": {"model": model}})
+        result = self._call(
+            "search",
+            lambda: self._es.search(
+                index=self._pattern, query={"bool": {"filter": filters}}, size=0, ignore_unavailable=True, allow_no_indices=True,
+                aggs={"versions": {"terms": {"field": field, "size": 1000},
+                                   "aggs": {"first": {"min": {"field": "created_at"}}, "last": {"max": {"field": "created_at"}}}}},
+            ),
+        )
+        buckets = (result.get("aggregations") or {}).get("versions", {}).get("buckets", [])
+        rows = [{"version": b["key"], "count": b["doc_count"], "first": b["first"]["value"], "last": b["last"]["value"]} for b in buckets]
+        return sorted(rows, key=lambda r: r["first"] or 0)
+
     def add_drift_window(self, model: str, window: int, result: dict) -> bool:
         from elasticsearch import ConflictError
 

@@ -162,6 +162,13 @@ class SQLiteRecordStore:
                 return self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
             return self._db.execute("SELECT COUNT(*) FROM records WHERE model = ?", (model,)).fetchone()[0]
 
+    def embedding_versions(self, model: str | None = None) -> list[dict]:
+        # A scan (no index on the JSON path: it would cost every write); the CLI asks this rarely.
+        sql = ("SELECT json_extract(extensions, '$.embeddingversion') AS version, COUNT(*), MIN(created_at), MAX(created_at) "
+               "FROM records WHERE version IS NOT NULL {} GROUP BY version ORDER BY MIN(created_at)")
+        rows = self._db.execute(sql.format("AND model = ?" if model is not None else ""), (model,) if model is not None else ()).fetchall()
+        return [{"version": v, "count": n, "first": first, "last": last} for v, n, first, last in rows]
+
     def add_drift_window(self, model: str, window: int, result: dict) -> bool:
         with self._lock:
             cursor = self._db.execute(

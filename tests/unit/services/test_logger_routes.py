@@ -116,3 +116,41 @@ def test_drift_replies_form_the_drift_log_oldest_first_without_duplicates(client
     assert client.get("/v1/drift", params={"model": "other"}).json() == {"windows": []}
     bad = post(client, {**drift, "ce-id": "w2"}, {"is_drift": True})
     assert bad.status_code == 400 and "'window' number" in bad.json()["error"]
+
+
+def test_records_carry_the_embedding_and_its_version_own_and_foreign(tmp_path):
+    config = tmp_path / "embeddings.yaml"
+    config.write_text("models:\n  sklearn-iris:\n    output: penultimate\n    version: sklearn-iris/penultimate@2.1.0\n")
+    settings = LoggerSettings(sqlite_path=tmp_path / "records.db", embeddings_config=config)
+    with ServedApp(create_app(settings, CollectorRegistry())) as client:
+        own = {**KSERVE, "ce-id": "own-1", "ce-type": "org.kubeflow.serving.inference.response", "ce-inferenceservicename": "image-classifier",
+               "ce-embeddingversion": "image-classifier/penultimate@1.0.0", "ce-embeddingoutput": "embedding"}
+        post(client, own, {"model_name": "image-classifier", "outputs": [
+            {"name": "probabilities", "datatype": "FP32", "shape": [2, 2], "data": [0.1, 0.9, 0.8, 0.2]},
+            {"name": "embedding", "datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}]})
+        record = client.get("/v1/records/own-1").json()
+        assert record["embedding"] == [[1, 2, 3], [4, 5, 6]] and record["embedding_version"] == "image-classifier/penultimate@1.0.0"
+        # A KServe model returning its own embedding output, named in the config: V1 key beside predictions.
+        post(client, {**KSERVE, "ce-id": "foreign-1", "ce-type": "org.kubeflow.serving.inference.response"},
+             {"predictions": [1], "penultimate": [[0.5, 0.25]]})
+        foreign = client.get("/v1/records/foreign-1").json()
+        assert foreign["embedding"] == [[0.5, 0.25]] and foreign["embedding_version"] == "sklearn-iris/penultimate@2.1.0"
+        # A record without one says so; a response naming an output it lacks shows none, and reading works.
+        post(client, {**KSERVE, "ce-id": "plain-1", "ce-type": "org.kubeflow.serving.inference.request"}, {"instances": [[1]]})
+        assert client.get("/v1/records/plain-1").json()["embedding"] is None
+        post(client, {**own, "ce-id": "broken-1"}, {"outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [1], "data": [1]}]})
+        broken = client.get("/v1/records/broken-1").json()
+        assert broken["embedding"] is None and broken["embedding_version"] == "image-classifier/penultimate@1.0.0"
+        versions = client.get("/v1/embeddings/versions").json()["versions"]
+        assert {v["version"]: v["count"] for v in versions} == {"image-classifier/penultimate@1.0.0": 2,
+                                                                 "sklearn-iris/penultimate@2.1.0": 1}
+        assert all(v["first"].endswith("Z") and v["first"] <= v["last"] for v in versions)
+        only = client.get("/v1/embeddings/versions", params={"model": "sklearn-iris"}).json()["versions"]
+        assert [v["version"] for v in only] == ["sklearn-iris/penultimate@2.1.0"]
+
+
+def test_a_malformed_embeddings_config_stops_the_logger_with_its_reason(tmp_path):
+    config = tmp_path / "embeddings.yaml"
+    config.write_text("models:\n  m:\n    output: e\n    version: m-1.0\n")
+    with pytest.raises(ValueError, match="MAJOR.MINOR.PATCH"):
+        create_app(LoggerSettings(sqlite_path=tmp_path / "records.db", embeddings_config=config), CollectorRegistry())

@@ -87,7 +87,7 @@ def test_bad_input_gets_a_4xx_naming_the_problem(client, path, body, status, mes
 def test_metadata_and_health(client):
     meta = client.get("/v2/models/image-classifier").json()
     assert meta["inputs"] == [{"name": "input_1", "datatype": "FP32", "shape": [-1, 32, 32, 3]}]
-    assert {o["name"] for o in meta["outputs"]} == {"probabilities", "class"}
+    assert {o["name"] for o in meta["outputs"]} == {"probabilities", "class", "embedding"}
     assert meta["platform"] == "keras" and meta["versions"] == ["1"]
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/v2/health/ready").json() == {"ready": True}
@@ -114,7 +114,11 @@ def test_requests_and_errors_are_logged_as_events_and_counted(client, sink, exam
     assert response.headers["ce-statuscode"] == "400" and b"expects" in response.body
     assert response.headers["ce-inferenceservicename"] == "image-classifier" and response.headers["ce-requestid"] == "logged-error-1"
     ok_response = next(e for e in events_for("logged-ok-1") if e.headers["ce-type"].endswith("response"))
-    assert ok_response.body == ok.content and ok_response.headers["ce-statuscode"] == "200"
+    assert ok_response.headers["ce-statuscode"] == "200"
+    # The client's body, plus the embedding the example model emits (its own key beside `predictions`).
+    logged = orjson.loads(ok_response.body)
+    assert logged.pop("embedding") and logged == ok.json()
+    assert "ce-embeddingversion" not in response.headers  # a refused request has no embedding
 
     metrics = client.get("/metrics").text
     assert metric_sum(metrics, "seismo_model_requests_total", model="image-classifier", protocol="v1", code="400") >= 1
@@ -157,7 +161,12 @@ def test_binary_tensor_extension_in_and_out_agrees_with_json_and_is_logged_as_re
     wait_until(lambda: len(events_for("binary-out-1")) == 2, 10, message="binary events logged")
     events = events_for("binary-out-1")
     assert events["request"].body == body and events["request"].headers["content-type"] == "application/octet-stream"
-    assert events["response"].body == r.content and events["response"].headers["content-type"] == "application/octet-stream"
+    assert events["response"].headers["content-type"] == "application/octet-stream"
+    # The same binary tensors after a header that also carries the embedding (as JSON).
+    logged = events["response"].body
+    logged_header, tail = orjson.loads(logged[:len(logged) - len(r.content) + header_length]), logged[len(logged) - len(r.content) + header_length:]
+    assert tail == r.content[header_length:]
+    assert [o["name"] for o in logged_header["outputs"]] == ["probabilities", "class", "embedding"]
 
 
 @pytest.mark.parametrize("change, status, message", [
@@ -213,3 +222,39 @@ def test_explainer_marker_needs_a_token_when_auth_is_on(example_model, example_i
                        message="the unauthorized call and the barrier logged")
             assert "with-token" not in {r.headers["ce-id"] for r in recording.received}
             assert metric_sum(c.get("/metrics").text, "seismo_model_requests_unlogged_total", reason="explainer") == 1
+
+
+def test_the_embedding_travels_on_the_response_event_with_its_version(client, sink, example_model, example_images):
+    from seismo.embeddings.extract import embed, embedding_of
+
+    images = example_images[:4]
+    expected, version = embed(example_model, images)
+    assert version == "image-classifier/penultimate@1.0.0" and expected.shape == (4, 64)
+    plain = client.post(INFER, json=v2(images, id="emb-v2-1"))
+    assert [o["name"] for o in plain.json()["outputs"]] == ["probabilities", "class"]  # clients get it only by asking
+    asked = client.post(INFER, json=v2(images, id="emb-v2-2", outputs=[{"name": "embedding"}])).json()["outputs"]
+    assert asked[0]["name"] == "embedding" and asked[0]["shape"] == [4, 64]
+    np.testing.assert_allclose(np.reshape(asked[0]["data"], (4, 64)), expected, rtol=1e-4, atol=1e-6)
+    client.post(PREDICT, json={"instances": images.tolist()}, headers={"x-request-id": "emb-v1-1"})
+
+    def response_of(pid):
+        found = [e for e in sink.received if e.headers.get("ce-id") == pid and e.headers["ce-type"].endswith("response")]
+        return found[0] if found else None
+
+    wait_until(lambda: all(response_of(p) for p in ("emb-v2-1", "emb-v2-2", "emb-v1-1")), 10, message="response events")
+    for pid in ("emb-v2-1", "emb-v2-2", "emb-v1-1"):
+        event = response_of(pid)
+        assert event.headers["ce-embeddingversion"] == version and event.headers["ce-embeddingoutput"] == "embedding"
+        found = embedding_of(event.body, {k[3:]: v for k, v in event.headers.items() if k.startswith("ce-")})
+        assert found.version == version
+        np.testing.assert_allclose(found.vectors, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_embeddings_can_be_turned_off_and_a_wrong_layer_fails_at_start(example_model):
+    from seismo.serving.runtimes import load_runtime
+
+    assert load_runtime(example_model, embeddings=False).embedding is None
+    with pytest.raises(ValueError, match="embedding layer 'nope' is not in the model"):
+        load_runtime(example_model, embedding_layer="nope", embedding_version="image-classifier/nope@1.0.0")
+    with pytest.raises(ValueError, match="MAJOR.MINOR.PATCH"):
+        load_runtime(example_model, embedding_layer="penultimate", embedding_version="v2")

@@ -178,3 +178,16 @@ def test_the_metrics_server_joins_feedback_through_elasticsearch(store, tmp_path
         r = client.post("/api/v1.0/feedback", content=orjson.dumps({"response": {"meta": {"puid": "es-1"}}, "truth": {"data": {"ndarray": [1]}}}))
         assert r.status_code == 200 and r.json()["model"] == "iris"
         assert client.get("/v1/performance").json()["realized"]["accuracy"] == 1.0
+
+
+def test_embedding_versions_by_terms_aggregation(store):
+    def response(pid, version, model="emb"):
+        return RecordUpdate(pid, EventKind.RESPONSE, RESP, model, 1.0, b"{}", "application/json",
+                            extensions={"namespace": "seldon", "endpoint": "default", "embeddingversion": version})
+
+    store.apply([response("e1", "emb/pen@1.0.0"), response("e2", "emb/pen@1.0.0"), response("e3", "emb/pen@1.0.1"),
+                 upd("e4", EventKind.REQUEST, REQ, model="emb")])
+    rows = store.embedding_versions("emb")
+    assert {r["version"]: r["count"] for r in rows} == {"emb/pen@1.0.0": 2, "emb/pen@1.0.1": 1}
+    assert all(r["first"] <= r["last"] for r in rows)
+    assert store.embedding_versions("other") == []

@@ -93,3 +93,15 @@ def test_get_many_finds_existing_records_across_chunks(store):
     wanted = [f"g{i}" for i in range(0, 1200, 2)] + ["absent"]
     found = store.get_many(wanted)
     assert len(found) == 600 and "absent" not in found and found["g1198"].prediction_id == "g1198"
+
+
+def test_embedding_versions_with_counts_and_time_ranges(store):
+    def response(pid, version, t, model="emb"):
+        return update(pid, EventKind.RESPONSE, RESP, model=model, t=t, extensions={"embeddingversion": version})
+
+    store.apply([response("e1", "emb/pen@1.0.0", 10.0), response("e2", "emb/pen@1.0.0", 11.0), response("e3", "emb/pen@1.0.1", 12.0),
+                 response("o1", "other/pen@3.0.0", 13.0, model="other"), update("r1", EventKind.REQUEST, REQ, model="emb")])
+    rows = store.embedding_versions("emb")
+    assert [(r["version"], r["count"]) for r in rows] == [("emb/pen@1.0.0", 2), ("emb/pen@1.0.1", 1)]
+    assert rows[0]["first"] <= rows[0]["last"]
+    assert len(store.embedding_versions()) == 3
