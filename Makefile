@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MODEL  := models/artifacts/image-classifier/metadata.json
-DETECTORS := models/artifacts/detectors/drift/config.json
+DETECTORS := models/artifacts/detectors/embedding/config.json
 TABULAR := models/artifacts/tabular-classifier/metadata.json
 EXAMPLES := $(MODEL) $(DETECTORS) $(TABULAR)
 

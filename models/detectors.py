@@ -5,6 +5,8 @@ The reference is 1000 images of the classifier's own training split (scikit-lear
 
 - drift: KSDrift on a 32-dimensional untrained autoencoder (UAE) embedding, Bonferroni-corrected,
   the design documents' image drift detector.
+- embedding: EmbeddingDrift (euclidean centroid distance) on the classifier's own penultimate layer,
+  recording the embedding version from the classifier's metadata.
 - outlier: VAE reconstruction error on the raw pixels, threshold at the 95th percentile (a
   Mahalanobis distance on principal components cannot see pixel noise: PCA discards it).
 
@@ -33,13 +35,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-size", type=int, default=1000)
     parser.add_argument("--if-missing", action="store_true")
     args = parser.parse_args(argv)
-    if args.if_missing and (args.out / "drift" / "config.json").exists() and (args.out / "outlier" / "config.json").exists():
+    if args.if_missing and all((args.out / kind / "config.json").exists() for kind in ("drift", "outlier", "embedding")):
         return 0
     x_train, _, _, _ = digits_as_cifar(seed=0)
     reference = x_train[: args.reference_size]
     print(f"fitting the example detectors on {len(reference)} training images", file=sys.stderr, flush=True)
     save_detector(KSDrift(p_val=0.05, correction="bonferroni", preprocess=UntrainedAutoencoder(32, seed=0)).fit(reference), args.out / "drift")
     print(f"  drift: KSDrift + UAE(32) -> {args.out / 'drift'}", file=sys.stderr, flush=True)
+    from models.image_classifier import DEFAULT_OUT as MODEL_OUT
+    from seismo.detect import EmbeddingDrift
+    from seismo.embeddings.extract import embed
+
+    embeddings, version = embed(MODEL_OUT, reference)
+    save_detector(EmbeddingDrift(method="euclidean", version=version).fit(embeddings), args.out / "embedding")
+    print(f"  embedding: EmbeddingDrift on {version} ({embeddings.shape[1]} dimensions) -> {args.out / 'embedding'}", file=sys.stderr, flush=True)
     os.environ.setdefault("SEISMO_PROGRESS", "1")
     save_detector(VAEOutlier(threshold_percentile=95.0, latent_dim=16, hidden=256, epochs=20, seed=0).fit(reference), args.out / "outlier")
     print(f"  outlier: VAEOutlier (reconstruction error) -> {args.out / 'outlier'}", file=sys.stderr, flush=True)

@@ -92,11 +92,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     try:
         fit_and_save(args.what, args.reference, args.out, method=args.method, preprocess=args.preprocess, p_val=args.p_val,
-                     correction=args.correction, threshold_percentile=args.threshold_percentile, seed=args.seed)
+                     correction=args.correction, threshold_percentile=args.threshold_percentile, seed=args.seed,
+                     model=args.model, version=args.embedding_version)
     except FitError as exc:
         print(f"seismo fit: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def cmd_embeddings(args: argparse.Namespace) -> int:
+    from seismo.embeddings.cli import run
+
+    return run(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -125,16 +132,32 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     fit = sub.add_parser("fit", help="fit a drift or outlier detector on reference data and save it")
-    fit.add_argument("what", choices=("drift", "outlier"))
+    fit.add_argument("what", choices=("drift", "outlier", "embedding"))
     fit.add_argument("--reference", type=Path, required=True, help="reference data: .npy, .csv (numeric, optional header) or .parquet")
     fit.add_argument("--out", type=Path, required=True, help="folder to save the detector in")
-    fit.add_argument("--method", help="drift: ks (default), chi2, mmd, classifier, prediction; outlier: mahalanobis (default), iforest, vae")
+    fit.add_argument("--method", help="drift: ks (default), chi2, mmd, classifier, prediction; outlier: mahalanobis (default), "
+                     "iforest, vae; embedding: euclidean (default), cosine, ks, mmd")
+    fit.add_argument("--model", type=Path, help="embedding: embed the reference (model inputs) with this artifact's embedding layer")
+    fit.add_argument("--embedding-version", help="embedding: the reference's version <model>/<space>@X.Y.Z (default: the --model's)")
     fit.add_argument("--preprocess", default="none", help="none (default), pca:N, uae:N (untrained autoencoder, images), layer:MODEL_PATH:LAYER")
     fit.add_argument("--p-val", type=float, default=0.05, help="drift: significance level")
     fit.add_argument("--correction", default="bonferroni", help="ks, chi2: bonferroni or fdr")
     fit.add_argument("--threshold-percentile", type=float, default=95.0, help="outlier: reference percentile of the threshold")
     fit.add_argument("--seed", type=int, default=0)
     fit.set_defaults(func=cmd_fit)
+
+    embeddings = sub.add_parser("embeddings", help="embedding versions: check a bump between two models, list versions seen")
+    esub = embeddings.add_subparsers(dest="action", required=True)
+    check = esub.add_parser("check", help="embed a probe set with OLD and NEW and say whether the claimed version bump is honest")
+    check.add_argument("old", type=Path, help="the model artifact now in production")
+    check.add_argument("new", type=Path, help="the model artifact about to replace it")
+    check.add_argument("--probe", type=Path, help="probe inputs (.npy); default: OLD's shipped reference.npy")
+    check.add_argument("--json", action="store_true", help="print the measures as JSON")
+    versions = esub.add_parser("versions", help="embedding versions seen in the store, with counts and time ranges")
+    versions.add_argument("--model", help="only this model's")
+    versions.add_argument("--logger-url", default=os.environ.get("SEISMO_LOGGER_URL", f"http://127.0.0.1:{SERVICE_PORTS['logger']}"),
+                          help="the logger (default $SEISMO_LOGGER_URL or the local one)")
+    embeddings.set_defaults(func=cmd_embeddings)
 
     demo = sub.add_parser("demo", help="start the stack, send predictions, show what was logged, stop")
     demo.add_argument("--data-dir", help="local state (default $SEISMO_DATA_DIR or .seismo/)")

@@ -1,4 +1,4 @@
-"""`seismo fit drift|outlier`: fit a detector on a reference file and save it for the services."""
+"""`seismo fit drift|outlier|embedding`: fit a detector on a reference file and save it for the services."""
 
 from __future__ import annotations
 
@@ -66,11 +66,16 @@ def make_preprocess(spec: str, seed: int):
     raise FitError(f"unknown preprocessing {spec!r}: use none, pca:N, uae:N or layer:MODEL_PATH:LAYER")
 
 
-def make_detector(what: str, method: str | None, preprocess, p_val: float, correction: str, threshold_percentile: float, seed: int):
+def make_detector(what: str, method: str | None, preprocess, p_val: float, correction: str, threshold_percentile: float, seed: int,
+                  version: str | None = None):
     from seismo import detect
+    from seismo.detect.embedding import METHODS
 
     choices: dict[str, Any]
-    if what == "drift":
+    if what == "embedding":
+        choices = {m: (lambda m=m: detect.EmbeddingDrift(method=m, p_val=p_val, version=version, seed=seed)) for m in METHODS}
+        method = method or "euclidean"
+    elif what == "drift":
         choices = {
             "ks": lambda: detect.KSDrift(p_val=p_val, correction=correction, preprocess=preprocess),
             "chi2": lambda: detect.ChiSquareDrift(p_val=p_val, correction=correction, preprocess=preprocess),
@@ -95,7 +100,8 @@ def make_detector(what: str, method: str | None, preprocess, p_val: float, corre
 
 
 def fit_and_save(what: str, reference: Path, out: Path, method: str | None = None, preprocess: str = "none", p_val: float = 0.05,
-                 correction: str = "bonferroni", threshold_percentile: float = 95.0, seed: int = 0):
+                 correction: str = "bonferroni", threshold_percentile: float = 95.0, seed: int = 0, model: Path | None = None,
+                 version: str | None = None):
     import os
 
     from seismo.detect import DetectorInputError, save_detector
@@ -105,7 +111,22 @@ def fit_and_save(what: str, reference: Path, out: Path, method: str | None = Non
     step(f"[1/3] reading {reference}")
     data = read_reference(Path(reference))
     step(f"      {len(data)} instances of shape {list(data.shape[1:])}")
-    detector = make_detector(what, method, make_preprocess(preprocess, seed), p_val, correction, threshold_percentile, seed)
+    if what == "embedding" and model is not None:
+        from seismo.embeddings.extract import embed
+
+        step(f"      embedding them with {model}")
+        try:
+            data, model_version = embed(Path(model), data)
+        except (ValueError, FileNotFoundError) as exc:
+            raise FitError(str(exc)) from None
+        version = version or model_version
+    if what == "embedding" and version is None:
+        raise FitError("an embedding detector records its reference's version: pass --embedding-version <model>/<space>@X.Y.Z "
+                       "(or --model, whose metadata names it)")
+    try:
+        detector = make_detector(what, method, make_preprocess(preprocess, seed), p_val, correction, threshold_percentile, seed, version)
+    except ValueError as exc:
+        raise FitError(str(exc)) from None
     step(f"[2/3] fitting {detector.kind}" + (f" with {preprocess} preprocessing" if preprocess != "none" else ""))
     try:
         detector.fit(data)
@@ -113,5 +134,7 @@ def fit_and_save(what: str, reference: Path, out: Path, method: str | None = Non
         raise FitError(f"reference data: {exc}") from None
     step(f"[3/3] saving to {out}")
     save_detector(detector, out)
-    step(f"done in {time.perf_counter() - started:.1f}s: serve it with `seismo serve {what} --detector-path {out}`")
+    serve = (f"SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH={out} seismo serve drift" if what == "embedding"
+             else f"seismo serve {what} --detector-path {out}")
+    step(f"done in {time.perf_counter() - started:.1f}s: serve it with `{serve}`")
     return detector

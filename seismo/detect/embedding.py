@@ -193,7 +193,7 @@ class EmbeddingDrift(_DriftDetector):
         x_ref = self._require_fit()
         return x_ref[:500]  # the reference is already a seeded sample in random order; MMD's cost is quadratic
 
-    def predict(self, x: Any, version: str | None = None) -> EmbeddingDriftResult:  # type: ignore[override]
+    def predict(self, x: Any, version: str | None = None) -> EmbeddingDriftResult:
         """Score window `x` (embeddings of `version`); EmbeddingVersionError when the guard refuses them."""
         note = self.version_note(version)
         window = self._features(x, "window")

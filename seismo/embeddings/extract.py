@@ -29,6 +29,12 @@ VERSION_EXTENSION = "embeddingversion"
 OUTPUT_EXTENSION = "embeddingoutput"
 
 
+def drift_log_key(model: str, result: Mapping[str, Any]) -> str:
+    """Under which name the logger's drift log keeps a window: embedding windows (numbered on their own)
+    apart from input windows, as `<model>/embedding` (`GET /v1/drift?model=<model>/embedding`)."""
+    return f"{model}/embedding" if result.get("detector") == "EmbeddingDrift" else model
+
+
 class EmbeddingSource(BaseModel):
     """One foreign model's embedding: the output it returns it in and the version to record."""
 

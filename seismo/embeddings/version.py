@@ -43,7 +43,7 @@ class EmbeddingVersion:
     @classmethod
     def parse(cls, text: str) -> EmbeddingVersion:
         """The version in `text`, or EmbeddingVersionError naming the expected form."""
-        match = _VERSION.match(text) if isinstance(text, str) else None
+        match = _VERSION.fullmatch(text) if isinstance(text, str) else None  # fullmatch: "$" would let a newline through
         if match is None:
             shown = text[:80] if isinstance(text, str) else type(text).__name__
             raise EmbeddingVersionError(

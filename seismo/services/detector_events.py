@@ -32,16 +32,25 @@ class Rejection(Exception):
         self.reason, self.model, self.status = reason, model, status
 
 
-async def request_instances(request: Request, max_bytes: int, served_model: str | None, shape: tuple[int, ...] | None) -> tuple[CloudEvent, np.ndarray]:
-    """The inference-request event and its instances, or a Rejection saying why not."""
+async def read_event(request: Request, max_bytes: int) -> CloudEvent:
+    """The delivered event, or a Rejection saying why it cannot be read."""
     try:
         body = await read_body(request, max_bytes)
     except BodyTooLarge as exc:
         raise Rejection("too_large", str(exc), status=413) from None
     try:
-        event = from_http(request.headers, body)
+        return from_http(request.headers, body)
     except CloudEventError as exc:
         raise Rejection("invalid_event", str(exc)) from None
+
+
+async def request_instances(request: Request, max_bytes: int, served_model: str | None, shape: tuple[int, ...] | None) -> tuple[CloudEvent, np.ndarray]:
+    """The inference-request event and its instances, or a Rejection saying why not."""
+    return instances_of_event(await read_event(request, max_bytes), served_model, shape)
+
+
+def instances_of_event(event: CloudEvent, served_model: str | None, shape: tuple[int, ...] | None) -> tuple[CloudEvent, np.ndarray]:
+    """An inference-request event's instances, or a Rejection saying why not."""
     model = model_of(event)
     if kind_of(event.type) is not EventKind.REQUEST:
         raise Rejection("wrong_type", f"event type {event.type!r} is not an inference request", model)
@@ -66,10 +75,15 @@ async def accept(request: Request, max_bytes: int, served_model: str | None, sha
     try:
         return await request_instances(request, max_bytes, served_model, shape)
     except Rejection as exc:
-        # The model name comes from the event: only the watched model keeps its name as a label value.
-        rejected.labels(exc.model if exc.model == served_model else OTHER, exc.reason).inc()
-        log.warning("%s: rejected event (%s): %s", service, exc.reason, escape_id(str(exc), 500))
-        return error(exc.status, str(exc))
+        return refuse(exc, served_model, rejected, service)
+
+
+def refuse(exc: Rejection, served_model: str | None, rejected: Counter, service: str) -> Response:
+    """The 4xx answer for a rejection, counted by reason and logged."""
+    # The model name comes from the event: only the watched model keeps its name as a label value.
+    rejected.labels(exc.model if exc.model == served_model else OTHER, exc.reason).inc()
+    log.warning("%s: rejected event (%s): %s", service, exc.reason, escape_id(str(exc), 500))
+    return error(exc.status, str(exc))
 
 
 def reply(answered: CloudEvent, event_type: str, source: str, data: dict) -> Response:

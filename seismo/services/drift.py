@@ -31,13 +31,16 @@ from starlette.routing import Route
 from seismo.batching import ThreadBatcher
 from seismo.detect import DriftResult, load_detector
 from seismo.detect.windows import Window, WindowStore
+from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
+from seismo.embeddings.extract import load_sources
 from seismo.events.cloudevents import CloudEvent, to_binary
 from seismo.events.poster import EventPoster, SendError
-from seismo.events.types import KSERVE_DRIFT
+from seismo.events.types import KSERVE_DRIFT, EventKind, kind_of, model_of
 from seismo.retry import Backoff, is_transient, retry_async
 from seismo.services.auth import auth_middleware
 from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, cancel_and_wait, health_routes, one_of, stopped_tasks
-from seismo.services.detector_events import accept, reply
+from seismo.services.detector_events import Rejection, instances_of_event, read_event, refuse, reply
+from seismo.services.embedding_drift import EmbeddingWindows
 from seismo.times import now_rfc3339, rfc3339
 from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS, data_dir
 
@@ -82,6 +85,18 @@ class DriftSettings(BaseSettings):
     """Where results of windows tested outside a delivery are posted (the broker). K_SINK works too."""
     max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest event body accepted; bigger ones get 413."""
+    embedding_detector_path: Path | None = None
+    """An EmbeddingDrift folder (`seismo fit embedding`): with it, the response events of `model` fill
+    embedding windows too (`seismo up` sets the example's). Unset: response events are refused."""
+    embedding_window_size: int = 200
+    """Embeddings per embedding window (count windows)."""
+    embedding_allow_minor: bool = False
+    """Score embeddings of another minor version than the reference's (flagged on every result);
+    another major version is always refused."""
+    embedding_state_path: Path = Field(default_factory=lambda: data_dir() / "drift-embedding-windows.db")
+    """SQLite file holding embedding window contents."""
+    embeddings_config: Path | None = DEFAULT_EMBEDDINGS_CONFIG
+    """Foreign models' embedding outputs and versions (see seismo/config/embeddings.yaml)."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +148,15 @@ class DriftService:
                              "(or `make model` for the example) and set SEISMO_DRIFT_DETECTOR_PATH")
         if settings.window_size < 2:
             raise ValueError(f"window_size must be at least 2, not {settings.window_size}")
+        if settings.embedding_detector_path is not None and not (settings.embedding_detector_path / "config.json").exists():
+            raise ValueError(f"no embedding detector at {settings.embedding_detector_path}: fit one with `seismo fit embedding` "
+                             "or unset SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH")
+        if settings.embedding_window_size < 20:
+            raise ValueError(f"embedding_window_size must be at least 20, not {settings.embedding_window_size}")
+        self.embedding_sources = load_sources(settings.embeddings_config)
+        self.embeddings: EmbeddingWindows | None = None
         self.settings = settings
+        self.registry = registry
         self.metrics = _DriftMetrics(registry)
         self.source = f"http://{settings.host}:{settings.port}/"
         self.detector: Any = None
@@ -166,7 +189,14 @@ class DriftService:
         if settings.sink_url:
             self._poster = EventPoster(8)
             await self._poster.start()
+        if settings.embedding_detector_path is not None:
+            self.embeddings = EmbeddingWindows(settings.embedding_detector_path, settings.model, settings.embedding_window_size,
+                                               settings.embedding_state_path, settings.embedding_allow_minor,
+                                               self.embedding_sources, self.registry)
         self.batcher.start()
+        if self.embeddings is not None:
+            for payload in await self.batcher.call(self.embeddings.recover):
+                await self.publish(payload, None)
         # Windows taken but not recorded when the service last stopped: test them now. A count window's
         # event will be redelivered (it was never answered) and gets this result; a time window's goes to the sink.
         for window, event_id in self.store.unfinished():
@@ -180,7 +210,15 @@ class DriftService:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
-        await self.batcher.close(self._store.close if self._store is not None else None)
+        embeddings = self.embeddings
+
+        def close_stores() -> None:
+            if self._store is not None:
+                self._store.close()
+            if embeddings is not None:
+                embeddings.close()
+
+        await self.batcher.close(close_stores)
         if self._poster:
             await self._poster.close()
 
@@ -238,6 +276,24 @@ class DriftService:
             await self.publish(extra, event)
         return results
 
+    async def add_embeddings(self, event: CloudEvent) -> list[dict]:
+        """A response event's embeddings into the embedding windows; the results of windows it filled
+        (all but the last published here). Rejection when it carries a malformed or refused embedding."""
+        embeddings = self.embeddings
+        assert embeddings is not None
+        found = embeddings.vectors_of(event)
+        if found is None:
+            self.metrics.rejected.labels(self.settings.model, "no_embedding").inc()
+            return []
+        vectors, version, note = found
+        results = await self.batcher.call(embeddings.add, vectors, event.id, version, note)
+        if results is None:
+            self.metrics.duplicates.labels(self.settings.model).inc()
+            results = await self.batcher.call(embeddings.earlier_results, event.id)
+        for extra in results[:-1]:
+            await self.publish(extra, event)
+        return results
+
     async def publish(self, payload: dict, answered: CloudEvent | None) -> None:
         """Post a result tested outside the delivery that answers it (time windows, extra windows)."""
         if self._poster is None or not self.settings.sink_url:
@@ -289,10 +345,17 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
 
     async def handle(request: Request) -> Response:
         shape = core.detector.instance_shape if core.detector is not None else None
-        accepted = await accept(request, settings.max_event_bytes, settings.model, shape, core.metrics.rejected, "drift")
-        if isinstance(accepted, Response):
-            return accepted
-        event, array = accepted
+        try:
+            event = await read_event(request, settings.max_event_bytes)
+            if core.embeddings is not None and kind_of(event.type) is EventKind.RESPONSE:
+                if model_of(event) != settings.model:
+                    raise Rejection("unknown_model", f"no detector for model {model_of(event)!r} here (this one watches "
+                                    f"{settings.model!r})", model_of(event))
+                results = await core.add_embeddings(event)
+                return reply(event, KSERVE_DRIFT, core.source, results[-1]) if results else Response(status_code=202)
+            event, array = instances_of_event(event, settings.model, shape)
+        except Rejection as exc:
+            return refuse(exc, settings.model, core.metrics.rejected, "drift")
         results = await core.add(event, array)
         if not results:
             return Response(status_code=202)

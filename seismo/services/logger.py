@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher
 from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
-from seismo.embeddings.extract import OUTPUT_EXTENSION, VERSION_EXTENSION, EmbeddingSource, load_sources
+from seismo.embeddings.extract import OUTPUT_EXTENSION, VERSION_EXTENSION, EmbeddingSource, drift_log_key, load_sources
 from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch
 from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
 from seismo.labels import LabelValues, event_type_label
@@ -127,7 +127,7 @@ def drift_window_of(update: RecordUpdate) -> tuple[str, int, dict]:
     model = result.get("model") or update.model
     if not isinstance(model, str) or model != update.model:
         raise ValueError("a drift event's 'model' must be the model its event names (inferenceservicename)")
-    return model, window, result
+    return drift_log_key(model, result), window, result
 
 
 def _parse_time(value: str | None, name: str) -> float | None:

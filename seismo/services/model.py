@@ -308,7 +308,8 @@ class ModelService:
         binary = binary_output_names(doc, list(outputs))
         encoded = [({"name": n, "datatype": v2_datatype(a), "shape": list(a.shape)} if n in binary else encode_v2_tensor(n, a), a)
                    for n, a in outputs.items()]
-        payload = {"model_name": info.name, "model_version": info.version, "id": pid, "outputs": [e for e, _ in encoded]}
+        output_docs = [e for e, _ in encoded]
+        payload = {"model_name": info.name, "model_version": info.version, "id": pid, "outputs": output_docs}
         if not binary:
             outcome = _json(200, payload, pid)
         else:
@@ -322,7 +323,7 @@ class ModelService:
             return dataclasses.replace(outcome, embedding_version=spec.version)
         # The response event carries one more output than the client asked for: the embedding, as JSON
         # (binary tensors keep their bytes after the header, in the same order).
-        event_payload = {**payload, "outputs": [*payload["outputs"], encode_v2_tensor(spec.output, embedding)]}
+        event_payload = {**payload, "outputs": [*output_docs, encode_v2_tensor(spec.output, embedding)]}
         head = orjson.dumps(event_payload, option=orjson.OPT_SERIALIZE_NUMPY)
         tail = outcome.body[outcome.header_length:] if outcome.header_length is not None else b""
         return dataclasses.replace(outcome, event_body=head + tail, embedding_version=spec.version)
