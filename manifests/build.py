@@ -32,7 +32,9 @@ SERVICES = {
     "logger": (SERVICE_PORTS["logger"], 2, "200m", "256Mi", "512Mi", {}),
     "outlier": (SERVICE_PORTS["outlier"], 1, "500m", "1Gi", "2Gi", {"SEISMO_OUTLIER_DETECTOR_PATH": "/models/detectors/outlier"}),
     "drift": (SERVICE_PORTS["drift"], 1, "500m", "1Gi", "2Gi", {"SEISMO_DRIFT_DETECTOR_PATH": "/models/detectors/drift", "SEISMO_DRIFT_SINK_URL": BROKER_INGRESS,
-                                              "SEISMO_DRIFT_STATE_PATH": "/state/drift-windows.db"}),
+                                              "SEISMO_DRIFT_STATE_PATH": "/state/drift-windows.db",
+                                              "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH": "/models/detectors/embedding",
+                                              "SEISMO_DRIFT_EMBEDDING_STATE_PATH": "/state/drift-embedding-windows.db"}),
     "metrics": (SERVICE_PORTS["metrics"], 1, "200m", "256Mi", "512Mi", {"SEISMO_METRICS_CONFIG_FILE": "/config/metrics.yaml", "SEISMO_METRICS_STATE_PATH": "/state/metrics.db"}),
     "explainer": (SERVICE_PORTS["explainer"], 1, "500m", "512Mi", "2Gi", {"SEISMO_EXPLAINER_CONFIG_FILE": "/config/explainer.yaml"}),
 }

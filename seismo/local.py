@@ -21,7 +21,7 @@ import httpx
 
 from seismo.probes import free_port
 from seismo.services.common import PortInUse, check_port_free
-from seismo.topology import EXAMPLE_TABULAR_MODEL, SERVICE_PORTS
+from seismo.topology import EXAMPLE_DETECTORS, EXAMPLE_TABULAR_MODEL, SERVICE_PORTS
 
 SERVICES = ("logger", "outlier", "drift", "metrics", "broker", "model", "tabular", "explainer")
 
@@ -99,6 +99,9 @@ class LocalStack:
             env["SEISMO_MODEL_SINK_URL"] = env["SEISMO_DRIFT_SINK_URL"] = self.url("broker") + "/"
             # Seismo's broker takes batched requests: fewer HTTP exchanges per prediction under load
             env.setdefault("SEISMO_MODEL_LOG_BATCH_SIZE", "64")
+        # embedding drift on the example classifier's penultimate layer, when `make model` fitted its detector
+        if (EXAMPLE_DETECTORS / "embedding" / "config.json").exists():
+            env.setdefault("SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH", str(EXAMPLE_DETECTORS / "embedding"))
         # the example models keep their names as metric labels; other names are bounded (seismo.labels)
         env.setdefault("SEISMO_LOGGER_MODELS", "image-classifier,tabular-classifier")
         env.update(self.env)

@@ -110,3 +110,78 @@ def test_bad_settings_and_missing_detector_are_clear(tmp_path, detectors):
         drift_app(DriftSettings(detector_path=detectors / "drift", window_mode="hourly", state_path=tmp_path / "w.db"), CollectorRegistry())
     with pytest.raises(ValueError, match="no detector at .*seismo fit outlier"):
         outlier_app(OutlierSettings(detector_path=tmp_path / "none"), CollectorRegistry())
+
+
+EMB_VERSION = "tab/pen@1.0.0"
+EMB_REF = np.random.default_rng(5).normal(size=(400, 8))
+
+
+def response_event(i, vectors, version=EMB_VERSION, model="tab", binary=False):
+    """A response event as Seismo's model server logs it: the client's outputs plus the embedding."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    headers = {"ce-specversion": "1.0", "ce-id": f"r{i}", "ce-source": "http://m/", "ce-type": "org.kubeflow.serving.inference.response",
+               "ce-inferenceservicename": model, "ce-statuscode": "200", "content-type": "application/json"}
+    if version is not None:
+        headers.update({"ce-embeddingversion": version, "ce-embeddingoutput": "embedding"})
+    outputs = [{"name": "probabilities", "datatype": "FP32", "shape": [len(vectors), 2], "data": [0.5] * (2 * len(vectors))}]
+    if binary:  # the embedding as a binary tensor after the JSON header
+        raw = vectors.astype("<f8").tobytes()
+        outputs.append({"name": "embedding", "datatype": "FP64", "shape": list(vectors.shape), "parameters": {"binary_data_size": len(raw)}})
+        headers["content-type"] = "application/octet-stream"
+        return headers, orjson.dumps({"outputs": outputs}) + raw
+    outputs.append({"name": "embedding", "datatype": "FP64", "shape": list(vectors.shape), "data": vectors.ravel().tolist()})
+    return headers, orjson.dumps({"model_name": model, "outputs": outputs})
+
+
+@pytest.fixture(scope="module")
+def embedding_detector(tmp_path_factory):
+    from seismo.detect import EmbeddingDrift
+
+    return save_detector(EmbeddingDrift(version=EMB_VERSION, n_draws=200).fit(EMB_REF), tmp_path_factory.mktemp("emb") / "embedding")
+
+
+def test_embedding_windows_guard_versions_and_alarm_on_a_shift(detectors, embedding_detector, tmp_path):
+    settings = DriftSettings(detector_path=detectors / "drift", model="tab", state_path=tmp_path / "w.db",
+                             embedding_detector_path=embedding_detector, embedding_window_size=40,
+                             embedding_state_path=tmp_path / "e.db")
+    with ServedApp(drift_app(settings, CollectorRegistry())) as client:
+        def post(headers_body):
+            return client.post("/", headers=headers_body[0], content=headers_body[1])
+
+        shifted = np.random.default_rng(6).normal(size=(40, 8)) + 1.0
+        assert post(response_event(1, shifted[:10])).status_code == 202
+        assert post(response_event(2, shifted[10:20], version="tab/pen@1.0.7", binary=True)).status_code == 202  # a patch: scored, noted
+        major = post(response_event(3, shifted[:5], version="tab/pen@2.0.0"))
+        assert major.status_code == 400 and "another major version" in major.json()["error"]
+        minor = post(response_event(4, shifted[:5], version="tab/pen@1.1.0"))
+        assert minor.status_code == 400 and "allow_minor" in minor.json()["error"]
+        wrong_dim = post(response_event(5, np.zeros((2, 7))))
+        assert wrong_dim.status_code == 400 and "7 dimensions" in wrong_dim.json()["error"]
+        unversioned = post(response_event(6, shifted[:5], version=None))  # no embedding named: an error response, say
+        assert unversioned.status_code == 202
+        r = post(response_event(7, shifted[20:40]))
+        assert r.status_code == 200
+        data = orjson.loads(from_http(r.headers, r.content).data)
+        assert data["detector"] == "EmbeddingDrift" and data["window"] == 0 and data["size"] == 40
+        assert data["is_drift"] is True and data["reference_version"] == EMB_VERSION
+        assert data["version_note"].startswith("patch")
+        assert data["euclidean_distance"] > data["distance_threshold"]
+        # Input drift still works on the same service: a request event goes to the input windows.
+        h, b = request_event(50, rng.normal(size=(3, 4)))
+        assert client.post("/", headers=h, content=b).status_code == 202
+        metrics = client.get("/metrics").text
+        assert metric_sum(metrics, "seismo_drift_events_rejected_total", reason="embedding_version") == 2
+        assert metric_sum(metrics, "seismo_drift_events_rejected_total", reason="bad_embedding") == 1
+        assert metric_sum(metrics, "seismo_drift_events_rejected_total", reason="no_embedding") == 1
+        assert metric_sum(metrics, "seismo_embedding_drift_distance", model="tab", embedding_version=EMB_VERSION) == pytest.approx(
+            data["euclidean_distance"])
+        assert metric_sum(metrics, "seismo_embedding_drift_detected", embedding_version=EMB_VERSION) == 1
+        assert metric_sum(metrics, "seismo_embedding_drift_patch_events_total") == 1
+
+
+def test_response_events_are_refused_without_an_embedding_detector(detectors, tmp_path):
+    settings = DriftSettings(detector_path=detectors / "drift", model="tab", state_path=tmp_path / "w.db")
+    with ServedApp(drift_app(settings, CollectorRegistry())) as client:
+        h, b = response_event(1, EMB_REF[:3])
+        r = client.post("/", headers=h, content=b)
+        assert r.status_code == 400 and "not an inference request" in r.json()["error"]
