@@ -102,6 +102,7 @@ class LocalStack:
         # embedding drift on the example classifier's penultimate layer, when `make model` fitted its detector
         if (EXAMPLE_DETECTORS / "embedding" / "config.json").exists():
             env.setdefault("SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH", str(EXAMPLE_DETECTORS / "embedding"))
+            env.setdefault("SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH", str(EXAMPLE_DETECTORS / "embedding"))
         # the example models keep their names as metric labels; other names are bounded (seismo.labels)
         env.setdefault("SEISMO_LOGGER_MODELS", "image-classifier,tabular-classifier")
         env.update(self.env)

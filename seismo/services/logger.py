@@ -15,7 +15,9 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic_settings import SettingsConfigDict
@@ -72,6 +74,9 @@ class LoggerSettings(StoreSettings):
     """Records and drift-log entries older than this are removed in the background; 0 keeps them forever."""
     retention_interval_seconds: float = 300.0
     """How often retention runs."""
+    embedding_reference_path: Path | None = None
+    """An EmbeddingDrift folder whose reference `GET /v1/embeddings/clusters` compares production with
+    (`seismo up` sets the example's). Unset: that endpoint answers 404 naming this setting."""
     embeddings_config: Path | None = DEFAULT_EMBEDDINGS_CONFIG
     """Foreign models' embedding outputs and versions (models Seismo does not serve), recorded on their
     records as Seismo's model server records its own (`embeddingversion`, `embeddingoutput`)."""
@@ -130,6 +135,31 @@ def drift_window_of(update: RecordUpdate) -> tuple[str, int, dict]:
     return drift_log_key(model, result), window, result
 
 
+def _correctness(view: dict) -> list[bool] | None:
+    """Per instance, whether the predicted class (argmax of the first output) equals the truth in the
+    record's feedback (Seldon's `truth` or a plain list of labels); None without usable truth."""
+    feedback = view["annotations"].get("feedback")
+    truth = feedback.get("truth") if isinstance(feedback, dict) else None
+    if isinstance(truth, dict):
+        truth = (truth.get("data") or {}).get("ndarray") if isinstance(truth.get("data"), dict) else None
+    response = view["response"]
+    try:
+        if isinstance(response, dict) and isinstance(response.get("outputs"), list):
+            first = response["outputs"][0]
+            predicted = np.asarray(first["data"], dtype=np.float64).reshape(first["shape"])
+        elif isinstance(response, dict) and "predictions" in response:
+            predicted = np.asarray(response["predictions"], dtype=np.float64)
+        else:
+            return None
+        labels = predicted.argmax(axis=-1) if predicted.ndim > 1 else predicted
+        truth_array = np.asarray(truth, dtype=np.float64).reshape(-1) if truth is not None else None
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
+    if truth_array is None or len(truth_array) != len(labels):
+        return None
+    return [bool(a == b) for a, b in zip(labels.tolist(), truth_array.tolist())]
+
+
 def _parse_time(value: str | None, name: str) -> float | None:
     if value is None or value == "":
         return None
@@ -181,6 +211,7 @@ class RecordLogger:
         self._tasks: list[asyncio.Task] = []
         self.recent_dead_letters: collections.deque[dict] = collections.deque(maxlen=100)
         self.embedding_sources = load_sources(settings.embeddings_config)
+        self._reference: Any = None  # the embedding reference, loaded on the first clusters request
         self.model_label = LabelValues(m.strip() for m in settings.models.split(",") if m.strip())
         self.writer: ThreadBatcher[RecordUpdate, bool] = ThreadBatcher(self._write_batch, settings.max_batch, name="store-writer")
 
@@ -274,6 +305,36 @@ class RecordLogger:
     async def drift_windows(self, model: str | None, limit: int) -> list[dict]:
         return await self.writer.call(self._store().drift_windows, model, limit)
 
+    def _clusters(self, model: str, since: float | None, limit: int) -> dict:
+        """Production embeddings of `model` (the first `limit` records from `since`) clustered with the reference."""
+        from seismo.detect import load_detector
+        from seismo.embeddings.clusters import ProductionPoint, cohorts
+
+        assert self.settings.embedding_reference_path is not None
+        if self._reference is None:
+            self._reference = load_detector(self.settings.embedding_reference_path)
+        reference = self._reference.x_ref
+        records = self._store().query(model, since, None, limit)
+        vectors, points = [], []
+        for record in records:
+            view = record_to_json(record)
+            if not view["embedding"] or len(view["embedding"][0]) != reference.shape[1]:
+                continue
+            correct = _correctness(view)
+            scores = (view["annotations"].get("outlier") or {}).get("instance_score") if isinstance(view["annotations"].get("outlier"), dict) else None
+            for i, vector in enumerate(view["embedding"]):
+                vectors.append(vector)
+                score = scores[i] if isinstance(scores, list) and i < len(scores) and isinstance(scores[i], (int, float)) else None
+                points.append(ProductionPoint(record.prediction_id, correct[i] if correct and i < len(correct) else None, score))
+        if not vectors:
+            return {"model": model, "clusters": [], "reference_points": len(reference), "production_points": 0, "production_noise": 0}
+        report = cohorts(reference, np.asarray(vectors, dtype=np.float64), points)
+        report.pop("labels")
+        return {"model": model, **report}
+
+    async def clusters(self, model: str, since: float | None, limit: int) -> dict:
+        return await asyncio.to_thread(self._clusters, model, since, limit)  # minutes of CPU at most: off the event loop
+
     async def embedding_versions(self, model: str | None) -> list[dict]:
         rows = await self.writer.call(self._store().embedding_versions, model)
         return [{**row, "first": rfc3339(row["first"]), "last": rfc3339(row["last"])} for row in rows]
@@ -345,6 +406,19 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
             return error(400, str(exc))
         return JSONResponse({"windows": await core.drift_windows(request.query_params.get("model"), limit)})
 
+    async def embedding_clusters(request: Request) -> Response:
+        if settings.embedding_reference_path is None:
+            return error(404, "no embedding reference configured: set SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH to an EmbeddingDrift folder")
+        model = request.query_params.get("model")
+        if not model:
+            return error(400, "'model' is required")
+        try:
+            since = _parse_time(request.query_params.get("since"), "since")
+            limit = parse_limit(request.query_params.get("limit", "2000"), 5000)
+        except ValueError as exc:
+            return error(400, str(exc))
+        return JSONResponse(await core.clusters(model, since, limit))
+
     async def embedding_versions(request: Request) -> Response:
         model = request.query_params.get("model") or None
         return JSONResponse({"versions": await core.embedding_versions(model)})
@@ -402,6 +476,7 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         Route("/v1/records/{prediction_id}", get_record, methods=["GET"]),
         Route("/v1/drift", drift_log, methods=["GET"]),
         Route("/v1/embeddings/versions", embedding_versions, methods=["GET"]),
+        Route("/v1/embeddings/clusters", embedding_clusters, methods=["GET"]),
         Route("/v1/dead-letters", dead_letter, methods=["POST"]),
         Route("/v1/dead-letters", list_dead_letters, methods=["GET"]),
         *health_routes(registry, lambda: core.ready, core.stopped),

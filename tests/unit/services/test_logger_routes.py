@@ -2,6 +2,7 @@
 
 import time
 
+import numpy as np
 import orjson
 import pytest
 from helpers import ServedApp, metric_sum
@@ -154,3 +155,35 @@ def test_a_malformed_embeddings_config_stops_the_logger_with_its_reason(tmp_path
     config.write_text("models:\n  m:\n    output: e\n    version: m-1.0\n")
     with pytest.raises(ValueError, match="MAJOR.MINOR.PATCH"):
         create_app(LoggerSettings(sqlite_path=tmp_path / "records.db", embeddings_config=config), CollectorRegistry())
+
+
+def test_embedding_clusters_name_a_cluster_the_reference_never_had(tmp_path):
+    from seismo.detect import EmbeddingDrift, save_detector
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0] * 4, [8.0, 0, 0, 0], [0, 8.0, 0, 0]])
+    reference = np.concatenate([c + rng.normal(scale=0.5, size=(100, 4)) for c in centres[:2]])
+    folder = save_detector(EmbeddingDrift(version="m/e@1.0.0", n_draws=50).fit(reference), tmp_path / "emb")
+    settings = LoggerSettings(sqlite_path=tmp_path / "records.db", embedding_reference_path=folder)
+    with ServedApp(create_app(settings, CollectorRegistry())) as client:
+        assert client.get("/v1/embeddings/clusters").status_code == 400
+        for i in range(60):  # 30 like the reference's first cluster, 30 somewhere new; the new ones all wrong
+            new = i % 2 == 1
+            vector = (centres[2] if new else centres[0]) + rng.normal(scale=0.5, size=4)
+            headers = {**KSERVE, "ce-id": f"c{i}", "ce-type": "org.kubeflow.serving.inference.response", "ce-inferenceservicename": "m",
+                       "ce-embeddingversion": "m/e@1.0.0", "ce-embeddingoutput": "embedding"}
+            post(client, headers, {"predictions": [[0.9, 0.1]], "embedding": [vector.tolist()]})
+            post(client, {**KSERVE, "ce-id": f"f{i}", "ce-type": "io.seldon.serving.feedback", "ce-requestid": f"c{i}",
+                          "ce-inferenceservicename": "m"}, {"truth": {"data": {"ndarray": [1 if new else 0]}}})
+        answer = client.get("/v1/embeddings/clusters", params={"model": "m"}).json()
+        assert answer["production_points"] == 60 and answer["reference_points"] == 200
+        first = answer["clusters"][0]
+        assert first["status"] == "new" and first["production"] == 30 and first["reference"] == 0
+        assert first["accuracy"] == 0.0 and first["with_truth"] == 30
+        assert len(first["top_ids"]) == 5 and all(int(pid[1:]) % 2 == 1 for pid in first["top_ids"])
+        known = [c for c in answer["clusters"] if c["status"] != "new"]
+        assert any(c["production"] == 30 and c["accuracy"] == 1.0 for c in known)
+        assert client.get("/v1/embeddings/clusters", params={"model": "m", "since": "soon"}).status_code == 400
+    with ServedApp(create_app(LoggerSettings(sqlite_path=tmp_path / "r2.db"), CollectorRegistry())) as bare:
+        missing = bare.get("/v1/embeddings/clusters", params={"model": "m"})
+        assert missing.status_code == 404 and "SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH" in missing.json()["error"]
