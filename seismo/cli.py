@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from seismo.topology import SERVICE_PORTS, SERVICES, data_dir
+from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS, SERVICES, data_dir
 
 SERVICE_NAMES = tuple(SERVICES)
 
@@ -106,6 +106,17 @@ def cmd_embeddings(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from seismo.embeddings.report import write_report
+
+    try:
+        write_report(args.out, args.logger_url, args.model, args.reference, args.since, args.limit)
+    except (ValueError, OSError) as exc:
+        print(f"seismo report embeddings: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from seismo.demo import run_demo
 
@@ -158,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     versions.add_argument("--logger-url", default=os.environ.get("SEISMO_LOGGER_URL", f"http://127.0.0.1:{SERVICE_PORTS['logger']}"),
                           help="the logger (default $SEISMO_LOGGER_URL or the local one)")
     embeddings.set_defaults(func=cmd_embeddings)
+
+    report = sub.add_parser("report", help="write a self-contained HTML report")
+    rsub = report.add_subparsers(dest="what", required=True)
+    emb = rsub.add_parser("embeddings", help="UMAP of reference and production embeddings, clusters, drift over time")
+    emb.add_argument("--model", required=True, help="the model whose stored embeddings to show")
+    emb.add_argument("--since", help="only records created since (epoch seconds or ISO-8601)")
+    emb.add_argument("--out", type=Path, default=Path("embeddings-report.html"), help="the HTML file to write")
+    emb.add_argument("--limit", type=int, default=500, help="production embeddings to show at most (default 500)")
+    emb.add_argument("--reference", type=Path, default=EXAMPLE_DETECTORS / "embedding",
+                     help="the EmbeddingDrift folder holding the reference (default: the example's)")
+    emb.add_argument("--logger-url", default=os.environ.get("SEISMO_LOGGER_URL", f"http://127.0.0.1:{SERVICE_PORTS['logger']}"))
+    report.set_defaults(func=cmd_report)
 
     demo = sub.add_parser("demo", help="start the stack, send predictions, show what was logged, stop")
     demo.add_argument("--data-dir", help="local state (default $SEISMO_DATA_DIR or .seismo/)")

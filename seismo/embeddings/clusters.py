@@ -26,6 +26,17 @@ class ProductionPoint:
     outlier_score: float | None = None
 
 
+def comparable(detector: Any, version: str | None) -> bool:
+    """Whether embeddings of `version` may be set beside the detector's reference (its versioning guard)."""
+    from seismo.embeddings.version import EmbeddingVersionError
+
+    try:
+        detector.version_note(version)
+    except EmbeddingVersionError:
+        return False
+    return True
+
+
 def project(points: np.ndarray, dimensions: int = 10) -> np.ndarray:
     """The first principal components (of the pooled points)."""
     centred = points - points.mean(axis=0)
@@ -70,3 +81,28 @@ def cohorts(reference: np.ndarray, production: np.ndarray, points: list[Producti
     clusters.sort(key=lambda c: (order[c["status"]], -c["production"]))
     return {"clusters": clusters, "reference_points": len(reference), "production_points": len(production),
             "production_noise": int(np.sum(prod_labels == -1)), "labels": labels.tolist()}
+
+
+def correctness(view: dict) -> list[bool] | None:
+    """Per instance, whether the predicted class (argmax of the first output) equals the truth in the
+    record's feedback (Seldon's `truth` or a plain list of labels); None without usable truth."""
+    feedback = view["annotations"].get("feedback")
+    truth = feedback.get("truth") if isinstance(feedback, dict) else None
+    if isinstance(truth, dict):
+        truth = (truth.get("data") or {}).get("ndarray") if isinstance(truth.get("data"), dict) else None
+    response = view["response"]
+    try:
+        if isinstance(response, dict) and isinstance(response.get("outputs"), list):
+            first = response["outputs"][0]
+            predicted = np.asarray(first["data"], dtype=np.float64).reshape(first["shape"])
+        elif isinstance(response, dict) and "predictions" in response:
+            predicted = np.asarray(response["predictions"], dtype=np.float64)
+        else:
+            return None
+        labels = predicted.argmax(axis=-1) if predicted.ndim > 1 else predicted
+        truth_array = np.asarray(truth, dtype=np.float64).reshape(-1) if truth is not None else None
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
+    if truth_array is None or len(truth_array) != len(labels):
+        return None
+    return [bool(a == b) for a, b in zip(labels.tolist(), truth_array.tolist())]

@@ -135,31 +135,6 @@ def drift_window_of(update: RecordUpdate) -> tuple[str, int, dict]:
     return drift_log_key(model, result), window, result
 
 
-def _correctness(view: dict) -> list[bool] | None:
-    """Per instance, whether the predicted class (argmax of the first output) equals the truth in the
-    record's feedback (Seldon's `truth` or a plain list of labels); None without usable truth."""
-    feedback = view["annotations"].get("feedback")
-    truth = feedback.get("truth") if isinstance(feedback, dict) else None
-    if isinstance(truth, dict):
-        truth = (truth.get("data") or {}).get("ndarray") if isinstance(truth.get("data"), dict) else None
-    response = view["response"]
-    try:
-        if isinstance(response, dict) and isinstance(response.get("outputs"), list):
-            first = response["outputs"][0]
-            predicted = np.asarray(first["data"], dtype=np.float64).reshape(first["shape"])
-        elif isinstance(response, dict) and "predictions" in response:
-            predicted = np.asarray(response["predictions"], dtype=np.float64)
-        else:
-            return None
-        labels = predicted.argmax(axis=-1) if predicted.ndim > 1 else predicted
-        truth_array = np.asarray(truth, dtype=np.float64).reshape(-1) if truth is not None else None
-    except (TypeError, ValueError, KeyError, IndexError):
-        return None
-    if truth_array is None or len(truth_array) != len(labels):
-        return None
-    return [bool(a == b) for a, b in zip(labels.tolist(), truth_array.tolist())]
-
-
 def _parse_time(value: str | None, name: str) -> float | None:
     if value is None or value == "":
         return None
@@ -308,7 +283,7 @@ class RecordLogger:
     def _clusters(self, model: str, since: float | None, limit: int) -> dict:
         """Production embeddings of `model` (the first `limit` records from `since`) clustered with the reference."""
         from seismo.detect import load_detector
-        from seismo.embeddings.clusters import ProductionPoint, cohorts
+        from seismo.embeddings.clusters import ProductionPoint, cohorts, comparable, correctness
 
         assert self.settings.embedding_reference_path is not None
         if self._reference is None:
@@ -318,9 +293,10 @@ class RecordLogger:
         vectors, points = [], []
         for record in records:
             view = record_to_json(record)
-            if not view["embedding"] or len(view["embedding"][0]) != reference.shape[1]:
+            if (not view["embedding"] or len(view["embedding"][0]) != reference.shape[1]
+                    or not comparable(self._reference, view["embedding_version"])):
                 continue
-            correct = _correctness(view)
+            correct = correctness(view)
             scores = (view["annotations"].get("outlier") or {}).get("instance_score") if isinstance(view["annotations"].get("outlier"), dict) else None
             for i, vector in enumerate(view["embedding"]):
                 vectors.append(vector)
