@@ -115,6 +115,21 @@ def summarize_record(record: dict) -> dict:
     return shown
 
 
+def _embedding_report(stack: LocalStack, demo_dir: Path) -> bool:
+    """Write the embeddings report of everything the demo sent (`seismo report embeddings`)."""
+    from seismo.embeddings.report import write_report
+    from seismo.topology import EXAMPLE_DETECTORS
+
+    say("\nembeddings report (seismo report embeddings --model image-classifier):")
+    try:
+        out = write_report(demo_dir / "embeddings-report.html", stack.url("logger"), MODEL, EXAMPLE_DETECTORS / "embedding", limit=500)
+    except (ValueError, OSError) as exc:
+        say(f"  could not write it: {exc}")
+        return False
+    say(f"  open {out.resolve()} in a browser (self-contained: no network needed)")
+    return True
+
+
 def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detection: bool = True) -> int:
     reference = EXAMPLE_MODEL / "reference.npy"
     if not reference.exists():
@@ -127,7 +142,8 @@ def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detectio
 
     say("== Seismo demo: logged inference, drift, outliers, performance from ground truth and explanations, end to end")
     say(f"starting the services (state in {demo_dir}; drift windows of {window} instances) ...")
-    stack = LocalStack(demo_dir, ports=pick_ports(), env={"SEISMO_DRIFT_WINDOW_SIZE": str(window)})
+    stack = LocalStack(demo_dir, ports=pick_ports(), env={"SEISMO_DRIFT_WINDOW_SIZE": str(window),
+                                                          "SEISMO_DRIFT_EMBEDDING_WINDOW_SIZE": str(window)})
     started = time.perf_counter()
     try:
         stack.start(progress=lambda name: say(f"  {name} ready after {time.perf_counter() - started:.1f}s"))
@@ -177,6 +193,8 @@ def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detectio
             say(f"\ndetection: one drift window ({window} predictions) of each kind of traffic; the outlier rate is per instance")
             run_detection_scenario(stack, images, window, say, send_predictions)
             say("  (on these 4x-upscaled digits, pixelate at severity 4 (32 -> 24 pixels) leaves every image unchanged)")
+            say("  (embedding drift: the classifier's own penultimate layer, centroid distance against the reference's fluctuation)")
+            report_ok = _embedding_report(stack, demo_dir)
 
         say("\nground truth: predictions in two cohorts (web, mobile), then feedback by prediction id; accuracy per phase")
         from seismo.demo.feedback import run_feedback_scenario
@@ -191,7 +209,7 @@ def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detectio
         say("\nmetrics (Prometheus text format):")
         for name in stack.services:
             say(f"  {name:7} {stack.url(name)}/metrics")
-        ok = complete >= predictions + 1 and feedback_ok and explain_ok
+        ok = complete >= predictions + 1 and feedback_ok and explain_ok and (report_ok if detection else True)
         say("\n" + ("demo finished: every prediction was logged, every feedback joined, both explanations made." if ok
                     else "demo finished, but some records or feedback joins are missing (see the logs above)."))
         return 0 if ok else 1
