@@ -85,6 +85,10 @@ class ModelSettings(BaseSettings):
     embedding_version: str | None = None
     """`<model>/<space>@MAJOR.MINOR.PATCH` of that embedding, overriding metadata.json: bump it whenever the
     layer, the extraction or the weights change (`seismo embeddings check` says which part to bump)."""
+    embedding_previous_path: Path | None = None
+    """The artifact this model replaces: at start, both embed the previous one's probe set and a claimed
+    patch (or an unchanged version) whose space moved stops the server with the check's verdict
+    (`seismo embeddings check PREVIOUS PATH`)."""
     max_batch_size: int = 64
     """Most rows batched into one forward pass."""
     max_batch_wait_ms: float = 2.0
@@ -203,6 +207,8 @@ class ModelService:
         settings = self.settings
         runtime = load_runtime(settings.path, settings.framework, settings.name, settings.embedding_layer,
                                settings.embedding_version, settings.embeddings)
+        if settings.embedding_previous_path is not None and runtime.embedding is not None:
+            self._check_embedding_version(settings.embedding_previous_path)
         self._predictor = Predictor(runtime, self.registry, settings.max_batch_size, settings.max_batch_wait_ms / 1000)
         self._predictor.start()
         if settings.sink_url:
@@ -222,6 +228,15 @@ class ModelService:
             "serving %r (%s) on port %d; events %s", runtime.info.name, runtime.info.platform, settings.port,
             f"to {settings.sink_url} ({settings.log_mode})" if settings.sink_url else "not logged (no sink)",
         )
+
+    def _check_embedding_version(self, previous: Path) -> None:
+        """Deploy-time version check: refuse to serve embeddings whose claimed version bump is not honest."""
+        from seismo.embeddings.check import check_models
+
+        result = check_models(previous, self.settings.path)
+        if not result.honest:
+            raise ValueError(f"embedding version check against {previous} failed: {result.message}")
+        log.info("embedding version check against %s: %s", previous, result.message)
 
     async def stop(self) -> None:
         if self._logger is not None:

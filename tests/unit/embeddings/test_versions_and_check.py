@@ -64,3 +64,23 @@ def test_check_cli_passes_a_fine_tune_and_catches_a_retrain_claimed_as_a_patch(e
     assert "claimed patch, but the space changed" in dishonest.stdout and "bump the minor version" in dishonest.stdout
     missing = run_check(example_model, example_model.parent / "nope")
     assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_the_model_server_runs_the_check_when_deployed_over_a_previous_model(example_model, variants):
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from seismo.services.model import ModelService, ModelSettings
+
+    dishonest = ModelService(ModelSettings(path=variants["scratch"], embedding_previous_path=example_model), CollectorRegistry())
+    with pytest.raises(ValueError, match="embedding version check against .* claimed patch, but the space changed"):
+        asyncio.run(dishonest.start())
+    honest = ModelService(ModelSettings(path=variants["finetune"], embedding_previous_path=example_model), CollectorRegistry())
+
+    async def start_and_stop():
+        await honest.start()
+        await honest.stop()
+
+    asyncio.run(start_and_stop())
+    assert honest.predictor.embedding.version == "image-classifier/penultimate@1.0.1"
