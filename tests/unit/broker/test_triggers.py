@@ -82,9 +82,11 @@ def test_shipped_trigger_file_routes_every_request_and_response_type_to_the_logg
     }
     feedback = {t.filter_attributes["type"] for t in triggers if t.subscriber_uri == "http://127.0.0.1:8094/"}
     assert feedback == {"io.seldon.serving.feedback"}
-    for detector, port in (("outlier", 8092), ("drift", 8093)):
+    requests = {"org.kubeflow.serving.inference.request", "io.seldon.serving.inference.request"}
+    # The drift service also reads Seismo's response events: they carry the embeddings.
+    for detector, port, extra in (("outlier", 8092, set()), ("drift", 8093, {"org.kubeflow.serving.inference.response"})):
         watched = {t.filter_attributes["type"] for t in triggers if t.subscriber_uri == f"http://127.0.0.1:{port}/"}
-        assert watched == {"org.kubeflow.serving.inference.request", "io.seldon.serving.inference.request"}, detector
+        assert watched == requests | extra, detector
 
 
 def test_batch_is_seismos_extension_checked_and_kept(tmp_path: Path):
