@@ -26,6 +26,7 @@ from seismo.topology import CONFIG_DIR, expand_env
 
 DEFAULT_CONFIG = CONFIG_DIR / "embeddings.yaml"
 VERSION_EXTENSION = "embeddingversion"
+FP32_MAX = float(np.finfo(np.float32).max)
 OUTPUT_EXTENSION = "embeddingoutput"
 
 
@@ -112,6 +113,10 @@ def embedding_of(body: bytes | None, extensions: Mapping[str, str], source: Embe
         raise PayloadError(f"embedding output {output!r} must have one vector per instance")
     if not np.isfinite(vectors).all():
         raise PayloadError(f"embedding output {output!r} contains NaN or infinity")
+    # Beyond FP32's range squares overflow float64 sums downstream (centroid distances, PCA, HDBSCAN):
+    # a hostile 1e300 once made clustering eat all memory. No model's embedding is that large.
+    if np.abs(vectors).max() > FP32_MAX:
+        raise PayloadError(f"embedding output {output!r} has values beyond FP32's range (|x| > {FP32_MAX:.3g})")
     return EventEmbedding(vectors.reshape(len(vectors), -1), version, output)
 
 

@@ -350,3 +350,78 @@ def test_explainer_flood_gets_429_with_retry_after_never_500(s):
     # the explainer's perturbed instances never became records of the tabular model
     records = s.client.get(f"{s.url('logger')}/v1/records", params={"model": "tabular-classifier", "limit": 1000}).json()["records"]
     assert records == []
+
+
+RESPONSE = "org.kubeflow.serving.inference.response"
+EMB_VERSION = "image-classifier/penultimate@1.0.0"
+
+
+def embedding_event(vectors, version=EMB_VERSION, event_id=None):
+    headers = event_headers(event_id, **{"ce-type": RESPONSE, "ce-embeddingversion": version, "ce-embeddingoutput": "embedding"})
+    body = {"predictions": [[0.1] * 10] * len(vectors), "embedding": vectors}
+    return headers, orjson.dumps(body)
+
+
+def test_embedding_events_with_junk_are_400_and_counted(s):
+    drift = f"{s.url('drift')}/"
+    deep = b'{"predictions": [], "embedding": ' + b"[" * 300 + b"]" * 300 + b"}"
+    headers, _ = embedding_event([[0.0] * 64])
+    cases = [
+        (deep, headers, "nests deeper"),
+        (orjson.dumps({"predictions": [], "embedding": [["x"] * 64]}), headers, "not numeric"),
+        (b'{"predictions": [], "embedding": [[NaN]]}', headers, "not valid JSON"),
+        (orjson.dumps({"predictions": [], "embedding": [[1e308 * 10] * 64]}), headers, ""),
+        (orjson.dumps({"predictions": [], "embedding": [[0.0] * 63]}), headers, "63 dimensions"),
+        (orjson.dumps({"predictions": [], "embedding": [[1e300] * 64]}), headers, "beyond FP32"),
+        (orjson.dumps({"predictions": []}), headers, "no embedding output"),
+    ]
+    for body, h, word in cases:
+        r = s.client.post(drift, headers=h, content=body)
+        assert r.status_code == 400 and word in r.json()["error"], (r.status_code, r.text[:200])
+    # A version with a newline never reaches the guard: the event itself is invalid.
+    bad_version = {**headers, "ce-embeddingversion": "image-classifier/penultimate@1.0.0%0A"}
+    assert s.client.post(drift, headers=bad_version, content=embedding_event([[0.0] * 64])[1]).status_code == 400
+    malformed = {**headers, "ce-embeddingversion": "x" * 500}
+    r = s.client.post(drift, headers=malformed, content=embedding_event([[0.0] * 64])[1])
+    assert r.status_code == 400 and "MAJOR.MINOR.PATCH" in r.json()["error"]
+    huge = {**headers, "ce-embeddingversion": "x" * 5000}
+    r = s.client.post(drift, headers=huge, content=embedding_event([[0.0] * 64])[1])
+    assert r.status_code == 400 and "longer than 4096" in r.json()["error"]
+    big = b'{"embedding": [[' + b"0," * (17 * 1024 * 1024) + b"0]]}"
+    assert s.client.post(drift, headers=headers, content=big).status_code == 413
+
+
+def test_ten_thousand_embedding_versions_stay_bounded_labels(s):
+    drift = f"{s.url('drift')}/"
+    for i in range(10_000):  # every one a patch: scored, but the gauges are labelled by the reference's version
+        version = f"image-classifier/penultimate@1.0.{i + 1}" if i % 2 else f"image-classifier/space{i}@9.0.0"
+        headers, body = embedding_event([[0.0] * 64], version, f"emb-label-{uuid.uuid4()}")
+        assert s.client.post(drift, headers=headers, content=body).status_code in (200, 202, 400)
+    text = scrape(s.url("drift"))
+    versions = {dict(k).get("embedding_version") for k in metric_values(text, "seismo_embedding_drift_distance")}
+    assert versions <= {EMB_VERSION}
+    assert len(text) < 200_000
+
+
+def test_embedding_endpoints_check_their_parameters(s):
+    logger = s.url("logger")
+    assert s.client.get(f"{logger}/v1/embeddings/clusters").status_code == 400
+    assert s.client.get(f"{logger}/v1/embeddings/clusters", params={"model": MODEL, "limit": "99999"}).status_code == 400
+    assert s.client.get(f"{logger}/v1/embeddings/clusters", params={"model": MODEL, "since": "\n"}).status_code == 400
+    assert s.client.get(f"{logger}/v1/embeddings/clusters", params={"model": "a\nb" * 1000}).status_code == 200
+    assert s.client.get(f"{logger}/v1/embeddings/versions", params={"model": "a\nb" * 1000}).json() == {"versions": []}
+    # A stored record whose embedding fields are junk still reads, with no embedding.
+    headers = {**event_headers(f"junk-emb-{uuid.uuid4()}"), "ce-type": RESPONSE, "ce-embeddingversion": "junk",
+               "ce-embeddingoutput": "embedding"}
+    assert broker_post(s, headers, b'{"embedding": [[1, 2]], "predictions": [[1]]}').status_code == 202
+    wait_until(lambda: s.client.get(f"{logger}/v1/records/{headers['ce-id']}").status_code == 200, 30, message="junk record")
+    record = s.client.get(f"{logger}/v1/records/{headers['ce-id']}").json()
+    assert record["embedding"] is None and record["embedding_version"] == "junk"
+    # Vectors of 1e300 (finite, but their squares overflow) are stored as sent and left out of the clusters:
+    # before the FP32 bound they made clustering take all the logger's memory.
+    huge = {**headers, "ce-id": f"huge-emb-{uuid.uuid4()}", "ce-embeddingversion": EMB_VERSION, "ce-inferenceservicename": MODEL}
+    assert broker_post(s, huge, orjson.dumps({"predictions": [[1]], "embedding": [[1e300] * 64]})).status_code == 202
+    wait_until(lambda: s.client.get(f"{logger}/v1/records/{huge['ce-id']}").status_code == 200, 30, message="huge record")
+    assert s.client.get(f"{logger}/v1/records/{huge['ce-id']}").json()["embedding"] is None
+    clusters = s.client.get(f"{logger}/v1/embeddings/clusters", params={"model": MODEL}, timeout=120)
+    assert clusters.status_code == 200 and huge["ce-id"] not in str(clusters.json())
