@@ -45,6 +45,7 @@ from seismo.services.common import (
     stopped_tasks,
 )
 from seismo.store import Record, RecordStore, RecordUpdate, record_to_json
+from seismo.store.base import response_view
 from seismo.store.settings import StoreSettings
 from seismo.times import now_rfc3339, parse_timestamp, rfc3339
 from seismo.topology import SERVICE_PORTS
@@ -292,7 +293,7 @@ class RecordLogger:
         records = self._store().query(model, since, None, limit)
         vectors, points = [], []
         for record in records:
-            view = record_to_json(record)
+            view = response_view(record)  # the request (for images, most of the bytes) is not needed here
             if (not view["embedding"] or len(view["embedding"][0]) != reference.shape[1]
                     or not comparable(self._reference, view["embedding_version"])):
                 continue

@@ -107,7 +107,7 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else rfc3339(ts)
 
 
-def _embedding_view(record: Record) -> tuple[list | None, str | None]:
+def embedding_view(record: Record) -> tuple[list | None, str | None]:
     """(embedding, embedding_version) of a record: the vectors its response event carried, if any.
 
     Reading never fails: a response whose embedding cannot be read shows none (the drift service
@@ -124,9 +124,17 @@ def _embedding_view(record: Record) -> tuple[list | None, str | None]:
     return (found.vectors.tolist() if found is not None else None), version
 
 
+def response_view(record: Record) -> dict[str, Any]:
+    """What the embeddings' views read of a record (`embedding`, `embedding_version`, `response`,
+    `annotations`), without decoding the request, which for images is most of the record."""
+    embedding, embedding_version = embedding_view(record)
+    return {"embedding": embedding, "embedding_version": embedding_version, "annotations": record.annotations,
+            "response": _decode_payload(record.response, record.response_content_type)}
+
+
 def record_to_json(record: Record) -> dict[str, Any]:
     """The record as the logger's HTTP API returns it."""
-    embedding, embedding_version = _embedding_view(record)
+    embedding, embedding_version = embedding_view(record)
     return {
         "prediction_id": record.prediction_id,
         "model": record.model,
