@@ -55,9 +55,10 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from seismo.local import LocalStack, PortInUse, StartupError, table
+    from seismo.local import LOCAL_GRPC_PORT, LocalStack, PortInUse, StartupError, table
 
-    stack = LocalStack(_data_dir(args), host=args.host)
+    grpc_port = int(os.environ.get("SEISMO_MODEL_GRPC_PORT", LOCAL_GRPC_PORT))
+    stack = LocalStack(_data_dir(args), host=args.host, grpc_port=grpc_port)
     print(f"starting Seismo (data in {stack.data_dir}) ...", flush=True)
     try:
         stack.start(progress=lambda name: print(f"  {name} ready", flush=True))

@@ -29,6 +29,9 @@ SERVICES = ("logger", "outlier", "drift", "metrics", "broker", "model", "tabular
 TABULAR_MODEL = EXAMPLE_TABULAR_MODEL
 COMMANDS = {"tabular": ["model", "--model-path", str(TABULAR_MODEL), "--model-name", "tabular-classifier"]}
 LOCAL_PORTS = {"tabular": 8081}
+LOCAL_GRPC_PORT = 8082
+"""The image model server's gRPC port under `seismo up` (8081, KServe's convention and the manifests', is
+the tabular model server's REST port here)."""
 
 
 def free_ports(names: tuple[str, ...] = SERVICES) -> dict[str, int]:
@@ -83,6 +86,8 @@ class LocalStack:
     services: tuple[str, ...] = SERVICES
     env: dict[str, str] = field(default_factory=dict)
     ready_timeout: float = 180.0
+    grpc_port: int | None = None
+    """The image model server's gRPC port (`seismo up`: SEISMO_MODEL_GRPC_PORT or 8082); None: REST only."""
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
@@ -111,6 +116,8 @@ class LocalStack:
     def start(self, progress=None) -> None:
         for name in self.services:
             check_port_free(self.host, self.ports[name], name)  # all before any starts: one clear error
+        if self.grpc_port is not None and "model" in self.services:
+            check_port_free(self.host, self.grpc_port, "model (gRPC)")
         try:
             for name in self.services:
                 self.start_service(name)
@@ -125,7 +132,11 @@ class LocalStack:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = log_path.open("ab")
         command = [sys.executable, "-m", "seismo", "serve", *COMMANDS.get(name, [name]), "--host", self.host, "--port", str(self.ports[name])]
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=self.child_env(),
+        env = self.child_env()
+        env.pop("SEISMO_MODEL_GRPC_PORT", None)  # only the image model server gets one (the tabular one runs the same command)
+        if name == "model" and self.grpc_port is not None:
+            env["SEISMO_MODEL_GRPC_PORT"] = str(self.grpc_port)
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True, preexec_fn=_die_with_parent)
         log_file.close()
         self.processes[name] = ServiceProcess(name, self.ports[name], self.host, process, log_path)
@@ -182,6 +193,8 @@ def table(stack: LocalStack) -> str:
     rows = [("service", "url", "metrics", "log")]
     for name in stack.services:
         rows.append((name, stack.url(name), f"{stack.url(name)}/metrics", str(stack.data_dir / "logs" / f"{name}.log")))
+        if name == "model" and stack.grpc_port is not None:
+            rows.append(("model (gRPC)", f"{stack.host}:{stack.grpc_port}", "", "(same log)"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 # service -> (extras, port); the broker needs no extra at all (and so no TensorFlow).
 SERVICES = {
-    "model": ("model", 8080),
+    "model": ("model", "8080 8081"),  # REST and gRPC
     "broker": ("", 8090),
     "logger": ("elasticsearch", 8091),
     "outlier": ("model", 8092),

@@ -71,6 +71,9 @@ class ModelSettings(BaseSettings):
     """Interface to listen on."""
     port: int = SERVICE_PORTS["model"]
     """Inference port."""
+    grpc_port: int | None = Field(None, ge=0, le=65535)
+    """Port of the Open Inference Protocol's gRPC service (`inference.GRPCInferenceService`, KServe's
+    8081 by convention; `seismo up`, compose and the manifests set it). Unset: REST only."""
     path: Path = EXAMPLE_MODEL
     """Model artifact: a folder with metadata.json, a .keras file, a SavedModel folder, or a .joblib file."""
     framework: Annotated[Framework, one_of("framework", Framework)] = "auto"
@@ -257,11 +260,13 @@ class ModelService:
         self.metrics.requests.labels("unknown", protocol, "404").inc()
         return _json(404, {"error": f"model {name!r} is not served here; available: [{self.predictor.info.name!r}]"}, str(uuid.uuid4()))
 
-    async def infer(self, protocol: str, headers: Mapping[str, str], read: Callable[[], Awaitable[bytes]]) -> Outcome:
+    async def infer(self, protocol: str, headers: Mapping[str, str], read: Callable[[], Awaitable[bytes]],
+                    metric_protocol: str | None = None) -> Outcome:
         """Shared path of both protocols: limits, ids, error mapping, metrics, logging.
 
         `read` returns the body or raises BodyTooLarge; it is called before the headers are judged, so a
-        client still sending when the answer goes out sees the 400, not a reset."""
+        client still sending when the answer goes out sees the 400, not a reset. `metric_protocol` labels
+        the metrics when the transport differs from the body's protocol (gRPC carries V2 bodies)."""
         started = time.perf_counter()
         name = self.predictor.info.name
         pid = str(uuid.uuid4())  # until the request names a valid one: refusals get a safe id too
@@ -281,10 +286,11 @@ class ModelService:
         except Exception:
             log.exception("inference failed for %s", pid)
             outcome = _json(500, {"error": "inference failed; see the model server's log"}, pid)
-        self.metrics.requests.labels(name, protocol, str(outcome.status)).inc()
-        self.metrics.latency.labels(name, protocol).observe(time.perf_counter() - started)
-        self.metrics.request_bytes.labels(name, protocol).observe(len(body))
-        self.metrics.response_bytes.labels(name, protocol).observe(len(outcome.body))
+        label = metric_protocol or protocol
+        self.metrics.requests.labels(name, label, str(outcome.status)).inc()
+        self.metrics.latency.labels(name, label).observe(time.perf_counter() - started)
+        self.metrics.request_bytes.labels(name, label).observe(len(body))
+        self.metrics.response_bytes.labels(name, label).observe(len(outcome.body))
         self._log_events(outcome, protocol, headers, body)
         return outcome
 
@@ -453,9 +459,16 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         await core.start()
+        grpc_server = None
         try:
+            if settings.grpc_port is not None:
+                from seismo.serving.grpc_v2 import start_grpc_server
+
+                grpc_server = await start_grpc_server(core, settings.host, settings.grpc_port, settings.max_body_bytes)
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(grace=5)  # answers in flight finish; their events reach the logger's queue
             await core.stop()
 
     routes = [
