@@ -1,0 +1,196 @@
+"""The Helm chart (charts/seismo), linted and rendered by Helm v4's own Go SDK (helm-python-sdk, no helm
+binary, no cluster): every documented values combination validates against the Kubernetes and CRD schemas,
+wrong values fail with a message naming them, and the default render carries the same objects as the
+kustomize base (both are filled from manifests/build.py)."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import load_script
+
+helm = pytest.importorskip("helm_python", reason="helm-python-sdk (a dev dependency) renders the chart")
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "seismo"
+CRDS = Path(__file__).resolve().parents[1] / "data" / "crds"
+CRD_KINDS = {"Broker": "broker", "Trigger": "trigger", "ServiceMonitor": "servicemonitor", "PrometheusRule": "prometheusrule"}
+KUBERNETES_VERSION = "1.30.0"
+KUBECTL = shutil.which("kubectl")
+
+# The combinations the README's values table documents.
+COMBINATIONS = {
+    "default": {},
+    "gpu": {"services": {"model": {"gpu": {"enabled": True}}, "outlier": {"gpu": {"enabled": True, "count": 2}}}},
+    "kafka": {"broker": {"class": "Kafka", "kafka": {"bootstrapServers": "kafka-0.kafka:9092"}}},
+    "sqlite": {"store": {"type": "sqlite"}, "services": {"logger": {"replicas": 1}, "metrics": {"replicas": 1}}},
+    "minimal": {"auth": {"enabled": False}, "networkPolicies": {"enabled": False}, "podDisruptionBudgets": {"enabled": False},
+                "monitoring": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}, "dashboards": {"enabled": False}},
+                "persistence": {"models": {"existingClaim": "my-models"}},
+                "store": {"elasticsearch": {"url": "https://es.example:9200", "credentialsSecret": ""}}},
+    "own-images": {"image": {"registry": "registry.example/team", "tag": "1.2.3"}, "imagePullSecrets": [{"name": "regcred"}],
+                   "services": {"drift": {"image": {"repository": "other/drift", "tag": "dev"}, "replicas": 0,
+                                          "extraEnv": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://collector:4317"}]}}},
+}
+
+
+def render(values: dict | None = None, namespace: str = "seismo") -> list[dict]:
+    chart = helm.Chart.load(CHART)
+    out = chart.render(values or {}, name="seismo", namespace=namespace, is_install=True)
+    return [doc for path, text in sorted(out.items()) if not path.endswith("NOTES.txt") for doc in yaml.safe_load_all(text) if doc]
+
+
+def by_key(objects: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+def test_chart_files_are_what_build_py_writes():
+    generated = load_script(REPO / "manifests" / "build.py").chart()
+    for path, text in generated.items():
+        assert (CHART / path).read_text() == text, f"charts/seismo/{path} is stale: run `python manifests/build.py`"
+
+
+def test_lint_is_clean():
+    report = helm.lint(CHART, strict=True, namespace="seismo", kube_version=f"v{KUBERNETES_VERSION}")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert report["errors"] == [] and problems == [], problems
+    # The linter is real: a chart with a broken template fails it.
+    broken = shutil.copytree(CHART, Path(pytest.importorskip("tempfile").mkdtemp()) / "seismo")
+    (broken / "templates" / "broken.yaml").write_text("kind: ConfigMap\nmetadata: {name: {{ .Values.nothing.here }}}\n")
+    assert any(m["severity"] == 3 for m in helm.lint(broken)["messages"])
+
+
+@pytest.mark.parametrize("combination", sorted(COMBINATIONS))
+def test_every_rendered_object_is_valid(combination):
+    import jsonschema
+    import kubernetes_validate
+
+    objects = render(COMBINATIONS[combination])
+    assert len(objects) > 20
+    for obj in objects:
+        where = f"{combination}: {obj['kind']}/{obj['metadata']['name']}"
+        assert obj["metadata"]["namespace"] == "seismo", where
+        if obj["kind"] in CRD_KINDS:
+            schema = json.loads((CRDS / f"{CRD_KINDS[obj['kind']]}.json").read_text())
+            errors = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(obj)]
+            assert errors == [], f"{where}: {errors}"
+        else:
+            try:
+                kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                raise AssertionError(f"{where}: {exc.message} at {list(exc.path)}") from None
+
+
+def _container(objects: list[dict], name: str) -> dict:
+    return by_key(objects)[("Deployment", f"seismo-{name}")]["spec"]["template"]["spec"]["containers"][0]
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def test_each_combination_does_what_its_values_say():
+    gpu = render(COMBINATIONS["gpu"])
+    for name, count in (("model", 1), ("outlier", 2)):
+        pod = by_key(gpu)[("Deployment", f"seismo-{name}")]["spec"]["template"]["spec"]
+        assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == count
+        assert pod["containers"][0]["image"] == f"ghcr.io/seismo/{name}:0.1.0-gpu"
+        assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert "nodeSelector" not in by_key(gpu)[("Deployment", "seismo-logger")]["spec"]["template"]["spec"]
+
+    kafka = by_key(render(COMBINATIONS["kafka"]))
+    assert kafka[("Broker", "default")]["metadata"]["annotations"]["eventing.knative.dev/broker.class"] == "Kafka"
+    assert kafka[("Broker", "default")]["spec"]["config"]["name"] == "seismo-kafka-broker-config"
+    assert kafka[("ConfigMap", "seismo-kafka-broker-config")]["data"]["bootstrap.servers"] == "kafka-0.kafka:9092"
+    for name in ("model", "drift"):
+        sink = _env(_container(list(kafka.values()), name))[f"SEISMO_{name.upper()}_SINK_URL"]
+        assert sink == "http://kafka-broker-ingress.knative-eventing.svc.cluster.local/seismo/default"
+
+    sqlite = render(COMBINATIONS["sqlite"])
+    for name in ("logger", "metrics"):
+        container = _container(sqlite, name)
+        assert "envFrom" not in container and _env(container)[f"SEISMO_{name.upper()}_SQLITE_PATH"] == "/records/records.db"
+        assert {"name": "records", "mountPath": "/records"} in container["volumeMounts"]
+    assert ("PersistentVolumeClaim", "seismo-records") in by_key(sqlite)
+
+    minimal = render(COMBINATIONS["minimal"])
+    kinds = {o["kind"] for o in minimal}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule", "NetworkPolicy", "PodDisruptionBudget"}
+    assert ("ConfigMap", "seismo-dashboards") not in by_key(minimal) and ("PersistentVolumeClaim", "seismo-models") not in by_key(minimal)
+    logger = _container(minimal, "logger")
+    assert "SEISMO_AUTH_TOKENS_FILE" not in _env(logger) and "envFrom" not in logger
+    assert _env(logger)["SEISMO_LOGGER_ELASTICSEARCH_URL"] == "https://es.example:9200"
+    assert "SEISMO_LOGGER_ELASTICSEARCH_SECRET_DIR" not in _env(logger)
+    pod = by_key(minimal)[("Deployment", "seismo-logger")]["spec"]["template"]["spec"]
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": "my-models", "readOnly": True}} in pod["volumes"]
+
+    own = render(COMBINATIONS["own-images"])
+    assert _container(own, "model")["image"] == "registry.example/team/model:1.2.3"
+    drift = by_key(own)[("Deployment", "seismo-drift")]
+    assert drift["spec"]["replicas"] == 0 and drift["spec"]["template"]["spec"]["containers"][0]["image"] == "other/drift:dev"
+    assert _env(drift["spec"]["template"]["spec"]["containers"][0])["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4317"
+    assert drift["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_the_release_namespace_is_used_everywhere():
+    objects = render(namespace="monitoring-prod")
+    assert {o["metadata"]["namespace"] for o in objects} == {"monitoring-prod"}
+    assert _env(_container(objects, "model"))["SEISMO_MODEL_SINK_URL"].endswith("/monitoring-prod/default")
+    assert _env(_container(objects, "model"))["SEISMO_MODEL_NAMESPACE"] == "monitoring-prod"
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"store": {"type": "mongo"}}, "at '/store/type': value must be one of 'elasticsearch', 'sqlite'"),
+    ({"services": {"model": {"replica": 2}}}, "additional properties 'replica' not allowed"),
+    ({"services": {"model": {"replicas": -1}}}, "/services/model/replicas"),
+    ({"broker": {"class": "InMemoryChannel"}}, "/broker/class"),
+    ({"store": {"elasticsearch": {"url": "es:9200"}}}, "/store/elasticsearch/url"),
+    ({"services": {"logger": {"resources": {"requests": {"memory": "lots of it"}}}}}, "/services/logger/resources/requests/memory"),
+    ({"store": {"type": "sqlite"}}, "services.logger.replicas is 2 but store.type is sqlite"),
+])
+def test_wrong_values_fail_with_a_message_naming_them(values, message):
+    with pytest.raises(helm.HelmError) as caught:
+        render(values)
+    assert message in str(caught.value)
+
+
+def _strip_hash(name: str) -> str:
+    return re.sub(r"^(seismo-config)-[a-z0-9]{10}$", r"\1", name)  # kustomize's configMapGenerator suffix (the dashboards opt out)
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed (its built-in kustomize renders the base)")
+def test_default_render_carries_the_kustomize_bases_objects():
+    result = subprocess.run([KUBECTL, "kustomize", str(REPO / "manifests" / "base")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    base = {(o["kind"], _strip_hash(o["metadata"]["name"])): o for o in yaml.safe_load_all(result.stdout) if o}
+    base.pop(("Namespace", "seismo"))  # `helm install --create-namespace` makes it; a chart must not own it
+    chart = by_key(render())
+    assert set(chart) == set(base)
+    for key, ours in chart.items():
+        theirs = base[key]
+        if key[0] == "Deployment":
+            pod, base_pod = ours["spec"]["template"]["spec"], theirs["spec"]["template"]["spec"]
+            c, bc = pod["containers"][0], base_pod["containers"][0]
+            assert ours["spec"]["replicas"] == theirs["spec"]["replicas"], key
+            assert ours["spec"]["selector"] == theirs["spec"]["selector"], key
+            assert c["image"] == bc["image"] and c["resources"] == bc["resources"], key
+            assert c["ports"] == bc["ports"], key
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                assert c[probe] == bc[probe], (key, probe)
+            assert c["securityContext"] == bc["securityContext"] and pod["securityContext"] == base_pod["securityContext"], key
+            assert _env(c) == _env(bc), key
+            assert c.get("envFrom") == bc.get("envFrom"), key
+            assert sorted(m["mountPath"] for m in c["volumeMounts"]) == sorted(m["mountPath"] for m in bc["volumeMounts"]), key
+        elif key[0] == "Service":
+            assert ours["spec"]["ports"] == theirs["spec"]["ports"], key
+            assert ours["spec"]["selector"] == theirs["spec"]["selector"], key
+        elif key[0] == "ConfigMap":
+            assert ours["data"] == theirs["data"], key
+        else:
+            assert ours["spec"] == theirs["spec"], key
+    assert chart[("Trigger", "logger-kserve-request")]["spec"]["subscriber"]["ref"]["name"] == "seismo-logger"
+
