@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import AliasChoices, Field
@@ -33,7 +34,7 @@ from seismo.events.cloudevents import CloudEvent
 from seismo.events.limits import check_prediction_id, loads
 from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor, v2_datatype
 from seismo.events.poster import EventPoster
-from seismo.events.types import FORWARDED_HEADERS, KSERVE_REQUEST, KSERVE_RESPONSE
+from seismo.events.types import FORWARDED_HEADERS, KSERVE_REQUEST, KSERVE_RESPONSE, SELDON_REQUEST, SELDON_RESPONSE
 from seismo.performance.config import COHORT_NAME
 from seismo.services.auth import AuthSettings, TokenSet, is_authorized
 from seismo.services.common import (
@@ -49,6 +50,9 @@ from seismo.services.common import (
 from seismo.serving.event_logger import EventLogger, EventLoggerConfig
 from seismo.serving.predictor import Predictor
 from seismo.serving.runtimes import load_runtime
+from seismo.serving.seldon import decode_request as decode_seldon_request
+from seismo.serving.seldon import encode_response as encode_seldon_response
+from seismo.serving.seldon import output_names as seldon_output_names
 from seismo.times import now_rfc3339
 from seismo.topology import EXAMPLE_MODEL, SERVICE_PORTS
 
@@ -277,6 +281,8 @@ class ModelService:
             pid = prediction_id_for(headers)  # provisional: a V2 body id may still name it
             if protocol == "v1":
                 outcome = await self._v1(loads(body), headers, pid)
+            elif protocol == "seldon":
+                outcome = await self._seldon(loads(body), headers)
             else:
                 outcome = await self._v2(load_document(body, header_length_of(headers)), headers, pid)
         except (BodyTooLarge, TooManyInstances) as exc:
@@ -312,6 +318,22 @@ class ModelService:
         # V1 has no named outputs: the response event carries the embedding under its name beside `predictions`.
         event_body = orjson.dumps({**content, spec.output: embedding}, option=orjson.OPT_SERIALIZE_NUMPY)
         return dataclasses.replace(outcome, event_body=event_body, embedding_version=spec.version)
+
+    async def _seldon(self, doc: Any, headers: Mapping[str, str]) -> Outcome:
+        """Seldon's protocol: the puid (meta.puid, else the Seldon-Puid header, else the usual order) names the prediction."""
+        request = decode_seldon_request(doc, self.predictor.input_spec.shape)
+        if request.puid:
+            pid = check_prediction_id(request.puid, "Seldon meta.puid")
+        elif headers.get("seldon-puid"):
+            pid = check_prediction_id(headers["seldon-puid"], "header Seldon-Puid")
+        else:
+            pid = prediction_id_for(headers)
+        self._check_count(request.array.shape[0] if request.array.ndim else 1)
+        array = self.predictor.check(request.array, request.form)
+        probabilities, _ = await self.predictor.predict(array)
+        info = self.predictor.info
+        names = seldon_output_names(self.predictor.classes, probabilities.shape[-1] if probabilities.ndim > 1 else 1)
+        return _json(200, encode_seldon_response(np.asarray(probabilities), request, pid, names, info.name, info.version), pid)
 
     async def _v2(self, doc: Any, headers: Mapping[str, str], pid: str) -> Outcome:
         body_id, tensors, _ = decode_v2_request(doc)
@@ -359,6 +381,9 @@ class ModelService:
             self.metrics.unlogged.labels(info.name, "explainer").inc()
             return
         pid = outcome.prediction_id
+        if protocol == "seldon":
+            self._log_seldon_events(outcome, headers, body)
+            return
         extensions = {
             "inferenceservicename": info.name,
             "namespace": self.settings.namespace,
@@ -387,6 +412,25 @@ class ModelService:
                     extensions=response_extensions,
                 )
             )
+
+    def _log_seldon_events(self, outcome: Outcome, headers: Mapping[str, str], body: bytes) -> None:
+        """As Seldon Core's executor sends them: a new ce-id per event, the puid in `requestid`."""
+        assert self._logger is not None
+        info = self.predictor.info
+        extensions = {"inferenceservicename": info.name, "namespace": self.settings.namespace, "endpoint": self.settings.endpoint,
+                      "modelid": info.name, "requestid": outcome.prediction_id, "protocol": "seldon"}
+        if info.version:
+            extensions["modelversion"] = info.version
+        for header, extension in FORWARDED_HEADERS.items():
+            value = headers.get(header)
+            if value and COHORT_NAME.match(value):
+                extensions[extension] = value
+        content_type = headers.get("content-type") or "application/json"
+        if self.settings.log_mode in ("all", "request"):
+            self._logger.log(CloudEvent(str(uuid.uuid4()), self.source, SELDON_REQUEST, body, content_type, now_rfc3339(), extensions=extensions))
+        if self.settings.log_mode in ("all", "response"):
+            self._logger.log(CloudEvent(str(uuid.uuid4()), self.source, SELDON_RESPONSE, outcome.body, outcome.content_type, now_rfc3339(),
+                                        extensions={**extensions, "statuscode": str(outcome.status)}))
 
     def model_metadata(self) -> dict:
         """V2 model metadata (OIP `GET /v2/models/{name}`)."""
@@ -430,6 +474,10 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
 
     async def v2_infer(request: Request) -> Response:
         return await serve(request, "v2")
+
+    async def seldon_predict(request: Request) -> Response:
+        # Seldon's path names no model: this server's one model answers.
+        return respond(await core.infer("seldon", request.headers, lambda: read_body(request, settings.max_body_bytes)))
 
     def model_or_404(request: Request) -> Response | None:
         name = request.path_params["model_name"]
@@ -483,6 +531,7 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         Route("/v2/models/{model_name}/ready", v2_model_ready, methods=["GET"]),
         Route("/v2/models/{model_name}/infer", v2_infer, methods=["POST"]),
         Route("/v2/models/{model_name}/versions/{version}/infer", v2_infer, methods=["POST"]),
+        Route("/api/v1.0/predictions", seldon_predict, methods=["POST"]),
         *health_routes(registry, lambda: core.ready, core.stopped),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
