@@ -4,7 +4,7 @@ attribute type the spec has (String, URI, URI-reference, Timestamp, Boolean, Int
 extensions, including the distributed-tracing extension Seismo carries."""
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -54,7 +54,7 @@ def test_what_seismo_writes_the_sdk_reads_attribute_for_attribute(mode):
     assert attributes["id"] == "pred-1" and attributes["source"] == event.source and attributes["type"] == event.type
     assert attributes["specversion"] == "1.0" and attributes["subject"] == "image-classifier"
     assert attributes["dataschema"] == event.dataschema and attributes["datacontenttype"] == "application/json"
-    assert attributes["time"] == datetime(2026, 11, 22, 10, 0, 0, 500000, tzinfo=timezone.utc)
+    assert attributes["time"] == datetime(2026, 11, 22, 10, 0, 0, 500000, tzinfo=UTC)
     for name, value in event.extensions.items():
         assert attributes[name] == value, name  # percent-encoded in headers, decoded by the SDK
     assert _data_bytes(parsed).replace(b" ", b"") == PAYLOAD.replace(b" ", b"")
@@ -70,7 +70,7 @@ def test_binary_payloads_survive_structured_mode_as_data_base64():
 def sdk_event(data=None, **extra) -> SdkEvent:
     attributes = {
         "id": "sdk-1", "source": "urn:seismo:test", "type": "io.seldon.serving.inference.request", "specversion": "1.0",
-        "time": datetime(2026, 11, 22, 9, 30, 15, 250000, tzinfo=timezone.utc), "subject": "iris", "dataschema": "https://example.com/s.json",
+        "time": datetime(2026, 11, 22, 9, 30, 15, 250000, tzinfo=UTC), "subject": "iris", "dataschema": "https://example.com/s.json",
         "datacontenttype": "application/json",
         # Extension types: String (with characters that must be percent-encoded), Boolean, Integer, URI.
         "requestid": "puid 1/ü", "flag": True, "count": 42, "callback": "https://example.com/cb?a=1&b=2", "traceparent": TRACEPARENT,
