@@ -91,10 +91,27 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     from seismo.fit import FitError, fit_and_save
 
+    from_store = None
+    if args.from_store:
+        from seismo.times import parse_timestamp
+
+        if args.reference is not None or args.model is None:
+            print("seismo fit: --from-store reads the reference from the store: give --model NAME (the served model) and no --reference",
+                  file=sys.stderr)
+            return 2
+        try:
+            from_store = {"model": str(args.model), "since": parse_timestamp(args.since) if args.since else None,
+                          "until": parse_timestamp(args.until) if args.until else None, "sqlite": args.sqlite}
+        except ValueError as exc:
+            print(f"seismo fit: {exc}", file=sys.stderr)
+            return 2
+    elif args.reference is None:
+        print("seismo fit: pass --reference FILE (or --from-store --model NAME)", file=sys.stderr)
+        return 2
     try:
         fit_and_save(args.what, args.reference, args.out, method=args.method, preprocess=args.preprocess, p_val=args.p_val,
                      correction=args.correction, threshold_percentile=args.threshold_percentile, seed=args.seed,
-                     model=args.model, version=args.embedding_version)
+                     model=None if args.from_store else args.model, version=args.embedding_version, from_store=from_store)
     except FitError as exc:
         print(f"seismo fit: {exc}", file=sys.stderr)
         return 2
@@ -145,11 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fit a drift or outlier detector on reference data and save it")
     fit.add_argument("what", choices=("drift", "outlier", "embedding"))
-    fit.add_argument("--reference", type=Path, required=True, help="reference data: .npy, .csv (numeric, optional header) or .parquet")
+    fit.add_argument("--reference", type=Path, help="reference data: .npy, .csv (numeric, optional header) or .parquet")
+    fit.add_argument("--from-store", action="store_true", help="drift, outlier: fit on stored production requests of --model NAME "
+                     "(the logger's store; --since/--until pick the time range); the detector records which data and model versions")
+    fit.add_argument("--since", help="--from-store: records created at or after (epoch seconds or ISO-8601)")
+    fit.add_argument("--until", help="--from-store: records created before (epoch seconds or ISO-8601)")
+    fit.add_argument("--sqlite", type=Path, help="--from-store: the SQLite store to read (default: the logger's, from SEISMO_LOGGER_* settings)")
     fit.add_argument("--out", type=Path, required=True, help="folder to save the detector in")
     fit.add_argument("--method", help="drift: ks (default), chi2, mmd, classifier, prediction; outlier: mahalanobis (default), "
                      "iforest, vae; embedding: euclidean (default), cosine, ks, mmd")
-    fit.add_argument("--model", type=Path, help="embedding: embed the reference (model inputs) with this artifact's embedding layer")
+    fit.add_argument("--model", type=Path, help="embedding: embed the reference (model inputs) with this artifact's embedding layer; "
+                     "with --from-store: the served model's name")
     fit.add_argument("--embedding-version", help="embedding: the reference's version <model>/<space>@X.Y.Z (default: the --model's)")
     fit.add_argument("--preprocess", default="none", help="none (default), pca:N, uae:N (untrained autoencoder, images), layer:MODEL_PATH:LAYER")
     fit.add_argument("--p-val", type=float, default=0.05, help="drift: significance level")
@@ -182,6 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the EmbeddingDrift folder holding the reference (default: the example's)")
     emb.add_argument("--logger-url", default=os.environ.get("SEISMO_LOGGER_URL", f"http://127.0.0.1:{SERVICE_PORTS['logger']}"))
     report.set_defaults(func=cmd_report)
+
+    replay = sub.add_parser("replay", help="run a saved drift detector over stored records in their original order and windows")
+    replay.add_argument("--model", required=True, help="the model whose stored requests to replay")
+    replay.add_argument("--detector", type=Path, required=True, help="a saved drift detector folder (seismo fit drift)")
+    replay.add_argument("--since", help="records created at or after (epoch seconds or ISO-8601); default: the first")
+    replay.add_argument("--until", help="records created before (epoch seconds or ISO-8601); default: the last")
+    replay.add_argument("--window", type=int, default=int(os.environ.get("SEISMO_DRIFT_WINDOW_SIZE", 1000)),
+                        help="instances per count window (default $SEISMO_DRIFT_WINDOW_SIZE or 1000, the drift service's)")
+    replay.add_argument("--sqlite", type=Path, help="the SQLite store to read (default: the logger's, from SEISMO_LOGGER_* settings)")
+    replay.add_argument("--out", type=Path, help="also save the windows' results as JSON lines here")
+    replay.set_defaults(func=lambda args: __import__("seismo.replay", fromlist=["run"]).run(args))
 
     demo = sub.add_parser("demo", help="start the stack, send predictions, show what was logged, stop")
     demo.add_argument("--data-dir", help="local state (default $SEISMO_DATA_DIR or .seismo/)")

@@ -99,17 +99,72 @@ def make_detector(what: str, method: str | None, preprocess, p_val: float, corre
         raise FitError(str(exc)) from None
 
 
-def fit_and_save(what: str, reference: Path, out: Path, method: str | None = None, preprocess: str = "none", p_val: float = 0.05,
+def read_from_store(model: str, since: float | None, until: float | None, sqlite: Path | None = None) -> tuple[np.ndarray, dict]:
+    """Stored production requests of `model` in [since, until) as reference data, and where they came from."""
+    from seismo.replay import instances_of_record, stored_records
+    from seismo.services.detector_events import Rejection
+    from seismo.services.logger import LoggerSettings
+    from seismo.times import now_rfc3339, rfc3339
+
+    settings = LoggerSettings() if sqlite is None else LoggerSettings(sqlite_path=sqlite)
+    store = settings.open_store()
+    rows: list[np.ndarray] = []
+    skipped: dict[str, int] = {}
+    versions: set[str] = set()
+    first = last = None
+    records = 0
+    shape = None
+    try:
+        for record in stored_records(store, model, since, until):
+            records += 1
+            try:
+                array = instances_of_record(record, model, shape)
+            except Rejection as exc:
+                skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
+                continue
+            shape = tuple(array.shape[1:])  # the first usable record fixes the shape; others must match
+            rows.append(array)
+            versions.add(record.model_version or "unknown")
+            first = first or record
+            last = record
+    finally:
+        store.close()
+    if not rows or first is None or last is None:
+        raise FitError(f"no usable stored requests of model {model!r} in {settings.describe_store()} for that time range "
+                       f"({records} records, skipped: {skipped or 'none'})")
+    data = np.concatenate(rows)
+    provenance = {
+        "source": "store", "store": settings.describe_store(), "model": model, "model_versions": sorted(versions),
+        "since": rfc3339(since) if since is not None else None, "until": rfc3339(until) if until is not None else None,
+        "records": records, "instances": int(len(data)), "skipped": skipped,
+        "first_prediction_id": first.prediction_id, "last_prediction_id": last.prediction_id,
+        "first_created": rfc3339(first.created_at), "last_created": rfc3339(last.created_at), "fitted_at": now_rfc3339(),
+    }
+    return data, provenance
+
+
+def fit_and_save(what: str, reference: Path | None, out: Path, method: str | None = None, preprocess: str = "none", p_val: float = 0.05,
                  correction: str = "bonferroni", threshold_percentile: float = 95.0, seed: int = 0, model: Path | None = None,
-                 version: str | None = None):
+                 version: str | None = None, from_store: dict | None = None):
     import os
 
     from seismo.detect import DetectorInputError, save_detector
 
     os.environ.setdefault("SEISMO_PROGRESS", "1")
     started = time.perf_counter()
-    step(f"[1/3] reading {reference}")
-    data = read_reference(Path(reference))
+    provenance = None
+    if from_store is not None:
+        if what == "embedding":
+            raise FitError("--from-store fits drift and outlier detectors (embedding references come from a model: --model)")
+        step(f"[1/3] reading stored requests of {from_store['model']!r}")
+        data, provenance = read_from_store(from_store["model"], from_store.get("since"), from_store.get("until"), from_store.get("sqlite"))
+        step(f"      {provenance['records']} records from {provenance['store']}, model versions {provenance['model_versions']}")
+    else:
+        if reference is None:
+            raise FitError("pass --reference FILE, or --from-store --model NAME")
+        step(f"[1/3] reading {reference}")
+        data = read_reference(Path(reference))
+        provenance = {"source": "file", "reference": str(reference), "instances": int(len(data))}
     step(f"      {len(data)} instances of shape {list(data.shape[1:])}")
     if what == "embedding" and model is not None:
         from seismo.embeddings.extract import embed
@@ -133,7 +188,7 @@ def fit_and_save(what: str, reference: Path, out: Path, method: str | None = Non
     except DetectorInputError as exc:
         raise FitError(f"reference data: {exc}") from None
     step(f"[3/3] saving to {out}")
-    save_detector(detector, out)
+    save_detector(detector, out, provenance)
     serve = (f"SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH={out} seismo serve drift" if what == "embedding"
              else f"seismo serve {what} --detector-path {out}")
     step(f"done in {time.perf_counter() - started:.1f}s: serve it with `{serve}`")

@@ -102,6 +102,8 @@ class Detector:
 
     kind: ClassVar[str]
     instance_shape: tuple[int, ...] | None = None
+    version: str | None = None  # set when saved or loaded (seismo.detect.saving.detector_version)
+    provenance: dict[str, Any] | None = None  # set when fitted from the store
     preprocess: Any = None
 
     def _features(self, x: Any, what: str = "data") -> np.ndarray:

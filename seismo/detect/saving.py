@@ -8,6 +8,7 @@ of being half-read. A folder written by alibi-detect's `save_detector` loads thr
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 from pathlib import Path
@@ -38,6 +39,8 @@ class SavedConfig(BaseModel):
     seismo_version: str | None = None
     params: dict[str, Any] = {}
     preprocess: dict[str, Any] | None = None
+    version: str | None = None  # the fingerprint of params and arrays (see detector_version); results carry it
+    provenance: dict[str, Any] | None = None  # which data and which model version it was fitted on (`seismo fit --from-store`)
 
 
 class _LazyDetectors(dict):
@@ -64,8 +67,18 @@ DETECTORS: dict[str, type[Detector]] = _LazyDetectors(
 )
 
 
-def save_detector(detector: Detector, path: str | Path) -> Path:
-    """Write a fitted detector to the folder `path` (created if missing)."""
+def detector_version(kind: str, params: dict[str, Any], folder: Path) -> str:
+    """`<kind>-<12 hex>`: a fingerprint of what the detector decides with (its parameters and fitted arrays),
+    so two results carrying the same version came from the same detector, whatever its folder's name."""
+    digest = hashlib.sha256(json.dumps({"kind": kind, "params": params}, sort_keys=True, default=str).encode())
+    arrays = folder / "arrays.npz"
+    if arrays.exists():
+        digest.update(arrays.read_bytes())
+    return f"{kind}-{digest.hexdigest()[:12]}"
+
+
+def save_detector(detector: Detector, path: str | Path, provenance: dict[str, Any] | None = None) -> Path:
+    """Write a fitted detector to the folder `path` (created if missing), with its version and provenance."""
     folder = Path(path)
     if detector.instance_shape is None:
         raise RuntimeError(f"{detector.kind} is not fitted; nothing to save")
@@ -77,8 +90,11 @@ def save_detector(detector: Detector, path: str | Path) -> Path:
         "params": {**detector._params(), "instance_shape": list(detector.instance_shape)},
         "preprocess": save_preprocess(detector.preprocess, folder),
     }
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     np.savez(folder / "arrays.npz", **detector._arrays())  # type: ignore[arg-type]
+    config["version"] = detector.version = detector_version(detector.kind, config["params"], folder)
+    if provenance is not None:
+        config["provenance"] = detector.provenance = provenance
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     detector._save_extra(folder)
     return folder
 
@@ -116,4 +132,7 @@ def load_detector(path: str | Path) -> Detector | AlibiDetector:
         arrays = {k: data[k] for k in data.files}
     detector.instance_shape = tuple(shape) if shape is not None else None
     detector._restore(arrays, folder)
+    # Folders saved before versions were recorded get the same fingerprint computed now.
+    detector.version = saved.version or detector_version(kind, dict(saved.params), folder)
+    detector.provenance = saved.provenance
     return detector

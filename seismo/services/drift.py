@@ -110,11 +110,12 @@ class WindowResult:
     end: float
     detector: str
     result: DriftResult
+    detector_version: str | None = None
 
     def to_json(self) -> dict:
         """The drift event's data (what the logger keeps in its drift log)."""
         return {**self.result.to_json(), "model": self.model, "window": self.window, "size": self.size,
-                "start": rfc3339(self.start), "end": rfc3339(self.end), "detector": self.detector}
+                "start": rfc3339(self.start), "end": rfc3339(self.end), "detector": self.detector, "detector_version": self.detector_version}
 
 
 class _DriftMetrics:
@@ -236,7 +237,8 @@ class DriftService:
                 for j, v in enumerate(values):
                     gauge.labels(window.model, kind, str(j)).set(float(v))
         log.info("drift: %s window %d (%d instances): drift=%s p=%.3g", window.model, window.number, len(window.rows), result.is_drift, result.p_val)
-        return WindowResult(window.model, window.number, len(window.rows), window.start, window.end, kind, result)
+        return WindowResult(window.model, window.number, len(window.rows), window.start, window.end, kind, result,
+                            getattr(detector, "version", None))
 
     def _finish(self, window: Window, event_id: str | None) -> dict:
         """Test a window and make its result durable before anyone hears of it."""
