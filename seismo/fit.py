@@ -99,8 +99,14 @@ def make_detector(what: str, method: str | None, preprocess, p_val: float, corre
         raise FitError(str(exc)) from None
 
 
-def read_from_store(model: str, since: float | None, until: float | None, sqlite: Path | None = None) -> tuple[np.ndarray, dict]:
-    """Stored production requests of `model` in [since, until) as reference data, and where they came from."""
+MAX_STORE_INSTANCES = 100_000
+
+
+def read_from_store(model: str, since: float | None, until: float | None, sqlite: Path | None = None,
+                    max_instances: int = MAX_STORE_INSTANCES) -> tuple[np.ndarray, dict]:
+    """Stored production requests of `model` in [since, until) as reference data, and where they came from.
+
+    At most `max_instances` (the oldest): a reference needs thousands, not the whole store in memory."""
     from seismo.replay import instances_of_record, stored_records
     from seismo.services.detector_events import Rejection
     from seismo.services.logger import LoggerSettings
@@ -112,7 +118,7 @@ def read_from_store(model: str, since: float | None, until: float | None, sqlite
     skipped: dict[str, int] = {}
     versions: set[str] = set()
     first = last = None
-    records = 0
+    records = kept = 0
     shape = None
     try:
         for record in stored_records(store, model, since, until):
@@ -124,15 +130,19 @@ def read_from_store(model: str, since: float | None, until: float | None, sqlite
                 continue
             shape = tuple(array.shape[1:])  # the first usable record fixes the shape; others must match
             rows.append(array)
+            kept += len(array)
             versions.add(record.model_version or "unknown")
             first = first or record
             last = record
+            if kept >= max_instances:
+                step(f"      stopped at {max_instances} instances (the oldest in the range); narrow --since/--until to pick others")
+                break
     finally:
         store.close()
     if not rows or first is None or last is None:
         raise FitError(f"no usable stored requests of model {model!r} in {settings.describe_store()} for that time range "
                        f"({records} records, skipped: {skipped or 'none'})")
-    data = np.concatenate(rows)
+    data = np.concatenate(rows)[:max_instances]
     provenance = {
         "source": "store", "store": settings.describe_store(), "model": model, "model_versions": sorted(versions),
         "since": rfc3339(since) if since is not None else None, "until": rfc3339(until) if until is not None else None,

@@ -61,7 +61,7 @@ def set_parameter(target: pb.InferParameter, value: Any) -> None:
 def _typed_data(tensor: pb.ModelInferRequest.InferInputTensor, where: str) -> list:
     field = CONTENTS_FIELD.get(tensor.datatype)
     if field is None:
-        raise PayloadError(f"{where}: datatype {tensor.datatype!r} has no typed contents (FP16 and BF16 travel as raw_input_contents)")
+        raise PayloadError(f"{where}: datatype {tensor.datatype[:32]!r} has no typed contents (FP16 and BF16 travel as raw_input_contents)")
     values = getattr(tensor.contents, field)
     if tensor.datatype == "BYTES":
         return [v.decode("utf-8", "replace") for v in values]

@@ -196,3 +196,15 @@ def test_wire_contract_matches_the_open_inference_protocol():
     assert numbers(pb.InferTensorContents) == {"bool_contents": 1, "int_contents": 2, "int64_contents": 3, "uint_contents": 4, "uint64_contents": 5,
                                                "fp32_contents": 6, "fp64_contents": 7, "bytes_contents": 8}
     assert numbers(pb.InferParameter) == {"bool_param": 1, "int64_param": 2, "string_param": 3}
+
+
+def test_hostile_datatype_and_metadata_are_refused_briefly(stub, example_images):
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(pb.ModelInferRequest(model_name=MODEL, inputs=[_tensor(datatype="X" * 5000, shape=[1])]))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and len(caught.value.details()) < 300
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(typed_request(example_images[:1]), metadata=(("x-seismo-cohort", "a b;c" * 20),))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "x-seismo-cohort" in caught.value.details()
+    # A client cannot make a typed request read as the binary extension by sending the HTTP header as metadata.
+    ok = stub.ModelInfer(typed_request(example_images[:1]), metadata=(("inference-header-content-length", "3"),))
+    assert len(ok.outputs) == 2
