@@ -105,7 +105,7 @@ def replay(store: RecordStore, detector: Any, model: str, window: int, since: fl
             chunk, rest = stacked[:window], stacked[window:]
             number = len(results)
             tested = WindowResult(model, number, window, times[0], times[window - 1], detector.kind, detector.predict(chunk),
-                                  getattr(detector, "version", None))
+                                  getattr(detector, "detector_version", None))
             results.append(ReplayedWindow(number, window, pending_ids[0], pending_ids[window - 1], tested.to_json()))
             if progress:
                 progress(f"window {number}: drift={tested.result.is_drift} p={tested.result.p_val:.4g}")

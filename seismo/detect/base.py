@@ -102,7 +102,8 @@ class Detector:
 
     kind: ClassVar[str]
     instance_shape: tuple[int, ...] | None = None
-    version: str | None = None  # set when saved or loaded (seismo.detect.saving.detector_version)
+    # Not `version`: EmbeddingDrift's `version` is its embedding space's.
+    detector_version: str | None = None  # set when saved or loaded (seismo.detect.saving.detector_version)
     provenance: dict[str, Any] | None = None  # set when fitted from the store
     preprocess: Any = None
 

@@ -39,7 +39,7 @@ class SavedConfig(BaseModel):
     seismo_version: str | None = None
     params: dict[str, Any] = {}
     preprocess: dict[str, Any] | None = None
-    version: str | None = None  # the fingerprint of params and arrays (see detector_version); results carry it
+    detector_version: str | None = None  # the fingerprint of params and arrays (see detector_version()); results carry it
     provenance: dict[str, Any] | None = None  # which data and which model version it was fitted on (`seismo fit --from-store`)
 
 
@@ -91,7 +91,7 @@ def save_detector(detector: Detector, path: str | Path, provenance: dict[str, An
         "preprocess": save_preprocess(detector.preprocess, folder),
     }
     np.savez(folder / "arrays.npz", **detector._arrays())  # type: ignore[arg-type]
-    config["version"] = detector.version = detector_version(detector.kind, config["params"], folder)
+    config["detector_version"] = detector.detector_version = detector_version(detector.kind, config["params"], folder)
     if provenance is not None:
         config["provenance"] = detector.provenance = provenance
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -133,6 +133,6 @@ def load_detector(path: str | Path) -> Detector | AlibiDetector:
     detector.instance_shape = tuple(shape) if shape is not None else None
     detector._restore(arrays, folder)
     # Folders saved before versions were recorded get the same fingerprint computed now.
-    detector.version = saved.version or detector_version(kind, dict(saved.params), folder)
+    detector.detector_version = saved.detector_version or detector_version(kind, dict(saved.params), folder)
     detector.provenance = saved.provenance
     return detector

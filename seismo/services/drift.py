@@ -238,7 +238,7 @@ class DriftService:
                     gauge.labels(window.model, kind, str(j)).set(float(v))
         log.info("drift: %s window %d (%d instances): drift=%s p=%.3g", window.model, window.number, len(window.rows), result.is_drift, result.p_val)
         return WindowResult(window.model, window.number, len(window.rows), window.start, window.end, kind, result,
-                            getattr(detector, "version", None))
+                            getattr(detector, "detector_version", None))
 
     def _finish(self, window: Window, event_id: str | None) -> dict:
         """Test a window and make its result durable before anyone hears of it."""

@@ -108,7 +108,7 @@ class OutlierService:
             "threshold": self.detector.threshold,
             "feature_score": result.feature_score if self.settings.feature_scores else None,
             "detector": self.detector.kind,
-            "detector_version": getattr(self.detector, "version", None),
+            "detector_version": getattr(self.detector, "detector_version", None),
         }
 
 

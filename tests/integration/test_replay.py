@@ -56,7 +56,7 @@ def test_replay_matches_the_live_drift_services_windows(tmp_path, example_images
         assert mine["distance"] == pytest.approx(theirs["distance"], rel=1e-9)
         assert mine["threshold"] == theirs["threshold"] and mine["size"] == theirs["size"] == WINDOW
         assert mine["feature_p_vals"] == pytest.approx(theirs["feature_p_vals"], rel=1e-9, abs=1e-12)
-        assert mine["detector_version"] == theirs["detector_version"] == load_detector(EXAMPLE_DETECTORS / "drift").version
+        assert mine["detector_version"] == theirs["detector_version"] == load_detector(EXAMPLE_DETECTORS / "drift").detector_version
 
     # Refit on that stored traffic: the detector says which data and model version it came from, and the
     # windows a replay tests with it carry its version.
@@ -72,7 +72,7 @@ def test_replay_matches_the_live_drift_services_windows(tmp_path, example_images
     again = subprocess.run([*command[:command.index("--detector") + 1], str(refit), *command[command.index("--detector") + 2:]],
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert {json.loads(line)["detector_version"] for line in out.read_text().splitlines()} == {config["version"]}
+    assert {json.loads(line)["detector_version"] for line in out.read_text().splitlines()} == {config["detector_version"]}
 
 
 def test_replay_refuses_what_it_cannot_do(tmp_path):

@@ -57,7 +57,7 @@ def test_outlier_replies_with_scores_same_id_and_extensions(detectors):
         data = orjson.loads(reply.data)
         assert data["is_outlier"] == [0, 0, 0, 1] and len(data["instance_score"]) == 4 and data["threshold"] > 0
         saved = json.loads((detectors / "outlier" / "config.json").read_text())
-        assert data["detector_version"] == saved["version"] and saved["version"].startswith("MahalanobisOutlier-")
+        assert data["detector_version"] == saved["detector_version"] and saved["detector_version"].startswith("MahalanobisOutlier-")
         for protocol in ("v2", "v2-binary", "seldon"):  # every payload protocol is read
             h, b = request_event(2, REF[:2] + 10, protocol=protocol)
             assert orjson.loads(from_http(*(lambda r: (r.headers, r.content))(client.post("/", headers=h, content=b))).data)["is_outlier"] == [1, 1]
