@@ -9,7 +9,7 @@ import sys
 import httpx
 import numpy as np
 import pytest
-from helpers import wait_until
+from helpers import metric_sum, wait_until
 
 from seismo.detect.saving import load_detector
 from seismo.local import LocalStack, free_ports
@@ -33,9 +33,15 @@ def test_replay_matches_the_live_drift_services_windows(tmp_path, example_images
     env = {"SEISMO_DRIFT_WINDOW_SIZE": str(WINDOW)}
     with LocalStack(tmp_path / "stack", ports=ports, services=SERVICES, env=env) as stack:
         with httpx.Client(timeout=30) as client:
-            for rows in sends:  # one at a time: the order the store keeps is the order the drift service saw
+            sent = 0
+            for rows in sends:
                 r = client.post(f"{stack.url('model')}/v1/models/{MODEL}:predict", json={"instances": rows.tolist()})
                 assert r.status_code == 200
+                sent += len(rows)
+                # One at a time through to the drift service: the broker delivers in parallel, so under load
+                # the live windows could otherwise take events in another order than the store keeps.
+                wait_until(lambda: metric_sum(client.get(f"{stack.url('drift')}/metrics").text, "seismo_drift_instances_total") == sent,
+                           60, 0.02, f"the drift service to hold {sent} instances")
             live = wait_until(lambda: (w := client.get(f"{stack.url('logger')}/v1/drift", params={"model": MODEL}).json()["windows"])
                               and len(w) == 3 and w, 90, 0.5, "three drift windows in the logger's drift log")
             wait_until(lambda: len(client.get(f"{stack.url('logger')}/v1/records", params={"model": MODEL, "limit": 1000}).json()["records"])
