@@ -40,7 +40,7 @@ def test_replay_matches_the_live_drift_services_windows(tmp_path, example_images
                 sent += len(rows)
                 # One at a time through to the drift service: the broker delivers in parallel, so under load
                 # the live windows could otherwise take events in another order than the store keeps.
-                wait_until(lambda: metric_sum(client.get(f"{stack.url('drift')}/metrics").text, "seismo_drift_instances_total") == sent,
+                wait_until(lambda n=sent: metric_sum(client.get(f"{stack.url('drift')}/metrics").text, "seismo_drift_instances_total") == n,
                            60, 0.02, f"the drift service to hold {sent} instances")
             live = wait_until(lambda: (w := client.get(f"{stack.url('logger')}/v1/drift", params={"model": MODEL}).json()["windows"])
                               and len(w) == 3 and w, 90, 0.5, "three drift windows in the logger's drift log")
