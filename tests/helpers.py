@@ -154,3 +154,44 @@ def load_script(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def service_at(port: int) -> str:
+    """The service `seismo up` runs on a default port (the tabular model server is a model server)."""
+    from seismo.local import LOCAL_PORTS
+    from seismo.topology import SERVICE_PORTS
+
+    by_port = {p: name for name, p in {**SERVICE_PORTS, **LOCAL_PORTS}.items()}
+    return "model" if by_port[port] == "tabular" else by_port[port]
+
+
+def readme_curls() -> list[tuple[str, str, str | None]]:
+    """(url, method, body or None) of each curl command in the README's shell blocks, `<prediction id>`
+    written as PREDICTION_ID."""
+    import re
+    import shlex
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if "curl " not in line:
+                continue
+            line = line.replace("<prediction id>", "PREDICTION_ID")
+            words = shlex.split(line[line.index("curl "):].split(" | ")[0], comments=True)
+            url = next(w for w in words[1:] if "localhost:" in w)
+            data = words[words.index("-d") + 1] if "-d" in words else None
+            method = words[words.index("-X") + 1] if "-X" in words else ("POST" if data is not None else "GET")
+            commands.append((url, method, data))
+    return commands
+
+
+def operation_for(doc: dict, method: str, path: str) -> dict:
+    """The operation of an OpenAPI document that serves `method path` (a concrete path); AssertionError if none."""
+    import re
+
+    for template, ops in doc["paths"].items():
+        pattern = "^" + re.sub(r"\\{\w+\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path) and method.lower() in ops:
+            return ops[method.lower()]
+    raise AssertionError(f"{method} {path} is not in the document")

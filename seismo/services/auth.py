@@ -3,7 +3,7 @@
 Off unless tokens are configured (`SEISMO_AUTH_TOKENS`, comma-separated, or `SEISMO_AUTH_TOKENS_FILE`,
 one token per line, re-read when the file changes: a mounted Secret rotates without a restart).
 Several tokens may be valid at once, for rotation. When on, every route of a service needs
-`Authorization: Bearer <token>` except `/healthz` and `/readyz` (always open), `/metrics` (open unless
+`Authorization: Bearer <token>` except `/healthz`, `/readyz` and `/openapi.json` (always open), `/metrics` (open unless
 `SEISMO_AUTH_METRICS=protected`) and the CloudEvents ingress the broker delivers to (open unless
 `SEISMO_AUTH_EVENTS=protected`: Knative's broker sends no bearer token, so on Kubernetes a
 NetworkPolicy guards that path). The model server's prediction routes stay open, as KServe's do.
@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.middleware import Middleware
 
 log = logging.getLogger(__name__)
-ALWAYS_OPEN = frozenset({"/healthz", "/readyz"})
+ALWAYS_OPEN = frozenset({"/healthz", "/readyz", "/openapi.json"})
 
 
 class AuthSettings(BaseSettings):

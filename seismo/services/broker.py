@@ -29,6 +29,7 @@ from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_ht
 from seismo.events.poster import EventPoster
 from seismo.events.types import model_of
 from seismo.labels import LabelValues, event_type_label
+from seismo.services.api.broker import OPERATIONS
 from seismo.services.auth import auth_middleware
 from seismo.services.common import (
     DEFAULT_MAX_BODY_BYTES,
@@ -42,6 +43,7 @@ from seismo.services.common import (
     read_body,
     stopped_tasks,
 )
+from seismo.services.openapi import openapi_route
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
 
 log = logging.getLogger(__name__)
@@ -308,7 +310,7 @@ def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: 
         Route("/", ingress, methods=["POST"]),
         Route("/{namespace}/{broker}", ingress, methods=["POST"]),
         Route("/v1/triggers", list_triggers, methods=["GET"]),
-        *health_routes(registry, lambda: broker.ready, broker.stopped),
+        *health_routes(registry, lambda: broker.ready, broker.stopped), openapi_route("broker", OPERATIONS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=auth_middleware(event_paths=("*",)))

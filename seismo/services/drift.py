@@ -37,10 +37,12 @@ from seismo.events.cloudevents import CloudEvent, to_binary
 from seismo.events.poster import EventPoster, SendError
 from seismo.events.types import KSERVE_DRIFT, EventKind, kind_of, model_of
 from seismo.retry import Backoff, is_transient, retry_async
+from seismo.services.api.detectors import DRIFT_OPERATIONS
 from seismo.services.auth import auth_middleware
 from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, cancel_and_wait, health_routes, one_of, stopped_tasks
 from seismo.services.detector_events import Rejection, instances_of_event, read_event, refuse, reply
 from seismo.services.embedding_drift import EmbeddingWindows
+from seismo.services.openapi import openapi_route
 from seismo.times import now_rfc3339, rfc3339
 from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS, data_dir
 
@@ -371,7 +373,7 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
         finally:
             await core.stop()
 
-    routes = [Route("/", handle, methods=["POST"]), *health_routes(registry, lambda: core.ready, core.stopped)]
+    routes = [Route("/", handle, methods=["POST"]), *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("drift", DRIFT_OPERATIONS)]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=auth_middleware(event_paths=("/",)))
     app.state.drift = core

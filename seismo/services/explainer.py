@@ -31,8 +31,10 @@ from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_
 from seismo.explain.anchors import Budget
 from seismo.explain.config import ExplainedModel, load_models
 from seismo.explain.methods import METHODS, Explanation, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
+from seismo.services.api.explainer import OPERATIONS
 from seismo.services.auth import AuthSettings, TokenSet, auth_middleware
 from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, error, health_routes, parse_json, read_body
+from seismo.services.openapi import openapi_route
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS
 
 log = logging.getLogger(__name__)
@@ -293,7 +295,7 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
 
     routes = [
         Route("/v1/models/{model_name}:explain", explain, methods=["POST"]),
-        *health_routes(registry, lambda: core.ready),
+        *health_routes(registry, lambda: core.ready), openapi_route("explainer", OPERATIONS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=auth_middleware(event_paths=(), settings=core.tokens.settings))

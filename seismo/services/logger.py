@@ -32,6 +32,7 @@ from seismo.embeddings.extract import OUTPUT_EXTENSION, VERSION_EXTENSION, Embed
 from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch
 from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
 from seismo.labels import LabelValues, event_type_label
+from seismo.services.api.logger import OPERATIONS
 from seismo.services.auth import auth_middleware
 from seismo.services.common import (
     DEFAULT_MAX_BODY_BYTES,
@@ -44,6 +45,7 @@ from seismo.services.common import (
     read_body,
     stopped_tasks,
 )
+from seismo.services.openapi import openapi_route
 from seismo.store import Record, RecordStore, RecordUpdate, record_to_json
 from seismo.store.base import response_view
 from seismo.store.settings import StoreSettings
@@ -456,7 +458,7 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         Route("/v1/embeddings/clusters", embedding_clusters, methods=["GET"]),
         Route("/v1/dead-letters", dead_letter, methods=["POST"]),
         Route("/v1/dead-letters", list_dead_letters, methods=["GET"]),
-        *health_routes(registry, lambda: core.ready, core.stopped),
+        *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("logger", OPERATIONS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=auth_middleware(event_paths=("/", "/v1/dead-letters")))

@@ -38,6 +38,7 @@ from seismo.performance.prometheus import PerformanceMetrics
 from seismo.performance.report import PerformanceReport
 from seismo.performance.scoring import truthy
 from seismo.performance.tracker import GROUPS, Incoming, Tracker
+from seismo.services.api.metrics import OPERATIONS
 from seismo.services.auth import auth_middleware
 from seismo.services.common import (
     EXCEPTION_HANDLERS,
@@ -50,6 +51,7 @@ from seismo.services.common import (
     read_body,
     stopped_tasks,
 )
+from seismo.services.openapi import openapi_route
 from seismo.store.settings import StoreSettings
 from seismo.times import parse_duration
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
@@ -315,7 +317,7 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
         Route("/feedback", feedback_body, methods=["POST"]),
         Route("/api/v1.0/feedback", feedback_body, methods=["POST"]),
         Route("/v1/performance", performance, methods=["GET"]),
-        *health_routes(registry, lambda: core.ready, core.stopped),
+        *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("metrics", OPERATIONS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=auth_middleware(event_paths=("/",)))

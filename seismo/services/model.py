@@ -36,6 +36,7 @@ from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_
 from seismo.events.poster import EventPoster
 from seismo.events.types import FORWARDED_HEADERS, KSERVE_REQUEST, KSERVE_RESPONSE, SELDON_REQUEST, SELDON_RESPONSE
 from seismo.performance.config import COHORT_NAME
+from seismo.services.api.model import OPERATIONS
 from seismo.services.auth import AuthSettings, TokenSet, is_authorized
 from seismo.services.common import (
     DEFAULT_MAX_BODY_BYTES,
@@ -47,6 +48,7 @@ from seismo.services.common import (
     one_of,
     read_body,
 )
+from seismo.services.openapi import openapi_route
 from seismo.serving.event_logger import EventLogger, EventLoggerConfig
 from seismo.serving.predictor import Predictor
 from seismo.serving.runtimes import load_runtime
@@ -532,7 +534,7 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         Route("/v2/models/{model_name}/infer", v2_infer, methods=["POST"]),
         Route("/v2/models/{model_name}/versions/{version}/infer", v2_infer, methods=["POST"]),
         Route("/api/v1.0/predictions", seldon_predict, methods=["POST"]),
-        *health_routes(registry, lambda: core.ready, core.stopped),
+        *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("model", OPERATIONS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.model = core

@@ -23,9 +23,11 @@ from starlette.routing import Route
 from seismo.batching import ThreadBatcher, split_rows
 from seismo.detect import OutlierResult, load_detector
 from seismo.events.types import KSERVE_OUTLIER
+from seismo.services.api.detectors import OUTLIER_OPERATIONS
 from seismo.services.auth import auth_middleware
 from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, health_routes
 from seismo.services.detector_events import accept, reply
+from seismo.services.openapi import openapi_route
 from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS
 
 log = logging.getLogger(__name__)
@@ -132,7 +134,7 @@ def create_app(settings: OutlierSettings, registry: CollectorRegistry) -> Starle
         finally:
             await core.stop()
 
-    routes = [Route("/", handle, methods=["POST"]), *health_routes(registry, lambda: core.ready, core.stopped)]
+    routes = [Route("/", handle, methods=["POST"]), *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("outlier", OUTLIER_OPERATIONS)]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=auth_middleware(event_paths=("/",)))
     app.state.outlier = core

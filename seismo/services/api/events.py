@@ -1,0 +1,54 @@
+"""What the CloudEvents ingress routes share: the binary-mode headers, the body forms, the answers."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from seismo.services.api import ApiModel
+from seismo.services.openapi import Body
+
+BATCH = "application/cloudevents-batch+json"
+
+
+class EventHeaders(ApiModel):
+    """Binary content mode: the attributes as `ce-` headers (structured mode carries them in the body instead)."""
+
+    ce_id: str | None = Field(None, alias="ce-id")
+    """The event id (KServe: the prediction id)."""
+    ce_type: str | None = Field(None, alias="ce-type")
+    """`org.kubeflow.serving.inference.request|response`, `io.seldon.serving.inference.request|response`, `io.seldon.serving.feedback`, or a detector reply."""
+    ce_source: str | None = Field(None, alias="ce-source")
+    ce_specversion: str | None = Field(None, alias="ce-specversion")
+    """`1.0`."""
+    ce_requestid: str | None = Field(None, alias="ce-requestid")
+    """The prediction id when each event has its own `ce-id` (Seldon Core)."""
+    ce_inferenceservicename: str | None = Field(None, alias="ce-inferenceservicename")
+    """The model's name."""
+    traceparent: str | None = None
+    """W3C trace context; continued by the service's spans when tracing is on."""
+
+
+EVENT_HEADERS = EventHeaders
+
+
+class BatchResult(ApiModel):
+    id: str | None = None
+    status: int
+    """The status a single event would have got (200 stored, 202 accepted, 400, 503)."""
+    stored: bool | None = None
+    error: str | None = None
+
+
+class EventAccepted(ApiModel):
+    """One event: which prediction it was folded into; a batch: one result per event, in order."""
+
+    prediction_id: str | None = None
+    stored: bool | None = None
+    results: list[BatchResult] | None = None
+
+
+def event_body(batch: bool = False) -> Body:
+    types = ("application/json", "application/octet-stream", "application/cloudevents+json") + ((BATCH,) if batch else ())
+    return Body(None, "A CloudEvent: binary mode (the data as the body, attributes in `ce-` headers) or structured mode "
+                      "(`application/cloudevents+json`)" + (f"; a batch as `{BATCH}` where the trigger negotiates it" if batch else ""),
+                types)

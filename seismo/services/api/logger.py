@@ -1,0 +1,184 @@
+"""The request logger's public API: records, the drift log, embeddings, dead letters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body
+from seismo.services.api.events import EVENT_HEADERS, EventAccepted, event_body
+from seismo.services.openapi import Body, Operation
+
+
+class BinaryPayload(ApiModel):
+    """A stored payload that is not JSON (for example the OIP binary tensor extension), as sent."""
+
+    base64: str
+    content_type: str | None
+
+
+class Record(ApiModel):
+    """One prediction: its request and response events folded together with the replies about it."""
+
+    prediction_id: str
+    model: str | None
+    model_version: str | None
+    created_at: str | None
+    """RFC 3339 in UTC, like every time Seismo writes (`2026-11-22T10:00:00.500000Z`)."""
+    request_time: str | None
+    response_time: str | None
+    status: int | None
+    """The HTTP status the model server answered with (200 when only the response's arrival says so); null before the response."""
+    request: Any = None
+    """The request body as the model received it (JSON), or a BinaryPayload, or null."""
+    response: Any = None
+    request_content_type: str | None = None
+    response_content_type: str | None = None
+    extensions: dict[str, Any]
+    """The CloudEvent extensions kept on the record (model name, namespace, endpoint, cohort...)."""
+    annotations: dict[str, Any]
+    """Replies about the prediction: `outlier`, `drift`, `feedback`..."""
+    event_types: list[str]
+    embedding: list[list[float]] | None = None
+    """One embedding per instance, when the model's response carried one."""
+    embedding_version: str | None = None
+
+
+class RecordList(ApiModel):
+    records: list[Record]
+    """Oldest first."""
+
+
+class RecordsQuery(ApiModel):
+    model: str | None = None
+    """Only this model's records."""
+    since: str | None = None
+    """From this time on, inclusive: epoch seconds or ISO-8601 (a time without a zone is UTC)."""
+    until: str | None = None
+    """Before this time."""
+    limit: int = Field(100, ge=1, le=1000)
+    """At most this many records."""
+
+
+class DriftWindow(ApiModel):
+    """One tested window, as the drift service sent it."""
+
+    is_drift: bool
+    p_val: float | None
+    distance: float | None
+    threshold: float | None
+    feature_p_vals: list[float] | None = None
+    feature_distances: list[float] | None = None
+    model: str | None = None
+    window: int | None = None
+    size: int | None = None
+    start: str | None = None
+    end: str | None = None
+    detector: str | None = None
+    detector_version: str | None = None
+
+
+class DriftLog(ApiModel):
+    windows: list[DriftWindow]
+    """Oldest first."""
+
+
+class DriftLogQuery(ApiModel):
+    model: str | None = None
+    limit: int = Field(1000, ge=1, le=10000)
+
+
+class EmbeddingVersion(ApiModel):
+    version: str
+    count: int
+    first: str
+    last: str
+
+
+class EmbeddingVersions(ApiModel):
+    versions: list[EmbeddingVersion]
+
+
+class ModelQuery(ApiModel):
+    model: str | None = None
+    """Only this model's."""
+
+
+class ClustersQuery(ApiModel):
+    model: str
+    """The model whose stored embeddings to cluster (required)."""
+    since: str | None = None
+    """Only records from this time on."""
+    limit: int = Field(2000, ge=1, le=5000)
+    """At most this many production records."""
+
+
+class Cluster(ApiModel):
+    cluster: int
+    status: str
+    """`new` (hardly in the reference), `overgrown` (a much larger share than in the reference) or `known`."""
+    size: int
+    production: int
+    reference: int
+    production_share: float
+    reference_share: float
+    drift: float
+    top_ids: list[str]
+    """Prediction ids nearest the cluster's production centre."""
+    accuracy: float | None
+    with_truth: int
+    outlier_score_quartiles: list[float] | None
+
+
+class Clusters(ApiModel):
+    model: str
+    clusters: list[Cluster]
+    reference_points: int
+    production_points: int
+    production_noise: int
+
+
+class DeadLetter(ApiModel):
+    id: str
+    type: str
+    model: str | None
+    time: str
+    code: str
+
+
+class DeadLetters(ApiModel):
+    dead_letters: list[DeadLetter]
+    """The last 100 (attributes only, never the payload)."""
+
+
+class Counted(ApiModel):
+    counted: bool
+
+
+NOT_FOUND = error_body("no record with this prediction id")
+
+OPERATIONS = [
+    Operation("POST", "/", "An event to fold into its prediction's record (what the broker delivers)", tags=("events",),
+              headers=EVENT_HEADERS, body=event_body(batch=True),
+              responses={200: Body(EventAccepted, "stored (`stored` false for a redelivery that changed nothing), or per-event "
+                                                  "results for a batch"),
+                         400: BAD_REQUEST, 413: TOO_LARGE, 503: error_body("the store is unavailable: retry"), **AUTH_ERRORS},
+              description="Open unless SEISMO_AUTH_EVENTS=protected."),
+    Operation("GET", "/v1/records/{prediction_id}", "One prediction's record", path_params={"prediction_id": "the prediction id"},
+              responses={200: Body(Record), 404: NOT_FOUND, **AUTH_ERRORS}),
+    Operation("GET", "/v1/records", "Stored records, oldest first", query=RecordsQuery,
+              responses={200: Body(RecordList), 400: BAD_REQUEST, **AUTH_ERRORS}),
+    Operation("GET", "/v1/drift", "The drift log: every tested window, oldest first", query=DriftLogQuery,
+              responses={200: Body(DriftLog), 400: BAD_REQUEST, **AUTH_ERRORS}),
+    Operation("GET", "/v1/embeddings/versions", "Embedding versions on stored records", query=ModelQuery,
+              responses={200: Body(EmbeddingVersions), **AUTH_ERRORS}),
+    Operation("GET", "/v1/embeddings/clusters", "Outlier cohorts of stored embeddings against the reference", query=ClustersQuery,
+              responses={200: Body(Clusters), 400: BAD_REQUEST,
+                         404: error_body("no embedding reference configured (SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH)"), **AUTH_ERRORS}),
+    Operation("POST", "/v1/dead-letters", "The Knative Triggers' dead-letter sink: counts and keeps the event's attributes",
+              tags=("events",), headers=EVENT_HEADERS, body=event_body(),
+              responses={202: Body(Counted), 400: BAD_REQUEST, 413: TOO_LARGE, **AUTH_ERRORS}),
+    Operation("GET", "/v1/dead-letters", "The last 100 dead letters' attributes", responses={200: Body(DeadLetters), **AUTH_ERRORS}),
+    *common_operations("logger"),
+]

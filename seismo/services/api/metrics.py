@@ -1,0 +1,122 @@
+"""The metrics server's public API: ground-truth feedback in, performance out."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body
+from seismo.services.api.events import EVENT_HEADERS, event_body
+from seismo.services.openapi import Body, Operation
+
+Truth = float | list[Any] | dict[str, Any]
+
+
+class Feedback(ApiModel):
+    """Ground truth for a prediction: named by id (joined from the store, late arrivals welcome) or carrying
+    the prediction's `response` itself. Seldon's body (`request`, `response`, `reward`, `truth`, each in
+    Seldon, V1 or V2 format, the prediction named by `response.meta.puid`) is the same shape."""
+
+    truth: Truth
+    """A number, a list (one value per instance, or one one-hot row), or a V1, V2 or Seldon message."""
+    prediction_id: str | None = Field(None, min_length=1)
+    """The prediction's id (`X-Prediction-Id` / the V2 `id` the model server answered)."""
+    model: str | None = None
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+    """The model's response, for feedback scored without the store (or Seldon's `{"meta": {"puid": ...}}`)."""
+    cohort: str | None = None
+    """Also from the `X-Seismo-Cohort` header."""
+    tags: dict[str, Any] | None = None
+    holdout: bool | None = None
+    """Whether the prediction was in the holdout group (model not used); also `X-Seismo-Holdout`."""
+    reward: float | None = None
+    """Seldon's reward, counted."""
+
+
+class FeedbackHeaders(ApiModel):
+    x_seismo_cohort: str | None = Field(None, alias="x-seismo-cohort")
+    """The cohort when the body names none."""
+    x_seismo_holdout: str | None = Field(None, alias="x-seismo-holdout")
+    """`true` when the prediction was in the holdout group and the body does not say."""
+
+
+class FeedbackOutcome(ApiModel):
+    status: Literal["scored", "pending"]
+    """`scored` (joined and counted) or `pending` (the prediction is not stored yet; joined when it is)."""
+    prediction_id: str | None = None
+    model: str | None = None
+    instances: int
+    """Instances scored."""
+
+
+class PerformanceQuery(ApiModel):
+    model: str | None = None
+    """Required when several models are configured."""
+    cohort: str = "all"
+    window: str | None = None
+    """A duration (`30s`, `15m`, `1h`, `7d`, ISO-8601 `PT1H`), a count of newest instances (`1000`) or `all`; default SEISMO_METRICS_WINDOW."""
+    group: Literal["all", "model", "holdout"] = "all"
+
+
+class Calibration(ApiModel):
+    n_labelled: int
+    max_error: float
+    error: float | None = None
+    calibrated: bool | None
+    """None while too few predictions carry truth to judge."""
+
+
+class Estimated(ApiModel):
+    """Label-free estimates over every prediction seen (from the model's class probabilities)."""
+
+    available: bool
+    reason: str | None = None
+    n: int | None = None
+    accuracy: float | None = None
+    on_labelled: dict[str, Any] | None = None
+    calibration: Calibration | None = None
+    warning: str | None = None
+
+
+class Counts(ApiModel):
+    received: int
+    joined: int
+    pending: int
+    orphaned: int
+    late: int
+    pending_now: int
+
+
+class Performance(ApiModel):
+    model: str
+    type: str
+    """binary, multiclass-onehot, multiclass-numeric or regression."""
+    cohort: str
+    group: str
+    window: str
+    realized: dict[str, Any]
+    """From the truth received: `n`, and `accuracy`, `precision`, `recall`, `f1`, `specificity`, `per_class`... (regression: `mae`, `rmse`, `mape`); undefined values are null."""
+    estimated: Estimated
+    counts: Counts
+    groups: dict[str, dict[str, Any]] | None = None
+    """`model` and `holdout` side by side when `group` is `all`."""
+
+
+FEEDBACK_ANSWERS = {200: Body(FeedbackOutcome, "scored"), 202: Body(FeedbackOutcome, "pending: the prediction is not stored yet"),
+                    400: BAD_REQUEST, 413: TOO_LARGE, 503: error_body("the record store is unavailable: retry"), **AUTH_ERRORS}
+
+OPERATIONS = [
+    Operation("POST", "/feedback", "Ground truth for a prediction", body=Body(Feedback), headers=FeedbackHeaders,
+              responses=FEEDBACK_ANSWERS),
+    Operation("POST", "/api/v1.0/feedback", "Seldon's feedback body (same answers)", body=Body(Feedback), headers=FeedbackHeaders,
+              responses=FEEDBACK_ANSWERS),
+    Operation("POST", "/", "`io.seldon.serving.feedback` events from the broker", tags=("events",), headers=EVENT_HEADERS,
+              body=event_body(), responses=FEEDBACK_ANSWERS, description="Open unless SEISMO_AUTH_EVENTS=protected."),
+    Operation("GET", "/v1/performance", "Realized and estimated performance of a model, cohort, group and window",
+              query=PerformanceQuery,
+              responses={200: Body(Performance), 400: BAD_REQUEST, 404: error_body("no metrics configuration for the model"),
+                         **AUTH_ERRORS}),
+    *common_operations("metrics"),
+]

@@ -1,0 +1,168 @@
+"""The model server's public HTTP API: KServe V1, the Open Inference Protocol V2, Seldon's protocol, metadata.
+
+The prediction routes parse their bodies by hand (they are the hot path); these models document the
+same shapes. The OIP binary tensor extension (`Inference-Header-Content-Length`) is described in the
+V2 operation's text: a JSON schema cannot say where the JSON header ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from seismo.services.api import BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body
+from seismo.services.openapi import Body, Operation
+
+NO_MODEL = error_body("the model is not served here")
+
+
+class V1Request(ApiModel):
+    instances: list[Any] = Field(min_length=1)
+    """One entry per instance, in the model's input shape."""
+
+
+class V1Response(ApiModel):
+    predictions: list[Any]
+
+
+class TensorV2(ApiModel):
+    name: str
+    datatype: str
+    """BOOL, UINT8-64, INT8-64, FP16/32/64 or BYTES."""
+    shape: list[int]
+    data: list[Any] | None = None
+    """Row-major, flat or nested; absent when the tensor travels as binary data."""
+    parameters: dict[str, Any] | None = None
+    """`binary_data_size` (a binary input) or `binary_data` (ask for a binary output)."""
+
+
+class RequestedOutput(ApiModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class V2Request(ApiModel):
+    id: str | None = None
+    """The prediction id to use (else `X-Request-Id` / `ce-id`, else a new UUID)."""
+    inputs: list[TensorV2] = Field(min_length=1)
+    outputs: list[RequestedOutput] | None = None
+    """`probabilities`, `class`, or the embedding output when the model has one."""
+    parameters: dict[str, Any] | None = None
+    """`binary_data_output: true` for binary outputs."""
+
+
+class V2Response(ApiModel):
+    model_name: str
+    model_version: str | None = None
+    id: str
+    """The prediction id (also the `X-Prediction-Id` header): name it in feedback."""
+    outputs: list[TensorV2]
+    parameters: dict[str, Any] | None = None
+
+
+class SeldonTensor(ApiModel):
+    shape: list[int]
+    values: list[float]
+
+
+class SeldonData(ApiModel):
+    names: list[str] | None = None
+    ndarray: list[Any] | None = None
+    tensor: SeldonTensor | None = None
+
+
+class SeldonMeta(ApiModel):
+    puid: str | None = None
+    """The prediction id."""
+    tags: dict[str, Any] | None = None
+    requestPath: dict[str, str] | None = None
+
+
+class SeldonMessage(ApiModel):
+    """Exactly one of `data` (`ndarray` or `tensor`), `jsonData` (a numeric list), `strData` (its JSON text) or
+    `binData` (base64 of little-endian FP32 instances in the model's input shape)."""
+
+    data: SeldonData | None = None
+    jsonData: Any = None
+    strData: str | None = None
+    binData: str | None = None
+    meta: SeldonMeta | None = None
+
+
+class ModelList(ApiModel):
+    models: list[str]
+
+
+class ModelReady(ApiModel):
+    name: str
+    ready: bool
+
+
+class ServerMetadata(ApiModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class Live(ApiModel):
+    live: bool
+
+
+class ServerReady(ApiModel):
+    ready: bool
+
+
+class TensorSpec(ApiModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    parameters: dict[str, Any] | None = None
+
+
+class ModelMetadata(ApiModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+BINARY = "application/octet-stream"
+PREDICT_ERRORS = {400: BAD_REQUEST, 404: NO_MODEL, 413: error_body("the body or the instance count is over the limit")}
+MODEL = {"model_name": "the model's name"}
+VERSIONED = {**MODEL, "version": "the model's version (any version answers: one model per server)"}
+V2_TEXT = ("Also the OIP binary tensor extension: a JSON header of `Inference-Header-Content-Length` bytes, then each "
+           "input with `parameters.binary_data_size` as raw little-endian bytes; outputs come back binary when asked.")
+
+
+def _v2_infer(path: str, params: dict[str, str]) -> Operation:
+    return Operation("POST", path, "Open Inference Protocol V2 inference", protected=False, path_params=params,
+                     description=V2_TEXT, body=Body(V2Request, content_types=("application/json", BINARY)),
+                     responses={200: Body(V2Response, "the outputs; the prediction id also in `X-Prediction-Id`",
+                                          ("application/json", BINARY)), **PREDICT_ERRORS})
+
+
+def _get(path: str, summary: str, model: type[ApiModel], params: dict[str, str] | None = None) -> Operation:
+    responses = {200: Body(model)} | ({404: NO_MODEL} if params else {})
+    return Operation("GET", path, summary, protected=False, path_params=params or {}, responses=responses)
+
+
+OPERATIONS = [
+    Operation("POST", "/v1/models/{model_name}:predict", "KServe V1 prediction", protected=False, path_params=MODEL,
+              body=Body(V1Request), responses={200: Body(V1Response, "the predictions; the prediction id in `X-Prediction-Id`"),
+                                                **PREDICT_ERRORS}),
+    _v2_infer("/v2/models/{model_name}/infer", MODEL),
+    _v2_infer("/v2/models/{model_name}/versions/{version}/infer", VERSIONED),
+    Operation("POST", "/api/v1.0/predictions", "Seldon's protocol (this server's one model)", protected=False,
+              body=Body(SeldonMessage), responses={200: Body(SeldonMessage, "the prediction in the request's form; `meta.puid` is the prediction id"),
+                                                   400: BAD_REQUEST, 413: TOO_LARGE}),
+    _get("/v1/models", "V1: the models served", ModelList),
+    _get("/v1/models/{model_name}", "V1: a model's readiness", ModelReady, MODEL),
+    _get("/v2", "OIP server metadata", ServerMetadata),
+    _get("/v2/health/live", "OIP server liveness", Live),
+    _get("/v2/health/ready", "OIP server readiness", ServerReady),
+    _get("/v2/models/{model_name}", "OIP model metadata", ModelMetadata, MODEL),
+    _get("/v2/models/{model_name}/versions/{version}", "OIP model metadata", ModelMetadata, VERSIONED),
+    _get("/v2/models/{model_name}/ready", "OIP model readiness", ModelReady, MODEL),
+    *common_operations("model", auth=False),
+]

@@ -1,0 +1,157 @@
+"""`/openapi.json`: each service's document is valid OpenAPI 3.1, documents exactly the routes the app has,
+and the README's examples (curl commands and the API table) validate against it."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import jsonschema
+import pytest
+from helpers import ServedApp, operation_for, readme_curls, service_at
+from openapi_spec_validator import validate
+from prometheus_client import CollectorRegistry
+
+ROOT = Path(__file__).resolve().parents[3]
+SERVICES = ("model", "broker", "logger", "outlier", "drift", "metrics", "explainer")
+SETTINGS = {"model": "ModelSettings", "broker": "BrokerSettings", "logger": "LoggerSettings", "outlier": "OutlierSettings",
+            "drift": "DriftSettings", "metrics": "MetricsSettings", "explainer": "ExplainerSettings"}
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory):
+    """Every service's app with its default settings (the example artifacts), built but not started."""
+    import os
+
+    data_dir = tmp_path_factory.mktemp("openapi")
+    old = os.environ.get("SEISMO_DATA_DIR")
+    os.environ["SEISMO_DATA_DIR"] = str(data_dir)
+    try:
+        built = {}
+        for name in SERVICES:
+            module = importlib.import_module(f"seismo.services.{name}")
+            built[name] = module.create_app(getattr(module, SETTINGS[name])(), CollectorRegistry())
+        return built
+    finally:
+        if old is None:
+            os.environ.pop("SEISMO_DATA_DIR")
+        else:
+            os.environ["SEISMO_DATA_DIR"] = old
+
+
+def served_document(app) -> dict:
+    with ServedApp(app) as client:
+        r = client.get("/openapi.json")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+        return r.json()
+
+
+@pytest.fixture(scope="module")
+def documents(apps) -> dict[str, dict]:
+    return {name: served_document(app) for name, app in apps.items()}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_document_is_valid_openapi_3_1(documents, service):
+    doc = documents[service]
+    validate(doc)  # raises naming the first problem
+    assert doc["openapi"] == "3.1.0" and doc["info"]["title"] == f"Seismo {service}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_route_is_documented_and_every_operation_is_a_route(apps, documents, service):
+    routes = {(r.path, m) for r in apps[service].routes for m in r.methods if m != "HEAD"}
+    documented = {(path, method.upper()) for path, ops in documents[service]["paths"].items() for method in ops}
+    assert routes == documented, f"undocumented: {routes - documented}; documented but not served: {documented - routes}"
+
+
+def test_a_broken_document_fails_validation(documents):
+    """The validator is not a no-op: a response without a description is refused."""
+    from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+    broken = json.loads(json.dumps(documents["logger"]))
+    del broken["paths"]["/v1/records"]["get"]["responses"]["200"]["description"]
+    with pytest.raises(OpenAPIValidationError):
+        validate(broken)
+
+
+def test_openapi_is_open_when_auth_is_on(monkeypatch, tmp_path):
+    from seismo.services.logger import LoggerSettings, create_app
+
+    monkeypatch.setenv("SEISMO_AUTH_TOKENS", "secret")
+    with ServedApp(create_app(LoggerSettings(sqlite_path=tmp_path / "r.db"), CollectorRegistry())) as client:
+        assert client.get("/openapi.json").status_code == 200
+        assert client.get("/v1/records").status_code == 401
+
+
+# --- the README's examples against the documents ---------------------------------------------------------------
+
+def schema_validator(doc: dict, schema: dict) -> jsonschema.protocols.Validator:
+    """A validator for `schema` that resolves `#/components/schemas/...` in `doc`."""
+    resolver_doc = {**schema, "components": doc["components"]}
+    return jsonschema.Draft202012Validator(resolver_doc)
+
+
+def coerce(value: str, schema: dict):
+    """A query string value as the type its parameter schema asks for (they arrive as text)."""
+    types = {s.get("type") for s in schema.get("anyOf", [schema])}
+    if "integer" in types and value.lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def test_readme_has_curl_examples():
+    assert len(readme_curls()) >= 10
+
+
+@pytest.mark.parametrize("url,method,data", readme_curls(), ids=lambda v: str(v)[:60] if v else "")
+def test_readme_curl_example_validates(documents, url, method, data):
+    parts = urlsplit("http://" + url)
+    doc = documents[service_at(parts.port)]
+    op = operation_for(doc, method, parts.path)
+    params = {p["name"]: p for p in op.get("parameters", []) if p["in"] == "query"}
+    for name, value in parse_qsl(parts.query):
+        assert name in params, f"{url}: query parameter {name!r} is not documented (documented: {sorted(params)})"
+        jsonschema.validate(coerce(value, params[name]["schema"]), params[name]["schema"])
+    if data is not None and data.lstrip().startswith("{") and "$(" not in data:
+        schema = op["requestBody"]["content"]["application/json"]["schema"]
+        errors = list(schema_validator(doc, schema).iter_errors(json.loads(data)))
+        assert not errors, f"{url}: {errors[0].message}"
+
+
+def test_a_wrong_readme_body_would_fail(documents):
+    """The body check can fail: feedback without truth, an explain request with two instances."""
+    metrics = operation_for(documents["metrics"], "POST", "/feedback")["requestBody"]["content"]["application/json"]["schema"]
+    assert list(schema_validator(documents["metrics"], metrics).iter_errors({"prediction_id": "x"}))
+    explain = operation_for(documents["explainer"], "POST", "/v1/models/m:explain")["requestBody"]["content"]["application/json"]["schema"]
+    assert list(schema_validator(documents["explainer"], explain).iter_errors({"instances": [[1], [2]]}))
+
+
+def readme_api_rows() -> list[tuple[str, str, str]]:
+    """(service, method, path) of each HTTP row of the README's API table (paths with `[...]` expanded)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## API\n", 1)[1].split("\n### ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) < 3 or cells[0] not in SERVICES:
+            continue
+        for method, path in re.findall(r"`(GET|POST) (/[^`?]*)", cells[1]):
+            paths = [path]
+            if "[" in path:  # `/v2/models/{m}[/versions/{v}]/infer`: both forms
+                paths = [re.sub(r"\[.*?\]", "", path), path.replace("[", "").replace("]", "")]
+            for extra in re.findall(r", `?(/[^`,]+)`?", cells[1]) if method == "GET" else []:
+                paths.append(extra)
+            rows.extend((cells[0], method, p) for p in paths)
+    return rows
+
+
+def test_readme_api_table_lists_documented_operations(documents):
+    rows = readme_api_rows()
+    assert len(rows) >= 25
+    for service, method, path in rows:
+        concrete = re.sub(r"{\w+}", "x", path)
+        operation_for(documents[service], method, concrete)
