@@ -29,6 +29,7 @@ from seismo.broker.triggers import Trigger
 from seismo.events.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, CloudEventError, from_http, to_batch
 from seismo.events.poster import EventPoster, SendError, Unsendable
 from seismo.tasks import cancel_and_wait
+from seismo.tracing import Tracing, binary_trace, end
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class Dispatcher:
         concurrency: int = 32,
         max_backoff: float = 60.0,
         poll_interval: float = 0.25,
+        tracing: Tracing | None = None,
     ):
         self.triggers = triggers
         self.committer = committer
@@ -101,6 +103,7 @@ class Dispatcher:
         self.concurrency = concurrency
         self.max_backoff = max_backoff
         self.poll_interval = poll_interval
+        self.tracing = tracing or Tracing("broker")
         self._wakeups = {t.name: asyncio.Event() for t in triggers}
         # Set when a delivery of the trigger finishes: a loop with every slot busy waits on it, not on the
         # poll interval (which capped a busy subscriber at concurrency / 0.25 s, about 128 events/s).
@@ -169,11 +172,16 @@ class Dispatcher:
 
     async def _deliver(self, trigger: Trigger, item: PendingDelivery, inflight: set[int], slots: asyncio.Semaphore) -> None:
         try:
+            # The delivery's own span, child of the event's origin; the subscriber continues it (HTTP traceparent).
+            span = self.tracing.start(f"deliver {trigger.name}", binary_trace(item.headers), "CLIENT",
+                                      {"seismo.trigger": trigger.name, "seismo.attempt": item.attempts + 1})
             try:
-                attempt = await self._send(trigger.subscriber_uri, item.headers, item.body, trigger.delivery.timeout)
+                attempt = await self._send(trigger.subscriber_uri, {**item.headers, **self.tracing.context_of(span)}, item.body,
+                                           trigger.delivery.timeout)
             except Exception as exc:  # a bug or an event nothing can send: dead-letter it, never retry in a loop
                 log.exception("trigger %s: sending event %d failed unexpectedly", trigger.name, item.event_seq)
                 attempt = Attempt(False, None, f"internal error: {type(exc).__name__}: {exc}"[:500], final=True)
+            end(span, None if attempt.ok else attempt.error, **{"http.response.status_code": attempt.code})
             if attempt.ok and attempt.reply is not None:
                 # The reply is journaled before the delivery counts as done: a crash in between
                 # redelivers the event (and the subscriber replies again) instead of losing the reply.
@@ -197,11 +205,16 @@ class Dispatcher:
     async def _deliver_group(self, trigger: Trigger, items: list[PendingDelivery], inflight: set[int], slots: asyncio.Semaphore) -> None:
         """Several events in one batched request; each outcome recorded as if it had been sent alone."""
         try:
+            # One span per event (each in its own trace); a batched request has no single parent to name.
+            spans = [self.tracing.start(f"deliver {trigger.name}", binary_trace(item.headers), "CLIENT",
+                                        {"seismo.trigger": trigger.name, "seismo.batch_size": len(items)}) for item in items]
             try:
                 attempts = await self._send_group(trigger, items)
             except Exception as exc:  # a bug: dead-letter them, never retry in a loop
                 log.exception("trigger %s: sending a batch of %d events failed unexpectedly", trigger.name, len(items))
                 attempts = [Attempt(False, None, f"internal error: {type(exc).__name__}: {exc}"[:500], final=True)] * len(items)
+            for index, span in enumerate(spans):  # attempts None: the subscriber refused the batch as such
+                end(span, None if attempts is None or attempts[index].ok else attempts[index].error)
             if attempts is None:  # the subscriber does not take batches: these go one by one, and so will the rest
                 for item in items:
                     attempt = await self._send(trigger.subscriber_uri, item.headers, item.body, trigger.delivery.timeout)

@@ -44,7 +44,8 @@ MODEL_EXTENSIONS = ("inferenceservicename", "namespace", "endpoint", "modelid", 
 # Extensions a record keeps: the model's, correlation, and what the metrics server reads (the cohort
 # and holdout flags Seismo's model server copies from X-Seismo-Cohort / X-Seismo-Holdout headers,
 # KServe's `metadata` header map, and where the response carries an embedding and its version).
-RECORD_EXTENSIONS = (*MODEL_EXTENSIONS, "requestid", "protocol", "cohort", "holdout", "metadata", "embeddingversion", "embeddingoutput")
+RECORD_EXTENSIONS = (*MODEL_EXTENSIONS, "requestid", "protocol", "cohort", "holdout", "metadata", "embeddingversion", "embeddingoutput",
+                     "traceparent", "tracestate")  # the prediction's trace: find it in the tracing backend from the record
 
 # Request headers Seismo's model server copies onto its events as extensions.
 FORWARDED_HEADERS = {"x-seismo-cohort": "cohort", "x-seismo-holdout": "holdout"}

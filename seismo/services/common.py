@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from seismo import tracing
 from seismo.config_files import one_of  # noqa: F401  (re-exported for the settings classes)
 from seismo.events.limits import loads
 from seismo.tasks import cancel_and_wait, stopped_tasks  # noqa: F401  (re-exported for the services)
@@ -151,7 +152,10 @@ def run_server(app: Any, host: str, port: int, service: str, access_log: bool = 
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        tracing.shutdown()  # spans still queued go out before the process ends
 
 
 

@@ -45,6 +45,7 @@ from seismo.services.embedding_drift import EmbeddingWindows
 from seismo.services.openapi import openapi_route
 from seismo.times import now_rfc3339, rfc3339
 from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS, data_dir
+from seismo.tracing import Tracing, parent_of
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ class DriftService:
         self.embeddings: EmbeddingWindows | None = None
         self.settings = settings
         self.registry = registry
+        self.tracing = Tracing("drift")
         self.metrics = _DriftMetrics(registry)
         self.source = f"http://{settings.host}:{settings.port}/"
         self.detector: Any = None
@@ -351,19 +353,25 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
         shape = core.detector.instance_shape if core.detector is not None else None
         try:
             event = await read_event(request, settings.max_event_bytes)
-            if core.embeddings is not None and kind_of(event.type) is EventKind.RESPONSE:
-                if model_of(event) != settings.model:
-                    raise Rejection("unknown_model", f"no detector for model {model_of(event)!r} here (this one watches "
-                                    f"{settings.model!r})", model_of(event))
-                results = await core.add_embeddings(event)
-                return reply(event, KSERVE_DRIFT, core.source, results[-1]) if results else Response(status_code=202)
-            event, array = instances_of_event(event, settings.model, shape)
+            with core.tracing.span("drift window", parent_of(request.headers, event.extensions), "SERVER",
+                                   {"seismo.prediction_id": event.id, "cloudevents.event_type": event.type}) as span:
+                results = await add_to_windows(event, shape)
+                if span is not None and results:
+                    span.set_attribute("seismo.window_tested", True)
+                    span.set_attribute("seismo.drift", bool(results[-1].get("is_drift", results[-1].get("cluster_drift"))))
         except Rejection as exc:
             return refuse(exc, settings.model, core.metrics.rejected, "drift")
-        results = await core.add(event, array)
-        if not results:
-            return Response(status_code=202)
-        return reply(event, KSERVE_DRIFT, core.source, results[-1])
+        return reply(event, KSERVE_DRIFT, core.source, results[-1]) if results else Response(status_code=202)
+
+    async def add_to_windows(event: CloudEvent, shape: tuple[int, ...] | None) -> list[dict]:
+        """Response events with an embedding detector: embedding windows; request events: feature windows."""
+        if core.embeddings is not None and kind_of(event.type) is EventKind.RESPONSE:
+            if model_of(event) != settings.model:
+                raise Rejection("unknown_model", f"no detector for model {model_of(event)!r} here (this one watches "
+                                f"{settings.model!r})", model_of(event))
+            return await core.add_embeddings(event)
+        event, array = instances_of_event(event, settings.model, shape)
+        return await core.add(event, array)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

@@ -36,6 +36,7 @@ from seismo.services.auth import AuthSettings, TokenSet, auth_middleware
 from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, error, health_routes, parse_json, read_body
 from seismo.services.openapi import openapi_route
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS
+from seismo.tracing import Tracing, fail
 
 log = logging.getLogger(__name__)
 EXAMPLE_CONFIG = CONFIG_DIR / "explainer.yaml"
@@ -138,6 +139,7 @@ class ExplainerService:
         self.coverage = Histogram("seismo_explainer_anchor_coverage", "Coverage of returned anchors", ["model"],
                                   buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0), registry=registry)
         self.rejected = Counter("seismo_explainer_requests_rejected", "Explain requests refused, by reason", ["reason"], registry=registry)
+        self.tracing = Tracing("explainer")
         self.tokens = TokenSet(AuthSettings())
         self.references: dict[str, np.ndarray] = {}
         self._client: httpx.AsyncClient | None = None
@@ -168,14 +170,14 @@ class ExplainerService:
             headers["authorization"] = f"Bearer {current[0]}"
         return headers
 
-    async def _post_batch(self, model: ExplainedModel, batch: np.ndarray) -> np.ndarray:
+    async def _post_batch(self, model: ExplainedModel, batch: np.ndarray, trace: dict[str, str]) -> np.ndarray:
         """One OIP V2 request: a flat FP32 tensor decodes several times faster than V1's nested lists."""
         assert self._client is not None, "the explainer is not started"
         url = f"{model.url}/v2/models/{model.name}/infer"
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         body = {"inputs": [{"name": "input_1", "datatype": "FP32", "shape": list(batch.shape), "data": batch.reshape(-1)}]}
         try:
-            r = await self._client.post(url, content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), headers=self._model_headers())
+            r = await self._client.post(url, content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), headers={**self._model_headers(), **trace})
         except httpx.HTTPError as exc:
             raise ModelServerError(503, f"model server for {model.name!r} at {model.url} is unreachable: {type(exc).__name__}") from None
         if r.status_code != 200:
@@ -190,14 +192,15 @@ class ExplainerService:
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError):
             raise ModelServerError(502, f"model server for {model.name!r} answered without V2 'outputs'") from None
 
-    def _predictor(self, model: ExplainedModel, loop: asyncio.AbstractEventLoop):
-        """predict(batch) for a worker thread: chunks go through the loop's pooled client."""
+    def _predictor(self, model: ExplainedModel, loop: asyncio.AbstractEventLoop, trace: dict[str, str]):
+        """predict(batch) for a worker thread: chunks go through the loop's pooled client, each call a child
+        of the explanation's span (`trace`: the worker thread does not see the loop's current span)."""
         step = self.settings.max_rows_per_request
 
         def predict(batch: np.ndarray) -> np.ndarray:
             parts = []
             for start in range(0, len(batch), step):
-                future = asyncio.run_coroutine_threadsafe(self._post_batch(model, batch[start:start + step]), loop)
+                future = asyncio.run_coroutine_threadsafe(self._post_batch(model, batch[start:start + step], trace), loop)
                 parts.append(future.result(self.settings.model_timeout_seconds + 5))
             return np.concatenate(parts)
 
@@ -209,7 +212,7 @@ class ExplainerService:
             raise UnknownModel(f"no explainer for model {name!r}; configured: {sorted(self.models)}")
         return self.models[name]
 
-    async def explain(self, name: str, doc: Any) -> Explanation:
+    async def explain(self, name: str, doc: Any, trace: dict[str, str] | None = None) -> Explanation:
         """Explain the one instance in a V1 or V2 request body for model `name`.
 
         UnknownModel, ExplainRequestError (bad request), ExplainerBusy or ModelServerError otherwise."""
@@ -233,7 +236,7 @@ class ExplainerService:
         if self._admitted >= settings.concurrency + settings.max_queued:
             self.rejected.labels("busy").inc()
             raise ExplainerBusy(f"the explainer is busy ({settings.concurrency} running, {settings.max_queued} waiting); retry later")
-        predict = self._predictor(model, asyncio.get_running_loop())
+        predict = self._predictor(model, asyncio.get_running_loop(), trace or {})
         if method == "kernel_shap":
             work = lambda: explain_kernel_shap(model, reference, instance, predict, budget, seed)  # noqa: E731
         elif model.kind == "tabular":
@@ -275,14 +278,18 @@ def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Star
         except ValueError as exc:
             core.rejected.labels("invalid").inc()
             return error(400, str(exc))
-        try:
-            result = await core.explain(name, doc)
-        except ExplainRequestError as exc:
-            return error(400, str(exc))
-        except ExplainerBusy as exc:
-            return error(429, str(exc), headers={"Retry-After": "5"})
-        except ModelServerError as exc:
-            return error(exc.status, str(exc))
+        with core.tracing.span(f"explain {name}", request.headers, "SERVER", {"seismo.model": name}) as span:
+            try:
+                result = await core.explain(name, doc, core.tracing.context_of(span))
+            except ExplainRequestError as exc:
+                return error(400, str(exc))
+            except ExplainerBusy as exc:
+                return error(429, str(exc), headers={"Retry-After": "5"})
+            except ModelServerError as exc:
+                fail(span, str(exc))
+                return error(exc.status, str(exc))
+            if span is not None:
+                span.set_attribute("seismo.model_calls", result.model_calls)
         return JSONResponse({"model": name, **result.to_json()})
 
     @contextlib.asynccontextmanager

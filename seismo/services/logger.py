@@ -51,6 +51,7 @@ from seismo.store.base import response_view
 from seismo.store.settings import StoreSettings
 from seismo.times import now_rfc3339, parse_timestamp, rfc3339
 from seismo.topology import SERVICE_PORTS
+from seismo.tracing import Tracing, fail, parent_of
 
 log = logging.getLogger(__name__)
 MAX_QUERY_LIMIT = 1000
@@ -183,6 +184,7 @@ class RecordLogger:
     def __init__(self, settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None):
         self.settings = settings
         self.metrics = _LoggerMetrics(registry)
+        self.tracing = Tracing("logger")
         self._given_store = store
         self.store: RecordStore | None = None
         self.ready = False
@@ -243,20 +245,28 @@ class RecordLogger:
             raise
         return event, update, drift_window
 
-    async def store_event(self, event: CloudEvent, update: RecordUpdate, drift_window: tuple[str, int, dict] | None) -> bool:
+    async def store_event(self, event: CloudEvent, update: RecordUpdate, drift_window: tuple[str, int, dict] | None,
+                          trace_parent: Mapping[str, str] | None = None) -> bool:
         """Fold an accepted event into its record once committed; True if it changed the record.
 
-        StoreUnavailable when the store failed (nothing was stored)."""
+        StoreUnavailable when the store failed (nothing was stored). The `store` span continues
+        `trace_parent` (a single delivery's HTTP traceparent), else the event's own trace extension."""
         model, event_type = self.model_label(update.model), event_type_label(event.type)
         self.metrics.received.labels(model, event_type).inc()
-        try:
-            if drift_window is not None:
-                await self.writer.call(self._store().add_drift_window, *drift_window)
-            changed = await self.writer.submit(update)
-        except Exception as exc:
-            self.count_rejected("store_error")
-            log.error("store write failed for %s: %s", escape_id(update.prediction_id), exc)
-            raise StoreUnavailable(type(exc).__name__) from exc
+        with self.tracing.span(f"store {event_type}", parent_of(trace_parent, event.extensions), "SERVER",
+                               {"seismo.prediction_id": update.prediction_id, "seismo.model": update.model,
+                                "cloudevents.event_type": event.type}) as span:
+            try:
+                if drift_window is not None:
+                    await self.writer.call(self._store().add_drift_window, *drift_window)
+                changed = await self.writer.submit(update)
+            except Exception as exc:
+                self.count_rejected("store_error")
+                log.error("store write failed for %s: %s", escape_id(update.prediction_id), exc)
+                fail(span, f"store unavailable: {type(exc).__name__}")
+                raise StoreUnavailable(type(exc).__name__) from exc
+            if span is not None:
+                span.set_attribute("seismo.stored", changed)
         (self.metrics.stored if changed else self.metrics.duplicates).labels(model, event_type).inc()
         return changed
 
@@ -373,7 +383,7 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         except (CloudEventError, ValueError) as exc:
             return error(400, str(exc))
         try:
-            changed = await core.store_event(event, update, drift_window)
+            changed = await core.store_event(event, update, drift_window, request.headers)
         except StoreUnavailable as exc:  # 503 makes the broker retry later
             return error(503, f"store unavailable: {exc}")
         return JSONResponse({"prediction_id": update.prediction_id, "stored": changed})

@@ -55,6 +55,7 @@ from seismo.services.openapi import openapi_route
 from seismo.store.settings import StoreSettings
 from seismo.times import parse_duration
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
+from seismo.tracing import Tracing, binary_trace, fail, trace_headers
 
 log = logging.getLogger(__name__)
 EXAMPLE_CONFIG = CONFIG_DIR / "metrics.yaml"
@@ -128,6 +129,7 @@ class MetricsService:
 
     def __init__(self, settings: MetricsSettings, registry: CollectorRegistry):
         self.settings = settings
+        self.tracing = Tracing("metrics")
         self.models = load_models(settings.config_file)
         self.default_window = parse_window(settings.window, Lookback())
         self.metrics = PerformanceMetrics(registry, settings.max_cohorts,
@@ -254,11 +256,17 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
     """Routes that translate HTTP to the `MetricsService` (on `app.state.metrics`) and back."""
     core = MetricsService(settings, registry)
 
-    async def submit(item: Incoming) -> Response:
-        try:
-            outcome = await core.submit(item)
-        except StoreUnavailable as exc:  # 503 so the sender (or the broker) retries
-            return error(503, f"record store unavailable: {exc}")
+    async def submit(item: Incoming, headers: Mapping[str, str]) -> Response:
+        # The feedback's span continues the sender's traceparent (a feedback event's: the delivery's, else its own).
+        with core.tracing.span("feedback", trace_headers(headers) or binary_trace(headers), "SERVER",
+                               {"seismo.prediction_id": item.feedback.prediction_id, "seismo.model": item.feedback.model}) as span:
+            try:
+                outcome = await core.submit(item)
+            except StoreUnavailable as exc:  # 503 so the sender (or the broker) retries
+                fail(span, "record store unavailable")
+                return error(503, f"record store unavailable: {exc}")
+            if span is not None:
+                span.set_attribute("seismo.feedback_status", outcome.status)
         if outcome.status == "rejected":
             return error(400, outcome.message or "feedback rejected")
         return JSONResponse(outcome.to_json(), status_code=200 if outcome.status == "scored" else 202)
@@ -273,7 +281,7 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
         except (FeedbackError, ConfigError, ValueError) as exc:
             core.count_rejected("invalid")
             return error(400, str(exc))
-        return await submit(item)
+        return await submit(item, request.headers)
 
     async def feedback_event(request: Request) -> Response:
         try:
@@ -284,7 +292,7 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
         except (CloudEventError, FeedbackError, ConfigError, ValueError) as exc:
             core.count_rejected("invalid")
             return error(400, str(exc))
-        return await submit(item)
+        return await submit(item, request.headers)
 
     async def performance(request: Request) -> Response:
         params = request.query_params

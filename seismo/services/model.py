@@ -30,11 +30,10 @@ from starlette.routing import Route
 import seismo
 from seismo.events.binary import CONTENT_TYPE as BINARY_CONTENT_TYPE
 from seismo.events.binary import binary_output_names, encode_binary_body, header_length_of, load_document
-from seismo.events.cloudevents import CloudEvent
 from seismo.events.limits import check_prediction_id, loads
 from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor, v2_datatype
 from seismo.events.poster import EventPoster
-from seismo.events.types import FORWARDED_HEADERS, KSERVE_REQUEST, KSERVE_RESPONSE, SELDON_REQUEST, SELDON_RESPONSE
+from seismo.events.types import FORWARDED_HEADERS
 from seismo.performance.config import COHORT_NAME
 from seismo.services.api.model import OPERATIONS
 from seismo.services.auth import AuthSettings, TokenSet, is_authorized
@@ -50,13 +49,14 @@ from seismo.services.common import (
 )
 from seismo.services.openapi import openapi_route
 from seismo.serving.event_logger import EventLogger, EventLoggerConfig
+from seismo.serving.prediction_events import Answered, EventSource, kserve_events, seldon_events
 from seismo.serving.predictor import Predictor
 from seismo.serving.runtimes import load_runtime
 from seismo.serving.seldon import decode_request as decode_seldon_request
 from seismo.serving.seldon import encode_response as encode_seldon_response
 from seismo.serving.seldon import output_names as seldon_output_names
-from seismo.times import now_rfc3339
 from seismo.topology import EXAMPLE_MODEL, SERVICE_PORTS
+from seismo.tracing import Tracing, fail, trace_headers
 
 log = logging.getLogger(__name__)
 TRAFFIC_HEADER = "x-seismo-traffic"
@@ -198,6 +198,7 @@ class ModelService:
         self.metrics = _ServingMetrics(registry)
         self.auth = TokenSet(AuthSettings())
         self.source = settings.event_source or f"http://{settings.host}:{settings.port}/"
+        self.tracing = Tracing("model")
         self._predictor: Predictor | None = None
         self._logger: EventLogger | None = None
         self._client: EventPoster | None = None
@@ -218,6 +219,8 @@ class ModelService:
                                settings.embedding_version, settings.embeddings)
         if settings.embedding_previous_path is not None and runtime.embedding is not None:
             self._check_embedding_version(settings.embedding_previous_path)
+        self.event_source = EventSource(self.source, runtime.info.name, runtime.info.version, settings.namespace, settings.endpoint,
+                                        settings.log_mode in ("all", "request"), settings.log_mode in ("all", "response"))
         self._predictor = Predictor(runtime, self.registry, settings.max_batch_size, settings.max_batch_wait_ms / 1000)
         self._predictor.start()
         if settings.sink_url:
@@ -268,11 +271,27 @@ class ModelService:
 
     async def infer(self, protocol: str, headers: Mapping[str, str], read: Callable[[], Awaitable[bytes]],
                     metric_protocol: str | None = None) -> Outcome:
-        """Shared path of both protocols: limits, ids, error mapping, metrics, logging.
+        """Shared path of every protocol: limits, ids, error mapping, metrics, the `predict` span, logging.
 
         `read` returns the body or raises BodyTooLarge; it is called before the headers are judged, so a
         client still sending when the answer goes out sees the 400, not a reset. `metric_protocol` labels
         the metrics when the transport differs from the body's protocol (gRPC carries V2 bodies)."""
+        name = self.predictor.info.name
+        label = metric_protocol or protocol
+        with self.tracing.span(f"predict {name}", headers, "SERVER", {"seismo.model": name, "seismo.protocol": label}) as span:
+            outcome, body = await self._answer(protocol, headers, read, label)
+            if span is not None:
+                span.set_attribute("seismo.prediction_id", outcome.prediction_id)
+                span.set_attribute("http.response.status_code", outcome.status)
+                if outcome.status >= 400:
+                    fail(span, f"HTTP {outcome.status}")
+            # The events carry this span as their parent; with tracing off, the client's own context if valid.
+            trace = self.tracing.context_of(span) if span is not None else trace_headers(headers)
+            self._log_events(outcome, protocol, headers, body, trace)
+        return outcome
+
+    async def _answer(self, protocol: str, headers: Mapping[str, str], read: Callable[[], Awaitable[bytes]],
+                      label: str) -> tuple[Outcome, bytes]:
         started = time.perf_counter()
         name = self.predictor.info.name
         pid = str(uuid.uuid4())  # until the request names a valid one: refusals get a safe id too
@@ -294,13 +313,11 @@ class ModelService:
         except Exception:
             log.exception("inference failed for %s", pid)
             outcome = _json(500, {"error": "inference failed; see the model server's log"}, pid)
-        label = metric_protocol or protocol
         self.metrics.requests.labels(name, label, str(outcome.status)).inc()
         self.metrics.latency.labels(name, label).observe(time.perf_counter() - started)
         self.metrics.request_bytes.labels(name, label).observe(len(body))
         self.metrics.response_bytes.labels(name, label).observe(len(outcome.body))
-        self._log_events(outcome, protocol, headers, body)
-        return outcome
+        return outcome, body
 
     def _check_count(self, rows: int) -> None:
         if rows > self.settings.max_instances:
@@ -373,7 +390,7 @@ class ModelService:
         tail = outcome.body[outcome.header_length:] if outcome.header_length is not None else b""
         return dataclasses.replace(outcome, event_body=head + tail, embedding_version=spec.version)
 
-    def _log_events(self, outcome: Outcome, protocol: str, headers: Mapping[str, str], body: bytes) -> None:
+    def _log_events(self, outcome: Outcome, protocol: str, headers: Mapping[str, str], body: bytes, trace: Mapping[str, str]) -> None:
         if self._logger is None:
             return
         info = self.predictor.info
@@ -382,57 +399,13 @@ class ModelService:
             # logger, drift or outlier detection. With auth on, only a caller holding a token may ask this.
             self.metrics.unlogged.labels(info.name, "explainer").inc()
             return
-        pid = outcome.prediction_id
-        if protocol == "seldon":
-            self._log_seldon_events(outcome, headers, body)
-            return
-        extensions = {
-            "inferenceservicename": info.name,
-            "namespace": self.settings.namespace,
-            "endpoint": self.settings.endpoint,
-            "component": "predictor",
-            "requestid": pid,
-            "protocol": protocol,
-        }
-        if info.version:
-            extensions["modelversion"] = info.version
-        for header, extension in FORWARDED_HEADERS.items():
-            value = headers.get(header)
-            if value and COHORT_NAME.match(value):  # checked in infer(); an error answer may carry junk
-                extensions[extension] = value
-        content_type = headers.get("content-type") or "application/json"
-        if self.settings.log_mode in ("all", "request"):
-            self._logger.log(CloudEvent(pid, self.source, KSERVE_REQUEST, body, content_type, now_rfc3339(), extensions=extensions))
-        if self.settings.log_mode in ("all", "response"):
-            response_extensions = {**extensions, "statuscode": str(outcome.status)}
-            if outcome.embedding_version is not None and self.predictor.embedding is not None:
-                response_extensions["embeddingversion"] = outcome.embedding_version
-                response_extensions["embeddingoutput"] = self.predictor.embedding.output
-            self._logger.log(
-                CloudEvent(
-                    pid, self.source, KSERVE_RESPONSE, outcome.event_body or outcome.body, outcome.content_type, now_rfc3339(),
-                    extensions=response_extensions,
-                )
-            )
-
-    def _log_seldon_events(self, outcome: Outcome, headers: Mapping[str, str], body: bytes) -> None:
-        """As Seldon Core's executor sends them: a new ce-id per event, the puid in `requestid`."""
-        assert self._logger is not None
-        info = self.predictor.info
-        extensions = {"inferenceservicename": info.name, "namespace": self.settings.namespace, "endpoint": self.settings.endpoint,
-                      "modelid": info.name, "requestid": outcome.prediction_id, "protocol": "seldon"}
-        if info.version:
-            extensions["modelversion"] = info.version
-        for header, extension in FORWARDED_HEADERS.items():
-            value = headers.get(header)
-            if value and COHORT_NAME.match(value):
-                extensions[extension] = value
-        content_type = headers.get("content-type") or "application/json"
-        if self.settings.log_mode in ("all", "request"):
-            self._logger.log(CloudEvent(str(uuid.uuid4()), self.source, SELDON_REQUEST, body, content_type, now_rfc3339(), extensions=extensions))
-        if self.settings.log_mode in ("all", "response"):
-            self._logger.log(CloudEvent(str(uuid.uuid4()), self.source, SELDON_RESPONSE, outcome.body, outcome.content_type, now_rfc3339(),
-                                        extensions={**extensions, "statuscode": str(outcome.status)}))
+        embedding = self.predictor.embedding
+        answered = Answered(outcome.prediction_id, protocol, outcome.status, body, headers.get("content-type") or "application/json",
+                            outcome.event_body or outcome.body, outcome.content_type, outcome.embedding_version,
+                            embedding.output if embedding is not None else None)
+        build = seldon_events if protocol == "seldon" else kserve_events
+        for event in build(self.event_source, answered, headers, trace):
+            self._logger.log(event)
 
     def model_metadata(self) -> dict:
         """V2 model metadata (OIP `GET /v2/models/{name}`)."""

@@ -29,6 +29,7 @@ from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, h
 from seismo.services.detector_events import accept, reply
 from seismo.services.openapi import openapi_route
 from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS
+from seismo.tracing import Tracing, parent_of
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class OutlierService:
                              "(or `make model` for the example) and set SEISMO_OUTLIER_DETECTOR_PATH")
         self.settings = settings
         self.source = f"http://{settings.host}:{settings.port}/"
+        self.tracing = Tracing("outlier")
         self.instances = Counter("seismo_outlier_instances", "Instances scored, by outcome", ["model", "outcome"], registry=registry)
         self.rejected = Counter("seismo_outlier_events_rejected", "Events not scored, by reason", ["model", "reason"], registry=registry)
         self.scores = Histogram("seismo_outlier_score", "Instance outlier scores", ["model"],
@@ -124,7 +126,12 @@ def create_app(settings: OutlierSettings, registry: CollectorRegistry) -> Starle
         if isinstance(accepted, Response):
             return accepted
         event, array = accepted
-        return reply(event, KSERVE_OUTLIER, core.source, core.reply_data(await core.score(array)))
+        with core.tracing.span("outlier score", parent_of(request.headers, event.extensions), "SERVER",
+                               {"seismo.prediction_id": event.id, "seismo.instances": len(array)}) as span:
+            data = core.reply_data(await core.score(array))
+            if span is not None:
+                span.set_attribute("seismo.outliers", int(data["is_outlier"].sum()))
+        return reply(event, KSERVE_OUTLIER, core.source, data)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
