@@ -27,6 +27,7 @@ def response_schema(doc: dict, method: str, path: str, status: int) -> dict:
 def test_readme_examples_answer_as_documented(s):
     docs: dict[str, dict] = {}
     prediction_id = None
+    predicted: list[str] = []
     checked = 0
     for url, method, data in readme_curls():
         parts = urlsplit("http://" + url)
@@ -45,11 +46,14 @@ def test_readme_examples_answer_as_documented(s):
         r = s.client.request(method, target, content=body, headers={"content-type": "application/json"} if body else {},
                              timeout=120)
         assert r.status_code < 300, f"{method} {url}: {r.status_code} {r.text[:300]}"
-        if "x-prediction-id" in r.headers and prediction_id is None:
-            prediction_id = r.headers["x-prediction-id"]
+        if "x-prediction-id" in r.headers:
+            predicted.append(r.headers["x-prediction-id"])
+            prediction_id = prediction_id or predicted[0]
         schema = response_schema(docs[name], method, path, r.status_code)
         if schema:
             errors = list(jsonschema.Draft202012Validator({**schema, "components": docs[name]["components"]}).iter_errors(r.json()))
             assert not errors, f"{method} {url}: {errors[0].json_path}: {errors[0].message}"
             checked += 1
     assert prediction_id is not None and checked >= 15
+    # Every prediction the examples made is stored completely before the next case looks at the store.
+    wait_until(lambda: all(s.complete(p) for p in predicted), 60, message=f"records of {predicted}")
