@@ -53,6 +53,12 @@ def labels(name: str) -> dict:
     return {"app.kubernetes.io/name": f"seismo-{name}", **PART_OF}
 
 
+def kubernetes_metrics_config() -> str:
+    """The shipped metrics config with its artifact paths on the seismo-models volume (mounted at /models)."""
+    text = (REPO / "seismo" / "config" / "metrics.yaml").read_text()
+    return text.replace("../../models/artifacts/", "/models/")
+
+
 def deployment(name: str) -> dict:
     port, replicas, cpu, memory, memory_limit, env = SERVICES[name]
     volumes = [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}},
@@ -182,7 +188,7 @@ def base() -> dict[str, object]:
         ],
     }
     files["config/triggers.yaml"] = (REPO / "seismo" / "config" / "triggers.yaml").read_text()
-    files["config/metrics.yaml"] = (REPO / "seismo" / "config" / "metrics.yaml").read_text()
+    files["config/metrics.yaml"] = kubernetes_metrics_config()
     files["config/explainer.yaml"] = EXPLAINER_CONFIG
     for p in sorted((REPO / "dashboards" / "grafana").glob("*.json")):
         files[f"dashboards/{p.name}"] = p.read_text()
@@ -468,7 +474,7 @@ def chart() -> dict[str, str]:
         "values.schema.json": json.dumps(chart_schema(values), indent=2) + "\n",
         "files/knative-triggers.yaml": header + yaml.safe_dump({"triggers": triggers}, sort_keys=False),
         "files/config/triggers.yaml": (REPO / "seismo" / "config" / "triggers.yaml").read_text(),
-        "files/config/metrics.yaml": (REPO / "seismo" / "config" / "metrics.yaml").read_text(),
+        "files/config/metrics.yaml": kubernetes_metrics_config(),
         "files/config/explainer.yaml": EXPLAINER_CONFIG,
         "files/alerts.yaml": (REPO / "dashboards" / "alerts.yaml").read_text(),
     }

@@ -217,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", type=Path, help="also save the windows' results as JSON lines here")
     replay.set_defaults(func=lambda args: __import__("seismo.replay", fromlist=["run"]).run(args))
 
+    diagnose = sub.add_parser("diagnose", help="which failure mode a model suffers (asks the metrics server's /v1/diagnosis)")
+    diagnose.add_argument("--model", required=True, help="the model to diagnose")
+    diagnose.add_argument("--since", help="an RFC 3339 time, epoch seconds or a duration meaning that long ago (7d); default: all kept")
+    diagnose.add_argument("--cohort", help="one cohort only (default: all and every cohort with data)")
+    diagnose.add_argument("--metrics-url", default=os.environ.get("SEISMO_METRICS_URL", f"http://127.0.0.1:{SERVICE_PORTS['metrics']}"),
+                          help="the metrics server (default $SEISMO_METRICS_URL or the local one); $SEISMO_TOKEN is sent as bearer token")
+    diagnose.add_argument("--json", action="store_true", help="print the answer as JSON")
+    diagnose.set_defaults(func=lambda args: __import__("seismo.diagnosis.cli", fromlist=["run"]).run(args))
+
     demo = sub.add_parser("demo", help="start the stack, send predictions, show what was logged, stop")
     demo.add_argument("--data-dir", help="local state (default $SEISMO_DATA_DIR or .seismo/)")
     demo.add_argument("--predictions", type=int, default=300)

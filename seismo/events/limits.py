@@ -57,9 +57,14 @@ def loads(body: bytes, what: str = "request body", depth: int = MAX_JSON_DEPTH) 
     return check_depth(doc, depth, what)
 
 
+def is_prediction_id(value: object) -> bool:
+    """1-256 visible ASCII characters (fullmatch: `$` alone would let a trailing newline through)."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
 def check_prediction_id(value: str, where: str) -> str:
     """`value` if it can be a prediction id (1-256 visible ASCII characters), else PayloadError."""
-    if not _ID.match(value):
+    if not is_prediction_id(value):
         shown = value[:60].encode("unicode_escape").decode("ascii")
         raise PayloadError(
             f"{where} {shown!r} cannot be a prediction id: use 1 to {MAX_ID_CHARS} visible ASCII characters "

@@ -45,10 +45,13 @@ MODEL_EXTENSIONS = ("inferenceservicename", "namespace", "endpoint", "modelid", 
 # and holdout flags Seismo's model server copies from X-Seismo-Cohort / X-Seismo-Holdout headers,
 # KServe's `metadata` header map, and where the response carries an embedding and its version).
 RECORD_EXTENSIONS = (*MODEL_EXTENSIONS, "requestid", "protocol", "cohort", "holdout", "metadata", "embeddingversion", "embeddingoutput",
-                     "traceparent", "tracestate")  # the prediction's trace: find it in the tracing backend from the record
+                     "traceparent", "tracestate",  # the prediction's trace: find it in the tracing backend from the record
+                     "parentid")  # the upstream prediction this one's input came from (X-Seismo-Parent-Id): lineage
 
 # Request headers Seismo's model server copies onto its events as extensions.
-FORWARDED_HEADERS = {"x-seismo-cohort": "cohort", "x-seismo-holdout": "holdout"}
+FORWARDED_HEADERS = {"x-seismo-cohort": "cohort", "x-seismo-holdout": "holdout", "x-seismo-parent-id": "parentid"}
+PARENT_HEADER = "x-seismo-parent-id"
+"""Names the upstream prediction whose output fed this request (a chain of models); a prediction id, not a cohort name."""
 
 
 def kind_of(event_type: str) -> EventKind | None:

@@ -11,6 +11,13 @@ models:
     cohorts:
       - {name: high-income, when: "income > 100000"}
       - {name: subprime, when: "fico < 600 and income <= 50000"}
+    diagnosis:                  # optional: what `GET /v1/diagnosis` compares production with
+      reference: ../models/credit/reference.npy   # training inputs (rows = instances); relative to this file
+      inputs: features          # features: the request's first tensor; embedding: the response's embedding
+      metadata: ../models/credit/metadata.json    # validation performance (accuracy/heldout_accuracy/test_accuracy/mae)
+      validation: {accuracy: 0.93}                # or give it here (wins over metadata)
+      tolerance: 0.05           # error above validation by more than this is a regression
+      window: 200               # labelled instances in the first and the latest window
 ```
 
 Rules are a tiny grammar, never `eval`: `feature OP value` joined by `and`, OP one of
@@ -85,6 +92,16 @@ def parse_rule(name: str, when: str) -> CohortRule:
 
 
 @dataclass(frozen=True)
+class DiagnosisConfig:
+    reference: Path | None = None
+    inputs: str = "features"
+    metadata: Path | None = None
+    validation: tuple[tuple[str, float], ...] = ()
+    tolerance: float = 0.05
+    window: int = 200
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     name: str
     type: str
@@ -95,6 +112,7 @@ class ModelConfig:
     rules: tuple[CohortRule, ...] = field(default_factory=tuple)
     self_contained_feedback: bool = True
     """False: feedback must name a logged prediction; a client cannot score predictions it made up."""
+    diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
 
     @property
     def classification(self) -> bool:
@@ -119,6 +137,17 @@ class CohortSpec(BaseModel):
     when: str
 
 
+class DiagnosisSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reference: str | None = None
+    inputs: Literal["features", "embedding"] = "features"
+    metadata: str | None = None
+    validation: dict[Literal["accuracy", "mae"], float] = {}
+    tolerance: float = Field(0.05, ge=0, le=1)
+    window: int = Field(200, ge=20, le=100_000)
+
+
 class ModelSpec(BaseModel):
     """One entry of the metrics config file, as written (see the module docstring)."""
 
@@ -131,6 +160,7 @@ class ModelSpec(BaseModel):
     holdout_extension: str = "holdout"
     cohorts: list[CohortSpec] = []
     self_contained_feedback: StrictBool = True
+    diagnosis: DiagnosisSpec = Field(default_factory=lambda: DiagnosisSpec.model_validate({}))
 
     @field_validator("features", "cohorts", mode="before")
     @classmethod
@@ -138,7 +168,20 @@ class ModelSpec(BaseModel):
         return [] if value is None else value
 
 
-def model_config(name: str, doc: Any) -> ModelConfig:
+def _diagnosis(spec: DiagnosisSpec, base: Path | None) -> DiagnosisConfig:
+    def resolve(path: str | None) -> Path | None:
+        if path is None:
+            return None
+        return Path(path) if base is None or Path(path).is_absolute() else base / path
+
+    metadata = resolve(spec.metadata)
+    reference = resolve(spec.reference)
+    if metadata is None and reference is not None and spec.inputs == "features":
+        metadata = reference.parent / "metadata.json"  # the example models keep it beside their reference
+    return DiagnosisConfig(reference, spec.inputs, metadata, tuple(sorted(spec.validation.items())), spec.tolerance, spec.window)
+
+
+def model_config(name: str, doc: Any, base: Path | None = None) -> ModelConfig:
     where = f"model {name!r}"
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: expected a mapping with at least 'type'")
@@ -148,8 +191,10 @@ def model_config(name: str, doc: Any) -> ModelConfig:
         raise ConfigError(f"{where}: {validation_message(exc, ModelSpec)}") from None
     rules = [parse_rule(check_cohort_name(rule.name, f"{where} cohorts[{i}]"), rule.when) for i, rule in enumerate(spec.cohorts)]
     return ModelConfig(name, spec.type, float(spec.threshold), tuple(spec.features), spec.cohort_extension, spec.holdout_extension,
-                       tuple(rules), spec.self_contained_feedback)
+                       tuple(rules), spec.self_contained_feedback, _diagnosis(spec.diagnosis, base))
 
 
 def load_models(path: Path) -> dict[str, ModelConfig]:
-    return {name: model_config(name, spec) for name, spec in read_models_mapping(path, "metrics config", ConfigError).items()}
+    """Paths in the file are relative to it."""
+    return {name: model_config(name, spec, Path(path).parent)
+            for name, spec in read_models_mapping(path, "metrics config", ConfigError).items()}

@@ -5,6 +5,8 @@
 - `seen`: the scores of every logged prediction (labelled or not), for confidence-based estimation.
 - `*_cohort`: which cohorts each row belongs to, with its time, so a cohort's window is one indexed
   range scan.
+- `inputs`: each seen instance's inputs as float32 (features, or the response's embedding), for the
+  diagnosis's input drift and where errors concentrate; only for models with a diagnosis reference.
 - `pending`: feedback whose prediction is not stored yet, with when it arrived (for the TTL).
 - `counts`: received/joined/pending/orphaned/late per model, surviving restarts.
 Windows are read from here on demand; nothing grows in memory.
@@ -23,6 +25,7 @@ import numpy as np
 import orjson
 
 from seismo.database import open_database, transaction
+from seismo.performance.config import ALL
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scored (
@@ -43,6 +46,9 @@ CREATE TABLE IF NOT EXISTS seen_cohort (
     model TEXT NOT NULL, cohort TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (model, cohort, key)
 );
 CREATE INDEX IF NOT EXISTS seen_cohort_time ON seen_cohort (model, cohort, at);
+CREATE TABLE IF NOT EXISTS inputs (
+    model TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (model, key)
+);
 CREATE TABLE IF NOT EXISTS pending (
     prediction_id TEXT PRIMARY KEY, model TEXT, received_at REAL NOT NULL, feedback TEXT NOT NULL
 );
@@ -87,8 +93,24 @@ class SeenItem:
     key: str
     group: str
     predicted_at: float
-    scores: tuple[float, ...]
+    scores: tuple[float, ...] | None
     cohorts: tuple[str, ...]
+    inputs: np.ndarray | None = None
+    """float32 vector kept for the diagnosis (None: the model has no diagnosis reference)."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """A model's labelled instances in time order (when predicted, else when scored), for the diagnosis."""
+
+    keys: list[str]
+    at: np.ndarray
+    predicted: np.ndarray
+    truth: np.ndarray
+    scores: list[tuple[float, ...] | None]
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 @dataclass(frozen=True)
@@ -145,6 +167,11 @@ class Ledger:
     def add_seen(self, model: str, items: list[SeenItem]) -> int:
         added = 0
         for item in items:
+            if item.inputs is not None:
+                self._db.execute("INSERT OR IGNORE INTO inputs VALUES (?, ?, ?, ?)",
+                                 (model, item.key, item.predicted_at, np.asarray(item.inputs, dtype="<f4").tobytes()))
+            if item.scores is None:
+                continue
             cursor = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?)",
                                       (model, item.key, item.group, item.predicted_at, orjson.dumps(item.scores).decode()))
             if cursor.rowcount:
@@ -175,7 +202,8 @@ class Ledger:
         """Retention of scored truth and predictions seen for estimation."""
         removed = 0
         with self._lock:
-            for table, column in (("scored", "scored_at"), ("scored_cohort", "at"), ("seen", "predicted_at"), ("seen_cohort", "at")):
+            for table, column in (("scored", "scored_at"), ("scored_cohort", "at"), ("seen", "predicted_at"), ("seen_cohort", "at"),
+                                  ("inputs", "at")):
                 removed += self._db.execute(f"DELETE FROM {table} WHERE {column} < ?", (older_than,)).rowcount
         return removed
 
@@ -248,6 +276,31 @@ class Ledger:
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         return [tuple(orjson.loads(r[0])) for r in rows]
+
+    def scored_series(self, model: str, cohort: str, since: float | None, limit: int = 200_000) -> Series:
+        """Labelled instances oldest first (the newest `limit` when there are more)."""
+        sql = ("SELECT * FROM (SELECT s.key, COALESCE(s.predicted_at, s.scored_at) AS t, s.predicted, s.truth, s.scores "
+               "FROM scored_cohort c JOIN scored s ON s.model = c.model AND s.key = c.key WHERE c.model = ? AND c.cohort = ?"
+               " AND COALESCE(s.predicted_at, s.scored_at) >= ? ORDER BY t DESC LIMIT ?) ORDER BY t")
+        with self._lock:
+            rows = self._db.execute(sql, (model, cohort, since if since is not None else float("-inf"), limit)).fetchall()
+        return Series([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.float64),
+                      np.array([r[2] for r in rows], dtype=np.float64), np.array([r[3] for r in rows], dtype=np.float64),
+                      [None if r[4] is None else tuple(orjson.loads(r[4])) for r in rows])
+
+    def input_series(self, model: str, cohort: str, since: float | None, limit: int = 200_000) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
+        """(keys, times, vectors) of the instances seen with inputs, oldest first. Cohort `all` needs no
+        cohort join (instances of models without probabilities have inputs but no `seen` row)."""
+        if cohort == ALL:
+            sql = ("SELECT * FROM (SELECT key, at, vector FROM inputs WHERE model = ? AND at >= ? ORDER BY at DESC LIMIT ?) ORDER BY at")
+            params: tuple = (model, since if since is not None else float("-inf"), limit)
+        else:
+            sql = ("SELECT * FROM (SELECT i.key, i.at, i.vector FROM seen_cohort c JOIN inputs i ON i.model = c.model AND i.key = c.key"
+                   " WHERE c.model = ? AND c.cohort = ? AND i.at >= ? ORDER BY i.at DESC LIMIT ?) ORDER BY at")
+            params = (model, cohort, since if since is not None else float("-inf"), limit)
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.float64), [np.frombuffer(r[2], dtype="<f4") for r in rows]
 
     def close(self) -> None:
         with self._lock:

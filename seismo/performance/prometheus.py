@@ -65,6 +65,19 @@ class PerformanceMetrics:
         self.calibration = Gauge("seismo_performance_calibration_error", "Expected calibration error on the window's labelled predictions",
                                  labels, registry=registry)
 
+        self.diagnosis = Gauge("seismo_diagnosis_verdict", "1 for the failure mode the latest diagnosis names (seismo.diagnosis), 0 for the others",
+                               ["model", "cohort", "verdict"], registry=registry)
+        self.diagnosis_confidence = Gauge("seismo_diagnosis_confidence", "Confidence of the latest diagnosis's verdict",
+                                          ["model", "cohort"], registry=registry)
+        self.diagnosis_failures = Counter("seismo_diagnosis_failures", "Diagnoses that failed (the loop carries on)", ["model"],
+                                          registry=registry)
+
+    def set_diagnosis(self, model: str, cohort: str, verdict: str, confidence: float, verdicts: Iterable[str]) -> None:
+        label = self.cohort_label(model, cohort)
+        for name in verdicts:
+            self.diagnosis.labels(model, label, name).set(1.0 if name == verdict else 0.0)
+        self.diagnosis_confidence.labels(model, label).set(confidence)
+
     def model_label(self, model: str | None) -> str:
         """Configured models by name; a name only a client sent is `other`."""
         return model if model is not None and model in self.known_cohorts else OTHER

@@ -12,11 +12,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 
+from seismo.embeddings.extract import embedding_of
 from seismo.events.binary import load_document
 from seismo.events.feedback import Feedback, FeedbackError, parse_feedback
-from seismo.events.payloads import PayloadError
+from seismo.events.payloads import PayloadError, instances_of
 from seismo.performance.config import ALL, ConfigError, ModelConfig
 from seismo.performance.ledger import Ledger, Lookback, ScoredItem, SeenItem
 from seismo.performance.prometheus import PerformanceMetrics
@@ -26,6 +28,8 @@ from seismo.store import Record, RecordStore
 
 log = logging.getLogger(__name__)
 GROUPS = ("model", "holdout")
+MAX_INPUT_DIMS = 4096
+"""Inputs wider than this are not kept for the diagnosis (an image model should compare embeddings)."""
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,7 @@ class Tracker:
         until = now - settle
         added = 0
         for config in self.models.values():
-            if not config.has_probabilities:
+            if not (config.has_probabilities or config.diagnosis.reference is not None):
                 continue
             mark = self.ledger.scan_mark(config.name)
             since = mark if mark is not None else now - lookback
@@ -247,17 +251,34 @@ class Tracker:
         response = _json_body(record.response)
         if response is None or (record.status or 200) >= 400:
             return []
+        wants_inputs = config.diagnosis.reference is not None
         try:
             predictions = predictions_of(config, response)
-            request = _json_body(record.request) if config.rules else None
+            request = _json_body(record.request) if config.rules or (wants_inputs and config.diagnosis.inputs == "features") else None
             cohorts = cohorts_of(config, None, record.extensions, request, len(predictions))
         except (ScoringError, ConfigError, ValueError):
             self.metrics.rejected.labels(config.name, "unreadable_prediction").inc()
             return []
+        inputs = self._inputs_of(config, record, request, len(predictions)) if wants_inputs else None
         group = "holdout" if truthy(record.extensions.get(config.holdout_extension, "")) else "model"
         at = record.response_time or record.created_at
-        return [SeenItem(f"{record.prediction_id}#{i}", group, at, p.scores, cohorts[i])
-                for i, p in enumerate(predictions) if p.scores is not None]
+        return [SeenItem(f"{record.prediction_id}#{i}", group, at, p.scores, cohorts[i], None if inputs is None else inputs[i])
+                for i, p in enumerate(predictions) if p.scores is not None or inputs is not None]
+
+    def _inputs_of(self, config: ModelConfig, record: Record, request: Any, n: int) -> np.ndarray | None:
+        """Each instance's inputs for the diagnosis (n rows), or None (counted) when they cannot be read."""
+        try:
+            if config.diagnosis.inputs == "embedding":
+                found = embedding_of(record.response, record.extensions) if record.response else None
+                vectors = None if found is None else np.asarray(found.vectors, dtype=np.float32)
+            else:
+                vectors = None if request is None else np.asarray(instances_of(request), dtype=np.float32)
+        except (PayloadError, TypeError, ValueError):
+            vectors = None
+        if vectors is None or len(vectors) != n or vectors.size // max(n, 1) > MAX_INPUT_DIMS:
+            self.metrics.rejected.labels(config.name, "unreadable_inputs").inc()
+            return None
+        return vectors.reshape(n, -1)
 
     # -- reports ----------------------------------------------------------------------------------
 

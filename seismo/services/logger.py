@@ -47,7 +47,7 @@ from seismo.services.common import (
 )
 from seismo.services.openapi import openapi_route
 from seismo.store import Record, RecordStore, RecordUpdate, record_to_json
-from seismo.store.base import response_view
+from seismo.store.base import lineage_link, response_view
 from seismo.store.settings import StoreSettings
 from seismo.times import now_rfc3339, parse_timestamp, rfc3339
 from seismo.topology import SERVICE_PORTS
@@ -55,6 +55,8 @@ from seismo.tracing import Tracing, fail, parent_of
 
 log = logging.getLogger(__name__)
 MAX_QUERY_LIMIT = 1000
+MAX_LINEAGE_DEPTH = 32
+"""Hops a lineage answer follows upstream at most (chains of models are short; a client names parents)."""
 
 
 class LoggerSettings(StoreSettings):
@@ -331,6 +333,30 @@ class RecordLogger:
     async def record(self, prediction_id: str) -> Record | None:
         return await self.writer.call(self._store().get, prediction_id)
 
+    def _lineage(self, prediction_id: str) -> list[Record] | None:
+        """The record and its upstream records, nearest first, following `parentid`; None if the first is unknown.
+
+        A chain ends at a record without a parent, at a parent not stored (yet), at a cycle (a client may
+        name any id as parent), or after MAX_LINEAGE_DEPTH hops."""
+        store = self._store()
+        record = store.get(prediction_id)
+        if record is None:
+            return None
+        chain, seen = [record], {prediction_id}
+        while len(chain) < MAX_LINEAGE_DEPTH:
+            parent_id = chain[-1].extensions.get("parentid")
+            if not parent_id or parent_id in seen:
+                break
+            parent = store.get(parent_id)
+            if parent is None:
+                break
+            chain.append(parent)
+            seen.add(parent_id)
+        return chain
+
+    async def lineage(self, prediction_id: str) -> list[Record] | None:
+        return await self.writer.call(self._lineage, prediction_id)
+
     async def records(self, model: str | None, since: float | None, until: float | None, limit: int) -> list[Record]:
         return await self.writer.call(self._store().query, model, since, until, limit)
 
@@ -419,6 +445,14 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
             return error(404, f"no record for prediction id {prediction_id!r}")
         return JSONResponse(record_to_json(record))
 
+    async def get_lineage(request: Request) -> Response:
+        prediction_id = request.path_params["prediction_id"]
+        chain = await core.lineage(prediction_id)
+        if chain is None:
+            return error(404, f"no record for prediction id {prediction_id!r}")
+        return JSONResponse({"prediction_id": prediction_id, "chain": [lineage_link(r) for r in chain],
+                             "complete": not chain[-1].extensions.get("parentid")})
+
     async def list_records(request: Request) -> Response:
         params = request.query_params
         try:
@@ -463,6 +497,7 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         Route("/", ingest, methods=["POST"]),
         Route("/v1/records", list_records, methods=["GET"]),
         Route("/v1/records/{prediction_id}", get_record, methods=["GET"]),
+        Route("/v1/records/{prediction_id}/lineage", get_lineage, methods=["GET"]),
         Route("/v1/drift", drift_log, methods=["GET"]),
         Route("/v1/embeddings/versions", embedding_versions, methods=["GET"]),
         Route("/v1/embeddings/clusters", embedding_clusters, methods=["GET"]),

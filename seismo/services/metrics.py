@@ -29,6 +29,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher
+from seismo.diagnosis.report import Diagnoser
+from seismo.diagnosis.rules import VERDICTS
 from seismo.events.cloudevents import CloudEventError, from_http
 from seismo.events.feedback import FeedbackError, parse_feedback
 from seismo.events.types import SELDON_FEEDBACK, prediction_id_of
@@ -53,7 +55,7 @@ from seismo.services.common import (
 )
 from seismo.services.openapi import openapi_route
 from seismo.store.settings import StoreSettings
-from seismo.times import parse_duration
+from seismo.times import parse_duration, parse_timestamp
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
 from seismo.tracing import Tracing, binary_trace, fail, trace_headers
 
@@ -98,6 +100,10 @@ class MetricsSettings(StoreSettings):
     """Largest feedback body accepted; bigger ones get 413."""
     retention_seconds: float = 30 * 86400.0
     """Scored truth and predictions read for estimation older than this leave the ledger (0: kept forever)."""
+    diagnosis_interval_seconds: float = 60.0
+    """How often every configured model is diagnosed for the seismo_diagnosis_* gauges (0: only on request)."""
+    diagnosis_lookback: str = "7d"
+    """The range the periodic diagnosis covers (GET /v1/diagnosis takes its own `since`)."""
 
 
 def parse_window(text: str | None, default: Lookback) -> Lookback:
@@ -115,6 +121,20 @@ def parse_window(text: str | None, default: Lookback) -> Lookback:
     if seconds > 0:
         return Lookback(seconds=seconds)
     raise ValueError(f"'window' must be a duration like 30s, 15m, 1h or 7d, a positive count like 1000, or 'all'; got {text!r}")
+
+
+def parse_since(text: str | None) -> float | None:
+    """`since`: an RFC 3339 time or epoch seconds, or a duration meaning that long ago (7d); None: everything kept."""
+    if text is None or text == "":
+        return None
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise ValueError(f"'since' must be an RFC 3339 time (2026-11-22T10:00:00Z), epoch seconds or a duration like 7d; got {text[:60]!r}") from None
 
 
 class StoreUnavailable(Exception):
@@ -136,6 +156,7 @@ class MetricsService:
                                           {name: [rule.name for rule in config.rules] for name, config in self.models.items()},
                                           settings.cohort_admit_after)
         self._tracker: Tracker | None = None
+        self._diagnoser: Diagnoser | None = None
         self._close: Callable[[], None] | None = None
         self._loops: list[asyncio.Task] = []
         self.batcher: ThreadBatcher[Incoming, Any] = ThreadBatcher(lambda batch: self.tracker.process(batch), 256, name="metrics")
@@ -160,6 +181,7 @@ class MetricsService:
         tracker = Tracker(self.models, ledger, store, self.metrics, settings.pending_ttl_seconds, settings.late_after_seconds,
                           settings.max_calibration_error)
         self._tracker = tracker
+        self._diagnoser = Diagnoser(self.models, ledger, store)
 
         def close() -> None:
             ledger.close()
@@ -176,6 +198,8 @@ class MetricsService:
             asyncio.create_task(self._every(settings.refresh_interval_seconds, "refreshing gauges", tracker.refresh_gauges,
                                             self.default_window)),
         ]
+        if settings.diagnosis_interval_seconds > 0:
+            self._loops.append(asyncio.create_task(self._every(settings.diagnosis_interval_seconds, "diagnosing", self._diagnose_all)))
         if settings.retention_seconds > 0:
             self._loops.append(asyncio.create_task(self._every(300.0, "retention", self._expire, ledger, settings.retention_seconds)))
         log.info("metrics server ready on port %d for %s (window %s)", settings.port,
@@ -251,6 +275,32 @@ class MetricsService:
     async def report(self, model: str, cohort: str, group: str | None, window: Lookback) -> PerformanceReport:
         return await self.batcher.call(self.tracker.report, model, cohort, group, window)
 
+    @property
+    def diagnoser(self) -> Diagnoser:
+        if self._diagnoser is None:
+            raise RuntimeError("the metrics server is not started")
+        return self._diagnoser
+
+    async def diagnose(self, model: str, since: float | None, cohort: str | None) -> dict:
+        doc = await self.batcher.call(self.diagnoser.diagnose, model, since, cohort)
+        self._export(doc)
+        return doc
+
+    def _export(self, doc: dict) -> None:
+        for cohort, result in doc["cohorts"].items():
+            self.metrics.set_diagnosis(doc["model"], cohort, result["verdict"], result["confidence"], VERDICTS)
+
+    def _diagnose_all(self) -> None:
+        """Every configured model over the lookback (runs on the worker thread); one model's failure
+        is counted and logged, the others are still diagnosed."""
+        since = time.time() - parse_duration(self.settings.diagnosis_lookback)
+        for model in self.models:
+            try:
+                self._export(self.diagnoser.diagnose(model, since))
+            except Exception:
+                self.metrics.diagnosis_failures.labels(model).inc()
+                log.exception("diagnosis of %s failed", model)
+
 
 def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starlette:
     """Routes that translate HTTP to the `MetricsService` (on `app.state.metrics`) and back."""
@@ -294,6 +344,23 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
             return error(400, str(exc))
         return await submit(item, request.headers)
 
+    async def diagnosis(request: Request) -> Response:
+        params = request.query_params
+        try:
+            model = core.resolve_model(params.get("model"))
+        except LookupError as exc:
+            return error(404, str(exc.args[0]))
+        except ValueError as exc:
+            return error(400, str(exc))
+        try:
+            since = parse_since(params.get("since"))
+            cohort = params.get("cohort") or None
+            if cohort is not None:
+                check_cohort_name(cohort, "cohort")
+        except (ValueError, ConfigError) as exc:
+            return error(400, str(exc))
+        return JSONResponse(await core.diagnose(model, since, cohort))
+
     async def performance(request: Request) -> Response:
         params = request.query_params
         try:
@@ -325,6 +392,7 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
         Route("/feedback", feedback_body, methods=["POST"]),
         Route("/api/v1.0/feedback", feedback_body, methods=["POST"]),
         Route("/v1/performance", performance, methods=["GET"]),
+        Route("/v1/diagnosis", diagnosis, methods=["GET"]),
         *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("metrics", OPERATIONS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,

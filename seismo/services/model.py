@@ -33,7 +33,7 @@ from seismo.events.binary import binary_output_names, encode_binary_body, header
 from seismo.events.limits import check_prediction_id, loads
 from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor, v2_datatype
 from seismo.events.poster import EventPoster
-from seismo.events.types import FORWARDED_HEADERS
+from seismo.events.types import FORWARDED_HEADERS, PARENT_HEADER
 from seismo.performance.config import COHORT_NAME
 from seismo.services.api.model import OPERATIONS
 from seismo.services.auth import AuthSettings, TokenSet, is_authorized
@@ -148,10 +148,13 @@ class _ServingMetrics:
 
 
 def check_forwarded_headers(headers: Mapping[str, str]) -> None:
-    """X-Seismo-Cohort / X-Seismo-Holdout become event extensions and metric labels: cohort names only."""
+    """X-Seismo-Cohort / X-Seismo-Holdout become event extensions and metric labels: cohort names only.
+    X-Seismo-Parent-Id names the upstream prediction: a prediction id."""
     for header in FORWARDED_HEADERS:
         value = headers.get(header)
-        if value is not None and not COHORT_NAME.match(value):
+        if value is not None and header == PARENT_HEADER:
+            check_prediction_id(value, f"header {header}")
+        elif value is not None and not COHORT_NAME.match(value):
             raise PayloadError(f"header {header} must be 1 to 64 letters, digits, '_', '.' or '-', got {value[:40]!r}")
 
 

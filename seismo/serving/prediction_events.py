@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from seismo.events.cloudevents import CloudEvent
-from seismo.events.types import FORWARDED_HEADERS, KSERVE_REQUEST, KSERVE_RESPONSE, SELDON_REQUEST, SELDON_RESPONSE
+from seismo.events.limits import is_prediction_id
+from seismo.events.types import FORWARDED_HEADERS, KSERVE_REQUEST, KSERVE_RESPONSE, PARENT_HEADER, SELDON_REQUEST, SELDON_RESPONSE
 from seismo.performance.config import COHORT_NAME
 from seismo.times import now_rfc3339
 
@@ -51,7 +52,8 @@ def _common_extensions(origin: EventSource, headers: Mapping[str, str], trace: M
         extensions["modelversion"] = origin.version
     for header, extension in FORWARDED_HEADERS.items():
         value = headers.get(header)
-        if value and COHORT_NAME.match(value):  # checked before inference; an error answer may carry junk
+        valid = is_prediction_id(value) if header == PARENT_HEADER else COHORT_NAME.match(value or "")
+        if value and valid:  # checked before inference; an error answer may carry junk
             extensions[extension] = value
     extensions.update(trace)
     return extensions

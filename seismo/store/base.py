@@ -155,6 +155,12 @@ def record_to_json(record: Record) -> dict[str, Any]:
     }
 
 
+def lineage_link(record: Record) -> dict[str, Any]:
+    """One link of a lineage chain: who predicted what when, without payloads (fetch the record for those)."""
+    return {"prediction_id": record.prediction_id, "model": record.model, "model_version": record.model_version,
+            "created_at": _iso(record.created_at), "status": record.status, "parent_id": record.extensions.get("parentid")}
+
+
 class RecordStore(Protocol):
     """What every backend offers. Calls block: services run them in a worker thread."""
 

@@ -45,6 +45,24 @@ class Record(ApiModel):
     embedding_version: str | None = None
 
 
+class LineageLink(ApiModel):
+    prediction_id: str
+    model: str | None
+    model_version: str | None
+    created_at: str | None
+    status: int | None
+    parent_id: str | None
+    """The upstream prediction this one's input came from (its `X-Seismo-Parent-Id`), or null."""
+
+
+class Lineage(ApiModel):
+    prediction_id: str
+    chain: list[LineageLink]
+    """This prediction first, then its parent, its parent's parent... (at most 32 links)."""
+    complete: bool
+    """False when the last link names a parent that is not stored (yet), or the chain stopped at a cycle or 32 links."""
+
+
 class RecordList(ApiModel):
     records: list[Record]
     """Oldest first."""
@@ -167,6 +185,8 @@ OPERATIONS = [
               description="Open unless SEISMO_AUTH_EVENTS=protected."),
     Operation("GET", "/v1/records/{prediction_id}", "One prediction's record", path_params={"prediction_id": "the prediction id"},
               responses={200: Body(Record), 404: NOT_FOUND, **AUTH_ERRORS}),
+    Operation("GET", "/v1/records/{prediction_id}/lineage", "The chain of upstream predictions that fed this one (X-Seismo-Parent-Id)",
+              path_params={"prediction_id": "the prediction id"}, responses={200: Body(Lineage), 404: NOT_FOUND, **AUTH_ERRORS}),
     Operation("GET", "/v1/records", "Stored records, oldest first", query=RecordsQuery,
               responses={200: Body(RecordList), 400: BAD_REQUEST, **AUTH_ERRORS}),
     Operation("GET", "/v1/drift", "The drift log: every tested window, oldest first", query=DriftLogQuery,

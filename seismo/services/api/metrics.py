@@ -104,6 +104,37 @@ class Performance(ApiModel):
     """`model` and `holdout` side by side when `group` is `all`."""
 
 
+class DiagnosisQuery(ApiModel):
+    model: str | None = None
+    """Required when more than one model is configured."""
+    since: str | None = None
+    """An RFC 3339 time, epoch seconds, or a duration meaning that long ago (`7d`); default: everything kept."""
+    cohort: str | None = None
+    """One cohort only; default: `all` and every cohort with data."""
+
+
+class CohortDiagnosis(ApiModel):
+    verdict: Literal["healthy", "concept_drift", "data_drift", "training_serving_skew", "upstream_cascade", "no_ground_truth"]
+    confidence: float
+    """0 to 1: how sure the comparisons the verdict rests on are, given the sample sizes."""
+    reasons: list[str]
+    """The rules that decided, in words."""
+    evidence: dict[str, Any]
+    """`n_labelled`, `metric`, `validation_error`, `first` and `latest` windows (realized and estimated error), `change_point`,
+    `input_vs_reference`, `input_vs_first`, `prediction_drift` (p-values, statistics, moved features), `concentration`
+    (error on novel vs familiar inputs), `upstream` (each upstream model's versions and output drift), `notes`."""
+    culprit: dict[str, Any] | None = None
+    """For `upstream_cascade`: `model`, `version`, `previous_version`, `at`."""
+
+
+class Diagnosis(ApiModel):
+    model: str
+    since: str | None
+    at: str
+    """When the diagnosis was made."""
+    cohorts: dict[str, CohortDiagnosis]
+
+
 FEEDBACK_ANSWERS = {200: Body(FeedbackOutcome, "scored"), 202: Body(FeedbackOutcome, "pending: the prediction is not stored yet"),
                     400: BAD_REQUEST, 413: TOO_LARGE, 503: error_body("the record store is unavailable: retry"), **AUTH_ERRORS}
 
@@ -117,6 +148,9 @@ OPERATIONS = [
     Operation("GET", "/v1/performance", "Realized and estimated performance of a model, cohort, group and window",
               query=PerformanceQuery,
               responses={200: Body(Performance), 400: BAD_REQUEST, 404: error_body("no metrics configuration for the model"),
+                         **AUTH_ERRORS}),
+    Operation("GET", "/v1/diagnosis", "Which failure mode a model suffers, per cohort, with the evidence", query=DiagnosisQuery,
+              responses={200: Body(Diagnosis), 400: BAD_REQUEST, 404: error_body("no metrics configuration for the model"),
                          **AUTH_ERRORS}),
     *common_operations("metrics"),
 ]

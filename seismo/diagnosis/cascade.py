@@ -1,0 +1,111 @@
+"""Walk upstream: which models fed this one (the records' `parentid` lineage), and what they did.
+
+For each upstream model the diagnosis compares its outputs and its version before and after this
+model's change point: a version that changed, or outputs that moved, is the candidate cause.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import numpy as np
+
+from seismo.diagnosis.evidence import MIN_WINDOW, class_drift, ks_test
+from seismo.diagnosis.rules import UpstreamChange
+from seismo.events.binary import load_document
+from seismo.events.payloads import PayloadError, instances_of
+from seismo.store import Record, RecordStore
+
+MAX_RECORDS = 20_000
+"""Records read per model for the walk (the newest in range when there are more)."""
+MIN_LINKS = 10
+"""An upstream model needs this many links before it is compared."""
+PAGE = 1000
+
+
+def records_in_range(store: RecordStore, model: str, since: float | None, until: float | None) -> Iterator[Record]:
+    """The model's records oldest first, paged like the metrics server's scan; at most MAX_RECORDS."""
+    start, count = since if since is not None else 0.0, 0
+    end = until if until is not None else float("inf")
+    while count < MAX_RECORDS:
+        page = store.query(model, start, None if end == float("inf") else end, PAGE)
+        for record in page:
+            yield record
+            count += 1
+        if len(page) < PAGE:
+            return
+        start = max(page[-1].created_at, start + 1e-6)
+
+
+def _output_value(record: Record) -> float | None:
+    """An upstream prediction reduced to one number: its class (argmax of a probability row) or its first value."""
+    if not record.response or (record.status or 200) >= 400:
+        return None
+    try:
+        doc = load_document(record.response, what="stored response")
+        array = np.asarray(instances_of(doc), dtype=np.float64)
+    except (PayloadError, TypeError, ValueError):
+        return None
+    if array.size == 0 or not np.isfinite(array).all():
+        return None
+    row = array.reshape(len(array), -1)[0] if array.ndim else array.reshape(1)
+    looks_like_probabilities = row.size > 1 and bool(np.all((row >= 0) & (row <= 1))) and abs(float(row.sum()) - 1.0) < 1e-3
+    return float(np.argmax(row)) if looks_like_probabilities else float(row[0])
+
+
+def upstream_models(store: RecordStore, model: str, since: float | None, until: float | None) -> Counter[str]:
+    """Upstream model -> how many of `model`'s predictions in range name one of its predictions as parent."""
+    parent_ids = [r.extensions["parentid"] for r in records_in_range(store, model, since, until) if r.extensions.get("parentid")]
+    found: Counter[str] = Counter()
+    for start in range(0, len(parent_ids), 500):
+        for parent in store.get_many(parent_ids[start:start + 500]).values():
+            if parent.model and parent.model != model:
+                found[parent.model] += 1
+    return found
+
+
+def compare_upstream(store: RecordStore, upstream: str, links: int, split: float, since: float | None,
+                     until: float | None) -> UpstreamChange | None:
+    """The upstream model's versions and outputs before vs after `split` (this model's change point)."""
+    before_versions: Counter[str] = Counter()
+    after_versions: Counter[str] = Counter()
+    before: list[float] = []
+    after: list[float] = []
+    first_after_at: dict[str, float] = {}
+    for record in records_in_range(store, upstream, since, until):
+        at = record.response_time or record.created_at
+        value = _output_value(record)
+        version = record.model_version or record.extensions.get("modelversion")
+        side_after = at >= split
+        if version:
+            (after_versions if side_after else before_versions)[version] += 1
+            first_after_at.setdefault(version, at)
+        if value is not None:
+            (after if side_after else before).append(value)
+    if not before and not after:
+        return None
+    version_before = before_versions.most_common(1)[0][0] if before_versions else None
+    version_after = after_versions.most_common(1)[0][0] if after_versions else None
+    drift = None
+    if len(before) >= MIN_WINDOW and len(after) >= MIN_WINDOW:
+        b, a = np.array(before), np.array(after)
+        is_class = bool(np.all(b == np.round(b)) and np.all(a == np.round(a)) and len(np.unique(np.concatenate([a, b]))) <= 50)
+        drift = class_drift(b, a) if is_class else ks_test(b.reshape(-1, 1), a.reshape(-1, 1), ["output"])
+    changed_at = split
+    if version_after is not None and version_after != version_before:
+        changed_at = first_after_at.get(version_after, split)
+    return UpstreamChange(upstream, version_before, version_after, drift, changed_at, links)
+
+
+def upstream_changes(store: RecordStore, model: str, split: float | None, since: float | None,
+                     until: float | None = None) -> list[UpstreamChange]:
+    if split is None:
+        return []
+    changes = []
+    for upstream, links in upstream_models(store, model, since, until).most_common(5):
+        if links >= MIN_LINKS:
+            change = compare_upstream(store, upstream, links, split, since, until)
+            if change is not None:
+                changes.append(change)
+    return changes
