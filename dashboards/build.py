@@ -78,6 +78,9 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] 
             ("histogram_quantile(0.5, sum by (model, le) (rate(seismo_metrics_label_delay_seconds_bucket[1h])))", "{{model}} p50"),
             ("histogram_quantile(0.95, sum by (model, le) (rate(seismo_metrics_label_delay_seconds_bucket[1h])))", "{{model}} p95"),
         ]),
+        ("Diagnosis: the failure mode named now (seismo diagnose)", "none", [
+            ("max by (model, cohort, verdict) (seismo_diagnosis_verdict) == 1", "{{model}} {{cohort}}: {{verdict}}")]),
+        ("Diagnosis confidence", "percentunit", [("max by (model, cohort) (seismo_diagnosis_confidence)", "{{model}} {{cohort}}")]),
         ("Confusion counts per class (Seldon-style)", "none", [
             ("sum by (model, class) (seismo_metric_true_positive_total{cohort=\"all\"})", "{{model}} {{class}} TP"),
             ("sum by (model, class) (seismo_metric_false_positive_total{cohort=\"all\"})", "{{model}} {{class}} FP"),

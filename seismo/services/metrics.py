@@ -199,7 +199,8 @@ class MetricsService:
                                             self.default_window)),
         ]
         if settings.diagnosis_interval_seconds > 0:
-            self._loops.append(asyncio.create_task(self._every(settings.diagnosis_interval_seconds, "diagnosing", self._diagnose_all)))
+            self._loops.append(asyncio.create_task(self._every(settings.diagnosis_interval_seconds, "diagnosing", self._diagnose_all,
+                                                               first=min(settings.diagnosis_interval_seconds, 5.0))))
         if settings.retention_seconds > 0:
             self._loops.append(asyncio.create_task(self._every(300.0, "retention", self._expire, ledger, settings.retention_seconds)))
         log.info("metrics server ready on port %d for %s (window %s)", settings.port,
@@ -210,13 +211,14 @@ class MetricsService:
         await cancel_and_wait(self._loops)
         await self.batcher.close(self._close)
 
-    async def _every(self, seconds: float, what: str, fn: Callable[..., Any], *args: Any) -> None:
+    async def _every(self, seconds: float, what: str, fn: Callable[..., Any], *args: Any, first: float | None = None) -> None:
+        await asyncio.sleep(seconds if first is None else first)
         while True:
-            await asyncio.sleep(seconds)
             try:
                 await self.batcher.call(fn, *args)
             except Exception as exc:  # the store may be down for a while: keep trying, say so
                 log.warning("metrics: %s failed: %s", what, exc)
+            await asyncio.sleep(seconds)
 
     def _expire(self, ledger: Ledger, seconds: float) -> None:
         removed = ledger.expire_scored(time.time() - seconds)

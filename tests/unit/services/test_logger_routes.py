@@ -187,3 +187,29 @@ def test_embedding_clusters_name_a_cluster_the_reference_never_had(tmp_path):
     with ServedApp(create_app(LoggerSettings(sqlite_path=tmp_path / "r2.db"), CollectorRegistry())) as bare:
         missing = bare.get("/v1/embeddings/clusters", params={"model": "m"})
         assert missing.status_code == 404 and "SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH" in missing.json()["error"]
+
+
+def test_lineage_walks_parent_ids_upstream_and_stops_at_unknown_parents_and_cycles(client):
+    def predict(pid, model, parent=None):
+        headers = {**KSERVE, "ce-id": pid, "ce-inferenceservicename": model, "ce-modelversion": "7",
+                   "ce-type": "org.kubeflow.serving.inference.response"}
+        if parent:
+            headers["ce-parentid"] = parent
+        assert post(client, headers, {"predictions": [1]}).status_code == 200
+
+    predict("asr-1", "sklearn-iris")
+    predict("intent-1", "iris-model", parent="asr-1")
+    predict("reply-1", "iris-model", parent="intent-1")
+    doc = client.get("/v1/records/reply-1/lineage").json()
+    assert [link["prediction_id"] for link in doc["chain"]] == ["reply-1", "intent-1", "asr-1"] and doc["complete"] is True
+    assert doc["chain"][1] == {"prediction_id": "intent-1", "model": "iris-model", "model_version": "7", "created_at": doc["chain"][1]["created_at"],
+                               "status": 200, "parent_id": "asr-1"}
+    predict("orphan-1", "iris-model", parent="not-stored-yet")
+    orphan = client.get("/v1/records/orphan-1/lineage").json()
+    assert [link["prediction_id"] for link in orphan["chain"]] == ["orphan-1"] and orphan["complete"] is False
+    predict("loop-a", "iris-model", parent="loop-b")
+    predict("loop-b", "iris-model", parent="loop-a")
+    loop = client.get("/v1/records/loop-a/lineage").json()
+    assert [link["prediction_id"] for link in loop["chain"]] == ["loop-a", "loop-b"] and loop["complete"] is False
+    missing = client.get("/v1/records/nope/lineage")
+    assert missing.status_code == 404 and "no record for prediction id 'nope'" in missing.json()["error"]

@@ -258,3 +258,16 @@ def test_embeddings_can_be_turned_off_and_a_wrong_layer_fails_at_start(example_m
         load_runtime(example_model, embedding_layer="nope", embedding_version="image-classifier/nope@1.0.0")
     with pytest.raises(ValueError, match="MAJOR.MINOR.PATCH"):
         load_runtime(example_model, embedding_layer="penultimate", embedding_version="v2")
+
+
+def test_x_seismo_parent_id_names_the_upstream_prediction_on_both_events_and_is_checked(client, sink, example_images):
+    r = client.post(PREDICT, json={"instances": example_images[:1].tolist()}, headers={"x-request-id": "child-1", "x-seismo-parent-id": "asr-7#0"})
+    assert r.status_code == 200
+    wait_until(lambda: len([e for e in sink.received if e.headers.get("ce-id") == "child-1"]) == 2, 10, message="events")
+    assert {e.headers.get("ce-parentid") for e in sink.received if e.headers.get("ce-id") == "child-1"} == {"asr-7#0"}
+    bad = client.post(PREDICT, json={"instances": example_images[:1].tolist()}, headers={"x-seismo-parent-id": "a b"})
+    assert bad.status_code == 400 and "header x-seismo-parent-id 'a b' cannot be a prediction id" in bad.json()["error"]
+    # A V2 body id with a trailing newline cannot be echoed as a header: refused, not a 500.
+    body = {"id": "abc\n", "inputs": [{"name": "input_1", "datatype": "FP32", "shape": [1, 32, 32, 3], "data": example_images[:1].reshape(-1).tolist()}]}
+    newline = client.post(INFER, json=body)
+    assert newline.status_code == 400 and "cannot be a prediction id" in newline.json()["error"]

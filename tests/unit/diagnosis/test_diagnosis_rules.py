@@ -1,0 +1,90 @@
+"""Every decision rule of seismo.diagnosis.rules on evidence built by hand, and the evidence helpers."""
+
+import numpy as np
+import pytest
+
+from seismo.diagnosis.evidence import change_point, ks_test
+from seismo.diagnosis.rules import Concentration, DriftTest, Evidence, Thresholds, UpstreamChange, WindowPerformance, decide
+
+
+def window(error, n=200, estimated=None, start=0.0):
+    se = float(np.sqrt(max(error * (1 - error), 0.01) / n))
+    return WindowPerformance(n, error, se, start, start + 100.0, estimated)
+
+
+def drift(p):
+    return DriftTest(p, 0.3 if p < 0.01 else 0.05, 0.5 if p < 0.01 else 0.0, 200, 200)
+
+
+def evidence(first, latest, moved=1.0, conc=None, upstream=(), n=400, validation=0.04):
+    return Evidence(n, "accuracy", validation, first, latest, 150.0, None, drift(moved), None, conc, list(upstream))
+
+
+def test_too_few_labels_is_no_ground_truth_whatever_else_moved():
+    v = decide(Evidence(12, "accuracy", 0.04, input_vs_first=drift(1e-9)))
+    assert v.verdict == "no_ground_truth" and v.confidence == pytest.approx(0.8) and "12 labelled" in v.reasons[0]
+
+
+def test_within_tolerance_is_healthy_and_a_noisy_small_window_is_not_called_a_regression():
+    assert decide(evidence(window(0.04), window(0.07))).verdict == "healthy"
+    # 0.15 error over 20 instances: beyond the tolerance, but not beyond sampling noise.
+    assert decide(evidence(window(0.04, 20), window(0.15, 20)), Thresholds(min_labelled=20)).verdict == "healthy"
+    assert decide(evidence(window(0.04), window(0.15))).verdict != "healthy"
+
+
+def test_bad_from_the_start_without_decline_is_training_serving_skew():
+    v = decide(evidence(window(0.35), window(0.37), moved=0.5))
+    assert v.verdict == "training_serving_skew" and v.confidence > 0.5
+
+
+def test_matched_then_declined_is_drift_not_skew():
+    assert decide(evidence(window(0.04), window(0.30), moved=0.5)).verdict == "concept_drift"
+
+
+def test_declined_with_moved_inputs_and_concentrated_errors_is_data_drift():
+    v = decide(evidence(window(0.04), window(0.25), moved=1e-6, conc=Concentration(100, 300, 0.5, 0.05)))
+    assert v.verdict == "data_drift" and any("concentrate" in r for r in v.reasons)
+
+
+def test_declined_with_moved_inputs_and_an_estimate_that_follows_is_data_drift():
+    v = decide(evidence(window(0.04, estimated=0.05), window(0.25, estimated=0.20), moved=1e-6, conc=Concentration(10, 390, 0.1, 0.1)))
+    assert v.verdict == "data_drift" and any("estimate" in r for r in v.reasons)
+
+
+def test_declined_with_inputs_unmoved_or_errors_elsewhere_and_the_estimate_flat_is_concept_drift():
+    flat = dict(moved=0.8, conc=Concentration(10, 390, 0.1, 0.25))
+    v = decide(evidence(window(0.04, estimated=0.1), window(0.25, estimated=0.1), **flat))
+    assert v.verdict == "concept_drift" and "did not move" in v.reasons[-1] and "estimate stayed up" in v.reasons[-1]
+    moved_elsewhere = decide(evidence(window(0.04, estimated=0.1), window(0.25, estimated=0.11), moved=1e-6, conc=Concentration(10, 390, 0.1, 0.25)))
+    assert moved_elsewhere.verdict == "concept_drift" and moved_elsewhere.confidence < v.confidence
+
+
+def test_an_upstream_version_change_after_the_first_window_is_the_cascade_and_names_the_culprit():
+    change = UpstreamChange("asr", "1", "2", drift(1e-8), 180.0, 400)
+    v = decide(evidence(window(0.04), window(0.25), moved=1e-6, conc=Concentration(100, 300, 0.5, 0.05), upstream=[change]))
+    assert v.verdict == "upstream_cascade" and v.culprit == {"model": "asr", "version": "2", "previous_version": "1", "at": 180.0}
+    # The same upstream change before this model's first window ended cannot explain a later decline.
+    early = UpstreamChange("asr", "1", "2", drift(1e-8), 50.0, 400)
+    assert decide(evidence(window(0.04), window(0.25), moved=0.5, upstream=[early])).verdict == "concept_drift"
+    # An upstream model that moved nothing is no culprit; a healthy model has no cascade.
+    quiet = UpstreamChange("asr", "1", "1", drift(0.4), 180.0, 400)
+    assert decide(evidence(window(0.04), window(0.25), moved=0.5, upstream=[quiet])).verdict == "concept_drift"
+    assert decide(evidence(window(0.04), window(0.05), upstream=[change])).verdict == "healthy"
+
+
+def test_without_a_validation_figure_the_first_window_is_the_baseline():
+    v = decide(evidence(window(0.10), window(0.30), validation=None))
+    assert v.verdict == "concept_drift"
+    assert decide(evidence(window(0.30), window(0.31), validation=None)).verdict == "healthy"
+
+
+def test_change_point_finds_the_shift_and_ks_names_the_moved_feature():
+    errors = np.r_[np.zeros(300), np.ones(100)]
+    assert change_point(np.arange(400.0), errors) == pytest.approx(300.0)
+    assert change_point(np.arange(10.0), np.zeros(10)) is None
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 3)), rng.normal(size=(300, 3))
+    b[:, 2] += 1.0
+    test = ks_test(a, b, ["x", "y", "z"])
+    assert test.p_value < 1e-6 and test.top_features == ["z"]
+    assert ks_test(a, rng.normal(size=(300, 3)), ["x", "y", "z"]).p_value > 0.01

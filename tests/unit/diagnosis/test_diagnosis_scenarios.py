@@ -1,0 +1,138 @@
+"""Each failure mode produced on purpose (seismo.diagnosis.scenarios) must be named right in at least
+9 of 10 runs, healthy traffic must raise nothing; then the same through the metrics server's HTTP API,
+its gauges and `seismo diagnose`.
+
+Real parts: the example tabular model, a SQLite record store and the metrics server's ledger; the
+scenario runs drive the metrics server's Tracker directly (no HTTP) so 60 runs take seconds.
+"""
+
+import collections
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+from helpers import ServedApp, metric_sum
+from prometheus_client import CollectorRegistry
+
+from seismo.diagnosis.report import Diagnoser
+from seismo.diagnosis.scenarios import MODEL, SCENARIOS, WineWorld, build, replay_into
+from seismo.performance.config import load_models
+from seismo.performance.ledger import Ledger
+from seismo.performance.prometheus import PerformanceMetrics
+from seismo.performance.tracker import Tracker
+from seismo.services.metrics import MetricsSettings, create_app
+from seismo.store import SQLiteRecordStore
+from seismo.topology import EXAMPLE_TABULAR_MODEL
+
+RUNS = 10
+
+
+def config_text() -> str:
+    return f"""
+models:
+  {MODEL}:
+    type: multiclass-onehot
+    diagnosis:
+      reference: {EXAMPLE_TABULAR_MODEL / "reference.npy"}
+"""
+
+
+@pytest.fixture(scope="module")
+def world():
+    if not (EXAMPLE_TABULAR_MODEL / "model.joblib").exists():
+        pytest.fail("example tabular model missing: run `make model` (make test does it for you)")
+    return WineWorld(EXAMPLE_TABULAR_MODEL)
+
+
+def diagnose_run(tmp_path, world, name, seed) -> dict:
+    (tmp_path / "metrics.yaml").write_text(config_text())
+    models = load_models(tmp_path / "metrics.yaml")
+    store, ledger = SQLiteRecordStore(tmp_path / f"records-{name}-{seed}.db"), Ledger(tmp_path / f"ledger-{name}-{seed}.db")
+    try:
+        tracker = Tracker(models, ledger, store, PerformanceMetrics(CollectorRegistry()), 86400, 3600, 0.05)
+        replay_into(build(world, name, seed), store, tracker)
+        return Diagnoser(models, ledger, store).diagnose(MODEL)["cohorts"]["all"]
+    finally:
+        store.close()
+        ledger.close()
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_each_failure_mode_is_named_in_at_least_9_of_10_runs(tmp_path, world, name):
+    verdicts = collections.Counter(diagnose_run(tmp_path, world, name, seed)["verdict"] for seed in range(RUNS))
+    if name == "healthy":
+        assert verdicts == {"healthy": RUNS}, f"healthy traffic raised {verdicts}"
+    else:
+        assert verdicts[name] >= 9, f"{name}: {verdicts}"
+
+
+def test_the_evidence_says_why(tmp_path, world):
+    cascade = diagnose_run(tmp_path, world, "upstream_cascade", 0)
+    assert cascade["culprit"]["model"] == "wine-assay" and cascade["culprit"]["version"] == "2"
+    assert cascade["culprit"]["previous_version"] == "1"
+    upstream = cascade["evidence"]["upstream"][0]
+    assert upstream["model"] == "wine-assay" and upstream["version_changed"] and upstream["n_links"] > 500
+    drift = diagnose_run(tmp_path, world, "data_drift", 0)["evidence"]
+    assert drift["input_vs_first"]["p_value"] < 0.01 and drift["concentration"]["ratio"] > 2
+    assert set(drift["input_vs_first"]["top_features"]) & {"flavanoids", "color_intensity", "proline"}
+    skew = diagnose_run(tmp_path, world, "training_serving_skew", 0)["evidence"]
+    assert skew["input_vs_reference"]["p_value"] < 1e-6 and skew["input_vs_first"]["p_value"] > 0.01
+    concept = diagnose_run(tmp_path, world, "concept_drift", 0)["evidence"]
+    assert concept["latest"]["error"] > concept["first"]["error"] + 0.1
+    assert abs(concept["latest"]["estimated_error"] - concept["first"]["estimated_error"]) < 0.05
+
+
+def test_the_metrics_server_answers_v1_diagnosis_exports_gauges_and_seismo_diagnose_prints_it(tmp_path, world):
+    (tmp_path / "metrics.yaml").write_text(config_text())
+    settings = MetricsSettings(config_file=tmp_path / "metrics.yaml", state_path=tmp_path / "metrics.db", sqlite_path=tmp_path / "records.db",
+                               join_interval_seconds=0.05, scan_interval_seconds=0.1, scan_settle_seconds=0.0,
+                               refresh_interval_seconds=0.2, diagnosis_interval_seconds=0.3, window="all")
+    scenario = build(world, "data_drift", 3)
+    store = SQLiteRecordStore(tmp_path / "records.db")
+
+    class NoTracker:  # the served metrics server scans and joins by itself: write the records only
+        models = {}
+
+        def scan(self, **_):
+            pass
+
+        def process(self, _):
+            pass
+
+    replay_into(scenario, store, NoTracker())
+    with ServedApp(create_app(settings, CollectorRegistry())) as client:
+        for p in scenario.predictions:
+            if p.truth is not None:
+                r = client.post("/feedback", content=orjson.dumps({"prediction_id": p.prediction_id, "truth": p.truth}))
+                assert r.status_code == 200, r.text
+        time.sleep(0.5)  # the scan reads the records' inputs
+        answer = client.get("/v1/diagnosis", params={"model": MODEL})
+        assert answer.status_code == 200, answer.text
+        doc = answer.json()
+        assert doc["model"] == MODEL and doc["cohorts"]["all"]["verdict"] == "data_drift"
+        assert 0 < doc["cohorts"]["all"]["confidence"] <= 1
+        assert client.get("/v1/diagnosis", params={"model": MODEL, "since": "1s"}).json()["cohorts"]["all"]["verdict"] == "no_ground_truth"
+        for params, status, message in [({"model": "nope"}, 404, "no metrics configuration"), ({"since": "yesterday"}, 400, "'since'"),
+                                        ({"cohort": "bad cohort\n"}, 400, "cohort")]:
+            r = client.get("/v1/diagnosis", params=params)
+            assert r.status_code == status and message in r.json()["error"], r.text
+
+        def gauge():
+            return metric_sum(client.get("/metrics").text, "seismo_diagnosis_verdict", model=MODEL, cohort="all", verdict="data_drift")
+
+        deadline = time.time() + 10
+        while gauge() != 1.0 and time.time() < deadline:
+            time.sleep(0.2)
+        text = client.get("/metrics").text
+        assert gauge() == 1.0 and metric_sum(text, "seismo_diagnosis_verdict", model=MODEL, cohort="all", verdict="healthy") == 0.0
+        assert metric_sum(text, "seismo_diagnosis_confidence", model=MODEL, cohort="all") > 0
+        cli = subprocess.run([sys.executable, "-m", "seismo", "diagnose", "--model", MODEL, "--metrics-url", str(client.base_url).rstrip("/")],
+                             capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0, cli.stderr
+        assert "cohort all: data_drift" in cli.stdout and "errors on novel inputs" in cli.stdout
+        missing = subprocess.run([sys.executable, "-m", "seismo", "diagnose", "--model", "nope", "--metrics-url", str(client.base_url).rstrip("/")],
+                                 capture_output=True, text=True, timeout=60)
+        assert missing.returncode == 1 and "404 no metrics configuration for model 'nope'" in missing.stderr
+    store.close()
