@@ -104,7 +104,7 @@ def test_300_predictions_become_300_complete_records_through_failures(tmp_path, 
             # The 200th response filled the one embedding window (SEISMO_DRIFT_EMBEDDING_WINDOW_SIZE's default):
             # its drift reply annotates that prediction's record; the input windows (1000) are not full yet.
             wait_until(lambda: sum("drift" in r["annotations"] for r in httpx.get(
-                f"{logger_url}/v1/records", params={"model": MODEL, "limit": 1000}).json()["records"]) == 1, 60, 0.5, "the embedding window's reply")
+                f"{logger_url}/v1/records", params={"model": MODEL, "limit": 1000}).json()["records"]) == 1, 120, 0.5, "the embedding window's reply")
             for r in records:
                 assert r["status"] == 200 and len(r["annotations"]["outlier"]["is_outlier"]) == 1
             # A V2 record holds exactly the request that was sent.
