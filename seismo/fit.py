@@ -107,9 +107,10 @@ def read_from_store(model: str, since: float | None, until: float | None, sqlite
     """Stored production requests of `model` in [since, until) as reference data, and where they came from.
 
     At most `max_instances` (the oldest): a reference needs thousands, not the whole store in memory."""
-    from seismo.replay import instances_of_record, stored_records
+    from seismo.replay import instances_of_record
     from seismo.services.detector_events import Rejection
     from seismo.services.logger import LoggerSettings
+    from seismo.store.base import stored_records
     from seismo.times import now_rfc3339, rfc3339
 
     settings = LoggerSettings() if sqlite is None else LoggerSettings(sqlite_path=sqlite)

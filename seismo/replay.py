@@ -10,7 +10,7 @@ service applies to request events; the ones it would have refused are counted an
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +18,7 @@ import numpy as np
 
 from seismo.events.cloudevents import CloudEvent
 from seismo.events.types import KSERVE_REQUEST
-from seismo.store.base import Record, RecordStore
-
-PAGE = 1000
+from seismo.store.base import Record, RecordStore, stored_records
 
 
 @dataclass(frozen=True)
@@ -42,22 +40,6 @@ class ReplaySummary:
     instances: int = 0
     skipped: dict[str, int] | None = None
     left_over: int = 0  # instances after the last full window (the live service would still be waiting for more)
-
-
-def stored_records(store: RecordStore, model: str, since: float | None, until: float | None) -> Iterator[Record]:
-    """Every record of `model` in [since, until), oldest first, page by page (ties on created_at kept once)."""
-    seen: set[str] = set()
-    cursor = since
-    while True:
-        page = store.query(model=model, since=cursor, until=until, limit=PAGE)
-        fresh = [r for r in page if r.prediction_id not in seen]
-        for record in fresh:
-            seen.add(record.prediction_id)
-            yield record
-        if len(page) < PAGE or not fresh:
-            return
-        cursor = page[-1].created_at
-        seen = {r.prediction_id for r in page if r.created_at == cursor}  # only ties can come back
 
 
 def instances_of_record(record: Record, model: str, shape: tuple[int, ...] | None) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from itertools import islice
 
 import numpy as np
 
@@ -16,26 +17,17 @@ from seismo.diagnosis.rules import UpstreamChange
 from seismo.events.binary import load_document
 from seismo.events.payloads import PayloadError, instances_of
 from seismo.store import Record, RecordStore
+from seismo.store.base import stored_records
 
 MAX_RECORDS = 20_000
-"""Records read per model for the walk (the newest in range when there are more)."""
+"""Records read per model for the walk (the oldest in range when there are more)."""
 MIN_LINKS = 10
 """An upstream model needs this many links before it is compared."""
-PAGE = 1000
 
 
 def records_in_range(store: RecordStore, model: str, since: float | None, until: float | None) -> Iterator[Record]:
-    """The model's records oldest first, paged like the metrics server's scan; at most MAX_RECORDS."""
-    start, count = since if since is not None else 0.0, 0
-    end = until if until is not None else float("inf")
-    while count < MAX_RECORDS:
-        page = store.query(model, start, None if end == float("inf") else end, PAGE)
-        for record in page:
-            yield record
-            count += 1
-        if len(page) < PAGE:
-            return
-        start = max(page[-1].created_at, start + 1e-6)
+    """The model's records oldest first (as replay reads them), at most MAX_RECORDS."""
+    return islice(stored_records(store, model, since, until), MAX_RECORDS)
 
 
 def _output_value(record: Record) -> float | None:

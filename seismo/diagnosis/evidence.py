@@ -20,8 +20,10 @@ from seismo.diagnosis.reference import Reference
 from seismo.diagnosis.rules import Concentration, DriftTest, WindowPerformance
 from seismo.performance.config import ModelConfig
 from seismo.performance.ledger import Series
+from seismo.performance.report import class_probabilities
 from seismo.stats.chi2 import chi2_homogeneity, contingency_table
 from seismo.stats.ks import SortedReference, ks_2samp
+from seismo.stats.model_metrics import estimated_accuracy
 
 MIN_WINDOW = 20
 MAX_CONCENTRATION_ROWS = 5000
@@ -37,11 +39,7 @@ def _estimated_error(config: ModelConfig, scores: Sequence[tuple[float, ...] | N
     """1 - the mean top-class probability (confidence-based estimation), or None without probabilities."""
     if not config.has_probabilities or not scores or any(s is None for s in scores):
         return None
-    array = np.asarray(scores, dtype=np.float64)
-    if config.type == "binary":
-        p = array[:, 0]
-        return float(1.0 - np.maximum(p, 1.0 - p).mean())
-    return float(1.0 - array.max(axis=1).mean())
+    return 1.0 - estimated_accuracy(class_probabilities(config, [s for s in scores if s is not None]))
 
 
 def window_performance(config: ModelConfig, series: Series, errors: np.ndarray, rows: slice) -> WindowPerformance:

@@ -192,8 +192,7 @@ def decide(evidence: Evidence, t: Thresholds = Thresholds()) -> Verdict:
         return Verdict("no_ground_truth", 1.0 - evidence.n_labelled / t.min_labelled if evidence.n_labelled < t.min_labelled else 0.5,
                        [f"{evidence.n_labelled} labelled instances in range; at least {t.min_labelled} are needed to judge performance"])
     if validation is None:
-        validation = first.error  # no validation figure: the first production window is the baseline
-        evidence.notes.append("no validation performance in the model's metadata: the first production window is the baseline")
+        validation = first.error  # no validation figure: the first production window is the baseline (the reference notes it)
     limit = validation + t.tolerance
     if not regressed(latest, validation, t):
         confidence = normal_cdf(_margin(limit, latest.error, latest.se))

@@ -81,7 +81,7 @@ def realized(config: ModelConfig, rows: Rows) -> dict:
     return {"n": len(rows), **metrics}
 
 
-def _probabilities(config: ModelConfig, scores: list[tuple[float, ...]]) -> np.ndarray:
+def class_probabilities(config: ModelConfig, scores: list[tuple[float, ...]]) -> np.ndarray:
     array = np.asarray(scores, dtype=np.float64)
     if config.type == "binary":
         p = array[:, 0]
@@ -101,11 +101,11 @@ def estimated(config: ModelConfig, seen: list[tuple[float, ...]], labelled: Rows
         return {"available": False, "reason": f"a {config.type} model's responses carry no class probabilities"}
     out: dict = {"available": True, "n": len(seen)}
     if seen:
-        out.update(_estimate(config, _probabilities(config, seen)))
+        out.update(_estimate(config, class_probabilities(config, seen)))
     with_scores = [(s, t) for s, t in zip(labelled.scores, labelled.truth) if s is not None]
     calibration: dict = {"n_labelled": len(with_scores), "max_error": max_calibration_error}
     if with_scores:
-        probabilities = _probabilities(config, [s for s, _ in with_scores])
+        probabilities = class_probabilities(config, [s for s, _ in with_scores])
         truth = np.array([t for _, t in with_scores])
         out["on_labelled"] = _estimate(config, probabilities)
         calibration["error"] = calibration_error(probabilities, truth)

@@ -8,6 +8,7 @@ it changed anything, so every backend deduplicates on (prediction id, event type
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -193,3 +194,19 @@ class RecordStore(Protocol):
         """Retention: remove records created and drift windows received before `older_than`; counts by kind."""
 
     def close(self) -> None: ...
+
+
+def stored_records(store: RecordStore, model: str, since: float | None, until: float | None, page_size: int = 1000) -> Iterator[Record]:
+    """Every record of `model` in [since, until), oldest first, page by page (ties on created_at kept once)."""
+    seen: set[str] = set()
+    cursor = since
+    while True:
+        page = store.query(model=model, since=cursor, until=until, limit=page_size)
+        fresh = [r for r in page if r.prediction_id not in seen]
+        for record in fresh:
+            seen.add(record.prediction_id)
+            yield record
+        if len(page) < page_size or not fresh:
+            return
+        cursor = page[-1].created_at
+        seen = {r.prediction_id for r in page if r.created_at == cursor}  # only ties can come back
