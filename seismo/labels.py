@@ -42,6 +42,10 @@ class LabelValues:
         self._sightings[value] = seen
         return OTHER
 
+    def peek(self, value: str | None) -> str:
+        """The label `value` has now, without counting a sighting (readers that must not admit values)."""
+        return value if value is not None and (value in self.known or value in self.admitted) else OTHER
+
     def add_known(self, values: Iterable[str]) -> None:
         self.known.update(values)
 

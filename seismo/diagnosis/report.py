@@ -31,8 +31,10 @@ from seismo.times import rfc3339
 class Diagnoser:
     """Holds each model's reference (read once); every call reads the ledger and the store afresh."""
 
-    def __init__(self, models: dict[str, ModelConfig], ledger: Ledger, store: RecordStore, thresholds: Thresholds | None = None):
+    def __init__(self, models: dict[str, ModelConfig], ledger: Ledger, store: RecordStore, thresholds: Thresholds | None = None,
+                 max_cohorts: int = 50):
         self.models = models
+        self.max_cohorts = max_cohorts
         self.ledger = ledger
         self.store = store
         self.thresholds = thresholds
@@ -44,8 +46,10 @@ class Diagnoser:
         return self._references[model]
 
     def cohorts(self, model: str) -> list[str]:
-        found = {cohort for m, cohort, _ in self.ledger.groups() if m == model}
-        return [ALL, *sorted(found - {ALL})]
+        """`all` and the largest `max_cohorts` others: a client can name any number of cohorts in feedback,
+        and each diagnosed cohort costs ledger reads on the metrics server's one worker thread."""
+        found = self.ledger.largest_cohorts(model, self.max_cohorts + 1)
+        return [ALL, *sorted(c for c in found if c != ALL)[: self.max_cohorts]]
 
     def evidence(self, model: str, cohort: str, since: float | None) -> Evidence:
         config = self.models[model]

@@ -244,6 +244,13 @@ class Ledger:
             ).fetchall()
         return sorted(rows)
 
+    def largest_cohorts(self, model: str, limit: int) -> list[str]:
+        """The model's cohorts with the most labelled instances, largest first (ties by name)."""
+        with self._lock:
+            rows = self._db.execute("SELECT cohort FROM scored_cohort WHERE model = ? GROUP BY cohort ORDER BY COUNT(*) DESC, cohort LIMIT ?",
+                                    (model, limit)).fetchall()
+        return [r[0] for r in rows]
+
     def models(self) -> list[str]:
         with self._lock:
             rows = self._db.execute("SELECT model FROM scored UNION SELECT model FROM seen UNION SELECT model FROM counts").fetchall()

@@ -73,7 +73,9 @@ class PerformanceMetrics:
                                           registry=registry)
 
     def set_diagnosis(self, model: str, cohort: str, verdict: str, confidence: float, verdicts: Iterable[str]) -> None:
-        label = self.cohort_label(model, cohort)
+        label = self._cohort_values(model).peek(cohort)  # a diagnosis is no sighting: scored instances admit cohorts
+        if label == OTHER:  # cohorts not admitted as label values would overwrite each other's verdicts
+            return
         for name in verdicts:
             self.diagnosis.labels(model, label, name).set(1.0 if name == verdict else 0.0)
         self.diagnosis_confidence.labels(model, label).set(confidence)
@@ -82,12 +84,15 @@ class PerformanceMetrics:
         """Configured models by name; a name only a client sent is `other`."""
         return model if model is not None and model in self.known_cohorts else OTHER
 
-    def cohort_label(self, model: str, cohort: str) -> str:
-        """Cohort names come from users' feedback and headers: bounded per model (see the class)."""
+    def _cohort_values(self, model: str) -> LabelValues:
         values = self._cohorts.get(model)
         if values is None:
             values = self._cohorts[model] = LabelValues(self.known_cohorts.get(model, {"all"}), self.max_cohorts, self.cohort_admit_after)
-        return values(cohort)
+        return values
+
+    def cohort_label(self, model: str, cohort: str) -> str:
+        """Cohort names come from users' feedback and headers: bounded per model (see the class)."""
+        return self._cohort_values(model)(cohort)
 
     def count_confusion(self, model_type: str, model: str, cohort: str, group: str, predicted: float, truth: float) -> None:
         cohort = self.cohort_label(model, cohort)

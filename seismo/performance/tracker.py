@@ -268,17 +268,23 @@ class Tracker:
     def _inputs_of(self, config: ModelConfig, record: Record, request: Any, n: int) -> np.ndarray | None:
         """Each instance's inputs for the diagnosis (n rows), or None (counted) when they cannot be read."""
         try:
-            if config.diagnosis.inputs == "embedding":
-                found = embedding_of(record.response, record.extensions) if record.response else None
-                vectors = None if found is None else np.asarray(found.vectors, dtype=np.float32)
-            else:
-                vectors = None if request is None else np.asarray(instances_of(request), dtype=np.float32)
+            # Values beyond float32 become inf here (the diagnosis leaves non-finite rows out, with a note),
+            # whatever the process's warning filters say.
+            with np.errstate(over="ignore", invalid="ignore"):
+                vectors = self._read_inputs(config, record, request)
         except (PayloadError, TypeError, ValueError):
             vectors = None
         if vectors is None or len(vectors) != n or vectors.size // max(n, 1) > MAX_INPUT_DIMS:
             self.metrics.rejected.labels(config.name, "unreadable_inputs").inc()
             return None
         return vectors.reshape(n, -1)
+
+    @staticmethod
+    def _read_inputs(config: ModelConfig, record: Record, request: Any) -> np.ndarray | None:
+        if config.diagnosis.inputs == "embedding":
+            found = embedding_of(record.response, record.extensions) if record.response else None
+            return None if found is None else np.asarray(found.vectors, dtype=np.float32)
+        return None if request is None else np.asarray(instances_of(request), dtype=np.float32)
 
     # -- reports ----------------------------------------------------------------------------------
 

@@ -181,7 +181,7 @@ class MetricsService:
         tracker = Tracker(self.models, ledger, store, self.metrics, settings.pending_ttl_seconds, settings.late_after_seconds,
                           settings.max_calibration_error)
         self._tracker = tracker
-        self._diagnoser = Diagnoser(self.models, ledger, store)
+        self._diagnoser = Diagnoser(self.models, ledger, store, max_cohorts=settings.max_cohorts)
 
         def close() -> None:
             ledger.close()
@@ -346,14 +346,20 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
             return error(400, str(exc))
         return await submit(item, request.headers)
 
-    async def diagnosis(request: Request) -> Response:
-        params = request.query_params
+    def model_of(request: Request) -> str | Response:
+        """The `model` a read is about, or the 404/400 answer naming the problem."""
         try:
-            model = core.resolve_model(params.get("model"))
+            return core.resolve_model(request.query_params.get("model"))
         except LookupError as exc:
             return error(404, str(exc.args[0]))
         except ValueError as exc:
             return error(400, str(exc))
+
+    async def diagnosis(request: Request) -> Response:
+        params = request.query_params
+        model = model_of(request)
+        if isinstance(model, Response):
+            return model
         try:
             since = parse_since(params.get("since"))
             cohort = params.get("cohort") or None
@@ -365,12 +371,9 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
 
     async def performance(request: Request) -> Response:
         params = request.query_params
-        try:
-            model = core.resolve_model(params.get("model"))
-        except LookupError as exc:
-            return error(404, str(exc.args[0]))
-        except ValueError as exc:
-            return error(400, str(exc))
+        model = model_of(request)
+        if isinstance(model, Response):
+            return model
         group = params.get("group") or None
         if group not in (None, "all", *GROUPS):
             return error(400, f"'group' must be all, model or holdout; got {group!r}")
