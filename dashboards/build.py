@@ -78,6 +78,12 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] 
             ("histogram_quantile(0.5, sum by (model, le) (rate(seismo_metrics_label_delay_seconds_bucket[1h])))", "{{model}} p50"),
             ("histogram_quantile(0.95, sum by (model, le) (rate(seismo_metrics_label_delay_seconds_bucket[1h])))", "{{model}} p95"),
         ]),
+        ("Business value per prediction: realized vs estimated (the config's business unit)", "none", [
+            ("seismo_business_value_per_prediction{cohort=\"all\",group=\"all\"}", "{{model}} realized"),
+            ("seismo_business_estimated_value_per_prediction{cohort=\"all\",group=\"all\"}", "{{model}} estimated"),
+        ]),
+        ("Business value of the window's labelled predictions", "none", [
+            ("sum by (model, cohort) (seismo_business_value_window_total{group=\"all\"})", "{{model}} {{cohort}}")]),
         ("Diagnosis: the failure mode named now (seismo diagnose)", "none", [
             ("max by (model, cohort, verdict) (seismo_diagnosis_verdict) == 1", "{{model}} {{cohort}}: {{verdict}}")]),
         ("Diagnosis confidence", "percentunit", [("max by (model, cohort) (seismo_diagnosis_confidence)", "{{model}} {{cohort}}")]),

@@ -18,6 +18,10 @@ models:
       validation: {accuracy: 0.93}                # or give it here (wins over metadata)
       tolerance: 0.05           # error above validation by more than this is a regression
       window: 200               # labelled instances in the first and the latest window
+    business:                   # optional: what outcomes are worth (seismo.performance.business)
+      unit: EUR                 # a label for the values
+      values: [[0, -5], [-50, 20]]   # value[true class][predicted class]; binary: [[TN, FP], [FN, TP]]
+      # or correct: 1 / incorrect: -3 for every cell on / off the diagonal; regression: per_unit_error: -2
 ```
 
 Rules are a tiny grammar, never `eval`: `feature OP value` joined by `and`, OP one of
@@ -27,6 +31,7 @@ match. Every instance belongs to cohort `all` too.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import dataclass, field
@@ -36,6 +41,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
 
 from seismo.config_files import read_models_mapping, validation_message
+from seismo.performance.business import BusinessValues, check_matrix
 
 METRIC_TYPES = ("binary", "multiclass-onehot", "multiclass-numeric", "regression")  # ModelSpec.type
 ALL = "all"
@@ -113,6 +119,8 @@ class ModelConfig:
     self_contained_feedback: bool = True
     """False: feedback must name a logged prediction; a client cannot score predictions it made up."""
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
+    business: BusinessValues | None = None
+    """What outcomes are worth, when the config says."""
 
     @property
     def classification(self) -> bool:
@@ -148,6 +156,16 @@ class DiagnosisSpec(BaseModel):
     window: int = Field(200, ge=20, le=100_000)
 
 
+class BusinessSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unit: str = Field("value", min_length=1, max_length=32)
+    values: list[list[float]] | None = None
+    correct: float | None = None
+    incorrect: float | None = None
+    per_unit_error: float | None = None
+
+
 class ModelSpec(BaseModel):
     """One entry of the metrics config file, as written (see the module docstring)."""
 
@@ -161,6 +179,7 @@ class ModelSpec(BaseModel):
     cohorts: list[CohortSpec] = []
     self_contained_feedback: StrictBool = True
     diagnosis: DiagnosisSpec = Field(default_factory=lambda: DiagnosisSpec.model_validate({}))
+    business: BusinessSpec | None = None
 
     @field_validator("features", "cohorts", mode="before")
     @classmethod
@@ -181,6 +200,34 @@ def _diagnosis(spec: DiagnosisSpec, base: Path | None) -> DiagnosisConfig:
     return DiagnosisConfig(reference, spec.inputs, metadata, tuple(sorted(spec.validation.items())), spec.tolerance, spec.window)
 
 
+def _business(spec: BusinessSpec | None, model_type: str, where: str) -> BusinessValues | None:
+    """The business block checked against the model's type, or ConfigError naming what is wrong."""
+    if spec is None:
+        return None
+    numbers = [v for v in (spec.correct, spec.incorrect, spec.per_unit_error) if v is not None]
+    if not all(math.isfinite(v) for v in numbers):
+        raise ConfigError(f"{where}: business values must be finite numbers")
+    if model_type == "regression":
+        if spec.per_unit_error is None or spec.values is not None or spec.correct is not None or spec.incorrect is not None:
+            raise ConfigError(f"{where}: a regression model's business block takes `per_unit_error` (value per unit of absolute error) only")
+        return BusinessValues(spec.unit, per_unit_error=spec.per_unit_error)
+    if spec.per_unit_error is not None:
+        raise ConfigError(f"{where}: `per_unit_error` is for regression models; a classifier gives `values` or `correct` and `incorrect`")
+    if spec.values is not None:
+        if spec.correct is not None or spec.incorrect is not None:
+            raise ConfigError(f"{where}: business gives `values` or `correct`/`incorrect`, not both")
+        try:
+            matrix = check_matrix(spec.values)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: business {exc}") from None
+        if model_type == "binary" and len(matrix) != 2:
+            raise ConfigError(f"{where}: a binary model's business values are 2x2 ([[TN, FP], [FN, TP]]), got {len(matrix)}x{len(matrix)}")
+        return BusinessValues(spec.unit, matrix=matrix)
+    if spec.correct is None or spec.incorrect is None:
+        raise ConfigError(f"{where}: a classifier's business block gives `values` (value[true][predicted]) or both `correct` and `incorrect`")
+    return BusinessValues(spec.unit, correct=spec.correct, incorrect=spec.incorrect)
+
+
 def model_config(name: str, doc: Any, base: Path | None = None) -> ModelConfig:
     where = f"model {name!r}"
     if not isinstance(doc, dict):
@@ -191,7 +238,8 @@ def model_config(name: str, doc: Any, base: Path | None = None) -> ModelConfig:
         raise ConfigError(f"{where}: {validation_message(exc, ModelSpec)}") from None
     rules = [parse_rule(check_cohort_name(rule.name, f"{where} cohorts[{i}]"), rule.when) for i, rule in enumerate(spec.cohorts)]
     return ModelConfig(name, spec.type, float(spec.threshold), tuple(spec.features), spec.cohort_extension, spec.holdout_extension,
-                       tuple(rules), spec.self_contained_feedback, _diagnosis(spec.diagnosis, base))
+                       tuple(rules), spec.self_contained_feedback, _diagnosis(spec.diagnosis, base),
+                       _business(spec.business, spec.type, where))
 
 
 def load_models(path: Path) -> dict[str, ModelConfig]:

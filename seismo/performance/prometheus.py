@@ -65,6 +65,17 @@ class PerformanceMetrics:
         self.calibration = Gauge("seismo_performance_calibration_error", "Expected calibration error on the window's labelled predictions",
                                  labels, registry=registry)
 
+        self.business = {
+            ("realized", "per_prediction"): Gauge("seismo_business_value_per_prediction",
+                                                  "Realized value per labelled prediction over the sliding window (the metrics config's business unit)",
+                                                  labels, registry=registry),
+            ("realized", "total"): Gauge("seismo_business_value_window_total", "Realized value of the sliding window's labelled predictions",
+                                         labels, registry=registry),
+            ("estimated", "per_prediction"): Gauge("seismo_business_estimated_value_per_prediction",
+                                                   "Expected value per logged prediction from its class probabilities (no truth needed)",
+                                                   labels, registry=registry),
+        }
+
         self.diagnosis = Gauge("seismo_diagnosis_verdict", "1 for the failure mode the latest diagnosis names (seismo.diagnosis), 0 for the others",
                                ["model", "cohort", "verdict"], registry=registry)
         self.diagnosis_confidence = Gauge("seismo_diagnosis_confidence", "Confidence of the latest diagnosis's verdict",
@@ -106,7 +117,7 @@ class PerformanceMetrics:
             self.fn.labels(model, cohort, group, f"CLASS_{t}").inc()
             self.fp.labels(model, cohort, group, f"CLASS_{p}").inc()
 
-    def set_window(self, model: str, cohort: str, group: str, realized: dict, estimated: dict) -> None:
+    def set_window(self, model: str, cohort: str, group: str, realized: dict, estimated: dict, business: dict | None = None) -> None:
         values = self._cohorts.get(model)
         if cohort not in self.known_cohorts.get(model, {"all"}) and (values is None or cohort not in values.admitted):
             return  # only admitted cohorts get gauges: a gauge per junk cohort is what the bound prevents
@@ -123,3 +134,7 @@ class PerformanceMetrics:
         error = estimated.get("calibration", {}).get("error")
         if isinstance(error, float):
             self.calibration.labels(model, cohort, group).set(error)
+        for (kind, figure), gauge in self.business.items():
+            value = ((business or {}).get(kind) or {}).get(figure)
+            if isinstance(value, (int, float)) and (figure != "total" or (business or {})[kind].get("n")):
+                gauge.labels(model, cohort, group).set(value)

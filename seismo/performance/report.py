@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from seismo.performance.business import estimated_value, realized_value
 from seismo.performance.config import ModelConfig
 from seismo.performance.ledger import Rows
 from seismo.stats.model_metrics import (
@@ -46,12 +47,16 @@ class PerformanceReport:
     counts: Mapping[str, int]
     groups: Mapping[str, Mapping[str, Any]] | None = None
     """Model-driven and holdout side by side, when the report covers both groups."""
+    business: Mapping[str, Any] | None = None
+    """Realized and estimated value of the outcomes, when the model's config has a business block."""
 
     def to_json(self) -> dict[str, Any]:
         out = {"model": self.model, "type": self.type, "cohort": self.cohort, "group": self.group, "window": self.window,
                "realized": self.realized, "estimated": self.estimated, "counts": self.counts}
         if self.groups is not None:
             out["groups"] = self.groups
+        if self.business is not None:
+            out["business"] = self.business
         return out
 
 
@@ -117,4 +122,30 @@ def estimated(config: ModelConfig, seen: list[tuple[float, ...]], labelled: Rows
     if calibration["calibrated"] is False:
         out["warning"] = (f"the model is not calibrated on the labelled predictions (expected calibration error "
                           f"{calibration['error']:.3f} > {max_calibration_error}): the estimate is not reliable")
+    return out
+
+
+def _predicted_classes(config: ModelConfig, probabilities: np.ndarray) -> np.ndarray:
+    if config.type == "binary":
+        return (probabilities[:, 1] >= config.threshold).astype(np.int64)
+    return probabilities.argmax(axis=1)
+
+
+def business(config: ModelConfig, rows: Rows, seen: list[tuple[float, ...]]) -> dict | None:
+    """The window's value in the config's unit: realized on the labelled rows, estimated on every
+    prediction seen and, like for like, on the labelled ones (seismo.performance.business)."""
+    values = config.business
+    if values is None:
+        return None
+    n_classes = n_classes_of(config, rows) if config.classification else 0
+    out: dict[str, Any] = {"unit": values.unit, "realized": realized_value(values, config.type, rows.predicted, rows.truth, n_classes)}
+    if not config.has_probabilities:
+        out["estimated"] = {"available": False, "reason": f"a {config.type} model's responses carry no class probabilities"}
+        return out
+    probabilities = class_probabilities(config, seen) if seen else np.zeros((0, max(n_classes, 2)))
+    out["estimated"] = estimated_value(values, probabilities, _predicted_classes(config, probabilities))
+    labelled = [s for s in rows.scores if s is not None]
+    if labelled and out["estimated"]["available"]:
+        p = class_probabilities(config, labelled)
+        out["estimated"]["on_labelled"] = estimated_value(values, p, _predicted_classes(config, p))
     return out

@@ -22,7 +22,7 @@ from seismo.events.payloads import PayloadError, instances_of
 from seismo.performance.config import ALL, ConfigError, ModelConfig
 from seismo.performance.ledger import Ledger, Lookback, ScoredItem, SeenItem
 from seismo.performance.prometheus import PerformanceMetrics
-from seismo.performance.report import PerformanceReport, estimated, realized
+from seismo.performance.report import PerformanceReport, business, estimated, realized
 from seismo.performance.scoring import ScoringError, cohorts_of, predictions_of, score, truthy
 from seismo.store import Record, RecordStore
 
@@ -298,7 +298,8 @@ class Tracker:
             groups = {g: realized(config, self.ledger.scored_rows(model, cohort, g, window, now)) for g in GROUPS}
         return PerformanceReport(model, config.type, cohort, group or "all", window.describe(), realized(config, rows),
                                  estimated(config, seen, rows, self.max_calibration_error),
-                                 {**self.ledger.counts(model), "pending_now": self.ledger.pending_count()}, groups)
+                                 {**self.ledger.counts(model), "pending_now": self.ledger.pending_count()}, groups,
+                                 business(config, rows, seen))
 
     def refresh_gauges(self, window: Lookback) -> None:
         combos: set[tuple[str, str, str | None]] = set()
@@ -310,4 +311,5 @@ class Tracker:
             config = self.models[model]
             rows = self.ledger.scored_rows(model, cohort, group, window, now)
             seen = self.ledger.seen_scores(model, cohort, group, window, now) if config.has_probabilities else []
-            self.metrics.set_window(model, cohort, group or "all", realized(config, rows), estimated(config, seen, rows, self.max_calibration_error))
+            self.metrics.set_window(model, cohort, group or "all", realized(config, rows), estimated(config, seen, rows, self.max_calibration_error),
+                                    business(config, rows, seen))

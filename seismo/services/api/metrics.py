@@ -89,6 +89,27 @@ class Counts(ApiModel):
     pending_now: int
 
 
+class BusinessFigures(ApiModel):
+    available: bool
+    reason: str | None = None
+    """Why there is no figure (no probabilities, a value matrix smaller than the model's classes...)."""
+    n: int | None = None
+    total: float | None = None
+    per_prediction: float | None = None
+    """Null while n is 0."""
+    on_labelled: BusinessFigures | None = None
+    """The estimate for exactly the labelled predictions: compare it with `realized`."""
+
+
+class Business(ApiModel):
+    """What the window's outcomes are worth, from the model's `business` block (value per confusion cell, or per unit of error)."""
+
+    unit: str
+    realized: BusinessFigures
+    estimated: BusinessFigures
+    """Expected value of every prediction seen under its own class probabilities (trust it as far as `estimated.calibration`)."""
+
+
 class Performance(ApiModel):
     model: str
     type: str
@@ -102,6 +123,8 @@ class Performance(ApiModel):
     counts: Counts
     groups: dict[str, dict[str, Any]] | None = None
     """`model` and `holdout` side by side when `group` is `all`."""
+    business: Business | None = None
+    """Only for models whose metrics config has a `business` block."""
 
 
 class DiagnosisQuery(ApiModel):

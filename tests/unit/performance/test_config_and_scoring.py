@@ -99,3 +99,32 @@ def test_a_stored_binary_tensor_response_is_scored_like_its_json_twin():
                                                    "data": scores.ravel().tolist()}]})
     assert [p.predicted for p in binary] == [1.0, 0.0] == [p.predicted for p in as_json]
     assert [p.scores for p in binary] == [p.scores for p in as_json]
+
+
+@pytest.mark.parametrize("model_type, business, message", [
+    ("binary", {"values": [[0, 1, 2], [1, 2, 3], [1, 1, 1]]}, "binary model's business values are 2x2"),
+    ("multiclass-onehot", {"values": [[0, 1], [1]]}, "square matrix"),
+    ("multiclass-onehot", {"values": [[0, float("nan")], [1, 1]]}, "finite"),
+    ("multiclass-onehot", {"correct": 1}, "both `correct` and `incorrect`"),
+    ("multiclass-onehot", {"values": [[0, 1], [1, 0]], "correct": 1, "incorrect": 0}, "not both"),
+    ("multiclass-onehot", {"per_unit_error": -1}, "for regression models"),
+    ("regression", {"correct": 1, "incorrect": -1}, "per_unit_error"),
+    ("regression", {"per_unit_error": float("inf")}, "finite"),
+    ("regression", {"per_unit_error": -1, "currency": "EUR"}, "unknown keys"),
+])
+def test_business_blocks_that_cannot_be_meant_are_refused(model_type, business, message):
+    with pytest.raises(ConfigError, match=message):
+        model_config("m", {"type": model_type, "business": business})
+
+
+def test_business_values_for_more_classes_than_the_matrix_say_so():
+    import numpy as np
+
+    from seismo.performance.business import estimated_value, realized_value
+
+    values = model_config("m", {"type": "multiclass-onehot", "business": {"values": [[1, -1], [-1, 1]]}}).business
+    assert "2x2; the model scores 3 classes" in realized_value(values, "multiclass-onehot", np.array([0.0]), np.array([2.0]), 3)["reason"]
+    assert estimated_value(values, np.array([[0.2, 0.3, 0.5]]), np.array([2]))["available"] is False
+    # a 3x3 matrix serves a 2-class window (its first rows and columns)
+    bigger = model_config("m", {"type": "multiclass-onehot", "business": {"values": [[1, -2, 0], [-3, 4, 0], [0, 0, 0]]}}).business
+    assert realized_value(bigger, "multiclass-onehot", np.array([0.0, 1.0]), np.array([1.0, 1.0]), 2)["total"] == 1.0

@@ -24,12 +24,15 @@ models:
     cohorts:
       - {name: high-income, when: "income > 100000"}
       - {name: subprime, when: "fico < 600"}
+    business: {unit: EUR, values: [[0, -5], [-50, 20]]}
   iris:
     type: multiclass-onehot
+    business: {correct: 1, incorrect: -4}
   num:
     type: multiclass-numeric
   reg:
     type: regression
+    business: {unit: minutes, per_unit_error: -2}
 """
 
 
@@ -276,6 +279,44 @@ def test_estimated_accuracy_from_logged_scores_with_calibration_check(served):
     assert "not reliable" in estimated["warning"]
     wait_until(lambda: metric_sum(client.get("/metrics").text, "seismo_performance_estimated_accuracy", model="iris", cohort="all", group="all") > 0.89,
                10, message="estimate gauge")
+
+
+def test_business_value_realized_and_estimated_by_hand(served):
+    client, store = served
+    # binary, [[TN, FP], [FN, TP]] = [[0, -5], [-50, 20]]: outcomes TP, TN, FP, FN, TP -> 20 + 0 - 5 - 50 + 20 = -15
+    for p, t in zip([0.9, 0.2, 0.7, 0.4, 0.6], [1, 0, 0, 1, 1]):
+        feedback(client, {"model": "bin", "response": {"predictions": [p]}, "truth": t})
+    business = performance(client, model="bin")["business"]
+    assert business["unit"] == "EUR"
+    assert business["realized"] == {"available": True, "n": 5, "total": pytest.approx(-15), "per_prediction": pytest.approx(-3)}
+    # the estimate: predicted positive (p >= 0.5) is worth p*20 + (1-p)*(-5); negative p*(-50) + (1-p)*0
+    expected = [0.9 * 20 - 0.1 * 5, 0.2 * -50, 0.7 * 20 - 0.3 * 5, 0.4 * -50, 0.6 * 20 - 0.4 * 5]
+    assert business["estimated"]["on_labelled"]["total"] == pytest.approx(sum(expected))
+    # the estimate over every prediction covers logged ones (feedback carrying its own response is not "seen")
+    for pid, p in (("b1", 0.95), ("b2", 0.1)):
+        log_prediction(store, pid, "bin", {"instances": [[1, 1]]}, {"predictions": [p]})
+    wait_until(lambda: performance(client, model="bin")["business"]["estimated"]["n"] == 2, 10, message="predictions read")
+    business = performance(client, model="bin")["business"]
+    assert business["estimated"]["total"] == pytest.approx(0.95 * 20 - 0.05 * 5 + 0.1 * -50)
+    assert business["realized"]["n"] == 5
+    wait_until(lambda: metric_sum(client.get("/metrics").text, "seismo_business_estimated_value_per_prediction", model="bin",
+                                  cohort="all", group="all") == pytest.approx(business["estimated"]["per_prediction"]), 10, message="business gauges")
+    text = client.get("/metrics").text
+    assert metric_sum(text, "seismo_business_value_window_total", model="bin", cohort="all", group="all") == pytest.approx(-15)
+    assert metric_sum(text, "seismo_business_value_per_prediction", model="bin", cohort="all", group="all") == pytest.approx(-3)
+    # multiclass with correct/incorrect: 2 right, 2 wrong -> 2 - 8
+    for s, t in zip([[0.8, 0.1, 0.1], [0.1, 0.7, 0.2], [0.2, 0.2, 0.6], [0.5, 0.4, 0.1]], [0, 1, 1, 1]):
+        feedback(client, {"model": "iris", "response": {"predictions": [s]}, "truth": t})
+    iris = performance(client, model="iris")["business"]
+    assert iris["unit"] == "value" and iris["realized"]["total"] == pytest.approx(-6)
+    assert iris["estimated"]["on_labelled"]["total"] == pytest.approx(sum(5 * top - 4 for top in (0.8, 0.7, 0.6, 0.5)))
+    # regression: per unit of absolute error; no estimate without probabilities
+    for p, t in zip([2.0, 4.0, 10.0], [1.0, 5.0, 8.0]):
+        feedback(client, {"model": "reg", "response": {"predictions": [p]}, "truth": t})
+    reg = performance(client, model="reg")["business"]
+    assert reg["realized"]["total"] == pytest.approx(-8) and reg["unit"] == "minutes"
+    assert reg["estimated"]["available"] is False
+    assert "business" not in performance(client, model="num")
 
 
 def test_state_survives_a_restart(setup):
