@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MODEL  := models/artifacts/image-classifier/metadata.json
-DETECTORS := models/artifacts/detectors/embedding/config.json
+DETECTORS := models/artifacts/detectors/adversarial/config.json
 TABULAR := models/artifacts/tabular-classifier/metadata.json
 EXAMPLES := $(MODEL) $(DETECTORS) $(TABULAR)
 
@@ -49,7 +49,7 @@ $(TABULAR): $(STAMP) models/tabular_classifier.py
 	$(BIN)/python -m models.tabular_classifier
 
 $(DETECTORS): $(MODEL) models/detectors.py
-	@echo "==> fitting the example drift and outlier detectors (a few seconds)"
+	@echo "==> fitting the example drift, outlier and adversarial detectors (a few seconds)"
 	$(BIN)/python -m models.detectors
 
 # Optional: alibi-detect 0.13 and alibi 0.9.6 in their own environment (they pin numpy<2 and

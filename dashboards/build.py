@@ -47,6 +47,13 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] 
             ("max by (model) (seismo_outlier_threshold)", "{{model}} threshold"),
         ]),
         ("Instances scored per second", "ops", [("sum by (model, outcome) (rate(seismo_outlier_instances_total[5m]))", "{{model}} {{outcome}}")]),
+        ("Adversarial share of responses (clean traffic: about 5 %)", "percentunit", [(
+            "sum by (model) (rate(seismo_adversarial_instances_total{outcome=\"adversarial\"}[5m])) / sum by (model) (rate(seismo_adversarial_instances_total[5m]))",
+            "{{model}}")]),
+        ("Adversarial score p95 vs threshold", "none", [
+            ("histogram_quantile(0.95, sum by (model, le) (rate(seismo_adversarial_score_bucket[5m])))", "{{model}} p95"),
+            ("max by (model) (seismo_adversarial_threshold)", "{{model}} threshold"),
+        ]),
     ]),
     "seismo-drift": ("Seismo / Drift", [
         ("Drift detected (last window)", "none", [("max by (model) (seismo_drift_detected)", "{{model}}")]),

@@ -7,6 +7,8 @@ The reference is 1000 images of the classifier's own training split (scikit-lear
   the design documents' image drift detector.
 - embedding: EmbeddingDrift (euclidean centroid distance) on the classifier's own penultimate layer,
   recording the embedding version from the classifier's metadata.
+- adversarial: class-conditional Mahalanobis distance on the same embedding, with the training labels
+  (Lee et al. 2018; seismo.detect.adversarial), threshold at the 95th percentile of a held-out fifth.
 - outlier: VAE reconstruction error on the raw pixels, threshold at the 95th percentile (a
   Mahalanobis distance on principal components cannot see pixel noise: PCA discards it).
 
@@ -35,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-size", type=int, default=1000)
     parser.add_argument("--if-missing", action="store_true")
     args = parser.parse_args(argv)
-    if args.if_missing and all((args.out / kind / "config.json").exists() for kind in ("drift", "outlier", "embedding")):
+    if args.if_missing and all((args.out / kind / "config.json").exists() for kind in ("drift", "outlier", "embedding", "adversarial")):
         return 0
-    x_train, _, _, _ = digits_as_cifar(seed=0)
+    x_train, y_train, _, _ = digits_as_cifar(seed=0)
     reference = x_train[: args.reference_size]
     print(f"fitting the example detectors on {len(reference)} training images", file=sys.stderr, flush=True)
     save_detector(KSDrift(p_val=0.05, correction="bonferroni", preprocess=UntrainedAutoencoder(32, seed=0)).fit(reference), args.out / "drift")
@@ -49,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     embeddings, version = embed(MODEL_OUT, reference)
     save_detector(EmbeddingDrift(method="euclidean", version=version).fit(embeddings), args.out / "embedding")
     print(f"  embedding: EmbeddingDrift on {version} ({embeddings.shape[1]} dimensions) -> {args.out / 'embedding'}", file=sys.stderr, flush=True)
+    from seismo.detect import ClassMahalanobisAdversarial
+
+    labelled, _ = embed(MODEL_OUT, x_train)  # every training image: the class means need labels, not just the reference
+    save_detector(ClassMahalanobisAdversarial(version=version).fit(labelled, y_train), args.out / "adversarial")
+    print(f"  adversarial: class Mahalanobis on {version}, {len(labelled)} labelled images -> {args.out / 'adversarial'}", file=sys.stderr, flush=True)
     os.environ.setdefault("SEISMO_PROGRESS", "1")
     save_detector(VAEOutlier(threshold_percentile=95.0, latent_dim=16, hidden=256, epochs=20, seed=0).fit(reference), args.out / "outlier")
     print(f"  outlier: VAEOutlier (reconstruction error) -> {args.out / 'outlier'}", file=sys.stderr, flush=True)

@@ -6,6 +6,7 @@ load it on first use.
 
 from __future__ import annotations
 
+from seismo.detect.adversarial import ClassMahalanobisAdversarial
 from seismo.detect.base import DetectorConfigError, DetectorInputError, DriftResult, OutlierResult
 from seismo.detect.drift import ChiSquareDrift, ClassifierDrift, KSDrift, MMDDrift, PredictionDrift
 from seismo.detect.embedding import EmbeddingDrift, EmbeddingDriftResult
@@ -21,7 +22,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DETECTORS", "PCA", "ChiSquareDrift", "ClassifierDrift", "DetectorConfigError", "DetectorInputError", "DriftResult",
+    "DETECTORS", "PCA", "ChiSquareDrift", "ClassMahalanobisAdversarial", "ClassifierDrift", "DetectorConfigError", "DetectorInputError", "DriftResult",
     "EmbeddingDrift", "EmbeddingDriftResult",
     "IsolationForestOutlier", "KSDrift", "MMDDrift", "MahalanobisOutlier", "ModelLayer", "OutlierResult",
     "PredictionDrift", "UntrainedAutoencoder", "VAEOutlier", "load_detector", "save_detector",

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from seismo import __version__
 from seismo.config_files import validation_message
+from seismo.detect.adversarial import ClassMahalanobisAdversarial
 from seismo.detect.alibi_adapter import AlibiDetector, is_alibi_folder
 from seismo.detect.base import Detector, DetectorConfigError
 from seismo.detect.drift import ChiSquareDrift, ClassifierDrift, KSDrift, MMDDrift, PredictionDrift
@@ -63,7 +64,7 @@ class _LazyDetectors(dict):
 
 DETECTORS: dict[str, type[Detector]] = _LazyDetectors(
     {cls.kind: cls for cls in (KSDrift, ChiSquareDrift, MMDDrift, ClassifierDrift, PredictionDrift, MahalanobisOutlier, IsolationForestOutlier,
-                          EmbeddingDrift)}
+                          EmbeddingDrift, ClassMahalanobisAdversarial)}
 )
 
 

@@ -18,6 +18,8 @@ KSERVE_DRIFT = "org.kubeflow.serving.inference.drift"
 SELDON_REQUEST = "io.seldon.serving.inference.request"
 SELDON_RESPONSE = "io.seldon.serving.inference.response"
 SELDON_FEEDBACK = "io.seldon.serving.feedback"
+SEISMO_ADVERSARIAL = "io.seismo.inference.adversarial"
+"""Seismo's own reply type: the adversarial detector's verdict on a response event (seismo.detect.adversarial)."""
 
 
 class EventKind(str, Enum):
@@ -26,6 +28,7 @@ class EventKind(str, Enum):
     FEEDBACK = "feedback"
     OUTLIER = "outlier"
     DRIFT = "drift"
+    ADVERSARIAL = "adversarial"
 
 
 EVENT_KINDS: dict[str, EventKind] = {
@@ -36,6 +39,7 @@ EVENT_KINDS: dict[str, EventKind] = {
     SELDON_FEEDBACK: EventKind.FEEDBACK,
     KSERVE_OUTLIER: EventKind.OUTLIER,
     KSERVE_DRIFT: EventKind.DRIFT,
+    SEISMO_ADVERSARIAL: EventKind.ADVERSARIAL,
 }
 
 # Extensions that describe the model and deployment, copied onto every record and reply.

@@ -1,8 +1,14 @@
-"""`seismo serve outlier`: scores every instance of every inference request it is sent.
+"""`seismo serve outlier`: scores every instance of every inference request it is sent, and checks
+every response for adversarial inputs.
 
 The answer to each delivered request event is an `org.kubeflow.serving.inference.outlier` reply
 (same id and extensions), which the broker publishes and the logger folds into the prediction's
 record. Concurrent events are scored in one batch.
+
+Response events carry the model's embedding (seismo.embeddings); with an adversarial detector
+configured (seismo.detect.adversarial, on by default for the example) each is answered with an
+`io.seismo.inference.adversarial` reply the logger keeps as the record's `adversarial` annotation.
+Responses without an embedding (an error response, a model that logs none) are skipped and counted.
 """
 
 from __future__ import annotations
@@ -21,12 +27,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher, split_rows
-from seismo.detect import OutlierResult, load_detector
-from seismo.events.types import KSERVE_OUTLIER
+from seismo.detect import ClassMahalanobisAdversarial, OutlierResult, load_detector
+from seismo.detect.adversarial import AdversarialVersionError
+from seismo.embeddings.extract import embedding_of
+from seismo.events.cloudevents import CloudEvent
+from seismo.events.payloads import PayloadError
+from seismo.events.types import KSERVE_OUTLIER, SEISMO_ADVERSARIAL, EventKind, kind_of, model_of
 from seismo.services.api.detectors import OUTLIER_OPERATIONS
 from seismo.services.auth import auth_middleware
 from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, health_routes
-from seismo.services.detector_events import accept, reply
+from seismo.services.detector_events import Rejection, instances_of_event, read_event, refuse, reply
 from seismo.services.openapi import openapi_route
 from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS
 from seismo.tracing import Tracing, parent_of
@@ -51,6 +61,10 @@ class OutlierSettings(BaseSettings):
     """Most instances scored in one call."""
     max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest event body accepted; bigger ones get 413."""
+    adversarial: bool = True
+    """Check response events' embeddings for adversarial inputs (needs `adversarial_detector_path`)."""
+    adversarial_detector_path: Path = EXAMPLE_DETECTORS / "adversarial"
+    """A ClassMahalanobisAdversarial folder fitted on the model's embedding (`make model` fits the example's)."""
 
 
 class OutlierService:
@@ -68,7 +82,17 @@ class OutlierService:
         self.scores = Histogram("seismo_outlier_score", "Instance outlier scores", ["model"],
                                 buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000), registry=registry)
         self.threshold = Gauge("seismo_outlier_threshold", "Score above which an instance is an outlier", ["model"], registry=registry)
+        self.adversarial_instances = Counter("seismo_adversarial_instances", "Response instances checked for adversarial inputs, by outcome",
+                                             ["model", "outcome"], registry=registry)
+        self.adversarial_scores = Histogram("seismo_adversarial_score", "Squared Mahalanobis distance of the embedding to the nearest class",
+                                            ["model"], buckets=(10, 25, 50, 75, 100, 150, 200, 300, 500, 1000, 3000, 10000), registry=registry)
+        self.adversarial_threshold = Gauge("seismo_adversarial_threshold", "Score above which an instance is flagged adversarial", ["model"],
+                                           registry=registry)
+        self.adversarial_skipped = Counter("seismo_adversarial_events_skipped", "Response events not checked, by reason (no_embedding)",
+                                           ["model", "reason"], registry=registry)
         self.detector: Any = None
+        # Small (class means and one precision matrix): loaded here, so a wrong path stops the start at once.
+        self.adversarial = self._load_adversarial(settings.adversarial_detector_path) if settings.adversarial else None
         self.batcher: ThreadBatcher[np.ndarray, OutlierResult] = ThreadBatcher(self._score_batch, settings.max_batch,
                                                                                name="outlier-scoring", size_of=len)
 
@@ -82,11 +106,54 @@ class OutlierService:
     async def start(self) -> None:
         self.detector = load_detector(self.settings.detector_path)
         self.threshold.labels(self.settings.model).set(self.detector.threshold)
+        if self.adversarial is not None:
+            self.adversarial_threshold.labels(self.settings.model).set(self.adversarial.threshold or 0.0)
         self.batcher.start()
         log.info("outlier detector %s for %r ready on port %d", self.detector.kind, self.settings.model, self.settings.port)
 
     async def stop(self) -> None:
         await self.batcher.close()
+
+    @staticmethod
+    def _load_adversarial(path: Path) -> ClassMahalanobisAdversarial:
+        if not (path / "config.json").exists():
+            raise ValueError(f"no adversarial detector at {path}: fit one (`make model` for the example; "
+                             "ClassMahalanobisAdversarial().fit(embeddings, labels) and save_detector) or set SEISMO_OUTLIER_ADVERSARIAL=false")
+        detector = load_detector(path)
+        if not isinstance(detector, ClassMahalanobisAdversarial):
+            raise ValueError(f"{path} holds a {getattr(detector, 'kind', type(detector).__name__)}, not a ClassMahalanobisAdversarial")
+        return detector
+
+    def check_adversarial(self, event: CloudEvent) -> dict | None:
+        """The adversarial reply's data for a response event, None when it carries no embedding; Rejection
+        when the embedding is malformed or from another embedding space than the detector's."""
+        model = model_of(event)
+        assert self.adversarial is not None  # the route sends response events here only when it is loaded
+        if model != self.settings.model:
+            raise Rejection("unknown_model", f"no detector for model {model!r} here (this one watches {self.settings.model!r})", model)
+        try:
+            found = embedding_of(event.data, event.extensions)
+        except PayloadError as exc:
+            raise Rejection("bad_embedding", str(exc), model) from None
+        if found is None:
+            self.adversarial_skipped.labels(model, "no_embedding").inc()
+            return None
+        if found.vectors.shape[1:] != self.adversarial.instance_shape:
+            raise Rejection("bad_embedding", f"embedding has {found.vectors.shape[1]} dimensions; the adversarial detector's has "
+                            f"{list(self.adversarial.instance_shape or ())}", model)
+        try:
+            self.adversarial.check_version(found.version)
+        except AdversarialVersionError as exc:
+            raise Rejection("embedding_version", str(exc), model) from None
+        result = self.adversarial.predict(found.vectors)
+        flagged = int(result.is_outlier.sum())
+        self.adversarial_instances.labels(model, "adversarial").inc(flagged)
+        self.adversarial_instances.labels(model, "clean").inc(len(result.is_outlier) - flagged)
+        for value in result.instance_score:
+            self.adversarial_scores.labels(model).observe(float(value))
+        return {"is_adversarial": result.is_outlier.astype(int), "instance_score": result.instance_score, "threshold": result.threshold,
+                "nearest_class": self.adversarial.nearest_class(found.vectors), "detector": self.adversarial.kind,
+                "detector_version": self.adversarial.detector_version, "embedding_version": found.version}
 
     def _score_batch(self, arrays: list[np.ndarray]) -> list[OutlierResult]:
         """One detector call for several events' instances, split back into one result per event."""
@@ -122,16 +189,28 @@ def create_app(settings: OutlierSettings, registry: CollectorRegistry) -> Starle
 
     async def handle(request: Request) -> Response:
         shape = core.detector.instance_shape if core.detector is not None else None
-        accepted = await accept(request, settings.max_event_bytes, settings.model, shape, core.rejected, "outlier")
-        if isinstance(accepted, Response):
-            return accepted
-        event, array = accepted
+        try:
+            event = await read_event(request, settings.max_event_bytes)
+            if kind_of(event.type) is EventKind.RESPONSE and core.adversarial is not None:
+                return adversarial_reply(event, request.headers)
+            event, array = instances_of_event(event, settings.model, shape)
+        except Rejection as exc:
+            return refuse(exc, settings.model, core.rejected, "outlier")
         with core.tracing.span("outlier score", parent_of(request.headers, event.extensions), "SERVER",
                                {"seismo.prediction_id": event.id, "seismo.instances": len(array)}) as span:
             data = core.reply_data(await core.score(array))
             if span is not None:
                 span.set_attribute("seismo.outliers", int(data["is_outlier"].sum()))
         return reply(event, KSERVE_OUTLIER, core.source, data)
+
+    def adversarial_reply(event: CloudEvent, headers: Any) -> Response:
+        with core.tracing.span("adversarial check", parent_of(headers, event.extensions), "SERVER", {"seismo.prediction_id": event.id}) as span:
+            data = core.check_adversarial(event)
+            if data is None:
+                return Response(status_code=204)  # nothing to check: no reply event
+            if span is not None:
+                span.set_attribute("seismo.adversarial", int(data["is_adversarial"].sum()))
+        return reply(event, SEISMO_ADVERSARIAL, core.source, data)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

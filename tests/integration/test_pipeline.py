@@ -90,23 +90,26 @@ def test_300_predictions_become_300_complete_records_through_failures(tmp_path, 
 
             def complete_records():
                 records = httpx.get(f"{logger_url}/v1/records", params={"model": MODEL, "limit": 1000}).json()["records"]
-                done = sum(1 for r in records if r["request"] and r["response"] and "outlier" in r["annotations"])
+                done = sum(1 for r in records if r["request"] and r["response"] and {"outlier", "adversarial"} <= set(r["annotations"]))
                 return records if done == 300 else None
 
             records = wait_until(complete_records, 90, 0.5, "300 complete records")
             ids = {pid for _, pid, _ in results}
             assert len(ids) == 300
             assert {r["prediction_id"] for r in records} == ids  # no duplicates, nothing missing, nothing extra
-            for r in records:  # request, response and the outlier detector's reply, each folded in once
+            for r in records:  # request, response and the outlier service's two replies, each folded in once
                 assert sorted(t for t in r["event_types"] if not t.endswith(".drift")) == [
-                    "org.kubeflow.serving.inference.outlier", "org.kubeflow.serving.inference.request",
-                    "org.kubeflow.serving.inference.response"]
+                    "io.seismo.inference.adversarial", "org.kubeflow.serving.inference.outlier",
+                    "org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response"]
             # The 200th response filled the one embedding window (SEISMO_DRIFT_EMBEDDING_WINDOW_SIZE's default):
             # its drift reply annotates that prediction's record; the input windows (1000) are not full yet.
             wait_until(lambda: sum("drift" in r["annotations"] for r in httpx.get(
                 f"{logger_url}/v1/records", params={"model": MODEL, "limit": 1000}).json()["records"]) == 1, 120, 0.5, "the embedding window's reply")
             for r in records:
                 assert r["status"] == 200 and len(r["annotations"]["outlier"]["is_outlier"]) == 1
+                assert len(r["annotations"]["adversarial"]["is_adversarial"]) == 1
+            # held-out digits are clean traffic: about the detector's 5 % false positive rate is flagged
+            assert sum(r["annotations"]["adversarial"]["is_adversarial"][0] for r in records) <= 45
             # A V2 record holds exactly the request that was sent.
             i, pid, _ = next(x for x in results if x[0] % 2 == 1)
             record = httpx.get(f"{logger_url}/v1/records/{pid}").json()
@@ -119,5 +122,23 @@ def test_300_predictions_become_300_complete_records_through_failures(tmp_path, 
             assert metric_sum(model_metrics, "seismo_model_events_retried_total", reason="network") > 0  # while the broker was down
             assert metric_sum(model_metrics, "seismo_model_events_sent_total") == 600
             assert metric_sum(scrape(stack.url("broker")), "seismo_broker_dead_letters_total") == 0
+
+            # 20 PGD images (eps 0.05, TensorFlow gradients on the served classifier): the records say so
+            import keras
+
+            from seismo.demo.attacks import pgd
+
+            classifier = keras.models.load_model(example_model / "model.keras")
+            clean = example_images[:20]
+            attacked = pgd(classifier, clean, classifier.predict(clean, verbose=0).argmax(axis=1), 0.05, steps=10)
+            attack_ids = {pid for _, pid, _ in asyncio.run(predict(model_url, attacked, range(20)))}
+
+            def attack_records():
+                records = [httpx.get(f"{logger_url}/v1/records/{pid}").json() for pid in attack_ids]
+                return records if all("adversarial" in r.get("annotations", {}) for r in records) else None
+
+            flagged = sum(r["annotations"]["adversarial"]["is_adversarial"][0] for r in wait_until(attack_records, 60, 0.5, "attack records"))
+            assert flagged >= 18
+            assert metric_sum(scrape(stack.url("outlier")), "seismo_adversarial_instances_total", outcome="adversarial") >= flagged
         finally:
             stack.stop()

@@ -33,7 +33,8 @@ def test_committed_dashboards_are_what_build_py_writes():
 def test_every_alert_the_issue_asks_for_exists():
     rules = [r["alert"] for g in yaml.safe_load((DASHBOARDS / "alerts.yaml").read_text())["groups"] for r in g["rules"]]
     assert set(rules) == {"SeismoDriftDetected", "SeismoOutlierRateHigh", "SeismoAccuracyLow", "SeismoEventsDropped",
-                          "SeismoBrokerBacklogGrowing", "SeismoDeadLetters", "SeismoLatencyHigh", "SeismoFailureModeDiagnosed"}
+                          "SeismoBrokerBacklogGrowing", "SeismoDeadLetters", "SeismoLatencyHigh", "SeismoFailureModeDiagnosed",
+                          "SeismoAdversarialInputs"}
 
 
 @needs_promtool

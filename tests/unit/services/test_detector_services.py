@@ -46,7 +46,7 @@ def detectors(tmp_path_factory):
 
 
 def test_outlier_replies_with_scores_same_id_and_extensions(detectors):
-    settings = OutlierSettings(detector_path=detectors / "outlier", model="tab")
+    settings = OutlierSettings(detector_path=detectors / "outlier", model="tab", adversarial=False)
     with ServedApp(outlier_app(settings, CollectorRegistry())) as client:
         headers, body = request_event(1, np.vstack([REF[:3], REF[:1] + 10]))
         r = client.post("/", headers=headers, content=body)
@@ -75,7 +75,7 @@ def test_outlier_replies_with_scores_same_id_and_extensions(detectors):
     (lambda: ({"content-type": "application/json"}, b"{}"), "invalid_event", "not a CloudEvent"),
 ])
 def test_bad_input_is_a_counted_400_with_the_reason(detectors, make, reason, message):
-    for app in (outlier_app(OutlierSettings(detector_path=detectors / "outlier", model="tab"), CollectorRegistry()),
+    for app in (outlier_app(OutlierSettings(detector_path=detectors / "outlier", model="tab", adversarial=False), CollectorRegistry()),
                 drift_app(DriftSettings(detector_path=detectors / "drift", model="tab", state_path=detectors / f"w-{reason}.db"), CollectorRegistry())):
         with ServedApp(app) as client:
             headers, body = make()
@@ -189,3 +189,51 @@ def test_response_events_are_refused_without_an_embedding_detector(detectors, tm
         h, b = response_event(1, EMB_REF[:3])
         r = client.post("/", headers=h, content=b)
         assert r.status_code == 400 and "not an inference request" in r.json()["error"]
+
+
+def test_outlier_service_checks_responses_for_adversarial_inputs(detectors, tmp_path):
+    """Three classes of 8-d embeddings; a vector far from every class mean is flagged, the reply is the
+    record's `adversarial` annotation-to-be, and what cannot be checked is counted, never a 500."""
+    from seismo.detect import ClassMahalanobisAdversarial
+
+    labels = np.repeat([0, 1, 2], 200)
+    vectors = np.random.default_rng(7).normal(size=(600, 8)) + labels[:, None] * 4.0
+    save_detector(ClassMahalanobisAdversarial(version=EMB_VERSION).fit(vectors, labels), tmp_path / "adversarial")
+    settings = OutlierSettings(detector_path=detectors / "outlier", model="tab", adversarial_detector_path=tmp_path / "adversarial")
+    with ServedApp(outlier_app(settings, CollectorRegistry())) as client:
+        post = lambda hb: client.post("/", headers=hb[0], content=hb[1])  # noqa: E731
+        r = post(response_event(1, np.vstack([vectors[:2], vectors[400:401], np.full((1, 8), 30.0)])))
+        assert r.status_code == 200, r.text
+        reply = from_http(r.headers, r.content)
+        assert reply.type == "io.seismo.inference.adversarial" and reply.id == "r1" and reply.extensions["inferenceservicename"] == "tab"
+        data = orjson.loads(reply.data)
+        assert data["is_adversarial"] == [0, 0, 0, 1] and data["nearest_class"][:3] == [0, 0, 2]
+        assert data["embedding_version"] == EMB_VERSION and data["detector"] == "ClassMahalanobisAdversarial"
+        assert post(response_event(2, np.full((2, 8), -40.0), binary=True)).status_code == 200  # binary tensors too
+        assert post(response_event(3, vectors[:1], version=None)).status_code == 204  # no embedding: nothing to check
+        refused = {
+            "embedding_version": post(response_event(4, vectors[:1], version="tab/penultimate@1.0.1")),  # retrained: refit first
+            "bad_embedding": post(response_event(5, np.ones((1, 5)))),
+            "unknown_model": post(response_event(6, vectors[:1], model="other")),
+        }
+        for reason, answer in refused.items():
+            assert answer.status_code == 400, (reason, answer.text)
+        assert "refit" in refused["embedding_version"].json()["error"] and "5 dimensions" in refused["bad_embedding"].json()["error"]
+        h, b = response_event(7, vectors[:1])
+        assert post((h, b.replace(b'"data":[', b'"data":[NaN,', 1))).status_code == 400  # malformed: refused, not a 500
+        metrics = client.get("/metrics").text
+        assert metric_sum(metrics, "seismo_adversarial_instances_total", model="tab", outcome="adversarial") == 3
+        assert metric_sum(metrics, "seismo_adversarial_instances_total", model="tab", outcome="clean") == 3
+        assert metric_sum(metrics, "seismo_adversarial_events_skipped_total", model="tab", reason="no_embedding") == 1
+        assert metric_sum(metrics, "seismo_outlier_events_rejected_total", reason="embedding_version") == 1
+        assert metric_sum(metrics, "seismo_outlier_events_rejected_total", model="other", reason="unknown_model") == 1
+        assert metric_sum(metrics, "seismo_adversarial_threshold", model="tab") > 0
+        # request events still get outlier scores from the same service
+        assert from_http(*(lambda r: (r.headers, r.content))(post(request_event(8, REF[:2])))).type == "org.kubeflow.serving.inference.outlier"
+
+
+def test_adversarial_detector_needs_its_folder_and_the_right_kind(detectors, tmp_path):
+    for path, message in ((tmp_path / "none", "no adversarial detector"), (detectors / "outlier", "holds a MahalanobisOutlier")):
+        settings = OutlierSettings(detector_path=detectors / "outlier", model="tab", adversarial_detector_path=path)
+        with pytest.raises(ValueError, match=message):
+            outlier_app(settings, CollectorRegistry())
