@@ -84,8 +84,9 @@ def test_shipped_trigger_file_routes_every_request_and_response_type_to_the_logg
     feedback = {t.filter_attributes["type"] for t in triggers if t.subscriber_uri == "http://127.0.0.1:8094/"}
     assert feedback == {"io.seldon.serving.feedback"}
     requests = {"org.kubeflow.serving.inference.request", "io.seldon.serving.inference.request"}
-    # The drift service also reads Seismo's response events: they carry the embeddings.
-    for detector, port, extra in (("outlier", 8092, set()), ("drift", 8093, {"org.kubeflow.serving.inference.response"})):
+    # Both detectors also read Seismo's response events: they carry the embeddings (drift windows, adversarial checks).
+    responses = {"org.kubeflow.serving.inference.response"}
+    for detector, port, extra in (("outlier", 8092, responses), ("drift", 8093, responses)):
         watched = {t.filter_attributes["type"] for t in triggers if t.subscriber_uri == f"http://127.0.0.1:{port}/"}
         assert watched == requests | extra, detector
 
