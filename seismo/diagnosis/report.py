@@ -21,7 +21,7 @@ from seismo.diagnosis.evidence import (
     window_performance,
 )
 from seismo.diagnosis.reference import Reference, load_reference
-from seismo.diagnosis.rules import Evidence, Thresholds, Verdict, decide
+from seismo.diagnosis.rules import Evidence, OwnPerformance, Thresholds, UpstreamChange, Verdict, decide
 from seismo.performance.config import ALL, ModelConfig
 from seismo.performance.ledger import Ledger
 from seismo.store import RecordStore
@@ -76,9 +76,30 @@ class Diagnoser:
         prediction = (class_drift(series.predicted[:size], series.predicted[-size:]) if config.classification
                       else ks_test(series.predicted[:size].reshape(-1, 1), series.predicted[-size:].reshape(-1, 1), ["prediction"]))
         by_key = dict(zip(keys, inputs))
-        upstream = upstream_changes(self.store, model, split, since) if cohort == ALL else []
+        upstream = [self._with_own_performance(u, since) for u in upstream_changes(self.store, model, split, since)] if cohort == ALL else []
         return replace(evidence, first=first, latest=latest, change_point=split, prediction_drift=prediction,
                        concentration=concentration(reference, errors, series.keys, by_key), upstream=upstream)
+
+    def _with_own_performance(self, change: UpstreamChange, since: float | None) -> UpstreamChange:
+        """The upstream model's own error before and after it changed, when it is configured here and got truth."""
+        config = self.models.get(change.model)
+        if config is None or change.changed_at is None:
+            return change
+        series = self.ledger.scored_series(change.model, ALL, since)
+        if len(series) == 0:
+            return change
+        after = series.at >= change.changed_at
+        if min(int(after.sum()), int((~after).sum())) < MIN_WINDOW:
+            return change
+
+        def error(rows: np.ndarray) -> float:
+            if config.classification:
+                return float((series.predicted[rows] != series.truth[rows]).mean())
+            return float(np.abs(series.predicted[rows] - series.truth[rows]).sum() / max(float(np.abs(series.truth[rows]).sum()), 1e-12))
+
+        own = OwnPerformance("error_rate" if config.classification else "relative_mae", error(~after), error(after),
+                             int((~after).sum()), int(after.sum()))
+        return replace(change, own=own)
 
     def thresholds_for(self, config: ModelConfig) -> Thresholds:
         base = self.thresholds or Thresholds()

@@ -95,6 +95,19 @@ class Concentration:
 
 
 @dataclass(frozen=True)
+class OwnPerformance:
+    """An upstream model judged on its own terms, before vs after its change: the document's story is an
+    upstream model that got better (its own error fell) while the model it feeds got worse."""
+
+    metric: str
+    """`error_rate` (classifiers) or `relative_mae` (regression: sum |error| / sum |truth|, free of units)."""
+    before: float
+    after: float
+    n_before: int
+    n_after: int
+
+
+@dataclass(frozen=True)
 class UpstreamChange:
     """What an upstream model did around this model's change point."""
 
@@ -106,6 +119,8 @@ class UpstreamChange:
     """When the new version first answered (or the change point, when only the outputs moved)."""
     n_links: int
     """How many of this model's predictions name a prediction of this model as parent."""
+    own: OwnPerformance | None = None
+    """The upstream model's own performance before and after it changed (when it gets ground truth too)."""
 
     @property
     def version_changed(self) -> bool:
@@ -206,9 +221,15 @@ def decide(evidence: Evidence, t: Thresholds = Thresholds()) -> Verdict:
         conf = regression_conf * (max(drift_conf, 0.9) if culprit.version_changed else drift_conf)
         what = (f"upstream model {culprit.model!r} changed version {culprit.version_before} -> {culprit.version_after}"
                 if culprit.version_changed else f"upstream model {culprit.model!r}'s outputs moved")
-        return Verdict("upstream_cascade", conf, [*reasons, what],
-                       {"model": culprit.model, "version": culprit.version_after, "previous_version": culprit.version_before,
-                        "at": culprit.changed_at})
+        if culprit.own is not None:
+            own = culprit.own
+            trend = "improved" if own.after < own.before else "did not improve"
+            what += f"; on its own terms it {trend} ({own.metric} {own.before:.3f} -> {own.after:.3f})"
+        named: dict[str, Any] = {"model": culprit.model, "version": culprit.version_after, "previous_version": culprit.version_before,
+                                 "at": culprit.changed_at}
+        if culprit.own is not None:
+            named["own_performance"] = asdict(culprit.own)
+        return Verdict("upstream_cascade", conf, [*reasons, what], named)
 
     if not declined(first, latest, t) and regressed(first, validation, t):
         se = math.hypot(first.se, latest.se)

@@ -14,7 +14,9 @@ held-out split). Each scenario is a timeline of predictions with ground truth:
 - `upstream_cascade`: colour intensity and proline come from an upstream model (`wine-assay`, a
   regression on a noisy lab reading). Half-way it is upgraded to version 2: three times more accurate
   on its own terms, but it reports colour normalised to [0, 1] and proline in g/L. The wine model's
-  requests name their upstream prediction (lineage), and the wine model regresses.
+  requests name their upstream prediction (lineage), and the wine model regresses. An assay request
+  holds two instances (the colour and the proline reading), one predicted value each; its feedback is
+  its own truth (the lab values in the units it reports), so its own error compares before and after.
 - `no_ground_truth`: healthy traffic with almost no feedback.
 
 `replay_into(scenario, store, tracker)` writes the predictions as the logger would (request and
@@ -128,8 +130,8 @@ def build(world: WineWorld, name: str, seed: int, n: int = 800, start: float | N
     return scenario
 
 
-def _v2(name: str, rows: np.ndarray, key: str) -> bytes:
-    rows = np.asarray(rows, dtype=np.float64).reshape(1, -1)
+def _v2(name: str, rows: np.ndarray, key: str, one_value_per_instance: bool = False) -> bytes:
+    rows = np.asarray(rows, dtype=np.float64).reshape((-1, 1) if one_value_per_instance else (1, -1))
     return orjson.dumps({key: [{"name": name, "datatype": "FP64", "shape": list(rows.shape), "data": rows.reshape(-1).tolist()}]})
 
 
@@ -142,14 +144,16 @@ def replay_into(scenario: Scenario, store: RecordStore, tracker: Any, now: float
         extensions = {"inferenceservicename": p.model, "modelversion": p.version, "requestid": p.prediction_id}
         if p.parent_id:
             extensions["parentid"] = p.parent_id
-        updates.append(RecordUpdate(p.prediction_id, EventKind.REQUEST, KSERVE_REQUEST, p.model, p.at, _v2("input_1", p.inputs, "inputs"),
-                                    "application/json", None, p.version, extensions))
+        assay = p.model == UPSTREAM  # a regression: one reading in, one value out, per instance
+        updates.append(RecordUpdate(p.prediction_id, EventKind.REQUEST, KSERVE_REQUEST, p.model, p.at,
+                                    _v2("input_1", p.inputs, "inputs", assay), "application/json", None, p.version, extensions))
         updates.append(RecordUpdate(p.prediction_id, EventKind.RESPONSE, KSERVE_RESPONSE, p.model, p.at + 0.01,
-                                    _v2("probabilities", p.outputs, "outputs"), "application/json", 200, p.version, extensions))
+                                    _v2("probabilities", p.outputs, "outputs", assay), "application/json", 200, p.version, extensions))
     for start in range(0, len(updates), 500):
         store.apply(updates[start:start + 500])
     tracker.scan(now=now, settle=0.0, lookback=10 * 365 * 86400.0, limit=1000)
-    feedback = [Incoming(parse_feedback({"prediction_id": p.prediction_id, "truth": [p.truth]}), p.at + 30.0)
+    feedback = [Incoming(parse_feedback({"prediction_id": p.prediction_id, "truth": p.truth if isinstance(p.truth, list) else [p.truth]}),
+                         p.at + 30.0)
                 for p in scenario.predictions if p.truth is not None and p.model in tracker.models]
     for start in range(0, len(feedback), 256):
         tracker.process(feedback[start:start + 256])

@@ -17,7 +17,7 @@ from helpers import ServedApp, metric_sum
 from prometheus_client import CollectorRegistry
 
 from seismo.diagnosis.report import Diagnoser
-from seismo.diagnosis.scenarios import MODEL, SCENARIOS, WineWorld, build, replay_into
+from seismo.diagnosis.scenarios import MODEL, SCENARIOS, UPSTREAM, WineWorld, build, replay_into
 from seismo.performance.config import load_models
 from seismo.performance.ledger import Ledger
 from seismo.performance.prometheus import PerformanceMetrics
@@ -36,6 +36,8 @@ models:
     type: multiclass-onehot
     diagnosis:
       reference: {EXAMPLE_TABULAR_MODEL / "reference.npy"}
+  {UPSTREAM}:
+    type: regression            # the assay's own ground truth: the lab reading
 """
 
 
@@ -74,6 +76,10 @@ def test_the_evidence_says_why(tmp_path, world):
     assert cascade["culprit"]["previous_version"] == "1"
     upstream = cascade["evidence"]["upstream"][0]
     assert upstream["model"] == "wine-assay" and upstream["version_changed"] and upstream["n_links"] > 500
+    # the document's story: the upstream model got better on its own terms (v2 is 3x sharper) while this one fell
+    own = cascade["culprit"]["own_performance"]
+    assert own["metric"] == "relative_mae" and own["after"] < own["before"] / 2 and min(own["n_before"], own["n_after"]) > 100
+    assert "on its own terms it improved" in cascade["reasons"][-1]
     drift = diagnose_run(tmp_path, world, "data_drift", 0)["evidence"]
     assert drift["input_vs_first"]["p_value"] < 0.01 and drift["concentration"]["ratio"] > 2
     assert set(drift["input_vs_first"]["top_features"]) & {"flavanoids", "color_intensity", "proline"}
@@ -114,8 +120,8 @@ def test_the_metrics_server_answers_v1_diagnosis_exports_gauges_and_seismo_diagn
         assert doc["model"] == MODEL and doc["cohorts"]["all"]["verdict"] == "data_drift"
         assert 0 < doc["cohorts"]["all"]["confidence"] <= 1
         assert client.get("/v1/diagnosis", params={"model": MODEL, "since": "1s"}).json()["cohorts"]["all"]["verdict"] == "no_ground_truth"
-        for params, status, message in [({"model": "nope"}, 404, "no metrics configuration"), ({"since": "yesterday"}, 400, "'since'"),
-                                        ({"cohort": "bad cohort\n"}, 400, "cohort")]:
+        for params, status, message in [({"model": "nope"}, 404, "no metrics configuration"), ({"model": MODEL, "since": "yesterday"}, 400, "'since'"),
+                                        ({"model": MODEL, "cohort": "bad cohort\n"}, 400, "cohort"), ({}, 400, "name a 'model'")]:
             r = client.get("/v1/diagnosis", params=params)
             assert r.status_code == status and message in r.json()["error"], r.text
 
