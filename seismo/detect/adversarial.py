@@ -75,9 +75,12 @@ class ClassMahalanobisAdversarial(Detector):
     def _distances(self, x: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance of each row to each class mean: [N, classes]."""
         # (x - mu)' P (x - mu) = x'Px - 2 x'P mu + mu'P mu, without an [N, classes, D] array
-        xp = x @ self.precision
-        return (np.einsum("nd,nd->n", xp, x)[:, None] - 2 * xp @ self.means.T
-                + np.einsum("kd,de,ke->k", self.means, self.precision, self.means)[None, :]).clip(min=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            xp = x @ self.precision
+            distances = (np.einsum("nd,nd->n", xp, x)[:, None] - 2 * xp @ self.means.T
+                         + np.einsum("kd,de,ke->k", self.means, self.precision, self.means)[None, :])
+        # Embeddings near FP32's limits overflow to inf - inf = NaN: as far from every class as can be, never "clean".
+        return np.where(np.isnan(distances), np.inf, distances).clip(min=0)
 
     def check_version(self, version: str | None) -> None:
         if self.version is not None and version != self.version:

@@ -54,6 +54,8 @@ def test_fit_save_load_and_the_version_guard(tmp_path):
     assert np.allclose(loaded.score(probe)[0], detector.score(probe)[0]) and loaded.threshold == detector.threshold
     assert loaded.predict(probe).is_outlier.tolist() == [False] * 5 + [True]
     assert loaded.nearest_class(vectors[[0, 299]]).tolist() == [0, 1]
+    huge = np.full((1, 4), 3e38)  # the largest embedding the service lets through (FP32 range): flagged, not NaN
+    assert loaded.predict(huge).is_outlier.tolist() == [True]
     loaded.check_version("m/pen@1.0.0")
     with pytest.raises(AdversarialVersionError, match="refit"):
         loaded.check_version("m/pen@1.0.1")
