@@ -87,21 +87,26 @@ class ClassMahalanobisAdversarial(Detector):
             raise AdversarialVersionError(f"embedding version {version} is not the detector's {self.version}: its class statistics "
                                           f"belong to that embedding space; refit it (`make model` for the example)")
 
-    def score(self, x: Any) -> InstanceScores:
+    def _embedding_distances(self, x: Any) -> np.ndarray:
         if self.threshold is None:
             raise RuntimeError(f"{self.kind} is not fitted: call fit(embeddings, labels) first")
-        distances = self._distances(check_batch(x, self.instance_shape, "embeddings").reshape(len(x), -1).astype(np.float64))
-        return InstanceScores(distances.min(axis=1), None)
+        return self._distances(check_batch(x, self.instance_shape, "embeddings").reshape(len(x), -1).astype(np.float64))
+
+    def score(self, x: Any) -> InstanceScores:
+        return InstanceScores(self._embedding_distances(x).min(axis=1), None)
 
     def predict(self, x: Any) -> OutlierResult:
-        scores, _ = self.score(x)
+        return self.check(x)[0]
+
+    def check(self, x: Any) -> tuple[OutlierResult, np.ndarray]:
+        """The verdict and, from the same distances, the class whose training embeddings each input lies closest to."""
+        distances = self._embedding_distances(x)
+        scores = distances.min(axis=1)
         assert self.threshold is not None
-        return OutlierResult(scores > self.threshold, scores, self.threshold, None)
+        return OutlierResult(scores > self.threshold, scores, self.threshold, None), self.classes[distances.argmin(axis=1)]
 
     def nearest_class(self, x: Any) -> np.ndarray:
-        """The class whose training embeddings an input's embedding lies closest to."""
-        distances = self._distances(check_batch(x, self.instance_shape, "embeddings").reshape(len(x), -1).astype(np.float64))
-        return self.classes[distances.argmin(axis=1)]
+        return self.check(x)[1]
 
     def _params(self) -> dict[str, Any]:
         return {"threshold_percentile": self.threshold_percentile, "holdout_fraction": self.holdout_fraction, "ridge": self.ridge,

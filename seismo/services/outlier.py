@@ -145,14 +145,14 @@ class OutlierService:
             self.adversarial.check_version(found.version)
         except AdversarialVersionError as exc:
             raise Rejection("embedding_version", str(exc), model) from None
-        result = self.adversarial.predict(found.vectors)
+        result, nearest = self.adversarial.check(found.vectors)
         flagged = int(result.is_outlier.sum())
         self.adversarial_instances.labels(model, "adversarial").inc(flagged)
         self.adversarial_instances.labels(model, "clean").inc(len(result.is_outlier) - flagged)
         for value in result.instance_score:
             self.adversarial_scores.labels(model).observe(float(value))
         return {"is_adversarial": result.is_outlier.astype(int), "instance_score": result.instance_score, "threshold": result.threshold,
-                "nearest_class": self.adversarial.nearest_class(found.vectors), "detector": self.adversarial.kind,
+                "nearest_class": nearest, "detector": self.adversarial.kind,
                 "detector_version": self.adversarial.detector_version, "embedding_version": found.version}
 
     def _score_batch(self, arrays: list[np.ndarray]) -> list[OutlierResult]:
