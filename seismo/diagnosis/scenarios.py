@@ -41,6 +41,8 @@ from seismo.store import RecordStore, RecordUpdate
 SCENARIOS = ("healthy", "concept_drift", "data_drift", "training_serving_skew", "upstream_cascade", "no_ground_truth")
 MODEL = "tabular-classifier"
 UPSTREAM = "wine-assay"
+UPSTREAMS = {UPSTREAM, "scan-gain"}
+"""The scenarios' upstream regressions (this one and the image scenarios' scanner-gain model)."""
 COLOR, FLAVANOIDS, PROLINE = 9, 6, 12
 
 
@@ -54,6 +56,9 @@ class Prediction:
     outputs: np.ndarray
     truth: Any | None
     parent_id: str | None = None
+    embedding: np.ndarray | None = None
+    """The response's embedding (one row per instance), for a model the diagnosis compares by embedding."""
+    embedding_version: str | None = None
 
 
 @dataclass
@@ -130,9 +135,18 @@ def build(world: WineWorld, name: str, seed: int, n: int = 800, start: float | N
     return scenario
 
 
-def _v2(name: str, rows: np.ndarray, key: str, one_value_per_instance: bool = False) -> bytes:
-    rows = np.asarray(rows, dtype=np.float64).reshape((-1, 1) if one_value_per_instance else (1, -1))
-    return orjson.dumps({key: [{"name": name, "datatype": "FP64", "shape": list(rows.shape), "data": rows.reshape(-1).tolist()}]})
+def _tensor(name: str, rows: np.ndarray, one_value_per_instance: bool = False) -> dict:
+    """A V2 tensor: one instance (a leading batch axis of 1), or one value per instance."""
+    rows = np.asarray(rows, dtype=np.float64)
+    rows = rows.reshape(-1, 1) if one_value_per_instance else rows.reshape(1, *rows.shape)
+    return {"name": name, "datatype": "FP64", "shape": list(rows.shape), "data": np.round(rows, 5).reshape(-1).tolist()}
+
+
+def _response(p: Prediction, one_value_per_instance: bool) -> bytes:
+    outputs = [_tensor("probabilities", p.outputs, one_value_per_instance)]
+    if p.embedding is not None:
+        outputs.append(_tensor("embedding", p.embedding))
+    return orjson.dumps({"outputs": outputs})
 
 
 def replay_into(scenario: Scenario, store: RecordStore, tracker: Any, now: float | None = None) -> None:
@@ -144,11 +158,14 @@ def replay_into(scenario: Scenario, store: RecordStore, tracker: Any, now: float
         extensions = {"inferenceservicename": p.model, "modelversion": p.version, "requestid": p.prediction_id}
         if p.parent_id:
             extensions["parentid"] = p.parent_id
-        assay = p.model == UPSTREAM  # a regression: one reading in, one value out, per instance
+        if p.embedding is not None:  # as Seismo's model server names it on the response event
+            extensions.update(embeddingoutput="embedding", embeddingversion=p.embedding_version or "")
+        upstream = p.model in UPSTREAMS  # a regression: one reading in, one value out, per instance
+        request = orjson.dumps({"inputs": [_tensor("input_1", p.inputs, upstream)]})
         updates.append(RecordUpdate(p.prediction_id, EventKind.REQUEST, KSERVE_REQUEST, p.model, p.at,
-                                    _v2("input_1", p.inputs, "inputs", assay), "application/json", None, p.version, extensions))
+                                    request, "application/json", None, p.version, extensions))
         updates.append(RecordUpdate(p.prediction_id, EventKind.RESPONSE, KSERVE_RESPONSE, p.model, p.at + 0.01,
-                                    _v2("probabilities", p.outputs, "outputs", assay), "application/json", 200, p.version, extensions))
+                                    _response(p, upstream), "application/json", 200, p.version, extensions))
     for start in range(0, len(updates), 500):
         store.apply(updates[start:start + 500])
     tracker.scan(now=now, settle=0.0, lookback=10 * 365 * 86400.0, limit=1000)
@@ -157,3 +174,45 @@ def replay_into(scenario: Scenario, store: RecordStore, tracker: Any, now: float
                 for p in scenario.predictions if p.truth is not None and p.model in tracker.models]
     for start in range(0, len(feedback), 256):
         tracker.process(feedback[start:start + 256])
+
+
+def wine_config() -> str:
+    """The metrics config the wine scenarios are diagnosed under (absolute paths to `make model`'s artifacts)."""
+    from seismo.topology import EXAMPLE_TABULAR_MODEL
+
+    return f"""
+models:
+  {MODEL}:
+    type: multiclass-onehot
+    diagnosis:
+      reference: {EXAMPLE_TABULAR_MODEL / "reference.npy"}
+  {UPSTREAM}:
+    type: regression            # the assay's own ground truth: the lab reading
+"""
+
+
+def diagnose_scenario(scenario: Scenario, config_text: str, folder: Path, model: str) -> dict:
+    """Replay one run into a fresh SQLite record store and ledger under `folder`; `model`'s `all` cohort diagnosis."""
+    from prometheus_client import CollectorRegistry
+
+    from seismo.diagnosis.report import Diagnoser
+    from seismo.performance.config import load_models
+    from seismo.performance.ledger import Ledger
+    from seismo.performance.prometheus import PerformanceMetrics
+    from seismo.performance.tracker import Tracker
+    from seismo.store import SQLiteRecordStore
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.yaml").write_text(config_text)
+    models = load_models(folder / "metrics.yaml")
+    run = uuid.uuid4().hex[:8]
+    store, ledger = SQLiteRecordStore(folder / f"records-{run}.db"), Ledger(folder / f"ledger-{run}.db")
+    try:
+        tracker = Tracker(models, ledger, store, PerformanceMetrics(CollectorRegistry()), 86400, 3600, 0.05)
+        replay_into(scenario, store, tracker)
+        return Diagnoser(models, ledger, store).diagnose(model)["cohorts"]["all"]
+    finally:
+        store.close()
+        ledger.close()
+        for path in folder.glob(f"*-{run}.db*"):
+            path.unlink()
