@@ -127,11 +127,12 @@ class LocalStack:
             self.stop()
             raise
 
-    def start_service(self, name: str) -> ServiceProcess:
+    def start_service(self, name: str, arguments: list[str] | None = None) -> ServiceProcess:
+        """Start one service: `arguments` to `seismo serve` (default: the service's own), on `ports[name]`."""
         log_path = self.data_dir / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = log_path.open("ab")
-        command = [sys.executable, "-m", "seismo", "serve", *COMMANDS.get(name, [name]), "--host", self.host, "--port", str(self.ports[name])]
+        command = [sys.executable, "-m", "seismo", "serve", *(arguments or COMMANDS.get(name, [name])), "--host", self.host, "--port", str(self.ports[name])]
         env = self.child_env()
         env.pop("SEISMO_MODEL_GRPC_PORT", None)  # only the image model server gets one (the tabular one runs the same command)
         if name == "model" and self.grpc_port is not None:

@@ -130,7 +130,7 @@ def _embedding_report(stack: LocalStack, demo_dir: Path) -> bool:
     return True
 
 
-def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detection: bool = True) -> int:
+def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detection: bool = True, cascade_per_phase: int = 150) -> int:
     reference = EXAMPLE_MODEL / "reference.npy"
     if not reference.exists():
         say(f"seismo demo: the example model is missing ({EXAMPLE_MODEL}); run `make demo` or `make model` first")
@@ -201,17 +201,26 @@ def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detectio
 
         feedback_ok = run_feedback_scenario(stack, images, min(100, len(images)), say)
 
+        say("\ncascade: scan-gain estimates each scan's gain, the image classifier reads the corrected scan (X-Seismo-Parent-Id)")
+        from seismo.demo.cascade import run_cascade_scenario
+
+        cascade_ok = run_cascade_scenario(stack, np.load(reference), np.load(EXAMPLE_MODEL / "reference_labels.npy"), demo_dir,
+                                          cascade_per_phase, say)
+
         say("\nexplanations (the explainer calls the model servers as black boxes):")
         from seismo.demo.explain import run_explain_scenario
 
         explain_ok = run_explain_scenario(stack, images, demo_dir, say)
 
         say("\nmetrics (Prometheus text format):")
-        for name in stack.services:
+        for name in stack.processes:
             say(f"  {name:7} {stack.url(name)}/metrics")
         ok = complete >= predictions + 1 and feedback_ok and explain_ok and (report_ok if detection else True)
         say("\n" + ("demo finished: every prediction was logged, every feedback joined, both explanations made." if ok
                     else "demo finished, but some records or feedback joins are missing (see the logs above)."))
+        if not cascade_ok:
+            say("the cascade's diagnosis did not name scan-gain's upgrade (see above).")
+        ok = ok and cascade_ok
         return 0 if ok else 1
     finally:
         stack.stop()  # before any print: a closed stdout (`seismo demo | head`) must not orphan the services

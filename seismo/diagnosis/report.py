@@ -76,9 +76,21 @@ class Diagnoser:
         prediction = (class_drift(series.predicted[:size], series.predicted[-size:]) if config.classification
                       else ks_test(series.predicted[:size].reshape(-1, 1), series.predicted[-size:].reshape(-1, 1), ["prediction"]))
         by_key = dict(zip(keys, inputs))
-        upstream = [self._with_own_performance(u, since) for u in upstream_changes(self.store, model, split, since)] if cohort == ALL else []
+        upstream = [self._with_downstream(config, series, errors, self._with_own_performance(u, since))
+                    for u in upstream_changes(self.store, model, split, since)] if cohort == ALL else []
         return replace(evidence, first=first, latest=latest, change_point=split, prediction_drift=prediction,
                        concentration=concentration(reference, errors, series.keys, by_key), upstream=upstream)
+
+    @staticmethod
+    def _with_downstream(config: ModelConfig, series: Any, errors: np.ndarray, change: UpstreamChange) -> UpstreamChange:
+        """This model's error before vs after the upstream model changed (the series is oldest first)."""
+        if change.changed_at is None:
+            return change
+        k = int(np.searchsorted(series.at, change.changed_at))
+        if min(k, len(series) - k) < MIN_WINDOW:
+            return change
+        return replace(change, downstream_before=window_performance(config, series, errors, slice(0, k)),
+                       downstream_after=window_performance(config, series, errors, slice(k, len(series))))
 
     def _with_own_performance(self, change: UpstreamChange, since: float | None) -> UpstreamChange:
         """The upstream model's own error before and after it changed, when it is configured here and got truth."""

@@ -6,7 +6,9 @@ The rules follow the failure-modes document this project was founded on (README 
 2. The latest window's error is not above the validation error by more than the tolerance, beyond
    sampling noise: `healthy`.
 3. It is, and an upstream model (found through lineage) changed its outputs or its version after this
-   model's first production window: `upstream_cascade`, naming the model, version and time.
+   model's first production window, or at a time after which this model's error rose beyond noise
+   (so that a change inside a short first window still counts): `upstream_cascade`, naming the model,
+   version and time.
 4. The first production window was already that bad and the model has not declined since:
    `training_serving_skew` (production differed from training from the start; "if it matched before
    and then declined, it is drift, not skew").
@@ -121,6 +123,10 @@ class UpstreamChange:
     """How many of this model's predictions name a prediction of this model as parent."""
     own: OwnPerformance | None = None
     """The upstream model's own performance before and after it changed (when it gets ground truth too)."""
+    downstream_before: WindowPerformance | None = None
+    """This model's error on its labelled predictions before the upstream change, and after it (each at
+    least 20): the direct evidence that the change hurt this model."""
+    downstream_after: WindowPerformance | None = None
 
     @property
     def version_changed(self) -> bool:
@@ -190,11 +196,17 @@ def estimate_follows(first: WindowPerformance, latest: WindowPerformance, t: Thr
     return (latest.estimated_error - first.estimated_error) / realized_rise >= t.follows
 
 
+def _hurt(change: UpstreamChange, t: Thresholds) -> bool:
+    """This model's error rose beyond noise from before the upstream change to after it."""
+    before, after = change.downstream_before, change.downstream_after
+    return before is not None and after is not None and declined(before, after, t)
+
+
 def _culprit(evidence: Evidence, t: Thresholds) -> UpstreamChange | None:
     first_end = evidence.first.end if evidence.first is not None else float("-inf")
     moved = [u for u in evidence.upstream
              if (u.version_changed or (u.output_drift is not None and u.output_drift.drifted(t.alpha)))
-             and (u.changed_at is None or u.changed_at >= first_end)]
+             and (u.changed_at is None or u.changed_at >= first_end or _hurt(u, t))]
     if not moved:
         return None
     # A version change with moved outputs first, then the most significant output change.

@@ -80,6 +80,9 @@ def test_demo_runs_end_to_end_and_exits_0(tmp_path, example_model):
     assert "wine sample (predicted class" in result.stdout and "KernelSHAP" in result.stdout
     assert "feedback: 80 received, 80 joined by prediction id, 0 still pending, 0 orphaned" in result.stdout
     assert "org.kubeflow.serving.inference.request" in result.stdout and "/metrics" in result.stdout
+    # the cascade: scan-gain's upgrade improved it on its own terms, the classifier fell, the diagnosis names the upgrade
+    assert "/v1/diagnosis?model=image-classifier&since=" in result.stdout and ": upstream_cascade (confidence" in result.stdout
+    assert "culprit: scan-gain version 1 -> 2 at " in result.stdout and "on its own terms it improved" in result.stdout
     for port in env.values():  # it stopped what it started
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

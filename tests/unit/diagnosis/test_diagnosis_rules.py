@@ -72,6 +72,16 @@ def test_an_upstream_version_change_after_the_first_window_is_the_cascade_and_na
     assert decide(evidence(window(0.04), window(0.05), upstream=[change])).verdict == "healthy"
 
 
+def test_an_upstream_change_inside_a_short_first_window_counts_when_this_model_fell_right_after_it():
+    """Few labels make the first window long: a change at t=50 falls inside it (ends at 100). It is the
+    cascade when this model's error before vs after the change rose beyond noise, not otherwise."""
+    hurt = UpstreamChange("asr", "1", "2", drift(1e-8), 50.0, 400, downstream_before=window(0.04, 80), downstream_after=window(0.30, 80))
+    v = decide(evidence(window(0.10), window(0.30), moved=0.5, upstream=[hurt]))
+    assert v.verdict == "upstream_cascade" and v.culprit["model"] == "asr"
+    unhurt = UpstreamChange("asr", "1", "2", drift(1e-8), 50.0, 400, downstream_before=window(0.20, 80), downstream_after=window(0.22, 80))
+    assert decide(evidence(window(0.10), window(0.30), moved=0.5, upstream=[unhurt])).verdict == "concept_drift"
+
+
 def test_without_a_validation_figure_the_first_window_is_the_baseline():
     v = decide(evidence(window(0.10), window(0.30), validation=None))
     assert v.verdict == "concept_drift"
