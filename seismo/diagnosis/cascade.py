@@ -72,7 +72,9 @@ def compare_upstream(store: RecordStore, upstream: str, links: int, split: float
         side_after = at >= split
         if version:
             (after_versions if side_after else before_versions)[version] += 1
-            first_after_at.setdefault(version, at)
+            # the earliest answer of each version, not the first stored: with concurrent clients and
+            # batched events the logger stores records out of their answers' order
+            first_after_at[version] = min(at, first_after_at.get(version, at))
         if value is not None:
             (after if side_after else before).append(value)
     if not before and not after:

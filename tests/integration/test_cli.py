@@ -1,6 +1,7 @@
 """The command line as a user meets it: `seismo up`, `seismo serve`, `seismo demo`."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -83,6 +84,11 @@ def test_demo_runs_end_to_end_and_exits_0(tmp_path, example_model):
     # the cascade: scan-gain's upgrade improved it on its own terms, the classifier fell, the diagnosis names the upgrade
     assert "/v1/diagnosis?model=image-classifier&since=" in result.stdout and ": upstream_cascade (confidence" in result.stdout
     assert "culprit: scan-gain version 1 -> 2 at " in result.stdout and "on its own terms it improved" in result.stdout
+    # Seismo's before/after figures for scan-gain are the demo's own (v1's rows all before the upgrade, v2's all after)
+    own = [float(x) / 100 for x in re.findall(r"scan-gain v\d: \d+ scans; its own relative error ([\d.]+)%", result.stdout)]
+    seismo_own = re.search(r"culprit: .*its own relative_mae ([\d.]+) -> ([\d.]+)", result.stdout)
+    assert len(own) == 2 and seismo_own, result.stdout[-2000:]
+    assert abs(float(seismo_own[1]) - own[0]) < 0.01 and abs(float(seismo_own[2]) - own[1]) < 0.01, (own, seismo_own[0])
     for port in env.values():  # it stopped what it started
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

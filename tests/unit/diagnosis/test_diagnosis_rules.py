@@ -98,3 +98,27 @@ def test_change_point_finds_the_shift_and_ks_names_the_moved_feature():
     test = ks_test(a, b, ["x", "y", "z"])
     assert test.p_value < 1e-6 and test.top_features == ["z"]
     assert ks_test(a, rng.normal(size=(300, 3)), ["x", "y", "z"]).p_value > 0.01
+
+
+def test_the_upstream_change_is_dated_by_the_new_versions_earliest_answer_not_the_first_stored(tmp_path):
+    """Concurrent clients and batched events reach the logger out of order: the record stored first
+    need not be the new version's first answer. The change is its earliest response time."""
+    import orjson
+
+    from seismo.diagnosis.cascade import compare_upstream
+    from seismo.events.types import KSERVE_RESPONSE, EventKind
+    from seismo.store import RecordUpdate, SQLiteRecordStore
+
+    store = SQLiteRecordStore(tmp_path / "records.db")
+    body = orjson.dumps({"outputs": [{"name": "gain", "datatype": "FP64", "shape": [1], "data": [1.0]}]})
+    answers = [(f"v1-{i}", "1", 1000.0 + i) for i in range(30)] + [("v2-late", "2", 1105.0), ("v2-early", "2", 1101.0)]
+    answers += [(f"v2-{i}", "2", 1110.0 + i) for i in range(30)]
+    try:
+        for pid, version, at in answers:  # stored in this order: v2-late before v2-early
+            store.apply([RecordUpdate(pid, EventKind.RESPONSE, KSERVE_RESPONSE, "scan-gain", at, body, "application/json", 200, version,
+                                      {"modelversion": version})])
+        change = compare_upstream(store, "scan-gain", 60, 1100.0, None, None)
+        assert change is not None and change.version_before == "1" and change.version_after == "2"
+        assert change.changed_at == 1101.0
+    finally:
+        store.close()
