@@ -145,9 +145,11 @@ class CohortDiagnosis(ApiModel):
     evidence: dict[str, Any]
     """`n_labelled`, `metric`, `validation_error`, `first` and `latest` windows (realized and estimated error), `change_point`,
     `input_vs_reference`, `input_vs_first`, `prediction_drift` (p-values, statistics, moved features), `concentration`
-    (error on novel vs familiar inputs), `upstream` (each upstream model's versions and output drift), `notes`."""
+    (error on novel vs familiar inputs), `upstream` (each upstream model's versions, output drift, `changed_at`, its own
+    performance before/after when it gets truth, and this model's error before/after the change: `downstream_before`,
+    `downstream_after`), `notes`."""
     culprit: dict[str, Any] | None = None
-    """For `upstream_cascade`: `model`, `version`, `previous_version`, `at`."""
+    """For `upstream_cascade`: `model`, `version`, `previous_version`, `at`, and `own_performance` when the upstream model gets truth."""
 
 
 class Diagnosis(ApiModel):
