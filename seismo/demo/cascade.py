@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from seismo.demo.clients import for_each_concurrently
 from seismo.local import LocalStack, free_ports
 from seismo.probes import wait_until
 
@@ -66,28 +67,22 @@ async def _chain(stack: LocalStack, images: np.ndarray, labels: np.ndarray, gain
                  concurrency: int = 8) -> list[dict[str, Any]]:
     """Each scan through scan-gain, then the corrected image through the classifier naming its parent."""
     results: list[dict[str, Any]] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(len(images)):
-        queue.put_nowait(i)
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            body = {"inputs": [{"name": "readings", "datatype": "FP64", "shape": [1, READINGS], "data": readings[i].tolist()}]}
-            upstream = await client.post(f"{stack.url(UPSTREAM)}/v2/models/{UPSTREAM}/infer", json=body)
-            upstream.raise_for_status()
-            estimate = float(np.ravel(upstream.json()["outputs"][0]["data"])[0])
-            raw = images[i] * gain[i]  # what the scanner delivered
-            corrected = np.clip(raw / estimate if estimate > 0 else raw, 0.0, 1.0)
-            parent = upstream.headers["x-prediction-id"]
-            downstream = await client.post(f"{stack.url('model')}/v1/models/{DOWNSTREAM}:predict",
-                                           json={"instances": [corrected.tolist()]}, headers={"X-Seismo-Parent-Id": parent})
-            downstream.raise_for_status()
-            results.append({"gain_id": parent, "estimate": estimate, "gain": float(gain[i]), "id": downstream.headers["x-prediction-id"],
-                            "label": int(labels[i]), "predicted": int(np.argmax(downstream.json()["predictions"][0]))})
+    async def chain(client: httpx.AsyncClient, i: int) -> None:
+        body = {"inputs": [{"name": "readings", "datatype": "FP64", "shape": [1, READINGS], "data": readings[i].tolist()}]}
+        upstream = await client.post(f"{stack.url(UPSTREAM)}/v2/models/{UPSTREAM}/infer", json=body)
+        upstream.raise_for_status()
+        estimate = float(np.ravel(upstream.json()["outputs"][0]["data"])[0])
+        raw = images[i] * gain[i]  # what the scanner delivered
+        corrected = np.clip(raw / estimate if estimate > 0 else raw, 0.0, 1.0)
+        parent = upstream.headers["x-prediction-id"]
+        downstream = await client.post(f"{stack.url('model')}/v1/models/{DOWNSTREAM}:predict",
+                                       json={"instances": [corrected.tolist()]}, headers={"X-Seismo-Parent-Id": parent})
+        downstream.raise_for_status()
+        results.append({"gain_id": parent, "estimate": estimate, "gain": float(gain[i]), "id": downstream.headers["x-prediction-id"],
+                        "label": int(labels[i]), "predicted": int(np.argmax(downstream.json()["predictions"][0]))})
 
-    async with httpx.AsyncClient(timeout=30) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    await for_each_concurrently(len(images), chain, concurrency)
     return results
 
 

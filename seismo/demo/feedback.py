@@ -16,6 +16,7 @@ import uuid
 import httpx
 import numpy as np
 
+from seismo.demo.clients import for_each_concurrently
 from seismo.events.types import SELDON_FEEDBACK
 from seismo.probes import wait_until
 
@@ -29,21 +30,15 @@ PHASES = (("phase 1: about 90 % right", {"web": 0.9, "mobile": 0.9}),
 async def _predict(model_url: str, images: np.ndarray, concurrency: int = 8) -> list[tuple[str, str, int]]:
     """(prediction id, cohort, predicted class) per image; cohorts alternate."""
     results: list[tuple[str, str, int] | None] = [None] * len(images)
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(len(images)):
-        queue.put_nowait(i)
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            cohort = COHORTS[i % 2]
-            r = await client.post(f"{model_url}/v1/models/{MODEL}:predict", json={"instances": [images[i].tolist()]},
-                                  headers={"X-Seismo-Cohort": cohort})
-            r.raise_for_status()
-            results[i] = (r.headers["x-prediction-id"], cohort, int(np.argmax(r.json()["predictions"][0])))
+    async def predict(client: httpx.AsyncClient, i: int) -> None:
+        cohort = COHORTS[i % 2]
+        r = await client.post(f"{model_url}/v1/models/{MODEL}:predict", json={"instances": [images[i].tolist()]},
+                              headers={"X-Seismo-Cohort": cohort})
+        r.raise_for_status()
+        results[i] = (r.headers["x-prediction-id"], cohort, int(np.argmax(r.json()["predictions"][0])))
 
-    async with httpx.AsyncClient(timeout=30) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    await for_each_concurrently(len(images), predict, concurrency)
     return [r for r in results if r is not None]
 
 

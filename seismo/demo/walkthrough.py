@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from seismo.demo.clients import for_each_concurrently
 from seismo.local import LocalStack, PortInUse, StartupError, configured_ports, table
 from seismo.probes import free_port, scrape_samples, sum_by
 from seismo.services.common import check_port_free
@@ -66,27 +67,21 @@ async def send_predictions(model_url: str, images: np.ndarray, concurrency: int 
     ids: list[str] = []
     codes: dict[str, int] = {}
     done = 0
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(len(images)):
-        queue.put_nowait(i)
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def send(client: httpx.AsyncClient, i: int) -> None:
         nonlocal done
-        while not queue.empty():
-            i = queue.get_nowait()
-            if i % 2 == 0:
-                r = await client.post(f"{model_url}/v1/models/{MODEL}:predict", json=v1_body(images[i]))
-            else:
-                r = await client.post(f"{model_url}/v2/models/{MODEL}/infer", json=v2_body(images[i]))
-            key = f"{'v1' if i % 2 == 0 else 'v2'} {r.status_code}"
-            codes[key] = codes.get(key, 0) + 1
-            ids.append(r.headers["x-prediction-id"])
-            done += 1
-            if not quiet and (done % 10 == 0 or done == len(images)):
-                progress("predictions", done, len(images))
+        if i % 2 == 0:
+            r = await client.post(f"{model_url}/v1/models/{MODEL}:predict", json=v1_body(images[i]))
+        else:
+            r = await client.post(f"{model_url}/v2/models/{MODEL}/infer", json=v2_body(images[i]))
+        key = f"{'v1' if i % 2 == 0 else 'v2'} {r.status_code}"
+        codes[key] = codes.get(key, 0) + 1
+        ids.append(r.headers["x-prediction-id"])
+        done += 1
+        if not quiet and (done % 10 == 0 or done == len(images)):
+            progress("predictions", done, len(images))
 
-    async with httpx.AsyncClient(timeout=30) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    await for_each_concurrently(len(images), send, concurrency)
     return ids, codes
 
 
