@@ -369,6 +369,12 @@ networkPolicies:
 podDisruptionBudgets:
   enabled: true
 
+# Seldon Core v1 graphs: the SeldonDeployment manifests (YAML text, several documents allowed) whose
+# graphs the logger and the metrics server follow, so each graph node gets its own record with its
+# graph parent as lineage (SEISMO_LOGGER_SELDON_GRAPHS / SEISMO_METRICS_SELDON_GRAPHS). Empty: every
+# node of a Seldon graph folds into its puid's record.
+seldonGraphs: ""
+
 # Per service: replicas, resources, image (repository/tag override the defaults above), env (the
 # service's settings, see the README's Configuration), extraEnv (appended: OTEL_*, your own),
 # nodeSelector, tolerations; the model server and the outlier detector also take a GPU node pool
@@ -458,6 +464,7 @@ def chart_schema(values: dict) -> dict:
             "dashboards": _object({"enabled": boolean, "labels": {"type": "object", "additionalProperties": {"type": "string"}}})}),
         "networkPolicies": _object({"enabled": boolean, "brokerNamespace": string, "prometheusNamespace": string}),
         "podDisruptionBudgets": _object({"enabled": boolean}),
+        "seldonGraphs": string,
         "services": _object({name: service_schema(name) for name in values["services"]}, list(values["services"])),
         "global": {"type": "object"},
     }, ["image", "store", "broker", "auth", "services"])

@@ -30,6 +30,7 @@ from seismo.batching import ThreadBatcher
 from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
 from seismo.embeddings.extract import OUTPUT_EXTENSION, VERSION_EXTENSION, EmbeddingSource, drift_log_key, load_sources
 from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch
+from seismo.events.seldon_graph import NO_GRAPHS, SeldonGraphs, load_graphs
 from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
 from seismo.labels import LabelValues, event_type_label
 from seismo.services.api.logger import OPERATIONS
@@ -86,6 +87,10 @@ class LoggerSettings(StoreSettings):
     embeddings_config: Path | None = DEFAULT_EMBEDDINGS_CONFIG
     """Foreign models' embedding outputs and versions (models Seismo does not serve), recorded on their
     records as Seismo's model server records its own (`embeddingversion`, `embeddingoutput`)."""
+    seldon_graphs: Path | None = None
+    """A YAML file of SeldonDeployment manifests: each non-root node of their graphs gets its own record
+    (`<puid>:<node>`, model `<deployment>.<node>`) with its graph parent as `parentid`. Unset: every node
+    of a Seldon graph folds into the puid's record (the first node's events win)."""
 
 
 def _event_time(event: CloudEvent, received: float) -> float:
@@ -97,21 +102,31 @@ def _event_time(event: CloudEvent, received: float) -> float:
     return received
 
 
-def update_from_event(event: CloudEvent, received: float, embedding_sources: Mapping[str, EmbeddingSource] | None = None) -> RecordUpdate:
-    """What an accepted event contributes to its record. ValueError if it is not a type we store."""
+def update_from_event(event: CloudEvent, received: float, embedding_sources: Mapping[str, EmbeddingSource] | None = None,
+                      graphs: SeldonGraphs = NO_GRAPHS) -> RecordUpdate:
+    """What an accepted event contributes to its record. ValueError if it is not a type we store.
+
+    A non-root node of a described Seldon graph gets its own record (`seismo.events.seldon_graph`);
+    drift events are about a window, not a record, and keep the deployment's name."""
     kind = kind_of(event.type)
     if kind is None:
         raise ValueError(f"event type {event.type!r} is not one the logger stores")
     status = event.extensions.get("statuscode")
     extensions = {k: v for k, v in event.extensions.items() if k in RECORD_EXTENSIONS}
-    source = embedding_sources.get(model_of(event)) if embedding_sources and kind is EventKind.RESPONSE else None
+    prediction_id, model = prediction_id_of(event), model_of(event)
+    place = graphs.place(event.extensions, prediction_id) if kind is not EventKind.DRIFT else None
+    if place is not None:
+        prediction_id, model = place.prediction_id, place.model
+        if place.parent_id is not None:
+            extensions["parentid"] = place.parent_id
+    source = embedding_sources.get(model) if embedding_sources and kind is EventKind.RESPONSE else None
     if source is not None and VERSION_EXTENSION not in extensions:  # a foreign model's embedding, named by config
         extensions[VERSION_EXTENSION], extensions[OUTPUT_EXTENSION] = source.version, source.output
     return RecordUpdate(
-        prediction_id=prediction_id_of(event),
+        prediction_id=prediction_id,
         kind=kind,
         event_type=event.type,
-        model=model_of(event),
+        model=model,
         time=_event_time(event, received),
         body=event.data,
         content_type=event.datacontenttype,
@@ -193,6 +208,7 @@ class RecordLogger:
         self._tasks: list[asyncio.Task] = []
         self.recent_dead_letters: collections.deque[dict] = collections.deque(maxlen=100)
         self.embedding_sources = load_sources(settings.embeddings_config)
+        self.seldon_graphs = load_graphs(settings.seldon_graphs)
         self._reference: Any = None  # the embedding reference, loaded on the first clusters request
         self.model_label = LabelValues(m.strip() for m in settings.models.split(",") if m.strip())
         self.writer: ThreadBatcher[RecordUpdate, bool] = ThreadBatcher(self._write_batch, settings.max_batch, name="store-writer")
@@ -239,7 +255,7 @@ class RecordLogger:
     def accept_event(self, event: CloudEvent) -> tuple[CloudEvent, RecordUpdate, tuple[str, int, dict] | None]:
         """Check one decoded event: what it adds to its record; ValueError (a 400) naming the problem."""
         try:
-            update = update_from_event(event, time.time(), self.embedding_sources)
+            update = update_from_event(event, time.time(), self.embedding_sources, self.seldon_graphs)
             drift_window = drift_window_of(update) if update.kind is EventKind.DRIFT else None
         except (CloudEventError, ValueError) as exc:
             self.count_rejected("invalid")

@@ -33,6 +33,7 @@ from seismo.diagnosis.report import Diagnoser
 from seismo.diagnosis.rules import VERDICTS
 from seismo.events.cloudevents import CloudEventError, from_http
 from seismo.events.feedback import FeedbackError, parse_feedback
+from seismo.events.seldon_graph import load_graphs
 from seismo.events.types import SELDON_FEEDBACK, prediction_id_of
 from seismo.performance.config import ALL, ConfigError, check_cohort_name, load_models
 from seismo.performance.ledger import Ledger, Lookback
@@ -104,6 +105,9 @@ class MetricsSettings(StoreSettings):
     """How often every configured model is diagnosed for the seismo_diagnosis_* gauges (0: only on request)."""
     diagnosis_lookback: str = "7d"
     """The range the periodic diagnosis covers (GET /v1/diagnosis takes its own `since`)."""
+    seldon_graphs: Path | None = None
+    """The SeldonDeployment manifests the logger reads (its `SEISMO_LOGGER_SELDON_GRAPHS`): Seldon feedback
+    events of a graph node whose `<deployment>.<node>` model is configured here score that node's record."""
 
 
 def parse_window(text: str | None, default: Lookback) -> Lookback:
@@ -151,6 +155,7 @@ class MetricsService:
         self.settings = settings
         self.tracing = Tracing("metrics")
         self.models = load_models(settings.config_file)
+        self.seldon_graphs = load_graphs(settings.seldon_graphs)
         self.default_window = parse_window(settings.window, Lookback())
         self.metrics = PerformanceMetrics(registry, settings.max_cohorts,
                                           {name: [rule.name for rule in config.rules] for name, config in self.models.items()},
@@ -252,8 +257,14 @@ class MetricsService:
         if event.type != SELDON_FEEDBACK:
             raise ValueError(f"event type {event.type!r} is not feedback ({SELDON_FEEDBACK})")
         has_id = "requestid" in event.extensions
-        return self.incoming(event.json_data(), headers, prediction_id_of(event) if has_id else None,
-                             event.extensions.get("inferenceservicename"))
+        prediction_id, model = prediction_id_of(event) if has_id else None, event.extensions.get("inferenceservicename")
+        # Seldon sends the graph's feedback to every node with a logger. A node the metrics config names
+        # (`<deployment>.<node>`) scores its own record; any other node's copy joins the puid (the root,
+        # the graph's output) and counts as a duplicate of the root's.
+        place = self.seldon_graphs.place(event.extensions, prediction_id) if prediction_id else None
+        if place is not None and place.model in self.models:
+            prediction_id, model = place.prediction_id, place.model
+        return self.incoming(event.json_data(), headers, prediction_id, model)
 
     async def submit(self, item: Incoming) -> Any:
         """Join (or keep pending) one piece of feedback; its outcome. StoreUnavailable if the store failed."""

@@ -32,6 +32,8 @@ COMBINATIONS = {
                 "monitoring": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}, "dashboards": {"enabled": False}},
                 "persistence": {"models": {"existingClaim": "my-models"}},
                 "store": {"elasticsearch": {"url": "https://es.example:9200", "credentialsSecret": ""}}},
+    "seldon-graphs": {"seldonGraphs": "kind: SeldonDeployment\nmetadata: {name: assistant}\nspec:\n  predictors:\n  - name: default\n"
+                                      "    graph: {name: asr, children: [{name: intent}]}\n"},
     "own-images": {"image": {"registry": "registry.example/team", "tag": "1.2.3"}, "imagePullSecrets": [{"name": "regcred"}],
                    "services": {"drift": {"image": {"repository": "other/drift", "tag": "dev"}, "replicas": 0,
                                           "extraEnv": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://collector:4317"}]}}},
@@ -134,6 +136,22 @@ def test_each_combination_does_what_its_values_say():
     assert drift["spec"]["replicas"] == 0 and drift["spec"]["template"]["spec"]["containers"][0]["image"] == "other/drift:dev"
     assert _env(drift["spec"]["template"]["spec"]["containers"][0])["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4317"
     assert drift["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_seldon_graphs_reach_the_logger_and_the_metrics_server_as_a_file_they_can_read(tmp_path):
+    from seismo.events.seldon_graph import load_graphs
+
+    objects = by_key(render(COMBINATIONS["seldon-graphs"]))
+    text = objects[("ConfigMap", "seismo-config")]["data"]["seldon-graphs.yaml"]
+    (tmp_path / "seldon-graphs.yaml").write_text(text)
+    place = load_graphs(tmp_path / "seldon-graphs.yaml").place({"inferenceservicename": "assistant", "modelid": "intent"}, "p")
+    assert (place.prediction_id, place.parent_id) == ("p:intent", "p")
+    for name in ("logger", "metrics"):
+        assert _env(_container(list(objects.values()), name))[f"SEISMO_{name.upper()}_SELDON_GRAPHS"] == "/config/seldon-graphs.yaml"
+    assert "SEISMO_DRIFT_SELDON_GRAPHS" not in _env(_container(list(objects.values()), "drift"))
+    default = by_key(render())
+    assert "seldon-graphs.yaml" not in default[("ConfigMap", "seismo-config")]["data"]
+    assert "SEISMO_LOGGER_SELDON_GRAPHS" not in _env(_container(list(default.values()), "logger"))
 
 
 def test_the_release_namespace_is_used_everywhere():

@@ -1,6 +1,7 @@
 """The request logger with events exactly as KServe's logger and Seldon Core's executor send them."""
 
 import time
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -213,3 +214,59 @@ def test_lineage_walks_parent_ids_upstream_and_stops_at_unknown_parents_and_cycl
     assert [link["prediction_id"] for link in loop["chain"]] == ["loop-a", "loop-b"] and loop["complete"] is False
     missing = client.get("/v1/records/nope/lineage")
     assert missing.status_code == 404 and "no record for prediction id 'nope'" in missing.json()["error"]
+
+
+GRAPHS = Path(__file__).resolve().parents[2] / "data" / "seldon-graphs.yaml"  # audio-prep -> asr -> intent
+
+
+def test_seldon_graph_nodes_get_their_own_records_and_lineage_when_the_graph_is_given(tmp_path):
+    """Seldon Core's executor logs each node of a graph under the puid, naming the node in ce-modelid; a node
+    logs the request it was given and, once its children answered, the subtree's response."""
+    node = {**SELDON, "ce-inferenceservicename": "assistant", "ce-namespace": "voice", "ce-requestid": "puid-7"}
+    sent = [  # as the executor's asynchronous log workers may deliver them: out of order, one twice
+        ("intent", "response", {"data": {"ndarray": [[0.1, 0.9]]}}),
+        ("audio-prep", "request", {"data": {"ndarray": [[0.5, 0.25, 0.125]]}}),
+        ("asr", "request", {"data": {"ndarray": [[5.0, 2.5, 1.25]]}}),
+        ("intent", "request", {"data": {"ndarray": [[3, 1]]}}),
+        ("asr", "response", {"data": {"ndarray": [[0.1, 0.9]]}}),
+        ("audio-prep", "response", {"data": {"ndarray": [[0.1, 0.9]]}}),
+        ("intent", "response", {"data": {"ndarray": [[0.1, 0.9]]}}),
+    ]
+    with ServedApp(create_app(LoggerSettings(sqlite_path=tmp_path / "r.db", seldon_graphs=GRAPHS), CollectorRegistry())) as c:
+        answers = [post(c, {**node, "ce-id": f"e{i}", "ce-modelid": name, "ce-type": f"io.seldon.serving.inference.{kind}"}, body).json()
+                   for i, (name, kind, body) in enumerate(sent)]
+        assert [a["prediction_id"] for a in answers] == ["puid-7:intent", "puid-7", "puid-7:asr", "puid-7:intent", "puid-7:asr", "puid-7",
+                                                         "puid-7:intent"]
+        assert [a["stored"] for a in answers] == [True] * 6 + [False]  # the redelivery changed nothing
+        root, asr, intent = (c.get(f"/v1/records/{pid}").json() for pid in ("puid-7", "puid-7:asr", "puid-7:intent"))
+        assert (root["model"], asr["model"], intent["model"]) == ("assistant", "assistant.asr", "assistant.intent")
+        assert root["request"]["data"]["ndarray"] == [[0.5, 0.25, 0.125]] and asr["request"]["data"]["ndarray"] == [[5.0, 2.5, 1.25]]
+        assert intent["request"]["data"]["ndarray"] == [[3, 1]] and "parentid" not in root["extensions"]
+        assert (asr["extensions"]["parentid"], intent["extensions"]["parentid"]) == ("puid-7", "puid-7:asr")
+        chain = c.get("/v1/records/puid-7:intent/lineage").json()
+        assert [link["prediction_id"] for link in chain["chain"]] == ["puid-7:intent", "puid-7:asr", "puid-7"] and chain["complete"] is True
+        assert [link["model"] for link in chain["chain"]] == ["assistant.intent", "assistant.asr", "assistant"]
+        # A detector's reply copies the node's extensions and names the puid: it annotates the node's record
+        reply = {**KSERVE, "ce-id": "o1", "ce-type": "org.kubeflow.serving.inference.outlier", "ce-requestid": "puid-7",
+                 "ce-inferenceservicename": "assistant", "ce-modelid": "asr", "ce-endpoint": "default", "ce-namespace": "voice"}
+        assert post(c, reply, {"data": {"is_outlier": [1]}}).json() == {"prediction_id": "puid-7:asr", "stored": True}
+        assert c.get("/v1/records/puid-7:asr").json()["annotations"]["outlier"] == {"data": {"is_outlier": [1]}}
+        # Seldon's feedback goes to every node: each node's record keeps its copy
+        for name in ("audio-prep", "intent"):
+            assert post(c, {**node, "ce-id": f"f-{name}", "ce-modelid": name, "ce-type": "io.seldon.serving.feedback"},
+                        {"truth": {"data": {"ndarray": [[0, 1]]}}}).json()["stored"] is True
+        assert "feedback" in c.get("/v1/records/puid-7").json()["annotations"]
+        assert "feedback" in c.get("/v1/records/puid-7:intent").json()["annotations"]
+        # A hostile node name or a puid too long to name a node's record: 400 naming it, counted
+        bad = post(c, {**node, "ce-id": "x1", "ce-modelid": "Bad_Node", "ce-type": "io.seldon.serving.inference.request"}, {"data": {}})
+        assert bad.status_code == 400 and "DNS-1123" in bad.json()["error"]
+        long = post(c, {**node, "ce-id": "x2", "ce-requestid": "p" * 250, "ce-modelid": "intent",
+                        "ce-type": "io.seldon.serving.inference.request"}, {"data": {}})
+        assert long.status_code == 400 and "too long for graph node 'intent'" in long.json()["error"]
+        assert metric_sum(c.get("/metrics").text, "seismo_logger_events_rejected_total", reason="invalid") == 2
+        assert c.get("/v1/records", params={"model": "assistant.intent"}).json()["records"][0]["prediction_id"] == "puid-7:intent"
+    # Without the graph the nodes fold into the puid's record: the first node's events win, the others are duplicates
+    with ServedApp(create_app(LoggerSettings(sqlite_path=tmp_path / "bare.db"), CollectorRegistry())) as bare:
+        stored = [post(bare, {**node, "ce-id": f"e{i}", "ce-modelid": name, "ce-type": f"io.seldon.serving.inference.{kind}"}, body).json()
+                  for i, (name, kind, body) in enumerate(sent)]
+        assert {a["prediction_id"] for a in stored} == {"puid-7"} and sum(a["stored"] for a in stored) == 2

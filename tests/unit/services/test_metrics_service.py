@@ -337,3 +337,34 @@ def test_window_parsing():
     for bad in ("0", "-1", "5 minutes", "1y"):
         with pytest.raises(ValueError, match="'window'"):
             parse_window(bad, None)
+
+
+def test_seldon_graph_feedback_scores_a_configured_node_and_joins_the_root_otherwise(tmp_path):
+    (tmp_path / "metrics.yaml").write_text("models:\n  assistant: {type: multiclass-onehot}\n  assistant.intent: {type: multiclass-onehot}\n")
+    (tmp_path / "graph.yaml").write_text(
+        "kind: SeldonDeployment\nmetadata: {name: assistant}\nspec:\n  predictors:\n  - name: default\n    graph:\n"
+        "      name: audio-prep\n      children: [{name: asr, children: [{name: intent}]}]\n")
+    settings = MetricsSettings(config_file=tmp_path / "metrics.yaml", state_path=tmp_path / "metrics.db", sqlite_path=tmp_path / "records.db",
+                               join_interval_seconds=0.05, window="all", seldon_graphs=tmp_path / "graph.yaml")
+    store = SQLiteRecordStore(tmp_path / "records.db")
+    # The root's response is the graph's output; the intent node's is its own (here the two disagree)
+    log_prediction(store, "puid-7", "assistant", {"data": {"ndarray": [[1, 2]]}}, {"data": {"ndarray": [[0.2, 0.8]]}})
+    log_prediction(store, "puid-7:intent", "assistant.intent", {"data": {"ndarray": [[3, 1]]}}, {"data": {"ndarray": [[0.9, 0.1]]}})
+    try:
+        with ServedApp(create_app(settings, CollectorRegistry())) as client:
+            def send(node):
+                headers = {"ce-specversion": "1.0", "ce-id": f"fb-{node}", "ce-source": "http://assistant:8000/", "ce-type": SELDON_FEEDBACK,
+                           "ce-requestid": "puid-7", "ce-inferenceservicename": "assistant", "ce-modelid": node, "ce-endpoint": "default",
+                           "content-type": "application/json"}
+                return client.post("/", content=orjson.dumps({"truth": {"data": {"ndarray": [1]}}}), headers=headers)
+
+            assert send("audio-prep").json()["prediction_id"] == "puid-7"
+            assert send("intent").json()["prediction_id"] == "puid-7:intent"
+            assert send("asr").json()["prediction_id"] == "puid-7"  # not configured: the root's copy
+            assert performance(client, model="assistant")["realized"]["accuracy"] == 1.0
+            assert performance(client, model="assistant.intent")["realized"]["accuracy"] == 0.0
+            text = client.get("/metrics").text
+            assert metric_sum(text, "seismo_metrics_feedback_duplicate_total", model="assistant") == 1
+            assert metric_sum(text, "seismo_metrics_feedback_joined_total", model="assistant.intent") == 1
+    finally:
+        store.close()
