@@ -2,6 +2,11 @@
 
 For each upstream model the diagnosis compares its outputs and its version before and after this
 model's change point: a version that changed, or outputs that moved, is the candidate cause.
+
+A Seldon Core graph node logs its subtree's response (the executor logs it after the node's children
+answered), so a Seldon parent's logged response already holds what this model did: comparing it would
+blame the parent for this model's own regression. For Seldon records the parent's output is read where
+it arrived, in this model's logged requests.
 """
 
 from __future__ import annotations
@@ -32,10 +37,16 @@ def records_in_range(store: RecordStore, model: str, since: float | None, until:
 
 def _output_value(record: Record) -> float | None:
     """An upstream prediction reduced to one number: its class (argmax of a probability row) or its first value."""
-    if not record.response or (record.status or 200) >= 400:
+    if (record.status or 200) >= 400:
+        return None
+    return _first_value(record.response)
+
+
+def _first_value(body: bytes | None) -> float | None:
+    if not body:
         return None
     try:
-        doc = load_document(record.response, what="stored response")
+        doc = load_document(body, what="stored payload")
         array = np.asarray(instances_of(doc), dtype=np.float64)
     except (PayloadError, TypeError, ValueError):
         return None
@@ -46,20 +57,38 @@ def _output_value(record: Record) -> float | None:
     return float(np.argmax(row)) if looks_like_probabilities else float(row[0])
 
 
-def upstream_models(store: RecordStore, model: str, since: float | None, until: float | None) -> Counter[str]:
-    """Upstream model -> how many of `model`'s predictions in range name one of its predictions as parent."""
-    parent_ids = [r.extensions["parentid"] for r in records_in_range(store, model, since, until) if r.extensions.get("parentid")]
+def _is_seldon(record: Record) -> bool:
+    return any(t.startswith("io.seldon.") for t in record.event_types)
+
+
+def upstream_models(store: RecordStore, model: str, since: float | None,
+                    until: float | None) -> tuple[Counter[str], dict[str, list[tuple[float, float]]]]:
+    """Upstream model -> how many of `model`'s predictions in range name one of its predictions as parent;
+    and, for Seldon graph parents, their outputs as this model received them: (request time, value)."""
+    children = [r for r in records_in_range(store, model, since, until) if r.extensions.get("parentid")]
     found: Counter[str] = Counter()
-    for start in range(0, len(parent_ids), 500):
-        for parent in store.get_many(parent_ids[start:start + 500]).values():
-            if parent.model and parent.model != model:
-                found[parent.model] += 1
-    return found
+    received: dict[str, list[tuple[float, float]]] = {}
+    for start in range(0, len(children), 500):
+        chunk = children[start:start + 500]
+        parents = store.get_many([r.extensions["parentid"] for r in chunk])
+        for child in chunk:
+            parent = parents.get(child.extensions["parentid"])
+            if parent is None or not parent.model or parent.model == model:
+                continue
+            found[parent.model] += 1
+            if _is_seldon(parent) and _is_seldon(child):
+                value = _first_value(child.request)
+                if value is not None:
+                    received.setdefault(parent.model, []).append((child.request_time or child.created_at, value))
+    return found, received
 
 
 def compare_upstream(store: RecordStore, upstream: str, links: int, split: float, since: float | None,
-                     until: float | None) -> UpstreamChange | None:
-    """The upstream model's versions and outputs before vs after `split` (this model's change point)."""
+                     until: float | None, received: list[tuple[float, float]] | None = None) -> UpstreamChange | None:
+    """The upstream model's versions and outputs before vs after `split` (this model's change point).
+
+    `received`: the upstream's outputs as the downstream model got them (a Seldon graph parent), read
+    instead of the upstream's own logged responses."""
     before_versions: Counter[str] = Counter()
     after_versions: Counter[str] = Counter()
     before: list[float] = []
@@ -75,8 +104,10 @@ def compare_upstream(store: RecordStore, upstream: str, links: int, split: float
             # the earliest answer of each version, not the first stored: with concurrent clients and
             # batched events the logger stores records out of their answers' order
             first_after_at[version] = min(at, first_after_at.get(version, at))
-        if value is not None:
+        if value is not None and not received:
             (after if side_after else before).append(value)
+    for at, value in received or ():
+        (after if at >= split else before).append(value)
     if not before and not after:
         return None
     version_before = before_versions.most_common(1)[0][0] if before_versions else None
@@ -97,9 +128,10 @@ def upstream_changes(store: RecordStore, model: str, split: float | None, since:
     if split is None:
         return []
     changes = []
-    for upstream, links in upstream_models(store, model, since, until).most_common(5):
+    found, received = upstream_models(store, model, since, until)
+    for upstream, links in found.most_common(5):
         if links >= MIN_LINKS:
-            change = compare_upstream(store, upstream, links, split, since, until)
+            change = compare_upstream(store, upstream, links, split, since, until, received.get(upstream))
             if change is not None:
                 changes.append(change)
     return changes

@@ -122,3 +122,46 @@ def test_the_upstream_change_is_dated_by_the_new_versions_earliest_answer_not_th
         assert change.changed_at == 1101.0
     finally:
         store.close()
+
+
+def test_a_seldon_parents_output_is_read_where_its_child_received_it_not_from_its_subtree_response(tmp_path):
+    """Seldon logs a node's response after its children answered: the root `asr`'s logged response is
+    `intent`'s output. When intent regresses on its own, the walk must not see asr's outputs move."""
+    import orjson
+
+    from seismo.diagnosis.cascade import compare_upstream, upstream_changes
+    from seismo.events.cloudevents import CloudEvent
+    from seismo.events.seldon_graph import load_graphs
+    from seismo.services.logger import update_from_event
+    from seismo.store import SQLiteRecordStore
+
+    (tmp_path / "graph.yaml").write_text("kind: SeldonDeployment\nmetadata: {name: assistant}\nspec:\n  predictors:\n"
+                                         "  - name: default\n    graph: {name: asr, children: [{name: intent}]}\n")
+    graphs = load_graphs(tmp_path / "graph.yaml")
+    rng = np.random.default_rng(3)
+    store = SQLiteRecordStore(tmp_path / "records.db")
+
+    def event(node, kind, puid, at, body):
+        return CloudEvent(id=f"{puid}-{node}-{kind}", source="http://assistant/", type=f"io.seldon.serving.inference.{kind}",
+                          time=f"1970-01-01T00:{int(at) // 60:02d}:{int(at) % 60:02d}Z", datacontenttype="application/json",
+                          data=orjson.dumps(body), extensions={"inferenceservicename": "assistant", "endpoint": "default",
+                                                               "modelid": node, "requestid": puid})
+
+    try:
+        for i in range(200):
+            puid, at = f"p{i}", float(i * 10)
+            transcript = int(rng.integers(0, 4))  # asr's own output: the same mix all along
+            intent = 0 if i >= 100 and rng.random() < 0.7 else transcript  # intent regresses half-way on its own
+            probabilities = np.eye(4)[intent].tolist()
+            events = [event("asr", "request", puid, at, {"data": {"ndarray": [[0.5, 0.5]]}}),
+                      event("intent", "request", puid, at, {"data": {"ndarray": [[transcript]]}}),
+                      event("intent", "response", puid, at, {"data": {"ndarray": [probabilities]}}),
+                      event("asr", "response", puid, at, {"data": {"ndarray": [probabilities]}})]  # the subtree's output
+            store.apply([update_from_event(e, at, graphs=graphs) for e in events])
+        [change] = upstream_changes(store, "assistant.intent", 1000.0, None)
+        assert change.model == "assistant" and change.n_links == 200
+        assert change.output_drift is not None and change.output_drift.p_value > 0.01  # asr did not move
+        logged = compare_upstream(store, "assistant", 200, 1000.0, None, None)  # what its logged responses say
+        assert logged is not None and logged.output_drift is not None and logged.output_drift.p_value < 0.01
+    finally:
+        store.close()
