@@ -31,8 +31,10 @@ class ThreadBatcher(Generic[T, R]):
     """`await submit(item)` returns `run_batch([..., item, ...])[i]` for that item.
 
     `max_wait` > 0 lets the first item of a batch wait that long for company (adaptive batching for
-    inference); 0 batches only what is already queued (group commit for writes). A failing batch is
-    run again item by item, so only the items that fail on their own get the exception.
+    inference), but only under load: when the last batch ran alone and nothing queued behind it, a
+    lone item runs at once (an unloaded request must not pay the wait). 0 batches only what is
+    already queued (group commit for writes). A failing batch is run again item by item, so only the
+    items that fail on their own get the exception.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class ThreadBatcher(Generic[T, R]):
         self._queue: asyncio.Queue[tuple[T, asyncio.Future]] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._held: tuple[T, asyncio.Future] | None = None  # an item that did not fit the last batch
+        self._under_load = False  # the last batch had company, or work queued behind it
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
@@ -77,7 +80,7 @@ class ThreadBatcher(Generic[T, R]):
         first = self._held or await self._queue.get()
         self._held = None
         batch, size = [first], self.size_of(first[0])
-        deadline = asyncio.get_running_loop().time() + self.max_wait
+        deadline = asyncio.get_running_loop().time() + (self.max_wait if self._under_load else 0.0)
         while size < self.max_batch:
             if self._queue.empty():
                 remaining = deadline - asyncio.get_running_loop().time()
@@ -101,19 +104,26 @@ class ThreadBatcher(Generic[T, R]):
         while True:
             batch = await self._collect()
             try:
-                results = await loop.run_in_executor(self.executor, self.run_batch, [item for item, _ in batch])
-            except Exception as exc:
-                if len(batch) == 1:
-                    if not batch[0][1].done():
-                        batch[0][1].set_exception(exc)
-                    continue
-                # One bad item must not fail the others: run each alone, so only the culprit fails.
-                for entry in batch:
-                    await self._run_alone(loop, entry)
-                continue
-            for (_, future), result in zip(batch, results):
-                if not future.done():
-                    future.set_result(result)
+                await self._answer(loop, batch)
+            finally:
+                # Under load when the batch had company or requests queued while it ran.
+                self._under_load = len(batch) > 1 or not self._queue.empty()
+
+    async def _answer(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[T, asyncio.Future]]) -> None:
+        try:
+            results = await loop.run_in_executor(self.executor, self.run_batch, [item for item, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(exc)
+                return
+            # One bad item must not fail the others: run each alone, so only the culprit fails.
+            for entry in batch:
+                await self._run_alone(loop, entry)
+            return
+        for (_, future), result in zip(batch, results):
+            if not future.done():
+                future.set_result(result)
 
     async def _run_alone(self, loop: asyncio.AbstractEventLoop, entry: tuple[T, asyncio.Future]) -> None:
         item, future = entry

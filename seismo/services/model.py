@@ -101,7 +101,8 @@ class ModelSettings(BaseSettings):
     max_batch_size: int = 64
     """Most rows batched into one forward pass."""
     max_batch_wait_ms: float = 2.0
-    """How long a request may wait for others to share its forward pass."""
+    """How long a request may wait for others to share its forward pass, under load only (when the last
+    forward pass had company or requests queued behind it); an unloaded request runs at once."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest request body; bigger ones get 413. The broker's and the logger's event limits have the same default."""
     max_instances: int = 4096

@@ -71,6 +71,40 @@ def test_a_failing_batch_fails_only_its_bad_items():
     assert [r for i, r in enumerate(results) if i != 13] == [i * 2 for i in range(20) if i != 13]
 
 
+def test_a_lone_item_runs_at_once_and_waiting_for_company_starts_only_under_load():
+    """Adaptive batching must not charge an unloaded request the wait for company (issue 12: single-image
+    latency); under load the first item of a batch still waits for the others."""
+    import time
+
+    sizes: list[int] = []
+
+    def run(items):
+        sizes.append(len(items))
+        time.sleep(0.02)  # a forward pass: requests arriving meanwhile queue behind it
+        return items
+
+    async def main():
+        batcher = ThreadBatcher(run, max_batch=64, max_wait=1.0)
+        batcher.start()
+        started = time.perf_counter()
+        await batcher.submit(0)
+        lone = time.perf_counter() - started
+        await asyncio.gather(*(batcher.submit(i) for i in range(10)))  # a burst: under load from here on
+
+        async def later(item, delay):
+            await asyncio.sleep(delay)
+            return await batcher.submit(item)
+
+        paired = await asyncio.gather(later("a", 0.0), later("b", 0.2))
+        await batcher.close()
+        return lone, paired
+
+    lone, paired = asyncio.run(main())
+    assert lone < 0.5  # it did not wait out max_wait (1 s) for company that was not coming
+    assert sizes[0] == 1 and sum(sizes[1:-1]) == 10 and len(sizes) - 2 < 10  # the burst was batched
+    assert paired == ["a", "b"] and sizes[-1] == 2  # under load "a" waited for "b", 0.2 s later
+
+
 def test_drift_windows_dedup_and_survive_a_crash_before_the_result(tmp_path):
     rows = np.arange(10, dtype=np.float32).reshape(5, 2)
     store = WindowStore(tmp_path / "w.db", (2,), size=5)
