@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 
@@ -67,6 +68,12 @@ async def closed_loop(base_url: str, bodies: list[tuple], concurrency: int) -> l
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:

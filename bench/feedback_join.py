@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bench.common import closed_loop, percentiles, save
+from bench.common import closed_loop, cpu_seconds, percentiles, save
 from seismo.events.types import KSERVE_REQUEST, KSERVE_RESPONSE
 from seismo.local import LocalStack, free_ports
 from seismo.store import Record, SQLiteRecordStore
@@ -68,15 +68,22 @@ def run(records_db: Path, work: Path, bodies: list[tuple[str, bytes]], concurren
     stack.start()
     try:
         asyncio.run(closed_loop(stack.url("metrics"), bodies[:200], concurrency))  # warm up
+        pid = stack.processes["metrics"].process.pid
+        server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
         started = time.perf_counter()
         latencies = asyncio.run(closed_loop(stack.url("metrics"), bodies[200:], concurrency))
         seconds = time.perf_counter() - started
+        # The load generator shares the two cores: what each side spent says what the server could do alone.
+        server_cpu, client_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
         import httpx
 
         report = httpx.get(f"{stack.url('metrics')}/v1/performance", params={"model": MODEL, "window": "all"}, timeout=30).json()
     finally:
         stack.stop()
-    return {"per_second": round((len(bodies) - 200) / seconds, 1), **{k: round(v, 2) for k, v in percentiles(latencies).items()},
+    n = len(bodies) - 200
+    return {"per_second": round(n / seconds, 1), **{k: round(v, 2) for k, v in percentiles(latencies).items()},
+            "metrics_server_cpu_seconds": round(server_cpu, 2), "per_metrics_server_cpu_second": round(n / server_cpu, 1) if server_cpu else None,
+            "load_generator_cpu_seconds": round(client_cpu, 2),
             "scored": report["realized"]["n"], "joined": report["counts"]["joined"]}
 
 

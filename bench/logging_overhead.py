@@ -23,15 +23,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench.common import closed_loop, example_bodies, percentiles, save
+from bench.common import closed_loop, cpu_seconds, example_bodies, percentiles, save
 from seismo.local import LocalStack, free_ports
 
 PIPELINE = ("logger", "broker", "model")  # the logged-inference path; detectors have their own benchmarks
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def measure(layout: str, requests: int, concurrency: int) -> dict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bench.common import closed_loop, example_bodies, save
+from bench.common import closed_loop, cpu_seconds, example_bodies, save
 from seismo.local import LocalStack, free_ports
 from seismo.probes import metric_values, scrape_text
 from seismo.topology import EXAMPLE_TABULAR_MODEL
@@ -49,12 +48,6 @@ def tabular_bodies(n: int) -> list[tuple[str, bytes]]:
             doc = {"inputs": [{"name": "input_1", "datatype": "FP64", "shape": [1, len(row)], "data": row.tolist()}]}
             bodies.append((f"/v2/models/{TABULAR}/infer", orjson.dumps(doc)))
     return bodies
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def counted(url: str, metric: str) -> float:
