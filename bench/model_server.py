@@ -2,11 +2,11 @@
 
 Aims (issue 12): single-image p50 <= 3 ms unloaded; >= 2,000 images/s under concurrency with batching.
 Baselines in the same run, so the figures say what the server adds: the forward pass alone in this
-process (Keras on one image, and on a batch of 64 per image), and the HTTP floor (the server's
-readiness probe, same client, same connection).
+process (the server's own runtime, on one image and per image in a batch of 64), and the HTTP floor
+(the server's readiness probe, same kind of client).
 
 Cases: one client, closed loop (unloaded), V2 JSON and V2 binary tensors; 32 clients with single-image
-requests (the server batches concurrent requests, up to 64 rows, waiting at most 2 ms); 32 clients
+requests (the server batches concurrent requests, up to 64 rows, waiting at most 2 ms under load); 32 clients
 sending 8 images per binary request (the client batches too).
 
     python -m bench.model_server [--requests 600]
