@@ -51,7 +51,7 @@ from seismo.services.openapi import openapi_route
 from seismo.serving.event_logger import EventLogger, EventLoggerConfig
 from seismo.serving.prediction_events import Answered, EventSource, kserve_events, seldon_events
 from seismo.serving.predictor import Predictor
-from seismo.serving.runtimes import load_runtime
+from seismo.serving.runtimes import Engine, load_runtime
 from seismo.serving.seldon import decode_request as decode_seldon_request
 from seismo.serving.seldon import encode_response as encode_seldon_response
 from seismo.serving.seldon import output_names as seldon_output_names
@@ -86,6 +86,10 @@ class ModelSettings(BaseSettings):
     """keras, sklearn, or auto (from metadata.json or the file name)."""
     name: str | None = None
     """Name the model is served under; default from its metadata."""
+    engine: Annotated[Engine, one_of("engine", Engine)] = "auto"
+    """What runs a Keras model's forward pass: tflite (TensorFlow Lite's interpreter, converted at start
+    and checked against TensorFlow's outputs), tensorflow, or auto (tflite on a machine with no GPU when the
+    check passes, else tensorflow). scikit-learn models ignore it."""
     embeddings: bool = True
     """Emit the model's embedding with each response event when its metadata.json configures one
     (`embedding`: layer, version, output name). Off: no embedding work at all."""
@@ -220,7 +224,7 @@ class ModelService:
     async def start(self) -> None:
         settings = self.settings
         runtime = load_runtime(settings.path, settings.framework, settings.name, settings.embedding_layer,
-                               settings.embedding_version, settings.embeddings)
+                               settings.embedding_version, settings.embeddings, settings.engine)
         if settings.embedding_previous_path is not None and runtime.embedding is not None:
             self._check_embedding_version(settings.embedding_previous_path)
         self.event_source = EventSource(self.source, runtime.info.name, runtime.info.version, settings.namespace, settings.endpoint,
@@ -241,7 +245,8 @@ class ModelService:
             self._logger = EventLogger(config, self._client, self.registry)
             self._logger.start()
         log.info(
-            "serving %r (%s) on port %d; events %s", runtime.info.name, runtime.info.platform, settings.port,
+            "serving %r (%s on %s) on port %d; events %s", runtime.info.name, runtime.info.platform,
+            getattr(runtime, "engine", "scikit-learn"), settings.port,
             f"to {settings.sink_url} ({settings.log_mode})" if settings.sink_url else "not logged (no sink)",
         )
 

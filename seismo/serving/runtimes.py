@@ -1,7 +1,11 @@
 """Model runtimes: load a Keras or scikit-learn model and run it on a batch of numpy inputs.
 
-Keras models run through one `tf.function` traced once with an open batch dimension: per-request
-`model.predict` costs tens of milliseconds in Python overhead, a compiled call about a millisecond.
+Keras models are traced once into a `tf.function` with an open batch dimension (per-request
+`model.predict` costs tens of milliseconds in Python overhead). On a CPU that function is then
+converted to TensorFlow Lite and run by its interpreter (XNNPACK kernels): for the example CNN one
+image takes about 0.3 ms there against 1.6-2.6 ms through TensorFlow, and a batch of 64 about 40 %
+less (the `engine` argument; seismo.serving.tflite). The conversion is checked against TensorFlow's
+own outputs at load, and a model it cannot convert faithfully stays on TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -45,6 +49,11 @@ class EmbeddingSpec:
     """`<model>/<space>@MAJOR.MINOR.PATCH` (seismo.embeddings.version)."""
     output: str = "embedding"
     """Name of the extra output the response event carries it in."""
+
+
+Engine = Literal["auto", "tflite", "tensorflow"]
+"""How a Keras model runs: TensorFlow Lite's interpreter, TensorFlow itself, or auto (TensorFlow Lite
+on a CPU-only machine when the converted model answers like TensorFlow; TensorFlow when a GPU is visible)."""
 
 
 class Runtime(Protocol):
@@ -89,7 +98,11 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 
 class KerasRuntime:
-    def __init__(self, path: Path, name: str | None = None, embedding: EmbeddingSpec | None = None):
+    engine: str
+    """What runs the forward pass: "tflite" or "tensorflow" (after `auto` was resolved)."""
+
+    def __init__(self, path: Path, name: str | None = None, embedding: EmbeddingSpec | None = None,
+                 engine: Engine = "auto"):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
         import tensorflow as tf
@@ -106,6 +119,7 @@ class KerasRuntime:
                 raise ValueError("embeddings from a SavedModel are not supported: save the model as .keras, or have it "
                                  "return its embedding as an output and name that output in the embeddings config")
             self._fn = lambda x: signature(**{input_name: x})[output_key]
+            to_lite = lambda: tf.lite.TFLiteConverter.from_saved_model(str(model_file), ["serving_default"])  # noqa: E731
             self._keep = loaded
             in_shape = tuple(-1 if d is None else d for d in input_spec.shape)
             platform = "tensorflow_savedmodel"
@@ -128,9 +142,25 @@ class KerasRuntime:
                 both = keras.Model(model.inputs, [model.outputs[0], layer.output])
                 self._both = tf.function(lambda x: both(x, training=False), input_signature=[spec], reduce_retracing=True)
                 self._both(np.zeros((1, *in_shape[1:]), dtype=np.float32))
+            served = both if embedding is not None else model
+            to_lite = lambda: tf.lite.TFLiteConverter.from_keras_model(served)  # noqa: E731
             self._keep = model
             platform = "keras"
         self._fn(np.zeros((1, *in_shape[1:]), dtype=np.float32))  # trace and warm up before serving
+        self._lite = None
+        self.engine = "tensorflow"
+        if _wants_tflite(engine):
+            from seismo.serving.tflite import LiteFunction, LiteUnfaithful
+
+            probe = np.random.default_rng(0).random((3, *in_shape[1:]), dtype=np.float32)
+            expected = self._both(probe) if embedding is not None else (self._fn(probe),)
+            try:
+                self._lite = LiteFunction.convert(to_lite(), probe, [np.asarray(e) for e in expected])
+                self.engine = "tflite"
+            except LiteUnfaithful as problem:
+                if engine == "tflite":
+                    raise ValueError(f"model {model_file} cannot run on TensorFlow Lite: {problem}") from None
+                log.warning("model %s stays on TensorFlow: %s", model_file, problem)
         self.input_shape = in_shape
         self.embedding = embedding
         default_in = [TensorSpec("input_1", "FP32", in_shape)]
@@ -145,12 +175,29 @@ class KerasRuntime:
         )
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self._fn(batch.astype(np.float32, copy=False)))
+        batch = batch.astype(np.float32, copy=False)
+        if self._lite is not None:
+            return self._lite(batch)[0]
+        return np.asarray(self._fn(batch))
 
     def predict_with_embedding(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out, embedding = self._both(batch.astype(np.float32, copy=False))
-        embedding = np.asarray(embedding)
-        return np.asarray(out), embedding.reshape(len(embedding), -1)
+        batch = batch.astype(np.float32, copy=False)
+        if self._lite is not None:
+            out, embedding = self._lite(batch)
+        else:
+            out, embedding = (np.asarray(t) for t in self._both(batch))
+        return out, embedding.reshape(len(embedding), -1)
+
+
+def _wants_tflite(engine: str) -> bool:
+    if engine == "tensorflow":
+        return False
+    if engine == "tflite":
+        return True
+    import tensorflow as tf
+
+    # A GPU runs big batches faster through TensorFlow than the interpreter runs them on the CPU.
+    return not tf.config.list_physical_devices("GPU")
 
 
 class SklearnRuntime:
@@ -186,7 +233,8 @@ class SklearnRuntime:
 
 
 def load_runtime(path: str | Path, framework: str = "auto", name: str | None = None,
-                 embedding_layer: str | None = None, embedding_version: str | None = None, embeddings: bool = True) -> Runtime:
+                 embedding_layer: str | None = None, embedding_version: str | None = None, embeddings: bool = True,
+                 engine: Engine = "auto") -> Runtime:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -202,5 +250,5 @@ def load_runtime(path: str | Path, framework: str = "auto", name: str | None = N
             raise ValueError("scikit-learn models cannot emit an embedding layer; unset the embedding settings")
         return SklearnRuntime(path, name)
     if framework in ("keras", "tensorflow"):
-        return KerasRuntime(path, name, embedding)
+        return KerasRuntime(path, name, embedding, engine)
     raise ValueError(f"unknown model framework {framework!r}; expected keras or sklearn")

@@ -1,4 +1,5 @@
-"""The model server serves a Keras .keras file, a TensorFlow SavedModel, and a scikit-learn joblib model."""
+"""The model server serves a Keras .keras file, a TensorFlow SavedModel, and a scikit-learn joblib model;
+Keras models run on TensorFlow Lite when its conversion answers like TensorFlow."""
 
 import json
 
@@ -22,7 +23,44 @@ def test_savedmodel_export_predicts_like_the_keras_file(tmp_path, example_model,
     keras_runtime = load_runtime(example_model)
     saved_runtime = load_runtime(tmp_path / "saved", framework="keras", name="exported")
     assert saved_runtime.info.platform == "tensorflow_savedmodel" and saved_runtime.info.name == "exported"
+    assert saved_runtime.engine == keras_runtime.engine == "tflite"  # type: ignore[attr-defined]  # auto, no GPU here
     np.testing.assert_allclose(saved_runtime.predict(example_images[:4]), keras_runtime.predict(example_images[:4]), rtol=1e-5, atol=1e-6)
+    on_tensorflow = load_runtime(tmp_path / "saved", framework="keras", engine="tensorflow")
+    assert on_tensorflow.engine == "tensorflow"  # type: ignore[attr-defined]
+    np.testing.assert_allclose(saved_runtime.predict(example_images[:9]), on_tensorflow.predict(example_images[:9]), rtol=1e-4, atol=1e-5)
+
+
+def test_tflite_engine_answers_like_tensorflow_for_every_batch_size_with_its_embedding(example_model, example_images):
+    lite = load_runtime(example_model, engine="tflite")
+    tensorflow = load_runtime(example_model, engine="tensorflow")
+    assert (lite.engine, tensorflow.engine) == ("tflite", "tensorflow")  # type: ignore[attr-defined]
+    for size in (1, 7, 64, 1, 3):  # the interpreter re-plans when the batch size changes, and back again
+        lite_out, lite_embedding = lite.predict_with_embedding(example_images[:size])
+        tf_out, tf_embedding = tensorflow.predict_with_embedding(example_images[:size])
+        assert lite_out.shape == (size, 10) and lite_embedding.shape == (size, 64)
+        np.testing.assert_allclose(lite_out, tf_out, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(lite_embedding, tf_embedding, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(lite.predict(example_images[:size]), tf_out, rtol=1e-4, atol=1e-5)
+
+
+def test_a_conversion_that_does_not_answer_like_tensorflow_is_refused(example_model, example_images):
+    import keras
+    import tensorflow as tf
+
+    from seismo.serving.tflite import LiteFunction, LiteUnfaithful
+
+    model = keras.saving.load_model(str(example_model / "model.keras"), compile=False)
+    probe = example_images[:3]
+    expected = [np.asarray(model(probe, training=False))]
+    assert LiteFunction.convert(tf.lite.TFLiteConverter.from_keras_model(model), probe, expected)(probe)[0].shape == (3, 10)
+    # A real trap: converted from a traced tf.function, this model loses its batch-norm variables and answers NaN.
+    traced = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
+    with pytest.raises(LiteUnfaithful, match=r"output 0 \[3, 10\] has no match .*differs by nan"):
+        LiteFunction.convert(tf.lite.TFLiteConverter.from_concrete_functions([traced.get_concrete_function()], model), probe, expected)
+    with pytest.raises(LiteUnfaithful, match="differs by 0.5"):
+        LiteFunction.convert(tf.lite.TFLiteConverter.from_keras_model(model), probe, [expected[0] + 0.5])
+    with pytest.raises(LiteUnfaithful, match=r"no output of that shape"):
+        LiteFunction.convert(tf.lite.TFLiteConverter.from_keras_model(model), probe, [np.zeros((3, 11), np.float32)])
 
 
 def test_sklearn_joblib_model_served_over_v1_and_v2(tmp_path):
