@@ -4,9 +4,11 @@ The store holds 1 million records (a binary model's small V1 requests and respon
 server runs as a real process (`seismo serve metrics`); 16 clients post `{"prediction_id", "truth"}`
 for random stored predictions in a closed loop. Baselines in the same run: the same join against a
 store of 50,000 records (does the store's size matter?), and self-contained feedback that carries the
-response (what the join by id costs).
+response (what the join by id costs). Last, the same feedback through the 1,000,000-record store as
+JSON arrays of `--per-request` items (ground truth arriving in bulk from a labelling job; each item
+answered on its own).
 
-    python -m bench.feedback_join [--records 1000000] [--feedback 20000]
+    python -m bench.feedback_join [--records 1000000] [--feedback 20000] [--per-request 50]
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ def build_store(path: Path, n: int, rng: np.random.Generator) -> list[float]:
     return scores.tolist()
 
 
-def run(records_db: Path, work: Path, bodies: list[tuple[str, bytes]], concurrency: int) -> dict:
+def run(records_db: Path, work: Path, bodies: list[tuple[str, bytes]], concurrency: int, per_body: int = 1) -> dict:
+    """Post `bodies` (each `per_body` feedback) to a fresh metrics server; the first 200 feedback warm it up."""
+    warm = max(1, 200 // per_body)
     (work / "metrics.yaml").write_text(CONFIG)
     env = {"SEISMO_METRICS_CONFIG_FILE": str(work / "metrics.yaml"), "SEISMO_METRICS_STATE_PATH": str(work / "metrics.db"),
            "SEISMO_METRICS_SQLITE_PATH": str(records_db), "SEISMO_METRICS_SCAN_INTERVAL_SECONDS": "3600",
@@ -67,11 +71,11 @@ def run(records_db: Path, work: Path, bodies: list[tuple[str, bytes]], concurren
     stack = LocalStack(work, ports=free_ports(("metrics",)), services=("metrics",), env=env)
     stack.start()
     try:
-        asyncio.run(closed_loop(stack.url("metrics"), bodies[:200], concurrency))  # warm up
+        asyncio.run(closed_loop(stack.url("metrics"), bodies[:warm], concurrency))  # warm up
         pid = stack.processes["metrics"].process.pid
         server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
         started = time.perf_counter()
-        latencies = asyncio.run(closed_loop(stack.url("metrics"), bodies[200:], concurrency))
+        latencies = asyncio.run(closed_loop(stack.url("metrics"), bodies[warm:], concurrency))
         seconds = time.perf_counter() - started
         # The load generator shares the two cores: what each side spent says what the server could do alone.
         server_cpu, client_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
@@ -80,8 +84,8 @@ def run(records_db: Path, work: Path, bodies: list[tuple[str, bytes]], concurren
         report = httpx.get(f"{stack.url('metrics')}/v1/performance", params={"model": MODEL, "window": "all"}, timeout=30).json()
     finally:
         stack.stop()
-    n = len(bodies) - 200
-    return {"per_second": round(n / seconds, 1), **{k: round(v, 2) for k, v in percentiles(latencies).items()},
+    n = (len(bodies) - warm) * per_body
+    return {"feedback_per_request": per_body, "per_second": round(n / seconds, 1), **{k: round(v, 2) for k, v in percentiles(latencies).items()},
             "metrics_server_cpu_seconds": round(server_cpu, 2), "per_metrics_server_cpu_second": round(n / server_cpu, 1) if server_cpu else None,
             "load_generator_cpu_seconds": round(client_cpu, 2),
             "scored": report["realized"]["n"], "joined": report["counts"]["joined"]}
@@ -93,6 +97,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=50_000)
     parser.add_argument("--feedback", type=int, default=20000)  # enough for the ledger size to show
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--per-request", type=int, default=50, help="feedback per JSON array in the bulk case")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -107,22 +112,29 @@ def main() -> None:
             ids = rng.choice(n_records, args.feedback + 200, replace=False)
             return [("/feedback", orjson.dumps({"prediction_id": f"p{i}", "truth": int(t)})) for i, t in zip(ids, truths)]
 
+        def in_arrays(single: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+            k = args.per_request
+            return [("/feedback", b"[" + b",".join(body for _, body in single[i:i + k]) + b"]") for i in range(0, len(single) - k + 1, k)]
+
         contained = [("/feedback", orjson.dumps({"model": MODEL, "response": {"predictions": [scores[i]]}, "truth": int(t)}))
                      for i, t in zip(range(args.feedback + 200), truths)]
         results = {}
-        for name, db, bodies in (("joined_by_id_1m_store", tmp / "big.db", by_id(args.records)),
-                                 ("joined_by_id_small_store", tmp / "small.db", by_id(args.small)),
-                                 ("self_contained", tmp / "small.db", contained)):
+        big_ids = by_id(args.records)
+        for name, db, bodies, per_body in (("joined_by_id_1m_store", tmp / "big.db", big_ids, 1),
+                                           ("joined_by_id_small_store", tmp / "small.db", by_id(args.small), 1),
+                                           ("self_contained", tmp / "small.db", contained, 1),
+                                           ("joined_by_id_1m_store_in_arrays", tmp / "big.db", in_arrays(big_ids), args.per_request)):
             work = tmp / name
             work.mkdir()
-            print(f"{name}: {args.feedback} feedback, {args.concurrency} clients ...", flush=True)
-            results[name] = run(db, work, bodies, args.concurrency)
+            print(f"{name}: {args.feedback} feedback, {per_body} per request, {args.concurrency} clients ...", flush=True)
+            results[name] = run(db, work, bodies, args.concurrency, per_body)
             print(f"  {results[name]}", flush=True)
     big, small, contained_result = results["joined_by_id_1m_store"], results["joined_by_id_small_store"], results["self_contained"]
     save("feedback_join", {
         "records_in_store": args.records, "feedback": args.feedback, "concurrency": args.concurrency, **results,
         "ratio_1m_vs_small_store": round(big["per_second"] / small["per_second"], 2),
         "ratio_joined_vs_self_contained": round(big["per_second"] / contained_result["per_second"], 2),
+        "ratio_arrays_vs_single": round(results["joined_by_id_1m_store_in_arrays"]["per_second"] / big["per_second"], 2),
     })
 
 

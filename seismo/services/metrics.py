@@ -99,6 +99,8 @@ class MetricsSettings(StoreSettings):
     """A cohort named only by feedback or a header becomes a label value after this many scored instances."""
     max_body_bytes: int = 10 * 1024 * 1024
     """Largest feedback body accepted; bigger ones get 413."""
+    max_feedback_batch: int = Field(1000, ge=1)
+    """Most feedback objects in one `POST /feedback` JSON array; more get 413."""
     retention_seconds: float = 30 * 86400.0
     """Scored truth and predictions read for estimation older than this leave the ledger (0: kept forever)."""
     diagnosis_interval_seconds: float = 60.0
@@ -336,8 +338,10 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
 
     async def feedback_body(request: Request) -> Response:
         try:
-            body = await read_body(request, settings.max_body_bytes)
-            item = core.incoming(parse_json(body, "feedback body"), request.headers)
+            doc = parse_json(await read_body(request, settings.max_body_bytes), "feedback body")
+            if isinstance(doc, list) and request.url.path == "/feedback":
+                return await submit_many(doc, request.headers)
+            item = core.incoming(doc, request.headers)
         except BodyTooLarge as exc:
             core.count_rejected("too_large")
             return error(413, str(exc))
@@ -345,6 +349,40 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
             core.count_rejected("invalid")
             return error(400, str(exc))
         return await submit(item, request.headers)
+
+    async def submit_many(docs: list, headers: Mapping[str, str]) -> Response:
+        """A JSON array of feedback (ground truth arriving in bulk, from a labelling job): each item is
+        checked and answered on its own, in order; the valid ones are joined together in the worker's
+        batches. 503 when the store failed for any item: a retry of the whole array is safe, because
+        feedback already scored counts as a duplicate, not twice."""
+        if not docs:
+            raise ValueError("the feedback array is empty")
+        if len(docs) > settings.max_feedback_batch:
+            core.count_rejected("too_large")
+            return error(413, f"{len(docs)} feedback items in one request; at most {settings.max_feedback_batch} "
+                              "(SEISMO_METRICS_MAX_FEEDBACK_BATCH)")
+        results: list[dict[str, Any]] = [{} for _ in docs]
+        accepted: list[tuple[int, Incoming]] = []
+        for number, doc in enumerate(docs):
+            try:
+                accepted.append((number, core.incoming(doc, headers)))
+            except (FeedbackError, ConfigError, ValueError) as exc:
+                core.count_rejected("invalid")
+                results[number] = {"status": "rejected", "error": f"item {number}: {exc}"}
+        with core.tracing.span("feedback", trace_headers(headers), "SERVER", {"seismo.feedback_items": len(docs)}) as span:
+            outcomes = await asyncio.gather(*(core.submit(item) for _, item in accepted), return_exceptions=True)
+            unavailable = [o for o in outcomes if isinstance(o, StoreUnavailable)]
+            if unavailable:
+                fail(span, "record store unavailable")
+        for (number, _), outcome in zip(accepted, outcomes, strict=True):
+            if isinstance(outcome, StoreUnavailable):
+                results[number] = {"status": "unavailable", "error": f"record store unavailable: {outcome}"}
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                results[number] = outcome.to_json()
+        counts = {status: sum(r["status"] == status for r in results) for status in ("scored", "pending", "rejected", "unavailable")}
+        return JSONResponse({**counts, "results": results}, status_code=503 if unavailable else 200)
 
     async def feedback_event(request: Request) -> Response:
         try:

@@ -165,7 +165,12 @@ FEEDBACK_ANSWERS = {200: Body(FeedbackOutcome, "scored"), 202: Body(FeedbackOutc
 
 OPERATIONS = [
     Operation("POST", "/feedback", "Ground truth for a prediction", body=Body(Feedback), headers=FeedbackHeaders,
-              responses=FEEDBACK_ANSWERS),
+              responses=FEEDBACK_ANSWERS,
+              description="The body may also be a JSON array of such objects (at most SEISMO_METRICS_MAX_FEEDBACK_BATCH; more: 413): "
+                          "each is checked and answered on its own, and the answer is 200 `{\"scored\", \"pending\", \"rejected\", "
+                          "\"unavailable\", \"results\"}` with one outcome per item in order (a bad item is `rejected` with an error "
+                          "naming its index; the others are taken), or 503 when the store failed for any item (retrying the "
+                          "whole array is safe: feedback already scored counts as a duplicate)."),
     Operation("POST", "/api/v1.0/feedback", "Seldon's feedback body (same answers)", body=Body(Feedback), headers=FeedbackHeaders,
               responses=FEEDBACK_ANSWERS),
     Operation("POST", "/", "`io.seldon.serving.feedback` events from the broker", tags=("events",), headers=EVENT_HEADERS,

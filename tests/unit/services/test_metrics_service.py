@@ -138,6 +138,43 @@ def test_feedback_by_id_joins_the_stored_prediction(served):
     assert performance(client, model="bin", cohort="subprime")["realized"]["n"] == 0
 
 
+def test_a_feedback_array_answers_each_item_in_order_and_one_bad_item_fails_no_other(served, setup):
+    client, store = served
+    for i, score in enumerate([0.9, 0.2, 0.8]):
+        log_prediction(store, f"bulk-{i}", "bin", {"instances": [[150000, 700]]}, {"predictions": [score]})
+    items = [
+        {"prediction_id": "bulk-0", "truth": 1},  # scored: correct
+        {"prediction_id": "bulk-1", "truth": 1},  # scored: wrong
+        {"prediction_id": "bulk-1"},  # no truth: rejected alone
+        "not an object",
+        {"prediction_id": "bulk-later", "model": "bin", "truth": 0},  # not stored yet: pending
+        {"model": "bin", "response": {"predictions": [0.1]}, "truth": 0},  # self-contained: scored
+        {"prediction_id": "bulk-0", "truth": 1},  # the same truth again in the array: a duplicate, counted once
+        {"prediction_id": "bulk-2", "truth": 0, "cohort": "bad\ncohort"},
+    ]
+    r = feedback(client, items)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert [x["status"] for x in doc["results"]] == ["scored", "scored", "rejected", "rejected", "pending", "scored", "scored", "rejected"]
+    assert (doc["scored"], doc["pending"], doc["rejected"], doc["unavailable"]) == (4, 1, 3, 0)
+    assert doc["results"][2]["error"].startswith("item 2: feedback needs 'truth'")
+    assert doc["results"][3]["error"] == "item 3: feedback must be a JSON object with 'truth'"
+    assert "item 7" in doc["results"][7]["error"] and doc["results"][0]["prediction_id"] == "bulk-0"
+    realized = performance(client, model="bin")["realized"]
+    assert realized["n"] == 3 and realized["accuracy"] == pytest.approx(2 / 3)  # bulk-0, bulk-1, the self-contained one
+    text = client.get("/metrics").text
+    assert metric_sum(text, "seismo_metrics_feedback_duplicate_total", model="bin") == 1
+    assert metric_sum(text, "seismo_metrics_feedback_rejected_total", model="unknown", reason="invalid") == 3
+    # Seldon's endpoint takes one message, as Seldon sends it; an empty or oversized array is refused whole.
+    assert feedback(client, items, path="/api/v1.0/feedback").status_code == 400
+    assert "array is empty" in feedback(client, []).json()["error"]
+    settings, _ = setup
+    too_many = [{"prediction_id": f"x{i}", "model": "bin", "truth": 1} for i in range(settings.max_feedback_batch + 1)]
+    r = feedback(client, too_many)
+    assert r.status_code == 413 and "SEISMO_METRICS_MAX_FEEDBACK_BATCH" in r.json()["error"]
+    assert performance(client, model="bin")["counts"]["pending_now"] == 1  # none of the refused arrays' items was taken
+
+
 def test_truth_before_its_prediction_waits_and_joins_when_it_is_stored(served):
     client, store = served
     r = feedback(client, {"prediction_id": "early", "truth": 0})
