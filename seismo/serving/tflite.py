@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import threading
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,12 +66,20 @@ def _quiet() -> Any:
             logger.setLevel(level)
 
 
-def cores() -> int:
-    """CPUs this process may run on (a pinned or CPU-limited server uses what it has, not the host's)."""
+def cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a Kubernetes CPU limit
+    shows all the node's cores to `os.cpu_count()`; threads beyond the quota only get throttled)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        available = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        available = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            available = min(available, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota readable: the affinity stands
+    return available
 
 
 class LiteFunction:

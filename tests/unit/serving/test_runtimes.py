@@ -83,3 +83,21 @@ def test_sklearn_joblib_model_served_over_v1_and_v2(tmp_path):
         load_runtime(folder, framework="onnx")
     with pytest.raises(FileNotFoundError, match="make model"):
         load_runtime(tmp_path / "missing")
+
+
+def test_interpreter_threads_follow_the_cpu_quota_not_the_hosts_cores(tmp_path):
+    import os
+
+    from seismo.serving.tflite import cores
+
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("max 100000\n")
+    assert cores(cpu_max) == affinity
+    cpu_max.write_text("150000 100000\n")  # a Kubernetes limit of 1.5 CPUs
+    assert cores(cpu_max) == min(affinity, 2)
+    cpu_max.write_text("50000 100000\n")
+    assert cores(cpu_max) == 1
+    cpu_max.write_text("garbage\n")
+    assert cores(cpu_max) == affinity
+    assert cores(tmp_path / "absent") == affinity
