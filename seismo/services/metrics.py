@@ -382,6 +382,10 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
             else:
                 results[number] = outcome.to_json()
         counts = {status: sum(r["status"] == status for r in results) for status in ("scored", "pending", "rejected", "unavailable")}
+        if counts["rejected"] == len(results):  # nothing taken: the client's mistake, answered as one
+            first = results[0]["error"]
+            return JSONResponse({"error": f"no feedback item was taken; {first}" + (" (and the others)" if len(results) > 1 else ""),
+                                 **counts, "results": results}, status_code=400)
         return JSONResponse({**counts, "results": results}, status_code=503 if unavailable else 200)
 
     async def feedback_event(request: Request) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, RootModel
 
 from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body
 from seismo.services.api.events import EVENT_HEADERS, event_body
@@ -49,6 +49,27 @@ class FeedbackOutcome(ApiModel):
     model: str | None = None
     instances: int
     """Instances scored."""
+
+
+class FeedbackArrayOutcome(ApiModel):
+    """The answer to a JSON array of feedback: counts, and one outcome per item in the array's order."""
+
+    scored: int
+    pending: int
+    rejected: int
+    """Items refused, each with an `error` naming its index (an array with none taken is a 400 with this body)."""
+    unavailable: int
+    """Items the store failed for (the answer is then 503: retry the array)."""
+    results: list[dict[str, Any]]
+    """Per item: a single feedback's answer (`status`, `prediction_id`, `model`, `instances`) or `status` and `error`."""
+
+
+class FeedbackOrArray(RootModel[Feedback | list[Feedback]]):
+    """One feedback object, or a JSON array of them (at most SEISMO_METRICS_MAX_FEEDBACK_BATCH)."""
+
+
+class FeedbackAnswer(RootModel[FeedbackOutcome | FeedbackArrayOutcome]):
+    """A single feedback's outcome, or an array's outcomes."""
 
 
 class PerformanceQuery(ApiModel):
@@ -164,13 +185,14 @@ FEEDBACK_ANSWERS = {200: Body(FeedbackOutcome, "scored"), 202: Body(FeedbackOutc
                     400: BAD_REQUEST, 413: TOO_LARGE, 503: error_body("the record store is unavailable: retry"), **AUTH_ERRORS}
 
 OPERATIONS = [
-    Operation("POST", "/feedback", "Ground truth for a prediction", body=Body(Feedback), headers=FeedbackHeaders,
-              responses=FEEDBACK_ANSWERS,
+    Operation("POST", "/feedback", "Ground truth for a prediction", body=Body(FeedbackOrArray), headers=FeedbackHeaders,
+              responses={**FEEDBACK_ANSWERS, 200: Body(FeedbackAnswer, "scored, or an array's outcomes")},
               description="The body may also be a JSON array of such objects (at most SEISMO_METRICS_MAX_FEEDBACK_BATCH; more: 413): "
                           "each is checked and answered on its own, and the answer is 200 `{\"scored\", \"pending\", \"rejected\", "
                           "\"unavailable\", \"results\"}` with one outcome per item in order (a bad item is `rejected` with an error "
                           "naming its index; the others are taken), or 503 when the store failed for any item (retrying the "
-                          "whole array is safe: feedback already scored counts as a duplicate)."),
+                          "whole array is safe: feedback already scored counts as a duplicate). An array of which no item was taken is a 400 "
+                          "with the same body and an `error`."),
     Operation("POST", "/api/v1.0/feedback", "Seldon's feedback body (same answers)", body=Body(Feedback), headers=FeedbackHeaders,
               responses=FEEDBACK_ANSWERS),
     Operation("POST", "/", "`io.seldon.serving.feedback` events from the broker", tags=("events",), headers=EVENT_HEADERS,

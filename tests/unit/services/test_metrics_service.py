@@ -168,6 +168,9 @@ def test_a_feedback_array_answers_each_item_in_order_and_one_bad_item_fails_no_o
     # Seldon's endpoint takes one message, as Seldon sends it; an empty or oversized array is refused whole.
     assert feedback(client, items, path="/api/v1.0/feedback").status_code == 400
     assert "array is empty" in feedback(client, []).json()["error"]
+    nothing_taken = feedback(client, [{"prediction_id": "bulk-0"}, 7])
+    assert nothing_taken.status_code == 400 and nothing_taken.json()["rejected"] == 2
+    assert nothing_taken.json()["error"].startswith("no feedback item was taken; item 0: feedback needs 'truth'")
     settings, _ = setup
     too_many = [{"prediction_id": f"x{i}", "model": "bin", "truth": 1} for i in range(settings.max_feedback_batch + 1)]
     r = feedback(client, too_many)
