@@ -117,10 +117,14 @@ class PerformanceMetrics:
             self.fn.labels(model, cohort, group, f"CLASS_{t}").inc()
             self.fp.labels(model, cohort, group, f"CLASS_{p}").inc()
 
-    def set_window(self, model: str, cohort: str, group: str, realized: dict, estimated: dict, business: dict | None = None) -> None:
+    def has_window_gauges(self, model: str, cohort: str) -> bool:
+        """Only configured and admitted cohorts get window gauges: a gauge per junk cohort is what the bound prevents."""
         values = self._cohorts.get(model)
-        if cohort not in self.known_cohorts.get(model, {"all"}) and (values is None or cohort not in values.admitted):
-            return  # only admitted cohorts get gauges: a gauge per junk cohort is what the bound prevents
+        return cohort in self.known_cohorts.get(model, {"all"}) or (values is not None and cohort in values.admitted)
+
+    def set_window(self, model: str, cohort: str, group: str, realized: dict, estimated: dict, business: dict | None = None) -> None:
+        if not self.has_window_gauges(model, cohort):
+            return
 
         self.window_instances.labels(model, cohort, group).set(realized.get("n", 0))
         for name, gauge in self.realized.items():

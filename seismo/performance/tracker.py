@@ -304,7 +304,9 @@ class Tracker:
     def refresh_gauges(self, window: Lookback) -> None:
         combos: set[tuple[str, str, str | None]] = set()
         for model, cohort, group in self.ledger.groups():
-            if model in self.models:
+            # Windows are computed only for cohorts that have gauges: clients may name thousands of cohorts,
+            # and computing each one's window every refresh kept a core busy for nothing.
+            if model in self.models and self.metrics.has_window_gauges(model, cohort):
                 combos.update({(model, cohort, group), (model, cohort, None)})
         now = time.time()
         for model, cohort, group in sorted(combos, key=lambda c: (c[0], c[1], c[2] or "")):
