@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from seismo.events.limits import check_prediction_id
 from seismo.events.payloads import PayloadError, instances_of, protocol_of
 
 
@@ -100,6 +101,11 @@ def parse_feedback(doc: Any, prediction_id: str | None = None) -> Feedback:
     if body_id is not None and (not isinstance(body_id, str) or not body_id):
         raise FeedbackError("'prediction_id' must be a non-empty string")
     pid = prediction_id or body_id or _puid(response)
+    if pid is not None:
+        try:  # an id the model server and the logger refuse can never be stored, so it could never join
+            check_prediction_id(pid, "'prediction_id'")
+        except PayloadError as exc:
+            raise FeedbackError(str(exc)) from None
     if response is not None and not _has_payload(response):
         if pid is None:
             raise FeedbackError("'response' carries no prediction (no data, predictions or outputs) and names no puid")

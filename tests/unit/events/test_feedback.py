@@ -37,7 +37,13 @@ def test_an_events_requestid_wins_and_truth_in_v1_and_v2():
     ({"prediction_id": "x", "truth": 1, "tags": []}, "'tags' must be an object"),
     ({"prediction_id": "x", "truth": 1, "holdout": "yes"}, "'holdout' must be true or false"),
     ({"prediction_id": "x", "truth": {"strData": "cat"}}, "no numeric data"),
+    # ids the model server and the logger refuse could never join: refused here too
+    ({"prediction_id": "a\nb", "truth": 1}, "cannot be a prediction id"),
+    ({"prediction_id": "x" * 257, "truth": 1}, "1 to 256 visible ASCII"),
+    ({"response": {"meta": {"puid": "has space"}}, "truth": 1}, "cannot be a prediction id"),
 ])
 def test_malformed_feedback_names_the_field(doc, message):
     with pytest.raises(FeedbackError, match=message):
         parse_feedback(doc)
+    if "prediction_id" in doc and isinstance(doc["prediction_id"], str) and message.startswith(("cannot", "1 to")):
+        assert parse_feedback({**doc, "prediction_id": "x" * 256}).prediction_id == "x" * 256  # the edge itself passes
