@@ -1,10 +1,10 @@
 """Model runtimes: load a Keras or scikit-learn model and run it on a batch of numpy inputs.
 
 Keras models are traced once into a `tf.function` with an open batch dimension (per-request
-`model.predict` costs tens of milliseconds in Python overhead). On a CPU that function is then
-converted to TensorFlow Lite and run by its interpreter (XNNPACK kernels): for the example CNN one
-image takes about 0.3 ms there against 1.6-2.6 ms through TensorFlow, and a batch of 64 about 40 %
-less (the `engine` argument; seismo.serving.tflite). The conversion is checked against TensorFlow's
+`model.predict` costs tens of milliseconds in Python overhead). On a CPU the model is also converted
+to TensorFlow Lite and run by its interpreter (XNNPACK kernels): for the example CNN one image takes
+about 0.2-0.3 ms there against 1.6-2.6 ms through TensorFlow, and a batch of 64 about half the time
+(the `engine` argument; seismo.serving.tflite). The conversion is checked against TensorFlow's
 own outputs at load, and a model it cannot convert faithfully stays on TensorFlow.
 """
 

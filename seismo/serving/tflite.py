@@ -1,4 +1,4 @@
-"""A traced TensorFlow function run by TensorFlow Lite's interpreter, checked against TensorFlow at load.
+"""A Keras model or SavedModel run by TensorFlow Lite's interpreter, checked against TensorFlow at load.
 
 Why: for small models TensorFlow's per-call overhead dominates (the example CNN: 1.6-2.6 ms for one
 image through a `tf.function`, about 0.3 ms in the interpreter with XNNPACK kernels), and the model
