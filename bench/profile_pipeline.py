@@ -1,9 +1,9 @@
-"""Where the CPU goes under load: py-spy samples the model server, broker and logger while the
-throughput benchmark's load runs, and the busiest functions of each are printed (self time, and
-total time by module). Flame graphs land in bench/results/ as collapsed stacks (`*.folded`, for
-speedscope or flamegraph.pl).
+"""Where the CPU goes under load: py-spy samples the model server, broker and logger (with `--all`,
+the outlier and drift services too, as under `seismo up`) while the throughput benchmark's load
+runs, and the busiest functions of each are printed (self time, and total time by module). Flame
+graphs land in bench/results/ as collapsed stacks (`*.folded`, for speedscope or flamegraph.pl).
 
-    python -m bench.profile_pipeline [--seconds 15] [--batch-size 64]
+    python -m bench.profile_pipeline [--seconds 15] [--batch-size 64] [--all] [--encoding json|binary]
 
 Needs py-spy (`pip install py-spy`, in the dev extra) and permission to ptrace the services (root here).
 """
@@ -52,14 +52,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--all", action="store_true", help="run and profile the detectors too (every consumer of `seismo up`)")
+    parser.add_argument("--encoding", choices=("json", "binary"), default="json")
     args = parser.parse_args()
     if shutil.which("py-spy") is None and not (Path(".venv/bin/py-spy")).exists():
         raise SystemExit("py-spy not found: pip install py-spy")
     spy = shutil.which("py-spy") or ".venv/bin/py-spy"
     RESULTS.mkdir(exist_ok=True)
-    bodies = example_bodies(20000)
+    bodies = example_bodies(20000, args.encoding)
+    profiled = ("model", "broker", "logger", "outlier", "drift") if args.all else ("model", "broker", "logger")
+    services = ("logger", "outlier", "drift", "metrics", "broker", "model") if args.all else ("logger", "broker", "model")
     with tempfile.TemporaryDirectory() as tmp:
-        stack = LocalStack(Path(tmp) / "stack", ports=free_ports(), services=("logger", "broker", "model"),
+        stack = LocalStack(Path(tmp) / "stack", ports=free_ports(), services=services,
                            env={"SEISMO_MODEL_LOG_BATCH_SIZE": str(args.batch_size)})
         stack.start()
         try:
@@ -73,7 +77,7 @@ def main() -> None:
             loader = threading.Thread(target=load, daemon=True)
             loader.start()
             spies = {}
-            for name in ("model", "broker", "logger"):
+            for name in profiled:
                 out = RESULTS / f"profile-{name}-batch{args.batch_size}.folded"
                 pid = stack.processes[name].process.pid
                 spies[name] = (out, subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(args.seconds),

@@ -38,7 +38,19 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """`with transaction(db):` one BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception): one batch, one commit.
 
     IMMEDIATE takes the write lock up front, so two writers wait on busy_timeout instead of failing
-    halfway through with SQLITE_BUSY on the upgrade from a read lock."""
+    halfway through with SQLITE_BUSY on the upgrade from a read lock. Inside an open transaction it is
+    a SAVEPOINT instead, so a caller can group several units of work into one commit (group commit)
+    while each unit still undoes itself alone when it fails."""
+    if db.in_transaction:
+        db.execute("SAVEPOINT unit")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK TO unit")
+            db.execute("RELEASE unit")
+            raise
+        db.execute("RELEASE unit")
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db

@@ -7,10 +7,12 @@ kept in the dead-letter table when there is no sink or it refuses too).
 
 A 2xx answer that carries a CloudEvent is a reply (Knative's contract): it is ingested as a new event.
 
-A trigger with `batch` > 1 (a Seismo extension for subscribers that take CloudEvents' batched mode,
-such as the logger) gets up to that many events per request; its answer's per-event results decide
-each event's outcome as if it had come alone. Batched answers carry no replies. A subscriber that
-refuses a batch as a whole (400 or 415) gets single events from then on.
+A trigger with `batch` > 1 (a Seismo extension for subscribers that take CloudEvents' batched mode:
+the logger, outlier and drift services) gets up to that many events per request; its answer's
+per-event results (`{"results": [{"status", "error"?, "reply"?}]}`) decide each event's outcome as if
+it had come alone, and a result's `reply` (a structured-mode CloudEvent) is journaled like a single
+delivery's reply. A subscriber that refuses a batch as a whole (400 or 415) gets single events from
+then on.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import orjson
 
 from seismo.broker.journal import DeadLettered, Delivered, GroupCommitter, PendingDelivery, RetryLater
 from seismo.broker.triggers import Trigger
-from seismo.events.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, CloudEventError, from_http, to_batch
+from seismo.events.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, CloudEventError, from_http, from_structured_doc, to_batch
 from seismo.events.poster import EventPoster, SendError, Unsendable
 from seismo.tasks import cancel_and_wait
 from seismo.tracing import Tracing, binary_trace, end
@@ -182,16 +184,7 @@ class Dispatcher:
                 log.exception("trigger %s: sending event %d failed unexpectedly", trigger.name, item.event_seq)
                 attempt = Attempt(False, None, f"internal error: {type(exc).__name__}: {exc}"[:500], final=True)
             end(span, None if attempt.ok else attempt.error, **{"http.response.status_code": attempt.code})
-            if attempt.ok and attempt.reply is not None:
-                # The reply is journaled before the delivery counts as done: a crash in between
-                # redelivers the event (and the subscriber replies again) instead of losing the reply.
-                try:
-                    await self.ingest_reply(attempt.reply)
-                except Exception as exc:  # the journal refused it: try the delivery again later (with backoff)
-                    log.error("trigger %s: the reply to event %d was not journaled: %r", trigger.name, item.event_seq, exc)
-                    attempt = Attempt(False, None, f"reply not journaled: {type(exc).__name__}"[:500])
-            outcome = await self._outcome(trigger, item, attempt)
-            await self.committer.record(outcome)
+            await self.committer.record(await self._settle(trigger, item, attempt))
         except asyncio.CancelledError:
             raise  # shutting down: the delivery stays pending in the journal and is sent after restart
         except Exception:
@@ -218,10 +211,11 @@ class Dispatcher:
             if attempts is None:  # the subscriber does not take batches: these go one by one, and so will the rest
                 for item in items:
                     attempt = await self._send(trigger.subscriber_uri, item.headers, item.body, trigger.delivery.timeout)
-                    await self.committer.record(await self._outcome(trigger, item, attempt))
+                    await self.committer.record(await self._settle(trigger, item, attempt))
                 return
-            outcomes = [await self._outcome(trigger, item, attempt) for item, attempt in zip(items, attempts, strict=True)]
-            await asyncio.gather(*(self.committer.record(outcome) for outcome in outcomes))  # one group commit
+            # Replies journaled together, then the outcomes (each a group commit).
+            outcomes = await asyncio.gather(*(self._settle(trigger, item, attempt) for item, attempt in zip(items, attempts, strict=True)))
+            await asyncio.gather(*(self.committer.record(outcome) for outcome in outcomes))
         except asyncio.CancelledError:
             raise  # shutting down: the deliveries stay pending in the journal and are sent after restart
         except Exception:
@@ -255,11 +249,37 @@ class Dispatcher:
             results = orjson.loads(response.body)["results"]
             if not isinstance(results, list) or len(results) != len(items):
                 raise ValueError("one result per event expected")
-            answers = [(int(r["status"]), str(r.get("error", ""))[:500]) for r in results]
+            answers = [(int(r["status"]), str(r.get("error", ""))[:500], r.get("reply")) for r in results]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            answers = [(response.status, "")] * len(items)  # a 2xx without per-event results: all taken
-        return [Attempt(200 <= code < 300, code, "" if 200 <= code < 300 else f"HTTP {code}: {error}", seconds=seconds)
-                for code, error in answers]
+            answers = [(response.status, "", None)] * len(items)  # a 2xx without per-event results: all taken
+        return [Attempt(200 <= code < 300, code, "" if 200 <= code < 300 else f"HTTP {code}: {error}",
+                        self._batch_reply(trigger, reply) if 200 <= code < 300 else None, seconds)
+                for code, error, reply in answers]
+
+    @staticmethod
+    def _batch_reply(trigger: Trigger, doc: object) -> CloudEvent | None:
+        """A batched result's reply event (structured mode); an invalid one is logged and ignored, as a
+        single delivery's invalid reply is."""
+        if doc is None:
+            return None
+        try:
+            return from_structured_doc(doc)
+        except (CloudEventError, TypeError, ValueError) as exc:  # TypeError: orjson refuses data nested over 254 levels
+            log.warning("trigger %s: subscriber %s replied with an invalid CloudEvent in a batch (%s); reply ignored",
+                        trigger.name, trigger.subscriber_uri, exc)
+            return None
+
+    async def _settle(self, trigger: Trigger, item: PendingDelivery, attempt: Attempt):
+        """The outcome to record for an attempt, after journaling its reply. The reply is journaled before
+        the delivery counts as done: a crash in between redelivers the event (and the subscriber replies
+        again) instead of losing the reply."""
+        if attempt.ok and attempt.reply is not None:
+            try:
+                await self.ingest_reply(attempt.reply)
+            except Exception as exc:  # the journal refused it: try the delivery again later (with backoff)
+                log.error("trigger %s: the reply to event %d was not journaled: %r", trigger.name, item.event_seq, exc)
+                attempt = Attempt(False, None, f"reply not journaled: {type(exc).__name__}"[:500])
+        return await self._outcome(trigger, item, attempt)
 
     async def _outcome(self, trigger: Trigger, item: PendingDelivery, attempt: Attempt):
         if attempt.ok:

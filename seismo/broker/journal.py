@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (trigger, event_seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (trigger, next_attempt_at);
+-- "Does anything still refer to this event?" after each outcome: without these, a scan of the whole
+-- backlog per delivered event (the broker's largest CPU cost under load before they were added).
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_seq);
 CREATE TABLE IF NOT EXISTS dead_letters (
     trigger TEXT NOT NULL,
     event_seq INTEGER NOT NULL,
@@ -48,6 +51,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     dead_at REAL NOT NULL,
     PRIMARY KEY (trigger, event_seq)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dead_letters_event ON dead_letters (event_seq);
 """
 
 
@@ -140,13 +144,23 @@ class Journal:
         )
 
     def due(self, trigger: str, now: float, limit: int, exclude: set[int]) -> list[PendingDelivery]:
+        """Up to `limit` due deliveries of the trigger, oldest first, skipping those in flight (`exclude`).
+        The due rows are chosen from the index alone and only the chosen events' bytes are read: a batched
+        trigger has up to thousands of deliveries in flight, and reading their bodies to skip them cost
+        more than everything else the broker did."""
         rows = self._db.execute(
-            "SELECT d.event_seq, d.attempts, e.headers, e.body FROM deliveries d JOIN events e ON e.seq = d.event_seq"
-            " WHERE d.trigger = ? AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at, d.event_seq LIMIT ?",
+            "SELECT event_seq, attempts FROM deliveries WHERE trigger = ? AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, event_seq LIMIT ?",
             (trigger, now, limit + len(exclude)),
         ).fetchall()
-        out = [PendingDelivery(seq, attempts, orjson.loads(h), body) for seq, attempts, h, body in rows if seq not in exclude]
-        return out[:limit]
+        chosen = [(seq, attempts) for seq, attempts in rows if seq not in exclude][:limit]
+        stored: dict[int, tuple[bytes, bytes]] = {}
+        for start in range(0, len(chosen), 500):  # well under SQLite's bound on query parameters
+            part = [seq for seq, _ in chosen[start:start + 500]]
+            marks = ",".join("?" * len(part))
+            for seq, headers, body in self._db.execute(f"SELECT seq, headers, body FROM events WHERE seq IN ({marks})", part):
+                stored[seq] = (headers, body)
+        return [PendingDelivery(seq, attempts, orjson.loads(stored[seq][0]), stored[seq][1]) for seq, attempts in chosen if seq in stored]
 
     def backlog(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT trigger, COUNT(*) FROM deliveries GROUP BY trigger").fetchall())

@@ -70,7 +70,7 @@ class Trigger:
     delivery: Delivery = field(default_factory=Delivery)
     batch: int = 1
     """Seismo's extension, not Knative's: the subscriber takes up to this many events per request in
-    CloudEvents' batched mode (the logger does). Not rendered into Knative Triggers."""
+    CloudEvents' batched mode (the logger, outlier and drift services do). Not rendered into Knative Triggers."""
 
     def matches(self, attributes: Mapping[str, str]) -> bool:
         """Knative's exact-match filter: every filter attribute equal; an empty filter takes all."""

@@ -88,6 +88,10 @@ class WindowStore:
     def _set_state(self, model: str, tested: int, start: float | None, last_test: float | None) -> None:
         self._db.execute("INSERT OR REPLACE INTO windows (model, tested, start, last_test) VALUES (?, ?, ?, ?)", (model, tested, start, last_test))
 
+    def batch(self):
+        """`with store.batch():` every add and finish inside is committed together (one commit, one fsync)."""
+        return transaction(self._db)
+
     def pending(self, model: str) -> int:
         return self._db.execute("SELECT COUNT(*) FROM rows WHERE model = ?", (model,)).fetchone()[0]
 
@@ -144,7 +148,9 @@ class WindowStore:
             blobs = [(model, now, np.ascontiguousarray(r, dtype=np.float32).tobytes()) for r in rows]
             self._db.executemany("INSERT INTO rows (model, ts, row) VALUES (?, ?, ?)", blobs)
             if self.mode == "count":
-                while self.pending(model) >= self.size:
+                pending = self.pending(model)
+                while pending >= self.size:
+                    pending -= self.size
                     seqs, array, first, last = self._take(model, "", (), "ASC", self.size)
                     self._db.execute(f"DELETE FROM rows WHERE seq IN ({','.join('?' * len(seqs))})", seqs)
                     complete.append(Window(model, tested, array, first, last))

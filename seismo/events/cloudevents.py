@@ -2,7 +2,9 @@
 
 Binary mode keeps the payload as the HTTP body and the attributes in `ce-*` headers (what KServe's
 logger and Seldon Core's executor send); structured mode puts everything in one JSON document with
-content type `application/cloudevents+json`. Batched mode is refused, as Knative's broker does.
+content type `application/cloudevents+json`. Batched mode (a JSON array of structured events) is
+refused by `from_http`, as Knative's broker does; the services that take batches from Seismo's own
+model server and broker read it with `batch_from_http`.
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ def _validate(attrs: dict[str, str], extensions: dict[str, str]) -> None:
         if not attrs.get(name):
             raise CloudEventError(f"missing CloudEvents attribute '{name}' (header ce-{name})")
     for name in extensions:
+        if name == "data":  # the structured format's payload member: as an extension it would clash with it
+            raise CloudEventError("'data' is not a valid CloudEvents extension name (the structured format reserves it)")
         if not _NAME.match(name):
             raise CloudEventError(
                 f"invalid CloudEvents extension name {escape_id(name)!r}: only lower-case letters and digits are allowed"
@@ -186,7 +190,7 @@ def batch_from_http(body: bytes, max_events: int) -> list[CloudEvent | CloudEven
     out: list[CloudEvent | CloudEventError] = []
     for doc in docs:
         try:
-            out.append(_from_structured_doc(doc))
+            out.append(from_structured_doc(doc))
         except CloudEventError as exc:
             out.append(exc)
     return out
@@ -202,10 +206,11 @@ def _from_structured(body: bytes) -> CloudEvent:
         doc = loads(body, "structured CloudEvent")  # depth-checked: its data is written back out as JSON
     except PayloadError as exc:
         raise CloudEventError(str(exc)) from None
-    return _from_structured_doc(doc)
+    return from_structured_doc(doc)
 
 
-def _from_structured_doc(doc: object) -> CloudEvent:
+def from_structured_doc(doc: object) -> CloudEvent:
+    """A structured-mode event already parsed from JSON (one item of a batch); CloudEventError if invalid."""
     if not isinstance(doc, dict):
         raise CloudEventError("structured CloudEvent must be a JSON object")
     attrs: dict[str, str] = {}
@@ -265,8 +270,9 @@ def to_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     return headers, event.data
 
 
-def to_structured(event: CloudEvent) -> bytes:
-    """The event as one structured-mode JSON document (used for storage and tests)."""
+def to_structured_doc(event: CloudEvent, json_data: bool = False) -> dict:
+    """The event as a structured-mode document for orjson to write. The data goes as `data_base64` (byte
+    for byte), or inline as `data` when `json_data` says the caller made it with orjson (valid JSON)."""
     doc: dict[str, object] = {"specversion": event.specversion, "id": event.id, "source": event.source, "type": event.type}
     for name in ("datacontenttype", "time", "subject", "dataschema"):
         value = getattr(event, name)
@@ -274,5 +280,13 @@ def to_structured(event: CloudEvent) -> bytes:
             doc[name] = value
     doc.update(event.extensions)
     if event.data:
-        doc["data_base64"] = base64.b64encode(event.data).decode()
-    return orjson.dumps(doc)
+        if json_data:
+            doc["data"] = orjson.Fragment(event.data)
+        else:
+            doc["data_base64"] = base64.b64encode(event.data).decode()
+    return doc
+
+
+def to_structured(event: CloudEvent) -> bytes:
+    """The event as one structured-mode JSON document (used for storage, batches and tests)."""
+    return orjson.dumps(to_structured_doc(event))

@@ -33,14 +33,14 @@ from seismo.detect import DriftResult, load_detector
 from seismo.detect.windows import Window, WindowStore
 from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
 from seismo.embeddings.extract import load_sources
-from seismo.events.cloudevents import CloudEvent, to_binary
+from seismo.events.cloudevents import CloudEvent, is_batch, to_binary
 from seismo.events.poster import EventPoster, SendError
 from seismo.events.types import KSERVE_DRIFT, EventKind, kind_of, model_of
 from seismo.retry import Backoff, is_transient, retry_async
 from seismo.services.api.detectors import DRIFT_OPERATIONS
 from seismo.services.auth import auth_middleware
 from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, cancel_and_wait, health_routes, one_of, stopped_tasks
-from seismo.services.detector_events import Rejection, instances_of_event, read_event, refuse, reply
+from seismo.services.detector_events import Answer, Rejection, answer_batch, instances_of_event, read_batch, read_event, refuse, reply
 from seismo.services.embedding_drift import EmbeddingWindows
 from seismo.services.openapi import openapi_route
 from seismo.times import now_rfc3339, rfc3339
@@ -87,7 +87,10 @@ class DriftSettings(BaseSettings):
     sink_url: str | None = Field(default=None, validation_alias=AliasChoices("SEISMO_DRIFT_SINK_URL", "K_SINK"))
     """Where results of windows tested outside a delivery are posted (the broker). K_SINK works too."""
     max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
-    """Largest event body accepted; bigger ones get 413."""
+    """Largest event body (or batched delivery) accepted; bigger ones get 413."""
+    max_batch_events: int = 1000
+    """Most events in one batched delivery (`application/cloudevents-batch+json`, which Seismo's broker
+    sends to triggers with `batch`); more get 400. Answered 200 with one result (and reply) per event."""
     embedding_detector_path: Path | None = None
     """An EmbeddingDrift folder (`seismo fit embedding`): with it, the response events of `model` fill
     embedding windows too (`seismo up` sets the example's). Unset: response events are refused."""
@@ -100,6 +103,18 @@ class DriftSettings(BaseSettings):
     """SQLite file holding embedding window contents."""
     embeddings_config: Path | None = DEFAULT_EMBEDDINGS_CONFIG
     """Foreign models' embedding outputs and versions (see seismo/config/embeddings.yaml)."""
+
+
+@dataclass(frozen=True)
+class WindowWork:
+    """One event's rows for the window thread: feature rows of a request, or (`embedding`) the
+    embedding vectors of a response with their version and the guard's note."""
+
+    rows: np.ndarray
+    event_id: str
+    embedding: bool = False
+    version: str | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,7 +183,7 @@ class DriftService:
         self._store: WindowStore | None = None
         self._poster: EventPoster | None = None
         self._tasks: list[asyncio.Task] = []
-        self.batcher: ThreadBatcher[tuple[str, np.ndarray, str], list[dict] | None] = ThreadBatcher(self._add_batch, 64, name="drift-windows")
+        self.batcher: ThreadBatcher[WindowWork, list[dict] | None] = ThreadBatcher(self._add_batch, 64, name="drift-windows")
 
     @property
     def ready(self) -> bool:
@@ -250,16 +265,29 @@ class DriftService:
         self.store.finish(window, orjson.dumps(payload), event_id)
         return payload
 
-    def _add_batch(self, items: list[tuple[str, np.ndarray, str]]) -> list[list[dict] | None]:
-        out: list[list[dict] | None] = []
-        for model, rows, event_id in items:
-            complete = self.store.add(model, rows, event_id=event_id)
-            if complete is None:  # a redelivery: answer with what the first delivery's windows gave
-                out.append(None)
-                continue
-            self.metrics.fill.labels(model).set(self.store.pending(model))
-            out.append([self._finish(w, event_id) for w in complete])
+    def _add_batch(self, items: list[WindowWork]) -> list[list[dict] | None]:
+        """Every event of the batch into its windows, each store committed once for all of them (group
+        commit: a commit per event was the service's largest cost); each event still goes in alone, so
+        a failing one undoes only itself before the batcher retries the others on their own."""
+        embeddings = self.embeddings
+        with contextlib.ExitStack() as stack:
+            if any(not item.embedding for item in items):
+                stack.enter_context(self.store.batch())
+            if embeddings is not None and any(item.embedding for item in items):
+                stack.enter_context(embeddings.store.batch())
+            out = [self._add_one(item) for item in items]
+        if any(not item.embedding for item in items):
+            self.metrics.fill.labels(self.settings.model).set(self.store.pending(self.settings.model))
         return out
+
+    def _add_one(self, item: WindowWork) -> list[dict] | None:
+        if item.embedding:
+            assert self.embeddings is not None  # embedding work is submitted only when they are configured
+            return self.embeddings.add(item.rows, item.event_id, item.version, item.note)
+        complete = self.store.add(self.settings.model, item.rows, event_id=item.event_id)
+        if complete is None:  # a redelivery: answer with what the first delivery's windows gave
+            return None
+        return [self._finish(w, item.event_id) for w in complete]
 
     def _earlier_results(self, model: str, event_id: str) -> list[dict]:
         return [orjson.loads(p) for p in self.store.results_for(model, event_id)]
@@ -272,7 +300,7 @@ class DriftService:
         """Add an accepted event's instances; the results of the windows it filled (a redelivery gets the
         first delivery's). All but the last are published here; the last is the caller's to answer with."""
         model = self.settings.model
-        results = await self.batcher.submit((model, rows, event.id))
+        results = await self.batcher.submit(WindowWork(rows, event.id))
         if results is None:
             self.metrics.duplicates.labels(model).inc()
             results = await self.batcher.call(self._earlier_results, model, event.id)
@@ -292,7 +320,7 @@ class DriftService:
             self.metrics.rejected.labels(self.settings.model, "no_embedding").inc()
             return []
         vectors, version, note = found
-        results = await self.batcher.call(embeddings.add, vectors, event.id, version, note)
+        results = await self.batcher.submit(WindowWork(vectors, event.id, True, version, note))
         if results is None:
             self.metrics.duplicates.labels(self.settings.model).inc()
             results = await self.batcher.call(embeddings.earlier_results, event.id)
@@ -350,18 +378,26 @@ def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlett
     core = DriftService(settings, registry)
 
     async def handle(request: Request) -> Response:
-        shape = core.detector.instance_shape if core.detector is not None else None
         try:
+            if is_batch(request.headers):  # the broker delivers batches to triggers that declare `batch`
+                items = await read_batch(request, settings.max_event_bytes, settings.max_batch_events)
+                return await answer_batch(items, answer, settings.model, core.metrics.rejected, "drift")
             event = await read_event(request, settings.max_event_bytes)
-            with core.tracing.span("drift window", parent_of(request.headers, event.extensions), "SERVER",
-                                   {"seismo.prediction_id": event.id, "cloudevents.event_type": event.type}) as span:
-                results = await add_to_windows(event, shape)
-                if span is not None and results:
-                    span.set_attribute("seismo.window_tested", True)
-                    span.set_attribute("seismo.drift", bool(results[-1].get("is_drift", results[-1].get("cluster_drift"))))
+            return (await answer(event, request.headers)).response()
         except Rejection as exc:
             return refuse(exc, settings.model, core.metrics.rejected, "drift")
-        return reply(event, KSERVE_DRIFT, core.source, results[-1]) if results else Response(status_code=202)
+
+    async def answer(event: CloudEvent, headers: Any = None) -> Answer:
+        """One event's answer: a drift reply when it filled a window, else 202. Rejection when it cannot
+        be used. `headers`: the single delivery's (trace context)."""
+        shape = core.detector.instance_shape if core.detector is not None else None
+        with core.tracing.span("drift window", parent_of(headers or {}, event.extensions), "SERVER",
+                               {"seismo.prediction_id": event.id, "cloudevents.event_type": event.type}) as span:
+            results = await add_to_windows(event, shape)
+            if span is not None and results:
+                span.set_attribute("seismo.window_tested", True)
+                span.set_attribute("seismo.drift", bool(results[-1].get("is_drift", results[-1].get("cluster_drift"))))
+        return reply(event, KSERVE_DRIFT, core.source, results[-1]) if results else Answer(202)
 
     async def add_to_windows(event: CloudEvent, shape: tuple[int, ...] | None) -> list[dict]:
         """Response events with an embedding detector: embedding windows; request events: feature windows."""

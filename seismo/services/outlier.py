@@ -30,13 +30,13 @@ from seismo.batching import ThreadBatcher, split_rows
 from seismo.detect import ClassMahalanobisAdversarial, OutlierResult, load_detector
 from seismo.detect.adversarial import AdversarialVersionError
 from seismo.embeddings.extract import embedding_of
-from seismo.events.cloudevents import CloudEvent
+from seismo.events.cloudevents import CloudEvent, is_batch
 from seismo.events.payloads import PayloadError
 from seismo.events.types import KSERVE_OUTLIER, SEISMO_ADVERSARIAL, EventKind, kind_of, model_of
 from seismo.services.api.detectors import OUTLIER_OPERATIONS
 from seismo.services.auth import auth_middleware
 from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, health_routes
-from seismo.services.detector_events import Rejection, instances_of_event, read_event, refuse, reply
+from seismo.services.detector_events import Answer, Rejection, answer_batch, instances_of_event, read_batch, read_event, refuse, reply
 from seismo.services.openapi import openapi_route
 from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS
 from seismo.tracing import Tracing, parent_of
@@ -60,7 +60,10 @@ class OutlierSettings(BaseSettings):
     max_batch: int = 256
     """Most instances scored in one call."""
     max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
-    """Largest event body accepted; bigger ones get 413."""
+    """Largest event body (or batched delivery) accepted; bigger ones get 413."""
+    max_batch_events: int = 1000
+    """Most events in one batched delivery (`application/cloudevents-batch+json`, which Seismo's broker
+    sends to triggers with `batch`); more get 400. Answered 200 with one result (and reply) per event."""
     adversarial: bool = True
     """Check response events' embeddings for adversarial inputs (needs `adversarial_detector_path`)."""
     adversarial_detector_path: Path = EXAMPLE_DETECTORS / "adversarial"
@@ -188,26 +191,35 @@ def create_app(settings: OutlierSettings, registry: CollectorRegistry) -> Starle
     core = OutlierService(settings, registry)
 
     async def handle(request: Request) -> Response:
-        shape = core.detector.instance_shape if core.detector is not None else None
         try:
+            if is_batch(request.headers):  # the broker delivers batches to triggers that declare `batch`
+                items = await read_batch(request, settings.max_event_bytes, settings.max_batch_events)
+                return await answer_batch(items, answer, settings.model, core.rejected, "outlier")
             event = await read_event(request, settings.max_event_bytes)
-            if kind_of(event.type) is EventKind.RESPONSE and core.adversarial is not None:
-                return adversarial_reply(event, request.headers)
-            event, array = instances_of_event(event, settings.model, shape)
+            return (await answer(event, request.headers)).response()
         except Rejection as exc:
             return refuse(exc, settings.model, core.rejected, "outlier")
-        with core.tracing.span("outlier score", parent_of(request.headers, event.extensions), "SERVER",
+
+    async def answer(event: CloudEvent, headers: Any = None) -> Answer:
+        """One event's answer: an outlier reply to a request, an adversarial reply (or 204) to a response.
+        Rejection when the event cannot be scored. `headers`: the single delivery's (trace context)."""
+        headers = headers or {}
+        if kind_of(event.type) is EventKind.RESPONSE and core.adversarial is not None:
+            return adversarial_reply(event, headers)
+        shape = core.detector.instance_shape if core.detector is not None else None
+        event, array = instances_of_event(event, settings.model, shape)
+        with core.tracing.span("outlier score", parent_of(headers, event.extensions), "SERVER",
                                {"seismo.prediction_id": event.id, "seismo.instances": len(array)}) as span:
             data = core.reply_data(await core.score(array))
             if span is not None:
                 span.set_attribute("seismo.outliers", int(data["is_outlier"].sum()))
         return reply(event, KSERVE_OUTLIER, core.source, data)
 
-    def adversarial_reply(event: CloudEvent, headers: Any) -> Response:
+    def adversarial_reply(event: CloudEvent, headers: Any) -> Answer:
         with core.tracing.span("adversarial check", parent_of(headers, event.extensions), "SERVER", {"seismo.prediction_id": event.id}) as span:
             data = core.check_adversarial(event)
             if data is None:
-                return Response(status_code=204)  # nothing to check: no reply event
+                return Answer(204)  # nothing to check: no reply event
             if span is not None:
                 span.set_attribute("seismo.adversarial", int(data["is_adversarial"].sum()))
         return reply(event, SEISMO_ADVERSARIAL, core.source, data)

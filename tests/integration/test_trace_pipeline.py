@@ -100,8 +100,10 @@ def test_one_trace_from_prediction_to_every_piece_of_monitoring(traced, example_
     def parents(name: str) -> set[str]:
         return {by_id[s.parent.span_id].name for s in in_trace if s.name == name}
 
-    assert parents("outlier score") == {"deliver outlier-kserve-request"}  # a single delivery: its HTTP traceparent
-    assert parents("drift window") == {"deliver drift-kserve-request", "deliver drift-kserve-response"}  # features, embedding
+    # Batched deliveries (the detectors' and the logger's triggers have `batch`) carry no per-event HTTP
+    # traceparent: the subscriber's span continues the event's own trace extension, a sibling of `deliver`.
+    assert parents("outlier score") == {"predict image-classifier"}
+    assert parents("drift window") == {"predict image-classifier"}  # features and embedding
     assert parents("store org.kubeflow.serving.inference.request") == {"predict image-classifier"}  # batched: the event's own
     assert parents("deliver drift-kserve-request") == {"predict image-classifier"}
     assert parents("store org.kubeflow.serving.inference.outlier") == {"predict image-classifier"}  # a reply keeps the origin
@@ -119,3 +121,20 @@ def test_one_trace_from_prediction_to_every_piece_of_monitoring(traced, example_
     record = httpx.get(f"{urls['logger']}/v1/records/traced-1", timeout=10).json()
     assert record["extensions"]["traceparent"].split("-")[1] == CLIENT_TRACE
     assert record["extensions"]["tracestate"] == "vendor=x"
+
+
+def test_a_single_delivery_continues_the_deliverers_http_traceparent(traced, example_images):
+    """Knative's broker delivers single events: the detector's span is a child of the delivery's HTTP
+    `traceparent` (Knative's span), not of the event's own trace extension."""
+    import httpx
+    import orjson
+
+    urls, exporter = traced
+    delivery_span, origin_span = "1111111111111111", "2222222222222222"
+    headers = {"ce-specversion": "1.0", "ce-id": "single-1", "ce-source": "http://m/", "ce-type": "org.kubeflow.serving.inference.request",
+               "ce-inferenceservicename": "image-classifier", "content-type": "application/json",
+               "ce-traceparent": f"00-{CLIENT_TRACE}-{origin_span}-01", "traceparent": f"00-{CLIENT_TRACE}-{delivery_span}-01"}
+    body = orjson.dumps({"instances": example_images[:1].tolist()})
+    assert httpx.post(urls["outlier"] + "/", headers=headers, content=body, timeout=30).status_code == 200
+    scored = [s for s in exporter.get_finished_spans() if s.name == "outlier score" and s.attributes.get("seismo.prediction_id") == "single-1"]
+    assert len(scored) == 1 and format(scored[0].parent.span_id, "016x") == delivery_span

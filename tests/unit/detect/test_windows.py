@@ -36,3 +36,22 @@ def test_tumbling_and_sliding_time_windows(tmp_path):
     assert sliding.due(now=112.0) == []  # slide not elapsed
     (second,) = sliding.due(now=115.0)  # rows older than 105 left the window
     assert len(second.rows) == 3 and second.number == 1
+
+
+def test_a_batch_commits_once_and_a_failing_event_undoes_only_itself(tmp_path):
+    """Group commit: adds inside `batch()` share one transaction; an add that fails half-way (here after
+    its event id was written) rolls back to its savepoint, so the others stay and it can come again."""
+    import pytest
+
+    store = WindowStore(tmp_path / "w.db", (2,), size=5)
+    with store.batch():
+        assert store.add("m", rows(3, 1), event_id="a") == []
+        with pytest.raises(TypeError):
+            store.add("m", [object()], event_id="bad")  # fails after the dedup row, before its rows
+        (window,) = store.add("m", rows(2, 2), event_id="b")
+        reader = WindowStore(tmp_path / "w.db", (2,), size=5)  # a second connection sees nothing before the commit
+        assert reader.unfinished() == []
+    assert [w.number for w, _ in reader.unfinished()] == [0] and window.rows[:, 0].tolist() == [1, 1, 1, 2, 2]
+    assert store.add("m", rows(1), event_id="a") is None  # committed: a redelivery adds nothing
+    assert store.add("m", rows(1), event_id="bad") == []  # rolled back: the event may come again
+    assert reader.pending("m") == 1
