@@ -5,7 +5,8 @@ graphs land in bench/results/ as collapsed stacks (`*.folded`, for speedscope or
 
     python -m bench.profile_pipeline [--seconds 15] [--batch-size 64] [--all] [--encoding json|binary]
 
-Needs py-spy (`pip install py-spy`, in the dev extra) and permission to ptrace the services (root here).
+Needs py-spy (`.venv/bin/pip install py-spy`; not a dependency: no test needs it) and permission to ptrace the
+services (root here).
 """
 
 from __future__ import annotations

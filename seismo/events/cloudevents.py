@@ -287,6 +287,20 @@ def to_structured_doc(event: CloudEvent, json_data: bool = False) -> dict:
     return doc
 
 
+def binary_to_structured_doc(headers: Mapping[str, str], body: bytes) -> dict:
+    """A binary-mode event exactly as `to_binary` wrote it (lower-case names, percent-encoded values),
+    as a structured-mode document, without decoding and checking it again: the broker's batched
+    deliveries of journaled events, which were checked when they arrived (re-parsing each one cost
+    a tenth of the broker's CPU)."""
+    doc: dict[str, object] = {name[3:]: unquote(value) for name, value in headers.items() if name.startswith("ce-")}
+    content_type = headers.get("content-type")
+    if content_type is not None:
+        doc["datacontenttype"] = content_type
+    if body:
+        doc["data_base64"] = base64.b64encode(body).decode()
+    return doc
+
+
 def to_structured(event: CloudEvent) -> bytes:
     """The event as one structured-mode JSON document (used for storage, batches and tests)."""
     return orjson.dumps(to_structured_doc(event))

@@ -1,4 +1,5 @@
-"""The outlier and drift detectors' public API: a request event in, a reply event (binary mode) out."""
+"""The outlier and drift detectors' public API: a request event in, a reply event (binary mode) out; a
+batched delivery in, one result per event (with its reply in structured mode) out."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from pydantic import RootModel
 
 from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, NO_CONTENT, TOO_LARGE, ApiModel, common_operations
-from seismo.services.api.events import EVENT_HEADERS, event_body
+from seismo.services.api.events import BATCH, EVENT_HEADERS, event_body
 from seismo.services.api.logger import DriftWindow
 from seismo.services.openapi import Body, Operation
 
@@ -42,23 +43,59 @@ class EmbeddingDriftReply(ApiModel):
     cluster_shares: Any = None
 
 
-class DriftReply(RootModel[DriftWindow | EmbeddingDriftReply]):
-    """A window's result: the feature detector's (`is_drift`, `p_val`...) or an embedding window's."""
+class AdversarialReply(ApiModel):
+    """`io.seismo.inference.adversarial`: the class-conditional Mahalanobis check of a response's embedding."""
 
+    is_adversarial: list[int]
+    instance_score: list[float]
+    threshold: float | None
+    nearest_class: list[int]
+    detector: str
+    detector_version: str | None
+    embedding_version: str | None
+
+
+class DetectorBatchResult(ApiModel):
+    id: str | None = None
+    """The event's id (absent when the item was not a readable CloudEvent)."""
+    status: int
+    """The status a single delivery of the event would have got (200 with a reply, 202, 204, 400, 503)."""
+    error: str | None = None
+    reply: dict[str, Any] | None = None
+    """The reply event in structured mode (data inline as JSON), journaled by the broker like a single reply."""
+
+
+class DetectorBatchResults(ApiModel):
+    """A batched delivery's answer: one result per event, in order."""
+
+    results: list[DetectorBatchResult]
+
+
+class OutlierAnswer(RootModel[OutlierReply | AdversarialReply | DetectorBatchResults]):
+    """The outlier or adversarial reply event's data, or a batch's results."""
+
+
+class DriftAnswer(RootModel[DriftWindow | EmbeddingDriftReply | DetectorBatchResults]):
+    """A window's result (the feature detector's `is_drift`, `p_val`... or an embedding window's), or a batch's results."""
+
+
+BATCHED = f" A batched delivery (`{BATCH}`, what Seismo's broker sends to triggers with `batch`) is answered 200 with one result per event."
 
 OUTLIER_OPERATIONS = [
-    Operation("POST", "/", "Score a request event's instances", tags=("events",), headers=EVENT_HEADERS, body=event_body(),
-              description=REPLY + " Open unless SEISMO_AUTH_EVENTS=protected.",
-              responses={200: Body(OutlierReply, "the outlier reply event"), 400: BAD_REQUEST, 413: TOO_LARGE, **AUTH_ERRORS}),
+    Operation("POST", "/", "Score a request event's instances", tags=("events",), headers=EVENT_HEADERS, body=event_body(batch=True),
+              description=REPLY + BATCHED + " Open unless SEISMO_AUTH_EVENTS=protected.",
+              responses={200: Body(OutlierAnswer, "the outlier (or adversarial) reply event, or a batch's results"),
+                         204: Body(None, "a response event with no embedding: nothing to check", NO_CONTENT),
+                         400: BAD_REQUEST, 413: TOO_LARGE, **AUTH_ERRORS}),
     *common_operations("outlier"),
 ]
 
 DRIFT_OPERATIONS = [
     Operation("POST", "/", "Add a request event's instances (or a response's embeddings) to the window", tags=("events",),
-              headers=EVENT_HEADERS, body=event_body(),
-              description=REPLY + " Open unless SEISMO_AUTH_EVENTS=protected.",
+              headers=EVENT_HEADERS, body=event_body(batch=True),
+              description=REPLY + BATCHED + " Open unless SEISMO_AUTH_EVENTS=protected.",
               responses={202: Body(None, "added; the window is not full yet", NO_CONTENT),
-                         200: Body(DriftReply, "the drift reply event of the window this event filled"),
+                         200: Body(DriftAnswer, "the drift reply event of the window this event filled, or a batch's results"),
                          400: BAD_REQUEST, 413: TOO_LARGE, **AUTH_ERRORS}),
     *common_operations("drift"),
 ]

@@ -96,3 +96,17 @@ def test_binary_round_trip_keeps_everything_including_non_ascii():
     assert all(h.isascii() for h in headers.values())
     assert from_http(headers, body) == event
     assert from_http({"content-type": "application/cloudevents+json"}, to_structured(event)) == event
+
+
+@pytest.mark.parametrize("event", [
+    CloudEvent("id-1", "http://x/", "org.kubeflow.serving.inference.response", b'{"predictions": [1]}', "application/json",
+               "2026-01-01T00:00:00Z", subject="s 1", extensions={"inferenceservicename": "m", "note": "caf\u00e9 50% \"q\" \u202e"}),
+    CloudEvent("id 2%", "/src", "t", b"\x00\xffbinary", "application/octet-stream", dataschema="http://schema/"),
+    CloudEvent("id-3", "/src", "t"),  # no data, no content type
+])
+def test_a_journaled_binary_event_becomes_the_same_structured_event_without_parsing_it(event):
+    from seismo.events.cloudevents import binary_to_structured_doc, from_structured_doc
+
+    doc = binary_to_structured_doc(*to_binary(event))
+    assert from_structured_doc(orjson.loads(orjson.dumps(doc))) == event
+    assert from_structured_doc(orjson.loads(to_structured(event))) == event

@@ -4,10 +4,11 @@ as if it had come alone (status, reply, counters), one bad event failing alone, 
 from dataclasses import replace
 
 import httpx
+import jsonschema
 import numpy as np
 import orjson
 import pytest
-from helpers import RecordingSink, ServedApp, ThreadServer, metric_sum, wait_until
+from helpers import RecordingSink, ServedApp, ThreadServer, metric_sum, operation_for, wait_until
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -84,6 +85,14 @@ def test_an_outlier_batch_answers_each_event_as_a_single_delivery_would(folder):
         assert isinstance(results[0]["reply"]["data"], dict)  # reply data inline as JSON, readable in the answer
         adversarial = from_structured_doc(results[1]["reply"])
         assert adversarial.type == "io.seismo.inference.adversarial" and orjson.loads(adversarial.data)["is_adversarial"] == [1]
+        # The answers are what the service's OpenAPI document says: a batch's results, a reply's data.
+        doc = client.get("/openapi.json").json()
+        schema = {**operation_for(doc, "POST", "/")["responses"]["200"]["content"]["application/json"]["schema"],
+                  "components": doc["components"]}
+        for answer in (r.json(), single.json(), results[1]["reply"]["data"]):
+            errors = list(jsonschema.Draft202012Validator(schema).iter_errors(answer))
+            assert not errors, f"{errors[0].json_path}: {errors[0].message}"
+        assert list(jsonschema.Draft202012Validator(schema).iter_errors({"results": [{"status": "ok"}]}))  # the check can fail
         metrics = client.get("/metrics").text
         for reason in ("wrong_shape", "invalid_event", "unknown_model", "bad_payload"):
             assert metric_sum(metrics, "seismo_outlier_events_rejected_total", reason=reason) == 1, reason
