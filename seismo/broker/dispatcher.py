@@ -257,8 +257,10 @@ class Dispatcher:
             if not isinstance(results, list) or len(results) != len(items):
                 raise ValueError("one result per event expected")
             answers = [(int(r["status"]), str(r.get("error", ""))[:500], r.get("reply")) for r in results]
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            answers = [(response.status, "", None)] * len(items)  # a 2xx without per-event results: all taken
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):  # a 2xx without per-event results: all taken
+            log.warning("trigger %s: %s answered a batch %d without one result per event; all %d counted delivered, no replies read",
+                        trigger.name, trigger.subscriber_uri, response.status, len(items))
+            answers = [(response.status, "", None)] * len(items)
         return [Attempt(200 <= code < 300, code, "" if 200 <= code < 300 else f"HTTP {code}: {error}",
                         self._batch_reply(trigger, reply) if 200 <= code < 300 else None, seconds)
                 for code, error, reply in answers]
