@@ -88,6 +88,12 @@ def run(stack: LocalStack, model_service: str, bodies, concurrency: int, wait_st
             events = (counted(stack.url(name), COMPONENT_EVENTS[name]) - events_before[name]) if name in COMPONENT_EVENTS else len(bodies)
             per_core[name] = {"events": events, "cpu_seconds": round(cpu, 2), "events_per_cpu_second": round(events / cpu, 1) if cpu else None}
         result["per_component"] = per_core
+        # How full the broker's batched deliveries were: per-request overhead is paid once per batch.
+        broker_text = scrape_text(stack.url("broker"), timeout=10)
+        sums = metric_values(broker_text, "seismo_broker_batch_events_sum")
+        counts = metric_values(broker_text, "seismo_broker_batch_events_count")
+        result["events_per_batched_delivery"] = {dict(labels)["trigger"]: round(sums[labels] / counts[labels], 1)
+                                                 for labels in counts if counts[labels] and labels in sums}
     return result
 
 

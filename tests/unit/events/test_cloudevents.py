@@ -87,6 +87,8 @@ def test_invalid_inputs_are_refused_with_reasons():
         from_http({"content-type": "application/cloudevents+json"}, b"{nope")
     with pytest.raises(CloudEventError, match="extension name 'bad_name'"):
         from_http({**KSERVE_HEADERS, "ce-bad_name": "x"}, b"{}")
+    with pytest.raises(CloudEventError, match="'data' is not a valid CloudEvents extension name"):
+        from_http({**KSERVE_HEADERS, "ce-data": "x"}, b"{}")  # would clash with a structured document's payload
 
 
 def test_binary_round_trip_keeps_everything_including_non_ascii():
