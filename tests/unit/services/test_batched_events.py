@@ -91,6 +91,30 @@ def test_batches_are_fewer_requests_than_events():
     assert metric_sum(metrics, "seismo_model_events_sent_total") == 40
 
 
+def test_a_predictions_two_events_go_out_in_one_request_even_with_every_sender_idle():
+    """At one client every sender is idle when a prediction logs its request and response events: two
+    senders are woken, and the first takes both along (one request, not two); the second finds nothing."""
+    sink = RecordingSink()
+    registry = CollectorRegistry()
+
+    async def main():
+        async with EventPoster() as client:
+            logger = EventLogger(EventLoggerConfig(server.url + "/", concurrency=16, batch_size=64), client, registry)
+            logger.start()
+            for pair in range(10):
+                logger.log(event(2 * pair))
+                logger.log(event(2 * pair + 1))
+                assert await logger.drain(10.0)
+            await logger.stop(drain_timeout=1.0)
+
+    with ThreadServer(sink.app()) as server:
+        asyncio.run(main())
+    assert [sorted(e["id"] for e in orjson.loads(r.body)) for r in sink.received] == [[f"e{2 * p}", f"e{2 * p + 1}"] for p in range(10)]
+    metrics = generate_latest(registry).decode()
+    assert metric_sum(metrics, "seismo_model_events_sent_total") == 20
+    assert metric_sum(metrics, "seismo_model_events_dropped_total") == 0
+
+
 def test_a_sink_that_refuses_batches_gets_single_events():
     singles: list[CloudEvent] = []
     refused: list[int] = []
