@@ -14,6 +14,7 @@ prediction it is scored with (`seismo.performance.scoring`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ import numpy as np
 
 from seismo.events.limits import check_prediction_id
 from seismo.events.payloads import PayloadError, instances_of, protocol_of
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class FeedbackError(ValueError):
@@ -51,6 +54,8 @@ def _has_payload(doc: Any) -> bool:
 
 def truth_array(value: Any) -> np.ndarray:
     """The truth as a numeric array: bare values and lists as they are, messages by their protocol."""
+    if (type(value) is float and math.isfinite(value)) or (type(value) is int and _INT64_MIN <= value <= _INT64_MAX):
+        return np.asarray(value)  # the common case, a bare label: none of the checks below can fail
     if isinstance(value, dict):
         try:
             array = instances_of(value)

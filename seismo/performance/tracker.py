@@ -138,7 +138,9 @@ class Tracker:
             if fb.model and fb.model != record.model:
                 raise ScoringError(f"feedback names model {fb.model!r} but prediction {fb.prediction_id!r} was made by {record.model!r}")
             config = self.config_for(record.model)
-            response, request, extensions = _json_body(record.response), _json_body(record.request), record.extensions
+            # The stored request matters only to cohort rules on features: not parsed otherwise.
+            request = _json_body(record.request) if config.rules else None
+            response, extensions = _json_body(record.response), record.extensions
             predicted_at = record.response_time or record.created_at
             if fb.self_contained and config.self_contained_feedback:
                 response, request = fb.response, fb.request or request

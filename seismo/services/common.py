@@ -79,6 +79,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def header_dict(request: Request) -> dict[str, str]:
+    """The request's headers as a plain dict (names lower-case; of a repeated header, the first, as
+    Starlette's `Headers.get` answers): one pass, where each `Headers.get` scans every header."""
+    headers: dict[str, str] = {}
+    for name, value in request.scope["headers"]:
+        headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return headers
+
+
 def parse_json(body: bytes, what: str = "request body") -> Any:
     """JSON with the nesting limit of seismo.events.limits; ValueError (a 400) naming the problem."""
     return loads(body, what)

@@ -49,6 +49,7 @@ from seismo.services.common import (
     JSONResponse,
     cancel_and_wait,
     error,
+    header_dict,
     health_routes,
     parse_json,
     read_body,
@@ -323,7 +324,8 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
 
     async def submit(item: Incoming, headers: Mapping[str, str]) -> Response:
         # The feedback's span continues the sender's traceparent (a feedback event's: the delivery's, else its own).
-        with core.tracing.span("feedback", trace_headers(headers) or binary_trace(headers), "SERVER",
+        parent = (trace_headers(headers) or binary_trace(headers)) if core.tracing.enabled else None
+        with core.tracing.span("feedback", parent, "SERVER",
                                {"seismo.prediction_id": item.feedback.prediction_id, "seismo.model": item.feedback.model}) as span:
             try:
                 outcome = await core.submit(item)
@@ -337,18 +339,19 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
         return JSONResponse(outcome.to_json(), status_code=200 if outcome.status == "scored" else 202)
 
     async def feedback_body(request: Request) -> Response:
+        headers = header_dict(request)  # read several times per feedback: one pass instead of a scan each
         try:
             doc = parse_json(await read_body(request, settings.max_body_bytes), "feedback body")
             if isinstance(doc, list) and request.url.path == "/feedback":
-                return await submit_many(doc, request.headers)
-            item = core.incoming(doc, request.headers)
+                return await submit_many(doc, headers)
+            item = core.incoming(doc, headers)
         except BodyTooLarge as exc:
             core.count_rejected("too_large")
             return error(413, str(exc))
         except (FeedbackError, ConfigError, ValueError) as exc:
             core.count_rejected("invalid")
             return error(400, str(exc))
-        return await submit(item, request.headers)
+        return await submit(item, headers)
 
     async def submit_many(docs: list, headers: Mapping[str, str]) -> Response:
         """A JSON array of feedback (ground truth arriving in bulk, from a labelling job): each item is
