@@ -7,6 +7,7 @@ logger sends to the sink. Error responses are logged too, with their status in `
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -296,7 +297,10 @@ class ModelService:
                     fail(span, f"HTTP {outcome.status}")
             # The events carry this span as their parent; with tracing off, the client's own context if valid.
             trace = self.tracing.context_of(span) if span is not None else trace_headers(headers)
-            self._log_events(outcome, protocol, headers, body, trace)
+        if self._logger is not None:
+            # Built and queued in the loop's next turn: the answer is on the wire by then (writing it
+            # never waits unless the client stops reading), so the client does not wait for its events.
+            asyncio.get_running_loop().call_soon(self._log_events, outcome, protocol, headers, body, trace)
         return outcome
 
     async def _answer(self, protocol: str, headers: Mapping[str, str], read: Callable[[], Awaitable[bytes]],
