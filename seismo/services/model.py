@@ -44,6 +44,7 @@ from seismo.services.common import (
     BodyTooLarge,
     JSONResponse,
     error,
+    header_dict,
     health_routes,
     one_of,
     read_body,
@@ -128,6 +129,9 @@ class ModelSettings(BaseSettings):
     """Events sent in one request at most. Above 1, events waiting in the queue go out together in
     CloudEvents' batched mode: only for Seismo's own broker (`seismo up` sets 64); Knative's broker
     ingress takes single events. A sink that refuses a batch gets single events from then on."""
+    log_linger_seconds: float = Field(0.01, ge=0.0, le=1.0)
+    """With batches (`log_batch_size` above 1): how long a sender waits for a batch to fill when fewer
+    events are queued, so that at low load one request carries several predictions' events (0: never waits)."""
     event_source: str | None = None
     """ce-source of logged events; default http://<host>:<port>/."""
     namespace: str = "default"
@@ -242,6 +246,7 @@ class ModelService:
                 on_client_error=settings.log_on_client_error,
                 concurrency=settings.log_concurrency,
                 batch_size=settings.log_batch_size,
+                linger=settings.log_linger_seconds,
             )
             self._logger = EventLogger(config, self._client, self.registry)
             self._logger.start()
@@ -455,7 +460,7 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         if not core.serves(name):
             outcome = core.not_served(name, protocol)
             return Response(outcome.body, 404, media_type="application/json")
-        return respond(await core.infer(protocol, request.headers, lambda: read_body(request, settings.max_body_bytes)))
+        return respond(await core.infer(protocol, header_dict(request), lambda: read_body(request, settings.max_body_bytes)))
 
     async def v1_predict(request: Request) -> Response:
         return await serve(request, "v1")
@@ -465,7 +470,7 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
 
     async def seldon_predict(request: Request) -> Response:
         # Seldon's path names no model: this server's one model answers.
-        return respond(await core.infer("seldon", request.headers, lambda: read_body(request, settings.max_body_bytes)))
+        return respond(await core.infer("seldon", header_dict(request), lambda: read_body(request, settings.max_body_bytes)))
 
     def model_or_404(request: Request) -> Response | None:
         name = request.path_params["model_name"]

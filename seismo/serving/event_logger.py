@@ -49,6 +49,10 @@ class EventLoggerConfig:
     events): a sink that refuses a batch as a whole gets its events one by one, and no more batches."""
     batch_bytes: int = 8 * 1024 * 1024
     """Event data in one batch at most (a batch is one request body for the broker's size limit)."""
+    linger: float = 0.0
+    """Seconds a batching sender waits for more events when fewer than a batch are queued (one sender
+    at a time): at low load one request then carries several predictions' events instead of one's,
+    and a request's fixed cost is most of what logging costs the model server per prediction."""
 
 
 class EventLogger:
@@ -66,6 +70,8 @@ class EventLogger:
         self._idle.set()
         self._tasks: list[asyncio.Task] = []
         self._batches_taken = True  # until the sink refuses a batch as a whole
+        self._lingering = False  # a sender is waiting for its batch to fill: the others leave new events to it
+        self._more = asyncio.Event()  # set when an event is queued while a sender lingers
         self.sent = Counter("seismo_model_events_sent", "Events the sink accepted", ["model", "type"], registry=registry)
         self.retried = Counter("seismo_model_events_retried", "Send attempts that failed and will be retried", ["model", "reason"], registry=registry)
         self.dropped = Counter("seismo_model_events_dropped", "Events given up, by reason", ["model", "reason"], registry=registry)
@@ -100,6 +106,8 @@ class EventLogger:
         self._queue.append(event)
         self._idle.clear()
         self._queued.release()
+        if self._lingering:
+            self._more.set()
 
     async def _take_more(self, first: CloudEvent) -> list[CloudEvent]:
         """`first` and whatever else is queued now, up to the batch limits (never waits for more).
@@ -119,13 +127,47 @@ class EventLogger:
             size += len(event.data)
         return batch
 
+    async def _linger(self) -> None:
+        """Wait until a batch's worth is queued or `linger` has passed (the caller holds one event)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.linger
+        self._lingering = True
+        try:
+            while len(self._queue) + 1 < self.config.batch_size and self.config.linger > 0:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._more.clear()
+                try:
+                    await asyncio.wait_for(self._more.wait(), remaining)
+                except TimeoutError:
+                    break
+        finally:
+            self._lingering = False
+
     async def _sender(self) -> None:
         while True:
             await self._queued.acquire()
-            if not self._queue:  # woken for an event a batching sender took along: nothing left to send
+            # Woken for an event a batching sender took along, or for one a lingering sender will take:
+            # nothing to do. (A lingering sender gives every event it leaves queued a permit again.)
+            if not self._queue or self._lingering:
                 continue
             event = self._queue.popleft()
             if self.config.batch_size > 1 and self._batches_taken:
+                if self.config.linger > 0 and len(self._queue) + 1 < self.config.batch_size:
+                    self._sending += 1  # held while it waits: counted in the depth and the capacity
+                    try:
+                        await self._linger()
+                    except asyncio.CancelledError:
+                        self.dropped.labels(model_of(event), "shutdown").inc()
+                        raise
+                    finally:
+                        self._sending -= 1
+                    batch = await self._take_more(event)
+                    for _ in self._queue:  # what it leaves behind may have lost its permit to a sender that stood aside
+                        self._queued.release()
+                    await self._send_batch(batch)
+                    continue
                 await self._send_batch(await self._take_more(event))
                 continue
             self._sending += 1

@@ -115,6 +115,95 @@ def test_a_predictions_two_events_go_out_in_one_request_even_with_every_sender_i
     assert metric_sum(metrics, "seismo_model_events_dropped_total") == 0
 
 
+def _log_spaced(server_url: str, linger: float, count: int, spacing: float) -> list[int]:
+    """Log `count` events `spacing` s apart (one client's predictions); the queue depth seen after each log."""
+    registry = CollectorRegistry()
+    depths = []
+
+    async def main():
+        async with EventPoster() as client:
+            logger = EventLogger(EventLoggerConfig(server_url, concurrency=16, batch_size=64, linger=linger), client, registry)
+            logger.start()
+            for i in range(count):
+                logger.log(event(i))
+                await asyncio.sleep(0)
+                depths.append(logger.held)
+                await asyncio.sleep(spacing)
+            await logger.stop(drain_timeout=5.0)
+
+    asyncio.run(main())
+    metrics = generate_latest(registry).decode()
+    assert metric_sum(metrics, "seismo_model_events_sent_total") == count
+    assert metric_sum(metrics, "seismo_model_events_dropped_total") == 0
+    return depths
+
+
+def test_a_lingering_sender_gathers_a_slow_clients_events_into_one_request():
+    sink = RecordingSink()
+    with ThreadServer(sink.app()) as server:
+        depths = _log_spaced(server.url + "/", 0.5, 8, 0.01)
+    requests = [[e["id"] for e in orjson.loads(r.body)] for r in sink.received]
+    assert requests == [[f"e{i}" for i in range(8)]]  # one request, in order, nothing twice
+    assert depths == list(range(1, 9))  # the event a sender holds while it lingers still counts as held
+
+
+def test_without_linger_each_of_a_slow_clients_events_goes_alone():
+    sink = RecordingSink()
+    with ThreadServer(sink.app()) as server:
+        _log_spaced(server.url + "/", 0.0, 8, 0.05)
+    assert len(sink.received) == 8
+
+
+def test_a_full_batch_ends_the_linger_and_the_rest_is_still_sent():
+    """150 events at once with a 1 s linger: batches of 64 go at once (no wait), and the 22 left over
+    go after one linger, each event exactly once."""
+    sink = RecordingSink()
+    registry = CollectorRegistry()
+
+    async def main():
+        async with EventPoster() as client:
+            logger = EventLogger(EventLoggerConfig(server.url + "/", concurrency=4, batch_size=64, linger=1.0), client, registry)
+            logger.start()
+            started = asyncio.get_running_loop().time()
+            for i in range(150):
+                logger.log(event(i))
+            assert await logger.drain(10.0)
+            await logger.stop(drain_timeout=1.0)
+            return asyncio.get_running_loop().time() - started
+
+    with ThreadServer(sink.app()) as server:
+        seconds = asyncio.run(main())
+    ids = [e["id"] for r in sink.received for e in orjson.loads(r.body)]
+    assert sorted(ids) == sorted(f"e{i}" for i in range(150))
+    assert sorted(len(orjson.loads(r.body)) for r in sink.received)[-2:] == [64, 64]
+    assert seconds < 3.0  # one linger at most, never one per batch
+
+
+def test_events_left_over_after_a_linger_are_still_sent():
+    """A burst arrives while a sender lingers: the other senders stand aside (they may spend the
+    burst's permits), the lingering one takes a full batch, and what it leaves is still sent."""
+    sink = RecordingSink()
+    registry = CollectorRegistry()
+
+    async def main():
+        async with EventPoster() as client:
+            logger = EventLogger(EventLoggerConfig(server.url + "/", concurrency=4, batch_size=64, linger=0.3), client, registry)
+            logger.start()
+            logger.log(event(0))
+            await asyncio.sleep(0.05)  # a sender now lingers with e0
+            for i in range(1, 101):
+                logger.log(event(i))
+            delivered = await logger.drain(5.0)
+            await logger.stop(drain_timeout=1.0)
+            return delivered
+
+    with ThreadServer(sink.app()) as server:
+        assert asyncio.run(main())
+    ids = [e["id"] for r in sink.received for e in orjson.loads(r.body)]
+    assert sorted(ids) == sorted(f"e{i}" for i in range(101))
+    assert metric_sum(generate_latest(registry).decode(), "seismo_model_events_sent_total") == 101
+
+
 def test_a_sink_that_refuses_batches_gets_single_events():
     singles: list[CloudEvent] = []
     refused: list[int] = []
