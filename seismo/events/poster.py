@@ -1,7 +1,8 @@
 """One pooled HTTP client for posting events: the model server's logger and the broker's dispatcher.
 
 Plain `http://` sinks get the lean keep-alive client of seismo.events.http1 (a quarter of aiohttp's
-CPU per post, measured); https and anything else go through aiohttp.
+CPU per post, measured); https and anything else go through aiohttp, as every sink does with
+`SEISMO_EVENT_HTTP_CLIENT=aiohttp`.
 
 aiohttp, not httpx, on these hot paths: measured here, an httpx POST of a 60 kB event cost about 1 ms
 more CPU than aiohttp's (bench notes in the README), and the model server sends two events per
@@ -10,6 +11,7 @@ prediction on the same event loop that answers predictions.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -33,10 +35,21 @@ class Answer:
     body: bytes
 
 
+CLIENT_VARIABLE = "SEISMO_EVENT_HTTP_CLIENT"
+
+
+def lean_from_environment(environ: Mapping[str, str] = os.environ) -> bool:
+    """`SEISMO_EVENT_HTTP_CLIENT`: `lean` (the default) or `aiohttp` for every sink; ValueError otherwise."""
+    value = environ.get(CLIENT_VARIABLE, "lean").strip().lower() or "lean"
+    if value not in ("lean", "aiohttp"):
+        raise ValueError(f"{CLIENT_VARIABLE} must be lean or aiohttp, not {value!r}")
+    return value == "lean"
+
+
 class EventPoster:
-    def __init__(self, max_connections: int = 100, lean: bool = True):
+    def __init__(self, max_connections: int = 100, lean: bool | None = None):
         self.max_connections = max_connections
-        self.lean = lean
+        self.lean = lean_from_environment() if lean is None else lean
         self._session: aiohttp.ClientSession | None = None
         self._http1: Http1Client | None = None
         self._origins: dict[str, Origin | None] = {}  # per URL: the lean client's target, or None for aiohttp

@@ -260,3 +260,13 @@ def test_event_poster_without_the_lean_client_answers_the_same(echo_server):
 
     lean, aio = run(go())
     assert lean == aio == (200, b"]2,1[", "application/json", "5")
+
+
+def test_the_client_is_chosen_by_environment_and_a_wrong_value_is_named():
+    from seismo.events.poster import lean_from_environment
+
+    assert lean_from_environment({}) is True
+    assert lean_from_environment({"SEISMO_EVENT_HTTP_CLIENT": "aiohttp"}) is False
+    assert lean_from_environment({"SEISMO_EVENT_HTTP_CLIENT": " Lean "}) is True
+    with pytest.raises(ValueError, match="SEISMO_EVENT_HTTP_CLIENT must be lean or aiohttp, not 'httpx'"):
+        lean_from_environment({"SEISMO_EVENT_HTTP_CLIENT": "httpx"})
