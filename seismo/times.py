@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from datetime import UTC, datetime
 
 _ISO_DURATION = re.compile(
@@ -24,8 +25,18 @@ def rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+_last_second: tuple[int, str] = (-1, "")  # the latest second's text: every event carries the time, twice per prediction
+
+
 def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """The current time as `rfc3339` writes it; the date and time of day are formatted once a second."""
+    global _last_second
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    cached_second, prefix = _last_second
+    if cached_second != second:
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (second, prefix)
+    return f"{prefix}.{micro:06d}Z"
 
 
 def parse_timestamp(text: str) -> float:
