@@ -422,7 +422,14 @@ class ModelService:
                             outcome.event_body or outcome.body, outcome.content_type, outcome.embedding_version,
                             embedding.output if embedding is not None else None)
         build = seldon_events if protocol == "seldon" else kserve_events
-        for event in build(self.event_source, answered, headers, trace):
+        try:
+            events = build(self.event_source, answered, headers, trace)
+        except Exception:  # runs as a loop callback after the answer: nothing may escape uncounted
+            expected = int(self.event_source.log_requests) + int(self.event_source.log_responses)
+            self._logger.dropped.labels(info.name, "unsendable").inc(expected)
+            log.exception("the events of prediction %s could not be built; counted as dropped (unsendable)", outcome.prediction_id)
+            return
+        for event in events:
             self._logger.log(event)
 
     def model_metadata(self) -> dict:

@@ -271,3 +271,24 @@ def test_x_seismo_parent_id_names_the_upstream_prediction_on_both_events_and_is_
     body = {"id": "abc\n", "inputs": [{"name": "input_1", "datatype": "FP32", "shape": [1, 32, 32, 3], "data": example_images[:1].reshape(-1).tolist()}]}
     newline = client.post(INFER, json=body)
     assert newline.status_code == 400 and "cannot be a prediction id" in newline.json()["error"]
+
+
+def test_events_that_cannot_be_built_are_counted_and_the_prediction_is_still_answered(example_model, example_images, monkeypatch):
+    """The events are built after the answer is written (a loop callback): a failure there must
+    neither reach the client nor vanish uncounted."""
+    import seismo.services.model as model_module
+
+    def broken(*args):
+        raise RuntimeError("cannot build")
+
+    monkeypatch.setattr(model_module, "kserve_events", broken)
+    recording = RecordingSink()
+    with ThreadServer(recording.app()) as server:
+        settings = ModelSettings(path=example_model, sink_url=server.url + "/")
+        with ServedApp(create_app(settings, CollectorRegistry())) as client:
+            for _ in range(3):
+                assert client.post(PREDICT, json={"instances": example_images[:1].tolist()}).status_code == 200
+            wait_until(lambda: metric_sum(client.get("/metrics").text, "seismo_model_events_dropped_total", reason="unsendable") == 6,
+                       10, message="both events of each prediction counted as dropped")
+            assert client.get("/healthz").status_code == 200
+    assert not recording.received
