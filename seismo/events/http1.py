@@ -25,6 +25,8 @@ import httptools
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """An answer bigger than this is refused (a sink's answer is a status and a small body, or a reply event)."""
+MAX_HEADER_BYTES = 256 * 1024
+"""An answer whose header lines add up to more than this is refused (aiohttp allows 8 KiB per line)."""
 
 
 class HttpError(Exception):
@@ -88,6 +90,7 @@ class _Connection(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
         self._size = 0
+        self._header_bytes = 0
         self._started = False  # a byte of the answer arrived
         self._headers_done = False
         self._complete = False
@@ -123,6 +126,9 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks --
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise HttpError(f"the answer's headers are larger than {MAX_HEADER_BYTES} bytes")
         key = name.decode("latin-1").lower()
         text = value.decode("utf-8", "surrogateescape")  # as aiohttp's parser decodes them
         self._headers[key] = f"{self._headers[key]}, {text}" if key in self._headers else text

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seismo.events.http1 import MAX_RESPONSE_BYTES, Http1Client, HttpError, plain_http_origin
+from seismo.events.http1 import MAX_HEADER_BYTES, MAX_RESPONSE_BYTES, Http1Client, HttpError, plain_http_origin
 from seismo.events.poster import EventPoster, SendError, Unsendable
 
 
@@ -180,6 +180,25 @@ def test_a_silent_server_times_out_and_an_oversized_answer_is_refused():
             assert not client._idle[origin.host, origin.port]  # a timed-out connection is not kept
             with pytest.raises(HttpError, match="larger than"):
                 await client.post(origin, {}, b"x", 30)
+            client.close()
+
+    run(go())
+
+
+def test_endless_headers_are_refused():
+    async def endless(writer):
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(MAX_HEADER_BYTES // 1000 + 10):
+            writer.write(b"x-%d: %s\r\n" % (i, b"v" * 1000))
+            await writer.drain()
+        writer.write(b"content-length: 0\r\n\r\n")
+        return "close"
+
+    async def go():
+        async with RawServer([endless]) as server:
+            client = Http1Client()
+            with pytest.raises(HttpError, match="headers are larger than"):
+                await client.post(plain_http_origin(server.url), {}, b"x", 30)
             client.close()
 
     run(go())
