@@ -70,9 +70,12 @@ class EventPoster:
 
     async def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> Answer:
         assert self._session is not None, "EventPoster.start() was not awaited"
-        origin = self._origins.get(url)
-        if origin is None and url not in self._origins and len(self._origins) < 1024:
-            origin = self._origins[url] = plain_http_origin(url)
+        if url in self._origins:
+            origin = self._origins[url]
+        else:
+            origin = plain_http_origin(url)
+            if len(self._origins) < 1024:  # subscribers and sinks are few; a bound all the same
+                self._origins[url] = origin
         if origin is not None and self._http1 is not None:
             try:
                 status, answer_headers, content = await self._http1.post(origin, headers, body, timeout)
