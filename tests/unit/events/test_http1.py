@@ -55,6 +55,17 @@ class RawServer:
 OK = b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\nok"
 
 
+def then_close(answer: bytes):
+    """A scripted answer after which the server closes the connection."""
+
+    async def write(writer):
+        writer.write(answer)
+        await writer.drain()
+        return "close"
+
+    return write
+
+
 def run(coro):
     return uvloop.run(coro)  # the services' loop (uvicorn picks uvloop); its transports differ from asyncio's
 
@@ -79,15 +90,10 @@ def test_keep_alive_reuses_one_connection_and_the_request_is_well_formed():
 
 
 def test_chunked_close_delimited_and_interim_answers_are_read_whole():
-    async def close_delimited(writer):
-        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end")
-        await writer.drain()
-        return "close"
-
     async def go():
         chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
         interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 4\r\n\r\ndone"
-        async with RawServer([chunked, interim, close_delimited]) as server:
+        async with RawServer([chunked, interim, then_close(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end")]) as server:
             client = Http1Client()
             origin = plain_http_origin(server.url)
             answers = [await client.post(origin, {}, b"x", 5) for _ in range(3)]
@@ -100,13 +106,8 @@ def test_chunked_close_delimited_and_interim_answers_are_read_whole():
 
 
 def test_a_kept_alive_connection_the_server_closed_is_replaced_without_an_error():
-    async def answer_and_close(writer):
-        writer.write(OK)  # says keep-alive (HTTP/1.1 default), then closes, as an idle timeout would
-        await writer.drain()
-        return "close"
-
     async def go():
-        async with RawServer([answer_and_close, OK]) as server:
+        async with RawServer([then_close(OK), OK]) as server:  # says keep-alive (HTTP/1.1's default), then closes, as an idle timeout would
             client = Http1Client()
             origin = plain_http_origin(server.url)
             first = await client.post(origin, {}, b"1", 5)
@@ -142,13 +143,8 @@ def test_a_connection_closed_before_it_is_noticed_is_retried_once_on_a_new_one()
     (b"", "closed the connection before answering"),
 ])
 def test_broken_answers_are_http_errors_and_the_connection_is_not_reused(answer, message):
-    async def broken(writer):
-        writer.write(answer)
-        await writer.drain()
-        return "close"
-
     async def go():
-        async with RawServer([broken, OK]) as server:
+        async with RawServer([then_close(answer), OK]) as server:
             client = Http1Client()
             origin = plain_http_origin(server.url)
             with pytest.raises(HttpError, match=message):
