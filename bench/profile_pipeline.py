@@ -3,7 +3,7 @@ the outlier and drift services too, as under `seismo up`) while the throughput b
 runs, and the busiest functions of each are printed (self time, and total time by module). Flame
 graphs land in bench/results/ as collapsed stacks (`*.folded`, for speedscope or flamegraph.pl).
 
-    python -m bench.profile_pipeline [--seconds 15] [--batch-size 64] [--all] [--encoding json|binary]
+    python -m bench.profile_pipeline [--seconds 15] [--batch-size 64] [--all] [--encoding json|binary] [--model image|tabular]
 
 Needs py-spy (`.venv/bin/pip install py-spy`; not a dependency: no test needs it) and permission to ptrace the
 services (root here).
@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 
 from bench.common import closed_loop, example_bodies
+from bench.throughput import tabular_bodies
 from seismo.local import LocalStack, free_ports
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,31 +56,34 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--all", action="store_true", help="run and profile the detectors too (every consumer of `seismo up`)")
     parser.add_argument("--encoding", choices=("json", "binary"), default="json")
+    parser.add_argument("--model", choices=("image", "tabular"), default="image",
+                        help="the image model (V1/V2 JSON or binary bodies) or the tabular example (one row per request)")
     args = parser.parse_args()
     if shutil.which("py-spy") is None and not (Path(".venv/bin/py-spy")).exists():
         raise SystemExit("py-spy not found: pip install py-spy")
     spy = shutil.which("py-spy") or ".venv/bin/py-spy"
     RESULTS.mkdir(exist_ok=True)
-    bodies = example_bodies(20000, args.encoding)
-    profiled = ("model", "broker", "logger", "outlier", "drift") if args.all else ("model", "broker", "logger")
-    services = ("logger", "outlier", "drift", "metrics", "broker", "model") if args.all else ("logger", "broker", "model")
+    model_service = "model" if args.model == "image" else "tabular"
+    bodies = example_bodies(20000, args.encoding) if args.model == "image" else tabular_bodies(20000)
+    profiled = (model_service, "broker", "logger", "outlier", "drift") if args.all else (model_service, "broker", "logger")
+    services = ("logger", "outlier", "drift", "metrics", "broker", model_service) if args.all else ("logger", "broker", model_service)
     with tempfile.TemporaryDirectory() as tmp:
         stack = LocalStack(Path(tmp) / "stack", ports=free_ports(), services=services,
                            env={"SEISMO_MODEL_LOG_BATCH_SIZE": str(args.batch_size)})
         stack.start()
         try:
-            asyncio.run(closed_loop(stack.url("model"), bodies[:200], args.concurrency))  # warm-up
+            asyncio.run(closed_loop(stack.url(model_service), bodies[:200], args.concurrency))  # warm-up
             stop = threading.Event()
 
             def load() -> None:
                 while not stop.is_set():
-                    asyncio.run(closed_loop(stack.url("model"), bodies[:2000], args.concurrency))
+                    asyncio.run(closed_loop(stack.url(model_service), bodies[:2000], args.concurrency))
 
             loader = threading.Thread(target=load, daemon=True)
             loader.start()
             spies = {}
             for name in profiled:
-                out = RESULTS / f"profile-{name}-batch{args.batch_size}.folded"
+                out = RESULTS / f"profile-{args.model}-{name}-batch{args.batch_size}.folded"
                 pid = stack.processes[name].process.pid
                 spies[name] = (out, subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(args.seconds),
                                                       "--format", "raw", "--output", str(out), "--nonblocking", "--rate", "200"],
