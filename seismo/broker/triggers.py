@@ -77,6 +77,25 @@ class Trigger:
         return all(attributes.get(k) == v for k, v in self.filter_attributes.items())
 
 
+class TriggerIndex:
+    """Which triggers an event matches, in the triggers' order, without asking every trigger: nearly
+    every filter names a `type`, so an event is checked only against the triggers for its type and
+    those whose filter names none (with 21 default triggers, asking each one was 7 % of the broker)."""
+
+    def __init__(self, triggers: list[Trigger]):
+        self._by_type: dict[str, list[tuple[int, Trigger]]] = {}
+        self._any_type: list[tuple[int, Trigger]] = []
+        for position, trigger in enumerate(triggers):
+            wanted = trigger.filter_attributes.get("type")
+            (self._any_type if wanted is None else self._by_type.setdefault(wanted, [])).append((position, trigger))
+
+    def matching(self, attributes: Mapping[str, str]) -> tuple[str, ...]:
+        candidates = self._by_type.get(attributes.get("type", ""), [])
+        if self._any_type:
+            candidates = sorted([*candidates, *self._any_type], key=lambda pair: pair[0])
+        return tuple(trigger.name for _, trigger in candidates if trigger.matches(attributes))
+
+
 
 
 BackoffPolicy = Literal["linear", "exponential"]

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from seismo.broker.dispatcher import Dispatcher, DispatchMetrics
 from seismo.broker.journal import GroupCommitter, IncomingEvent, Journal
-from seismo.broker.triggers import Trigger, load_triggers
+from seismo.broker.triggers import Trigger, TriggerIndex, load_triggers
 from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch, to_binary
 from seismo.events.poster import EventPoster
 from seismo.events.types import model_of
@@ -128,6 +128,7 @@ class Broker:
     def __init__(self, settings: BrokerSettings, triggers: list[Trigger], registry: CollectorRegistry):
         self.settings = settings
         self.triggers = triggers
+        self._matching = TriggerIndex(triggers).matching
         self.metrics = _Metrics(registry)
         for trigger in triggers:  # every series exists from the start, so dashboards show zeros
             self.metrics.backlog.labels(trigger.name)
@@ -217,7 +218,7 @@ class Broker:
         attributes = {"type": event.type, "source": event.source, "id": event.id, **event.extensions}
         if event.subject is not None:
             attributes["subject"] = event.subject
-        matched = tuple(t.name for t in self.triggers if t.matches(attributes))
+        matched = self._matching(attributes)
         self.metrics.received.labels(self.model_label(model_of(event)), event_type_label(event.type)).inc()
         if not matched:
             self.metrics.unmatched.labels(event_type_label(event.type)).inc()

@@ -1,8 +1,9 @@
+import random
 from pathlib import Path
 
 import pytest
 
-from seismo.broker.triggers import Delivery, TriggerConfigError, load_triggers, parse_duration
+from seismo.broker.triggers import Delivery, Trigger, TriggerConfigError, TriggerIndex, load_triggers, parse_duration
 from seismo.services.broker import DEFAULT_TRIGGERS
 from seismo.topology import expand_env
 
@@ -99,3 +100,28 @@ def test_batch_is_seismos_extension_checked_and_kept(tmp_path: Path):
         path.write_text(f"triggers: [{{name: a, subscriber: {{uri: x}}, batch: {bad}}}]")
         with pytest.raises(TriggerConfigError, match="batch must be an integer from 1 to 1000"):
             load_triggers(path)
+
+
+def test_the_trigger_index_matches_exactly_what_asking_every_trigger_matches_in_the_same_order():
+    rng = random.Random(7)
+    values = {"type": ["a", "b", "c", ""], "source": ["s1", "s2"], "inferenceservicename": ["m1", "m2"]}
+
+    def some_filter() -> dict[str, str]:
+        return {name: rng.choice(choices) for name, choices in values.items() if rng.random() < 0.5}
+
+    for _ in range(200):
+        triggers = [Trigger(f"t{i}", "http://127.0.0.1:1/", some_filter()) for i in range(rng.randint(0, 12))]
+        index = TriggerIndex(triggers)
+        for _ in range(20):
+            attributes = some_filter()  # some events lack an attribute a filter names, even `type`
+            expected = tuple(t.name for t in triggers if t.matches(attributes))
+            assert index.matching(attributes) == expected
+
+
+def test_shipped_triggers_through_the_index():
+    triggers = load_triggers(DEFAULT_TRIGGERS)
+    index = TriggerIndex(triggers)
+    request = {"type": "org.kubeflow.serving.inference.request", "inferenceservicename": "image-classifier"}
+    assert set(index.matching(request)) >= {"logger-kserve-request", "outlier-kserve-request", "drift-kserve-request"}
+    assert index.matching({"type": "org.kubeflow.serving.inference.request", "inferenceservicename": "other"}) == ("logger-kserve-request",)
+    assert index.matching({"type": "no.such.type"}) == ()
