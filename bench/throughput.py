@@ -5,9 +5,12 @@ events per CPU-second so replicas can be sized.
 
 The load generator runs on the same machine (closed loop, pre-encoded single-instance requests, V1 and
 V2 alternating). The baseline in the same run is the model server alone with logging off: the ratio is
-how much of the serving throughput survives with every prediction logged and stored.
+how much of the serving throughput survives with every prediction logged and stored. Both stacks run
+for the whole benchmark and the load alternates between them in `--rounds` chunks (model alone, then
+the pipeline until every prediction of the chunk is stored), so that a slow or fast minute of a shared
+VM falls on both; the ratio is of the totals, and each round's ratio is kept to show the spread.
 
-    python -m bench.throughput [--model image|tabular] [--predictions 3000] [--concurrency 32] [--batch-size 64]
+    python -m bench.throughput [--model image|tabular] [--predictions 3000] [--rounds 3] [--concurrency 32] [--batch-size 64]
                                  [--encoding json|binary]
 """
 
@@ -55,52 +58,79 @@ def counted(url: str, metric: str) -> float:
 
 
 def run(stack: LocalStack, model_service: str, bodies, concurrency: int, wait_stored: bool) -> dict:
-    asyncio.run(closed_loop(stack.url(model_service), bodies[:100], concurrency))  # warm-up
+    """One chunk of the load through one stack: raw counts and seconds, summed over rounds by `combine`."""
     components = [name for name in COMPONENT_EVENTS if name in stack.processes] if wait_stored else []
     events_before = {name: counted(stack.url(name), COMPONENT_EVENTS[name]) for name in components}
     watched = [*components, model_service]
     cpu_before = {name: cpu_seconds(stack.processes[name].process.pid) for name in watched}
     started = time.perf_counter()
     asyncio.run(closed_loop(stack.url(model_service), bodies, concurrency))
-    answered = time.perf_counter() - started
-    result: dict = {"predictions": len(bodies), "answered_per_s": round(len(bodies) / answered, 1)}
-    if wait_stored:
-        target = events_before["logger"] + 2 * len(bodies)
-        deadline = time.perf_counter() + 600
-        while counted(stack.url("logger"), COMPONENT_EVENTS["logger"]) < target and time.perf_counter() < deadline:
-            time.sleep(0.05)
-        stored = time.perf_counter() - started
-        result["stored_per_s"] = round(len(bodies) / stored, 1)
-        result["seconds_until_all_stored"] = round(stored, 2)
-        result["events_dropped"] = counted(stack.url(model_service), "seismo_model_events_dropped_total")
-        if model_service == "model":  # the detectors watch the image model: wait until they have seen every prediction too
-            for name in ("outlier", "drift"):
-                while (counted(stack.url(name), COMPONENT_EVENTS[name]) - events_before[name] < len(bodies)
-                       and time.perf_counter() < deadline):
-                    time.sleep(0.05)
-            consumed = time.perf_counter() - started
-            result["consumed_by_every_subscriber_per_s"] = round(len(bodies) / consumed, 1)
-            result["seconds_until_all_consumed"] = round(consumed, 2)
-        time.sleep(1.0)  # the last events
-        per_core = {}
-        for name in watched:
-            cpu = cpu_seconds(stack.processes[name].process.pid) - cpu_before[name]
-            events = (counted(stack.url(name), COMPONENT_EVENTS[name]) - events_before[name]) if name in COMPONENT_EVENTS else len(bodies)
-            per_core[name] = {"events": events, "cpu_seconds": round(cpu, 2), "events_per_cpu_second": round(events / cpu, 1) if cpu else None}
-        result["per_component"] = per_core
-        # How full the broker's batched deliveries were: per-request overhead is paid once per batch.
-        broker_text = scrape_text(stack.url("broker"), timeout=10)
-        sums = metric_values(broker_text, "seismo_broker_batch_events_sum")
-        counts = metric_values(broker_text, "seismo_broker_batch_events_count")
-        result["events_per_batched_delivery"] = {dict(labels)["trigger"]: round(sums[labels] / counts[labels], 1)
-                                                 for labels in counts if counts[labels] and labels in sums}
+    chunk: dict = {"predictions": len(bodies), "answered_s": time.perf_counter() - started}
+    if not wait_stored:
+        chunk["cpu_seconds"] = {model_service: cpu_seconds(stack.processes[model_service].process.pid) - cpu_before[model_service]}
+        return chunk
+    target = events_before["logger"] + 2 * len(bodies)
+    deadline = time.perf_counter() + 600
+    while counted(stack.url("logger"), COMPONENT_EVENTS["logger"]) < target and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    chunk["stored_s"] = time.perf_counter() - started
+    if model_service == "model":  # the detectors watch the image model: wait until they have seen every prediction too
+        for name in ("outlier", "drift"):
+            while (counted(stack.url(name), COMPONENT_EVENTS[name]) - events_before[name] < len(bodies)
+                   and time.perf_counter() < deadline):
+                time.sleep(0.05)
+        chunk["consumed_s"] = time.perf_counter() - started
+    time.sleep(1.0)  # the last events, so that their CPU is counted with them
+    chunk["cpu_seconds"] = {name: cpu_seconds(stack.processes[name].process.pid) - cpu_before[name] for name in watched}
+    chunk["events"] = {name: (counted(stack.url(name), COMPONENT_EVENTS[name]) - events_before[name]) if name in COMPONENT_EVENTS
+                       else len(bodies) for name in watched}
+    return chunk
+
+
+def combine(chunks: list[dict]) -> dict:
+    """Rates over all rounds: total predictions over total seconds (not a mean of per-round rates)."""
+    predictions = sum(c["predictions"] for c in chunks)
+    result: dict = {"predictions": predictions, "answered_per_s": round(predictions / sum(c["answered_s"] for c in chunks), 1)}
+    if "stored_s" not in chunks[0]:
+        cpu = sum(sum(c["cpu_seconds"].values()) for c in chunks)
+        result["model_server_predictions_per_cpu_second"] = round(predictions / cpu, 1) if cpu else None
+        return result
+    stored = sum(c["stored_s"] for c in chunks)
+    result["stored_per_s"] = round(predictions / stored, 1)
+    result["seconds_until_all_stored"] = round(stored, 2)
+    if "consumed_s" in chunks[0]:
+        consumed = sum(c["consumed_s"] for c in chunks)
+        result["consumed_by_every_subscriber_per_s"] = round(predictions / consumed, 1)
+        result["seconds_until_all_consumed"] = round(consumed, 2)
+    per_core = {}
+    for name in chunks[0]["cpu_seconds"]:
+        cpu = sum(c["cpu_seconds"][name] for c in chunks)
+        events = sum(c["events"][name] for c in chunks)
+        per_core[name] = {"events": events, "cpu_seconds": round(cpu, 2), "events_per_cpu_second": round(events / cpu, 1) if cpu else None}
+    result["per_component"] = per_core
     return result
+
+
+def pipeline_extras(stack: LocalStack, model_service: str) -> dict:
+    """What the pipeline's own metrics say at the end: drops, and how full the broker's batched deliveries were
+    (per-request overhead is paid once per batch)."""
+    broker_text = scrape_text(stack.url("broker"), timeout=10)
+    sums = metric_values(broker_text, "seismo_broker_batch_events_sum")
+    counts = metric_values(broker_text, "seismo_broker_batch_events_count")
+    return {
+        "events_dropped": counted(stack.url(model_service), "seismo_model_events_dropped_total"),
+        "events_per_batched_delivery": {dict(labels)["trigger"]: round(sums[labels] / counts[labels], 1)
+                                        for labels in counts if counts[labels] and labels in sums},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=("image", "tabular"), default="image")
     parser.add_argument("--predictions", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="the predictions are split into this many chunks, alternating model alone / pipeline, so that "
+                             "both see the same minutes of this VM (its speed drifts by tens of percent)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--broker-synchronous", choices=("full", "normal"), default="full",
                         help="the broker journal's SQLite synchronous mode (full: survives power loss)")
@@ -109,33 +139,49 @@ def main() -> None:
     parser.add_argument("--encoding", choices=("json", "binary"), default="json",
                         help="image requests as JSON (V1 and V2 alternating) or V2 with the OIP binary tensor extension")
     args = parser.parse_args()
+    if args.rounds < 1 or args.predictions < args.rounds:
+        raise SystemExit("--rounds must be at least 1 and at most --predictions")
     model_service = "model" if args.model == "image" else "tabular"
     bodies = example_bodies(args.predictions, args.encoding) if args.model == "image" else tabular_bodies(args.predictions)
+    size = len(bodies) // args.rounds
+    chunks = [bodies[i * size:(i + 1) * size] for i in range(args.rounds)]
     with tempfile.TemporaryDirectory() as tmp:
         alone = LocalStack(Path(tmp) / "alone", ports=free_ports(), services=(model_service,), env={"SEISMO_MODEL_SINK_URL": ""})
-        alone.start()
-        try:
-            baseline = run(alone, model_service, bodies, args.concurrency, wait_stored=False)
-        finally:
-            alone.stop()
         # Every consumer of the model's events runs, as under `seismo up` (the detectors watch the image model).
         services = ("logger", "outlier", "drift", "metrics", "broker", model_service)
         stack = LocalStack(Path(tmp) / "stack", ports=free_ports(), services=services,
                            env={"SEISMO_BROKER_SYNCHRONOUS": args.broker_synchronous, "SEISMO_MODEL_LOG_BATCH_SIZE": str(args.batch_size)})
-        stack.start()
+        alone.start()
         try:
-            pipeline = run(stack, model_service, bodies, args.concurrency, wait_stored=True)
+            stack.start()
+            try:
+                # Warm-up; the pipeline's until its events are stored, so none of them is counted in the first round.
+                run(alone, model_service, bodies[:100], args.concurrency, wait_stored=False)
+                run(stack, model_service, bodies[:100], args.concurrency, wait_stored=True)
+                alone_chunks, pipeline_chunks = [], []
+                for number, chunk in enumerate(chunks, 1):
+                    alone_chunks.append(run(alone, model_service, chunk, args.concurrency, wait_stored=False))
+                    pipeline_chunks.append(run(stack, model_service, chunk, args.concurrency, wait_stored=True))
+                    print(f"round {number}/{args.rounds}: alone {len(chunk) / alone_chunks[-1]['answered_s']:.0f}/s, "
+                          f"stored {len(chunk) / pipeline_chunks[-1]['stored_s']:.0f}/s", flush=True)
+                baseline = combine(alone_chunks)
+                pipeline = {**combine(pipeline_chunks), **pipeline_extras(stack, model_service)}
+            finally:
+                stack.stop()
         finally:
-            stack.stop()
+            alone.stop()
+    per_round = [round(a["answered_s"] / p["stored_s"], 3) for a, p in zip(alone_chunks, pipeline_chunks, strict=True)]
     save(f"throughput-{args.model}" + ("-binary" if args.model == "image" and args.encoding == "binary" else ""), {
         "model": args.model,
         "encoding": args.encoding if args.model == "image" else "json",
         "concurrency": args.concurrency,
+        "rounds": args.rounds,
         "broker_synchronous": args.broker_synchronous,
         "model_log_batch_size": args.batch_size,
         "model_alone_logging_off": baseline,
         "pipeline_every_prediction_stored": pipeline,
         "stored_vs_unlogged_serving": round(pipeline["stored_per_s"] / baseline["answered_per_s"], 3),
+        "stored_vs_unlogged_serving_per_round": per_round,
         **({"consumed_vs_unlogged_serving": round(pipeline["consumed_by_every_subscriber_per_s"] / baseline["answered_per_s"], 3)}
            if "consumed_by_every_subscriber_per_s" in pipeline else {}),
     })
