@@ -31,6 +31,7 @@ class VAEOutlier(_OutlierDetector):
         self.batch_size, self.learning_rate, self.beta, self.seed = batch_size, learning_rate, beta, seed
         self.encoder: Any = None  # Keras models, built in fit or load
         self.decoder: Any = None
+        self._reconstruct: Any = None  # their graph function (`_reconstruction`), made when first needed
 
     def _build(self, n_features: int) -> None:
         import keras
@@ -45,6 +46,7 @@ class VAEOutlier(_OutlierDetector):
         h = layers.Dense(self.hidden // 2, activation="relu")(z)
         h = layers.Dense(self.hidden, activation="relu")(h)
         self.decoder = keras.Model(z, layers.Dense(n_features)(h), name="vae_decoder")
+        self._reconstruct = None
 
     def _fit_features(self, features: np.ndarray) -> None:
         import tensorflow as tf
@@ -72,12 +74,26 @@ class VAEOutlier(_OutlierDetector):
             if os.environ.get("SEISMO_PROGRESS") == "1":
                 print(f"  VAE epoch {epoch + 1}/{self.epochs}: loss {np.mean(losses):.3f}", file=sys.stderr, flush=True)
 
+    def _reconstruction(self) -> Any:
+        """Decode the latent mean, as one graph function. Calling the two Keras models eagerly cost
+        about 10 ms of CPU per call whatever the batch (Keras' per-call machinery), against about 1 ms
+        traced, with identical results: the outlier service scores every delivered batch, or every
+        single event from Knative, this way. Traced once per process, for any number of rows."""
+        if self._reconstruct is None:
+            import tensorflow as tf
+
+            encoder, decoder = self.encoder, self.decoder
+            spec = tf.TensorSpec([None, encoder.inputs[0].shape[-1]], tf.float32)
+            # autograph off: two of our own functional models, no Python control flow to convert.
+            self._reconstruct = tf.function(lambda x: decoder(encoder(x, training=False)[0], training=False),
+                                            input_signature=[spec], autograph=False)
+        return self._reconstruct
+
     def _score_features(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        reconstruct = self._reconstruction()
         out = []
         for i in range(0, len(features), 1024):
-            chunk = features[i : i + 1024].astype(np.float32)
-            mean, _ = self.encoder(chunk, training=False)
-            out.append(np.asarray(self.decoder(mean, training=False)))
+            out.append(np.asarray(reconstruct(features[i : i + 1024].astype(np.float32))))
         errors = (features - np.concatenate(out)) ** 2
         return errors.mean(axis=1), errors
 
@@ -99,3 +115,4 @@ class VAEOutlier(_OutlierDetector):
         self.threshold = float(arrays["threshold"])
         self.encoder = keras.saving.load_model(str(folder / "vae_encoder.keras"), compile=False)
         self.decoder = keras.saving.load_model(str(folder / "vae_decoder.keras"), compile=False)
+        self._reconstruct = None
