@@ -65,3 +65,19 @@ def test_fit_save_load_and_the_version_guard(tmp_path):
         ClassMahalanobisAdversarial().fit(vectors, np.zeros(300, dtype=int))
     with pytest.raises(ValueError, match="threshold_percentile"):
         ClassMahalanobisAdversarial(threshold_percentile=100)
+
+
+def test_a_refitted_detector_scores_with_its_new_statistics_not_the_kept_class_terms():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1, 2], 100)
+    first = rng.normal(size=(300, 6)) + labels[:, None] * 4.0
+    second = rng.normal(size=(300, 6)) * 2.0 - labels[:, None] * 3.0
+    probe = rng.normal(size=(7, 6)) * 5.0
+    reused = ClassMahalanobisAdversarial().fit(first, labels)
+    reused.score(probe)  # the class terms of the first fit are now kept
+    reused.fit(second, labels)
+    fresh = ClassMahalanobisAdversarial().fit(second, labels)
+    np.testing.assert_array_equal(reused.score(probe)[0], fresh.score(probe)[0])
+    # and they are what the formula gives from the statistics themselves
+    direct = np.array([[(row - mu) @ fresh.precision @ (row - mu) for mu in fresh.means] for row in probe]).min(axis=1)
+    np.testing.assert_allclose(fresh.score(probe)[0], direct, rtol=1e-9)
