@@ -77,7 +77,8 @@ class UntrainedAutoencoder:
 
         model = self.model
         spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
-        self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec], reduce_retracing=True)
+        # autograph off: our own functional encoder, no Python control flow to convert (tracing is faster).
+        self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec], reduce_retracing=True, autograph=False)
 
     def fit(self, x: np.ndarray) -> UntrainedAutoencoder:
         self.model = self._build(tuple(x.shape[1:]))
