@@ -33,6 +33,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # The HTTP binding (3.1.3.2): percent-encode space, double quote, percent and everything outside
 # printable ASCII; what is left is safe in any HTTP header.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+_NOTHING_TO_ENCODE = re.compile(r'[\x21\x23\x24\x26-\x7e]*')  # exactly _HEADER_SAFE: quote() would return the value as it is
 MAX_ATTRIBUTE_CHARS = 4096
 MAX_ATTRIBUTES = 64
 
@@ -89,7 +90,10 @@ def escape_id(value: str, limit: int = 120) -> str:
 
 
 def encode_header_value(value: str) -> str:
-    """A CloudEvents attribute as an HTTP header value, percent-encoded as the HTTP binding says."""
+    """A CloudEvents attribute as an HTTP header value, percent-encoded as the HTTP binding says. Nearly
+    every value (ids, types, times, names) needs no encoding: those are returned without quote()'s work."""
+    if _NOTHING_TO_ENCODE.fullmatch(value):
+        return value
     return quote(value, safe=_HEADER_SAFE)
 
 

@@ -1,11 +1,13 @@
 """CloudEvents codec against events shaped exactly as KServe's logger and Seldon Core's executor send them."""
 
 import base64
+import random
+from urllib.parse import quote
 
 import orjson
 import pytest
 
-from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http, to_binary, to_structured
+from seismo.events.cloudevents import _HEADER_SAFE, CloudEvent, CloudEventError, encode_header_value, from_http, to_binary, to_structured
 from seismo.events.types import EventKind, kind_of, model_of, prediction_id_of
 
 KSERVE_HEADERS = {
@@ -112,3 +114,13 @@ def test_a_journaled_binary_event_becomes_the_same_structured_event_without_pars
     doc = binary_to_structured_doc(*to_binary(event))
     assert from_structured_doc(orjson.loads(orjson.dumps(doc))) == event
     assert from_structured_doc(orjson.loads(to_structured(event))) == event
+
+
+def test_header_values_are_encoded_as_quote_encodes_them_with_or_without_the_fast_path():
+    """Values that need no percent-encoding skip quote(); every other value is quote()'s."""
+    rng = random.Random(0)
+    alphabet = [chr(c) for c in range(0x80)] + ["é", "€", "\u202e", "\U0001F600", "\x85", "\u00a0"]
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8))) for _ in range(20000)]
+    samples += [chr(c) for c in range(0x3000)] + ["plain\n", "\nplain", "a b", "100%", 'say "hi"']
+    for value in samples:
+        assert encode_header_value(value) == quote(value, safe=_HEADER_SAFE), repr(value)
