@@ -98,8 +98,12 @@ def encode_header_value(value: str) -> str:
 
 
 def _validate(attrs: dict[str, str], extensions: dict[str, str]) -> None:
-    if len(attrs) + len(extensions) > MAX_ATTRIBUTES:
-        raise CloudEventError(f"too many CloudEvents attributes ({len(attrs) + len(extensions)}); at most {MAX_ATTRIBUTES}")
+    # datacontenttype is not counted: binary mode carries it as Content-Type, not as a ce- header, and
+    # an event accepted in one mode must stay valid in the other (the broker turns binary events into
+    # structured ones for batched deliveries; counting it there only dead-lettered events it had accepted).
+    count = len(attrs) + len(extensions) - ("datacontenttype" in attrs)
+    if count > MAX_ATTRIBUTES:
+        raise CloudEventError(f"too many CloudEvents attributes ({count}, not counting datacontenttype); at most {MAX_ATTRIBUTES}")
     version = attrs.get("specversion")
     if version is None:
         raise CloudEventError("missing CloudEvents attribute 'specversion' (header ce-specversion)")

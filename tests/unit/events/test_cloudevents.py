@@ -124,3 +124,25 @@ def test_header_values_are_encoded_as_quote_encodes_them_with_or_without_the_fas
     samples += [chr(c) for c in range(0x3000)] + ["plain\n", "\nplain", "a b", "100%", 'say "hi"']
     for value in samples:
         assert encode_header_value(value) == quote(value, safe=_HEADER_SAFE), repr(value)
+
+
+def test_the_attribute_limit_is_the_same_in_binary_and_structured_mode():
+    """64 attributes besides datacontenttype pass in both modes, and an event taken in binary mode stays valid
+    when the broker writes it into a batch (it was dead-lettered there when structured mode counted one more)."""
+    from seismo.events.cloudevents import MAX_ATTRIBUTES, binary_to_structured_doc, from_structured_doc
+
+    def binary(extensions: int) -> dict[str, str]:
+        headers = {"ce-specversion": "1.0", "ce-id": "limit", "ce-source": "/t", "ce-type": "t", "content-type": "application/json"}
+        headers.update({f"ce-x{i}": f"v%22{i}" for i in range(extensions)})
+        return headers
+
+    most = MAX_ATTRIBUTES - 4  # besides specversion, id, source and type
+    event = from_http(binary(most), b"{}")
+    headers, body = to_binary(event)
+    again = from_structured_doc(binary_to_structured_doc(headers, body))
+    assert again == event
+    assert from_http({"content-type": "application/cloudevents+json"}, to_structured(event)) == event
+    with pytest.raises(CloudEventError, match="too many CloudEvents attributes"):
+        from_http(binary(most + 1), b"{}")
+    with pytest.raises(CloudEventError, match="too many CloudEvents attributes"):
+        from_structured_doc({**binary_to_structured_doc(headers, body), "xextra": "v"})
