@@ -80,7 +80,8 @@ class Trigger:
 class TriggerIndex:
     """Which triggers an event matches, in the triggers' order, without asking every trigger: nearly
     every filter names a `type`, so an event is checked only against the triggers for its type and
-    those whose filter names none (with 21 default triggers, asking each one was 7 % of the broker)."""
+    those whose filter names none (with 21 default triggers, asking each one was about 9 % of the
+    broker's busy time under load)."""
 
     def __init__(self, triggers: list[Trigger]):
         self._by_type: dict[str, list[tuple[int, Trigger]]] = {}
