@@ -1,50 +1,81 @@
-# The two commands a new machine needs: `make demo` and `make test`. Each sets up what it needs.
+# The two commands a new machine needs: `make demo` and `make test`. Each sets up what it needs, with
+# exactly the versions pinned in uv.lock (uv itself comes from PyPI, pinned here).
 PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV     := .uv/bin/uv
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# What the demo runs: the model servers and detectors (TensorFlow, scikit-learn) and the explainer.
+RUNTIME_EXTRAS := --extra model --extra explain
+RUNTIME := $(VENV)/.installed-runtime
+DEV     := $(VENV)/.installed-dev
 MODEL  := models/artifacts/image-classifier/metadata.json
 DETECTORS := models/artifacts/detectors/adversarial/config.json
 TABULAR := models/artifacts/tabular-classifier/metadata.json
 EXAMPLES := $(MODEL) $(DETECTORS) $(TABULAR)
+SYNC := $(UV) sync --frozen --python $(PYTHON)
 
-.PHONY: demo test lint bench up model install clean alibi
+.PHONY: demo test test-fast test-slow lint bench up model install clean alibi lock
 
-demo: $(EXAMPLES)
+demo: $(RUNTIME) $(EXAMPLES)
 	$(BIN)/seismo demo
 
-test: $(EXAMPLES) lint
-	$(BIN)/python -m pytest
+# The suite a developer runs before every commit (the soak and other `slow` tests: `make test-slow`).
+test: $(DEV) $(EXAMPLES) lint
+	$(BIN)/python -m pytest -m "not slow"
+
+# Everything that starts no process (under a minute): `pytest -m "not integration and not slow"`.
+test-fast: $(DEV) $(EXAMPLES)
+	$(BIN)/python -m pytest -m "not integration and not slow"
+
+# The long tests (the soak); .ci/run runs them after `make test`.
+test-slow: $(DEV) $(EXAMPLES)
+	$(BIN)/python -m pytest -m slow
 
 # Part of `make test`: the shape CI keeps (style, import order, types of seismo/).
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check seismo tests bench models manifests
 	$(BIN)/mypy
 
-bench: $(EXAMPLES)
+bench: $(DEV) $(EXAMPLES)
 	$(BIN)/python -m bench
 
-up: $(EXAMPLES)
+up: $(RUNTIME) $(EXAMPLES)
 	$(BIN)/seismo up
 
-install: $(STAMP)
+install: $(DEV)
 
 model: $(EXAMPLES)
 
-$(STAMP): pyproject.toml
-	@echo "==> creating $(VENV) and installing Seismo with its model and test extras (first time: about a minute)"
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --progress-bar on -e '.[dev]'
-	touch $(STAMP)
+# After editing pyproject.toml's dependencies: `make lock` (keeps every other pin);
+# `make lock UPGRADE=1` moves every package to its newest allowed release on purpose.
+lock: $(UV)
+	$(UV) lock $(if $(UPGRADE),--upgrade,)
 
-$(MODEL): $(STAMP) models/image_classifier.py
+$(UV):
+	@echo "==> installing uv $(UV_VERSION) into .uv (it installs everything else from uv.lock)"
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# --inexact: a demo run after `make test` keeps the test tools in place.
+$(RUNTIME): $(UV) uv.lock pyproject.toml
+	@echo "==> installing Seismo's runtime ($(RUNTIME_EXTRAS)) into $(VENV) from uv.lock (first time: about a minute)"
+	$(SYNC) --inexact $(RUNTIME_EXTRAS)
+	touch $@
+
+$(DEV): $(UV) uv.lock pyproject.toml
+	@echo "==> installing Seismo with every extra and the test tools into $(VENV) from uv.lock (first time: about a minute)"
+	$(SYNC) --extra dev
+	touch $@ $(RUNTIME)
+
+$(MODEL): $(RUNTIME) models/image_classifier.py
 	@echo "==> training the example image classifier (scikit-learn digits as 32x32x3, about 30 s)"
 	$(BIN)/python -m models.image_classifier
 
 clean:
-	rm -rf $(VENV) .seismo models/artifacts
+	rm -rf $(VENV) .uv .seismo models/artifacts
 
-$(TABULAR): $(STAMP) models/tabular_classifier.py
+$(TABULAR): $(RUNTIME) models/tabular_classifier.py
 	@echo "==> training the example tabular model (scikit-learn wine, about a second)"
 	$(BIN)/python -m models.tabular_classifier
 
@@ -55,6 +86,7 @@ $(DETECTORS): $(MODEL) models/detectors.py
 # Optional: alibi-detect 0.13 and alibi 0.9.6 in their own environment (they pin numpy<2 and
 # TensorFlow<2.19), for the cross-check tests and the comparison columns of `make bench` (alibi's
 # spaCy import needs click, which its wheel does not pull in). Business Source License: comparison only.
+# Not in uv.lock (it cannot share a resolution with TensorFlow 2.20+): pinned here instead.
 .venv-alibi/.installed:
 	@echo "==> creating .venv-alibi with alibi-detect 0.13 and alibi 0.9.6 (comparison only; several minutes)"
 	$(PYTHON) -m venv .venv-alibi

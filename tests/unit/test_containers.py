@@ -48,21 +48,25 @@ def test_dockerfile_copies_what_exists_and_runs_a_real_service(dockerfile):
 
 
 def requirements_of(dockerfile: Path) -> list[str]:
-    """Run the Dockerfile's own requirement script against pyproject.toml."""
-    script = re.search(r"RUN python - <<'PY' > requirements.txt\n(.*?)\nPY\n", dockerfile.read_text(), re.S).group(1)
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
-    return result.stdout.split()
+    """What the Dockerfile's `uv sync` installs: the lock exported for the extras it names."""
+    extras = re.search(r"^RUN uv sync --frozen --no-install-project(.*)$", dockerfile.read_text(), re.M).group(1).split()
+    result = subprocess.run([str(Path(sys.executable).parent / "uv"), "export", "--frozen", "--offline", "--no-hashes", "--no-emit-project",
+                             "--no-header", "--no-annotate", *extras], cwd=REPO, capture_output=True, text=True, check=True)
+    return [line.split(";")[0].strip() for line in result.stdout.splitlines() if line and not line.startswith("#")]
 
 
 def test_each_image_installs_only_the_extras_its_service_needs():
     folder = REPO / "services"
     broker = requirements_of(folder / "broker" / "Dockerfile")
     assert broker and not any("tensorflow" in r or "scikit" in r for r in broker)  # the broker image has no TensorFlow
-    assert any(r.startswith("tensorflow-cpu") for r in requirements_of(folder / "model" / "Dockerfile"))
+    assert any(r.startswith("starlette==") for r in broker)  # pinned exactly, as the lock has it
+    assert any(r.startswith("tensorflow-cpu==") for r in requirements_of(folder / "model" / "Dockerfile"))
     gpu = requirements_of(folder / "model" / "Dockerfile.gpu")
-    assert any(r.startswith("tensorflow[and-cuda]") for r in gpu) and not any("tensorflow-cpu" in r for r in gpu)
-    assert any(r.startswith("shap") for r in requirements_of(folder / "explainer" / "Dockerfile"))
+    assert any(r.startswith("tensorflow==") for r in gpu) and any(r.startswith("nvidia-") for r in gpu)
+    assert not any("tensorflow-cpu" in r for r in gpu)
+    assert any(r.startswith("shap==") for r in requirements_of(folder / "explainer" / "Dockerfile"))
     assert not any("tensorflow" in r for r in requirements_of(folder / "logger" / "Dockerfile"))
+    assert all("==" in r for r in broker + gpu), "every requirement an image installs is pinned"
 
 
 def settings_fields(service: str) -> set[str]:

@@ -6,6 +6,7 @@ committed so the model server needs only grpcio and protobuf at run time.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,22 @@ def generate(out_dir: Path) -> list[Path]:
     grpc_module = written[2]
     grpc_module.write_text(grpc_module.read_text().replace("import grpc_predict_v2_pb2 as", "from . import grpc_predict_v2_pb2 as"))
     return written
+
+
+_STAMPS = (
+    (re.compile(r"^GRPC_GENERATED_VERSION = '[^']*'$", re.M), "GRPC_GENERATED_VERSION = '<version>'"),
+    (re.compile(r"^# Protobuf Python Version: .*$", re.M), "# Protobuf Python Version: <version>"),
+    (re.compile(r"(ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,)\s*\d+,\s*\d+,\s*\d+,"), r"\1 <version>,"),
+)
+
+
+def without_version_stamps(text: str) -> str:
+    """The generated code with the generators' own version numbers blanked: a newer grpcio-tools or
+    protoc that writes the same code under another stamp is not a change (the stamps are minimums the
+    runtime checks, and pyproject.toml's grpcio/protobuf floors keep them)."""
+    for pattern, replacement in _STAMPS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 if __name__ == "__main__":
