@@ -156,8 +156,11 @@ class KerasRuntime:
 
             probe = np.random.default_rng(0).random((3, *in_shape[1:]), dtype=np.float32)
             expected = self._both(probe) if embedding is not None else (self._fn(probe),)
+            from seismo.serving.tflite import cache_file
+
+            cache = cache_file(model_file, outputs=f"embedding={embedding.layer}" if embedding is not None else "model")
             try:
-                self._lite = LiteFunction.convert(to_lite(), probe, [np.asarray(e) for e in expected])
+                self._lite = LiteFunction.convert(to_lite, probe, [np.asarray(e) for e in expected], cache=cache)
                 self.engine = "tflite"
             except LiteUnfaithful as problem:
                 if engine == "tflite":

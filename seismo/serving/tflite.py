@@ -13,12 +13,14 @@ and the caller stays on TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import math
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,49 @@ def cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return available
 
 
+CACHE_FORMAT = "1"
+"""Part of every cache key: bump it when what is converted for the same model changes."""
+
+
+def cache_file(model_file: Path, *, outputs: str, directory: Path | None = None) -> Path | None:
+    """Where the converted form of `model_file` (a .keras file or a SavedModel folder) is cached: keyed by
+    the model's bytes, the outputs served (`outputs`: e.g. the embedding layer's name), TensorFlow's
+    version and `CACHE_FORMAT`, so a changed model or TensorFlow never reads a stale conversion.
+
+    The folder: `directory`, else $SEISMO_TFLITE_CACHE_DIR, else $XDG_CACHE_HOME/seismo/tflite (~/.cache).
+    `SEISMO_TFLITE_CACHE_DIR=off` turns the cache off. None when the model cannot be read."""
+    setting = os.environ.get("SEISMO_TFLITE_CACHE_DIR", "")
+    if directory is None and setting.lower() in {"off", "none", "0", "false"}:
+        return None
+    import tensorflow as tf
+
+    digest = hashlib.sha256(f"{CACHE_FORMAT}\0{tf.__version__}\0{outputs}\0".encode())
+    try:
+        files = sorted(p for p in model_file.rglob("*") if p.is_file()) if model_file.is_dir() else [model_file]
+        for path in files:
+            digest.update(str(path.relative_to(model_file)).encode() if model_file.is_dir() else b"")
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    except OSError:
+        return None
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seismo" / "tflite"
+    folder = directory or (Path(setting) if setting else home)
+    return folder / f"{digest.hexdigest()[:32]}.tflite"
+
+
+def _write_quietly(path: Path, data: bytes) -> None:
+    """Atomically (a reader never sees half a file); a read-only or full disk only costs the next load a
+    conversion, so it is logged, not raised."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except OSError as problem:
+        log.info("TensorFlow Lite conversion cache not written (%s): the next load converts again", problem)
+
+
 class LiteFunction:
     """Call with a float32 batch; returns the outputs in TensorFlow's order. Safe from several threads
     (the interpreter is not, so calls take turns; the model server calls from one batching thread)."""
@@ -94,18 +139,37 @@ class LiteFunction:
         self._lock = threading.Lock()
 
     @classmethod
-    def convert(cls, converter: Any, probe: np.ndarray, expected: list[np.ndarray], threads: int | None = None) -> LiteFunction:
-        """Run `converter` (a `tf.lite.TFLiteConverter` for a model with one float input and an open batch
-        dimension) and check that on `probe` the result gives `expected`, TensorFlow's own outputs, in that order.
+    def convert(cls, converter: Callable[[], Any], probe: np.ndarray, expected: list[np.ndarray], threads: int | None = None,
+                cache: Path | None = None) -> LiteFunction:
+        """Run the converter `converter()` makes (a `tf.lite.TFLiteConverter` for a model with one float input
+        and an open batch dimension) and check that on `probe` the result gives `expected`, TensorFlow's own
+        outputs, in that order.
 
         Converters are made from the Keras model or the SavedModel folder: one made from a traced
         `tf.function` over a Keras model (`from_concrete_functions`) loses the batch-norm variables and
-        answers NaN, which this check is there to catch."""
+        answers NaN, which this check is there to catch.
+
+        `cache`: a file for the converted model (see `cache_file`). Converting costs seconds per load; a
+        cached flatbuffer is read instead, and passes the same check as a fresh one (one that fails it is
+        converted again and replaced)."""
+        if cache is not None and cache.is_file():
+            with contextlib.suppress(OSError, LiteUnfaithful, ValueError, RuntimeError):
+                function = cls._checked(cache.read_bytes(), probe, expected, threads)
+                log.info("TensorFlow Lite model read from the conversion cache %s", cache)
+                return function
+            log.warning("cached TensorFlow Lite model %s is unreadable or unfaithful: converting again", cache)
         try:
             with _quiet():
-                flatbuffer = converter.convert()
+                flatbuffer = converter().convert()
         except Exception as problem:  # the converter raises many kinds (ConverterError, ValueError, ...)
             raise LiteUnfaithful(f"conversion failed: {type(problem).__name__}: {str(problem)[:300]}") from None
+        function = cls._checked(flatbuffer, probe, expected, threads)
+        if cache is not None:
+            _write_quietly(cache, flatbuffer)
+        return function
+
+    @classmethod
+    def _checked(cls, flatbuffer: bytes, probe: np.ndarray, expected: list[np.ndarray], threads: int | None) -> LiteFunction:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's own deprecation notice, once per load
             interpreter = _interpreter_class()(model_content=flatbuffer, num_threads=threads or cores())

@@ -55,15 +55,56 @@ def test_a_conversion_that_does_not_answer_like_tensorflow_is_refused(example_mo
     model = keras.saving.load_model(str(example_model / "model.keras"), compile=False)
     probe = example_images[:3]
     expected = [np.asarray(model(probe, training=False))]
-    assert LiteFunction.convert(tf.lite.TFLiteConverter.from_keras_model(model), probe, expected)(probe)[0].shape == (3, 10)
+    assert LiteFunction.convert(lambda: tf.lite.TFLiteConverter.from_keras_model(model), probe, expected)(probe)[0].shape == (3, 10)
     # A real trap: converted from a traced tf.function, this model loses its batch-norm variables and answers NaN.
     traced = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
     with pytest.raises(LiteUnfaithful, match=r"output 0 \[3, 10\] has no match .*differs by nan"):
-        LiteFunction.convert(tf.lite.TFLiteConverter.from_concrete_functions([traced.get_concrete_function()], model), probe, expected)
+        LiteFunction.convert(lambda: tf.lite.TFLiteConverter.from_concrete_functions([traced.get_concrete_function()], model), probe, expected)
     with pytest.raises(LiteUnfaithful, match="differs by 0.5"):
-        LiteFunction.convert(tf.lite.TFLiteConverter.from_keras_model(model), probe, [expected[0] + 0.5])
+        LiteFunction.convert(lambda: tf.lite.TFLiteConverter.from_keras_model(model), probe, [expected[0] + 0.5])
     with pytest.raises(LiteUnfaithful, match=r"no output of that shape"):
-        LiteFunction.convert(tf.lite.TFLiteConverter.from_keras_model(model), probe, [np.zeros((3, 11), np.float32)])
+        LiteFunction.convert(lambda: tf.lite.TFLiteConverter.from_keras_model(model), probe, [np.zeros((3, 11), np.float32)])
+
+
+def test_the_conversion_cache_is_keyed_by_the_model_and_still_checked(tmp_path, example_model, example_images):
+    import shutil
+
+    import keras
+    import tensorflow as tf
+
+    from seismo.serving.tflite import LiteFunction, LiteUnfaithful, cache_file
+
+    model = keras.saving.load_model(str(example_model / "model.keras"), compile=False)
+    probe = example_images[:3]
+    expected = [np.asarray(model(probe, training=False))]
+    conversions = []
+
+    def converter():
+        conversions.append(1)
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+
+    cache = cache_file(example_model / "model.keras", outputs="model", directory=tmp_path / "cache")
+    assert cache is not None and not cache.exists()
+    first = LiteFunction.convert(converter, probe, expected, cache=cache)
+    second = LiteFunction.convert(converter, probe, expected, cache=cache)
+    assert len(conversions) == 1 and cache.exists()  # the second load read the cache
+    np.testing.assert_array_equal(first(probe)[0], second(probe)[0])
+    # still checked: expectations the cached model does not meet are refused after one fresh conversion
+    with pytest.raises(LiteUnfaithful, match="differs by 0.5"):
+        LiteFunction.convert(converter, probe, [expected[0] + 0.5], cache=cache)
+    assert len(conversions) == 2
+    cache.write_bytes(b"not a flatbuffer")  # a damaged cache file is converted again and replaced
+    LiteFunction.convert(converter, probe, expected, cache=cache)
+    assert len(conversions) == 3 and cache.read_bytes().startswith(first_bytes := cache.read_bytes()[:8]) and first_bytes != b"not a fl"
+    # the key: another model file, other outputs, another folder of bytes each get their own file
+    changed = tmp_path / "model.keras"
+    shutil.copy(example_model / "model.keras", changed)
+    assert cache_file(changed, outputs="model", directory=tmp_path / "cache") == cache  # same bytes, same key
+    with changed.open("ab") as handle:
+        handle.write(b"\0")
+    assert cache_file(changed, outputs="model", directory=tmp_path / "cache") != cache
+    assert cache_file(example_model / "model.keras", outputs="embedding=penultimate", directory=tmp_path / "cache") != cache
+    assert cache_file(tmp_path / "absent.keras", outputs="model", directory=tmp_path / "cache") is None
 
 
 def test_sklearn_joblib_model_served_over_v1_and_v2(tmp_path):
