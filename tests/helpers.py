@@ -146,6 +146,26 @@ class ServedApp:
         self.server.stop()
 
 
+def run_cli(*args) -> subprocess.CompletedProcess:
+    """`seismo ARGS` in this process: the same parser, command, output and exit code as the installed
+    command, without a new interpreter importing TensorFlow (seconds each). For tests where the process
+    boundary is not what is tested (tests/integration/test_cli.py starts the real command)."""
+    import contextlib
+    import io
+
+    from seismo.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit_:  # argparse's errors, and commands that exit with a message
+            if isinstance(exit_.code, str):
+                print(exit_.code, file=sys.stderr)
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return subprocess.CompletedProcess(["seismo", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
 def load_script(path: Path):
     """A repository script that is not in a package (dashboards/build.py, manifests/build.py, ...) as a module."""
     import importlib.util

@@ -1,16 +1,14 @@
 """`seismo fit` from the command line: formats, methods, progress, errors."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from seismo.detect import load_detector
 
 
 def fit(*args):
-    return subprocess.run([sys.executable, "-m", "seismo", "fit", *args], capture_output=True, text=True, timeout=300)
+    return run_cli("fit", *args)
 
 
 def test_fit_from_npy_csv_and_parquet(tmp_path):

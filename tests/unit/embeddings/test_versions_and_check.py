@@ -1,12 +1,11 @@
 """Embedding versions, and `seismo embeddings check` on real model variants."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from embedding_models import variant
+from helpers import run_cli
 
 from seismo.embeddings import EmbeddingVersion, EmbeddingVersionError, VersionChange, compare_versions
 from seismo.embeddings.check import compare_spaces
@@ -51,7 +50,7 @@ def variants(example_model, tmp_path_factory):
 
 
 def run_check(*args):
-    return subprocess.run([sys.executable, "-m", "seismo", "embeddings", "check", *map(str, args)], capture_output=True, text=True, timeout=300)
+    return run_cli("embeddings", "check", *args)
 
 
 def test_check_cli_passes_a_fine_tune_and_catches_a_retrain_claimed_as_a_patch(example_model, variants):
