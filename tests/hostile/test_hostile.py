@@ -28,14 +28,19 @@ def event_headers(event_id: str | None = None, **extra: str) -> dict[str, str]:
             "ce-type": REQUEST, "ce-inferenceservicename": MODEL, "content-type": "application/json", **extra}
 
 
-def raw_request(url: str, head: bytes, body_chunks: list[bytes] = (), pause: float = 0.0) -> tuple[int, bytes]:
-    """Send bytes as they are (what httpx refuses to send), return the status and the raw answer."""
+def raw_request(url: str, head: bytes, body_chunks: list[bytes] = (), pause: float = 0.0,
+                started: threading.Event | None = None) -> tuple[int, bytes]:
+    """Send bytes as they are (what httpx refuses to send), return the status and the raw answer;
+    `started` is set once the head and the first chunk are on the wire."""
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
         sock.sendall(head)
-        for chunk in body_chunks:
-            time.sleep(pause)
+        for number, chunk in enumerate(body_chunks):
+            if number:
+                time.sleep(pause)
             sock.sendall(chunk)
+            if started is not None:
+                started.set()
         answer = b""
         while True:  # every request here says Connection: close: read to the end
             data = sock.recv(65536)
@@ -135,9 +140,10 @@ def test_slow_body_is_answered_and_does_not_block_others(s):
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
     chunks = [body[i:i + len(body) // 10 + 1] for i in range(0, len(body), len(body) // 10 + 1)]
     result: dict = {}
-    slow = threading.Thread(target=lambda: result.update(answer=raw_request(s.url("model"), head, chunks, pause=0.3)))
+    trickling = threading.Event()
+    slow = threading.Thread(target=lambda: result.update(answer=raw_request(s.url("model"), head, chunks, pause=0.3, started=trickling)))
     slow.start()
-    time.sleep(0.5)
+    assert trickling.wait(10)
     assert s.predict_v2().status_code == 200  # served while the slow body trickles in
     slow.join(30)
     assert result["answer"][0] == 200

@@ -42,6 +42,7 @@ def test_bad_configuration_is_reported_not_a_traceback(tmp_path):
     assert result.returncode == 2 and "log_mode must be all, request or response" in result.stderr
 
 
+@pytest.mark.slow  # starts every service of the stack as a user would (TensorFlow in three of them): about 35 s
 def test_up_prints_the_table_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
     env = port_env()
     process = seismo("up", "--data-dir", str(tmp_path), env=env, start_new_session=True)
@@ -69,6 +70,7 @@ def test_up_prints_the_table_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow  # the whole demo (eight services, the cascade, two explanations): about a minute
 def test_demo_runs_end_to_end_and_exits_0(tmp_path, example_model):
     env = port_env()
     result = subprocess.run([sys.executable, "-m", "seismo", "demo", "--predictions", "40", "--no-detection", "--data-dir", str(tmp_path)], cwd=REPO,

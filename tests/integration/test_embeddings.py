@@ -93,6 +93,7 @@ def chromium() -> str | None:
     return shutil.which("chromium-headless-shell") or shutil.which("chromium")
 
 
+@pytest.mark.slow  # UMAP's first projection compiles with numba, then a browser opens the page: about 40 s
 def test_the_report_renders_every_point_in_headless_chromium(stack, tmp_path):
     out = tmp_path / "report.html"
     wait_until(lambda: len(embedding_windows(stack)) >= 2, 120, message="the embeddings of the first test")

@@ -1,6 +1,9 @@
 """A real Prometheus scrapes the local stack through a small version of the demo scenario: every
 dashboard panel's query returns data, and the drift and accuracy alerts fire.
 
+The stack is the session's shared one (tests/shared_stack.py: drift windows of 50, metrics refreshed
+every second); this test runs first on it (`stack_first`), before the hostile cases flood its cohorts.
+
 Prometheus comes from Debian's `prometheus` package (`.ci/run` installs it); without it this skips.
 The alert rules are dashboards/alerts.yaml with every `for:` set to 0s, so the test need not wait
 minutes for them; their timing is what dashboards/alerts.test.yaml checks.
@@ -9,7 +12,6 @@ minutes for them; their timing is what dashboards/alerts.test.yaml checks.
 import asyncio
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -18,9 +20,7 @@ import pytest
 import yaml
 from helpers import free_port, load_script, wait_until
 
-from seismo.local import LocalStack, free_ports
-
-pytestmark = [pytest.mark.integration,
+pytestmark = [pytest.mark.integration, pytest.mark.stack_first,
               pytest.mark.skipif(shutil.which("prometheus") is None,
                                  reason="prometheus not installed: `apt-get install prometheus` (Debian) provides it")]
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
@@ -68,14 +68,11 @@ async def predict_all(model_url: str, images: np.ndarray, cohort: str) -> list[t
         return await asyncio.gather(*(one(i) for i in images))
 
 
-def test_dashboards_have_data_and_alerts_fire_on_the_demo_scenario(tmp_path, example_images):
-    env = {"SEISMO_DRIFT_WINDOW_SIZE": "50", "SEISMO_METRICS_REFRESH_INTERVAL_SECONDS": "1", "SEISMO_METRICS_SCAN_INTERVAL_SECONDS": "1",
-           "SEISMO_METRICS_JOIN_INTERVAL_SECONDS": "0.5"}
-    stack = LocalStack(tmp_path / "stack", ports=free_ports(), env=env)
-    stack.start()
+def test_dashboards_have_data_and_alerts_fire_on_the_demo_scenario(tmp_path, example_images, shared_stack):
+    stack = shared_stack
     prometheus = None
     try:
-        prometheus, prom = start_prometheus(tmp_path, [f"127.0.0.1:{port}" for port in stack.ports.values()])
+        prometheus, prom = start_prometheus(tmp_path, [f"127.0.0.1:{port}" for port in stack.stack.ports.values()])
         model = stack.url("model")
         clean = asyncio.run(predict_all(model, example_images[:50], "web"))
         httpx.post(f"{model}/v1/models/{MODEL}:predict", json={"instances": [[1.0, 2.0]]})  # one 400
@@ -93,13 +90,16 @@ def test_dashboards_have_data_and_alerts_fire_on_the_demo_scenario(tmp_path, exa
             assert answer["status"] == "success", answer
             return answer["data"]["result"]
 
-        queries = panel_queries()
-        deadline = time.monotonic() + 90
-        empty = queries
-        while empty and time.monotonic() < deadline:
-            empty = [q for q in empty if not result(q[2])]
-            time.sleep(1)
-        assert empty == [], f"panels without data: {empty}"
+        empty = list(panel_queries())
+
+        def every_panel_has_data() -> bool:
+            empty[:] = [q for q in empty if not result(q[2])]
+            return not empty
+
+        try:
+            wait_until(every_panel_has_data, 90, 0.5, message="every panel's query to return data")
+        except AssertionError:
+            raise AssertionError(f"panels without data: {empty}") from None
 
         def firing() -> set[str]:
             alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
@@ -112,4 +112,3 @@ def test_dashboards_have_data_and_alerts_fire_on_the_demo_scenario(tmp_path, exa
         if prometheus is not None:
             prometheus.terminate()
             prometheus.wait(30)
-        stack.stop()

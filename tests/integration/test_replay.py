@@ -1,15 +1,13 @@
 """`seismo replay` gives the results the live drift service gave, from the stored records and the saved
 detector alone: a real stack (model, broker, logger, drift) on free ports, small windows, clean and
-corrupted traffic; then the command, as a user runs it, over the logger's SQLite store."""
+corrupted traffic; then the command (in this process: the same parser and code) over the logger's SQLite store."""
 
 import json
-import subprocess
-import sys
 
 import httpx
 import numpy as np
 import pytest
-from helpers import metric_sum, wait_until
+from helpers import metric_sum, run_cli, wait_until
 
 from seismo.detect.saving import load_detector
 from seismo.local import LocalStack, free_ports
@@ -49,9 +47,9 @@ def test_replay_matches_the_live_drift_services_windows(tmp_path, example_images
     assert not live[0]["is_drift"] and live[2]["is_drift"]  # clean, then the noisy part drifted
 
     out = tmp_path / "replay.jsonl"
-    command = [sys.executable, "-m", "seismo", "replay", "--model", MODEL, "--detector", str(EXAMPLE_DETECTORS / "drift"),
+    command = ["replay", "--model", MODEL, "--detector", str(EXAMPLE_DETECTORS / "drift"),
                "--window", str(WINDOW), "--sqlite", str(tmp_path / "stack" / "records.db"), "--out", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = run_cli(*command)
     assert result.returncode == 0, result.stderr
     assert f"{len(sends)} records, 70 instances, 3 windows; 10 instances after the last" in result.stdout
     replayed = [json.loads(line) for line in out.read_text().splitlines()]
@@ -67,25 +65,24 @@ def test_replay_matches_the_live_drift_services_windows(tmp_path, example_images
     # Refit on that stored traffic: the detector says which data and model version it came from, and the
     # windows a replay tests with it carry its version.
     refit = tmp_path / "refit"
-    fit = subprocess.run([sys.executable, "-m", "seismo", "fit", "drift", "--from-store", "--model", MODEL, "--sqlite", str(tmp_path / "stack" / "records.db"),
-                          "--preprocess", "pca:4", "--out", str(refit)], capture_output=True, text=True, timeout=300)
+    fit = run_cli("fit", "drift", "--from-store", "--model", MODEL, "--sqlite", str(tmp_path / "stack" / "records.db"),
+                  "--preprocess", "pca:4", "--out", str(refit))
     assert fit.returncode == 0, fit.stderr
     config = json.loads((refit / "config.json").read_text())
     provenance = config["provenance"]
     assert provenance["source"] == "store" and provenance["model"] == MODEL and provenance["records"] == len(sends)
     assert provenance["instances"] == 70 and provenance["model_versions"] == ["1"] or provenance["model_versions"]
     assert provenance["first_prediction_id"] == replayed[0]["first_prediction_id"]
-    again = subprocess.run([*command[:command.index("--detector") + 1], str(refit), *command[command.index("--detector") + 2:]],
-                           capture_output=True, text=True, timeout=300)
+    again = run_cli(*command[:command.index("--detector") + 1], str(refit), *command[command.index("--detector") + 2:])
     assert again.returncode == 0, again.stderr
     assert {json.loads(line)["detector_version"] for line in out.read_text().splitlines()} == {config["detector_version"]}
 
 
 def test_replay_refuses_what_it_cannot_do(tmp_path):
-    base = [sys.executable, "-m", "seismo", "replay", "--model", MODEL, "--sqlite", str(tmp_path / "none.db")]
-    bad_window = subprocess.run([*base, "--detector", str(EXAMPLE_DETECTORS / "drift"), "--window", "1"], capture_output=True, text=True)
+    base = ["replay", "--model", MODEL, "--sqlite", str(tmp_path / "none.db")]
+    bad_window = run_cli(*base, "--detector", str(EXAMPLE_DETECTORS / "drift"), "--window", "1")
     assert bad_window.returncode == 2 and "--window must be at least 2" in bad_window.stderr
-    no_detector = subprocess.run([*base, "--detector", str(tmp_path)], capture_output=True, text=True)
+    no_detector = run_cli(*base, "--detector", str(tmp_path))
     assert no_detector.returncode == 2 and "cannot load the detector" in no_detector.stderr
-    bad_time = subprocess.run([*base, "--detector", str(EXAMPLE_DETECTORS / "drift"), "--since", "yesterday-ish"], capture_output=True, text=True)
+    bad_time = run_cli(*base, "--detector", str(EXAMPLE_DETECTORS / "drift"), "--since", "yesterday-ish")
     assert bad_time.returncode == 2 and "seismo replay:" in bad_time.stderr

@@ -1,6 +1,6 @@
 """The broker against real subscribers on loopback ports and a real SQLite journal."""
 
-import time
+
 
 import orjson
 import pytest
@@ -61,7 +61,9 @@ def test_filters_route_each_event_to_every_matching_trigger(tmp_path):
             broker.post("/", headers=headers(3, "other.type"), content=b"{}")
             wait_until(lambda: len(everything.received) == 3)
             wait_until(lambda: len(requests.received) == 1 and len(responses.received) == 1)
-            time.sleep(0.2)
+            # every delivery the broker made is done (a misrouted one would be counted here too)
+            wait_until(lambda: metric_sum(broker.get("/metrics").text, "seismo_broker_deliveries_total") >= 5
+                       and metric_sum(broker.get("/metrics").text, "seismo_broker_backlog") == 0, message="the broker's deliveries")
             assert [r.headers["ce-id"] for r in requests.received] == ["e1"]
             assert [r.headers["ce-id"] for r in responses.received] == ["e2"]
 

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from helpers import RecordingSink, ThreadServer, free_port, metric_sum
+from helpers import RecordingSink, ThreadServer, free_port, metric_sum, wait_until
 from prometheus_client import CollectorRegistry, generate_latest
 
 from seismo.events.cloudevents import CloudEvent
@@ -16,7 +16,7 @@ def event(i: int) -> CloudEvent:
 
 
 def run(config: EventLoggerConfig, events: int, until, timeout: float = 20.0, between=None):
-    """Log `events` events, then wait for `until(logger)`; returns the metrics text."""
+    """Log `events` events, run `between(registry)` in a thread, then wait for `until(logger)`; returns the metrics text."""
     registry = CollectorRegistry()
 
     async def main():
@@ -26,7 +26,7 @@ def run(config: EventLoggerConfig, events: int, until, timeout: float = 20.0, be
             for i in range(events):
                 logger.log(event(i))
             if between:
-                await asyncio.get_running_loop().run_in_executor(None, between)
+                await asyncio.get_running_loop().run_in_executor(None, between, registry)
             deadline = asyncio.get_running_loop().time() + timeout
             while not until(logger) and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.02)
@@ -57,7 +57,9 @@ def test_sink_down_holds_capacity_counts_the_excess_and_delivers_once_back():
     config = EventLoggerConfig(f"http://127.0.0.1:{port}/", capacity=5, initial_backoff=0.01, max_backoff=0.05, concurrency=2)
     try:
         # 8 events while nothing listens: 5 held (retrying), 3 dropped as queue_full; then the sink starts.
-        metrics = run(config, 8, lambda lg: len(sink.received) == 5, between=lambda: (asyncio.run(asyncio.sleep(0.3)), server.start()))
+        metrics = run(config, 8, lambda lg: len(sink.received) == 5, between=lambda registry: (
+            wait_until(lambda: metric_sum(generate_latest(registry).decode(), "seismo_model_events_retried_total", reason="network") >= 2,
+                       message="retries while the sink is down"), server.start()))
     finally:
         server.stop()
     assert sorted(r.headers["ce-id"] for r in sink.received) == [f"id-{i}" for i in range(5)]
@@ -72,7 +74,7 @@ def test_drop_oldest_keeps_the_freshest_events():
     server = ThreadServer(sink.app(), port=port)
     config = EventLoggerConfig(f"http://127.0.0.1:{port}/", capacity=3, overflow="drop_oldest", initial_backoff=0.01, max_backoff=0.02, concurrency=1)
     try:
-        metrics = run(config, 6, lambda lg: len(sink.received) == 3, between=lambda: server.start())
+        metrics = run(config, 6, lambda lg: len(sink.received) == 3, between=lambda registry: server.start())
     finally:
         server.stop()
     received = sorted(r.headers["ce-id"] for r in sink.received)
