@@ -44,13 +44,13 @@ def stack(tmp_path_factory):
     save_model(tmp / "region", "region", region, (32, 32, 3), images[:60])
     servers, urls = [], {}
     try:
-        for name in ("rule", "region"):
+        for name in ("rule", "region"):  # both start at once, then both are waited for
             port = free_port()
-            log = tmp / f"{name}.log"
-            servers.append(start_service("model", port, {"SEISMO_DATA_DIR": str(tmp)}, log,
+            servers.append(start_service("model", port, {"SEISMO_DATA_DIR": str(tmp)}, tmp / f"{name}.log",
                                          ["--model-path", str(tmp / name), "--model-name", name]))
             urls[name] = f"http://127.0.0.1:{port}"
-            wait_ready(urls[name], servers[-1], log_path=log)
+        for name, server in zip(("rule", "region"), servers):
+            wait_ready(urls[name], server, log_path=tmp / f"{name}.log")
         dead = free_port()
         (tmp / "explainer.yaml").write_text(f"""
 models:
