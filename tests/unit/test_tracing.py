@@ -72,6 +72,7 @@ def test_with_tracing_off_the_model_server_carries_the_clients_valid_context_onl
     assert all("ce-traceparent" not in h and "ce-tracestate" not in h for h in by_id["junk"])
 
 
+@pytest.mark.integration  # a fresh interpreter configured by OTEL_* alone
 def test_spans_reach_an_otlp_http_receiver(tmp_path):
     """A real OTLP/HTTP endpoint on loopback: the SDK's exporter, configured by OTEL_* alone, posts protobuf."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest

@@ -143,6 +143,7 @@ def test_options_are_validated():
         KSDrift().predict(SAME)
 
 
+@pytest.mark.integration  # a fresh interpreter: what a service process imports
 def test_statistics_and_non_neural_detectors_import_no_tensorflow():
     code = ("import sys, seismo.stats, seismo.detect; from seismo.detect import KSDrift, MMDDrift, MahalanobisOutlier, "
             "IsolationForestOutlier, ClassifierDrift, PredictionDrift, ChiSquareDrift; "

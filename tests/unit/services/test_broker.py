@@ -145,6 +145,7 @@ def test_a_subscriber_reply_is_published_as_a_new_event(tmp_path):
             assert replies.received[0].headers["ce-id"] == "e7" and replies.received[0].body == b'{"is_outlier": [0]}'
 
 
+@pytest.mark.integration  # a fresh interpreter: what a service process imports
 def test_broker_and_logger_import_no_tensorflow():
     import subprocess
     import sys
