@@ -51,6 +51,7 @@ model: $(EXAMPLES)
 # `make lock UPGRADE=1` moves every package to its newest allowed release on purpose.
 lock: $(UV)
 	$(UV) lock $(if $(UPGRADE),--upgrade,)
+	$(ALIBI_COMPILE) $(if $(UPGRADE),--upgrade,)
 
 $(UV):
 	@echo "==> installing uv $(UV_VERSION) into .uv (it installs everything else from uv.lock)"
@@ -84,13 +85,16 @@ $(DETECTORS): $(MODEL) models/detectors.py
 	$(BIN)/python -m models.detectors
 
 # Optional: alibi-detect 0.13 and alibi 0.9.6 in their own environment (they pin numpy<2 and
-# TensorFlow<2.19), for the cross-check tests and the comparison columns of `make bench` (alibi's
-# spaCy import needs click, which its wheel does not pull in). Business Source License: comparison only.
-# Not in uv.lock (it cannot share a resolution with TensorFlow 2.20+): pinned here instead.
-.venv-alibi/.installed:
-	@echo "==> creating .venv-alibi with alibi-detect 0.13 and alibi 0.9.6 (comparison only; several minutes)"
-	$(PYTHON) -m venv .venv-alibi
-	.venv-alibi/bin/pip install "alibi-detect[tensorflow]==0.13.0" "alibi==0.9.6" click "numpy<2"
+# TensorFlow<2.19), for the cross-check tests and the comparison columns of `make bench`. Business Source
+# License: comparison only. It cannot share uv.lock's resolution (TensorFlow 2.20+), so it has its own
+# lock with hashes, requirements/alibi.txt, compiled from requirements/alibi.in by `make lock`.
+ALIBI_COMPILE := $(UV) pip compile requirements/alibi.in --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	--generate-hashes --quiet -o requirements/alibi.txt
+
+.venv-alibi/.installed: $(UV) requirements/alibi.txt
+	@echo "==> creating .venv-alibi with alibi-detect 0.13 and alibi 0.9.6 from requirements/alibi.txt (comparison only; several minutes)"
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) .venv-alibi
+	$(UV) pip sync --python .venv-alibi/bin/python --require-hashes requirements/alibi.txt
 	touch .venv-alibi/.installed
 
 alibi: .venv-alibi/.installed

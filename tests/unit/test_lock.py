@@ -59,3 +59,16 @@ def test_every_extra_is_locked_and_installs_pin_from_the_lock():
     for dockerfile in (REPO / "services").glob("*/Dockerfile*"):
         text = dockerfile.read_text()
         assert "COPY pyproject.toml uv.lock" in text and "uv sync --frozen" in text and "pip install -r" not in text, dockerfile
+
+
+def test_the_alibi_environment_is_locked_with_hashes():
+    """`make alibi` installs requirements/alibi.txt (compiled by `make lock` from alibi.in) and nothing else."""
+    folder = REPO / "requirements"
+    wanted = {re.split(r"[\[<>=!~ ]", line.strip())[0].lower() for line in (folder / "alibi.in").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    text = (folder / "alibi.txt").read_text()
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", text, re.M))
+    assert wanted <= {name.lower() for name in pins} and pins["alibi-detect"] == "0.13.0" and pins["numpy"].startswith("1.")
+    assert text.count("--hash=sha256:") >= len(pins)  # every pin carries its hashes
+    makefile = (REPO / "Makefile").read_text()
+    assert "--require-hashes requirements/alibi.txt" in makefile and "pip install \"alibi" not in makefile
