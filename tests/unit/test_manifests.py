@@ -1,6 +1,7 @@
 """Kubernetes manifests: generated from Seismo's own config, rendered by `kubectl kustomize`, every object
 validated against the Kubernetes schemas (kubernetes-validate) and the CRD schemas in tests/data/crds/."""
 
+import functools
 import json
 import shutil
 import subprocess
@@ -25,9 +26,15 @@ def load_build():
 
 
 def render(overlay: str) -> list[dict]:
+    """The overlay's objects, fresh each call (callers may change them); kubectl runs once per overlay."""
+    return [doc for doc in yaml.safe_load_all(_rendered(overlay)) if doc]
+
+
+@functools.cache
+def _rendered(overlay: str) -> str:
     result = subprocess.run([KUBECTL, "kustomize", str(MANIFESTS / overlay)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return result.stdout
 
 
 def test_committed_manifests_are_what_build_py_writes():
@@ -63,13 +70,14 @@ def test_knative_triggers_agree_with_the_local_brokers_trigger_list():
     from seismo.broker.triggers import load_triggers
 
     local = {t.name: t for t in load_triggers(REPO / "seismo" / "config" / "triggers.yaml", env={})}
-    rendered = {o["metadata"]["name"]: o for o in render("base") if o["kind"] == "Trigger"}
+    base = render("base")
+    rendered = {o["metadata"]["name"]: o for o in base if o["kind"] == "Trigger"}
     assert set(rendered) == set(local)
     for name, trigger in rendered.items():
         assert trigger["spec"]["filter"]["attributes"] == dict(local[name].filter_attributes)
         port = int(local[name].subscriber_uri.rsplit(":", 1)[1].strip("/"))
-        service = next(o for o in render("base") if o["kind"] == "Service" and o["metadata"]["name"] == trigger["spec"]["subscriber"]["ref"]["name"])
-        deployment = next(o for o in render("base") if o["kind"] == "Deployment" and o["metadata"]["name"] == service["metadata"]["name"])
+        service = next(o for o in base if o["kind"] == "Service" and o["metadata"]["name"] == trigger["spec"]["subscriber"]["ref"]["name"])
+        deployment = next(o for o in base if o["kind"] == "Deployment" and o["metadata"]["name"] == service["metadata"]["name"])
         assert deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == port
         assert trigger["spec"]["delivery"]["retry"] == local[name].delivery.retry
 

@@ -10,6 +10,8 @@ scenario runs drive the metrics server's Tracker directly (no HTTP).
 """
 
 
+import functools
+
 import orjson
 import pytest
 from helpers import ServedApp, metric_sum, run_cli, wait_until
@@ -45,26 +47,14 @@ def digits():
 @pytest.fixture(scope="module")
 def wine_answer(world, tmp_path_factory):
     """Scenario name -> the diagnosis of its seed-0 run (each run once for the module)."""
-    folder, answers = tmp_path_factory.mktemp("wine"), {}
-
-    def answer(name: str) -> dict:
-        if name not in answers:
-            answers[name] = diagnose_scenario(build(world, name, SEED), wine_config(), folder, MODEL)
-        return answers[name]
-
-    return answer
+    folder = tmp_path_factory.mktemp("wine")
+    return functools.cache(lambda name: diagnose_scenario(build(world, name, SEED), wine_config(), folder, MODEL))
 
 
 @pytest.fixture(scope="module")
 def image_answer(digits, tmp_path_factory):
-    folder, answers = tmp_path_factory.mktemp("digits"), {}
-
-    def answer(name: str) -> dict:
-        if name not in answers:
-            answers[name] = diagnose_scenario(build_image(digits, name, SEED), digits_config(), folder, IMAGE_MODEL)
-        return answers[name]
-
-    return answer
+    folder = tmp_path_factory.mktemp("digits")
+    return functools.cache(lambda name: diagnose_scenario(build_image(digits, name, SEED), digits_config(), folder, IMAGE_MODEL))
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
