@@ -127,6 +127,14 @@ def project_2d(points: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
     return np.asarray(reducer.fit_transform(points)), "UMAP"
 
 
+def script_json(value: Any) -> str:
+    """JSON to place inside a <script> element. No "<" may appear in it: "</script>" would end the
+    element, and "<!--" followed by "<script" switches the HTML parser into a state where the rest of
+    the page is script text (a prediction id holding "<!--<script>" stopped the page drawing). "<", ">"
+    and "&" are written as JSON escapes, which parse back to the same strings."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def build_html(data: ReportData, reference_sample: int = 500, seed: int = 0, say: Callable[[str], None] = lambda _: None) -> str:
     """The report page for `data` (reference sampled to `reference_sample` points)."""
     from seismo.embeddings.clusters import cluster_labels
@@ -152,7 +160,7 @@ def build_html(data: ReportData, reference_sample: int = 500, seed: int = 0, say
         })
     windows = [{"end": w.get("end"), "distance": w.get("euclidean_distance"), "threshold": w.get("distance_threshold"),
                 "drift": w.get("is_drift")} for w in data.windows if w.get("euclidean_distance") is not None]
-    payload = json.dumps({"points": rows, "windows": windows}).replace("</", "<\\/")  # no "</script>" inside the script
+    payload = script_json({"points": rows, "windows": windows})
     title = f"Seismo embeddings: {data.model}"
     subtitle = (f"{len(data.production)} production and {n_ref} reference embeddings"
                 f"{' of ' + data.version if data.version else ''}; projection: {method}"

@@ -6,7 +6,8 @@ Several tokens may be valid at once, for rotation. When on, every route of a ser
 `Authorization: Bearer <token>` except `/healthz`, `/readyz` and `/openapi.json` (always open), `/metrics` (open unless
 `SEISMO_AUTH_METRICS=protected`) and the CloudEvents ingress the broker delivers to (open unless
 `SEISMO_AUTH_EVENTS=protected`: Knative's broker sends no bearer token, so on Kubernetes a
-NetworkPolicy guards that path). The model server's prediction routes stay open, as KServe's do.
+NetworkPolicy guards that path). The model server's routes stay open, as KServe's do, but for
+`/metrics` (SEISMO_AUTH_METRICS) and the explainer's traffic marker.
 No header: 401 with `WWW-Authenticate: Bearer`; a token that matches none: 403.
 """
 
@@ -44,6 +45,9 @@ class TokenSet:
     def __init__(self, settings: AuthSettings):
         self.settings = settings
         self._static = [t.strip() for t in settings.tokens.split(",") if t.strip()]
+        if settings.tokens.strip() and not self._static:  # "," or " , ": meant to turn auth on, would turn it off
+            raise ValueError("SEISMO_AUTH_TOKENS is set but holds no token (only commas and spaces); "
+                             "refusing to start with auth off: name a token or unset it")
         self._file_tokens: list[str] = []
         self._file_mtime: float | None = None
         if settings.tokens_file is not None and not settings.tokens_file.exists():
@@ -122,10 +126,12 @@ def auth_middleware(event_paths: Iterable[str] = ("/",), open_prefixes: Iterable
     prefixes = tuple(open_prefixes)
 
     def is_open(method: str, path: str) -> bool:
-        if path in ALWAYS_OPEN or path.startswith(prefixes):
+        if path in ALWAYS_OPEN:
             return True
-        if path == "/metrics":
+        if path == "/metrics":  # before the open prefixes: SEISMO_AUTH_METRICS holds for every service
             return settings.metrics == "open"
+        if path.startswith(prefixes):
+            return True
         if method == "POST" and (path in events or "*" in events):
             return settings.events == "open"
         return False

@@ -37,7 +37,7 @@ from seismo.events.poster import EventPoster
 from seismo.events.types import FORWARDED_HEADERS, PARENT_HEADER
 from seismo.performance.config import COHORT_NAME
 from seismo.services.api.model import OPERATIONS
-from seismo.services.auth import AuthSettings, TokenSet, is_authorized
+from seismo.services.auth import AuthSettings, TokenSet, auth_middleware, is_authorized
 from seismo.services.common import (
     DEFAULT_MAX_BODY_BYTES,
     EXCEPTION_HANDLERS,
@@ -534,6 +534,8 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         Route("/api/v1.0/predictions", seldon_predict, methods=["POST"]),
         *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("model", OPERATIONS),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    # Predictions stay open, as KServe's do; /metrics follows SEISMO_AUTH_METRICS like every service's.
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
+                    middleware=auth_middleware(event_paths=(), open_prefixes=("/",), settings=core.auth.settings))
     app.state.model = core
     return app

@@ -63,3 +63,11 @@ def test_protected_event_ingress(tmp_path):
         assert httpx.get(f"{url}/metrics").status_code == 200  # open by default
     finally:
         stop_process(process)
+
+
+def test_a_token_setting_without_tokens_stops_the_service_at_start(tmp_path):
+    """`SEISMO_AUTH_TOKENS=","` used to turn auth off silently (fail open); now the service refuses to start."""
+    env = {"SEISMO_LOGGER_SQLITE_PATH": str(tmp_path / "r.db"), "SEISMO_AUTH_TOKENS": " , "}
+    process = start_service("logger", free_port(), env, tmp_path / "logger.log")
+    assert process.wait(60) == 2
+    assert "SEISMO_AUTH_TOKENS is set but holds no token" in (tmp_path / "logger.log").read_text()

@@ -106,3 +106,10 @@ def test_compose_explainer_config_loads():
 
     models = load_models(REPO / "services" / "explainer" / "compose.yaml")
     assert {m.kind for m in models.values()} == {"tabular", "image"}
+
+
+def test_compose_publishes_ports_on_loopback_only():
+    """Auth is off by default: nothing may be reachable from other machines unless the user says so."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    published = [(name, port) for name, service in compose["services"].items() for port in service.get("ports", [])]
+    assert published and all(str(port).startswith("127.0.0.1:") for _, port in published), published

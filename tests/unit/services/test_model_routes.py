@@ -224,6 +224,32 @@ def test_explainer_marker_needs_a_token_when_auth_is_on(example_model, example_i
             assert metric_sum(c.get("/metrics").text, "seismo_model_requests_unlogged_total", reason="explainer") == 1
 
 
+def test_metrics_protected_by_setting_while_predictions_stay_open(example_model, example_images, monkeypatch):
+    monkeypatch.setenv("SEISMO_AUTH_TOKENS", "secret-token")
+    monkeypatch.setenv("SEISMO_AUTH_METRICS", "protected")
+    with ServedApp(create_app(ModelSettings(path=example_model), CollectorRegistry())) as c:
+        missing = c.get("/metrics")
+        assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+        assert c.get("/metrics", headers={"authorization": "Bearer wrong"}).status_code == 403
+        assert c.get("/metrics", headers={"authorization": "Bearer secret-token"}).status_code == 200
+        assert c.post("/v2/models/image-classifier/infer", json=v2(example_images[:1])).status_code == 200  # open, as KServe's
+        assert c.get("/v2/models/image-classifier").status_code == 200 and c.get("/healthz").status_code == 200
+    monkeypatch.setenv("SEISMO_AUTH_METRICS", "open")
+    with ServedApp(create_app(ModelSettings(path=example_model), CollectorRegistry())) as c:
+        assert c.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize("tokens", [",", " , ,", " "])
+def test_a_token_setting_without_tokens_refuses_to_start(example_model, monkeypatch, tokens):
+    """Fail closed: a setting that means "auth on" but names no token must not leave auth off."""
+    monkeypatch.setenv("SEISMO_AUTH_TOKENS", tokens)
+    if not tokens.strip():  # blank is the documented "auth off"
+        create_app(ModelSettings(path=example_model), CollectorRegistry())
+        return
+    with pytest.raises(ValueError, match="SEISMO_AUTH_TOKENS is set but holds no token"):
+        create_app(ModelSettings(path=example_model), CollectorRegistry())
+
+
 def test_the_embedding_travels_on_the_response_event_with_its_version(client, sink, example_model, example_images):
     from seismo.embeddings.extract import embed, embedding_of
 
