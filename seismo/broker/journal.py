@@ -180,6 +180,42 @@ class Journal:
             )
         return removed
 
+    def dead_letter_bytes(self) -> int:
+        """Bytes of the events that only dead letters still hold (no delivery of them pending)."""
+        return self._db.execute(
+            "SELECT COALESCE(SUM(length(headers) + length(body)), 0) FROM events WHERE seq IN (SELECT event_seq FROM dead_letters)"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_seq = seq)").fetchone()[0]
+
+    def shed_dead_letters(self, max_dead_bytes: int, max_total_bytes: int) -> int:
+        """Remove the oldest dead letters (and the events nothing else holds) while their events take more
+        than `max_dead_bytes`, or while the whole journal is at `max_total_bytes`: what no subscriber
+        wanted must never crowd out what is still to be delivered. How many were removed."""
+        removed = 0
+        while True:
+            size = self.size_bytes()  # a pragma: cheap. The scan of the dead letters' events only when it could matter.
+            dead = self.dead_letter_bytes() if size > max_dead_bytes else 0
+            excess = max(dead - max_dead_bytes, size - max_total_bytes + 1)
+            if excess <= 0:
+                break
+            oldest = self._db.execute(
+                "SELECT d.trigger, d.event_seq, COALESCE(length(e.headers) + length(e.body), 0) FROM dead_letters d"
+                " LEFT JOIN events e ON e.seq = d.event_seq ORDER BY d.dead_at LIMIT 256").fetchall()
+            if not oldest:
+                break
+            chosen, freed = [], 0
+            for trigger, seq, nbytes in oldest:  # the oldest that together free the excess (an event two triggers
+                chosen.append((trigger, seq))    # dead-lettered frees its bytes with its last row: the loop goes on)
+                freed += nbytes
+                if freed >= excess:
+                    break
+            self._db.executemany("DELETE FROM dead_letters WHERE trigger = ? AND event_seq = ?", chosen)
+            self._db.execute(
+                "DELETE FROM events WHERE NOT EXISTS (SELECT 1 FROM deliveries WHERE event_seq = seq)"
+                " AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE event_seq = seq)"
+            )
+            removed += len(chosen)
+        return removed
+
     def _trim_dead_letters(self, keep_at_most: int) -> int:
         total = self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
         excess = total - keep_at_most

@@ -83,6 +83,11 @@ class BrokerSettings(BaseSettings):
     """Dead letters kept in the journal's table are removed this long after they died."""
     max_dead_letters: int = 100_000
     """Most dead letters kept in the table; the oldest beyond this are removed."""
+    max_dead_letter_bytes: int = 256 * 1024**2
+    """Bytes of events the dead-letter table may hold, apart from the live journal; beyond it (and
+    whenever the journal is full) the oldest dead letters are shed first, so events no subscriber took
+    can never fill the journal and stop the ingress. Counted as
+    `seismo_broker_retention_removed_total{what="dead_letters_shed"}`."""
 
 
 class _Metrics(DispatchMetrics):
@@ -201,16 +206,30 @@ class Broker:
                     if removed:
                         self.metrics.retention_removed.labels("dead_letters").inc(removed)
                         log.info("retention: removed %d dead letters from the journal", removed)
-                size = await self.committer.read(journal.size_bytes)
-                self.metrics.journal_bytes.set(size)
-                full = size >= self.settings.max_journal_bytes
-                if full != self.journal_full:
-                    log.warning("journal %s: %d bytes in use (limit %d)", "full, refusing new events" if full else "below its limit again",
-                                size, self.settings.max_journal_bytes)
-                self.journal_full = full
+                await self.make_room()
             except Exception:
                 log.exception("refreshing backlog gauges failed")
             await asyncio.sleep(1.0)
+
+    async def make_room(self) -> bool:
+        """Shed the oldest dead letters beyond their byte budget, or while the journal is full, then
+        measure the journal again; True when it is below its limit. Runs every second, and at once when
+        the ingress finds the journal full, so a burst of events no subscriber takes cannot stop it."""
+        assert self.committer is not None
+        journal = self.committer.journal
+        shed = await self.committer.read(journal.shed_dead_letters, self.settings.max_dead_letter_bytes, self.settings.max_journal_bytes)
+        if shed:
+            self.metrics.retention_removed.labels("dead_letters_shed").inc(shed)
+            log.warning("shed the %d oldest dead letters: they held more than %d bytes or the journal was full",
+                        shed, self.settings.max_dead_letter_bytes)
+        size = await self.committer.read(journal.size_bytes)
+        self.metrics.journal_bytes.set(size)
+        full = size >= self.settings.max_journal_bytes
+        if full != self.journal_full:
+            log.warning("journal %s: %d bytes in use (limit %d)", "full, refusing new events" if full else "below its limit again",
+                        size, self.settings.max_journal_bytes)
+        self.journal_full = full
+        return not full
 
     async def publish(self, event: CloudEvent) -> int:
         """Journal the event for every matching trigger; returns how many triggers matched."""
@@ -259,7 +278,7 @@ def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: 
     async def ingress(request: Request) -> Response:
         if not broker.ready:
             return error(503, "broker is starting or stopping")
-        if broker.journal_full:
+        if broker.journal_full and not await broker.make_room():
             broker.metrics.rejected.labels("journal_full").inc()
             return error(503, f"broker journal is full ({settings.max_journal_bytes} bytes in use); retry later",
                          headers={"Retry-After": "5"})
@@ -311,7 +330,9 @@ def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: 
         Route("/", ingress, methods=["POST"]),
         Route("/{namespace}/{broker}", ingress, methods=["POST"]),
         Route("/v1/triggers", list_triggers, methods=["GET"]),
-        *health_routes(registry, lambda: broker.ready, broker.stopped), openapi_route("broker", OPERATIONS),
+        *health_routes(registry, lambda: broker.ready and not broker.journal_full, broker.stopped,
+                       lambda: "broker journal is full: it refuses events until deliveries drain" if broker.journal_full else "not ready"),
+        openapi_route("broker", OPERATIONS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=auth_middleware(event_paths=("*",)))

@@ -106,8 +106,9 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {HTTPException: _http_exception, Exception:
 
 
 def health_routes(registry: CollectorRegistry, is_ready: Callable[[], bool],
-                  stopped: Callable[[], list[str]] = lambda: []) -> list[Route]:
-    """`/metrics`, `/readyz`, and `/healthz`, which turns 503 when a loop that must run has stopped."""
+                  stopped: Callable[[], list[str]] = lambda: [], why_not_ready: Callable[[], str] = lambda: "not ready") -> list[Route]:
+    """`/metrics`, `/readyz` (503 with `why_not_ready()` while `is_ready()` is false), and `/healthz`,
+    which turns 503 when a loop that must run has stopped."""
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -122,7 +123,7 @@ def health_routes(registry: CollectorRegistry, is_ready: Callable[[], bool],
     async def readyz(request: Request) -> Response:
         if is_ready():
             return JSONResponse({"status": "ready"})
-        return error(503, "not ready")
+        return error(503, why_not_ready())
 
     return [
         Route("/metrics", metrics, methods=["GET"]),

@@ -162,3 +162,25 @@ def test_bad_trigger_file_fails_at_startup_with_the_reason(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(TriggerConfigError, match="subscriber.uri"):
         create_app(BrokerSettings(journal_path=tmp_path / "b.db", triggers_file=path), CollectorRegistry())
+
+
+def test_a_journal_full_of_pending_deliveries_refuses_events_and_says_so_on_readyz(tmp_path):
+    """Nothing to shed (the events are still to be delivered, to a subscriber that is down): the ingress
+    answers 503 with Retry-After and /readyz says why, until the backlog drains."""
+    down = f"http://127.0.0.1:{free_port()}"
+    with ServedApp(broker_app(tmp_path, [trigger("down", down, retry=1000, delay=5.0)], max_journal_bytes=400_000)) as broker:
+        assert broker.get("/readyz").status_code == 200
+        body = b'{"instances": [[' + b"0.5," * 25_000 + b'0.5]]}'  # 100 kB each
+        statuses = [broker.post("/", headers=headers(i), content=body).status_code for i in range(4)]
+        assert statuses == [202] * 4
+
+        def refused() -> bool:
+            return broker.post("/", headers=headers(99), content=body).status_code == 503
+
+        wait_until(refused, 10, message="the full journal refusing events")
+        answer = broker.post("/", headers=headers(100), content=b"{}")
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "5" and "journal is full" in answer.json()["error"]
+        ready = broker.get("/readyz")
+        assert ready.status_code == 503 and "journal is full" in ready.json()["error"]
+        assert broker.get("/healthz").status_code == 200  # alive: a restart would not help
+        assert metric_sum(broker.get("/metrics").text, "seismo_broker_retention_removed_total", what="dead_letters_shed") == 0
