@@ -231,6 +231,14 @@ class Broker:
         self.journal_full = full
         return not full
 
+    async def room_made(self) -> bool:
+        """`make_room` for the ingress: a failure there is a full journal (503), never a 500."""
+        try:
+            return await self.make_room()
+        except Exception:
+            log.exception("making room in the full journal failed")
+            return False
+
     async def publish(self, event: CloudEvent) -> int:
         """Journal the event for every matching trigger; returns how many triggers matched."""
         assert self.committer is not None and self.dispatcher is not None
@@ -278,7 +286,7 @@ def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: 
     async def ingress(request: Request) -> Response:
         if not broker.ready:
             return error(503, "broker is starting or stopping")
-        if broker.journal_full and not await broker.make_room():
+        if broker.journal_full and not await broker.room_made():
             broker.metrics.rejected.labels("journal_full").inc()
             return error(503, f"broker journal is full ({settings.max_journal_bytes} bytes in use); retry later",
                          headers={"Retry-After": "5"})
