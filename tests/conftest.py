@@ -18,7 +18,8 @@ PROCESS_FOLDERS = {"integration", "hostile"}
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        parts = item.path.resolve().relative_to(TESTS).parts
+        path = item.path.resolve()
+        parts = path.relative_to(TESTS).parts if path.is_relative_to(TESTS) else ()
         if parts and parts[0] in PROCESS_FOLDERS and item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.integration)
     # Readers of the shared stack's aggregate metrics first, before the hostile cases flood it (stable sort).

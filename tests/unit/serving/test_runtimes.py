@@ -95,7 +95,7 @@ def test_the_conversion_cache_is_keyed_by_the_model_and_still_checked(tmp_path, 
     assert len(conversions) == 2
     cache.write_bytes(b"not a flatbuffer")  # a damaged cache file is converted again and replaced
     LiteFunction.convert(converter, probe, expected, cache=cache)
-    assert len(conversions) == 3 and cache.read_bytes().startswith(first_bytes := cache.read_bytes()[:8]) and first_bytes != b"not a fl"
+    assert len(conversions) == 3 and cache.read_bytes() != b"not a flatbuffer"
     # the key: another model file, other outputs, another folder of bytes each get their own file
     changed = tmp_path / "model.keras"
     shutil.copy(example_model / "model.keras", changed)
