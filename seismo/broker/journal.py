@@ -197,17 +197,20 @@ class Journal:
             excess = max(dead - max_dead_bytes, size - max_total_bytes + 1)
             if excess <= 0:
                 break
-            oldest = self._db.execute(
-                "SELECT d.trigger, d.event_seq, COALESCE(length(e.headers) + length(e.body), 0) FROM dead_letters d"
-                " LEFT JOIN events e ON e.seq = d.event_seq ORDER BY d.dead_at LIMIT 256").fetchall()
-            if not oldest:
-                break
+            # The oldest that together free the excess, in one pass however many there are (an event two
+            # triggers dead-lettered frees its bytes with its last row: the outer loop measures again).
             chosen, freed = [], 0
-            for trigger, seq, nbytes in oldest:  # the oldest that together free the excess (an event two triggers
-                chosen.append((trigger, seq))    # dead-lettered frees its bytes with its last row: the loop goes on)
+            cursor = self._db.execute(
+                "SELECT d.trigger, d.event_seq, COALESCE(length(e.headers) + length(e.body), 0) FROM dead_letters d"
+                " LEFT JOIN events e ON e.seq = d.event_seq ORDER BY d.dead_at")
+            for trigger, seq, nbytes in cursor:
+                chosen.append((trigger, seq))
                 freed += nbytes
                 if freed >= excess:
                     break
+            cursor.close()
+            if not chosen:
+                break
             self._db.executemany("DELETE FROM dead_letters WHERE trigger = ? AND event_seq = ?", chosen)
             self._db.execute(
                 "DELETE FROM events WHERE NOT EXISTS (SELECT 1 FROM deliveries WHERE event_seq = seq)"
