@@ -270,3 +270,19 @@ def test_seldon_graph_nodes_get_their_own_records_and_lineage_when_the_graph_is_
         stored = [post(bare, {**node, "ce-id": f"e{i}", "ce-modelid": name, "ce-type": f"io.seldon.serving.inference.{kind}"}, body).json()
                   for i, (name, kind, body) in enumerate(sent)]
         assert {a["prediction_id"] for a in stored} == {"puid-7"} and sum(a["stored"] for a in stored) == 2
+
+
+def test_retention_is_on_by_default_and_removes_what_is_older(tmp_path):
+    """A store must not grow without bound by default: records older than SEISMO_LOGGER_RETENTION_SECONDS
+    (30 days unless set) are removed in the background and counted."""
+    from helpers import wait_until
+
+    assert LoggerSettings(sqlite_path=tmp_path / "unused.db").retention_seconds == 30 * 86400
+    settings = LoggerSettings(sqlite_path=tmp_path / "records.db", retention_seconds=0.5, retention_interval_seconds=0.1)
+    with ServedApp(create_app(settings, CollectorRegistry())) as c:
+        post(c, {**KSERVE, "ce-id": "old-1", "ce-type": "org.kubeflow.serving.inference.request"}, {"instances": [[1.0, 2.0]]})
+        assert c.get("/v1/records/old-1").status_code == 200
+        wait_until(lambda: c.get("/v1/records/old-1").status_code == 404, 10, message="the old record removed")
+        assert metric_sum(c.get("/metrics").text, "seismo_logger_retention_removed_total", what="records") == 1
+        post(c, {**KSERVE, "ce-id": "new-1", "ce-type": "org.kubeflow.serving.inference.request"}, {"instances": [[1.0, 2.0]]})
+        assert c.get("/v1/records/new-1").status_code == 200  # younger than the retention: kept
