@@ -10,6 +10,7 @@ drains its event queue into a broker that is still up.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -89,6 +90,7 @@ class LocalStack:
     grpc_port: int | None = None
     """The image model server's gRPC port (`seismo up`: SEISMO_MODEL_GRPC_PORT or 8082); None: REST only."""
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    _senders: str = ""
 
     def url(self, name: str) -> str:
         return f"http://{self.host}:{self.ports[name]}"
@@ -111,6 +113,13 @@ class LocalStack:
         # the example models keep their names as metric labels; other names are bounded (seismo.labels)
         env.setdefault("SEISMO_LOGGER_MODELS", "image-classifier,tabular-classifier")
         env.update(self.env)
+        # Auth on: the services send their events with sender tokens of their own (seismo.services.senders),
+        # made up for this stack unless the caller names them.
+        if (env.get("SEISMO_AUTH_TOKENS") or env.get("SEISMO_AUTH_TOKENS_FILE")) and not (
+                env.get("SEISMO_AUTH_SENDERS") or env.get("SEISMO_AUTH_SENDERS_FILE")):
+            if not self._senders:
+                self._senders = ",".join(f"{who}={secrets.token_urlsafe(24)}" for who in ("model", "broker", "drift", "outlier", "feedback"))
+            env["SEISMO_AUTH_SENDERS"] = self._senders
         return env
 
     def start(self, progress=None) -> None:

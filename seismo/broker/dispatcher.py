@@ -97,7 +97,7 @@ class Dispatcher:
         triggers: list[Trigger],
         committer: GroupCommitter,
         client: EventPoster,
-        ingest_reply: Callable[[CloudEvent], Awaitable[None]],
+        ingest_reply: Callable[[CloudEvent, Trigger], Awaitable[None]],
         metrics: DispatchMetrics,
         concurrency: int = 32,
         max_backoff: float = 60.0,
@@ -284,7 +284,7 @@ class Dispatcher:
         again) instead of losing the reply."""
         if attempt.ok and attempt.reply is not None:
             try:
-                await self.ingest_reply(attempt.reply)
+                await self.ingest_reply(attempt.reply, trigger)
             except Exception as exc:  # the journal refused it: try the delivery again later (with backoff)
                 log.error("trigger %s: the reply to event %d was not journaled: %r", trigger.name, item.event_seq, exc)
                 attempt = Attempt(False, None, f"reply not journaled: {type(exc).__name__}"[:500])

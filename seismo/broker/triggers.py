@@ -33,6 +33,9 @@ from seismo.topology import expand_env
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+IDENTITY = re.compile(r"[a-z][a-z0-9-]{0,62}")  # as seismo.services.auth.IDENTITY
+
+
 class TriggerConfigError(ValueError):
     pass
 
@@ -71,6 +74,9 @@ class Trigger:
     batch: int = 1
     """Seismo's extension, not Knative's: the subscriber takes up to this many events per request in
     CloudEvents' batched mode (the logger, outlier and drift services do). Not rendered into Knative Triggers."""
+    replies: str | None = None
+    """Seismo's extension: the sender identity of the subscriber's reply events (seismo.services.senders),
+    e.g. `drift` for the drift service's results. None: `trigger:<name>`, which produces no known kind."""
 
     def matches(self, attributes: Mapping[str, str]) -> bool:
         """Knative's exact-match filter: every filter attribute equal; an empty filter takes all."""
@@ -172,8 +178,12 @@ def parse_trigger(doc: Any, index: int) -> Trigger:
     batch = doc.get("batch", 1)
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 1000:
         raise TriggerConfigError(f"{where}: batch must be an integer from 1 to 1000 (events per request), got {batch!r}")
+    replies = doc.get("replies")
+    if replies is not None and (not isinstance(replies, str) or not IDENTITY.fullmatch(replies)):
+        raise TriggerConfigError(f"{where}: replies must be a sender identity such as drift or outlier, got {replies!r}")
     return Trigger(
         name=name,
+        replies=replies,
         subscriber_uri=subscriber["uri"],
         filter_attributes=dict(attributes),
         delivery=_parse_delivery(spec.get("delivery"), where),

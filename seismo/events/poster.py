@@ -12,7 +12,7 @@ prediction on the same event loop that answers predictions.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -47,8 +47,9 @@ def lean_from_environment(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 class EventPoster:
-    def __init__(self, max_connections: int = 100, lean: bool | None = None):
+    def __init__(self, max_connections: int = 100, lean: bool | None = None, bearer: Callable[[], str | None] | None = None):
         self.max_connections = max_connections
+        self.bearer = bearer  # the sender token to send (seismo.services.auth.sender_token), read per post: it rotates
         self.lean = lean_from_environment() if lean is None else lean
         self._session: aiohttp.ClientSession | None = None
         self._http1: Http1Client | None = None
@@ -70,6 +71,9 @@ class EventPoster:
 
     async def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> Answer:
         assert self._session is not None, "EventPoster.start() was not awaited"
+        token = self.bearer() if self.bearer is not None else None
+        if token:
+            headers = {**headers, "authorization": f"Bearer {token}"}
         if url in self._origins:
             origin = self._origins[url]
         else:

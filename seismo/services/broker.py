@@ -29,8 +29,9 @@ from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_ht
 from seismo.events.poster import EventPoster
 from seismo.events.types import model_of
 from seismo.labels import LabelValues, event_type_label
+from seismo.services import senders
 from seismo.services.api.broker import OPERATIONS
-from seismo.services.auth import auth_middleware
+from seismo.services.auth import AuthSettings, TokenSet, auth_middleware, sender_token
 from seismo.services.common import (
     DEFAULT_MAX_BODY_BYTES,
     EXCEPTION_HANDLERS,
@@ -130,8 +131,12 @@ class _Metrics(DispatchMetrics):
 class Broker:
     """Ingress plus dispatcher around one journal; the app's lifespan starts and stops it."""
 
-    def __init__(self, settings: BrokerSettings, triggers: list[Trigger], registry: CollectorRegistry):
+    def __init__(self, settings: BrokerSettings, triggers: list[Trigger], registry: CollectorRegistry,
+                 auth: AuthSettings | None = None):
         self.settings = settings
+        self.auth = auth or AuthSettings()
+        # With auth on, every journaled event carries the identity that sent it (seismo.services.senders).
+        self.stamps = TokenSet(self.auth).enabled and self.auth.events != "open"
         self.triggers = triggers
         self._matching = TriggerIndex(triggers).matching
         self.metrics = _Metrics(registry)
@@ -160,7 +165,8 @@ class Broker:
         journal = Journal(self.settings.journal_path, self.settings.synchronous)
         self.committer = GroupCommitter(journal)
         self.committer.start()
-        self.client = EventPoster(max_connections=self.settings.delivery_concurrency * max(1, len(self.triggers)))
+        self.client = EventPoster(max_connections=self.settings.delivery_concurrency * max(1, len(self.triggers)),
+                                  bearer=sender_token(self.auth, senders.BROKER))
         await self.client.start()
         self.dispatcher = Dispatcher(
             self.triggers,
@@ -239,9 +245,19 @@ class Broker:
             log.exception("making room in the full journal failed")
             return False
 
-    async def publish(self, event: CloudEvent) -> int:
-        """Journal the event for every matching trigger; returns how many triggers matched."""
+    def refusal(self, event: CloudEvent, sender: str | None) -> str | None:
+        """Why `sender` may not publish `event` (counted as rejected `forbidden_sender`); None when it may."""
+        why = senders.refusal(sender, event) if self.stamps else None
+        if why is not None:
+            self.metrics.rejected.labels("forbidden_sender").inc()
+            log.warning("refused event %s: %s", escape_id(event.id), why)
+        return why
+
+    async def publish(self, event: CloudEvent, sender: str | None = None) -> int:
+        """Journal the event for every matching trigger, stamped with its sender when auth is on;
+        returns how many triggers matched."""
         assert self.committer is not None and self.dispatcher is not None
+        event = senders.stamp(event, sender if self.stamps else None)
         attributes = {"type": event.type, "source": event.source, "id": event.id, **event.extensions}
         if event.subject is not None:
             attributes["subject"] = event.subject
@@ -255,16 +271,21 @@ class Broker:
         self.dispatcher.wake(matched)
         return len(matched)
 
-    async def publish_batch(self, items: list[CloudEvent | CloudEventError]) -> list[dict]:
+    async def publish_batch(self, items: list[CloudEvent | CloudEventError], sender: str | None = None) -> list[dict]:
         """Journal a batch's good events together (one group commit); one result per item, in order:
-        202 journaled, 400 refused (its reason), 503 not journaled (the sender retries that one)."""
-        events = [item for item in items if isinstance(item, CloudEvent)]
-        outcomes = iter(await asyncio.gather(*(self.publish(event) for event in events), return_exceptions=True))
+        202 journaled, 400 refused (its reason), 403 not this sender's to send, 503 not journaled (the
+        sender retries that one)."""
+        refused = {id(item): why for item in items if isinstance(item, CloudEvent) and (why := self.refusal(item, sender))}
+        events = [item for item in items if isinstance(item, CloudEvent) and id(item) not in refused]
+        outcomes = iter(await asyncio.gather(*(self.publish(event, sender) for event in events), return_exceptions=True))
         results: list[dict] = []
         for item in items:
             if isinstance(item, CloudEventError):
                 self.metrics.rejected.labels("invalid").inc()
                 results.append({"status": 400, "error": str(item)})
+                continue
+            if id(item) in refused:
+                results.append({"id": item.id, "status": 403, "error": refused[id(item)]})
                 continue
             outcome = next(outcomes)
             if isinstance(outcome, BaseException):
@@ -275,13 +296,19 @@ class Broker:
                 results.append({"id": item.id, "status": 202})
         return results
 
-    async def _ingest_reply(self, event: CloudEvent) -> None:
-        await self.publish(event)
+    async def _ingest_reply(self, event: CloudEvent, trigger: Trigger) -> None:
+        """A subscriber's reply, sent as the trigger's `replies` identity; one that identity may not
+        send is dropped (counted as rejected `forbidden_sender`), and the delivery still counts as done."""
+        sender = trigger.replies or f"trigger:{trigger.name}"
+        if self.refusal(event, sender):
+            return
+        await self.publish(event, sender)
         self.metrics.replies.labels(event_type_label(event.type)).inc()
 
 
 def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: list[Trigger] | None = None) -> Starlette:
-    broker = Broker(settings, triggers if triggers is not None else load_triggers(settings.triggers_file), registry)
+    auth = AuthSettings()
+    broker = Broker(settings, triggers if triggers is not None else load_triggers(settings.triggers_file), registry, auth)
 
     async def ingress(request: Request) -> Response:
         if not broker.ready:
@@ -301,14 +328,17 @@ def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: 
             except CloudEventError as exc:
                 broker.metrics.rejected.labels("invalid").inc()
                 return error(400, str(exc))
-            return JSONResponse({"results": await broker.publish_batch(items)})
+            return JSONResponse({"results": await broker.publish_batch(items, senders.caller(request.scope))})
         try:
             event = from_http(request.headers, body)
         except CloudEventError as exc:
             broker.metrics.rejected.labels("invalid").inc()
             return error(400, str(exc))
+        sender = senders.caller(request.scope)
+        if why := broker.refusal(event, sender):
+            return error(403, why)
         try:
-            await broker.publish(event)
+            await broker.publish(event, sender)
         except Exception as exc:
             log.exception("journal write failed for event %s", escape_id(event.id))
             broker.metrics.rejected.labels("journal_error").inc()
@@ -343,6 +373,6 @@ def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: 
         openapi_route("broker", OPERATIONS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=auth_middleware(event_paths=("*",)))
+                    middleware=auth_middleware(event_paths=("*",), settings=auth))
     app.state.broker = broker
     return app

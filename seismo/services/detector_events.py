@@ -27,6 +27,7 @@ from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_ht
 from seismo.events.payloads import PayloadError, instances_of
 from seismo.events.types import EventKind, kind_of, model_of
 from seismo.labels import OTHER
+from seismo.services import senders
 from seismo.services.common import BodyTooLarge, error, read_body
 from seismo.times import now_rfc3339
 
@@ -40,16 +41,27 @@ class Rejection(Exception):
         self.reason, self.model, self.status = reason, model, status
 
 
+class ForbiddenEvent(CloudEventError):
+    """A batch item its sender may not send (seismo.services.senders): answered 403 in its place."""
+
+    def __init__(self, event: CloudEvent, why: str):
+        super().__init__(why)
+        self.event = event
+
+
 async def read_event(request: Request, max_bytes: int) -> CloudEvent:
-    """The delivered event, or a Rejection saying why it cannot be read."""
+    """The delivered event, or a Rejection saying why it cannot be read (or why its sender may not send it)."""
     try:
         body = await read_body(request, max_bytes)
     except BodyTooLarge as exc:
         raise Rejection("too_large", str(exc), status=413) from None
     try:
-        return from_http(request.headers, body)
+        event = from_http(request.headers, body)
     except CloudEventError as exc:
         raise Rejection("invalid_event", str(exc)) from None
+    if why := senders.refusal(senders.caller(request.scope), event):
+        raise Rejection("forbidden_sender", why, model_of(event), status=403)
+    return event
 
 
 @dataclass(frozen=True)
@@ -74,9 +86,14 @@ async def read_batch(request: Request, max_bytes: int, max_events: int) -> list[
     except BodyTooLarge as exc:
         raise Rejection("too_large", str(exc), status=413) from None
     try:
-        return batch_from_http(body, max_events)
+        items = batch_from_http(body, max_events)
     except CloudEventError as exc:
         raise Rejection("invalid_event", str(exc)) from None
+    identity = senders.caller(request.scope)
+    if identity is None:
+        return items
+    return [ForbiddenEvent(item, why) if isinstance(item, CloudEvent) and (why := senders.refusal(identity, item)) else item
+            for item in items]
 
 
 async def answer_batch(items: list[CloudEvent | CloudEventError], answer: Callable[[CloudEvent], Awaitable[Answer]],
@@ -86,6 +103,9 @@ async def answer_batch(items: list[CloudEvent | CloudEventError], answer: Callab
     Rejection (a bug, a stopped store) is that item's 503, which the broker retries, and is logged."""
 
     async def one(item: CloudEvent | CloudEventError) -> dict:
+        if isinstance(item, ForbiddenEvent):
+            count_rejection(Rejection("forbidden_sender", str(item), model_of(item.event), status=403), served_model, rejected, service)
+            return {"id": item.event.id, "status": 403, "error": str(item)}
         if isinstance(item, CloudEventError):
             count_rejection(Rejection("invalid_event", str(item)), served_model, rejected, service)
             return {"status": 400, "error": str(item)}

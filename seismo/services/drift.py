@@ -38,7 +38,7 @@ from seismo.events.poster import EventPoster, SendError
 from seismo.events.types import KSERVE_DRIFT, EventKind, kind_of, model_of
 from seismo.retry import Backoff, is_transient, retry_async
 from seismo.services.api.detectors import DRIFT_OPERATIONS
-from seismo.services.auth import auth_middleware
+from seismo.services.auth import auth_middleware, sender_token
 from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, cancel_and_wait, health_routes, one_of, stopped_tasks
 from seismo.services.detector_events import Answer, Rejection, answer_batch, instances_of_event, read_batch, read_event, refuse, reply
 from seismo.services.embedding_drift import EmbeddingWindows
@@ -207,7 +207,7 @@ class DriftService:
                                   settings.window_seconds, settings.slide_seconds, settings.min_window)
         self.metrics.fill.labels(settings.model).set(self.store.pending(settings.model))
         if settings.sink_url:
-            self._poster = EventPoster(8)
+            self._poster = EventPoster(8, bearer=sender_token(None, "drift"))
             await self._poster.start()
         if settings.embedding_detector_path is not None:
             self.embeddings = EmbeddingWindows(settings.embedding_detector_path, settings.model, settings.embedding_window_size,

@@ -41,6 +41,7 @@ from seismo.performance.prometheus import PerformanceMetrics
 from seismo.performance.report import PerformanceReport
 from seismo.performance.scoring import truthy
 from seismo.performance.tracker import GROUPS, Incoming, Tracker
+from seismo.services import senders
 from seismo.services.api.metrics import OPERATIONS
 from seismo.services.auth import auth_middleware
 from seismo.services.common import (
@@ -254,11 +255,14 @@ class MetricsService:
             check_cohort_name(feedback.cohort, "cohort")
         return Incoming(feedback, time.time())
 
-    def incoming_event(self, headers: Mapping[str, str], body: bytes) -> Incoming:
-        """Feedback from a Seldon feedback CloudEvent; CloudEventError/ValueError (a 400) otherwise."""
+    def incoming_event(self, headers: Mapping[str, str], body: bytes, identity: str | None = None) -> Incoming:
+        """Feedback from a Seldon feedback CloudEvent; CloudEventError/ValueError (a 400) otherwise, and
+        PermissionError (a 403) when `identity` may not send feedback (seismo.services.senders)."""
         event = from_http(headers, body)
         if event.type != SELDON_FEEDBACK:
             raise ValueError(f"event type {event.type!r} is not feedback ({SELDON_FEEDBACK})")
+        if why := senders.refusal(identity, event):
+            raise PermissionError(why)
         has_id = "requestid" in event.extensions
         prediction_id, model = prediction_id_of(event) if has_id else None, event.extensions.get("inferenceservicename")
         # Seldon sends the graph's feedback to every node with a logger. A node the metrics config names
@@ -393,10 +397,14 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
 
     async def feedback_event(request: Request) -> Response:
         try:
-            item = core.incoming_event(request.headers, await read_body(request, settings.max_body_bytes))
+            item = core.incoming_event(request.headers, await read_body(request, settings.max_body_bytes), senders.caller(request.scope))
         except BodyTooLarge as exc:
             core.count_rejected("too_large")
             return error(413, str(exc))
+        except PermissionError as exc:
+            core.count_rejected("forbidden_sender")
+            log.warning("refused feedback event: %s", exc)
+            return error(403, str(exc))
         except (CloudEventError, FeedbackError, ConfigError, ValueError) as exc:
             core.count_rejected("invalid")
             return error(400, str(exc))

@@ -1,5 +1,6 @@
 """Bearer-token auth on a real logger process: open health, 401 without a token, 403 with a wrong
-one, rotation through the tokens file, and the event ingress open or protected by setting."""
+one, rotation through the tokens file, and the event ingress protected by default or open by setting
+(tests/hostile/test_event_identity.py checks who may send which events)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,10 @@ def test_logger_with_tokens(tmp_path):
             assert client.get("/metrics").status_code == 401  # protected by setting
             for token in ("static-token", "first-token"):
                 assert client.get("/v1/records", headers={"authorization": f"Bearer {token}"}).status_code == 200
-            # events from the broker carry no token: the ingress is open by default
-            assert client.post("/", headers=EVENT, content=orjson.dumps({"instances": [[1]]})).status_code == 200
+            # the event ingress needs an identity too, and a client token may not send a model's request
+            assert client.post("/", headers=EVENT, content=orjson.dumps({"instances": [[1]]})).status_code == 401
+            forged = client.post("/", headers={**EVENT, "authorization": "Bearer static-token"}, content=orjson.dumps({"instances": [[1]]}))
+            assert forged.status_code == 403 and "accepted only from model" in forged.json()["error"]
             # rotation: the file is read again when it changes
             time.sleep(0.05)
             tokens.write_text("second-token\n")
@@ -49,18 +52,20 @@ def test_logger_with_tokens(tmp_path):
         stop_process(process)
 
 
-def test_protected_event_ingress(tmp_path):
+def test_event_ingress_open_by_setting(tmp_path):
+    """SEISMO_AUTH_EVENTS=open: the old behaviour, for a Knative broker without OIDC behind a NetworkPolicy."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {"SEISMO_LOGGER_SQLITE_PATH": str(tmp_path / "r.db"), "SEISMO_AUTH_TOKENS": "t", "SEISMO_AUTH_EVENTS": "protected"}
+    env = {"SEISMO_LOGGER_SQLITE_PATH": str(tmp_path / "r.db"), "SEISMO_AUTH_TOKENS": "t", "SEISMO_AUTH_EVENTS": "open"}
     log = tmp_path / "logger.log"
     process = start_service("logger", port, env, log)
     try:
         wait_ready(url, process, log_path=log)
         body = orjson.dumps({"instances": [[1]]})
-        assert httpx.post(f"{url}/", headers=EVENT, content=body).status_code == 401
-        assert httpx.post(f"{url}/", headers={**EVENT, "authorization": "Bearer t"}, content=body).status_code == 200
+        assert httpx.post(f"{url}/", headers=EVENT, content=body).status_code == 200
+        assert httpx.get(f"{url}/v1/records").status_code == 401  # the API stays protected
         assert httpx.get(f"{url}/metrics").status_code == 200  # open by default
+        assert "SEISMO_AUTH_EVENTS=open" in log.read_text()
     finally:
         stop_process(process)
 
