@@ -48,6 +48,21 @@ USES_STORE = ("logger", "metrics")  # Elasticsearch endpoint and credentials fro
 STATEFUL = ("logger", "drift", "metrics")  # PodDisruptionBudgets
 STATE_VOLUMES = {"drift": "seismo-drift-state", "metrics": "seismo-metrics-state"}
 GRPC_PORTS = {"model": 8081}  # the Open Inference Protocol's gRPC service, beside REST (KServe's port)
+# Knative's sender identity (OIDC; needs Knative's `authentication-oidc` feature): the event receivers
+# check the broker's tokens against the cluster's keys, the services that post to the broker send a
+# projected token for its audience, and EventPolicies say which service account sends which event types.
+OIDC_ISSUER = "https://kubernetes.default.svc.cluster.local"
+EVENT_SENDERS = ("model", "drift")  # post to the broker's ingress themselves
+BROKER_TOKEN_DIR = "/var/run/secrets/seismo/broker-token"
+API_TOKEN_DIR = "/var/run/secrets/seismo/api-token"
+TRIGGER_SUFFIX = "-oidc-eventing.knative.dev-trigger"  # Knative names a Trigger's own service account <trigger><suffix>
+EVENT_TYPES = {
+    "model": ["org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response",
+              "io.seldon.serving.inference.request", "io.seldon.serving.inference.response"],
+    "drift": ["org.kubeflow.serving.inference.drift"],
+    "outlier": ["org.kubeflow.serving.inference.outlier", "io.seismo.inference.adversarial"],
+    "feedback": ["io.seldon.serving.feedback"],
+}
 
 
 def labels(name: str) -> dict:
@@ -89,6 +104,20 @@ def deployment(name: str) -> dict:
     container_env.append({"name": "SEISMO_AUTH_TOKENS_FILE", "value": "/var/run/secrets/seismo/auth/tokens"})
     if name == "logger":
         container_env.append({"name": "SEISMO_LOGGER_MODELS", "value": "image-classifier"})
+    if name in EVENT_RECEIVERS:
+        # They read the issuer's keys from the API server, with a token of their own (no other API access).
+        volumes.append({"name": "api-token", "projected": {"sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3600, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}})
+        mounts.append({"name": "api-token", "mountPath": API_TOKEN_DIR, "readOnly": True})
+        container_env += [{"name": "SEISMO_AUTH_OIDC_CREDENTIALS_DIR", "value": API_TOKEN_DIR},{"name": "SEISMO_AUTH_OIDC_ISSUER", "value": OIDC_ISSUER},
+                          {"name": "SEISMO_AUTH_OIDC_AUDIENCE", "value": f"seismo-{name}"},
+                          {"name": "SEISMO_AUTH_OIDC_SUBJECTS", "value": f"broker=system:serviceaccount:{NAMESPACE}:*{TRIGGER_SUFFIX}"}]
+    if name in EVENT_SENDERS:
+        volumes.append({"name": "broker-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": broker_audience(NAMESPACE), "expirationSeconds": 3600, "path": "token"}}]}})
+        mounts.append({"name": "broker-token", "mountPath": BROKER_TOKEN_DIR, "readOnly": True})
+        container_env.append({"name": "SEISMO_AUTH_SEND_TOKEN_FILE", "value": f"{BROKER_TOKEN_DIR}/token"})
     container = {
         "name": name, "image": IMAGE.format(name=name), "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": port},
@@ -109,6 +138,7 @@ def deployment(name: str) -> dict:
         "replicas": replicas,
         "selector": {"matchLabels": labels(name)},
         "template": {"metadata": {"labels": labels(name)}, "spec": {
+            "serviceAccountName": f"seismo-{name}",
             "automountServiceAccountToken": False,
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
@@ -120,6 +150,36 @@ def deployment(name: str) -> dict:
     if name in STATE_VOLUMES:
         spec["strategy"] = {"type": "Recreate"}  # one writer per SQLite file
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"seismo-{name}", "labels": labels(name)}, "spec": spec}
+
+
+def broker_audience(namespace: str) -> str:
+    return f"eventing.knative.dev/broker/{namespace}/default"  # Knative's audience for a Broker: group/kind/namespace/name
+
+
+def service_account(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": f"seismo-{name}", "labels": labels(name)},
+            "automountServiceAccountToken": False}
+
+
+def event_policy_table() -> list[dict]:
+    """Who may post which event types to the broker: the model server its records, the drift and outlier
+    services (and their Triggers, which carry their replies) their results, feedback senders feedback.
+    Service-account names in the release's namespace; the chart reads this table (files/event-policies.yaml)."""
+    replies: dict[str, list[str]] = {}
+    for trigger in yaml.safe_load(expand_env((CONFIG_DIR / "triggers.yaml").read_text(), env={}))["triggers"]:
+        if trigger.get("replies"):
+            replies.setdefault(trigger["replies"], []).append(trigger["name"])
+    own = {"model": ["seismo-model"], "drift": ["seismo-drift"], "outlier": [], "feedback": ["seismo-feedback"]}
+    return [{"name": f"seismo-{who}-events", "who": who,
+             "serviceAccounts": own[who] + [name + TRIGGER_SUFFIX for name in replies.get(who, [])],
+             "cesql": "type IN (" + ", ".join(f"'{t}'" for t in types) + ")"} for who, types in EVENT_TYPES.items()]
+
+
+def event_policies(namespace: str) -> list[dict]:
+    return [{"apiVersion": "eventing.knative.dev/v1alpha1", "kind": "EventPolicy", "metadata": {"name": p["name"], "labels": dict(PART_OF)},
+             "spec": {"to": [{"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"}}],
+                      "from": [{"sub": f"system:serviceaccount:{namespace}:{account}"} for account in p["serviceAccounts"]],
+                      "filters": [{"cesql": p["cesql"]}]}} for p in event_policy_table()]
 
 
 def service(name: str) -> dict:
@@ -136,7 +196,8 @@ def knative_triggers() -> list[dict]:
         port = int(trigger["subscriber"]["uri"].rsplit(":", 1)[1].strip("/"))
         target = next(n for n, spec in SERVICES.items() if spec[0] == port)
         spec = {"broker": "default", "filter": {"attributes": dict(trigger["filter"]["attributes"])},
-                "subscriber": {"ref": {"apiVersion": "v1", "kind": "Service", "name": f"seismo-{target}"}}}
+                "subscriber": {"ref": {"apiVersion": "v1", "kind": "Service", "name": f"seismo-{target}"},
+                               "audience": f"seismo-{target}"}}  # the OIDC audience the subscriber checks
         spec["delivery"] = {**dict(trigger.get("delivery") or {}), "deadLetterSink": DEAD_LETTER_SINK}
         out.append({"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger", "metadata": {"name": trigger["name"], "labels": dict(PART_OF)}, "spec": spec})
     return out
@@ -146,12 +207,13 @@ def base() -> dict[str, object]:
     files: dict[str, object] = {}
     files["namespace.yaml"] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": dict(PART_OF)}}
     for name in SERVICES:
-        files[f"{name}.yaml"] = [deployment(name), service(name)]
+        files[f"{name}.yaml"] = [service_account(name), deployment(name), service(name)]
     files["broker.yaml"] = [{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
                              "metadata": {"name": "default", "labels": dict(PART_OF),
                                           "annotations": {"eventing.knative.dev/broker.class": "MTChannelBasedBroker"}},
                              "spec": {"delivery": {"retry": 6, "backoffPolicy": "exponential", "backoffDelay": "PT0.2S"}}},
-                            *knative_triggers()]
+                            *knative_triggers(), *event_policies(NAMESPACE),
+                            service_account("feedback")]  # run your ground-truth jobs as seismo-feedback (EventPolicy seismo-feedback-events)
     files["storage.yaml"] = [
         {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "labels": dict(PART_OF)},
          "spec": {"accessModes": [mode], "resources": {"requests": {"storage": size}}}}
@@ -325,6 +387,19 @@ broker:
 auth:
   enabled: true
   existingSecret: seismo-auth
+  # Who sent an event. oidc: Knative's sender identity (turn on Knative's authentication-oidc feature):
+  # the receivers check the broker's tokens, the model server and the drift service send their own, and
+  # EventPolicies say which service account may post which event types. open: no check (the
+  # NetworkPolicy is the only guard; anyone in the broker's namespace can forge events).
+  events: oidc
+  oidcIssuer: https://kubernetes.default.svc.cluster.local
+  # More subjects (system:serviceaccount:<namespace>:<name>, a trailing * allowed) allowed to post each
+  # kind of event: e.g. your ground-truth pipeline under feedback (or run it as seismo-feedback).
+  senders:
+    model: []
+    drift: []
+    outlier: []
+    feedback: []
 
 persistence:
   # The models and detectors every service loads (fill it with models/artifacts/ after `make model`).
@@ -455,7 +530,10 @@ def chart_schema(values: dict) -> dict:
                                  "backoffDelay": {"type": "string", "pattern": "^P"}, "timeout": {"type": "string", "pattern": "^P"}}),
             "kafka": _object({"bootstrapServers": {"type": "string", "minLength": 1}, "partitions": {"type": "integer", "minimum": 1},
                               "replicationFactor": {"type": "integer", "minimum": 1}})}, ["class"]),
-        "auth": _object({"enabled": boolean, "existingSecret": {"type": "string", "minLength": 1}}, ["enabled"]),
+        "auth": _object({"enabled": boolean, "existingSecret": {"type": "string", "minLength": 1}, "events": {"enum": ["oidc", "open"]},
+                         "oidcIssuer": {"type": "string", "pattern": "^https?://.+"},
+                         "senders": _object({who: {"type": "array", "items": {"type": "string", "pattern": "^system:serviceaccount:[^*]+\\*?$"}}
+                                             for who in EVENT_TYPES})}, ["enabled"]),
         "persistence": _object({"models": _object({**volume["properties"], "existingClaim": string}), "driftState": volume, "metricsState": volume}),
         "monitoring": _object({
             "serviceMonitor": _object({"enabled": boolean, "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
@@ -481,6 +559,7 @@ def chart() -> dict[str, str]:
         "values.yaml": values_text,
         "values.schema.json": json.dumps(chart_schema(values), indent=2) + "\n",
         "files/knative-triggers.yaml": header + yaml.safe_dump({"triggers": triggers}, sort_keys=False),
+        "files/event-policies.yaml": header + yaml.safe_dump({"policies": event_policy_table()}, sort_keys=False),
         "files/config/triggers.yaml": (REPO / "seismo" / "config" / "triggers.yaml").read_text(),
         "files/config/metrics.yaml": kubernetes_metrics_config(),
         "files/config/explainer.yaml": EXPLAINER_CONFIG,

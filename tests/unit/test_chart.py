@@ -18,7 +18,7 @@ helm = pytest.importorskip("helm_python", reason="helm-python-sdk (a dev depende
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "seismo"
 CRDS = Path(__file__).resolve().parents[1] / "data" / "crds"
-CRD_KINDS = {"Broker": "broker", "Trigger": "trigger", "ServiceMonitor": "servicemonitor", "PrometheusRule": "prometheusrule"}
+CRD_KINDS = {"Broker": "broker", "Trigger": "trigger", "EventPolicy": "eventpolicy", "ServiceMonitor": "servicemonitor", "PrometheusRule": "prometheusrule"}
 KUBERNETES_VERSION = "1.30.0"
 KUBECTL = shutil.which("kubectl")
 
@@ -32,6 +32,8 @@ COMBINATIONS = {
                 "monitoring": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}, "dashboards": {"enabled": False}},
                 "persistence": {"models": {"existingClaim": "my-models"}},
                 "store": {"elasticsearch": {"url": "https://es.example:9200", "credentialsSecret": ""}}},
+    "events-open": {"auth": {"events": "open"}},
+    "feedback-senders": {"auth": {"senders": {"feedback": ["system:serviceaccount:labels:annotator-*"]}}},
     "seldon-graphs": {"seldonGraphs": "kind: SeldonDeployment\nmetadata: {name: assistant}\nspec:\n  predictors:\n  - name: default\n"
                                       "    graph: {name: asr, children: [{name: intent}]}\n"},
     "own-images": {"image": {"registry": "registry.example/team", "tag": "1.2.3"}, "imagePullSecrets": [{"name": "regcred"}],
@@ -130,6 +132,33 @@ def test_each_combination_does_what_its_values_say():
     pod = by_key(minimal)[("Deployment", "seismo-logger")]["spec"]["template"]["spec"]
     assert {"name": "models", "persistentVolumeClaim": {"claimName": "my-models", "readOnly": True}} in pod["volumes"]
 
+    # Knative's sender identity (the default): receivers check the broker's tokens, senders send their own,
+    # EventPolicies name who may post which types; `events: open` turns all of it off.
+    default = by_key(render())
+    for name in ("logger", "outlier", "drift", "metrics"):
+        env = _env(_container(list(default.values()), name))
+        assert env["SEISMO_AUTH_OIDC_AUDIENCE"] == f"seismo-{name}" and env["SEISMO_AUTH_OIDC_ISSUER"].startswith("https://")
+        assert env["SEISMO_AUTH_OIDC_SUBJECTS"] == "broker=system:serviceaccount:seismo:*-oidc-eventing.knative.dev-trigger"
+    for name in ("model", "drift"):
+        pod = default[("Deployment", f"seismo-{name}")]["spec"]["template"]["spec"]
+        assert _env(pod["containers"][0])["SEISMO_AUTH_SEND_TOKEN_FILE"] == "/var/run/secrets/seismo/broker-token/token"
+        token = next(v for v in pod["volumes"] if v["name"] == "broker-token")["projected"]["sources"][0]["serviceAccountToken"]
+        assert token["audience"] == "eventing.knative.dev/broker/seismo/default"
+        assert pod["serviceAccountName"] == f"seismo-{name}" and pod["automountServiceAccountToken"] is False
+    assert all(t["spec"]["subscriber"]["audience"] == t["spec"]["subscriber"]["ref"]["name"] for k, t in default.items() if k[0] == "Trigger")
+    drift_policy = default[("EventPolicy", "seismo-drift-events")]["spec"]
+    assert {"sub": "system:serviceaccount:seismo:seismo-drift"} in drift_policy["from"]
+    assert {"sub": "system:serviceaccount:seismo:drift-kserve-request-oidc-eventing.knative.dev-trigger"} in drift_policy["from"]
+    assert drift_policy["filters"] == [{"cesql": "type IN ('org.kubeflow.serving.inference.drift')"}]
+    assert not any("seismo-model" in f["sub"] for f in drift_policy["from"])
+    senders = by_key(render(COMBINATIONS["feedback-senders"]))
+    assert {"sub": "system:serviceaccount:labels:annotator-*"} in senders[("EventPolicy", "seismo-feedback-events")]["spec"]["from"]
+    opened = render(COMBINATIONS["events-open"])
+    assert "EventPolicy" not in {o["kind"] for o in opened}
+    assert all("audience" not in o["spec"]["subscriber"] for o in opened if o["kind"] == "Trigger")
+    logger = _env(_container(opened, "logger"))
+    assert logger["SEISMO_AUTH_EVENTS"] == "open" and "SEISMO_AUTH_OIDC_ISSUER" not in logger
+
     own = render(COMBINATIONS["own-images"])
     assert _container(own, "model")["image"] == "registry.example/team/model:1.2.3"
     drift = by_key(own)[("Deployment", "seismo-drift")]
@@ -208,6 +237,8 @@ def test_default_render_carries_the_kustomize_bases_objects():
             assert ours["spec"]["selector"] == theirs["spec"]["selector"], key
         elif key[0] == "ConfigMap":
             assert ours["data"] == theirs["data"], key
+        elif key[0] == "ServiceAccount":
+            assert ours["automountServiceAccountToken"] is theirs["automountServiceAccountToken"] is False, key
         else:
             assert ours["spec"] == theirs["spec"], key
     assert chart[("Trigger", "logger-kserve-request")]["spec"]["subscriber"]["ref"]["name"] == "seismo-logger"

@@ -16,7 +16,7 @@ MANIFESTS = REPO / "manifests"
 CRDS = Path(__file__).resolve().parents[1] / "data" / "crds"
 KUBECTL = shutil.which("kubectl")
 OVERLAYS = ["base", "overlays/gpu", "overlays/kafka-broker", "overlays/dev"]
-CRD_KINDS = {"Broker": "broker", "Trigger": "trigger", "ServiceMonitor": "servicemonitor", "PrometheusRule": "prometheusrule"}
+CRD_KINDS = {"Broker": "broker", "Trigger": "trigger", "EventPolicy": "eventpolicy", "ServiceMonitor": "servicemonitor", "PrometheusRule": "prometheusrule"}
 KUBERNETES_VERSION = "1.30.0"
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed (its built-in kustomize renders the manifests)")
 
