@@ -86,8 +86,9 @@ class FakeElasticsearch:
             aggregations = {name: _aggregate(spec, hits) for name, spec in (body.get("aggs") or {}).items()}
             hits = hits[: body.get("size", 10)]
             with_seq = body.get("seq_no_primary_term") or request.query_params.get("seq_no_primary_term") == "true"
+            excluded = set(filter(None, request.query_params.get("_source_excludes", "").split(",")))  # documented: fields left out
             shown = [
-                {"_index": h["_index"], "_id": h["_id"], "_score": None, "_source": h["_source"],
+                {"_index": h["_index"], "_id": h["_id"], "_score": None, "_source": {k: v for k, v in h["_source"].items() if k not in excluded},
                  **({"_seq_no": h["_seq_no"], "_primary_term": h["_primary_term"]} if with_seq else {})}
                 for h in hits
             ]
@@ -111,6 +112,16 @@ class FakeElasticsearch:
             status, result = self._write(request.path_params["index"], request.path_params["id"], orjson.loads(await request.body()),
                                          params.get("op_type", "index"), seq, term)
             return self._reply(result, status)
+
+        async def get_doc(request: Request) -> Response:
+            # The documented contract: GET /<index>/_doc/<id> -> {"found": true, "_source": ...}, or 404 {"found": false}
+            if (failed := self._check(request)) is not None:
+                return failed
+            index, doc_id = request.path_params["index"], request.path_params["id"]
+            doc = self.indices.get(index, {}).get(doc_id)
+            if doc is None:
+                return self._reply({"_index": index, "_id": doc_id, "found": False}, 404)
+            return self._reply({"_index": index, "_id": doc_id, "_version": 1, "found": True, **doc})
 
         async def bulk(request: Request) -> Response:
             # The documented contract: POST /_bulk, NDJSON of action metadata + source lines, the client
@@ -156,6 +167,7 @@ class FakeElasticsearch:
             Route("/{index}/_search", search, methods=["POST", "GET"]),
             Route("/{index}/_count", count, methods=["POST", "GET"]),
             Route("/{index}/_doc/{id}", index_doc, methods=["PUT", "POST"]),
+            Route("/{index}/_doc/{id}", get_doc, methods=["GET"]),
         ])
 
 

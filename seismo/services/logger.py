@@ -33,6 +33,7 @@ from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_ht
 from seismo.events.seldon_graph import NO_GRAPHS, SeldonGraphs, load_graphs
 from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
 from seismo.labels import LabelValues, event_type_label
+from seismo.services import senders
 from seismo.services.api.logger import OPERATIONS
 from seismo.services.auth import auth_middleware
 from seismo.services.common import (
@@ -48,7 +49,7 @@ from seismo.services.common import (
 )
 from seismo.services.openapi import openapi_route
 from seismo.store import Record, RecordStore, RecordUpdate, record_to_json
-from seismo.store.base import lineage_link, response_view
+from seismo.store.base import KEPT_ASIDE, Stored, lineage_link, response_view
 from seismo.store.settings import StoreSettings
 from seismo.times import now_rfc3339, parse_timestamp, rfc3339
 from seismo.topology import SERVICE_PORTS
@@ -57,6 +58,7 @@ from seismo.tracing import Tracing, fail, parent_of
 log = logging.getLogger(__name__)
 MAX_QUERY_LIMIT = 1000
 MAX_LINEAGE_DEPTH = 32
+READ_CONCURRENCY = 2  # reads in flight at once; more wait (each holds at most a page's payloads in memory)
 """Hops a lineage answer follows upstream at most (chains of models are short; a client names parents)."""
 
 
@@ -71,6 +73,9 @@ class LoggerSettings(StoreSettings):
     """Largest event body accepted; bigger ones get 413 (the model server's body limit, so what it accepts is stored)."""
     max_batch: int = 256
     """Events folded into the store in one transaction at most."""
+    max_read_bytes: int = 16 * 1024 * 1024
+    """Payload bytes one records listing answers at most (`GET /v1/records` stops before the record that
+    would pass it, answering at least one, and says `"truncated": true`; page on with `since`)."""
     max_batch_events: int = 1000
     """Most events in one batched delivery (`application/cloudevents-batch+json`, which Seismo's broker
     sends to triggers with `batch`); more get 400. Answered 200 with one result per event."""
@@ -82,6 +87,11 @@ class LoggerSettings(StoreSettings):
     the metrics server's ledger: a store must not grow without bound by default); 0 keeps them forever."""
     retention_interval_seconds: float = 300.0
     """How often retention runs."""
+    max_store_bytes: int = 4 * 1024**3
+    """Bytes the SQLite record store may hold (default 4 GiB, under the chart's 5 GiB volume): past it,
+    retention removes the oldest records until it is below again, counted as
+    `seismo_logger_retention_removed_total{what="records_over_size"}`. 0: no cap. Elasticsearch: use an
+    index lifecycle policy (the cluster's own size rules)."""
     embedding_reference_path: Path | None = None
     """An EmbeddingDrift folder whose reference `GET /v1/embeddings/clusters` compares production with
     (`seismo up` sets the example's). Unset: that endpoint answers 404 naming this setting."""
@@ -177,6 +187,10 @@ class _LoggerMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.received = Counter("seismo_logger_events_received", "Events received", ["model", "type"], registry=registry)
         self.stored = Counter("seismo_logger_events_stored", "Events folded into a record", ["model", "type"], registry=registry)
+        self.conflicts = Counter("seismo_logger_events_conflicting", "Requests or responses for a prediction id that already had a "
+                                 "different one (kept aside in the record's `conflicts` annotation, not merged), and drift results "
+                                 "for a window that already had a different one (kept beside it, marked conflict)", ["model", "type"],
+                                 registry=registry)
         self.duplicates = Counter("seismo_logger_events_duplicate", "Redelivered events that changed nothing", ["model", "type"],
                                   registry=registry)
         self.rejected = Counter("seismo_logger_events_rejected", "Events refused, by reason", ["reason"], registry=registry)
@@ -212,14 +226,15 @@ class RecordLogger:
         self.seldon_graphs = load_graphs(settings.seldon_graphs)
         self._reference: Any = None  # the embedding reference, loaded on the first clusters request
         self.model_label = LabelValues(m.strip() for m in settings.models.split(",") if m.strip())
-        self.writer: ThreadBatcher[RecordUpdate, bool] = ThreadBatcher(self._write_batch, settings.max_batch, name="store-writer")
+        self.writer: ThreadBatcher[RecordUpdate, Stored] = ThreadBatcher(self._write_batch, settings.max_batch, name="store-writer")
+        self._reads = asyncio.Semaphore(READ_CONCURRENCY)
 
     def _store(self) -> RecordStore:
         if self.store is None:
             raise RuntimeError("the logger is not started")
         return self.store
 
-    def _write_batch(self, updates: list[RecordUpdate]) -> list[bool]:
+    def _write_batch(self, updates: list[RecordUpdate]) -> list[Stored]:
         started = time.perf_counter()
         results = self._store().apply(updates)
         self.metrics.store_seconds.observe(time.perf_counter() - started)
@@ -227,8 +242,10 @@ class RecordLogger:
 
     async def start(self) -> None:
         self.store = self._given_store or self.settings.open_store()
+        if hasattr(self.store, "models"):  # Elasticsearch: indices for the configured models only
+            setattr(self.store, "models", frozenset(self.model_label.known))  # noqa: B010 (not every store has it)
         self.writer.start()
-        if self.settings.retention_seconds > 0:
+        if self.settings.retention_seconds > 0 or self.settings.max_store_bytes > 0:
             self._tasks = [asyncio.create_task(self._retention(), name="logger-retention")]
         self.ready = True
 
@@ -243,15 +260,18 @@ class RecordLogger:
     def count_rejected(self, reason: str) -> None:
         self.metrics.rejected.labels(reason).inc()
 
-    def accept(self, headers: Mapping[str, str], body: bytes) -> tuple[CloudEvent, RecordUpdate, tuple[str, int, dict] | None]:
-        """Parse and check one delivered event; CloudEventError or ValueError (a 400) naming the problem."""
+    def parse(self, headers: Mapping[str, str], body: bytes) -> CloudEvent:
+        """One delivered event; CloudEventError (a 400, counted) naming the problem."""
         try:
-            event = from_http(headers, body)
+            return from_http(headers, body)
         except CloudEventError as exc:
             self.count_rejected("invalid")
             log.warning("rejected event: %s", exc)
             raise
-        return self.accept_event(event)
+
+    def accept(self, headers: Mapping[str, str], body: bytes) -> tuple[CloudEvent, RecordUpdate, tuple[str, int, dict] | None]:
+        """Parse and check one delivered event; CloudEventError or ValueError (a 400) naming the problem."""
+        return self.accept_event(self.parse(headers, body))
 
     def accept_event(self, event: CloudEvent) -> tuple[CloudEvent, RecordUpdate, tuple[str, int, dict] | None]:
         """Check one decoded event: what it adds to its record; ValueError (a 400) naming the problem."""
@@ -265,7 +285,7 @@ class RecordLogger:
         return event, update, drift_window
 
     async def store_event(self, event: CloudEvent, update: RecordUpdate, drift_window: tuple[str, int, dict] | None,
-                          trace_parent: Mapping[str, str] | None = None) -> bool:
+                          trace_parent: Mapping[str, str] | None = None) -> Stored:
         """Fold an accepted event into its record once committed; True if it changed the record.
 
         StoreUnavailable when the store failed (nothing was stored). The `store` span continues
@@ -276,8 +296,10 @@ class RecordLogger:
                                {"seismo.prediction_id": update.prediction_id, "seismo.model": update.model,
                                 "cloudevents.event_type": event.type}) as span:
             try:
-                if drift_window is not None:
-                    await self.writer.call(self._store().add_drift_window, *drift_window)
+                if drift_window is not None and await self.writer.call(self._store().add_drift_window, *drift_window) == KEPT_ASIDE:
+                    self.metrics.conflicts.labels(model, event_type).inc()
+                    log.warning("drift result for %s window %d differs from the one kept first: kept beside it, marked conflict",
+                                escape_id(drift_window[0]), drift_window[1])
                 changed = await self.writer.submit(update)
             except Exception as exc:
                 self.count_rejected("store_error")
@@ -286,17 +308,33 @@ class RecordLogger:
                 raise StoreUnavailable(type(exc).__name__) from exc
             if span is not None:
                 span.set_attribute("seismo.stored", changed)
-        (self.metrics.stored if changed else self.metrics.duplicates).labels(model, event_type).inc()
+        if changed == KEPT_ASIDE:
+            self.metrics.conflicts.labels(model, event_type).inc()
+            log.warning("event %s (%s) conflicts with the record's first one: kept aside, not merged",
+                        escape_id(update.prediction_id), event_type)
+        else:
+            (self.metrics.stored if changed else self.metrics.duplicates).labels(model, event_type).inc()
         return changed
 
-    async def store_batch(self, items: list[CloudEvent | CloudEventError]) -> list[dict]:
+    def forbidden(self, identity: str | None, event: CloudEvent) -> str | None:
+        """Why `identity` may not send `event` (seismo.services.senders), counted; None when it may."""
+        why = senders.refusal(identity, event)
+        if why is not None:
+            self.count_rejected("forbidden_sender")
+            log.warning("refused event %s: %s", escape_id(event.id), why)
+        return why
+
+    async def store_batch(self, items: list[CloudEvent | CloudEventError], identity: str | None = None) -> list[dict]:
         """A batched delivery: every good event stored together (one transaction), one result per item
-        in order: 200 stored (or a duplicate), 400 refused with its reason, 503 not stored (retry it)."""
+        in order: 200 stored (or a duplicate), 400 refused with its reason, 403 not its sender's to send,
+        503 not stored (retry it)."""
 
         async def one(item: CloudEvent | CloudEventError) -> dict:
             if isinstance(item, CloudEventError):
                 self.count_rejected("invalid")
                 return {"status": 400, "error": str(item)}
+            if why := self.forbidden(identity, item):
+                return {"id": item.id, "status": 403, "error": why}
             try:
                 event, update, drift_window = self.accept_event(item)
             except ValueError as exc:
@@ -309,8 +347,14 @@ class RecordLogger:
 
         return list(await asyncio.gather(*(one(item) for item in items)))  # submitted together: one group commit
 
+    async def read(self, fn, *args):
+        """A read off the writer's thread (the SQLite store reads on a connection of its own), at most
+        READ_CONCURRENCY at once: a long read never delays storing predictions."""
+        async with self._reads:
+            return await asyncio.to_thread(fn, *args)
+
     async def drift_windows(self, model: str | None, limit: int) -> list[dict]:
-        return await self.writer.call(self._store().drift_windows, model, limit)
+        return await self.read(self._store().drift_windows, model, limit)
 
     def _clusters(self, model: str, since: float | None, limit: int) -> dict:
         """Production embeddings of `model` (the first `limit` records from `since`) clustered with the reference."""
@@ -321,7 +365,7 @@ class RecordLogger:
         if self._reference is None:
             self._reference = load_detector(self.settings.embedding_reference_path)
         reference = self._reference.x_ref
-        records = self._store().query(model, since, None, limit)
+        records = self._store().query(model, since, None, limit, requests=False)  # the requests (most of the bytes) are not used
         vectors, points = [], []
         for record in records:
             view = response_view(record)  # the request (for images, most of the bytes) is not needed here
@@ -341,14 +385,14 @@ class RecordLogger:
         return {"model": model, **report}
 
     async def clusters(self, model: str, since: float | None, limit: int) -> dict:
-        return await asyncio.to_thread(self._clusters, model, since, limit)  # minutes of CPU at most: off the event loop
+        return await self.read(self._clusters, model, since, limit)  # minutes of CPU at most: off the event loop
 
     async def embedding_versions(self, model: str | None) -> list[dict]:
-        rows = await self.writer.call(self._store().embedding_versions, model)
+        rows = await self.read(self._store().embedding_versions, model)
         return [{**row, "first": rfc3339(row["first"]), "last": rfc3339(row["last"])} for row in rows]
 
     async def record(self, prediction_id: str) -> Record | None:
-        return await self.writer.call(self._store().get, prediction_id)
+        return await self.read(self._store().get, prediction_id)
 
     def _lineage(self, prediction_id: str) -> list[Record] | None:
         """The record and its upstream records, nearest first, following `parentid`; None if the first is unknown.
@@ -372,10 +416,11 @@ class RecordLogger:
         return chain
 
     async def lineage(self, prediction_id: str) -> list[Record] | None:
-        return await self.writer.call(self._lineage, prediction_id)
+        return await self.read(self._lineage, prediction_id)
 
     async def records(self, model: str | None, since: float | None, until: float | None, limit: int) -> list[Record]:
-        return await self.writer.call(self._store().query, model, since, until, limit)
+        """At most `limit` records, and no more payload bytes than SEISMO_LOGGER_MAX_READ_BYTES (one record at least)."""
+        return await self.read(self._store().query, model, since, until, limit, self.settings.max_read_bytes)
 
     def dead_letter(self, event: CloudEvent) -> dict:
         """Count a dead letter and keep its attributes (never the payload) among the last 100."""
@@ -393,13 +438,22 @@ class RecordLogger:
         while True:
             await asyncio.sleep(self.settings.retention_interval_seconds)
             try:
-                removed = await self.writer.call(self._store().expire, time.time() - self.settings.retention_seconds)
-                for what, count in removed.items():
-                    if count:
-                        self.metrics.retention_removed.labels(what).inc(count)
-                        log.info("retention: removed %d %s older than %.0f s", count, what, self.settings.retention_seconds)
+                await self.apply_retention()
             except Exception as exc:  # the store may be down for a while: try again next time
                 log.warning("retention failed: %r", exc)
+
+    async def apply_retention(self) -> None:
+        """Remove what is older than the retention, then the oldest records while the store is over its size cap."""
+        store = self._store()
+        removed: dict[str, int] = {}
+        if self.settings.retention_seconds > 0:
+            removed = await self.writer.call(store.expire, time.time() - self.settings.retention_seconds)
+        if self.settings.max_store_bytes > 0 and hasattr(store, "shrink_to"):
+            removed["records_over_size"] = await self.writer.call(store.shrink_to, self.settings.max_store_bytes)
+        for what, count in removed.items():
+            if count:
+                self.metrics.retention_removed.labels(what).inc(count)
+                log.info("retention: removed %d %s", count, what.replace("_", " "))
 
 
 def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None) -> Starlette:
@@ -416,10 +470,13 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
             except CloudEventError as exc:
                 core.count_rejected("invalid")
                 return error(400, str(exc))
-            return JSONResponse({"results": await core.store_batch(items)})
+            return JSONResponse({"results": await core.store_batch(items, senders.caller(request.scope))})
         try:
             body = await read_body(request, settings.max_event_bytes)
-            event, update, drift_window = core.accept(request.headers, body)
+            event = core.parse(request.headers, body)
+            if why := core.forbidden(senders.caller(request.scope), event):  # before its content is looked at
+                return error(403, why)
+            event, update, drift_window = core.accept_event(event)
         except BodyTooLarge as exc:
             core.count_rejected("too_large")
             return error(413, str(exc))
@@ -483,7 +540,8 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         since = None if since is None else since - 5e-7
         until = None if until is None else until - 5e-7
         records = await core.records(params.get("model"), since, until, limit)
-        return JSONResponse({"records": [record_to_json(r) for r in records]})
+        # `truncated`: the byte budget stopped the page early (the next one starts at its last record's time).
+        return JSONResponse({"records": [record_to_json(r) for r in records], "truncated": getattr(records, "truncated", False)})
 
     async def dead_letter(request: Request) -> Response:
         """The dead-letter sink of the Knative Triggers."""
@@ -495,6 +553,10 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         except CloudEventError as exc:
             core.count_rejected("invalid")
             return error(400, str(exc))
+        identity = senders.caller(request.scope)
+        if identity is not None and identity != senders.BROKER:  # only the broker reports dead letters
+            core.count_rejected("forbidden_sender")
+            return error(403, f"dead letters are accepted only from the broker; this one came from {identity!r}")
         core.dead_letter(event)
         return JSONResponse({"counted": True}, status_code=202)
 

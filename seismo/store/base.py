@@ -8,9 +8,10 @@ it changed anything, so every backend deduplicates on (prediction id, event type
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -55,14 +56,27 @@ class RecordUpdate:
     extensions: dict[str, str] = field(default_factory=dict)
 
 
+KEPT_ASIDE: Literal["kept_aside"] = "kept_aside"
+Stored = bool | Literal["kept_aside"]
+"""What applying an update did: True folded in, False a duplicate, KEPT_ASIDE a conflicting duplicate."""
+MAX_CONFLICTS = 5
+"""Conflicting duplicates kept per record (`annotations.conflicts`); later ones are only counted."""
+MAX_CONFLICT_PAYLOAD = 64 * 1024
+"""A conflicting payload up to this size is kept whole; a larger one by its digest and size."""
+
+
 def merge(record: Record | None, update: RecordUpdate, now: float) -> Record | None:
-    """The record with `update` folded in, or None when the update is a duplicate."""
+    """The record with `update` folded in, or None when the update is a duplicate.
+
+    The first request and response of a prediction id are its record's; another with a different
+    payload (a forgery, or two servers sharing ids) is not merged and not dropped: it is kept aside
+    under the `conflicts` annotation (see `outcome`, which tells the two apart)."""
     if record is None:
         if update.kind is EventKind.DRIFT:
             return None  # a window's result belongs to the drift log; it annotates only a record that exists
         record = Record(prediction_id=update.prediction_id, model=update.model, created_at=now)
     elif update.event_type in record.event_types:
-        return None
+        return _kept_aside(record, update, now)
     changes: dict[str, Any] = {
         "updated_at": now,
         "event_types": (*record.event_types, update.event_type),
@@ -84,6 +98,63 @@ def merge(record: Record | None, update: RecordUpdate, now: float) -> Record | N
         # Detector replies and feedback become annotations under their kind's name.
         changes["annotations"] = {**record.annotations, update.kind.value: _decode_payload(update.body, update.content_type)}
     return replace(record, **changes)
+
+
+def _kept_aside(record: Record, update: RecordUpdate, now: float) -> Record | None:
+    """The record with a conflicting duplicate added to its `conflicts` annotation; None for a true
+    duplicate (the broker is at-least-once), one already kept, or once MAX_CONFLICTS are kept."""
+    if update.kind is EventKind.REQUEST:
+        current = record.request
+    elif update.kind is EventKind.RESPONSE:
+        current = record.response
+    else:
+        return None  # detector replies annotate once; feedback is joined (and replaced) in the metrics ledger
+    if update.body == (current or b""):
+        return None
+    if update.extensions.get("modelid"):
+        return None  # a Seldon graph's nodes fold into their puid's record when no graph is configured: the first one's stays
+    digest = hashlib.sha256(update.body).hexdigest()
+    conflicts = list(record.annotations.get("conflicts") or [])
+    if len(conflicts) >= MAX_CONFLICTS or any(c.get("sha256") == digest for c in conflicts):
+        return None
+    conflicts.append({"event_type": update.event_type, "received_at": rfc3339(now), "sha256": digest, "bytes": len(update.body),
+                      "payload": _decode_payload(update.body, update.content_type) if len(update.body) <= MAX_CONFLICT_PAYLOAD else None})
+    return replace(record, updated_at=now, annotations={**record.annotations, "conflicts": conflicts})
+
+
+def payload_bytes(record: Record) -> int:
+    return len(record.request or b"") + len(record.response or b"")
+
+
+class Page(list):
+    """Records, and whether a byte budget left some out (`truncated`)."""
+
+    truncated = False
+
+
+def within_budget(records: Iterator[Record], max_bytes: int | None) -> Page:
+    """The records up to the one whose payloads would take the total past `max_bytes` (at least one)."""
+    out = Page()
+    total = 0
+    for record in records:
+        total += payload_bytes(record)
+        if out and max_bytes is not None and total > max_bytes:
+            out.truncated = True
+            break
+        out.append(record)
+    return out
+
+
+def result_digest(result: dict[str, Any]) -> str:
+    """A drift result's identity beside its (model, window): the same result redelivered has the same one."""
+    return hashlib.sha256(orjson.dumps(result, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def outcome(before: Record | None, update: RecordUpdate, after: Record | None) -> Stored:
+    """What `merge(before, update)` giving `after` did to the record."""
+    if after is None:
+        return False
+    return KEPT_ASIDE if before is not None and update.event_type in before.event_types else True
 
 
 def _decode_payload(body: bytes | None, content_type: str | None) -> Any:
@@ -165,8 +236,9 @@ def lineage_link(record: Record) -> dict[str, Any]:
 class RecordStore(Protocol):
     """What every backend offers. Calls block: services run them in a worker thread."""
 
-    def apply(self, updates: list[RecordUpdate]) -> list[bool]:
-        """Fold updates in, atomically where the backend allows; True where a record changed."""
+    def apply(self, updates: list[RecordUpdate]) -> list[Stored]:
+        """Fold updates in, atomically where the backend allows; True where a record changed, KEPT_ASIDE
+        where a conflicting duplicate was kept aside, False for a duplicate."""
 
     def get(self, prediction_id: str) -> Record | None: ...
 
@@ -174,9 +246,12 @@ class RecordStore(Protocol):
         """The records that exist among `prediction_ids`, by id."""
 
     def query(
-        self, model: str | None = None, since: float | None = None, until: float | None = None, limit: int = 100
+        self, model: str | None = None, since: float | None = None, until: float | None = None, limit: int = 100,
+        max_bytes: int | None = None, requests: bool = True,
     ) -> list[Record]:
-        """Records oldest first by creation time, optionally one model's, in [since, until)."""
+        """Records oldest first by creation time, optionally one model's, in [since, until). `max_bytes`:
+        stop before the record whose payloads would take the total past it (one record at least, so a
+        listing always moves on). `requests=False`: leave request payloads out (None)."""
 
     def count(self, model: str | None = None) -> int: ...
 
@@ -184,8 +259,10 @@ class RecordStore(Protocol):
         """The embedding versions records carry: `version`, `count`, `first` and `last` (creation times,
         epoch seconds), oldest first."""
 
-    def add_drift_window(self, model: str, window: int, result: dict[str, Any]) -> bool:
-        """Append a tested window to the drift log; False if (model, window) is already there."""
+    def add_drift_window(self, model: str, window: int, result: dict[str, Any]) -> Stored:
+        """Append a tested window to the drift log: True; False if the same result for (model, window) is
+        there (a redelivery); KEPT_ASIDE when another result for it is there: this one is kept too,
+        marked `"conflict": true`, so a result sent first cannot take a later one's place unseen."""
 
     def drift_windows(self, model: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """The drift log, oldest window first."""

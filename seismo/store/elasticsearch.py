@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from seismo.retry import Backoff, is_transient, retry_call
-from seismo.store.base import Record, RecordUpdate, merge
+from seismo.store.base import KEPT_ASIDE, Record, RecordUpdate, Stored, merge, outcome, result_digest, within_budget
 
 log = logging.getLogger(__name__)
 _INDEX_UNSAFE = re.compile(r"[^a-z0-9_.-]+")
@@ -41,6 +41,8 @@ class ElasticsearchConfig:
     max_retries: int = 5
     backoff_seconds: float = 0.2
     timeout_seconds: float = 10.0
+    max_indices: int = 50
+    """Record indices this store creates at most; records that would need another go to `<prefix>-other`."""
 
     @classmethod
     def with_secret_dir(cls, url: str, secret_dir: str | Path | None, **kwargs: Any) -> ElasticsearchConfig:
@@ -116,6 +118,11 @@ class ElasticsearchRecordStore:
 
         self.config = config
         self._sleep = sleep
+        self.models: frozenset[str] = frozenset()
+        """The configured models (the logger's SEISMO_LOGGER_MODELS): only they get indices of their own.
+        Model, namespace and endpoint come from events; an index per name a client makes up would
+        exhaust a shared cluster's shards."""
+        self._indices: set[str] = set()
         auth: dict[str, Any] = {}
         tls: dict[str, Any] = {"ca_certs": config.ca_certs} if config.ca_certs else {}
         if config.api_key:
@@ -146,9 +153,10 @@ class ElasticsearchRecordStore:
         backoff = Backoff(self.config.backoff_seconds, 10.0, jitter=False)
         return retry_call(fn, self.config.max_retries + 1, backoff, f"elasticsearch {what}", transient, self._sleep)
 
-    def apply(self, updates: list[RecordUpdate]) -> list[bool]:
-        """Fold each update into its record: True if it changed it, False for a duplicate."""
-        results = [False] * len(updates)
+    def apply(self, updates: list[RecordUpdate]) -> list[Stored]:
+        """Fold each update into its record: True if it changed it, False for a duplicate, KEPT_ASIDE
+        for a conflicting duplicate (seismo.store.base.merge)."""
+        results: list[Stored] = [False] * len(updates)
         pending = list(range(len(updates)))
         backoff = Backoff(self.config.backoff_seconds, 10.0, jitter=False)
         for attempt in range(1, 11):  # optimistic concurrency: rounds of re-read and re-merge for the refused items
@@ -160,7 +168,7 @@ class ElasticsearchRecordStore:
                 update = updates[i]
                 base = merged.get(update.prediction_id) or (found[update.prediction_id][0] if update.prediction_id in found else None)
                 record = merge(base, update, now)
-                results[i] = record is not None
+                results[i] = outcome(base, update, record)
                 if record is not None:
                     merged[update.prediction_id] = record
                     owners.setdefault(update.prediction_id, []).append(i)
@@ -172,7 +180,7 @@ class ElasticsearchRecordStore:
                     _, index, seq_no, primary_term = found[pid]
                     operations.append({"index": {"_index": index, "_id": pid, "if_seq_no": seq_no, "if_primary_term": primary_term}})
                 else:
-                    operations.append({"create": {"_index": index_name(self.config.index_prefix, record), "_id": pid}})
+                    operations.append({"create": {"_index": self.index_for(record), "_id": pid}})
                 operations.append(_to_doc(record))
             response = self._call("bulk", functools.partial(self._es.bulk, operations=operations, refresh="wait_for"))
             pending, transient = [], False
@@ -192,6 +200,16 @@ class ElasticsearchRecordStore:
             pending.sort()
         raise RuntimeError(f"records {sorted({updates[i].prediction_id for i in pending})[:5]} kept changing or being refused "
                            "under 10 attempts to update them")
+
+    def index_for(self, record: Record) -> str:
+        """The record's Seldon-style index if its model is configured (and the index budget allows), else `<prefix>-other`."""
+        name = index_name(self.config.index_prefix, record)
+        if name in self._indices:
+            return name
+        if (self.models and record.model not in self.models) or len(self._indices) >= self.config.max_indices:
+            return f"{self.config.index_prefix}-other"
+        self._indices.add(name)
+        return name
 
     def _find_many(self, prediction_ids: list[str]) -> dict[str, tuple[Record, str, int, int]]:
         """The records among `prediction_ids` with where they live and their concurrency tokens."""
@@ -228,7 +246,8 @@ class ElasticsearchRecordStore:
         return found
 
     def query(
-        self, model: str | None = None, since: float | None = None, until: float | None = None, limit: int = 100
+        self, model: str | None = None, since: float | None = None, until: float | None = None, limit: int = 100,
+        max_bytes: int | None = None, requests: bool = True,
     ) -> list[Record]:
         filters: list[dict[str, Any]] = []
         if model is not None:
@@ -245,9 +264,11 @@ class ElasticsearchRecordStore:
                 size=limit,
                 ignore_unavailable=True,
                 allow_no_indices=True,
+                source_excludes=None if requests else ["request_base64"],
             ),
         )
-        return [_from_doc(hit["_source"]) for hit in result["hits"]["hits"]]
+        # The page comes whole from the cluster; the byte budget bounds what is answered.
+        return within_budget((_from_doc(hit["_source"]) for hit in result["hits"]["hits"]), max_bytes)
 
     def count(self, model: str | None = None) -> int:
         query = {"term": {"model": model}} if model is not None else {"match_all": {}}
@@ -275,16 +296,27 @@ class ElasticsearchRecordStore:
         rows = [{"version": b["key"], "count": b["doc_count"], "first": b["first"]["value"], "last": b["last"]["value"]} for b in buckets]
         return sorted(rows, key=lambda r: r["first"] or 0)
 
-    def add_drift_window(self, model: str, window: int, result: dict) -> bool:
+    def add_drift_window(self, model: str, window: int, result: dict) -> Stored:
         from elasticsearch import ConflictError
 
+        index = f"{self.config.index_prefix}-drift"
         doc = {"model": model, "window": window, "received_at": time.time(), "result": result}
         try:
-            self._call("index", lambda: self._es.index(index=f"{self.config.index_prefix}-drift", id=f"{model}:{window}",
-                                                       document=doc, op_type="create", refresh="wait_for"))
+            self._call("index", lambda: self._es.index(index=index, id=f"{model}:{window}", document=doc, op_type="create", refresh="wait_for"))
+            return True
+        except ConflictError:
+            pass
+        first = self._call("get", lambda: self._es.get(index=index, id=f"{model}:{window}"))["_source"]["result"]
+        digest = result_digest(result)
+        if result_digest(first) == digest:
+            return False
+        conflict = {**doc, "result": {**result, "conflict": True}}
+        try:  # kept beside the first, under an id of its own
+            self._call("index", lambda: self._es.index(index=index, id=f"{model}:{window}:{digest}", document=conflict, op_type="create",
+                                                       refresh="wait_for"))
         except ConflictError:
             return False
-        return True
+        return KEPT_ASIDE
 
     def drift_windows(self, model: str | None = None, limit: int = 1000) -> list[dict]:
         query = {"term": {"model": model}} if model is not None else {"match_all": {}}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import orjson
 
-from seismo.database import open_database, transaction
-from seismo.store.base import Record, RecordUpdate, merge
+from seismo.database import bytes_in_use, open_database, transaction
+from seismo.store.base import KEPT_ASIDE, Record, RecordUpdate, Stored, merge, outcome, result_digest, within_budget
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS drift_log (
     received_at REAL NOT NULL,
     result TEXT NOT NULL,
     PRIMARY KEY (model, window)
+);
+CREATE TABLE IF NOT EXISTS drift_conflicts (
+    model TEXT NOT NULL,
+    window INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (model, window, digest)
 );
 """
 _COLUMNS = (
@@ -93,21 +101,23 @@ def _record_to_row(r: Record) -> tuple:
 class SQLiteRecordStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        # One connection shared under a lock: the logger calls from one worker thread anyway, and
-        # reads from the HTTP API are short.
+        # Writes on one connection under a lock (the logger writes from one worker thread); reads on another
+        # (WAL lets them run beside a write), so a long read never holds up storing predictions.
         self._lock = threading.Lock()
         self._db = open_database(self.path, _SCHEMA)
+        self._read_lock = threading.Lock()
+        self._reader = open_database(self.path, _SCHEMA)
 
-    def apply(self, updates: list[RecordUpdate]) -> list[bool]:
+    def apply(self, updates: list[RecordUpdate]) -> list[Stored]:
         now = round(time.time(), 6)  # microseconds, what the API's ISO times carry
-        results: list[bool] = []
+        results: list[Stored] = []
         with self._lock:
             with transaction(self._db):
                 pending: dict[str, Record] = {}  # records changed in this batch, by id
                 for update in updates:
                     current = pending.get(update.prediction_id) or self._get(update.prediction_id)
                     merged = merge(current, update, now)
-                    results.append(merged is not None)
+                    results.append(outcome(current, update, merged))
                     if merged is not None:
                         pending[update.prediction_id] = merged
                 self._db.executemany(
@@ -121,23 +131,25 @@ class SQLiteRecordStore:
         return None if row is None else _row_to_record(row)
 
     def get(self, prediction_id: str) -> Record | None:
-        with self._lock:
-            return self._get(prediction_id)
+        with self._read_lock:
+            row = self._reader.execute(f"SELECT {_COLUMNS} FROM records WHERE prediction_id = ?", (prediction_id,)).fetchone()
+        return None if row is None else _row_to_record(row)
 
     def get_many(self, prediction_ids: list[str]) -> dict[str, Record]:
         """The records that exist among `prediction_ids`, by id (one query per 500 ids)."""
         found: dict[str, Record] = {}
-        with self._lock:
+        with self._read_lock:
             for start in range(0, len(prediction_ids), 500):
                 chunk = prediction_ids[start:start + 500]
-                rows = self._db.execute(
+                rows = self._reader.execute(
                     f"SELECT {_COLUMNS} FROM records WHERE prediction_id IN ({', '.join('?' * len(chunk))})", chunk
                 ).fetchall()
                 found.update((row[0], _row_to_record(row)) for row in rows)
         return found
 
     def query(
-        self, model: str | None = None, since: float | None = None, until: float | None = None, limit: int = 100
+        self, model: str | None = None, since: float | None = None, until: float | None = None, limit: int = 100,
+        max_bytes: int | None = None, requests: bool = True,
     ) -> list[Record]:
         clauses: list[str] = []
         params: list[str | float] = []
@@ -151,39 +163,48 @@ class SQLiteRecordStore:
             clauses.append("created_at < ?")
             params.append(until)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {_COLUMNS} FROM records {where} ORDER BY created_at, prediction_id LIMIT ?"
-        with self._lock:
-            rows = self._db.execute(sql, (*params, limit)).fetchall()
-        return [_row_to_record(r) for r in rows]
+        columns = _COLUMNS if requests else _COLUMNS.replace(" request,", " NULL AS request,", 1)
+        sql = f"SELECT {columns} FROM records {where} ORDER BY created_at, prediction_id LIMIT ?"
+        with self._read_lock:  # rows are read one at a time: past the byte budget, no more payloads are loaded
+            return within_budget((_row_to_record(r) for r in self._reader.execute(sql, (*params, limit))), max_bytes)
 
     def count(self, model: str | None = None) -> int:
-        with self._lock:
+        with self._read_lock:
             if model is None:
-                return self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
-            return self._db.execute("SELECT COUNT(*) FROM records WHERE model = ?", (model,)).fetchone()[0]
+                return self._reader.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+            return self._reader.execute("SELECT COUNT(*) FROM records WHERE model = ?", (model,)).fetchone()[0]
 
     def embedding_versions(self, model: str | None = None) -> list[dict]:
         # A scan (no index on the JSON path: it would cost every write); the CLI asks this rarely.
         sql = ("SELECT json_extract(extensions, '$.embeddingversion') AS version, COUNT(*), MIN(created_at), MAX(created_at) "
                "FROM records WHERE version IS NOT NULL {} GROUP BY version ORDER BY MIN(created_at)")
-        rows = self._db.execute(sql.format("AND model = ?" if model is not None else ""), (model,) if model is not None else ()).fetchall()
+        with self._read_lock:
+            rows = self._reader.execute(sql.format("AND model = ?" if model is not None else ""), (model,) if model is not None else ()).fetchall()
         return [{"version": v, "count": n, "first": first, "last": last} for v, n, first, last in rows]
 
-    def add_drift_window(self, model: str, window: int, result: dict) -> bool:
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO drift_log (model, window, received_at, result) VALUES (?, ?, ?, ?)",
-                (model, window, time.time(), orjson.dumps(result)),
-            )
-            return cursor.rowcount == 1
+    def add_drift_window(self, model: str, window: int, result: dict) -> Stored:
+        now = time.time()
+        with self._lock, transaction(self._db):
+            cursor = self._db.execute("INSERT OR IGNORE INTO drift_log (model, window, received_at, result) VALUES (?, ?, ?, ?)",
+                                      (model, window, now, orjson.dumps(result)))
+            if cursor.rowcount == 1:
+                return True
+            (first,) = self._db.execute("SELECT result FROM drift_log WHERE model = ? AND window = ?", (model, window)).fetchone()
+            digest = result_digest(result)
+            if result_digest(orjson.loads(first)) == digest:
+                return False
+            cursor = self._db.execute("INSERT OR IGNORE INTO drift_conflicts (model, window, digest, received_at, result) VALUES (?, ?, ?, ?, ?)",
+                                      (model, window, digest, now, orjson.dumps({**result, "conflict": True})))
+            return KEPT_ASIDE if cursor.rowcount == 1 else False
 
     def drift_windows(self, model: str | None = None, limit: int = 1000) -> list[dict]:
-        sql = "SELECT result FROM drift_log {} ORDER BY received_at, window LIMIT ?"
-        with self._lock:
+        sql = ("SELECT result FROM (SELECT model, window, received_at, result FROM drift_log UNION ALL "
+               "SELECT model, window, received_at, result FROM drift_conflicts) {} ORDER BY received_at, window LIMIT ?")
+        with self._read_lock:
             if model is None:
-                rows = self._db.execute(sql.format(""), (limit,)).fetchall()
+                rows = self._reader.execute(sql.format(""), (limit,)).fetchall()
             else:
-                rows = self._db.execute(sql.format("WHERE model = ?"), (model, limit)).fetchall()
+                rows = self._reader.execute(sql.format("WHERE model = ?"), (model, limit)).fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
     def expire(self, older_than: float) -> dict[str, int]:
@@ -191,8 +212,23 @@ class SQLiteRecordStore:
         with self._lock:
             records = self._db.execute("DELETE FROM records WHERE created_at < ?", (older_than,)).rowcount
             windows = self._db.execute("DELETE FROM drift_log WHERE received_at < ?", (older_than,)).rowcount
+            windows += self._db.execute("DELETE FROM drift_conflicts WHERE received_at < ?", (older_than,)).rowcount
         return {"records": records, "drift_windows": windows}
 
-    def close(self) -> None:
+    def shrink_to(self, max_bytes: int, step: int = 500) -> int:
+        """Remove the oldest records (`step` at a time) while the file's bytes in use exceed `max_bytes`;
+        how many were removed. Freed pages are reused by new records, so the file stops growing."""
+        removed = 0
         with self._lock:
+            while bytes_in_use(self._db) > max_bytes:
+                gone = self._db.execute("DELETE FROM records WHERE prediction_id IN "
+                                        "(SELECT prediction_id FROM records ORDER BY created_at LIMIT ?)", (step,)).rowcount
+                if not gone:
+                    break
+                removed += gone
+        return removed
+
+    def close(self) -> None:
+        with self._lock, self._read_lock:
+            self._reader.close()
             self._db.close()

@@ -79,7 +79,7 @@ def test_list_by_model_since_and_limit(client):
     since = records[2]["created_at"]
     assert [r["prediction_id"] for r in client.get("/v1/records", params={"model": "lm", "since": since}).json()["records"]] == ["l2", "l3"]
     assert len(client.get("/v1/records", params={"model": "lm", "limit": 1}).json()["records"]) == 1
-    assert client.get("/v1/records", params={"model": "nobody"}).json() == {"records": []}
+    assert client.get("/v1/records", params={"model": "nobody"}).json() == {"records": [], "truncated": False}
 
 
 @pytest.mark.parametrize("params, message", [({"limit": "x"}, "'limit' must be an integer"), ({"limit": "0"}, "between 1 and 1000"),

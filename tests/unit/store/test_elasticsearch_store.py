@@ -8,6 +8,7 @@ its own index prefix. Otherwise they run against tests/fake_elasticsearch.py.
 import os
 import uuid
 
+import contract
 import pytest
 
 pytest.importorskip("elasticsearch")
@@ -60,9 +61,11 @@ def upd(pid, kind, event_type, body=b'{"x": 1}', model="iris", **kw):
 def test_upsert_by_prediction_id_and_dedup(store, fake):
     assert store.apply([upd("p1", EventKind.REQUEST, REQ, body=b'{"data": {"ndarray": [[1]]}}')]) == [True]
     assert store.apply([upd("p1", EventKind.RESPONSE, RESP, body=b'{"data": {"ndarray": [[0.9]]}}')]) == [True]
-    assert store.apply([upd("p1", EventKind.RESPONSE, RESP)]) == [False]
+    assert store.apply([upd("p1", EventKind.RESPONSE, RESP, body=b'{"data": {"ndarray": [[0.9]]}}')]) == [False]
+    assert store.apply([upd("p1", EventKind.RESPONSE, RESP)]) == ["kept_aside"]  # another response for the id: not merged
     record = store.get("p1")
     assert record_to_json(record)["response"] == {"data": {"ndarray": [[0.9]]}}
+    assert record.annotations["conflicts"][0]["payload"] == {"x": 1}
     assert record.event_types == (REQ, RESP)
     if fake is not None:
         assert fake.bad_headers == []
@@ -191,3 +194,29 @@ def test_embedding_versions_by_terms_aggregation(store):
     assert {r["version"]: r["count"] for r in rows} == {"emb/pen@1.0.0": 2, "emb/pen@1.0.1": 1}
     assert all(r["first"] <= r["last"] for r in rows)
     assert store.embedding_versions("other") == []
+
+
+
+def test_a_different_drift_result_for_a_window_is_kept_beside_the_first(store):
+    contract.drift_results_conflict_beside_each_other(store)
+
+
+def test_listings_are_bounded_by_bytes_and_can_leave_requests_out(store):
+    contract.listings_bounded_by_bytes(store)
+
+def test_indices_only_for_configured_models_and_never_more_than_the_budget(store, fake):
+    """The index name comes from the event's model, namespace and endpoint: a client making up names made
+    an index each (shard exhaustion on a shared cluster)."""
+    store.models = frozenset({"iris"})
+    store.config = type(store.config)(**{**store.config.__dict__, "max_indices": 2})
+    prefix = store.config.index_prefix
+    store.apply([upd("a", EventKind.REQUEST, REQ, model="iris")])
+    store.apply([upd(f"x{i}", EventKind.REQUEST, REQ, model=f"made-up-{i}") for i in range(5)])
+    store.apply([RecordUpdate("n", EventKind.REQUEST, REQ, "iris", 1.0, b"{}", "application/json",
+                              extensions={"namespace": "other", "endpoint": "default"})])
+    store.apply([RecordUpdate("m", EventKind.REQUEST, REQ, "iris", 1.0, b"{}", "application/json",
+                              extensions={"namespace": "third", "endpoint": "default"})])
+    assert store.get("x3").model == "made-up-3" and store.get("m") is not None  # stored and found all the same
+    if fake is not None:
+        assert sorted(i for i in fake.indices if i.startswith(prefix) and not i.endswith("-drift")) == [
+            f"{prefix}-other", f"{prefix}-seldon-other-iris-default", f"{prefix}-seldon-seldon-iris-default"]

@@ -1,11 +1,14 @@
 """The record store's semantics, on a real SQLite file."""
 
+import time
 from pathlib import Path
 
+import contract
 import pytest
 
 from seismo.events.types import EventKind
 from seismo.store import RecordUpdate, SQLiteRecordStore, record_to_json
+from seismo.store.base import KEPT_ASIDE, MAX_CONFLICT_PAYLOAD, MAX_CONFLICTS
 
 
 def update(pid, kind, event_type, model="m", t=100.0, body=b'{"x": 1}', **kw):
@@ -38,9 +41,26 @@ def test_duplicate_delivery_changes_nothing(store):
     first = update("p1", EventKind.REQUEST, REQ, body=b'{"a": 1}')
     assert store.apply([first]) == [True]
     before = store.get("p1")
-    # The same event again, and the same type with other bytes (a retry after a timeout): both ignored.
-    assert store.apply([first, update("p1", EventKind.REQUEST, REQ, body=b'{"a": 2}')]) == [False, False]
+    assert store.apply([first, first]) == [False, False]  # the broker is at-least-once
     assert store.get("p1") == before
+
+
+def test_a_conflicting_duplicate_is_kept_aside_not_merged_or_dropped(store):
+    """The first request of an id stays the record's; another with other bytes (a forgery sent first, or two
+    servers sharing ids) used to be dropped as a duplicate, silently. Now it is kept aside and reported."""
+    store.apply([update("p1", EventKind.REQUEST, REQ, body=b'{"a": 1}')])
+    other = update("p1", EventKind.REQUEST, REQ, body=b'{"a": 2}')
+    assert store.apply([other, other]) == [KEPT_ASIDE, False]  # kept once
+    record = store.get("p1")
+    assert record.request == b'{"a": 1}' and record.event_types == (REQ,)
+    (conflict,) = record.annotations["conflicts"]
+    assert conflict["payload"] == {"a": 2} and conflict["event_type"] == REQ and conflict["bytes"] == 8
+    big = update("p1", EventKind.REQUEST, REQ, body=b'{"a": "' + b"x" * (MAX_CONFLICT_PAYLOAD + 1) + b'"}')
+    assert store.apply([big]) == [KEPT_ASIDE]
+    assert store.get("p1").annotations["conflicts"][1]["payload"] is None  # only its digest and size
+    flood = [update("p1", EventKind.REQUEST, REQ, body=b'{"a": %d}' % i) for i in range(3, 20)]
+    assert store.apply(flood).count(KEPT_ASIDE) == MAX_CONFLICTS - 2  # bounded per record
+    assert len(store.get("p1").annotations["conflicts"]) == MAX_CONFLICTS
 
 
 def test_one_batch_can_hold_both_events_of_a_prediction(store):
@@ -105,3 +125,25 @@ def test_embedding_versions_with_counts_and_time_ranges(store):
     assert [(r["version"], r["count"]) for r in rows] == [("emb/pen@1.0.0", 2), ("emb/pen@1.0.1", 1)]
     assert rows[0]["first"] <= rows[0]["last"]
     assert len(store.embedding_versions()) == 3
+
+
+
+def test_a_different_drift_result_for_a_window_is_kept_beside_the_first(store):
+    contract.drift_results_conflict_beside_each_other(store)
+    assert store.expire(time.time() + 1)["drift_windows"] == 3
+
+def test_listings_are_bounded_by_bytes_and_can_leave_requests_out(store):
+    contract.listings_bounded_by_bytes(store)
+
+def test_a_store_over_its_size_cap_sheds_its_oldest_records(store):
+    from seismo.database import bytes_in_use
+
+    body = b'{"x": "' + b"y" * 100_000 + b'"}'
+    for i in range(40):  # ~4 MB of requests
+        store.apply([update(f"p{i:02d}", EventKind.REQUEST, REQ, body=body)])
+    removed = store.shrink_to(2_000_000, step=5)
+    assert 15 <= removed <= 30
+    assert bytes_in_use(store._db) <= 2_000_000
+    kept = [r.prediction_id for r in store.query(limit=100)]
+    assert kept == [f"p{i:02d}" for i in range(removed, 40)]  # the oldest went first
+    assert store.shrink_to(2_000_000) == 0
