@@ -45,8 +45,8 @@ _MAX_DISCARD_BYTES = 512 * 1024 * 1024
 
 
 class BodyTooLarge(Exception):
-    def __init__(self, limit: int):
-        super().__init__(f"request body is larger than the limit of {limit} bytes")
+    def __init__(self, limit: int, message: str | None = None):
+        super().__init__(message or f"request body is larger than the limit of {limit} bytes")
         self.limit = limit
 
 

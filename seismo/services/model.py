@@ -37,7 +37,7 @@ from seismo.events.poster import EventPoster
 from seismo.events.types import FORWARDED_HEADERS, PARENT_HEADER
 from seismo.performance.config import COHORT_NAME
 from seismo.services.api.model import OPERATIONS
-from seismo.services.auth import AuthSettings, TokenSet, auth_middleware, is_authorized
+from seismo.services.auth import AuthSettings, TokenSet, auth_middleware, is_authorized, sender_token
 from seismo.services.common import (
     DEFAULT_MAX_BODY_BYTES,
     EXCEPTION_HANDLERS,
@@ -113,6 +113,13 @@ class ModelSettings(BaseSettings):
     """Largest request body; bigger ones get 413. The broker's and the logger's event limits have the same default."""
     max_instances: int = 4096
     """Most instances (rows) in one request; more get 413."""
+    max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """The largest event the path to the store carries (the broker's and the logger's limit). With logging
+    on, a request whose event would be larger once encoded for it (the broker's batches carry data in
+    base64: 4/3 of the body, REST or gRPC alike) is refused up front with 413: what is answered is stored."""
+    grpc_max_concurrent_rpcs: int = 16
+    """gRPC calls served at once; past it a call is answered RESOURCE_EXHAUSTED at once (clients retry).
+    A typed gRPC request is re-encoded as a V2 JSON body, a few times its message size in memory while it lasts."""
     sink_url: str | None = Field(default=None, validation_alias=AliasChoices("SEISMO_MODEL_SINK_URL", "K_SINK"))
     """Where request/response CloudEvents go (the broker). K_SINK works too. Unset: no logging."""
     log_mode: Annotated[LogMode, one_of("log_mode", LogMode)] = "all"
@@ -142,6 +149,24 @@ class ModelSettings(BaseSettings):
 
 class TooManyInstances(ValueError):
     pass
+
+
+EVENT_OVERHEAD_BYTES = 16 * 1024
+"""What an event's attributes and a batch's framing add to its data, at most (ids and headers are bounded)."""
+
+
+def encoded_event_bytes(body_bytes: int) -> int:
+    """The size of a request event carrying `body_bytes` of data in a batch of the broker: base64 plus framing."""
+    return (body_bytes + 2) // 3 * 4 + EVENT_OVERHEAD_BYTES
+
+
+def check_event_size(body_bytes: int, limit: int) -> None:
+    """TooManyInstances (a 413) when a request of `body_bytes` could not be carried to the store."""
+    if encoded_event_bytes(body_bytes) > limit:
+        raise TooManyInstances(
+            f"request body of {body_bytes} bytes would make a request event of {encoded_event_bytes(body_bytes)} bytes on the "
+            f"way to the store (data travels in base64); the event path carries at most {limit} bytes "
+            f"(SEISMO_MODEL_MAX_EVENT_BYTES): send fewer instances per request")
 
 
 class _ServingMetrics:
@@ -214,11 +239,19 @@ class ModelService:
         self.tracing = Tracing("model")
         self._predictor: Predictor | None = None
         self._logger: EventLogger | None = None
+        self._logs_requests = bool(settings.sink_url) and settings.log_mode in ("all", "request")
         self._client: EventPoster | None = None
 
     @property
     def ready(self) -> bool:
         return self._predictor is not None
+
+    def json_body_limit(self) -> int:
+        """The largest request body this server takes: its body limit, and with logging on what the event path carries."""
+        limit = self.settings.max_body_bytes
+        if self._logs_requests:
+            limit = min(limit, (self.settings.max_event_bytes - EVENT_OVERHEAD_BYTES) * 3 // 4)
+        return limit
 
     @property
     def predictor(self) -> Predictor:
@@ -237,7 +270,7 @@ class ModelService:
         self._predictor = Predictor(runtime, self.registry, settings.max_batch_size, settings.max_batch_wait_ms / 1000)
         self._predictor.start()
         if settings.sink_url:
-            self._client = EventPoster(max_connections=settings.log_concurrency)
+            self._client = EventPoster(max_connections=settings.log_concurrency, bearer=sender_token(self.auth.settings, "model"))
             await self._client.start()
             config = EventLoggerConfig(
                 sink_url=settings.sink_url,
@@ -316,6 +349,8 @@ class ModelService:
         body = b""
         try:
             body = await read()
+            if self._logs_requests:  # what is answered is stored: refuse up front what the event path cannot carry
+                check_event_size(len(body), self.settings.max_event_bytes)
             check_forwarded_headers(headers)
             pid = prediction_id_for(headers)  # provisional: a V2 body id may still name it
             if protocol == "v1":
@@ -512,7 +547,8 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
             if settings.grpc_port is not None:
                 from seismo.serving.grpc_v2 import start_grpc_server
 
-                grpc_server = await start_grpc_server(core, settings.host, settings.grpc_port, settings.max_body_bytes)
+                grpc_server = await start_grpc_server(core, settings.host, settings.grpc_port, settings.max_body_bytes,
+                                                      settings.grpc_max_concurrent_rpcs)
             yield
         finally:
             if grpc_server is not None:

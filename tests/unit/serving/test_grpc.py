@@ -225,3 +225,43 @@ def test_hostile_datatype_and_metadata_are_refused_briefly(stub, example_images)
     # A client cannot make a typed request read as the binary extension by sending the HTTP header as metadata.
     ok = stub.ModelInfer(typed_request(example_images[:1]), metadata=(("inference-header-content-length", "3"),))
     assert len(ok.outputs) == 2
+
+
+def test_one_size_rule_from_the_door_to_the_store(example_model, sink, example_images):
+    """What the model server answers is stored: a request whose event the path cannot carry (the broker's
+    batches carry data in base64) is refused up front, with the same message over REST and gRPC. Before,
+    it was answered 200 and its request event refused on the way (the record's request NULL). Typed gRPC
+    contents too large to re-encode are refused before they are built (memory: +766 MiB for 29 MiB)."""
+    from seismo.services.model import EVENT_OVERHEAD_BYTES
+
+    port, limit = free_port(), 300_000
+    settings = ModelSettings(path=example_model, sink_url=sink.url + "/", grpc_port=port, max_body_bytes=MAX_BODY, max_event_bytes=limit)
+    # ~245 KB of V2 JSON: under the body limit, over what the event path carries (212 KB of body)
+    images = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
+    rest_body = {"inputs": [{"name": "input_1", "datatype": "FP32", "shape": list(images.shape), "data": images.ravel().tolist()}]}
+    shape = re.compile(r"\d+")
+    with ServedApp(create_app(settings, CollectorRegistry())) as client, grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        rest = client.post(f"/v2/models/{MODEL}/infer", json=rest_body, headers={"x-request-id": "too-big-rest"})
+        assert rest.status_code == 413
+        message = rest.json()["error"]
+        assert "would make a request event of" in message and f"at most {limit} bytes (SEISMO_MODEL_MAX_EVENT_BYTES)" in message
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(typed_request(images, id="too-big-grpc"))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert shape.sub("N", caught.value.details()) == shape.sub("N", message)  # one rule, one message
+        many = np.zeros((40, 32, 32, 3), dtype=np.float32)  # 122,880 values: at least 245 KB of JSON, refused unbuilt
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(typed_request(many, id="too-many-values"))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "typed contents of 122880 values" in caught.value.details()
+        assert (limit - EVENT_OVERHEAD_BYTES) * 3 // 4 < 245_760
+        noisy = np.random.default_rng(1).random((20, 32, 32, 3), dtype=np.float32)  # over the floor's reach, found by the sample
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(typed_request(noisy, id="too-many-digits"))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "typed contents of 61440 values" in caught.value.details()
+        # nothing of the refused requests went out; the next prediction is answered and both its events sent
+        ok = stub.ModelInfer(typed_request(example_images[:1], id="fits-after"))
+        assert ok.id == "fits-after"
+        events = events_for(sink, "fits-after")
+        assert set(events) == {"request", "response"}
+        assert not [r for r in sink.received if r.headers.get("ce-id") in ("too-big-rest", "too-big-grpc", "too-many-values")]
