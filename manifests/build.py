@@ -152,6 +152,19 @@ def deployment(name: str) -> dict:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"seismo-{name}", "labels": labels(name)}, "spec": spec}
 
 
+EGRESS_PORTS = (443, 6443, 9200)  # TLS (API server, Elasticsearch Cloud, collectors), the API server's other port, Elasticsearch
+
+
+def egress_rules(broker_namespace: str) -> list[dict]:
+    return [
+        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+         "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+        {"to": [{"podSelector": {}}]},
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": broker_namespace}}}]},
+        {"ports": [{"port": port, "protocol": "TCP"} for port in EGRESS_PORTS]},
+    ]
+
+
 def broker_audience(namespace: str) -> str:
     return f"eventing.knative.dev/broker/{namespace}/default"  # Knative's audience for a Broker: group/kind/namespace/name
 
@@ -240,7 +253,11 @@ def base() -> dict[str, object]:
                 "spec": {"podSelector": {"matchLabels": labels(name)}, "policyTypes": ["Ingress"],
                          "ingress": [{"from": [{"namespaceSelector": {}}],
                                       "ports": [{"port": "http"}, *([{"port": "grpc"}] if name in GRPC_PORTS else [])]}]}} for name in ("model", "explainer")]
-    files["network-policies.yaml"] = [deny, *receivers, *clients]
+    # Egress: DNS, the namespace's own pods, the broker's namespace, and TLS / Elasticsearch ports anywhere
+    # (the API server's keys for OIDC, an Elasticsearch cluster, a collector); nothing else leaves a pod.
+    egress = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "seismo-egress", "labels": dict(PART_OF)},
+              "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": egress_rules("knative-eventing")}}
+    files["network-policies.yaml"] = [deny, *receivers, *clients, egress]
     files["kustomization.yaml"] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": NAMESPACE,
         "resources": [f for f in files if f != "kustomization.yaml"],
@@ -435,10 +452,13 @@ monitoring:
       grafana_dashboard: "1"
 
 # A default-deny policy; the event receivers admit only the broker's and Prometheus's namespaces.
+# Egress: DNS, the release's pods, the broker's namespace, and TCP 443, 6443 and 9200 anywhere (the API
+# server for OIDC keys, Elasticsearch); extraEgress adds rules (NetworkPolicy egress entries).
 networkPolicies:
   enabled: true
   brokerNamespace: knative-eventing
   prometheusNamespace: monitoring
+  extraEgress: []
 
 # For the logger, the drift detector and the metrics server (their state is on ReadWriteOnce volumes).
 podDisruptionBudgets:
@@ -540,7 +560,8 @@ def chart_schema(values: dict) -> dict:
                                        "labels": {"type": "object", "additionalProperties": {"type": "string"}}}),
             "prometheusRule": _object({"enabled": boolean, "labels": {"type": "object", "additionalProperties": {"type": "string"}}}),
             "dashboards": _object({"enabled": boolean, "labels": {"type": "object", "additionalProperties": {"type": "string"}}})}),
-        "networkPolicies": _object({"enabled": boolean, "brokerNamespace": string, "prometheusNamespace": string}),
+        "networkPolicies": _object({"enabled": boolean, "brokerNamespace": string, "prometheusNamespace": string,
+                                    "extraEgress": {"type": "array", "items": {"type": "object"}}}),
         "podDisruptionBudgets": _object({"enabled": boolean}),
         "seldonGraphs": string,
         "services": _object({name: service_schema(name) for name in values["services"]}, list(values["services"])),

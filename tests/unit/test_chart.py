@@ -243,3 +243,17 @@ def test_default_render_carries_the_kustomize_bases_objects():
             assert ours["spec"] == theirs["spec"], key
     assert chart[("Trigger", "logger-kserve-request")]["spec"]["subscriber"]["ref"]["name"] == "seismo-logger"
 
+
+
+def test_egress_is_restricted_too():
+    """The NetworkPolicies restricted ingress only: a compromised pod could reach anything."""
+    default = by_key(render())
+    egress = default[("NetworkPolicy", "seismo-egress")]["spec"]
+    assert egress["policyTypes"] == ["Egress"] and egress["podSelector"] == {}
+    ports = [p["port"] for rule in egress["egress"] for p in rule.get("ports", [])]
+    assert ports == [53, 53, 443, 6443, 9200]
+    assert {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "knative-eventing"}}}]} in egress["egress"]
+    extra = {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 4317, "protocol": "TCP"}]}
+    more = by_key(render({"networkPolicies": {"extraEgress": [extra]}}))[("NetworkPolicy", "seismo-egress")]["spec"]["egress"]
+    assert more[-1] == extra and len(more) == len(egress["egress"]) + 1
+    assert ("NetworkPolicy", "seismo-egress") not in by_key(render(COMBINATIONS["minimal"]))
