@@ -30,6 +30,7 @@ from seismo.batching import ThreadBatcher
 from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
 from seismo.embeddings.extract import OUTPUT_EXTENSION, VERSION_EXTENSION, EmbeddingSource, drift_log_key, load_sources
 from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch
+from seismo.events.limits import check_prediction_id
 from seismo.events.seldon_graph import NO_GRAPHS, SeldonGraphs, load_graphs
 from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
 from seismo.labels import LabelValues, event_type_label
@@ -58,6 +59,7 @@ from seismo.tracing import Tracing, fail, parent_of
 log = logging.getLogger(__name__)
 MAX_QUERY_LIMIT = 1000
 MAX_LINEAGE_DEPTH = 32
+STORE_FAILING_SECONDS = 30.0
 READ_CONCURRENCY = 2  # reads in flight at once; more wait (each holds at most a page's payloads in memory)
 """Hops a lineage answer follows upstream at most (chains of models are short; a client names parents)."""
 
@@ -125,6 +127,8 @@ def update_from_event(event: CloudEvent, received: float, embedding_sources: Map
     status = event.extensions.get("statuscode")
     extensions = {k: v for k, v in event.extensions.items() if k in RECORD_EXTENSIONS}
     prediction_id, model = prediction_id_of(event), model_of(event)
+    if kind is not EventKind.DRIFT:  # every id a record gets must be one GET /v1/records/{id} can name
+        check_prediction_id(prediction_id, "event id (ce-id or requestid)")
     place = graphs.place(event.extensions, prediction_id) if kind is not EventKind.DRIFT else None
     if place is not None:
         prediction_id, model = place.prediction_id, place.model
@@ -228,6 +232,17 @@ class RecordLogger:
         self.model_label = LabelValues(m.strip() for m in settings.models.split(",") if m.strip())
         self.writer: ThreadBatcher[RecordUpdate, Stored] = ThreadBatcher(self._write_batch, settings.max_batch, name="store-writer")
         self._reads = asyncio.Semaphore(READ_CONCURRENCY)
+        self.store_failing_since: float | None = None  # the first of the failed writes since the last that succeeded
+        self.store_error = ""
+
+    def why_not_ready(self) -> str | None:
+        """Why /readyz says 503: starting, or every write has failed for STORE_FAILING_SECONDS (a pipeline
+        that stores nothing must not look healthy; the broker keeps the events meanwhile)."""
+        if not self.ready:
+            return "starting or stopping"
+        if self.store_failing_since is not None and time.monotonic() - self.store_failing_since > STORE_FAILING_SECONDS:
+            return f"the record store has refused every write for {time.monotonic() - self.store_failing_since:.0f} s: {self.store_error}"
+        return None
 
     def _store(self) -> RecordStore:
         if self.store is None:
@@ -303,11 +318,14 @@ class RecordLogger:
                 changed = await self.writer.submit(update)
             except Exception as exc:
                 self.count_rejected("store_error")
+                self.store_failing_since = self.store_failing_since or time.monotonic()
+                self.store_error = f"{type(exc).__name__}: {str(exc)[:200]}"
                 log.error("store write failed for %s: %s", escape_id(update.prediction_id), exc)
                 fail(span, f"store unavailable: {type(exc).__name__}")
                 raise StoreUnavailable(type(exc).__name__) from exc
             if span is not None:
                 span.set_attribute("seismo.stored", changed)
+        self.store_failing_since = None
         if changed == KEPT_ASIDE:
             self.metrics.conflicts.labels(model, event_type).inc()
             log.warning("event %s (%s) conflicts with the record's first one: kept aside, not merged",
@@ -582,7 +600,8 @@ def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: Rec
         Route("/v1/embeddings/clusters", embedding_clusters, methods=["GET"]),
         Route("/v1/dead-letters", dead_letter, methods=["POST"]),
         Route("/v1/dead-letters", list_dead_letters, methods=["GET"]),
-        *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("logger", OPERATIONS),
+        *health_routes(registry, lambda: core.why_not_ready() is None, core.stopped, lambda: core.why_not_ready() or "ready"),
+        openapi_route("logger", OPERATIONS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=auth_middleware(event_paths=("/", "/v1/dead-letters")))

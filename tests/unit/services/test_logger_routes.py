@@ -286,3 +286,31 @@ def test_retention_is_on_by_default_and_removes_what_is_older(tmp_path):
         assert metric_sum(c.get("/metrics").text, "seismo_logger_retention_removed_total", what="records") == 1
         post(c, {**KSERVE, "ce-id": "new-1", "ce-type": "org.kubeflow.serving.inference.request"}, {"instances": [[1.0, 2.0]]})
         assert c.get("/v1/records/new-1").status_code == 200  # younger than the retention: kept
+
+
+def test_a_logger_whose_store_refuses_every_write_is_not_ready(tmp_path, monkeypatch):
+    """A pipeline that stores nothing reported healthy; now /readyz says why (the broker keeps the events)."""
+    import seismo.services.logger as logger_module
+    from seismo.store import SQLiteRecordStore
+
+    class FullDisk(SQLiteRecordStore):
+        failing = True
+
+        def apply(self, updates):
+            if self.failing:
+                raise OSError("database or disk is full")
+            return super().apply(updates)
+
+    monkeypatch.setattr(logger_module, "STORE_FAILING_SECONDS", 0.3)
+    store = FullDisk(tmp_path / "r.db")
+    with ServedApp(create_app(LoggerSettings(sqlite_path=tmp_path / "r.db"), CollectorRegistry(), store)) as client:
+        assert client.get("/readyz").status_code == 200
+        assert post(client, {**KSERVE, "ce-id": "full-1", "ce-type": "org.kubeflow.serving.inference.request"}, {"instances": [[1]]}).status_code == 503
+        assert client.get("/readyz").status_code == 200  # one failure is not a stopped pipeline
+        time.sleep(0.4)
+        assert post(client, {**KSERVE, "ce-id": "full-2", "ce-type": "org.kubeflow.serving.inference.request"}, {"instances": [[1]]}).status_code == 503
+        answer = client.get("/readyz")
+        assert answer.status_code == 503 and "refused every write" in answer.json()["error"] and "disk is full" in answer.json()["error"]
+        store.failing = False
+        assert post(client, {**KSERVE, "ce-id": "full-3", "ce-type": "org.kubeflow.serving.inference.request"}, {"instances": [[1]]}).status_code == 200
+        assert client.get("/readyz").status_code == 200
