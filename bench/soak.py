@@ -3,7 +3,12 @@ restarted at random and the logger's deliveries fail at random; then every accep
 have its complete record, the number without one must be exactly what the model server's drop
 counters say, and every process's memory must stay bounded.
 
-    python -m bench.soak [--seconds 120] [--rate 40] [--seed 0]
+    python -m bench.soak [--seconds 120] [--rate 40] [--seed 0] [--path-attacks]
+
+`--path-attacks` mixes in, every few seconds, what once starved or lost predictions: a forged 30 MiB
+request event straight to the broker (too large for every subscriber once batched: dead-lettered), a
+29 MiB binary REST body and an 8 MiB typed gRPC request (both over what the event path carries: the
+model server must refuse them up front, never answer them and lose their events).
 
 Prints a JSON summary (also written to bench/results/soak.json): predictions answered, records
 complete, drops by reason, kills, and RSS per service over time (first, max, last).
@@ -96,7 +101,38 @@ def hostile(client: httpx.Client, model_url: str, rng: random.Random) -> int:
     return client.post(f"{model_url}/v2/models/{MODEL}/infer", json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [0, 10**30], "data": []}]}).status_code
 
 
-def run(seconds: float, rate: float, seed: int, data_dir: Path) -> dict:
+MIB = 1024 * 1024
+
+
+def path_attack(client: httpx.Client, stack: LocalStack, rng: random.Random, number: int, stub) -> tuple[str, int]:
+    """One of the three path attacks (in turn); (what, the status or gRPC code it got)."""
+    kind = ("forged_event", "rest_binary", "grpc_typed")[number % 3]
+    if kind == "forged_event":
+        headers = {"ce-specversion": "1.0", "ce-id": f"forged-{number}", "ce-source": "http://forger/", "content-type": "application/json",
+                   "ce-type": "org.kubeflow.serving.inference.request", "ce-inferenceservicename": MODEL}
+        body = b'{"instances": [[' + b"0.5," * (30 * MIB // 4 - 8) + b'0.5]]}'
+        return kind, client.post(f"{stack.url('broker')}/", headers=headers, content=body).status_code
+    if kind == "rest_binary":
+        header = json.dumps({"inputs": [{"name": "input_1", "datatype": "FP32", "shape": [2500, 32, 32, 3],
+                                         "parameters": {"binary_data_size": 2500 * 3072 * 4}}]}).encode()
+        body = header + np.zeros(2500 * 3072, dtype="<f4").tobytes()
+        return kind, client.post(f"{stack.url('model')}/v2/models/{MODEL}/infer", content=body,
+                                 headers={"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))}).status_code
+    import grpc
+
+    from seismo.serving.proto import grpc_predict_v2_pb2 as pb
+
+    values = np.random.default_rng(number).random(2_000_000, dtype=np.float32)
+    tensor = pb.ModelInferRequest.InferInputTensor(name="input_1", datatype="FP32", shape=[len(values) // 3072, 32, 32, 3],
+                                                   contents=pb.InferTensorContents(fp32_contents=values[: len(values) // 3072 * 3072]))
+    try:
+        stub.ModelInfer(pb.ModelInferRequest(model_name=MODEL, inputs=[tensor]), timeout=60)
+        return kind, 200
+    except grpc.RpcError as exc:
+        return kind, exc.code().value[0]
+
+
+def run(seconds: float, rate: float, seed: int, data_dir: Path, path_attacks: bool = False) -> dict:
     rng = random.Random(seed)
     images = np.load(EXAMPLE_MODEL / "reference.npy")
     ports = free_ports(SERVICES + ("flaky",))
@@ -107,14 +143,25 @@ def run(seconds: float, rate: float, seed: int, data_dir: Path) -> dict:
     while not proxy.started:
         time.sleep(0.01)
     env = {"SEISMO_LOGGER_URL": f"http://127.0.0.1:{ports['flaky']}", "SEISMO_BROKER_MAX_BACKOFF_SECONDS": "2"}
-    stack = LocalStack(data_dir, ports={k: v for k, v in ports.items() if k != "flaky"}, services=SERVICES, env=env)
+    grpc_port = free_ports(("grpc",))["grpc"] if path_attacks else None
+    stack = LocalStack(data_dir, ports={k: v for k, v in ports.items() if k != "flaky"}, services=SERVICES, env=env, grpc_port=grpc_port)
     model_url, answered, hostile_statuses, kills = stack.url("model"), [], {}, []
+    attacks: dict[str, dict[int, int]] = {}
+    stub, channel = None, None
     rss: dict[str, list[int]] = {name: [] for name in SERVICES}
     try:
         stack.start()
-        with httpx.Client(timeout=30) as client:
+        if path_attacks:
+            import grpc
+
+            from seismo.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
+
+            channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=[("grpc.max_send_message_length", 64 * MIB)])
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        with httpx.Client(timeout=60) as client:
             started = time.monotonic()
             next_kill = started + rng.uniform(5, 15)
+            next_attack, attack_number = started + 3, 0
             while time.monotonic() - started < seconds:
                 if rng.random() < 0.1:
                     status = hostile(client, model_url, rng)
@@ -124,6 +171,11 @@ def run(seconds: float, rate: float, seed: int, data_dir: Path) -> dict:
                     r = client.post(f"{model_url}/v1/models/{MODEL}:predict", json={"instances": [image.tolist()]})
                     if r.status_code == 200:
                         answered.append(r.headers["x-prediction-id"])
+                if path_attacks and time.monotonic() >= next_attack:
+                    what, status = path_attack(client, stack, rng, attack_number, stub)
+                    attacks.setdefault(what, {})[status] = attacks.setdefault(what, {}).get(status, 0) + 1
+                    attack_number += 1
+                    next_attack = time.monotonic() + rng.uniform(2, 6)
                 if time.monotonic() >= next_kill:
                     victim = rng.choice(("broker", "logger"))
                     stack.kill_service(victim)
@@ -159,14 +211,21 @@ def run(seconds: float, rate: float, seed: int, data_dir: Path) -> dict:
                 missing = [pid for pid in missing if not complete(pid)]
         drops = {reason: counter(model_url, "seismo_model_events_dropped_total", reason=reason)
                  for reason in ("queue_full", "rejected", "shutdown", "unsendable")}
+        broker_url = stack.url("broker")
+        shed = counter(broker_url, "seismo_broker_retention_removed_total", what="dead_letters_shed")
+        journal_bytes = counter(broker_url, "seismo_broker_journal_bytes")
+        journal_full_refusals = counter(broker_url, "seismo_broker_events_rejected_total", reason="journal_full")
     finally:
+        if channel is not None:
+            channel.close()
         stack.stop()
         proxy.should_exit = True
         proxy_thread.join(15)
     return {
         "seconds": seconds, "predictions_answered": len(answered), "records_incomplete": len(missing), "incomplete_ids": missing[:10],
         "events_dropped": dropped, "drops_by_reason": drops, "hostile_answers": hostile_statuses, "kills": kills,
-        "deliveries_failed_at_random": flaky.failed,
+        "deliveries_failed_at_random": flaky.failed, "path_attacks": attacks, "dead_letters_shed": shed,
+        "journal_bytes_at_end": journal_bytes, "journal_full_refusals": journal_full_refusals,
         "rss_kib": {name: {"first": v[0], "max": max(v), "last": v[-1]} for name, v in rss.items() if v},
     }
 
@@ -176,9 +235,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second sent (one client)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--path-attacks", action="store_true", help="mix in forged oversized events and requests over the event path's limit")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="seismo-soak-") as tmp:
-        summary = run(args.seconds, args.rate, args.seed, Path(tmp))
+        summary = run(args.seconds, args.rate, args.seed, Path(tmp), args.path_attacks)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "soak.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
