@@ -109,6 +109,35 @@ def test_64_mib_body_gets_413_with_a_message_not_a_reset(s):
     assert r.status_code == 413 and "larger than the limit" in r.json()["error"]
 
 
+def test_a_body_the_event_path_cannot_carry_is_refused_up_front(s):
+    """A 29.3 MiB binary body is under the 32 MiB limit but its event, base64 in the broker's batches, is
+    not: it was answered 200 and its request event refused on the way (the record's request NULL)."""
+    header = orjson.dumps({"inputs": [{"name": "input_1", "datatype": "FP32", "shape": [2500, 32, 32, 3],
+                                       "parameters": {"binary_data_size": 2500 * 3072 * 4}}]})
+    body = header + bytes(2500 * 3072 * 4)
+    r = s.client.post(f"{s.url('model')}/v2/models/{MODEL}/infer", content=body,
+                      headers={"content-type": "application/octet-stream", "inference-header-content-length": str(len(header)),
+                               "x-request-id": "too-big-to-log"})
+    assert r.status_code == 413 and "would make a request event of" in r.json()["error"]
+    assert "SEISMO_MODEL_MAX_EVENT_BYTES" in r.json()["error"]
+    assert s.client.get(f"{s.url('logger')}/v1/records/too-big-to-log").status_code == 404  # nothing half-stored
+
+
+def test_a_listing_of_large_records_is_bounded_by_bytes(s):
+    """`GET /v1/records?limit=10` over 23 MiB records answered 363 MiB (logger peak 1.25 GiB); a page now
+    stops at 16 MiB of payloads (at least one record) and says it was truncated."""
+    model = f"big-{uuid.uuid4().hex[:6]}"
+    body = b'{"instances": [["' + b"x" * (7 * 1024 * 1024) + b'"]]}'
+    for i in range(4):
+        r = s.client.post(f"{s.url('logger')}/", headers=event_headers(f"{model}-{i}", **{"ce-inferenceservicename": model}), content=body)
+        assert r.status_code == 200, r.text
+    page = s.client.get(f"{s.url('logger')}/v1/records", params={"model": model, "limit": 10})
+    assert page.status_code == 200 and page.json()["truncated"] is True
+    assert len(page.json()["records"]) == 2 and len(page.content) < 20 * 1024 * 1024
+    rest = s.client.get(f"{s.url('logger')}/v1/records", params={"model": model, "limit": 10, "since": page.json()["records"][-1]["created_at"]})
+    assert [r["prediction_id"] for r in rest.json()["records"]][:1] == [f"{model}-1"]
+
+
 def test_deep_nesting_is_refused_naming_the_depth(s):
     body = b'{"instances": ' + b"[" * 300 + b"1" + b"]" * 300 + b"}"
     r = s.client.post(f"{s.url('model')}/v1/models/{MODEL}:predict", content=body, headers={"content-type": "application/json"})
