@@ -349,8 +349,11 @@ class ModelService:
         body = b""
         try:
             body = await read()
-            if self._logs_requests:  # what is answered is stored: refuse up front what the event path cannot carry
-                check_event_size(len(body), self.settings.max_event_bytes)
+            if self._logs_requests and encoded_event_bytes(len(body)) > self.settings.max_event_bytes:
+                # What is answered is stored: refuse up front what the event path cannot carry. The refusal's
+                # own events carry no body (the broker would refuse them too, and count them as dropped).
+                size, body = len(body), b""
+                check_event_size(size, self.settings.max_event_bytes)
             check_forwarded_headers(headers)
             pid = prediction_id_for(headers)  # provisional: a V2 body id may still name it
             if protocol == "v1":

@@ -115,12 +115,18 @@ def test_a_body_the_event_path_cannot_carry_is_refused_up_front(s):
     header = orjson.dumps({"inputs": [{"name": "input_1", "datatype": "FP32", "shape": [2500, 32, 32, 3],
                                        "parameters": {"binary_data_size": 2500 * 3072 * 4}}]})
     body = header + bytes(2500 * 3072 * 4)
+    dropped = metric_sum(scrape(s.url("model")), "seismo_model_events_dropped_total")
     r = s.client.post(f"{s.url('model')}/v2/models/{MODEL}/infer", content=body,
                       headers={"content-type": "application/octet-stream", "inference-header-content-length": str(len(header)),
                                "x-request-id": "too-big-to-log"})
     assert r.status_code == 413 and "would make a request event of" in r.json()["error"]
     assert "SEISMO_MODEL_MAX_EVENT_BYTES" in r.json()["error"]
-    assert s.client.get(f"{s.url('logger')}/v1/records/too-big-to-log").status_code == 404  # nothing half-stored
+    # The refusal is logged as any refusal is, without the body the path could not carry: nothing dropped.
+    pid = r.headers["x-prediction-id"]  # refused before the id was read: a fresh one, as every refusal of the body gets
+    record = wait_until(lambda: (r := s.client.get(f"{s.url('logger')}/v1/records/{pid}")).status_code == 200
+                        and r.json()["status"] == 413 and r.json(), 30, message="the refusal's record")
+    assert record["request"] is None
+    assert metric_sum(scrape(s.url("model")), "seismo_model_events_dropped_total") == dropped
 
 
 def test_a_listing_of_large_records_is_bounded_by_bytes(s):
