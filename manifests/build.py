@@ -182,7 +182,8 @@ def event_policy_table() -> list[dict]:
     for trigger in yaml.safe_load(expand_env((CONFIG_DIR / "triggers.yaml").read_text(), env={}))["triggers"]:
         if trigger.get("replies"):
             replies.setdefault(trigger["replies"], []).append(trigger["name"])
-    own = {"model": ["seismo-model"], "drift": ["seismo-drift"], "outlier": [], "feedback": ["seismo-feedback"]}
+    # The model server relays Seldon's feedback (POST /api/v1.0/feedback) as a feedback event.
+    own = {"model": ["seismo-model"], "drift": ["seismo-drift"], "outlier": [], "feedback": ["seismo-feedback", "seismo-model"]}
     return [{"name": f"seismo-{who}-events", "who": who,
              "serviceAccounts": own[who] + [name + TRIGGER_SUFFIX for name in replies.get(who, [])],
              "cesql": "type IN (" + ", ".join(f"'{t}'" for t in types) + ")"} for who, types in EVENT_TYPES.items()]

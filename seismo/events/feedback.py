@@ -89,6 +89,17 @@ def _puid(response: Any) -> str | None:
     return None
 
 
+def _request_path_model(response: Any) -> str | None:
+    """The model a Seldon response came from: its `meta.requestPath` (node -> image) when it names one
+    node (SeldonClient.feedback sends the response as it got it, with no `model`)."""
+    meta = response.get("meta") if isinstance(response, dict) else None
+    path = meta.get("requestPath") if isinstance(meta, dict) else None
+    if isinstance(path, dict) and len(path) == 1:
+        (name,) = path
+        return name if isinstance(name, str) and name else None
+    return None
+
+
 def parse_feedback(doc: Any, prediction_id: str | None = None) -> Feedback:
     """One Feedback from either body shape; `prediction_id` (an event's requestid) wins over the body's."""
     if not isinstance(doc, dict):
@@ -130,6 +141,7 @@ def parse_feedback(doc: Any, prediction_id: str | None = None) -> Feedback:
     holdout = doc.get("holdout")
     if holdout is not None and not isinstance(holdout, bool):
         raise FeedbackError("'holdout' must be true or false")
-    return Feedback(truth=truth, prediction_id=pid, model=doc.get("model"), response=response, request=request,
+    model = doc.get("model") or _request_path_model(doc.get("response"))
+    return Feedback(truth=truth, prediction_id=pid, model=model, response=response, request=request,
                     cohort=doc.get("cohort") or None, tags=tags, holdout=holdout,
                     reward=None if reward is None else float(reward))

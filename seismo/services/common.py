@@ -94,7 +94,7 @@ def parse_json(body: bytes, what: str = "request body") -> Any:
 
 
 async def _http_exception(request: Request, exc: HTTPException) -> Response:
-    return error(exc.status_code, exc.detail or "error")
+    return error(exc.status_code, exc.detail or "error", headers=dict(exc.headers or {}))  # a 405's Allow (RFC 9110) among them
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:

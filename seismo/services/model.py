@@ -30,11 +30,12 @@ from starlette.routing import Route
 
 import seismo
 from seismo.events.binary import CONTENT_TYPE as BINARY_CONTENT_TYPE
-from seismo.events.binary import binary_output_names, encode_binary_body, header_length_of, load_document
+from seismo.events.binary import HEADER_LENGTH, binary_output_names, encode_binary_body, header_length_of, load_document
+from seismo.events.cloudevents import CloudEvent
 from seismo.events.limits import check_prediction_id, loads
 from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor, v2_datatype
 from seismo.events.poster import EventPoster
-from seismo.events.types import FORWARDED_HEADERS, PARENT_HEADER
+from seismo.events.types import FORWARDED_HEADERS, PARENT_HEADER, SELDON_FEEDBACK
 from seismo.performance.config import COHORT_NAME
 from seismo.services.api.model import OPERATIONS
 from seismo.services.auth import AuthSettings, TokenSet, auth_middleware, is_authorized, sender_token
@@ -57,6 +58,7 @@ from seismo.serving.runtimes import Engine, load_runtime
 from seismo.serving.seldon import decode_request as decode_seldon_request
 from seismo.serving.seldon import encode_response as encode_seldon_response
 from seismo.serving.seldon import output_names as seldon_output_names
+from seismo.times import now_rfc3339
 from seismo.topology import EXAMPLE_MODEL, SERVICE_PORTS
 from seismo.tracing import Tracing, fail, trace_headers
 
@@ -240,6 +242,8 @@ class ModelService:
         self._predictor: Predictor | None = None
         self._logger: EventLogger | None = None
         self._logs_requests = bool(settings.sink_url) and settings.log_mode in ("all", "request")
+        self.stats = {"success": [0, 0], "fail": [0, 0]}  # requests and their nanoseconds, for Triton's statistics
+        self.last_inference_ms = 0
         self._client: EventPoster | None = None
 
     @property
@@ -310,12 +314,16 @@ class ModelService:
         dead = self._predictor.stopped() if self._predictor is not None else []
         return dead + (self._logger.stopped() if self._logger is not None else [])
 
-    def serves(self, name: str) -> bool:
-        return name == self.predictor.info.name
+    def serves(self, name: str, version: str | None = None) -> bool:
+        """This server's model, and (when one is named) its version: another version is a 404, not an answer from this one."""
+        info = self.predictor.info
+        return name == info.name and (not version or version == (info.version or ""))
 
     def not_served(self, name: str, protocol: str) -> Outcome:
         self.metrics.requests.labels("unknown", protocol, "404").inc()
-        return _json(404, {"error": f"model {name!r} is not served here; available: [{self.predictor.info.name!r}]"}, str(uuid.uuid4()))
+        info = self.predictor.info
+        return _json(404, {"error": f"model {name!r} is not served here; available: [{info.name!r}]"
+                                    + (f" version {info.version!r}" if info.version else "")}, str(uuid.uuid4()))
 
     async def infer(self, protocol: str, headers: Mapping[str, str], read: Callable[[], Awaitable[bytes]],
                     metric_protocol: str | None = None) -> Outcome:
@@ -370,7 +378,12 @@ class ModelService:
             log.exception("inference failed for %s", pid)
             outcome = _json(500, {"error": "inference failed; see the model server's log"}, pid)
         self.metrics.requests.labels(name, label, str(outcome.status)).inc()
-        self.metrics.latency.labels(name, label).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.metrics.latency.labels(name, label).observe(elapsed)
+        kind = "success" if outcome.status == 200 else "fail"
+        self.stats[kind][0] += 1
+        self.stats[kind][1] += int(elapsed * 1e9)
+        self.last_inference_ms = int(time.time() * 1000)
         self.metrics.request_bytes.labels(name, label).observe(len(body))
         self.metrics.response_bytes.labels(name, label).observe(len(outcome.body))
         return outcome, body
@@ -456,7 +469,9 @@ class ModelService:
             self.metrics.unlogged.labels(info.name, "explainer").inc()
             return
         embedding = self.predictor.embedding
-        answered = Answered(outcome.prediction_id, protocol, outcome.status, body, headers.get("content-type") or "application/json",
+        # No Content-Type (tritonclient sends none): the binary extension's header says it is binary.
+        content_type = headers.get("content-type") or (BINARY_CONTENT_TYPE if HEADER_LENGTH in headers else "application/json")
+        answered = Answered(outcome.prediction_id, protocol, outcome.status, body, content_type,
                             outcome.event_body or outcome.body, outcome.content_type, outcome.embedding_version,
                             embedding.output if embedding is not None else None)
         build = seldon_events if protocol == "seldon" else kserve_events
@@ -469,6 +484,44 @@ class ModelService:
             return
         for event in events:
             self._logger.log(event)
+
+    def relay_feedback(self, body: bytes, headers: Mapping[str, str]) -> str:
+        """Queue Seldon feedback as an event for the sink; its prediction id. ValueError (a 400) naming what
+        is wrong with it, LookupError (a 503) when this server logs nothing."""
+        from seismo.events.feedback import parse_feedback
+
+        if self._logger is None:
+            raise LookupError("feedback travels as an event and this model server logs none (set SEISMO_MODEL_SINK_URL)")
+        feedback = parse_feedback(loads(body))
+        if feedback.prediction_id is None:
+            raise ValueError("feedback must name its prediction: the response's meta.puid (or 'prediction_id')")
+        info = self.predictor.info
+        extensions = {"inferenceservicename": info.name, "namespace": self.settings.namespace, "endpoint": self.settings.endpoint,
+                      "requestid": feedback.prediction_id, **({"modelversion": info.version} if info.version else {})}
+        event = CloudEvent(str(uuid.uuid4()), self.source, SELDON_FEEDBACK, body, "application/json", now_rfc3339(), extensions=extensions)
+        self._logger.log(event)
+        return feedback.prediction_id
+
+    def model_config(self) -> dict:
+        """Triton's model configuration (`GET /v2/models/{m}/config`), what tritonclient's get_model_config reads."""
+        info = self.predictor.info
+
+        def tensor(spec) -> dict:
+            return {"name": spec.name, "data_type": f"TYPE_{spec.datatype}", "dims": list(spec.shape[1:])}
+
+        return {"name": info.name, "platform": info.platform, "backend": info.platform, "max_batch_size": self.settings.max_batch_size,
+                "input": [tensor(s) for s in info.inputs], "output": [tensor(s) for s in info.outputs],
+                "version_policy": {"specific": {"versions": [info.version]}} if info.version else {"latest": {"num_versions": 1}}}
+
+    def model_statistics(self) -> dict:
+        """Triton's statistics extension (`GET /v2/models/{m}/stats`)."""
+        info = self.predictor.info
+        success, fail = self.stats["success"], self.stats["fail"]
+        return {"model_stats": [{
+            "name": info.name, "version": info.version or "", "last_inference": self.last_inference_ms,
+            "inference_count": self.predictor.rows, "execution_count": self.predictor.executions,
+            "inference_stats": {"success": {"count": success[0], "ns": success[1]}, "fail": {"count": fail[0], "ns": fail[1]}},
+        }]}
 
     def model_metadata(self) -> dict:
         """V2 model metadata (OIP `GET /v2/models/{name}`)."""
@@ -500,9 +553,17 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
             headers["Inference-Header-Content-Length"] = str(outcome.header_length)
         return Response(outcome.body, outcome.status, headers=headers, media_type=outcome.content_type)
 
+    def compressed(request: Request) -> Response | None:
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding in ("", "identity"):
+            return None
+        return error(415, f"Content-Encoding {encoding[:20]!r} is not supported: send the body uncompressed")
+
     async def serve(request: Request, protocol: str) -> Response:
+        if (refused := compressed(request)) is not None:
+            return refused
         name = request.path_params["model_name"]
-        if not core.serves(name):
+        if not core.serves(name, request.path_params.get("version")):
             outcome = core.not_served(name, protocol)
             return Response(outcome.body, 404, media_type="application/json")
         return respond(await core.infer(protocol, header_dict(request), lambda: read_body(request, settings.max_body_bytes)))
@@ -515,11 +576,36 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
 
     async def seldon_predict(request: Request) -> Response:
         # Seldon's path names no model: this server's one model answers.
+        if (refused := compressed(request)) is not None:
+            return refused
         return respond(await core.infer("seldon", header_dict(request), lambda: read_body(request, settings.max_body_bytes)))
 
     def model_or_404(request: Request) -> Response | None:
-        name = request.path_params["model_name"]
-        return None if core.serves(name) else error(404, f"model {name!r} is not served here")
+        name, version = request.path_params["model_name"], request.path_params.get("version")
+        if core.serves(name, version):
+            return None
+        return error(404, f"model {name!r}" + (f" version {version!r}" if version else "") + " is not served here")
+
+    async def root(request: Request) -> Response:
+        return JSONResponse({"status": "alive"})  # KServe V1's server liveness (`GET /`)
+
+    async def seldon_feedback(request: Request) -> Response:
+        """Seldon's feedback on the deployment's own endpoint: relayed as Seldon's executor does, as an
+        `io.seldon.serving.feedback` event to the sink, which the metrics server and the logger take."""
+        headers = header_dict(request)
+        if core.auth.enabled and not is_authorized(headers, core.auth):  # predictions are open; feedback scores them
+            return error(401, "feedback needs 'Authorization: Bearer <token>' (auth is on: SEISMO_AUTH_TOKENS)",
+                         headers={"WWW-Authenticate": 'Bearer realm="seismo"'})
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+            pid = core.relay_feedback(body, headers)
+        except BodyTooLarge as exc:
+            return error(413, str(exc))
+        except (PayloadError, ValueError) as exc:
+            return error(400, str(exc))
+        except LookupError as exc:
+            return error(503, str(exc))
+        return JSONResponse({"meta": {"puid": pid, "tags": {}, "routing": {}, "requestPath": {}, "metrics": []}})
 
     async def v1_models(request: Request) -> Response:
         return JSONResponse({"models": [core.predictor.info.name]})
@@ -538,6 +624,12 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
 
     async def v2_model(request: Request) -> Response:
         return model_or_404(request) or JSONResponse(core.model_metadata())
+
+    async def v2_model_config(request: Request) -> Response:
+        return model_or_404(request) or JSONResponse(core.model_config())
+
+    async def v2_model_stats(request: Request) -> Response:
+        return model_or_404(request) or JSONResponse(core.model_statistics())
 
     async def v2_model_ready(request: Request) -> Response:
         return model_or_404(request) or JSONResponse({"name": core.predictor.info.name, "ready": True})
@@ -568,9 +660,13 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
         Route("/v2/models/{model_name}", v2_model, methods=["GET"]),
         Route("/v2/models/{model_name}/versions/{version}", v2_model, methods=["GET"]),
         Route("/v2/models/{model_name}/ready", v2_model_ready, methods=["GET"]),
+        Route("/v2/models/{model_name}/config", v2_model_config, methods=["GET"]),
+        Route("/v2/models/{model_name}/stats", v2_model_stats, methods=["GET"]),
         Route("/v2/models/{model_name}/infer", v2_infer, methods=["POST"]),
         Route("/v2/models/{model_name}/versions/{version}/infer", v2_infer, methods=["POST"]),
         Route("/api/v1.0/predictions", seldon_predict, methods=["POST"]),
+        Route("/api/v1.0/feedback", seldon_feedback, methods=["POST"]),
+        Route("/", root, methods=["GET"]),
         *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("model", OPERATIONS),
     ]
     # Predictions stay open, as KServe's do; /metrics follows SEISMO_AUTH_METRICS like every service's.

@@ -32,7 +32,7 @@ PRODUCERS: dict[EventKind, frozenset[str]] = {
     EventKind.DRIFT: frozenset({"drift"}),
     EventKind.OUTLIER: frozenset({"outlier"}),
     EventKind.ADVERSARIAL: frozenset({"outlier"}),
-    EventKind.FEEDBACK: frozenset({"feedback", CLIENT}),
+    EventKind.FEEDBACK: frozenset({"feedback", CLIENT, "model"}),  # the model server relays Seldon's /api/v1.0/feedback
 }
 
 

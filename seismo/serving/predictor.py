@@ -21,7 +21,8 @@ class Predictor:
         self.runtime = runtime
         self.info = runtime.info
         self.input_spec: TensorSpec = runtime.info.inputs[0]
-        self.classes: list[str] | None = runtime.info.metadata.get("classes")
+        # `classes`, or scikit-learn's `class_names` (what the tabular example's metadata.json writes)
+        self.classes: list[str] | None = runtime.info.metadata.get("classes") or runtime.info.metadata.get("class_names")
         self.batch_sizes = Histogram(
             "seismo_model_batch_size", "Rows per forward pass", ["model"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=registry,
@@ -31,6 +32,7 @@ class Predictor:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1), registry=registry,
         )
         self.embedding = runtime.embedding
+        self.executions = self.rows = 0
         self._batcher: ThreadBatcher[np.ndarray, tuple[np.ndarray, np.ndarray | None]] = ThreadBatcher(
             self._run_batch, max_batch_size, max_batch_wait, name="inference", size_of=len
         )
@@ -60,6 +62,8 @@ class Predictor:
             else:
                 out = self.runtime.predict(batch)
         self.batch_sizes.labels(self.info.name).observe(len(batch))
+        self.executions += 1  # Triton's statistics (GET /v2/models/{m}/stats)
+        self.rows += len(batch)
         return list(zip(split_rows(out, arrays), split_rows(embedding, arrays), strict=True))
 
     def check(self, array: np.ndarray, name: str) -> np.ndarray:

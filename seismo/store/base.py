@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
@@ -169,10 +170,19 @@ def _decode_payload(body: bytes | None, content_type: str | None) -> Any:
         return check_depth(orjson.loads(body), what="stored payload")
     except (orjson.JSONDecodeError, PayloadError):
         pass
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(body).decode(), "content_type": content_type}
+    # Text only when it is text: binary tensors (all-zero images are valid UTF-8) stay bytes, as base64.
+    binary_type = content_type is not None and not content_type.startswith("text/") and "json" not in content_type
+    if not binary_type:
+        try:
+            text = body.decode("utf-8")
+            if text.isprintable() or not _CONTROL.search(text):
+                return text
+        except UnicodeDecodeError:
+            pass
+    return {"base64": base64.b64encode(body).decode(), "content_type": content_type}
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # what text has none of (tabs and line ends aside)
 
 
 def _iso(ts: float | None) -> str | None:

@@ -127,10 +127,68 @@ class ModelMetadata(ApiModel):
     outputs: list[TensorSpec]
 
 
+class KServeLive(ApiModel):
+    status: str
+
+
+class TritonTensor(ApiModel):
+    name: str
+    data_type: str
+    """TYPE_ followed by the OIP datatype (TYPE_FP32)."""
+    dims: list[int]
+    """The shape without the batch dimension."""
+
+
+class TritonConfig(ApiModel):
+    name: str
+    platform: str
+    backend: str
+    max_batch_size: int
+    input: list[TritonTensor]
+    output: list[TritonTensor]
+    version_policy: dict[str, Any]
+
+
+class TritonCount(ApiModel):
+    count: int
+    ns: int
+
+
+class TritonInferenceStats(ApiModel):
+    success: TritonCount
+    fail: TritonCount
+
+
+class TritonModelStats(ApiModel):
+    name: str
+    version: str
+    last_inference: int
+    """Milliseconds since the epoch of the last request answered."""
+    inference_count: int
+    """Instances inferred."""
+    execution_count: int
+    """Forward passes (batched requests share one)."""
+    inference_stats: TritonInferenceStats
+
+
+class TritonStats(ApiModel):
+    model_stats: list[TritonModelStats]
+
+
+class SeldonFeedback(ApiModel):
+    truth: Any
+    """The ground truth, in the response's form."""
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+    """The answer as it came: its `meta.puid` names the prediction."""
+    reward: float | None = None
+
+
 BINARY = "application/octet-stream"
-PREDICT_ERRORS = {400: BAD_REQUEST, 404: NO_MODEL, 413: error_body("the body or the instance count is over the limit")}
+PREDICT_ERRORS = {400: BAD_REQUEST, 404: NO_MODEL, 413: error_body("the body or the instance count is over the limit"),
+                  415: error_body("a compressed body (Content-Encoding): send it uncompressed")}
 MODEL = {"model_name": "the model's name"}
-VERSIONED = {**MODEL, "version": "the model's version (any version answers: one model per server)"}
+VERSIONED = {**MODEL, "version": "the model's version (another than the one served: 404)"}
 V2_TEXT = ("Also the OIP binary tensor extension: a JSON header of `Inference-Header-Content-Length` bytes, then each "
            "input with `parameters.binary_data_size` as raw little-endian bytes; outputs come back binary when asked.")
 
@@ -156,6 +214,13 @@ OPERATIONS = [
     Operation("POST", "/api/v1.0/predictions", "Seldon's protocol (this server's one model)", protected=False,
               body=Body(SeldonMessage), responses={200: Body(SeldonMessage, "the prediction in the request's form; `meta.puid` is the prediction id"),
                                                    400: BAD_REQUEST, 413: TOO_LARGE}),
+    Operation("POST", "/api/v1.0/feedback", "Seldon's feedback on the deployment (relayed as an io.seldon.serving.feedback event)",
+              protected=True, body=Body(SeldonFeedback),
+              responses={200: Body(SeldonMessage, "`meta.puid`: the prediction the feedback is about"), 400: BAD_REQUEST, 413: TOO_LARGE,
+                         503: error_body("this model server logs no events (no SEISMO_MODEL_SINK_URL)")}),
+    _get("/", "KServe V1 server liveness", KServeLive),
+    _get("/v2/models/{model_name}/config", "Triton's model configuration", TritonConfig, MODEL),
+    _get("/v2/models/{model_name}/stats", "Triton's statistics extension", TritonStats, MODEL),
     _get("/v1/models", "V1: the models served", ModelList),
     _get("/v1/models/{model_name}", "V1: a model's readiness", ModelReady, MODEL),
     _get("/v2", "OIP server metadata", ServerMetadata),
