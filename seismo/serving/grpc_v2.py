@@ -178,16 +178,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ServerMetadata(self, request, context):  # noqa: N802
         return pb.ServerMetadataResponse(name="seismo", version=seismo.__version__, extensions=[])
 
-    async def _served_or_abort(self, name: str, context: grpc.aio.ServicerContext) -> None:
-        if not self.core.serves(name):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {name[:200]!r} is not served here; available: [{self.core.predictor.info.name!r}]")
+    async def _served_or_abort(self, name: str, context: grpc.aio.ServicerContext, version: str = "") -> None:
+        if not self.core.serves(name, version):
+            info = self.core.predictor.info
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {name[:200]!r}" + (f" version {version[:40]!r}" if version else "")
+                                + f" is not served here; available: [{info.name!r}] version {info.version!r}")
 
     async def ModelReady(self, request, context):  # noqa: N802
-        await self._served_or_abort(request.name, context)
+        await self._served_or_abort(request.name, context, request.version)
         return pb.ModelReadyResponse(ready=self.core.ready)
 
     async def ModelMetadata(self, request, context):  # noqa: N802
-        await self._served_or_abort(request.name, context)
+        await self._served_or_abort(request.name, context, request.version)
         meta = self.core.model_metadata()
         tensor = lambda t: pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])  # noqa: E731
         return pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta["platform"],
@@ -195,9 +197,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request, context):  # noqa: N802
         core = self.core
-        if not core.serves(request.model_name):
+        if not core.serves(request.model_name, request.model_version):
             core.not_served(request.model_name, "grpc")
-            await self._served_or_abort(request.model_name, context)
+            await self._served_or_abort(request.model_name, context, request.model_version)
         headers = metadata_headers(context)
 
         async def read() -> bytes:

@@ -215,6 +215,15 @@ def test_wire_contract_matches_the_open_inference_protocol():
     assert numbers(pb.InferParameter) == {"bool_param": 1, "int64_param": 2, "string_param": 3}
 
 
+def test_another_model_version_is_not_found(stub, example_images):
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(typed_request(example_images[:1], model_version="99"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "version '99'" in caught.value.details()
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelMetadata(pb.ModelMetadataRequest(name=MODEL, version="99"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 def test_hostile_datatype_and_metadata_are_refused_briefly(stub, example_images):
     with pytest.raises(grpc.RpcError) as caught:
         stub.ModelInfer(pb.ModelInferRequest(model_name=MODEL, inputs=[_tensor(datatype="X" * 5000, shape=[1])]))
