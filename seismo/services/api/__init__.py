@@ -7,9 +7,9 @@ metrics and document routes. Field docstrings are the documented descriptions.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from seismo.services.openapi import Body, Operation
 
@@ -19,6 +19,25 @@ class ApiModel(BaseModel):
     here are allowed (answers may grow, and request bodies ignore what they do not use)."""
 
     model_config = ConfigDict(use_attribute_docstrings=True, extra="allow")
+
+
+# What the services parse (seismo/times.py), as patterns the documents can state.
+TIME_PATTERN = (r"^([0-9]+(\.[0-9]+)?|[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?"
+                r"([Zz]|[+-][0-9]{2}:[0-9]{2})?)$")
+"""Epoch seconds or an ISO-8601 / RFC 3339 time (a time without a zone is UTC)."""
+DURATION_PATTERN = (r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w)|P(?=[0-9T])([0-9]+(\.[0-9]+)?D)?"
+                    r"(T(?=[0-9])([0-9]+(\.[0-9]+)?H)?([0-9]+(\.[0-9]+)?M)?([0-9]+(\.[0-9]+)?S)?)?)$")
+"""A short duration (`30s`, `15m`, `1h`, `7d`) or an ISO-8601 one (`PT1H`)."""
+
+
+def either(*patterns: str) -> str:
+    return "^(" + "|".join(p[1:-1] for p in patterns) + ")$"
+
+
+def documented_pattern(pattern: str) -> Any:
+    """An optional string whose document states `pattern` (ECMA-262, as JSON Schema reads it; the routes
+    parse these parameters themselves, so pydantic never compiles it: its engine has no look-ahead)."""
+    return Field(None, json_schema_extra={"pattern": pattern})
 
 
 class ErrorBody(ApiModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from seismo.services.api import ApiModel
@@ -13,16 +15,16 @@ BATCH = "application/cloudevents-batch+json"
 class EventHeaders(ApiModel):
     """Binary content mode: the attributes as `ce-` headers (structured mode carries them in the body instead)."""
 
-    ce_id: str | None = Field(None, alias="ce-id")
+    ce_id: str | None = Field(None, alias="ce-id", min_length=1)
     """The event id (KServe: the prediction id)."""
-    ce_type: str | None = Field(None, alias="ce-type")
+    ce_type: str | None = Field(None, alias="ce-type", min_length=1)
     """`org.kubeflow.serving.inference.request|response`, `io.seldon.serving.inference.request|response`, `io.seldon.serving.feedback`, or a detector reply."""
-    ce_source: str | None = Field(None, alias="ce-source")
-    ce_specversion: str | None = Field(None, alias="ce-specversion")
+    ce_source: str | None = Field(None, alias="ce-source", min_length=1)
+    ce_specversion: Literal["1.0"] | None = Field(None, alias="ce-specversion")
     """`1.0`."""
-    ce_requestid: str | None = Field(None, alias="ce-requestid")
+    ce_requestid: str | None = Field(None, alias="ce-requestid", min_length=1)
     """The prediction id when each event has its own `ce-id` (Seldon Core)."""
-    ce_inferenceservicename: str | None = Field(None, alias="ce-inferenceservicename")
+    ce_inferenceservicename: str | None = Field(None, alias="ce-inferenceservicename", min_length=1)
     """The model's name."""
     traceparent: str | None = None
     """W3C trace context; continued by the service's spans when tracing is on."""

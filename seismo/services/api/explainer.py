@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body
 from seismo.services.openapi import Body, Operation
@@ -21,6 +21,8 @@ class ExplainParameters(ApiModel):
 
 class ExplainRequest(ApiModel):
     """One instance, as a V1 body (`instances`) or a V2 body (`inputs`)."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["instances"]}, {"required": ["inputs"]}]})
 
     instances: list[Any] | None = Field(None, min_length=1, max_length=1)
     inputs: list[dict[str, Any]] | None = None

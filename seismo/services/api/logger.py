@@ -6,7 +6,16 @@ from typing import Any
 
 from pydantic import Field
 
-from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body
+from seismo.services.api import (
+    AUTH_ERRORS,
+    BAD_REQUEST,
+    TIME_PATTERN,
+    TOO_LARGE,
+    ApiModel,
+    common_operations,
+    documented_pattern,
+    error_body,
+)
 from seismo.services.api.events import EVENT_HEADERS, EventAccepted, event_body
 from seismo.services.openapi import Body, Operation
 
@@ -71,9 +80,9 @@ class RecordList(ApiModel):
 class RecordsQuery(ApiModel):
     model: str | None = None
     """Only this model's records."""
-    since: str | None = None
+    since: str | None = documented_pattern(TIME_PATTERN)
     """From this time on, inclusive: epoch seconds or ISO-8601 (a time without a zone is UTC)."""
-    until: str | None = None
+    until: str | None = documented_pattern(TIME_PATTERN)
     """Before this time."""
     limit: int = Field(100, ge=1, le=1000)
     """At most this many records."""
@@ -124,9 +133,9 @@ class ModelQuery(ApiModel):
 
 
 class ClustersQuery(ApiModel):
-    model: str
+    model: str = Field(min_length=1)
     """The model whose stored embeddings to cluster (required)."""
-    since: str | None = None
+    since: str | None = documented_pattern(TIME_PATTERN)
     """Only records from this time on."""
     limit: int = Field(2000, ge=1, le=5000)
     """At most this many production records."""

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, RootModel
+from pydantic import ConfigDict, Field, RootModel
 
-from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body
+from seismo.services.api import (
+    AUTH_ERRORS,
+    BAD_REQUEST,
+    DURATION_PATTERN,
+    TIME_PATTERN,
+    TOO_LARGE,
+    ApiModel,
+    common_operations,
+    documented_pattern,
+    either,
+    error_body,
+)
 from seismo.services.api.events import EVENT_HEADERS, event_body
 from seismo.services.openapi import Body, Operation
 
@@ -17,6 +28,9 @@ class Feedback(ApiModel):
     """Ground truth for a prediction: named by id (joined from the store, late arrivals welcome) or carrying
     the prediction's `response` itself. Seldon's body (`request`, `response`, `reward`, `truth`, each in
     Seldon, V1 or V2 format, the prediction named by `response.meta.puid`) is the same shape."""
+
+    # The prediction is named, or carried: feedback with only `truth` cannot be scored.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["prediction_id"]}, {"required": ["response"]}]})
 
     truth: Truth
     """A number, a list (one value per instance, or one one-hot row), or a V1, V2 or Seldon message."""
@@ -73,10 +87,10 @@ class FeedbackAnswer(RootModel[FeedbackOutcome | FeedbackArrayOutcome]):
 
 
 class PerformanceQuery(ApiModel):
-    model: str | None = None
-    """Required when several models are configured."""
+    model: str = Field(min_length=1)
+    """One of the configured models (may be left out when only one is configured)."""
     cohort: str = "all"
-    window: str | None = None
+    window: str | None = documented_pattern(either(DURATION_PATTERN, r"^([0-9]+|all)$"))
     """A duration (`30s`, `15m`, `1h`, `7d`, ISO-8601 `PT1H`), a count of newest instances (`1000`) or `all`; default SEISMO_METRICS_WINDOW."""
     group: Literal["all", "model", "holdout"] = "all"
 
@@ -149,9 +163,9 @@ class Performance(ApiModel):
 
 
 class DiagnosisQuery(ApiModel):
-    model: str | None = None
-    """Required when more than one model is configured."""
-    since: str | None = None
+    model: str = Field(min_length=1)
+    """One of the configured models (may be left out when only one is configured)."""
+    since: str | None = documented_pattern(either(TIME_PATTERN, DURATION_PATTERN))
     """An RFC 3339 time, epoch seconds, or a duration meaning that long ago (`7d`); default: everything kept."""
     cohort: str | None = None
     """One cohort only; default: `all` and every cohort with data."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from seismo.services.api import BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body
 from seismo.services.openapi import Body, Operation
@@ -16,9 +16,14 @@ from seismo.services.openapi import Body, Operation
 NO_MODEL = error_body("the model is not served here")
 
 
+# Numbers, or lists of them nested to the model's input shape (what the model servers take as instances).
+Numeric = float | list[Any]
+NUMERIC_ITEMS: dict[str, Any] = {"items": {"anyOf": [{"type": "number"}, {"type": "array", "minItems": 1}]}}
+
+
 class V1Request(ApiModel):
-    instances: list[Any] = Field(min_length=1)
-    """One entry per instance, in the model's input shape."""
+    instances: list[Numeric] = Field(min_length=1, json_schema_extra=NUMERIC_ITEMS)
+    """One entry per instance, in the model's input shape: numbers, nested."""
 
 
 class V1Response(ApiModel):
@@ -26,7 +31,7 @@ class V1Response(ApiModel):
 
 
 class TensorV2(ApiModel):
-    name: str
+    name: str = Field(min_length=1)
     datatype: str
     """BOOL, UINT8-64, INT8-64, FP16/32/64 or BYTES."""
     shape: list[int]
@@ -81,6 +86,8 @@ class SeldonMeta(ApiModel):
 class SeldonMessage(ApiModel):
     """Exactly one of `data` (`ndarray` or `tensor`), `jsonData` (a numeric list), `strData` (its JSON text) or
     `binData` (base64 of little-endian FP32 instances in the model's input shape)."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["data"]}, {"required": ["jsonData"]}, {"required": ["strData"]}, {"required": ["binData"]}]})
 
     data: SeldonData | None = None
     jsonData: Any = None
