@@ -29,7 +29,8 @@ ENV = {
 
 class Stack:
     def __init__(self, data_dir: Path, image: np.ndarray):
-        self.stack = LocalStack(data_dir, ports=free_ports(SERVICES), services=SERVICES, env=ENV)
+        # The image model server also serves gRPC (the Open Inference Protocol's service: tritonclient's gRPC)
+        self.stack = LocalStack(data_dir, ports=free_ports(SERVICES), services=SERVICES, env=ENV, grpc_port=free_ports(("grpc",))["grpc"])
         self.image = image
         self.client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=16))
         self.running = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -94,7 +95,28 @@ def parse_json(body: bytes, what: str = "request body") -> Any:
 
 
 async def _http_exception(request: Request, exc: HTTPException) -> Response:
-    return error(exc.status_code, exc.detail or "error", headers=dict(exc.headers or {}))  # a 405's Allow (RFC 9110) among them
+    headers = dict(exc.headers or {})  # a 405's Allow (RFC 9110) among them
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+    return error(exc.status_code, exc.detail or "error", headers=headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette's Allow names only the first route's): of
+    the routes whose template matches it most literally (`/v1/triggers` before `/{namespace}/{broker}`)."""
+    from starlette.routing import Match
+
+    candidates: list[tuple[int, set[str]]] = []
+    for route in getattr(request.app, "routes", []):
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        methods = getattr(route, "methods", None)
+        if match is not Match.NONE and methods:
+            literal = len(re.sub(r"\{[^}]*\}", "", getattr(route, "path", "")))  # `{m}:predict` is more specific than `{m}`
+            candidates.append((literal, set(methods)))
+    if not candidates:
+        return ""
+    most = max(literal for literal, _ in candidates)
+    return ", ".join(sorted(set().union(*(m for literal, m in candidates if literal == most))))
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:

