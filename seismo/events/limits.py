@@ -19,9 +19,10 @@ MAX_JSON_DEPTH = 32
 MAX_ID_CHARS = 256
 # A prediction id is echoed in the X-Prediction-Id header and sent as ce-id: visible ASCII only, so
 # every peer (KServe, Seldon, proxies, Elasticsearch ids) can carry it unchanged.
-# Visible ASCII but '/', '?' and '#': an id is a path segment of GET /v1/records/{id} (an id with a '/'
-# made that a 404, and `victim/lineage` answered another record's lineage).
-_ID = re.compile(rf"^[\x21\x22\x24-\x2e\x30-\x3e\x40-\x7e]{{1,{MAX_ID_CHARS}}}$")
+# Visible ASCII but '/': an id is a path segment of GET /v1/records/{id}, and a '/' stays a separator even
+# percent-encoded (an id with one made that a 404, and `victim/lineage` answered another record's lineage).
+# '?' and '#' are fine percent-encoded.
+_ID = re.compile(rf"^[\x21-\x2e\x30-\x7e]{{1,{MAX_ID_CHARS}}}$")
 
 
 _CONTAINERS = (list, dict)
@@ -60,7 +61,7 @@ def loads(body: bytes, what: str = "request body", depth: int = MAX_JSON_DEPTH) 
 
 
 def is_prediction_id(value: object) -> bool:
-    """1-256 visible ASCII characters but / ? # (fullmatch: `$` alone would let a trailing newline through)."""
+    """1-256 visible ASCII characters but / (fullmatch: `$` alone would let a trailing newline through)."""
     return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
@@ -70,7 +71,7 @@ def check_prediction_id(value: str, where: str) -> str:
         shown = value[:60].encode("unicode_escape").decode("ascii")
         raise PayloadError(
             f"{where} {shown!r} cannot be a prediction id: use 1 to {MAX_ID_CHARS} visible ASCII characters other than "
-            "'/', '?' and '#' (no spaces, control characters or non-ASCII letters): it is echoed in the X-Prediction-Id "
+            "'/' (no spaces, control characters or non-ASCII letters): it is echoed in the X-Prediction-Id "
             "header and names the record in GET /v1/records/{id}"
         )
     return value

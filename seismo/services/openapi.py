@@ -94,6 +94,12 @@ class RequestSchemas(GenerateJsonSchema):
             return self.generate_inner(schema["schema"])
         return super().nullable_schema(schema)
 
+    def default_schema(self, schema: Any) -> Any:
+        json_schema = super().default_schema(schema)
+        if self.mode == "validation" and "default" in json_schema and json_schema["default"] is None:
+            del json_schema["default"]  # absent, not null
+        return json_schema
+
 
 def document(service: str, operations: list[Operation], description: str = "") -> dict[str, Any]:
     """The OpenAPI 3.1 document of one service's operations."""

@@ -92,7 +92,7 @@ def test_every_event_ingress_needs_an_identity(stack):
 
 
 @pytest.mark.parametrize("event_type,token", [(DRIFT, CLIENT), (DRIFT, "model-secret"), (DRIFT, "outlier-secret"),
-                                              (REQUEST, CLIENT), (REQUEST, "drift-secret"), (FEEDBACK, "model-secret")])
+                                              (REQUEST, CLIENT), (REQUEST, "drift-secret"), (FEEDBACK, "outlier-secret")])
 def test_results_and_records_only_from_their_producers(stack, event_type, token):
     with httpx.Client(timeout=10) as client:
         for url in (f"{stack['broker']}/", f"{stack['logger']}/"):
@@ -139,7 +139,7 @@ def test_a_claimed_sender_stamp_is_only_trusted_from_the_broker(stack):
         # the broker's own deliveries say who sent the event: a request stamped `client` is refused
         relayed = event(REQUEST, "stamp-2", seismosender="client") | bearer("broker-secret")
         assert client.post(f"{stack['logger']}/", headers=relayed, content=INSTANCES).status_code == 403
-        relayed = event(FEEDBACK, "stamp-3", seismosender="model") | bearer("broker-secret")
+        relayed = event(FEEDBACK, "stamp-3", seismosender="drift") | bearer("broker-secret")
         assert client.post(f"{stack['metrics']}/", headers=relayed, content=FEEDBACK_BODY).status_code == 403
         # dead letters only from the broker
         assert client.post(f"{stack['logger']}/v1/dead-letters", headers=event(REQUEST, "dl-1") | bearer(CLIENT),

@@ -94,10 +94,10 @@ def test_v2_id_that_is_not_ascii_or_too_long_is_refused(s):
 def test_ids_that_are_not_one_path_segment_are_refused(s):
     """An id with a '/' was accepted: GET /v1/records/{id} then answered 404, and `victim/lineage` read
     another record's lineage. The model server and the logger both refuse them now, naming why."""
-    for pid in ("victim/lineage", "a?b", "a#b"):
+    for pid in ("victim/lineage", "/", "a/"):
         r = s.client.post(f"{s.url('model')}/v1/models/{MODEL}:predict", json={"instances": [s.image.tolist()]},
                           headers={"x-request-id": pid})
-        assert r.status_code == 400 and "other than '/', '?' and '#'" in r.json()["error"], pid
+        assert r.status_code == 400 and "other than '/'" in r.json()["error"], pid
         assert s.predict_v2(body_id=pid).status_code == 400
         r = s.client.post(f"{s.url('logger')}/", headers=event_headers(pid), content=orjson.dumps({"instances": [[1]]}))
         assert r.status_code == 400 and "cannot be a prediction id" in r.json()["error"], pid
