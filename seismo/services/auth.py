@@ -75,6 +75,27 @@ def _lines(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
+class WatchedFile:
+    """A file's non-empty lines, read again when its mtime changes (a mounted Secret or a projected token
+    rotates without a restart); while it cannot be read (being swapped), the last lines read."""
+
+    def __init__(self, path: Path, setting: str):
+        if not path.exists():
+            raise ValueError(f"{setting} {path} does not exist")
+        self.path = path
+        self._mtime: float | None = None
+        self._lines: list[str] = []
+
+    def lines(self) -> list[str]:
+        try:
+            mtime = self.path.stat().st_mtime
+            if mtime != self._mtime:
+                self._lines, self._mtime = _lines(self.path), mtime
+        except OSError as exc:
+            log.warning("auth: cannot read %s: %s", self.path, exc)
+        return self._lines
+
+
 def parse_senders(entries: list[str], where: str) -> dict[str, str]:
     """`identity=token` pairs as {token: identity}; ValueError naming a malformed pair (never its token)."""
     out: dict[str, str] = {}
@@ -107,34 +128,19 @@ class TokenSet:
         self._static_senders = parse_senders([e for e in settings.senders.split(",") if e.strip()], "SEISMO_AUTH_SENDERS")
         if settings.senders.strip() and not self._static_senders:
             raise ValueError("SEISMO_AUTH_SENDERS is set but holds no identity=token pair; refusing to start with auth off")
-        self._files: dict[Path, tuple[float | None, list[str]]] = {}
-        for path, name in ((settings.tokens_file, "SEISMO_AUTH_TOKENS_FILE"), (settings.senders_file, "SEISMO_AUTH_SENDERS_FILE")):
-            if path is not None and not path.exists():
-                raise ValueError(f"{name} {path} does not exist")
-        if settings.senders_file is not None:
-            parse_senders(_lines(settings.senders_file), "SEISMO_AUTH_SENDERS_FILE")  # a malformed file stops the start
-
-    def _file_lines(self, path: Path | None) -> list[str]:
-        if path is None:
-            return []
-        mtime, lines = self._files.get(path, (None, []))
-        try:
-            now = path.stat().st_mtime
-            if now != mtime:
-                lines = _lines(path)
-                self._files[path] = (now, lines)
-        except OSError as exc:  # keep the last lines read: a Secret being swapped is briefly missing
-            log.warning("auth: cannot read %s: %s", path, exc)
-        return lines
+        self._tokens_file = WatchedFile(settings.tokens_file, "SEISMO_AUTH_TOKENS_FILE") if settings.tokens_file else None
+        self._senders_file = WatchedFile(settings.senders_file, "SEISMO_AUTH_SENDERS_FILE") if settings.senders_file else None
+        if self._senders_file is not None:
+            parse_senders(self._senders_file.lines(), "SEISMO_AUTH_SENDERS_FILE")  # a malformed file stops the start
 
     def current(self) -> list[str]:
         """The client tokens."""
-        return self._static + self._file_lines(self.settings.tokens_file)
+        return self._static + (self._tokens_file.lines() if self._tokens_file else [])
 
     def senders(self) -> dict[str, str]:
         """{token: identity} of the sender tokens (a malformed file line is skipped and logged)."""
         out = dict(self._static_senders)
-        lines = self._file_lines(self.settings.senders_file)
+        lines = self._senders_file.lines() if self._senders_file else []
         try:
             out.update(parse_senders(lines, "SEISMO_AUTH_SENDERS_FILE"))
         except ValueError as exc:
@@ -266,31 +272,13 @@ def auth_middleware(
     return [Middleware(BearerAuth, tokens=tokens, access=access, oidc=oidc)]
 
 
-class FileToken:
-    """A token kept in a file that is replaced while the service runs (kubelet rotates projected tokens)."""
-
-    def __init__(self, path: Path):
-        if not path.exists():
-            raise ValueError(f"SEISMO_AUTH_SEND_TOKEN_FILE {path} does not exist")
-        self.path, self._token = path, ""
-        self._mtime: float | None = None
-
-    def current(self) -> str | None:
-        try:
-            mtime = self.path.stat().st_mtime
-            if mtime != self._mtime:
-                self._token, self._mtime = self.path.read_text().strip(), mtime
-        except OSError as exc:  # keep the last token read while the file is swapped
-            log.warning("auth: cannot read %s: %s", self.path, exc)
-        return self._token or None
-
-
 def sender_token(settings: AuthSettings | None, default_identity: str) -> Callable[[], str | None]:
     """What a service sends as its bearer token on the events it posts: its identity's sender token
     (SEISMO_AUTH_IDENTITY, default the service's name), re-read on each call so rotation holds."""
     settings = settings or AuthSettings()
-    if settings.send_token_file is not None:
-        return FileToken(settings.send_token_file).current
+    if settings.send_token_file is not None:  # kubelet rotates projected tokens: re-read on change
+        token_file = WatchedFile(settings.send_token_file, "SEISMO_AUTH_SEND_TOKEN_FILE")
+        return lambda: next(iter(token_file.lines()), None)
     tokens = TokenSet(settings)
     identity = settings.identity or default_identity
     if not tokens.enabled:

@@ -133,3 +133,28 @@ def test_the_middleware_takes_oidc_tokens_on_event_paths_only(issuer):
 
     asyncio.run(run())
     assert seen == ["broker"]
+
+
+def test_sender_tokens_follow_their_files(tmp_path):
+    """A projected token (SEISMO_AUTH_SEND_TOKEN_FILE) and the senders' Secret rotate without a restart."""
+    import os
+
+    from seismo.services.auth import TokenSet, sender_token
+
+    token = tmp_path / "token"
+    token.write_text("first-jwt\n")
+    send = sender_token(AuthSettings(send_token_file=token), "model")
+    assert send() == "first-jwt"
+    token.write_text("second-jwt\n")
+    os.utime(token, (time.time() + 5, time.time() + 5))  # a new mtime even within the clock's resolution
+    assert send() == "second-jwt"
+    pairs = tmp_path / "senders"
+    pairs.write_text("model=m1\nbroker=b1\n")
+    tokens = TokenSet(AuthSettings(senders_file=pairs))
+    assert tokens.identify("m1") == "model" and tokens.identify("b1") == "broker" and tokens.identify("x") is None
+    assert sender_token(AuthSettings(senders_file=pairs), "broker")() == "b1"
+    pairs.write_text("model=m2\nnot a pair\n")
+    os.utime(pairs, (time.time() + 10, time.time() + 10))
+    assert tokens.identify("m2") == "model" and tokens.identify("m1") is None  # the good pair kept, the bad line skipped
+    with pytest.raises(ValueError, match="SEISMO_AUTH_SEND_TOKEN_FILE"):
+        sender_token(AuthSettings(send_token_file=tmp_path / "missing"), "model")
