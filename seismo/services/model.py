@@ -507,11 +507,15 @@ class ModelService:
         info = self.predictor.info
 
         def tensor(spec) -> dict:
-            return {"name": spec.name, "data_type": f"TYPE_{spec.datatype}", "dims": list(spec.shape[1:])}
+            # Triton names V2's BYTES `TYPE_STRING`; the first dimension is the batch (max_batch_size > 0).
+            datatype = "STRING" if spec.datatype == "BYTES" else spec.datatype
+            return {"name": spec.name, "data_type": f"TYPE_{datatype}", "dims": list(spec.shape[1:])}
 
+        # Triton's versions are numbers: a version that is not one is reported as the latest.
+        version = info.version or ""
+        policy = {"specific": {"versions": [int(version)]}} if version.isdigit() else {"latest": {"num_versions": 1}}
         return {"name": info.name, "platform": info.platform, "backend": info.platform, "max_batch_size": self.settings.max_batch_size,
-                "input": [tensor(s) for s in info.inputs], "output": [tensor(s) for s in info.outputs],
-                "version_policy": {"specific": {"versions": [info.version]}} if info.version else {"latest": {"num_versions": 1}}}
+                "input": [tensor(s) for s in info.inputs], "output": [tensor(s) for s in info.outputs], "version_policy": policy}
 
     def model_statistics(self) -> dict:
         """Triton's statistics extension (`GET /v2/models/{m}/stats`)."""

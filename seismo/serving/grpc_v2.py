@@ -164,7 +164,8 @@ def metadata_headers(context: grpc.aio.ServicerContext) -> dict[str, str]:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """Serves `ModelService` over gRPC; model repository load/unload stay UNIMPLEMENTED (one model per server)."""
+    """Serves `ModelService` over gRPC, with Triton's model configuration and statistics; model repository load/unload
+    stay UNIMPLEMENTED (one model per server)."""
 
     def __init__(self, core: ModelService):
         self.core = core
@@ -194,6 +195,28 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         tensor = lambda t: pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])  # noqa: E731
         return pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta["platform"],
                                         inputs=[tensor(t) for t in meta["inputs"]], outputs=[tensor(t) for t in meta["outputs"]])
+
+    async def ModelConfig(self, request, context):  # noqa: N802 (Triton's extension)
+        await self._served_or_abort(request.name, context, request.version)
+        config = self.core.model_config()
+        tensors = lambda kind, specs: [kind(name=t["name"], data_type=pb.DataType.Value(t["data_type"]), dims=t["dims"])  # noqa: E731
+                                       for t in specs]
+        return pb.ModelConfigResponse(config=pb.ModelConfig(
+            name=config["name"], platform=config["platform"], backend=config["backend"], max_batch_size=config["max_batch_size"],
+            input=tensors(pb.ModelInput, config["input"]), output=tensors(pb.ModelOutput, config["output"]),
+            version_policy=pb.ModelVersionPolicy(**{
+                "specific": pb.ModelVersionPolicy.Specific(**config["version_policy"]["specific"])} if "specific" in config["version_policy"]
+                else {"latest": pb.ModelVersionPolicy.Latest(num_versions=1)})))
+
+    async def ModelStatistics(self, request, context):  # noqa: N802 (Triton's extension)
+        await self._served_or_abort(request.name, context, request.version)
+        stats = self.core.model_statistics()["model_stats"][0]
+        duration = lambda d: pb.StatisticDuration(count=d["count"], ns=d["ns"])  # noqa: E731
+        inference = stats["inference_stats"]
+        return pb.ModelStatisticsResponse(model_stats=[pb.ModelStatistics(
+            name=stats["name"], version=stats["version"], last_inference=stats["last_inference"], inference_count=stats["inference_count"],
+            execution_count=stats["execution_count"],
+            inference_stats=pb.InferStatistics(success=duration(inference["success"]), fail=duration(inference["fail"])))])
 
     async def ModelInfer(self, request, context):  # noqa: N802
         core = self.core

@@ -28,6 +28,11 @@ assert client.is_server_live() and client.is_model_ready(model)
 tensor = g.InferInput("input_1", list(image.shape), "FP32")
 tensor.set_data_from_numpy(image)
 result = client.infer(model, [tensor], request_id=pid)
+config = client.get_model_config(model).config
+assert config.name == model and config.input[0].data_type == g.model_config_pb2.TYPE_FP32, config
+assert list(config.input[0].dims) == list(image.shape[1:]), config
+stats = client.get_inference_statistics(model).model_stats[0]
+assert stats.name == model and stats.inference_stats.success.count >= 1 and stats.execution_count >= 1, stats
 print(result.as_numpy("probabilities").shape)
 """
 
@@ -56,7 +61,11 @@ def test_tritonclient_http_infers_and_every_prediction_is_stored(s, triton, bina
     assert record["request_content_type"] == ("application/octet-stream" if binary else "application/json")
 
 
-def test_tritonclient_http_reads_config_and_statistics(triton):
+def test_tritonclient_http_reads_config_and_statistics(s, triton):
+    image = s.image.astype(np.float32)[None]
+    tensor = http.InferInput("input_1", list(image.shape), "FP32")
+    tensor.set_data_from_numpy(image)
+    triton.infer(MODEL, [tensor])  # at least one success to count, whatever ran before
     config = triton.get_model_config(MODEL)
     assert config["name"] == MODEL and config["input"][0]["data_type"] == "TYPE_FP32"
     stats = triton.get_inference_statistics(MODEL)["model_stats"][0]

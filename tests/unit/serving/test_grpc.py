@@ -204,7 +204,7 @@ def test_wire_contract_matches_the_open_inference_protocol():
     service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     assert service.full_name == "inference.GRPCInferenceService"
     assert [m.name for m in service.methods] == ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
-                                                 "RepositoryModelLoad", "RepositoryModelUnload"]
+                                                 "RepositoryModelLoad", "RepositoryModelUnload", "ModelConfig", "ModelStatistics"]
     numbers = lambda message: {f.name: f.number for f in message.DESCRIPTOR.fields}  # noqa: E731
     assert numbers(pb.ModelInferRequest) == {"model_name": 1, "model_version": 2, "id": 3, "parameters": 4, "inputs": 5, "outputs": 6,
                                              "raw_input_contents": 7}
@@ -213,6 +213,13 @@ def test_wire_contract_matches_the_open_inference_protocol():
     assert numbers(pb.InferTensorContents) == {"bool_contents": 1, "int_contents": 2, "int64_contents": 3, "uint_contents": 4, "uint64_contents": 5,
                                                "fp32_contents": 6, "fp64_contents": 7, "bytes_contents": 8}
     assert numbers(pb.InferParameter) == {"bool_param": 1, "int64_param": 2, "string_param": 3}
+    # Triton's extensions (its grpc_service.proto and model_config.proto): the subset Seismo fills.
+    assert numbers(pb.ModelConfig) == {"name": 1, "platform": 2, "version_policy": 3, "max_batch_size": 4, "input": 5, "output": 6, "backend": 17}
+    assert numbers(pb.ModelInput) == {"name": 1, "data_type": 2, "dims": 4}
+    assert numbers(pb.ModelOutput) == {"name": 1, "data_type": 2, "dims": 3}
+    assert numbers(pb.ModelStatistics) == {"name": 1, "version": 2, "last_inference": 3, "inference_count": 4, "execution_count": 5,
+                                           "inference_stats": 6}
+    assert pb.DataType.Value("TYPE_FP32") == 11 and pb.DataType.Value("TYPE_STRING") == 13
 
 
 def test_another_model_version_is_not_found(stub, example_images):
@@ -221,6 +228,12 @@ def test_another_model_version_is_not_found(stub, example_images):
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "version '99'" in caught.value.details()
     with pytest.raises(grpc.RpcError) as caught:
         stub.ModelMetadata(pb.ModelMetadataRequest(name=MODEL, version="99"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelConfig(pb.ModelConfigRequest(name=MODEL, version="99"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelStatistics(pb.ModelStatisticsRequest(name="other"))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
