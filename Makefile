@@ -14,14 +14,16 @@ DETECTORS := models/artifacts/detectors/adversarial/config.json
 TABULAR := models/artifacts/tabular-classifier/metadata.json
 EXAMPLES := $(MODEL) $(DETECTORS) $(TABULAR)
 SYNC := $(UV) sync --frozen --python $(PYTHON)
+# The client conformance environments (below): KServe's SDK and SeldonClient.
+CLIENTS := .venv-kserve/.installed .venv-seldon/.installed
 
-.PHONY: demo test test-fast test-slow lint bench up model install clean alibi lock
+.PHONY: demo test test-fast test-slow lint bench up model install clean alibi lock clients
 
 demo: $(RUNTIME) $(EXAMPLES)
 	$(BIN)/seismo demo
 
 # The suite a developer runs before every commit (the soak and other `slow` tests: `make test-slow`).
-test: $(DEV) $(EXAMPLES) lint
+test: $(DEV) $(EXAMPLES) $(CLIENTS) lint
 	$(BIN)/python -m pytest -m "not slow"
 
 # Everything that starts no process (under a minute): `pytest -m "not integration and not slow"`.
@@ -52,6 +54,7 @@ model: $(EXAMPLES)
 lock: $(UV)
 	$(UV) lock $(if $(UPGRADE),--upgrade,)
 	$(ALIBI_COMPILE) $(if $(UPGRADE),--upgrade,)
+	$(foreach client,kserve seldon,$(call CLIENT_COMPILE,$(client)) $(if $(UPGRADE),--upgrade,);)
 
 $(UV):
 	@echo "==> installing uv $(UV_VERSION) into .uv (it installs everything else from uv.lock)"
@@ -74,7 +77,7 @@ $(MODEL): $(RUNTIME) models/image_classifier.py
 	$(BIN)/python -m models.image_classifier
 
 clean:
-	rm -rf $(VENV) .uv .seismo models/artifacts
+	rm -rf $(VENV) .venv-kserve .venv-seldon .uv .seismo models/artifacts
 
 $(TABULAR): $(RUNTIME) models/tabular_classifier.py
 	@echo "==> training the example tabular model (scikit-learn wine, about a second)"
@@ -98,3 +101,18 @@ ALIBI_COMPILE := $(UV) pip compile requirements/alibi.in --python-version 3.11 -
 	touch .venv-alibi/.installed
 
 alibi: .venv-alibi/.installed
+
+# The clients platform teams already run, each in an environment of its own because they pin protobuf
+# and numpy versions Seismo's cannot share: KServe's SDK (.venv-kserve) and seldon-core's SeldonClient
+# (.venv-seldon). tests/hostile/test_clients.py runs them against a real `seismo up`. Locked with hashes
+# in requirements/<name>-client.txt by `make lock`.
+CLIENT_COMPILE = $(UV) pip compile requirements/$(1)-client.in --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	--generate-hashes --quiet -o requirements/$(1)-client.txt
+
+.venv-%/.installed: $(UV) requirements/%-client.txt
+	@echo "==> creating .venv-$* for the client conformance tests from requirements/$*-client.txt"
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) .venv-$*
+	$(UV) pip sync --quiet --python .venv-$*/bin/python --require-hashes requirements/$*-client.txt
+	touch $@
+
+clients: $(CLIENTS)

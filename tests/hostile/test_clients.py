@@ -1,17 +1,20 @@
 """Conformance with the clients platform teams already run, against the session's shared stack (a real
-`seismo up`): tritonclient over HTTP and gRPC, and a property-based run of every service's
-/openapi.json (schemathesis). KServe's SDK and SeldonClient pin protobuf and numpy versions this
-environment cannot hold: their wire formats are sent as they send them in tests/hostile/test_interop.py."""
+`seismo up`): tritonclient over HTTP and gRPC, KServe's SDK and SeldonClient (each from an environment of
+its own, `make clients`: they pin protobuf and numpy versions Seismo's cannot hold; the scripts are in
+tests/clients/), and a property-based run of every service's /openapi.json (schemathesis)."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 from conftest import MODEL
-from helpers import wait_until
+from helpers import metric_sum, scrape, wait_until
+from test_interop import TABULAR, WINE_ROW
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +86,51 @@ def test_tritonclient_grpc_infers_and_the_prediction_is_stored(s, tmp_path):
     result = subprocess.run([sys.executable, "-c", GRPC_CLIENT, address, MODEL, pid, str(image)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "(1, 10)", result.stderr[-3000:]
     wait_until(lambda: s.complete(pid), 30, message="the gRPC prediction's record")
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def client_environment(name: str) -> Path:
+    """The interpreter of a client's own environment (`make test` builds them from requirements/*-client.txt)."""
+    python = REPO / f".venv-{name}" / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f".venv-{name} is missing: `make test` builds it (requirements/{name}-client.txt)")
+    return python
+
+
+def run_client(python: Path, script: str, *args: str) -> dict:
+    import json
+    import subprocess
+
+    result = subprocess.run([str(python), str(REPO / "tests" / "clients" / script), *args], capture_output=True, text=True, timeout=180,
+                            env={"PATH": "/usr/bin:/bin", "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_kserve_sdk_rest_v1_v2_and_grpc_predictions_are_stored(s, tmp_path):
+    python = client_environment("kserve")
+    image = tmp_path / "image.npy"
+    np.save(image, s.image)
+    address = f"{urlsplit(s.url('model')).hostname}:{s.stack.grpc_port}"
+    ids = run_client(python, "kserve_sdk.py", s.url("model"), address, MODEL, str(image), f"kserve-{uuid.uuid4().hex[:6]}")
+    assert set(ids) == {"v1", "v2-json", "v2-binary", "grpc"}
+    for kind, pid in ids.items():
+        record = wait_until(lambda pid=pid: s.record(pid) if s.complete(pid) else None, 30, message=f"the KServe SDK's {kind} record")
+        assert record["model"] == MODEL
+    assert s.record(ids["v2-binary"])["request_content_type"] == "application/octet-stream"
+
+
+def test_seldon_client_predicts_and_its_feedback_reaches_the_metrics_server(s):
+    python = client_environment("seldon")
+    before = metric_sum(scrape(s.url("metrics")), "seismo_metrics_feedback_received_total", model=TABULAR)
+    answer = run_client(python, "seldon_client.py", urlsplit(s.url("tabular")).netloc, urlsplit(s.url("metrics")).netloc, TABULAR,
+                        json.dumps(WINE_ROW))
+    wait_until(lambda: s.complete(answer["puid"]), 30, message="SeldonClient's prediction stored under its puid")
+    # Once relayed by the model server, once posted to the metrics server.
+    wait_until(lambda: metric_sum(scrape(s.url("metrics")), "seismo_metrics_feedback_received_total", model=TABULAR) >= before + 2, 30,
+               message="SeldonClient's feedback received by the metrics server")
 
 
 # No 5xx, and every 405 names what is allowed. Not yet `positive_data_acceptance` (nothing the document
