@@ -30,6 +30,10 @@ DURATION_PATTERN = (r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w)|P(?=[0-9T])([0-9]+(\.[0-
 """A short duration (`30s`, `15m`, `1h`, `7d`) or an ISO-8601 one (`PT1H`)."""
 
 
+PREDICTION_ID_PATTERN = r"^[!-.0-~]{1,256}$"
+"""seismo.events.limits.is_prediction_id: 1-256 visible ASCII characters but '/'."""
+
+
 def either(*patterns: str) -> str:
     return "^(" + "|".join(p[1:-1] for p in patterns) + ")$"
 

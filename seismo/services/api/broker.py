@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, NO_CONTENT, TOO_LARGE, ApiModel, common_operations, error_body
-from seismo.services.api.events import EVENT_HEADERS, BatchResult, event_body
+from seismo.services.api.events import BatchResult, event_body, event_headers
 from seismo.services.openapi import Body, Operation
 
 
@@ -32,7 +32,7 @@ class Triggers(ApiModel):
 
 
 def _ingress(path: str) -> Operation:
-    return Operation("POST", path, "Publish an event (202 once durable in the journal)", tags=("events",), headers=EVENT_HEADERS,
+    return Operation("POST", path, "Publish an event (202 once durable in the journal)", tags=("events",), headers=event_headers("PublishedEventHeaders"),
                      body=event_body(batch=True), path_params={"namespace": "any (Knative's broker URL shape)",
                                                                "broker": "any (Knative's broker URL shape)"},
                      description="Open unless SEISMO_AUTH_EVENTS=protected.",

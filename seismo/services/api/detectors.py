@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import RootModel
 
+from seismo.events.types import KSERVE_REQUEST, KSERVE_RESPONSE, SELDON_REQUEST, SELDON_RESPONSE
 from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, NO_CONTENT, TOO_LARGE, ApiModel, common_operations
-from seismo.services.api.events import BATCH, EVENT_HEADERS, event_body
+from seismo.services.api.events import BATCH, event_body, event_headers
 from seismo.services.api.logger import DriftWindow
 from seismo.services.openapi import Body, Operation
 
@@ -79,10 +80,11 @@ class DriftAnswer(RootModel[DriftWindow | EmbeddingDriftReply | DetectorBatchRes
     """A window's result (the feature detector's `is_drift`, `p_val`... or an embedding window's), or a batch's results."""
 
 
+INFERENCE_EVENT_HEADERS = event_headers("InferenceEventHeaders", (KSERVE_REQUEST, SELDON_REQUEST, KSERVE_RESPONSE, SELDON_RESPONSE))
 BATCHED = f" A batched delivery (`{BATCH}`, what Seismo's broker sends to triggers with `batch`) is answered 200 with one result per event."
 
 OUTLIER_OPERATIONS = [
-    Operation("POST", "/", "Score a request event's instances", tags=("events",), headers=EVENT_HEADERS, body=event_body(batch=True),
+    Operation("POST", "/", "Score a request event's instances", tags=("events",), headers=INFERENCE_EVENT_HEADERS, body=event_body(batch=True),
               description=REPLY + BATCHED + " Open unless SEISMO_AUTH_EVENTS=protected.",
               responses={200: Body(OutlierAnswer, "the outlier (or adversarial) reply event, or a batch's results"),
                          204: Body(None, "a response event with no embedding: nothing to check", NO_CONTENT),
@@ -92,7 +94,7 @@ OUTLIER_OPERATIONS = [
 
 DRIFT_OPERATIONS = [
     Operation("POST", "/", "Add a request event's instances (or a response's embeddings) to the window", tags=("events",),
-              headers=EVENT_HEADERS, body=event_body(batch=True),
+              headers=INFERENCE_EVENT_HEADERS, body=event_body(batch=True),
               description=REPLY + BATCHED + " Open unless SEISMO_AUTH_EVENTS=protected.",
               responses={202: Body(None, "added; the window is not full yet", NO_CONTENT),
                          200: Body(DriftAnswer, "the drift reply event of the window this event filled, or a batch's results"),

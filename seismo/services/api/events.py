@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, create_model
 
 from seismo.services.api import ApiModel
 from seismo.services.openapi import Body
@@ -31,6 +31,21 @@ class EventHeaders(ApiModel):
 
 
 EVENT_HEADERS = EventHeaders
+
+
+def event_headers(name: str, types: tuple[str, ...] | None = None) -> type[ApiModel]:
+    """The binary-mode headers one ingress reads, stated as strictly as it checks them: the four required
+    attributes present and `ce-type` one of `types` (any type where None). Structured mode carries them in
+    the body instead; the document describes binary mode, the one every Seismo sender uses."""
+    type_field: Any = Literal[types] if types else str
+    version_field: Any = Literal["1.0"]
+    return create_model(
+        name, __base__=EventHeaders,
+        ce_id=(str, Field(alias="ce-id", min_length=1, description="The event id (KServe: the prediction id).")),
+        ce_type=(type_field, Field(alias="ce-type", description="One of " + ", ".join(f"`{t}`" for t in types))) if types
+        else (str, Field(alias="ce-type", min_length=1, description="The event type.")),
+        ce_source=(str, Field(alias="ce-source", min_length=1)),
+        ce_specversion=(version_field, Field(alias="ce-specversion", description="`1.0`.")))
 
 
 class BatchResult(ApiModel):

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from seismo.events.types import EVENT_KINDS
 from seismo.services.api import (
     AUTH_ERRORS,
     BAD_REQUEST,
@@ -16,7 +17,7 @@ from seismo.services.api import (
     documented_pattern,
     error_body,
 )
-from seismo.services.api.events import EVENT_HEADERS, EventAccepted, event_body
+from seismo.services.api.events import EventAccepted, event_body, event_headers
 from seismo.services.openapi import Body, Operation
 
 
@@ -187,7 +188,7 @@ NOT_FOUND = error_body("no record with this prediction id")
 
 OPERATIONS = [
     Operation("POST", "/", "An event to fold into its prediction's record (what the broker delivers)", tags=("events",),
-              headers=EVENT_HEADERS, body=event_body(batch=True),
+              headers=event_headers("StoredEventHeaders", tuple(EVENT_KINDS)), body=event_body(batch=True),
               responses={200: Body(EventAccepted, "stored (`stored` false for a redelivery that changed nothing), or per-event "
                                                   "results for a batch"),
                          400: BAD_REQUEST, 413: TOO_LARGE, 503: error_body("the store is unavailable: retry"), **AUTH_ERRORS},
@@ -207,7 +208,7 @@ OPERATIONS = [
               responses={200: Body(Clusters), 400: BAD_REQUEST,
                          404: error_body("no embedding reference configured (SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH)"), **AUTH_ERRORS}),
     Operation("POST", "/v1/dead-letters", "The Knative Triggers' dead-letter sink: counts and keeps the event's attributes",
-              tags=("events",), headers=EVENT_HEADERS, body=event_body(),
+              tags=("events",), headers=event_headers("DeadLetterHeaders"), body=event_body(),
               responses={202: Body(Counted), 400: BAD_REQUEST, 413: TOO_LARGE, **AUTH_ERRORS}),
     Operation("GET", "/v1/dead-letters", "The last 100 dead letters' attributes", responses={200: Body(DeadLetters), **AUTH_ERRORS}),
     *common_operations("logger"),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, RootModel
+from pydantic import ConfigDict, Field, RootModel, WithJsonSchema
 
+from seismo.events.types import SELDON_FEEDBACK
 from seismo.services.api import (
     AUTH_ERRORS,
     BAD_REQUEST,
     DURATION_PATTERN,
+    PREDICTION_ID_PATTERN,
     TIME_PATTERN,
     TOO_LARGE,
     ApiModel,
@@ -18,10 +20,27 @@ from seismo.services.api import (
     either,
     error_body,
 )
-from seismo.services.api.events import EVENT_HEADERS, event_body
+from seismo.services.api.events import event_body, event_headers
 from seismo.services.openapi import Body, Operation
 
-Truth = float | list[Any] | dict[str, Any]
+# What the parser takes as truth, as far as JSON Schema can say it: a number, a list of at most two levels
+# of numbers (rectangular: JSON Schema cannot state that), or a message of a protocol whose first tensor is
+# the truth (V1 `predictions`/`instances`, V2 `outputs`/`inputs`, Seldon `data`/`jsonData`).
+_ROW = {"type": "array", "minItems": 1, "items": {"type": "number"}}
+TRUTH_SCHEMA = {"anyOf": [
+    {"type": "number"},
+    {"type": "array", "minItems": 1, "items": {"anyOf": [{"type": "number"}, _ROW]}},
+    {"type": "object", "anyOf": [{"required": [key], "properties": {key: {"type": "array", "minItems": 1}}}
+                                 for key in ("predictions", "instances", "outputs", "inputs")]
+     + [{"required": ["data"], "properties": {"data": {"type": "object", "anyOf": [{"required": ["ndarray"]}, {"required": ["tensor"]}]}}},
+        {"required": ["jsonData"], "properties": {"jsonData": {"anyOf": [{"type": "number"}, _ROW]}}}]},
+]}
+Truth = Annotated[Any, WithJsonSchema(TRUTH_SCHEMA)]
+# A response given with feedback carries the prediction (one protocol's message) or names it (`meta.puid`).
+RESPONSE_SCHEMA = {"type": "object", "anyOf": [{"required": [key]} for key in ("predictions", "outputs", "data", "jsonData", "strData", "binData")]
+                   + [{"required": ["meta"], "properties": {"meta": {"type": "object", "required": ["puid"],
+                                                                     "properties": {"puid": {"type": "string", "pattern": PREDICTION_ID_PATTERN}}}}}]}
+Response = Annotated[dict[str, Any] | None, WithJsonSchema(RESPONSE_SCHEMA)]
 
 
 class Feedback(ApiModel):
@@ -34,11 +53,11 @@ class Feedback(ApiModel):
 
     truth: Truth
     """A number, a list (one value per instance, or one one-hot row), or a V1, V2 or Seldon message."""
-    prediction_id: str | None = Field(None, min_length=1)
+    prediction_id: str | None = Field(None, min_length=1, json_schema_extra={"pattern": PREDICTION_ID_PATTERN})
     """The prediction's id (`X-Prediction-Id` / the V2 `id` the model server answered)."""
     model: str | None = None
     request: dict[str, Any] | None = None
-    response: dict[str, Any] | None = None
+    response: Response = None
     """The model's response, for feedback scored without the store (or Seldon's `{"meta": {"puid": ...}}`)."""
     cohort: str | None = None
     """Also from the `X-Seismo-Cohort` header."""
@@ -209,7 +228,7 @@ OPERATIONS = [
                           "with the same body and an `error`."),
     Operation("POST", "/api/v1.0/feedback", "Seldon's feedback body (same answers)", body=Body(Feedback), headers=FeedbackHeaders,
               responses=FEEDBACK_ANSWERS),
-    Operation("POST", "/", "`io.seldon.serving.feedback` events from the broker", tags=("events",), headers=EVENT_HEADERS,
+    Operation("POST", "/", "`io.seldon.serving.feedback` events from the broker", tags=("events",), headers=event_headers("FeedbackEventHeaders", (SELDON_FEEDBACK,)),
               body=event_body(), responses=FEEDBACK_ANSWERS, description="Open unless SEISMO_AUTH_EVENTS=protected."),
     Operation("GET", "/v1/performance", "Realized and estimated performance of a model, cohort, group and window",
               query=PerformanceQuery,

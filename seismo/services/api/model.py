@@ -6,11 +6,12 @@ V2 operation's text: a JSON schema cannot say where the JSON header ends."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, WithJsonSchema
 
-from seismo.services.api import BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body
+from seismo.services.api import BAD_REQUEST, PREDICTION_ID_PATTERN, TOO_LARGE, ApiModel, common_operations, error_body
+from seismo.services.api.metrics import Truth
 from seismo.services.openapi import Body, Operation
 
 NO_MODEL = error_body("the model is not served here")
@@ -182,11 +183,16 @@ class TritonStats(ApiModel):
     model_stats: list[TritonModelStats]
 
 
+# The deployment's feedback is relayed by prediction id: the response must name it.
+NAMED_RESPONSE = {"type": "object", "required": ["meta"], "properties": {
+    "meta": {"type": "object", "required": ["puid"], "properties": {"puid": {"type": "string", "pattern": PREDICTION_ID_PATTERN}}}}}
+
+
 class SeldonFeedback(ApiModel):
-    truth: Any
+    truth: Truth
     """The ground truth, in the response's form."""
     request: dict[str, Any] | None = None
-    response: dict[str, Any] | None = None
+    response: Annotated[dict[str, Any], WithJsonSchema(NAMED_RESPONSE)]
     """The answer as it came: its `meta.puid` names the prediction."""
     reward: float | None = None
 

@@ -155,3 +155,32 @@ def test_readme_api_table_lists_documented_operations(documents):
     for service, method, path in rows:
         concrete = re.sub(r"{\w+}", "x", path)
         operation_for(documents[service], method, concrete)
+
+
+def body_errors(documents, service: str, method: str, path: str, body) -> list:
+    doc = documents[service]
+    schema = operation_for(doc, method, path)["requestBody"]["content"]["application/json"]["schema"]
+    return list(schema_validator(doc, schema).iter_errors(body))
+
+
+def header(documents, service: str, path: str, name: str) -> dict:
+    return next(p for p in operation_for(documents[service], "POST", path)["parameters"] if p["in"] == "header" and p["name"] == name)
+
+
+def test_documents_state_what_the_parsers_refuse(documents):
+    """What schemathesis found accepted by a document and refused by its service: truth and responses in no
+    protocol, a deployment's feedback that names no prediction, events without their attributes or of a
+    type the ingress does not take."""
+    for truth in ({}, [], {"predictions": []}, {"data": {}}, "x"):
+        assert body_errors(documents, "metrics", "POST", "/feedback", {"prediction_id": "p", "truth": truth}), truth
+    assert not body_errors(documents, "metrics", "POST", "/feedback", {"prediction_id": "p", "truth": {"data": {"ndarray": [[1]]}}})
+    assert body_errors(documents, "metrics", "POST", "/feedback", {"response": {}, "truth": 1})
+    assert body_errors(documents, "metrics", "POST", "/feedback", {"prediction_id": "a/b", "truth": 1})
+    assert not body_errors(documents, "metrics", "POST", "/feedback", {"response": {"meta": {"puid": "p"}}, "truth": 1})
+    assert body_errors(documents, "model", "POST", "/api/v1.0/feedback", {"response": {"data": {"ndarray": [[1]]}}, "truth": [1]})
+    for service, path in (("logger", "/"), ("broker", "/"), ("metrics", "/"), ("drift", "/"), ("outlier", "/"), ("logger", "/v1/dead-letters")):
+        for name in ("ce-id", "ce-type", "ce-source", "ce-specversion"):
+            assert header(documents, service, path, name)["required"], (service, path, name)
+    assert header(documents, "metrics", "/", "ce-type")["schema"] == {"const": "io.seldon.serving.feedback", "type": "string"}
+    assert "org.kubeflow.serving.inference.request" in header(documents, "drift", "/", "ce-type")["schema"]["enum"]
+    assert "enum" not in header(documents, "broker", "/", "ce-type")["schema"]
