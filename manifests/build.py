@@ -97,7 +97,7 @@ def deployment(name: str) -> dict:
         mounts.append({"name": "state", "mountPath": "/state"})
     if name == "explainer":
         container_env.append({"name": "SEISMO_MODEL_URL", "value": "http://seismo-model"})
-    # Bearer-token auth on, the tokens from a Secret the user creates (see the README); the explainer
+    # Bearer-token auth on, the tokens from a Secret the user creates (see docs/kubernetes.md); the explainer
     # sends one to mark its calls to the model server as not to be logged.
     volumes.append({"name": "auth", "secret": {"secretName": AUTH_SECRET}})
     mounts.append({"name": "auth", "mountPath": "/var/run/secrets/seismo/auth", "readOnly": True})
@@ -472,7 +472,7 @@ podDisruptionBudgets:
 seldonGraphs: ""
 
 # Per service: replicas, resources, image (repository/tag override the defaults above), env (the
-# service's settings, see the README's Configuration), extraEnv (appended: OTEL_*, your own),
+# service's settings, see docs/reference/configuration.md), extraEnv (appended: OTEL_*, your own),
 # nodeSelector, tolerations; the model server and the outlier detector also take a GPU node pool
 # (gpu.enabled adds the nvidia.com/gpu limit, gpu.nodeSelector, gpu.tolerations and the -gpu image tag).
 """

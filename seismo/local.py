@@ -46,6 +46,9 @@ def configured_ports() -> dict[str, int]:
     return {name: int(os.environ.get(f"SEISMO_{name.upper()}_PORT", port)) for name, port in ports.items()}
 
 
+EXAMPLE_NAME = "image-classifier"
+"""The example model the embedding defaults belong to."""
+
 class StartupError(RuntimeError):
     pass
 
@@ -107,9 +110,15 @@ class LocalStack:
             # Seismo's broker takes batched requests: fewer HTTP exchanges per prediction under load
             env.setdefault("SEISMO_MODEL_LOG_BATCH_SIZE", "64")
         # embedding drift on the example classifier's penultimate layer, when `make model` fitted its detector
-        if (EXAMPLE_DETECTORS / "embedding" / "config.json").exists():
+        # and the drift service watches that model (another model's responses carry no such embedding: every
+        # one would be refused). An empty value turns the embedding detector off.
+        if (EXAMPLE_DETECTORS / "embedding" / "config.json").exists() and env.get("SEISMO_DRIFT_MODEL", EXAMPLE_NAME) == EXAMPLE_NAME:
             env.setdefault("SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH", str(EXAMPLE_DETECTORS / "embedding"))
-            env.setdefault("SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH", str(EXAMPLE_DETECTORS / "embedding"))
+            if env.get("SEISMO_MODEL_NAME", EXAMPLE_NAME) == EXAMPLE_NAME:
+                env.setdefault("SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH", str(EXAMPLE_DETECTORS / "embedding"))
+        for name in ("SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH", "SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH"):
+            if env.get(name) == "":
+                del env[name]
         # the example models keep their names as metric labels; other names are bounded (seismo.labels)
         env.setdefault("SEISMO_LOGGER_MODELS", "image-classifier,tabular-classifier")
         env.update(self.env)

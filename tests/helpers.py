@@ -185,24 +185,33 @@ def service_at(port: int) -> str:
     return "model" if by_port[port] == "tabular" else by_port[port]
 
 
-def readme_curls() -> list[tuple[str, str, str | None]]:
-    """(url, method, body or None) of each curl command in the README's shell blocks, `<prediction id>`
-    written as PREDICTION_ID."""
+def doc_pages() -> list[Path]:
+    """The README, then every page of the docs site in its nav order (mkdocs.yml): where examples live."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    nav = re.findall(r":\s*(\S+\.md)\s*$", (root / "mkdocs.yml").read_text(), re.M)
+    return [root / "README.md", *(root / "docs" / page for page in nav)]
+
+
+def doc_curls() -> list[tuple[str, str, str | None]]:
+    """(url, method, body or None) of each curl command in the shell blocks of the README and the docs
+    (in that order), `<prediction id>` written as PREDICTION_ID."""
     import re
     import shlex
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     commands = []
-    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            if "curl " not in line:
-                continue
-            line = line.replace("<prediction id>", "PREDICTION_ID")
-            words = shlex.split(line[line.index("curl "):].split(" | ")[0], comments=True)
-            url = next(w for w in words[1:] if "localhost:" in w)
-            data = words[words.index("-d") + 1] if "-d" in words else None
-            method = words[words.index("-X") + 1] if "-X" in words else ("POST" if data is not None else "GET")
-            commands.append((url, method, data))
+    for page in doc_pages():
+        for block in re.findall(r"```sh\n(.*?)```", page.read_text(), re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                if "curl " not in line:
+                    continue
+                line = line.replace("<prediction id>", "PREDICTION_ID")
+                words = shlex.split(line[line.index("curl "):].split(" | ")[0], comments=True)
+                url = next(w for w in words[1:] if "localhost:" in w)
+                data = words[words.index("-d") + 1] if "-d" in words else None
+                method = words[words.index("-X") + 1] if "-X" in words else ("POST" if data is not None else "GET")
+                commands.append((url, method, data))
     return commands
 
 

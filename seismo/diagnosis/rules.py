@@ -1,6 +1,6 @@
 """Which failure mode a model suffers, from evidence already measured: pure decision rules.
 
-The rules follow the failure-modes document this project was founded on (README "Diagnosis"):
+The rules (docs/concepts/diagnosis.md):
 
 1. Too little ground truth in the range: `no_ground_truth` (drift is still reported as evidence).
 2. The latest window's error is not above the validation error by more than the tolerance, beyond

@@ -5,7 +5,7 @@ CPU per post, measured); https and anything else go through aiohttp, as every si
 `SEISMO_EVENT_HTTP_CLIENT=aiohttp`.
 
 aiohttp, not httpx, on these hot paths: measured here, an httpx POST of a 60 kB event cost about 1 ms
-more CPU than aiohttp's (bench notes in the README), and the model server sends two events per
+more CPU than aiohttp's (docs/performance.md), and the model server sends two events per
 prediction on the same event loop that answers predictions.
 """
 

@@ -1,4 +1,4 @@
-"""The README's curl examples, run in order against the suite's one real stack, each answer validated against
+"""The curl examples of the README and docs/, run in order against the suite's one real stack, each answer validated against
 the serving service's `/openapi.json`: the documents describe what the services really answer.
 (It lives beside the hostile suite to share its stack: starting another costs a minute.)"""
 
@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 import numpy as np
-from helpers import operation_for, readme_curls, wait_until
+from helpers import doc_curls, operation_for, wait_until
 
 from seismo.local import LOCAL_PORTS
 from seismo.topology import SERVICE_PORTS
@@ -24,12 +24,12 @@ def response_schema(doc: dict, method: str, path: str, status: int) -> dict:
     return answer.get("content", {}).get("application/json", {}).get("schema", {})
 
 
-def test_readme_examples_answer_as_documented(s):
+def test_documented_examples_answer_as_documented(s):
     docs: dict[str, dict] = {}
     prediction_id = None
     predicted: list[str] = []
     checked = 0
-    for url, method, data in readme_curls():
+    for url, method, data in doc_curls():
         parts = urlsplit("http://" + url)
         name = STACK_NAME[parts.port]
         base = s.url(name)

@@ -1,5 +1,5 @@
 """`/openapi.json`: each service's document is valid OpenAPI 3.1, documents exactly the routes the app has,
-and the README's examples (curl commands and the API table) validate against it."""
+and the documented examples (curl commands in the README and docs/, the API reference's table) validate against it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import jsonschema
 import pytest
-from helpers import ServedApp, operation_for, readme_curls, service_at
+from helpers import ServedApp, doc_curls, operation_for, service_at
 from openapi_spec_validator import validate
 from prometheus_client import CollectorRegistry
 
@@ -103,12 +103,12 @@ def coerce(value: str, schema: dict):
     return value
 
 
-def test_readme_has_curl_examples():
-    assert len(readme_curls()) >= 10
+def test_the_docs_have_curl_examples():
+    assert len(doc_curls()) >= 10
 
 
-@pytest.mark.parametrize("url,method,data", readme_curls(), ids=lambda v: str(v)[:60] if v else "")
-def test_readme_curl_example_validates(documents, url, method, data):
+@pytest.mark.parametrize("url,method,data", doc_curls(), ids=lambda v: str(v)[:60] if v else "")
+def test_documented_curl_example_validates(documents, url, method, data):
     parts = urlsplit("http://" + url)
     doc = documents[service_at(parts.port)]
     op = operation_for(doc, method, parts.path)
@@ -122,7 +122,7 @@ def test_readme_curl_example_validates(documents, url, method, data):
         assert not errors, f"{url}: {errors[0].message}"
 
 
-def test_a_wrong_readme_body_would_fail(documents):
+def test_a_wrong_documented_body_would_fail(documents):
     """The body check can fail: feedback without truth, an explain request with two instances."""
     metrics = operation_for(documents["metrics"], "POST", "/feedback")["requestBody"]["content"]["application/json"]["schema"]
     assert list(schema_validator(documents["metrics"], metrics).iter_errors({"prediction_id": "x"}))
@@ -130,10 +130,10 @@ def test_a_wrong_readme_body_would_fail(documents):
     assert list(schema_validator(documents["explainer"], explain).iter_errors({"instances": [[1], [2]]}))
 
 
-def readme_api_rows() -> list[tuple[str, str, str]]:
-    """(service, method, path) of each HTTP row of the README's API table (paths with `[...]` expanded)."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## API\n", 1)[1].split("\n### ", 1)[0]
+def api_table_rows() -> list[tuple[str, str, str]]:
+    """(service, method, path) of each HTTP row of the API reference's table (paths with `[...]` expanded)."""
+    text = (ROOT / "docs" / "reference" / "api.md").read_text()
+    section = text.split("\n## ", 1)[0]
     rows = []
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -149,8 +149,8 @@ def readme_api_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
-def test_readme_api_table_lists_documented_operations(documents):
-    rows = readme_api_rows()
+def test_the_api_reference_table_lists_documented_operations(documents):
+    rows = api_table_rows()
     assert len(rows) >= 25
     for service, method, path in rows:
         concrete = re.sub(r"{\w+}", "x", path)
