@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import seismo
+from seismo.cli_errors import SettingError, env_int, settings_error_lines
 from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS, SERVICES, data_dir
 
 SERVICE_NAMES = tuple(SERVICES)
@@ -44,7 +46,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except PortInUse as exc:
         print(f"seismo: {exc}", file=sys.stderr)
         return 2
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        for line in settings_error_lines(exc):
+            print(f"seismo: invalid configuration for {args.name}: {line}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"seismo: invalid configuration for {args.name}: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -57,7 +63,7 @@ def _data_dir(args: argparse.Namespace) -> Path:
 def cmd_up(args: argparse.Namespace) -> int:
     from seismo.local import LOCAL_GRPC_PORT, LocalStack, PortInUse, StartupError, table
 
-    grpc_port = int(os.environ.get("SEISMO_MODEL_GRPC_PORT", LOCAL_GRPC_PORT))
+    grpc_port = env_int("SEISMO_MODEL_GRPC_PORT", LOCAL_GRPC_PORT, minimum=1)
     stack = LocalStack(_data_dir(args), host=args.host, grpc_port=grpc_port)
     print(f"starting Seismo (data in {stack.data_dir}) ...", flush=True)
     try:
@@ -141,16 +147,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_data_dir(args), predictions=args.predictions, window=args.window, detection=not args.no_detection)
 
 
+SERVICE_SETTINGS = "every service's settings: SEISMO_<SERVICE>_* (MODEL, BROKER, LOGGER, OUTLIER, DRIFT, METRICS, EXPLAINER), SEISMO_AUTH_*"
+STORE = "the store: SEISMO_LOGGER_ELASTICSEARCH_URL (and _*) when set, else SEISMO_LOGGER_SQLITE_PATH (default $SEISMO_DATA_DIR/records.db)"
+ENVIRONMENT = {
+    "up": ["SEISMO_DATA_DIR (default .seismo/)", "SEISMO_<SERVICE>_PORT (each service's port), SEISMO_MODEL_GRPC_PORT", SERVICE_SETTINGS,
+           "SEISMO_LOG_LEVEL"],
+    "serve": [SERVICE_SETTINGS, "SEISMO_DATA_DIR", "OTEL_* (tracing, off unless set)", "SEISMO_LOG_LEVEL"],
+    "fit": [STORE + " (--from-store)"],
+    "embeddings": ["SEISMO_LOGGER_URL (versions: the logger to ask)"],
+    "report": ["SEISMO_LOGGER_URL (the logger to ask)"],
+    "replay": [STORE, "SEISMO_DRIFT_WINDOW_SIZE (the default --window)"],
+    "diagnose": ["SEISMO_METRICS_URL (the metrics server to ask)", "SEISMO_TOKEN (sent as a bearer token when auth is on)"],
+    "demo": ["SEISMO_DATA_DIR", SERVICE_SETTINGS],
+}
+"""The environment each command reads, shown by its --help (the full list: docs/reference/configuration.md)."""
+
+
+OFFLINE_COMMANDS = ("fit", "embeddings", "report", "replay", "diagnose")
+"""Commands that print a result and exit: their own output only (log level WARNING unless SEISMO_LOG_LEVEL)."""
+
+
+def _epilog(command: str) -> str:
+    lines = "\n".join(f"  {line}" for line in ENVIRONMENT[command])
+    return f"environment:\n{lines}\n\nevery setting: docs/reference/configuration.md"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seismo", description="Monitoring for models in production.")
+    parser.add_argument("--version", action="version", version=f"seismo {seismo.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="start every service locally and print where each one is")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, epilog=_epilog(name), formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+    up = command("up", help="start every service locally and print where each one is")
     up.add_argument("--data-dir", help="local state (default $SEISMO_DATA_DIR or .seismo/)")
     up.add_argument("--host", default="127.0.0.1")
     up.set_defaults(func=cmd_up)
 
-    serve = sub.add_parser("serve", help="run one service in the foreground (what a container runs)")
+    serve = command("serve", help="run one service in the foreground (what a container runs)")
     serve.add_argument("name", choices=SERVICE_NAMES)
     serve.add_argument("--port", type=int, help="default: the service's own (" + ", ".join(f"{n} {p}" for n, p in SERVICE_PORTS.items()) + ")")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
@@ -160,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--detector-path", type=Path, help="outlier, drift: a saved detector folder (seismo fit)")
     serve.set_defaults(func=cmd_serve)
 
-    fit = sub.add_parser("fit", help="fit a drift or outlier detector on reference data and save it")
+    fit = command("fit", help="fit a drift or outlier detector on reference data and save it")
     fit.add_argument("what", choices=("drift", "outlier", "embedding"))
     fit.add_argument("--reference", type=Path, help="reference data: .npy, .csv (numeric, optional header) or .parquet")
     fit.add_argument("--from-store", action="store_true", help="drift, outlier: fit on stored production requests of --model NAME "
@@ -181,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0)
     fit.set_defaults(func=cmd_fit)
 
-    embeddings = sub.add_parser("embeddings", help="embedding versions: check a bump between two models, list versions seen")
+    embeddings = command("embeddings", help="embedding versions: check a bump between two models, list versions seen")
     esub = embeddings.add_subparsers(dest="action", required=True)
     check = esub.add_parser("check", help="embed a probe set with OLD and NEW and say whether the claimed version bump is honest")
     check.add_argument("old", type=Path, help="the model artifact now in production")
@@ -194,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the logger (default $SEISMO_LOGGER_URL or the local one)")
     embeddings.set_defaults(func=cmd_embeddings)
 
-    report = sub.add_parser("report", help="write a self-contained HTML report")
+    report = command("report", help="write a self-contained HTML report")
     rsub = report.add_subparsers(dest="what", required=True)
     emb = rsub.add_parser("embeddings", help="UMAP of reference and production embeddings, clusters, drift over time")
     emb.add_argument("--model", required=True, help="the model whose stored embeddings to show")
@@ -206,18 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--logger-url", default=os.environ.get("SEISMO_LOGGER_URL", f"http://127.0.0.1:{SERVICE_PORTS['logger']}"))
     report.set_defaults(func=cmd_report)
 
-    replay = sub.add_parser("replay", help="run a saved drift detector over stored records in their original order and windows")
+    replay = command("replay", help="run a saved drift detector over stored records in their original order and windows")
     replay.add_argument("--model", required=True, help="the model whose stored requests to replay")
     replay.add_argument("--detector", type=Path, required=True, help="a saved drift detector folder (seismo fit drift)")
     replay.add_argument("--since", help="records created at or after (epoch seconds or ISO-8601); default: the first")
     replay.add_argument("--until", help="records created before (epoch seconds or ISO-8601); default: the last")
-    replay.add_argument("--window", type=int, default=int(os.environ.get("SEISMO_DRIFT_WINDOW_SIZE", 1000)),
+    replay.add_argument("--window", type=int, default=None,
                         help="instances per count window (default $SEISMO_DRIFT_WINDOW_SIZE or 1000, the drift service's)")
     replay.add_argument("--sqlite", type=Path, help="the SQLite store to read (default: the logger's, from SEISMO_LOGGER_* settings)")
     replay.add_argument("--out", type=Path, help="also save the windows' results as JSON lines here")
     replay.set_defaults(func=lambda args: __import__("seismo.replay", fromlist=["run"]).run(args))
 
-    diagnose = sub.add_parser("diagnose", help="which failure mode a model suffers (asks the metrics server's /v1/diagnosis)")
+    diagnose = command("diagnose", help="which failure mode a model suffers (asks the metrics server's /v1/diagnosis)")
     diagnose.add_argument("--model", required=True, help="the model to diagnose")
     diagnose.add_argument("--since", help="an RFC 3339 time, epoch seconds or a duration meaning that long ago (7d); default: all kept")
     diagnose.add_argument("--cohort", help="one cohort only (default: all and every cohort with data)")
@@ -226,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--json", action="store_true", help="print the answer as JSON")
     diagnose.set_defaults(func=lambda args: __import__("seismo.diagnosis.cli", fromlist=["run"]).run(args))
 
-    demo = sub.add_parser("demo", help="start the stack, send predictions, show what was logged, stop")
+    demo = command("demo", help="start the stack, send predictions, show what was logged, stop")
     demo.add_argument("--data-dir", help="local state (default $SEISMO_DATA_DIR or .seismo/)")
     demo.add_argument("--predictions", type=int, default=300)
     demo.add_argument("--window", type=int, default=300, help="drift window size for the demo (the service's default is 1000)")
@@ -236,11 +271,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ and Python logs (oneDNN notices, CUDA probing, retracing advice) are not Seismo's
+    # output: errors only, in this process and the services it starts. A value already set is kept.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    offline = args.command in OFFLINE_COMMANDS
+    if offline:
+        # oneDNN announces itself on every TensorFlow import whatever the log level; the offline tools print
+        # their own results, so they do without it (the services keep oneDNN's speed: their logs go to files).
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     logging.basicConfig(
-        level=os.environ.get("SEISMO_LOG_LEVEL", "INFO").upper(),
+        level=os.environ.get("SEISMO_LOG_LEVEL", "WARNING" if offline else "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # httpx logs every request at INFO: one line per event delivered would drown the services' own.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    return args.func(args)
+    for noisy in ("tensorflow", "absl", "h5py", "numba"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    from pydantic import ValidationError
+
+    try:
+        return args.func(args)
+    except SettingError as exc:
+        print(f"seismo: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a settings class read from the environment: one line per variable
+        if not exc.title.endswith("Settings"):
+            raise
+        for line in settings_error_lines(exc):
+            print(f"seismo: {line}", file=sys.stderr)
+        return 2

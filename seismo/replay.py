@@ -112,6 +112,7 @@ def run(args: Any) -> int:
     """The command: open the logger's store, load the detector, replay, print and optionally save."""
     import json
 
+    from seismo.cli_errors import env_int
     from seismo.detect.saving import load_detector
     from seismo.services.logger import LoggerSettings
     from seismo.times import parse_timestamp
@@ -122,6 +123,8 @@ def run(args: Any) -> int:
     except ValueError as exc:
         print(f"seismo replay: {exc}", file=sys.stderr)
         return 2
+    if args.window is None:
+        args.window = env_int("SEISMO_DRIFT_WINDOW_SIZE", 1000, minimum=2)
     settings = LoggerSettings() if args.sqlite is None else LoggerSettings(sqlite_path=args.sqlite)
     try:
         detector = load_detector(args.detector)

@@ -1,0 +1,82 @@
+"""The command line's conventions: --version, each command's --help lists the environment it reads, a bad
+setting is one line naming the variable (never a traceback), TensorFlow's log noise is silenced."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import seismo
+from seismo.cli import ENVIRONMENT, build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def seismo_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([str(Path(sys.executable).parent / "seismo"), *args], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"seismo {seismo.__version__}"
+
+
+@pytest.mark.parametrize("command", sorted(ENVIRONMENT))
+def test_every_command_help_lists_its_environment(command):
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    text = sub.choices[command].format_help()  # type: ignore[attr-defined]
+    assert "environment:" in text and "docs/reference/configuration.md" in text
+    assert all(line in text for line in ENVIRONMENT[command])
+
+
+def test_the_named_variables_exist():
+    """Every variable a --help names is one Seismo reads: in the configuration reference or the CLI's code."""
+    import re
+
+    documented = (ROOT / "docs" / "reference" / "configuration.md").read_text()
+    code = "".join(p.read_text() for p in (ROOT / "seismo").rglob("*.py"))
+    for lines in ENVIRONMENT.values():
+        for name in re.findall(r"SEISMO_[A-Z_]*[A-Z]", " ".join(lines)):
+            if name.endswith("_") or name in ("SEISMO_SERVICE",):
+                continue
+            assert f"`{name}" in documented or f'"{name}"' in code, name
+
+
+def test_a_bad_setting_is_one_line_naming_it(tmp_path):
+    result = seismo_cli("replay", "--model", "m", "--detector", str(tmp_path), env={"SEISMO_DRIFT_WINDOW_SIZE": "abc"})
+    assert result.returncode == 2 and result.stderr.strip() == "seismo: SEISMO_DRIFT_WINDOW_SIZE='abc' is not a whole number"
+    result = seismo_cli("replay", "--model", "m", "--detector", str(tmp_path), env={"SEISMO_LOGGER_MAX_READ_BYTES": "lots"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("seismo: SEISMO_LOGGER_MAX_READ_BYTES='lots': ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_service_setting_names_the_variable(capsys):
+    import os
+
+    os.environ["SEISMO_DRIFT_WINDOW_SIZE"] = "abc"
+    try:
+        assert main(["serve", "drift"]) == 2
+    finally:
+        del os.environ["SEISMO_DRIFT_WINDOW_SIZE"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]] and err[0].startswith("seismo: invalid configuration for drift: SEISMO_DRIFT_WINDOW_SIZE='abc': ")
+
+
+def test_tensorflow_is_quiet(tmp_path):
+    """`seismo embeddings check` loads two Keras models: nothing but its own output on stderr."""
+    model = ROOT / "models" / "artifacts" / "image-classifier"
+    if not (model / "metadata.json").exists():
+        pytest.skip("the example image classifier is not trained (make model)")
+    result = seismo_cli("embeddings", "check", str(model), str(model))
+    assert result.returncode == 0, result.stderr[-2000:]
+    # TFLite's C++ logger prints one line per interpreter whatever the settings: the one line let through.
+    noisy = [line for line in result.stderr.splitlines() if ("tensorflow" in line.lower() or "oneDNN" in line or "absl" in line
+                                                            or "cuda" in line.lower() or " INFO " in line) and "XNNPACK delegate" not in line]
+    assert noisy == []
