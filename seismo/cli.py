@@ -107,7 +107,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             return 2
         try:
             from_store = {"model": str(args.model), "since": parse_timestamp(args.since) if args.since else None,
-                          "until": parse_timestamp(args.until) if args.until else None, "sqlite": args.sqlite}
+                          "until": parse_timestamp(args.until) if args.until else None,
+                          "sqlite": args.sqlite or (Path(args.data_dir) / "records.db" if args.data_dir else None)}
         except ValueError as exc:
             print(f"seismo fit: {exc}", file=sys.stderr)
             return 2
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(the logger's store; --since/--until pick the time range); the detector records which data and model versions")
     fit.add_argument("--since", help="--from-store: records created at or after (epoch seconds or ISO-8601)")
     fit.add_argument("--until", help="--from-store: records created before (epoch seconds or ISO-8601)")
+    fit.add_argument("--data-dir", help="--from-store: the data directory `seismo up` used (default $SEISMO_DATA_DIR or .seismo/)")
     fit.add_argument("--sqlite", type=Path, help="--from-store: the SQLite store to read (default: the logger's, from SEISMO_LOGGER_* settings)")
     fit.add_argument("--out", type=Path, required=True, help="folder to save the detector in")
     fit.add_argument("--method", help="drift: ks (default), chi2, mmd, classifier, prediction; outlier: mahalanobis (default), "
@@ -248,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--until", help="records created before (epoch seconds or ISO-8601); default: the last")
     replay.add_argument("--window", type=int, default=None,
                         help="instances per count window (default $SEISMO_DRIFT_WINDOW_SIZE or 1000, the drift service's)")
+    replay.add_argument("--data-dir", help="the data directory `seismo up` used (default $SEISMO_DATA_DIR or .seismo/): its records.db")
     replay.add_argument("--sqlite", type=Path, help="the SQLite store to read (default: the logger's, from SEISMO_LOGGER_* settings)")
     replay.add_argument("--out", type=Path, help="also save the windows' results as JSON lines here")
     replay.set_defaults(func=lambda args: __import__("seismo.replay", fromlist=["run"]).run(args))

@@ -100,6 +100,8 @@ def make_detector(what: str, method: str | None, preprocess, p_val: float, corre
 
 
 MAX_STORE_INSTANCES = 100_000
+MIN_REFERENCE_ROWS = 200
+"""Below this many instances (or ten per feature), `fit` warns that the reference is too small to trust."""
 
 
 def read_from_store(model: str, since: float | None, until: float | None, sqlite: Path | None = None,
@@ -114,7 +116,10 @@ def read_from_store(model: str, since: float | None, until: float | None, sqlite
     from seismo.times import now_rfc3339, rfc3339
 
     settings = LoggerSettings() if sqlite is None else LoggerSettings(sqlite_path=sqlite)
-    store = settings.open_store()
+    try:
+        store = settings.open_existing_store()
+    except FileNotFoundError as exc:
+        raise FitError(str(exc)) from None
     rows: list[np.ndarray] = []
     skipped: dict[str, int] = {}
     versions: set[str] = set()
@@ -167,7 +172,7 @@ def fit_and_save(what: str, reference: Path | None, out: Path, method: str | Non
     if from_store is not None:
         if what == "embedding":
             raise FitError("--from-store fits drift and outlier detectors (embedding references come from a model: --model)")
-        step(f"[1/3] reading stored requests of {from_store['model']!r}")
+        step(f"[1/3] reading stored requests of {from_store['model']!r}")  # the next line names the store
         data, provenance = read_from_store(from_store["model"], from_store.get("since"), from_store.get("until"), from_store.get("sqlite"))
         step(f"      {provenance['records']} records from {provenance['store']}, model versions {provenance['model_versions']}")
     else:
@@ -177,6 +182,10 @@ def fit_and_save(what: str, reference: Path | None, out: Path, method: str | Non
         data = read_reference(Path(reference))
         provenance = {"source": "file", "reference": str(reference), "instances": int(len(data))}
     step(f"      {len(data)} instances of shape {list(data.shape[1:])}")
+    features = int(np.prod(data.shape[1:])) if data.ndim > 1 else 1
+    if what != "embedding" and len(data) < max(MIN_REFERENCE_ROWS, 10 * min(features, 1000)):
+        step(f"      warning: {len(data)} instances is a small reference for {features} features (fewer than "
+             f"{max(MIN_REFERENCE_ROWS, 10 * min(features, 1000))}): thresholds and p-values fitted on it will be noisy")
     if what == "embedding" and model is not None:
         from seismo.embeddings.extract import embed
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -125,7 +126,8 @@ def run(args: Any) -> int:
         return 2
     if args.window is None:
         args.window = env_int("SEISMO_DRIFT_WINDOW_SIZE", 1000, minimum=2)
-    settings = LoggerSettings() if args.sqlite is None else LoggerSettings(sqlite_path=args.sqlite)
+    sqlite = args.sqlite or (Path(args.data_dir) / "records.db" if args.data_dir else None)
+    settings = LoggerSettings() if sqlite is None else LoggerSettings(sqlite_path=sqlite)
     try:
         detector = load_detector(args.detector)
     except (OSError, ValueError) as exc:
@@ -134,7 +136,11 @@ def run(args: Any) -> int:
     if getattr(detector, "kind", None) is None or not hasattr(detector, "instance_shape"):
         print(f"seismo replay: {args.detector} is not a drift detector", file=sys.stderr)
         return 2
-    store = settings.open_store()
+    try:
+        store = settings.open_existing_store()
+    except FileNotFoundError as exc:
+        print(f"seismo replay: {exc}", file=sys.stderr)
+        return 2
     print(f"replaying {args.model} from {settings.describe_store()} with {args.detector} ({detector.kind}), windows of {args.window}",
           file=sys.stderr)
     try:

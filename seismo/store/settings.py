@@ -38,5 +38,15 @@ class StoreSettings(BaseSettings):
                           password=self.elasticsearch_password, api_key=self.elasticsearch_api_key,
                           verify_certs=self.elasticsearch_verify_certs)
 
+    def open_existing_store(self) -> RecordStore:
+        """The store as the stack wrote it, for the commands that read it (`replay`, `fit --from-store`):
+        a SQLite file that does not exist is an error naming it, never an empty store made on the spot."""
+        if not self.elasticsearch_url and not Path(self.sqlite_path).is_file():
+            raise FileNotFoundError(
+                f"no record store at {self.sqlite_path}: `seismo up` keeps it in its data directory (--data-dir, default .seismo/ "
+                "where it was started); name that directory with --data-dir DIR, the file with --sqlite FILE, or set "
+                "SEISMO_LOGGER_ELASTICSEARCH_URL for Elasticsearch")
+        return self.open_store()
+
     def describe_store(self) -> str:
         return f"elasticsearch {self.elasticsearch_url}" if self.elasticsearch_url else f"sqlite {self.sqlite_path}"

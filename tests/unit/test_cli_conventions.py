@@ -80,3 +80,27 @@ def test_tensorflow_is_quiet(tmp_path):
     noisy = [line for line in result.stderr.splitlines() if ("tensorflow" in line.lower() or "oneDNN" in line or "absl" in line
                                                             or "cuda" in line.lower() or " INFO " in line) and "XNNPACK delegate" not in line]
     assert noisy == []
+
+
+def test_commands_that_read_the_store_never_make_an_empty_one(tmp_path, monkeypatch, capsys):
+    """`replay` and `fit --from-store` read the stack's store: where there is none they say where they
+    looked and how to name it, and create nothing (they used to make an empty store and print 0 records)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEISMO_DATA_DIR", raising=False)
+    detector = tmp_path / "detector"
+    assert main(["replay", "--model", "m", "--detector", str(detector), "--data-dir", "nowhere"]) == 2
+    assert main(["fit", "outlier", "--from-store", "--model", "m", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no record store at .seismo/records.db" in err and "--data-dir DIR" in err
+    assert not (tmp_path / ".seismo").exists() and not (tmp_path / "nowhere").exists()
+
+
+def test_fit_warns_on_a_reference_too_small_to_trust(tmp_path, capsys):
+    import numpy as np
+
+    np.save(tmp_path / "small.npy", np.random.default_rng(0).normal(size=(50, 4)))
+    assert main(["fit", "drift", "--reference", str(tmp_path / "small.npy"), "--out", str(tmp_path / "d")]) == 0
+    assert "warning: 50 instances is a small reference for 4 features" in capsys.readouterr().err
+    np.save(tmp_path / "enough.npy", np.random.default_rng(0).normal(size=(400, 4)))
+    assert main(["fit", "drift", "--reference", str(tmp_path / "enough.npy"), "--out", str(tmp_path / "e")]) == 0
+    assert "warning" not in capsys.readouterr().err
