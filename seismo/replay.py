@@ -126,6 +126,9 @@ def run(args: Any) -> int:
         return 2
     if args.window is None:
         args.window = env_int("SEISMO_DRIFT_WINDOW_SIZE", 1000, minimum=2)
+    if args.window < 2:  # before the store is touched: the arguments first
+        print(f"seismo replay: --window must be at least 2, not {args.window}", file=sys.stderr)
+        return 2
     sqlite = args.sqlite or (Path(args.data_dir) / "records.db" if args.data_dir else None)
     settings = LoggerSettings() if sqlite is None else LoggerSettings(sqlite_path=sqlite)
     try:
