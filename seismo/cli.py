@@ -60,11 +60,50 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return Path(args.data_dir) if args.data_dir else data_dir()
 
 
+def _declared_stack(args: argparse.Namespace, grpc_port: int):
+    """The LocalStack for `seismo up -f FILE`, its detectors fitted and configuration written; None after
+    printing what is wrong with the declaration."""
+    from seismo.declaration import DeclarationError, load_declaration
+    from seismo.declared_stack import prepare
+    from seismo.fit import FitError
+    from seismo.local import LocalStack
+
+    try:
+        declaration = load_declaration(Path(args.file))
+        print(f"preparing {len(declaration.models)} declared model(s) from {args.file}", flush=True)
+        plan = prepare(declaration, _data_dir(args), args.host, args.port_offset, step=lambda line: print(f"  {line}", flush=True))
+    except (DeclarationError, FitError) as exc:
+        for line in str(exc).splitlines():
+            print(f"seismo: {line}", file=sys.stderr)
+        return None
+    for warning in plan.warnings:
+        print(f"seismo: warning: {warning}", file=sys.stderr)
+    return LocalStack(_data_dir(args), host=args.host, ports=plan.ports, services=plan.services, env=plan.env, commands=plan.commands,
+                      service_env=plan.service_env, grpc_service=plan.grpc_service or "", grpc_port=grpc_port + args.port_offset)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from seismo.init import InitError, write_declaration
+
+    try:
+        written = write_declaration(Path(args.model), Path(args.reference), args.task, args.name, Path(args.out), args.window, args.force)
+    except InitError as exc:
+        print(f"seismo init: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {written}: start it with `seismo up -f {written}`")
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from seismo.local import LOCAL_GRPC_PORT, LocalStack, PortInUse, StartupError, table
 
     grpc_port = env_int("SEISMO_MODEL_GRPC_PORT", LOCAL_GRPC_PORT, minimum=1)
-    stack = LocalStack(_data_dir(args), host=args.host, grpc_port=grpc_port)
+    if args.file is not None:
+        stack = _declared_stack(args, grpc_port)
+        if stack is None:
+            return 2
+    else:
+        stack = LocalStack(_data_dir(args), host=args.host, grpc_port=grpc_port)
     print(f"starting Seismo (data in {stack.data_dir}) ...", flush=True)
     try:
         stack.start(progress=lambda name: print(f"  {name} ready", flush=True))
@@ -151,6 +190,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 SERVICE_SETTINGS = "every service's settings: SEISMO_<SERVICE>_* (MODEL, BROKER, LOGGER, OUTLIER, DRIFT, METRICS, EXPLAINER), SEISMO_AUTH_*"
 STORE = "the store: SEISMO_LOGGER_ELASTICSEARCH_URL (and _*) when set, else SEISMO_LOGGER_SQLITE_PATH (default $SEISMO_DATA_DIR/records.db)"
 ENVIRONMENT = {
+    "init": ["none: everything comes from its arguments"],
     "up": ["SEISMO_DATA_DIR (default .seismo/)", "SEISMO_<SERVICE>_PORT (each service's port), SEISMO_MODEL_GRPC_PORT", SERVICE_SETTINGS,
            "SEISMO_LOG_LEVEL"],
     "serve": [SERVICE_SETTINGS, "SEISMO_DATA_DIR", "OTEL_* (tracing, off unless set)", "SEISMO_LOG_LEVEL"],
@@ -164,7 +204,7 @@ ENVIRONMENT = {
 """The environment each command reads, shown by its --help (the full list: docs/reference/configuration.md)."""
 
 
-OFFLINE_COMMANDS = ("fit", "embeddings", "report", "replay", "diagnose")
+OFFLINE_COMMANDS = ("init", "fit", "embeddings", "report", "replay", "diagnose")
 """Commands that print a result and exit: their own output only (log level WARNING unless SEISMO_LOG_LEVEL)."""
 
 
@@ -184,7 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
     up = command("up", help="start every service locally and print where each one is")
     up.add_argument("--data-dir", help="local state (default $SEISMO_DATA_DIR or .seismo/)")
     up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("-f", "--file", help="a declaration of the models to serve and watch (seismo.yaml, `seismo init` writes one); "
+                                         "default: the example models")
+    up.add_argument("--port-offset", type=int, default=0, help="-f: add this to every port (two stacks side by side)")
     up.set_defaults(func=cmd_up)
+
+    init = command("init", help="write seismo.yaml, the declaration `seismo up -f` serves and watches, for one model")
+    init.add_argument("--model", required=True, help="the model artifact: a .joblib file, a .keras file or a folder with metadata.json")
+    init.add_argument("--reference", required=True, help="reference data like the model's inputs: .npy, .csv (optional header) or .parquet")
+    init.add_argument("--task", choices=("binary", "multiclass", "regression"), help="default: read from the model (scikit-learn)")
+    init.add_argument("--name", help="the model's name (default: the artifact's file name)")
+    init.add_argument("--window", type=int, default=1000, help="drift: instances per window (default 1000)")
+    init.add_argument("--out", default="seismo.yaml", help="the file to write (default seismo.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(func=cmd_init)
 
     serve = command("serve", help="run one service in the foreground (what a container runs)")
     serve.add_argument("name", choices=SERVICE_NAMES)

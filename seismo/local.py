@@ -92,6 +92,12 @@ class LocalStack:
     ready_timeout: float = 180.0
     grpc_port: int | None = None
     """The image model server's gRPC port (`seismo up`: SEISMO_MODEL_GRPC_PORT or 8082); None: REST only."""
+    grpc_service: str = "model"
+    """Which model server gets the gRPC port."""
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    """`seismo serve` arguments per service, where they are not the service's own name (a declared stack)."""
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Settings for one service only (a declared stack's detector for one model)."""
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     _senders: str = ""
 
@@ -116,12 +122,12 @@ class LocalStack:
             env.setdefault("SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH", str(EXAMPLE_DETECTORS / "embedding"))
             if env.get("SEISMO_MODEL_NAME", EXAMPLE_NAME) == EXAMPLE_NAME:
                 env.setdefault("SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH", str(EXAMPLE_DETECTORS / "embedding"))
-        for name in ("SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH", "SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH"):
-            if env.get(name) == "":
-                del env[name]
         # the example models keep their names as metric labels; other names are bounded (seismo.labels)
         env.setdefault("SEISMO_LOGGER_MODELS", "image-classifier,tabular-classifier")
         env.update(self.env)
+        for name in ("SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH", "SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH"):
+            if env.get(name) == "":
+                del env[name]
         # Auth on: the services send their events with sender tokens of their own (seismo.services.senders),
         # made up for this stack unless the caller names them.
         if (env.get("SEISMO_AUTH_TOKENS") or env.get("SEISMO_AUTH_TOKENS_FILE")) and not (
@@ -134,7 +140,7 @@ class LocalStack:
     def start(self, progress=None) -> None:
         for name in self.services:
             check_port_free(self.host, self.ports[name], name)  # all before any starts: one clear error
-        if self.grpc_port is not None and "model" in self.services:
+        if self.grpc_port is not None and self.grpc_service in self.services:
             check_port_free(self.host, self.grpc_port, "model (gRPC)")
         try:
             for name in self.services:
@@ -150,10 +156,12 @@ class LocalStack:
         log_path = self.data_dir / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = log_path.open("ab")
-        command = [sys.executable, "-m", "seismo", "serve", *(arguments or COMMANDS.get(name, [name])), "--host", self.host, "--port", str(self.ports[name])]
+        serve = arguments or self.commands.get(name) or COMMANDS.get(name, [name])
+        command = [sys.executable, "-m", "seismo", "serve", *serve, "--host", self.host, "--port", str(self.ports[name])]
         env = self.child_env()
+        env.update(self.service_env.get(name, {}))
         env.pop("SEISMO_MODEL_GRPC_PORT", None)  # only the image model server gets one (the tabular one runs the same command)
-        if name == "model" and self.grpc_port is not None:
+        if name == self.grpc_service and self.grpc_port is not None:
             env["SEISMO_MODEL_GRPC_PORT"] = str(self.grpc_port)
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True, preexec_fn=_die_with_parent)
@@ -212,8 +220,8 @@ def table(stack: LocalStack) -> str:
     rows = [("service", "url", "metrics", "log")]
     for name in stack.services:
         rows.append((name, stack.url(name), f"{stack.url(name)}/metrics", str(stack.data_dir / "logs" / f"{name}.log")))
-        if name == "model" and stack.grpc_port is not None:
-            rows.append(("model (gRPC)", f"{stack.host}:{stack.grpc_port}", "", "(same log)"))
+        if name == stack.grpc_service and stack.grpc_port is not None:
+            rows.append((f"{name} (gRPC)", f"{stack.host}:{stack.grpc_port}", "", "(same log)"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
