@@ -103,7 +103,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         if stack is None:
             return 2
     else:
+        from seismo.local import unwatched_warnings
+
         stack = LocalStack(_data_dir(args), host=args.host, grpc_port=grpc_port)
+        for warning in unwatched_warnings():
+            print(f"seismo: warning: {warning}", file=sys.stderr)
     print(f"starting Seismo (data in {stack.data_dir}) ...", flush=True)
     try:
         stack.start(progress=lambda name: print(f"  {name} ready", flush=True))

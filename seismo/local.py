@@ -216,6 +216,31 @@ class LocalStack:
         self.stop()
 
 
+def unwatched_warnings(env: dict[str, str] | None = None) -> list[str]:
+    """What plain `seismo up` serves that nothing watches: the drift and outlier services and the metrics
+    server each follow one configured set of models, and a model outside it is served and stored with no
+    word (`seismo up -f` declares both sides at once)."""
+    import yaml
+
+    from seismo.topology import CONFIG_DIR
+
+    env = dict(os.environ) if env is None else env
+    served = env.get("SEISMO_MODEL_NAME") or EXAMPLE_NAME
+    watched = {"the drift service": env.get("SEISMO_DRIFT_MODEL") or EXAMPLE_NAME,
+               "the outlier service": env.get("SEISMO_OUTLIER_MODEL") or EXAMPLE_NAME}
+    warnings = [f"model {served!r} is served but {who} watches {model!r} (set SEISMO_{who.split()[1].upper()}_MODEL, or use `seismo up -f`)"
+                for who, model in watched.items() if model != served]
+    config = Path(env.get("SEISMO_METRICS_CONFIG_FILE") or CONFIG_DIR / "metrics.yaml")
+    try:
+        configured = (yaml.safe_load(config.read_text()) or {}).get("models") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        configured = {}
+    if served not in configured:
+        warnings.append(f"model {served!r} has no entry in the metrics configuration {config}: feedback for it is refused and it gets "
+                        "no performance or diagnosis (add one, or use `seismo up -f`)")
+    return warnings
+
+
 def table(stack: LocalStack) -> str:
     rows = [("service", "url", "metrics", "log")]
     for name in stack.services:

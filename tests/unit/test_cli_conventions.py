@@ -104,3 +104,16 @@ def test_fit_warns_on_a_reference_too_small_to_trust(tmp_path, capsys):
     np.save(tmp_path / "enough.npy", np.random.default_rng(0).normal(size=(400, 4)))
     assert main(["fit", "drift", "--reference", str(tmp_path / "enough.npy"), "--out", str(tmp_path / "e")]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_plain_up_warns_about_a_served_model_nothing_watches(tmp_path):
+    from seismo.local import unwatched_warnings
+
+    assert unwatched_warnings({}) == []  # the examples: every part watches the image classifier
+    warnings = unwatched_warnings({"SEISMO_MODEL_NAME": "iris"})
+    assert len(warnings) == 3 and all("'iris'" in w for w in warnings)
+    assert "SEISMO_DRIFT_MODEL" in warnings[0] and "SEISMO_OUTLIER_MODEL" in warnings[1] and "metrics configuration" in warnings[2]
+    config = tmp_path / "metrics.yaml"
+    config.write_text("models:\n  iris: {type: multiclass-onehot}\n")
+    assert unwatched_warnings({"SEISMO_MODEL_NAME": "iris", "SEISMO_DRIFT_MODEL": "iris", "SEISMO_OUTLIER_MODEL": "iris",
+                               "SEISMO_METRICS_CONFIG_FILE": str(config)}) == []
