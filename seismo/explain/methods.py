@@ -121,7 +121,7 @@ def explain_image_anchor(model: ExplainedModel, reference: np.ndarray, image: np
 
 
 def explain_kernel_shap(model: ExplainedModel, reference: np.ndarray, instance: np.ndarray, predict: Predict, budget: Budget,
-                        seed: int, background_size: int = 20) -> Explanation:
+                        seed: int, background_size: int = 20, nsamples: int | None = None) -> Explanation:
     """KernelSHAP (the `shap` package) with a k-means summary of the reference as background.
 
     It evaluates nsamples x background rows; nsamples is sized to the call budget up front, since
@@ -134,7 +134,7 @@ def explain_kernel_shap(model: ExplainedModel, reference: np.ndarray, instance: 
     n_features = reference.shape[1]
     k = min(background_size, len(reference))
     background = shap.kmeans(reference, k) if len(reference) > k else reference
-    wanted = 2 * n_features + 2048
+    wanted = nsamples or 2 * n_features + 2048  # shap's own default when none is asked for
     affordable = (budget.max_calls - budget.calls) // k - 1
     nsamples = min(wanted, affordable)
     names = model.names_for(n_features)

@@ -230,6 +230,7 @@ class ExplainerService:
             budget = Budget(int(_number(parameters, "max_model_calls", settings.max_model_calls, 1, settings.max_model_calls)),
                             _number(parameters, "max_seconds", settings.max_seconds, 0.01, settings.max_seconds))
             seed = int(_number(parameters, "seed", 0, 0, 2**31 - 1))
+            nsamples = int(_number(parameters, "nsamples", 0, 1, 100_000)) if "nsamples" in parameters else None
         except ValueError as exc:  # ExplainRequestError, or a value numpy could not take
             self.rejected.labels("invalid").inc()
             raise exc if isinstance(exc, ExplainRequestError) else ExplainRequestError(str(exc)) from None
@@ -238,7 +239,7 @@ class ExplainerService:
             raise ExplainerBusy(f"the explainer is busy ({settings.concurrency} running, {settings.max_queued} waiting); retry later")
         predict = self._predictor(model, asyncio.get_running_loop(), trace or {})
         if method == "kernel_shap":
-            work = lambda: explain_kernel_shap(model, reference, instance, predict, budget, seed)  # noqa: E731
+            work = lambda: explain_kernel_shap(model, reference, instance, predict, budget, seed, nsamples=nsamples)  # noqa: E731
         elif model.kind == "tabular":
             work = lambda: explain_tabular_anchor(model, reference, instance, predict, budget, threshold, seed)  # noqa: E731
         else:

@@ -24,6 +24,16 @@ def response_schema(doc: dict, method: str, path: str, status: int) -> dict:
     return answer.get("content", {}).get("application/json", {}).get("schema", {})
 
 
+def answer_looks_like_success(method: str, path: str, r) -> None:
+    """A first output a user can trust: feedback for ids that were predicted (never left pending), an
+    explanation that found its anchor, KernelSHAP with the samples it asked for."""
+    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else None
+    if path.endswith("feedback") and isinstance(body, dict):
+        assert body.get("status") != "pending" and not body.get("pending"), f"{path}: feedback for a prediction that was never made: {body}"
+    if path.endswith(":explain") and isinstance(body, dict):
+        assert body.get("anchor_found", True) and not body["budget_exhausted"], f"{path}: {body.get('reason')}"
+
+
 def test_documented_examples_answer_as_documented(s):
     docs: dict[str, dict] = {}
     prediction_id = None
@@ -41,6 +51,8 @@ def test_documented_examples_answer_as_documented(s):
             body = json.dumps({"instances": [np.full((32, 32, 3), 0.5).tolist()]}).encode()
         else:
             body = None if data is None else data.replace("PREDICTION_ID", prediction_id or "").encode()
+        if path.endswith("feedback"):  # as a user a moment later: the predictions are stored, so feedback joins at once
+            wait_until(lambda: all(s.complete(p) for p in predicted), 60, message=f"records of {predicted}")
         if path.startswith("/v1/records/"):  # events reach the logger through the broker: wait for the record
             wait_until(lambda url=target: s.client.get(url).status_code == 200, 60, message=f"record {path}")
         r = s.client.request(method, target, content=body, headers={"content-type": "application/json"} if body else {},
@@ -49,6 +61,7 @@ def test_documented_examples_answer_as_documented(s):
         if "x-prediction-id" in r.headers:
             predicted.append(r.headers["x-prediction-id"])
             prediction_id = prediction_id or predicted[0]
+        answer_looks_like_success(method, path, r)
         schema = response_schema(docs[name], method, path, r.status_code)
         if schema:
             errors = list(jsonschema.Draft202012Validator({**schema, "components": docs[name]["components"]}).iter_errors(r.json()))

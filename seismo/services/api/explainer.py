@@ -17,6 +17,8 @@ class ExplainParameters(ApiModel):
     max_model_calls: int | None = Field(None, ge=1)
     max_seconds: float | None = Field(None, gt=0)
     seed: int | None = None
+    nsamples: int | None = Field(None, ge=1, le=100_000)
+    """KernelSHAP: coalitions to sample (default shap's 2 x features + 2048), cut to what the call budget allows."""
 
 
 class ExplainRequest(ApiModel):
