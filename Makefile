@@ -17,7 +17,7 @@ SYNC := $(UV) sync --frozen --python $(PYTHON)
 # The client conformance environments (below): KServe's SDK and SeldonClient.
 CLIENTS := .venv-kserve/.installed .venv-seldon/.installed
 
-.PHONY: demo test test-fast test-slow lint bench up model install clean alibi lock clients
+.PHONY: demo test test-fast test-slow lint bench up model install clean alibi lock clients images
 
 demo: $(RUNTIME) $(EXAMPLES)
 	$(BIN)/seismo demo
@@ -116,3 +116,14 @@ CLIENT_COMPILE = $(UV) pip compile requirements/$(1)-client.in --python-version 
 	touch $@
 
 clients: $(CLIENTS)
+
+# Every service's container image (needs Docker; none runs on the development machine, so this target is
+# not exercised by the suite): <REGISTRY>/<service>:<version>, the version pyproject.toml and the chart's
+# appVersion name (a test keeps the three equal), so `helm install` pulls what was built.
+REGISTRY ?= ghcr.io/seismo
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
+IMAGES := model broker logger outlier drift metrics explainer
+
+images:
+	@command -v docker >/dev/null || { echo "make images needs Docker (docker build)"; exit 2; }
+	for s in $(IMAGES); do docker build -f services/$$s/Dockerfile -t $(REGISTRY)/$$s:$(VERSION) . || exit 1; done

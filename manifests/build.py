@@ -465,6 +465,15 @@ networkPolicies:
 podDisruptionBudgets:
   enabled: true
 
+# Your own models: the list `seismo.yaml` holds (`seismo init` writes it; docs/how-to/own-model.md). Empty:
+# the example layout. Each entry gets its own model server (when it has an `artifact`, a path in the
+# models volume), drift and outlier services (model-<name>, drift-<name>, outlier-<name>), Triggers that
+# send them only its events, and its entry in the metrics configuration; no explainer. Their detectors
+# are read from /models/declared/<name>/{drift,outlier} and the diagnosis reference from
+# /models/declared/<name>/reference.npy: what `seismo up -f seismo.yaml` writes under .seismo/declared/
+# (copy both into the models volume: docs/kubernetes.md).
+models: []
+
 # Seldon Core v1 graphs: the SeldonDeployment manifests (YAML text, several documents allowed) whose
 # graphs the logger and the metrics server follow, so each graph node gets its own record with its
 # graph parent as lineage (SEISMO_LOGGER_SELDON_GRAPHS / SEISMO_METRICS_SELDON_GRAPHS). Empty: every
@@ -565,6 +574,15 @@ def chart_schema(values: dict) -> dict:
                                     "extraEgress": {"type": "array", "items": {"type": "object"}}}),
         "podDisruptionBudgets": _object({"enabled": boolean}),
         "seldonGraphs": string,
+        "models": {"type": "array", "items": _object({
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"},
+            "artifact": {"type": "string", "minLength": 1}, "endpoint": {"type": "string", "minLength": 1},
+            "task": {"enum": ["binary", "multiclass", "regression"]}, "reference": string,
+            "feature_names": {"type": "array", "items": string},
+            "watch": {"type": "array", "items": {"enum": ["drift", "outliers", "performance", "diagnosis"]}},
+            "window": {"type": "integer", "minimum": 2},
+            "cohorts": {"type": "array", "items": _object({"name": string, "when": string}, ["name", "when"])},
+            "business": {"type": "object"}}, ["name", "task"])},
         "services": _object({name: service_schema(name) for name in values["services"]}, list(values["services"])),
         "global": {"type": "object"},
     }, ["image", "store", "broker", "auth", "services"])

@@ -98,10 +98,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     from seismo.local import LOCAL_GRPC_PORT, LocalStack, PortInUse, StartupError, table
 
     grpc_port = env_int("SEISMO_MODEL_GRPC_PORT", LOCAL_GRPC_PORT, minimum=1)
+    if args.prepare_only and args.file is None:
+        print("seismo up: --prepare-only prepares a declaration: give -f seismo.yaml", file=sys.stderr)
+        return 2
     if args.file is not None:
         stack = _declared_stack(args, grpc_port)
         if stack is None:
             return 2
+        if args.prepare_only:
+            print(f"prepared {stack.data_dir / 'declared'}: copy it to the models volume as declared/ (docs/kubernetes.md)")
+            return 0
     else:
         from seismo.local import unwatched_warnings
 
@@ -231,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-f", "--file", help="a declaration of the models to serve and watch (seismo.yaml, `seismo init` writes one); "
                                          "default: the example models")
     up.add_argument("--port-offset", type=int, default=0, help="-f: add this to every port (two stacks side by side)")
+    up.add_argument("--prepare-only", action="store_true", help="-f: fit the detectors and write the configuration under "
+                                                                 "<data dir>/declared/, then exit (what a Kubernetes models volume takes)")
     up.set_defaults(func=cmd_up)
 
     init = command("init", help="write seismo.yaml, the declaration `seismo up -f` serves and watches, for one model")

@@ -22,8 +22,15 @@ CRD_KINDS = {"Broker": "broker", "Trigger": "trigger", "EventPolicy": "eventpoli
 KUBERNETES_VERSION = "1.30.0"
 KUBECTL = shutil.which("kubectl")
 
-# The combinations the README's values table documents.
+# Two declared models, as `seismo.yaml` lists them: one Seismo serves, one served elsewhere.
+TWO_MODELS = {"models": [
+    {"name": "churn", "artifact": "churn/churn.joblib", "task": "multiclass", "feature_names": ["a", "b"], "window": 200,
+     "cohorts": [{"name": "big", "when": "a > 1"}], "business": {"unit": "EUR", "correct": 1.0, "incorrect": -3.0}},
+    {"name": "fraud", "endpoint": "http://fraud.models", "task": "binary", "watch": ["drift", "performance"]}]}
+
+# The combinations the docs' values table documents.
 COMBINATIONS = {
+    "two-models": TWO_MODELS,
     "default": {},
     "gpu": {"services": {"model": {"gpu": {"enabled": True}}, "outlier": {"gpu": {"enabled": True, "count": 2}}}},
     "kafka": {"broker": {"class": "Kafka", "kafka": {"bootstrapServers": "kafka-0.kafka:9092"}}},
@@ -257,3 +264,63 @@ def test_egress_is_restricted_too():
     more = by_key(render({"networkPolicies": {"extraEgress": [extra]}}))[("NetworkPolicy", "seismo-egress")]["spec"]["egress"]
     assert more[-1] == extra and len(more) == len(egress["egress"]) + 1
     assert ("NetworkPolicy", "seismo-egress") not in by_key(render(COMBINATIONS["minimal"]))
+
+
+def test_declared_models_get_their_own_services_triggers_and_configuration():
+    """The `models:` list: per model its detectors and their Triggers (filtered on the model's name), its
+    model server when it has an artifact, its metrics configuration; the example's per-model services and
+    Triggers give way. Lint passes with the list (Helm's own linter, schema included)."""
+    report = helm.lint(CHART, TWO_MODELS, strict=True, namespace="seismo", kube_version=f"v{KUBERNETES_VERSION}")
+    assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == []
+    objects = by_key(render(TWO_MODELS))
+    deployments = sorted(name for kind, name in objects if kind == "Deployment")
+    assert deployments == ["seismo-drift-churn", "seismo-drift-fraud", "seismo-logger", "seismo-metrics", "seismo-model-churn",
+                           "seismo-outlier-churn"]
+    triggers = {name: o["spec"] for (kind, name), o in objects.items() if kind == "Trigger"}
+    for model, roles in (("churn", ("drift", "outlier")), ("fraud", ("drift",))):
+        for role in roles:
+            for engine in ("kserve", "seldon"):
+                spec = triggers[f"{role}-{model}-{engine}-request"]
+                assert spec["filter"]["attributes"]["inferenceservicename"] == model
+                assert spec["subscriber"]["ref"]["name"] == f"seismo-{role}-{model}" and spec["subscriber"]["audience"] == f"seismo-{role}-{model}"
+    assert "outlier-fraud-kserve-request" not in triggers and "drift-kserve-request" not in triggers
+    env = {e["name"]: e.get("value") for e in objects[("Deployment", "seismo-drift-churn")]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SEISMO_DRIFT_MODEL"] == "churn" and env["SEISMO_DRIFT_DETECTOR_PATH"] == "/models/declared/churn/drift"
+    assert env["SEISMO_DRIFT_WINDOW_SIZE"] == "200" and "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH" not in env
+    model_env = {e["name"]: e.get("value") for e in objects[("Deployment", "seismo-model-churn")]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert model_env["SEISMO_MODEL_PATH"] == "/models/churn/churn.joblib" and model_env["SEISMO_MODEL_NAME"] == "churn"
+    logger_env = {e["name"]: e.get("value") for e in objects[("Deployment", "seismo-logger")]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert logger_env["SEISMO_LOGGER_MODELS"] == "churn,fraud"
+    metrics = yaml.safe_load(objects[("ConfigMap", "seismo-config")]["data"]["metrics.yaml"])["models"]
+    assert metrics["churn"]["type"] == "multiclass-onehot" and metrics["churn"]["features"] == ["a", "b"]
+    assert metrics["churn"]["diagnosis"]["reference"] == "/models/declared/churn/reference.npy" and metrics["fraud"] == {"type": "binary"}
+    from seismo.performance.config import model_config
+
+    for name, spec in metrics.items():  # the metrics server takes what the chart writes
+        model_config(name, spec)
+    drift_policy = objects[("EventPolicy", "seismo-drift-events")]["spec"]["from"]
+    subjects = {f["sub"] for f in drift_policy}
+    assert "system:serviceaccount:seismo:seismo-drift-churn" in subjects
+    assert "system:serviceaccount:seismo:drift-fraud-seldon-request-oidc-eventing.knative.dev-trigger" in subjects
+    assert ("PersistentVolumeClaim", "seismo-drift-fraud-state") in objects and ("PersistentVolumeClaim", "seismo-drift-state") not in objects
+
+
+def test_a_bad_models_entry_fails_with_its_name():
+    bad = {"models": [{"name": "churn", "artifact": "m.joblib", "task": "classification"}]}
+    with pytest.raises(Exception, match="task"):
+        render(bad)
+
+
+def test_make_images_tags_what_the_chart_pulls():
+    """`make images` tags <registry>/<service>:<version>; the chart's default tag is its appVersion: the
+    same version, and the same registry as values.yaml's default."""
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"] == version
+    dry = subprocess.run(["make", "-n", "images"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0 and f"$s:{version}" in dry.stdout, dry.stdout + dry.stderr
+    registry = yaml.safe_load((CHART / "values.yaml").read_text())["image"]["registry"]
+    assert f"-t {registry}/$s:{version}" in dry.stdout
+    services = re.search(r"^IMAGES := (.+)$", (REPO / "Makefile").read_text(), re.M)[1].split()
+    assert sorted(services) == sorted(p.name for p in (REPO / "services").iterdir() if (p / "Dockerfile").exists())
