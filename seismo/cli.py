@@ -184,7 +184,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from seismo.embeddings.report import write_report
 
     try:
-        write_report(args.out, args.logger_url, args.model, args.reference, args.since, args.limit)
+        write_report(args.out, args.logger_url, args.model, args.reference, args.since, args.limit, args.metrics_url)
     except (ValueError, OSError) as exc:
         print(f"seismo report embeddings: {exc}", file=sys.stderr)
         return 2
@@ -206,7 +206,7 @@ ENVIRONMENT = {
     "serve": [SERVICE_SETTINGS, "SEISMO_DATA_DIR", "OTEL_* (tracing, off unless set)", "SEISMO_LOG_LEVEL"],
     "fit": [STORE + " (--from-store)"],
     "embeddings": ["SEISMO_LOGGER_URL (versions: the logger to ask)"],
-    "report": ["SEISMO_LOGGER_URL (the logger to ask)"],
+    "report": ["SEISMO_LOGGER_URL (the logger to ask)", "SEISMO_METRICS_URL (correctness from its joined feedback)"],
     "replay": [STORE, "SEISMO_DRIFT_WINDOW_SIZE (the default --window)"],
     "diagnose": ["SEISMO_METRICS_URL (the metrics server to ask)", "SEISMO_TOKEN (sent as a bearer token when auth is on)"],
     "demo": ["SEISMO_DATA_DIR", SERVICE_SETTINGS],
@@ -306,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--reference", type=Path, default=EXAMPLE_DETECTORS / "embedding",
                      help="the EmbeddingDrift folder holding the reference (default: the example's)")
     emb.add_argument("--logger-url", default=os.environ.get("SEISMO_LOGGER_URL", f"http://127.0.0.1:{SERVICE_PORTS['logger']}"))
+    emb.add_argument("--metrics-url", default=os.environ.get("SEISMO_METRICS_URL", f"http://127.0.0.1:{SERVICE_PORTS['metrics']}"),
+                     help="the metrics server whose joined feedback colours correctness (default $SEISMO_METRICS_URL or the local one)")
     report.set_defaults(func=cmd_report)
 
     replay = command("replay", help="run a saved drift detector over stored records in their original order and windows")

@@ -117,7 +117,8 @@ def _embedding_report(stack: LocalStack, demo_dir: Path) -> bool:
 
     say("\nembeddings report (seismo report embeddings --model image-classifier):")
     try:
-        out = write_report(demo_dir / "embeddings-report.html", stack.url("logger"), MODEL, EXAMPLE_DETECTORS / "embedding", limit=500)
+        out = write_report(demo_dir / "embeddings-report.html", stack.url("logger"), MODEL, EXAMPLE_DETECTORS / "embedding", limit=500,
+                           metrics_url=stack.url("metrics"))
     except (ValueError, OSError) as exc:
         say(f"  could not write it: {exc}")
         return False

@@ -67,8 +67,9 @@ def _thumbnail(request: Any, index: int) -> str | None:
 
 
 def collect(logger_url: str, model: str, reference_path: Path, since: str | None = None, limit: int = 500,
-            say: Callable[[str], None] = lambda _: None) -> ReportData:
-    """Reference from the EmbeddingDrift folder, production embeddings and drift windows from the logger."""
+            say: Callable[[str], None] = lambda _: None, metrics_url: str | None = None) -> ReportData:
+    """Reference from the EmbeddingDrift folder, production embeddings and drift windows from the logger,
+    correctness from the metrics server's joined feedback (where the record itself carries none)."""
     from seismo.detect import EmbeddingDrift, load_detector
     from seismo.embeddings.clusters import comparable, correctness
 
@@ -80,6 +81,7 @@ def collect(logger_url: str, model: str, reference_path: Path, since: str | None
     params = {"model": model, "limit": "1000", **({"since": since} if since else {})}
     data = ReportData(model, reference, np.zeros((0, reference.shape[1])), version=getattr(detector, "version", None))
     vectors: list[list[float]] = []
+    instance: list[int] = []
     seen: set[str] = set()
     while len(vectors) < limit:
         records = _get(f"{base}/v1/records?{urllib.parse.urlencode(params)}")["records"]
@@ -106,13 +108,37 @@ def collect(logger_url: str, model: str, reference_path: Path, since: str | None
                 data.predicted.append(predicted[i] if isinstance(predicted, list) and i < len(predicted) else None)
                 data.correct.append(correct[i] if correct and i < len(correct) else None)
                 data.thumbnails.append(_thumbnail(record.get("request"), i))
+                instance.append(i)
         params["since"] = fresh[-1]["created_at"]
         say(f"  read {len(vectors)} production embeddings")
     data.production = np.asarray(vectors[:limit], dtype=np.float64).reshape(-1, reference.shape[1])
     for name in ("ids", "predicted", "correct", "thumbnails"):
         setattr(data, name, getattr(data, name)[:limit])
+    if metrics_url:
+        joined_correctness(data, instance[:limit], metrics_url, say)
     data.windows = _get(f"{base}/v1/drift?{urllib.parse.urlencode({'model': f'{model}/embedding'})}")["windows"]
     return data
+
+
+def joined_correctness(data: ReportData, instance: list[int], metrics_url: str, say: Callable[[str], None]) -> None:
+    """Fill correctness the records lack from the metrics server's `GET /v1/outcomes` (feedback is joined
+    there, not written back onto every record); a metrics server that cannot answer is said, not fatal."""
+    wanted = sorted({pid for pid, c in zip(data.ids, data.correct) if c is None})
+    found: dict[str, list[dict]] = {}
+    try:
+        for start in range(0, len(wanted), 1000):
+            query = urllib.parse.urlencode({"model": data.model, "ids": ",".join(wanted[start:start + 1000])})
+            found.update(_get(f"{metrics_url.rstrip('/')}/v1/outcomes?{query}")["outcomes"])
+    except (OSError, ValueError, KeyError) as exc:
+        say(f"  correctness: the metrics server at {metrics_url} did not answer ({exc}); only feedback stored on records is shown")
+        return
+    filled = 0
+    for j, (pid, i) in enumerate(zip(data.ids, instance)):
+        rows = found.get(pid) or []
+        if data.correct[j] is None and i < len(rows) and rows[i].get("correct") is not None:
+            data.correct[j] = bool(rows[i]["correct"])
+            filled += 1
+    say(f"  correctness of {filled} production points from the metrics server's joined feedback")
 
 
 def project_2d(points: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -160,7 +186,7 @@ def build_html(data: ReportData, reference_sample: int = 500, seed: int = 0, say
         })
     windows = [{"end": w.get("end"), "distance": w.get("euclidean_distance"), "threshold": w.get("distance_threshold"),
                 "drift": w.get("is_drift")} for w in data.windows if w.get("euclidean_distance") is not None]
-    payload = script_json({"points": rows, "windows": windows})
+    payload = script_json({"points": rows, "windows": windows, "method": method.split(" ")[0]})
     title = f"Seismo embeddings: {data.model}"
     subtitle = (f"{len(data.production)} production and {n_ref} reference embeddings"
                 f"{' of ' + data.version if data.version else ''}; projection: {method}"
@@ -168,12 +194,13 @@ def build_html(data: ReportData, reference_sample: int = 500, seed: int = 0, say
     return _PAGE.replace("{{TITLE}}", html.escape(title)).replace("{{SUBTITLE}}", html.escape(subtitle)).replace("{{DATA}}", payload)
 
 
-def write_report(out: Path, logger_url: str, model: str, reference_path: Path, since: str | None = None, limit: int = 500) -> Path:
+def write_report(out: Path, logger_url: str, model: str, reference_path: Path, since: str | None = None, limit: int = 500,
+                 metrics_url: str | None = None) -> Path:
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
     say(f"reading {model}'s embeddings from {logger_url} ...")
-    data = collect(logger_url, model, reference_path, since, limit, say)
+    data = collect(logger_url, model, reference_path, since, limit, say, metrics_url)
     if len(data.production) == 0:
         raise ValueError(f"no stored embeddings for model {model!r}" + (f" since {since}" if since else ""))
     page = build_html(data, say=say)
@@ -203,7 +230,8 @@ body { font: 14px system-ui, sans-serif; margin: 16px; color: #222; }
 <div class="legend" id="legend"></div>
 <svg id="plot" width="760" height="560" xmlns="http://www.w3.org/2000/svg"></svg>
 <h3>Centroid distance per embedding window</h3>
-<svg id="drift" width="760" height="220" xmlns="http://www.w3.org/2000/svg"></svg>
+<div class="legend" id="drift-legend"><span><i style="background:#1f77b4"></i>distance</span><span><i style="background:#888"></i>threshold (dashed)</span><span><i style="background:#d62728"></i>window with drift</span></div>
+<svg id="drift" width="760" height="250" xmlns="http://www.w3.org/2000/svg"></svg>
 <div id="tip"></div>
 <div id="status" data-points="0" data-errors="0" data-windows="0"></div>
 <script>
@@ -230,8 +258,22 @@ function scale(values, lo, hi) {
   const min = Math.min(...values), max = Math.max(...values), span = (max - min) || 1;
   return (v) => lo + (v - min) / span * (hi - lo);
 }
+function text(svg, x, y, content, anchor, rotate) {
+  const t = document.createElementNS(NS, "text");
+  t.setAttribute("x", x); t.setAttribute("y", y); t.setAttribute("font-size", "11"); t.setAttribute("fill", "#444");
+  if (anchor) t.setAttribute("text-anchor", anchor);
+  if (rotate) t.setAttribute("transform", "rotate(-90 " + x + " " + y + ")");
+  t.setAttribute("class", "axis"); t.textContent = content; svg.appendChild(t);
+}
+function rule(svg, x1, y1, x2, y2) {
+  const l = document.createElementNS(NS, "line");
+  l.setAttribute("x1", x1); l.setAttribute("y1", y1); l.setAttribute("x2", x2); l.setAttribute("y2", y2);
+  l.setAttribute("stroke", "#bbb"); l.setAttribute("class", "axis"); svg.appendChild(l);
+}
 function drawPoints() {
   const svg = document.getElementById("plot"), tip = document.getElementById("tip");
+  // A projection's axes have no units: they are named, not scaled.
+  text(svg, 380, 556, DATA.method + " 1", "middle"); text(svg, 10, 280, DATA.method + " 2", "middle", true);
   const sx = scale(DATA.points.map((p) => p.x), 20, 740), sy = scale(DATA.points.map((p) => p.y), 540, 20);
   DATA.points.forEach((p, i) => {
     const c = document.createElementNS(NS, "circle");
@@ -274,7 +316,16 @@ function drawDrift() {
     t.textContent = "no embedding window tested yet"; svg.appendChild(t); return;
   }
   const values = w.flatMap((v) => [v.distance, v.threshold || 0]);
-  const sx = scale(w.map((_, i) => i), 40, 740), sy = scale([0].concat(values), 200, 20);
+  const top = Math.max(...values) || 1;
+  const sx = scale(w.map((_, i) => i), 70, 740), sy = scale([0, top], 200, 20);
+  // Axes: the distance (y, with its value at 0, half and the top) and the windows (x, first and last end time).
+  rule(svg, 70, 200, 740, 200); rule(svg, 70, 20, 70, 200);
+  [0, top / 2, top].forEach((v) => { text(svg, 64, sy(v) + 4, v.toPrecision(3), "end"); rule(svg, 66, sy(v), 70, sy(v)); });
+  text(svg, 14, 110, "centroid distance", "middle", true);
+  const when = (v, i) => v.end ? String(v.end).replace("T", " ").slice(0, 19) : "window " + (v.window ?? i);
+  text(svg, 70, 218, when(w[0], 0), "start");
+  if (w.length > 1) text(svg, 740, 218, when(w[w.length - 1], w.length - 1), "end");
+  text(svg, 405, 240, "embedding windows, oldest to newest (" + w.length + ")", "middle");
   const line = (key, colour, dash) => {
     const path = document.createElementNS(NS, "polyline");
     path.setAttribute("points", w.map((v, i) => sx(i).toFixed(1) + "," + sy(v[key] || 0).toFixed(1)).join(" "));

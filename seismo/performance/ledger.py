@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS scored (
     scored_at REAL NOT NULL, predicted_at REAL, predicted REAL NOT NULL, truth REAL NOT NULL, scores TEXT,
     PRIMARY KEY (model, key)
 );
+CREATE INDEX IF NOT EXISTS scored_prediction ON scored (model, prediction_id);
 CREATE TABLE IF NOT EXISTS scored_cohort (
     model TEXT NOT NULL, cohort TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (model, cohort, key)
 );
@@ -301,6 +302,19 @@ class Ledger:
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         return [tuple(orjson.loads(r[0])) for r in rows]
+
+    def outcomes(self, model: str, prediction_ids: list[str]) -> dict[str, list[tuple[float, float]]]:
+        """(predicted, truth) per instance of each named prediction that has truth, in instance order."""
+        out: dict[str, list[tuple[float, float]]] = {}
+        with self._lock:
+            for start in range(0, len(prediction_ids), 500):  # SQLite's bound-parameter limit
+                chunk = prediction_ids[start:start + 500]
+                rows = self._db.execute(
+                    f"SELECT prediction_id, predicted, truth FROM scored WHERE model = ? AND prediction_id IN ({','.join('?' * len(chunk))})"
+                    " ORDER BY prediction_id, key", (model, *chunk)).fetchall()
+                for pid, predicted, truth in rows:
+                    out.setdefault(pid, []).append((predicted, truth))
+        return out
 
     def scored_series(self, model: str, cohort: str, since: float | None, limit: int = 200_000) -> Series:
         """Labelled instances oldest first (the newest `limit` when there are more)."""

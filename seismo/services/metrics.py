@@ -33,6 +33,7 @@ from seismo.diagnosis.report import Diagnoser
 from seismo.diagnosis.rules import VERDICTS
 from seismo.events.cloudevents import CloudEventError, from_http
 from seismo.events.feedback import FeedbackError, parse_feedback
+from seismo.events.limits import is_prediction_id
 from seismo.events.seldon_graph import load_graphs
 from seismo.events.types import SELDON_FEEDBACK, prediction_id_of
 from seismo.performance.config import ALL, ConfigError, check_cohort_name, load_models
@@ -64,6 +65,8 @@ from seismo.tracing import Tracing, binary_trace, fail, trace_headers
 
 log = logging.getLogger(__name__)
 EXAMPLE_CONFIG = CONFIG_DIR / "metrics.yaml"
+MAX_OUTCOME_IDS = 1000
+"""Prediction ids one `GET /v1/outcomes` may name (a report asks for its page of points at once)."""
 
 
 class MetricsSettings(StoreSettings):
@@ -292,6 +295,13 @@ class MetricsService:
             raise LookupError(f"no metrics configuration for model {model!r} (configured: {sorted(self.models)})")
         return model
 
+    async def outcomes(self, model: str, prediction_ids: list[str]) -> dict:
+        """Each named prediction's scored instances: predicted, truth, and (classification) whether they agree."""
+        found = await self.batcher.call(self.tracker.ledger.outcomes, model, prediction_ids)
+        classification = self.models[model].classification
+        return {"model": model, "outcomes": {pid: [{"predicted": p, "truth": t, **({"correct": p == t} if classification else {})}
+                                                   for p, t in rows] for pid, rows in found.items()}}
+
     async def report(self, model: str, cohort: str, group: str | None, window: Lookback) -> PerformanceReport:
         return await self.batcher.call(self.tracker.report, model, cohort, group, window)
 
@@ -433,6 +443,18 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
             return error(400, str(exc))
         return JSONResponse(await core.diagnose(model, since, cohort))
 
+    async def outcomes(request: Request) -> Response:
+        model = model_of(request)
+        if isinstance(model, Response):
+            return model
+        ids = [i for i in (request.query_params.get("ids") or "").split(",") if i]
+        if not ids or len(ids) > MAX_OUTCOME_IDS:
+            return error(400, f"'ids' names 1 to {MAX_OUTCOME_IDS} prediction ids, comma-separated; got {len(ids)}")
+        bad = next((i for i in ids if not is_prediction_id(i)), None)
+        if bad is not None:
+            return error(400, f"'ids': {bad[:60]!r} cannot be a prediction id")
+        return JSONResponse(await core.outcomes(model, ids))
+
     async def performance(request: Request) -> Response:
         params = request.query_params
         model = model_of(request)
@@ -462,6 +484,7 @@ def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starle
         Route("/api/v1.0/feedback", feedback_body, methods=["POST"]),
         Route("/v1/performance", performance, methods=["GET"]),
         Route("/v1/diagnosis", diagnosis, methods=["GET"]),
+        Route("/v1/outcomes", outcomes, methods=["GET"]),
         *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("metrics", OPERATIONS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,

@@ -181,6 +181,27 @@ class Performance(ApiModel):
     """Only for models whose metrics config has a `business` block."""
 
 
+class OutcomesQuery(ApiModel):
+    model: str = Field(min_length=1)
+    """One of the configured models (may be left out when only one is configured)."""
+    ids: str = Field(min_length=1, json_schema_extra={"pattern": r"^[!-+\--.0-~]{1,256}(,[!-+\--.0-~]{1,256}){0,999}$"})
+    """1 to 1,000 prediction ids, comma-separated."""
+
+
+class Outcome(ApiModel):
+    predicted: float
+    truth: float
+    correct: bool | None = None
+    """Classification: whether the predicted class is the truth."""
+
+
+class Outcomes(ApiModel):
+    """Per prediction id that has truth, its scored instances in order; ids without truth are absent."""
+
+    model: str
+    outcomes: dict[str, list[Outcome]]
+
+
 class DiagnosisQuery(ApiModel):
     model: str = Field(min_length=1)
     """One of the configured models (may be left out when only one is configured)."""
@@ -236,6 +257,9 @@ OPERATIONS = [
                          **AUTH_ERRORS}),
     Operation("GET", "/v1/diagnosis", "Which failure mode a model suffers, per cohort, with the evidence", query=DiagnosisQuery,
               responses={200: Body(Diagnosis), 400: BAD_REQUEST, 404: error_body("no metrics configuration for the model"),
+                         **AUTH_ERRORS}),
+    Operation("GET", "/v1/outcomes", "The truth joined with named predictions (what the embeddings report colours by)", query=OutcomesQuery,
+              responses={200: Body(Outcomes), 400: BAD_REQUEST, 404: error_body("no metrics configuration for the model"),
                          **AUTH_ERRORS}),
     *common_operations("metrics"),
 ]

@@ -6,6 +6,7 @@ Every expected number is worked out by hand from the feedback sequence in the te
 import math
 import time
 
+import numpy as np
 import orjson
 import pytest
 from helpers import ServedApp, metric_sum, wait_until
@@ -408,3 +409,29 @@ def test_seldon_graph_feedback_scores_a_configured_node_and_joins_the_root_other
             assert metric_sum(text, "seismo_metrics_feedback_joined_total", model="assistant.intent") == 1
     finally:
         store.close()
+
+
+def test_outcomes_answer_the_truth_joined_with_named_predictions(served):
+    """`GET /v1/outcomes`: what the embeddings report colours correctness by (feedback is joined on the
+    metrics server, not written back onto every record)."""
+    client, store = served
+    log_prediction(store, "p-1", "iris", {"instances": [[1, 2, 3, 4]]}, {"predictions": [[0.1, 0.8, 0.1]]})
+    log_prediction(store, "p-2", "iris", {"instances": [[1, 2, 3, 4]]}, {"predictions": [[0.7, 0.2, 0.1]]})
+    assert feedback(client, {"prediction_id": "p-1", "truth": 1}).status_code == 200
+    assert feedback(client, {"prediction_id": "p-2", "truth": 2}).status_code == 200
+    answer = client.get("/v1/outcomes", params={"model": "iris", "ids": "p-1,p-2,p-3"}).json()
+    assert answer["outcomes"] == {"p-1": [{"predicted": 1.0, "truth": 1.0, "correct": True}],
+                                  "p-2": [{"predicted": 0.0, "truth": 2.0, "correct": False}]}
+    assert client.get("/v1/outcomes", params={"model": "iris", "ids": ""}).status_code == 400
+    assert client.get("/v1/outcomes", params={"model": "iris", "ids": ",".join(f"x{i}" for i in range(1001))}).status_code == 400
+    assert client.get("/v1/outcomes", params={"model": "iris", "ids": "a\x01b"}).status_code == 400
+    assert client.get("/v1/outcomes", params={"model": "nope", "ids": "p-1"}).status_code == 404
+
+    from seismo.embeddings.report import ReportData, joined_correctness
+
+    data = ReportData("iris", np.zeros((1, 2)), np.zeros((3, 2)), ids=["p-1", "p-2", "p-9"], correct=[None, None, None])
+    said: list[str] = []
+    joined_correctness(data, [0, 0, 0], str(client.base_url), said.append)
+    assert data.correct == [True, False, None] and "correctness of 2 production points" in said[-1]
+    joined_correctness(data, [0, 0, 0], "http://127.0.0.1:9", said.append)  # nothing listens: said, not raised
+    assert "did not answer" in said[-1]
