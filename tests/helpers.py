@@ -170,8 +170,11 @@ def load_script(path: Path):
     """A repository script that is not in a package (dashboards/build.py, manifests/build.py, ...) as a module."""
     import importlib.util
 
+    import sys
+
     spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses (dashboards/build.py's Spec) look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher
 from seismo.detect import DriftResult, load_detector
+from seismo.detect.drift import PredictionDrift
 from seismo.detect.windows import Window, WindowStore
 from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
 from seismo.embeddings.extract import load_sources
@@ -145,6 +146,8 @@ class _DriftMetrics:
                                    ["model", "reason"], registry=registry)
         self.p_value = Gauge("seismo_drift_p_value", "Last window's p-value", ["model", "detector"], registry=registry)
         self.distance = Gauge("seismo_drift_distance", "Last window's distance", ["model", "detector"], registry=registry)
+        self.p_threshold = Gauge("seismo_drift_p_value_threshold", "The p-value the last window's test had to fall below (after its "
+                                 "correction for several features): the dashboards' threshold line", ["model", "detector"], registry=registry)
         self.feature_p = Gauge("seismo_drift_feature_p_value", "Last window's p-value per feature", ["model", "detector", "feature"],
                                registry=registry)
         self.feature_d = Gauge("seismo_drift_feature_distance", "Last window's distance per feature", ["model", "detector", "feature"],
@@ -250,6 +253,8 @@ class DriftService:
         m.windows_tested.labels(window.model, "drift" if result.is_drift else "no_drift").inc()
         m.p_value.labels(window.model, kind).set(result.p_val)
         m.distance.labels(window.model, kind).set(result.distance)
+        if not isinstance(detector, PredictionDrift):  # it decides on a distance (PSI, JS), not on its p-value
+            m.p_threshold.labels(window.model, kind).set(result.threshold)
         m.flag.labels(window.model).set(1 if result.is_drift else 0)
         for values, gauge in ((result.feature_p_vals, m.feature_p), (result.feature_distances, m.feature_d)):
             if values is not None:

@@ -55,3 +55,29 @@ def test_every_panel_query_is_valid_promql(tmp_path):
     (tmp_path / "panels.yaml").write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
     result = subprocess.run([PROMTOOL, "check", "rules", str(tmp_path / "panels.yaml")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboards_are_what_grafana_users_expect():
+    """Built with Grafana's own builders: a `$model` variable everywhere (and `$cohort` on performance),
+    stat panels for the current state on top, the drift p-value on a log axis against its threshold,
+    embedding drift and the diagnosis verdict as panels."""
+    import json
+
+    boards = {name: json.loads(text) for name, text in load_build().render().items()}
+    for name, board in boards.items():
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert {"datasource", "model"} <= set(variables), name
+        assert variables["model"]["includeAll"] and variables["model"]["allValue"] == ".*"
+        assert variables["model"]["query"].startswith("label_values(seismo_")
+        assert all('model=~"$model"' in t["expr"] for p in board["panels"] for t in p["targets"] if "{model" in t["expr"] or ",model" in t["expr"])
+    assert "cohort" in {v["name"] for v in boards["seismo-performance.json"]["templating"]["list"]}
+    for name in ("seismo-serving.json", "seismo-drift.json", "seismo-outliers.json", "seismo-performance.json"):
+        stats = [p for p in boards[name]["panels"] if p["type"] == "stat"]
+        assert stats and all(p["gridPos"]["y"] == 0 for p in stats[:4]), name
+    drift = {p["title"]: p for p in boards["seismo-drift.json"]["panels"]}
+    p_value = next(p for title, p in drift.items() if title.startswith("Window p-value"))
+    assert p_value["fieldConfig"]["defaults"]["custom"]["scaleDistribution"] == {"log": 10, "type": "log"}
+    assert any("seismo_drift_p_value_threshold" in t["expr"] for t in p_value["targets"])
+    assert any("seismo_embedding_drift_distance_threshold" in t["expr"] for p in drift.values() for t in p["targets"])
+    verdict = next(p for p in boards["seismo-performance.json"]["panels"] if p["title"].startswith("Diagnosis now"))
+    assert verdict["type"] == "stat" and verdict["options"]["textMode"] == "name"
