@@ -169,7 +169,6 @@ def run_cli(*args) -> subprocess.CompletedProcess:
 def load_script(path: Path):
     """A repository script that is not in a package (dashboards/build.py, manifests/build.py, ...) as a module."""
     import importlib.util
-
     import sys
 
     spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}_{path.stem}", path)

@@ -61,3 +61,27 @@ def test_links_stay_inside_the_repository(page):
         assert not target.startswith(("http://", "https://")), f"{page.name} links outside the repository: {target}"
         assert (page.parent / target).resolve().exists(), f"{page.name}: {target} does not exist"
     assert "DESIGN.md" not in page.read_text() and "../shared" not in page.read_text()
+
+
+def test_the_generated_reference_is_current():
+    """reference/cli.md and the OpenAPI documents are what docs/build_reference.py writes from the code
+    (metrics.md is checked against the running services: tests/hostile/test_reference_metrics.py)."""
+    from helpers import load_script
+
+    rendered = load_script(ROOT / "docs" / "build_reference.py").render(with_metrics=False)
+    assert {"cli.md", "openapi.md", "openapi/model.json"} <= set(rendered)
+    for path, text in rendered.items():
+        assert (ROOT / "docs" / "reference" / path).read_text() == text, f"docs/reference/{path} is stale: run `python docs/build_reference.py`"
+
+
+def test_the_configuration_reference_names_only_real_settings():
+    """The hand-written settings tables, the other way round: every `SEISMO_<SERVICE>_*` they list is a
+    field of that service's settings class."""
+    known = {f"{cls.model_config['env_prefix']}{name.upper()}" for cls in (ModelSettings, BrokerSettings, LoggerSettings, OutlierSettings,
+                                                                            DriftSettings, MetricsSettings, ExplainerSettings)
+             for name in cls.model_fields}
+    prefixes = tuple(cls.model_config["env_prefix"] for cls in (ModelSettings, BrokerSettings, LoggerSettings, OutlierSettings,
+                                                                 DriftSettings, MetricsSettings, ExplainerSettings))
+    listed = set(re.findall(r"^\| `(SEISMO_[A-Z0-9_]+)`", CONFIGURATION, re.M))
+    unknown = sorted(v for v in listed if v.startswith(prefixes) and v not in known)
+    assert unknown == []
