@@ -13,6 +13,7 @@ moves every port.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,9 +56,22 @@ def _fresh(folder: Path, reference: Path) -> bool:
     return config.exists() and config.stat().st_mtime >= reference.stat().st_mtime
 
 
+def embedding_configured(model: ModelDeclaration) -> bool:
+    """Whether Seismo serves the model from an artifact whose metadata.json names an embedding output:
+    its responses then carry the model's own embedding, which the drift service watches too."""
+    metadata = model.artifact / "metadata.json" if model.artifact is not None and model.artifact.is_dir() else None
+    if metadata is None or not metadata.exists():
+        return False
+    try:
+        return bool(json.loads(metadata.read_text()).get("embedding"))
+    except (OSError, ValueError):
+        return False
+
+
 def fit_detectors(model: ModelDeclaration, folder: Path, step: Callable[[str], None]) -> np.ndarray:
     """The model's reference as an array, with its drift and outlier detectors fitted into `folder` when
-    missing or older than the reference (images: through a 32-dimensional untrained autoencoder)."""
+    missing or older than the reference (images: through a 32-dimensional untrained autoencoder), and
+    an embedding drift detector when the model has an embedding output."""
     from seismo.fit import fit_and_save, read_reference
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,6 +87,12 @@ def fit_detectors(model: ModelDeclaration, folder: Path, step: Callable[[str], N
         step(f"{model.name}: fitting its {what} detector on {model.reference} ({len(data)} rows)")
         fit_and_save(what, model.reference, folder / what, preprocess="uae:32" if images else ("pca:32" if what == "outlier" and data.ndim == 2
                                                                                               and data.shape[1] > 64 else "none"))
+    if "drift" in model.watches() and embedding_configured(model):
+        if _fresh(folder / "embedding", model.reference):
+            step(f"{model.name}: embedding drift detector up to date in {folder / 'embedding'}")
+        else:
+            step(f"{model.name}: embedding the reference with its own embedding output, fitting embedding drift")
+            fit_and_save("embedding", model.reference, folder / "embedding", model=model.artifact)
     return data
 
 
@@ -104,9 +124,13 @@ def triggers(declaration: Declaration, urls: dict[str, str]) -> dict:
         for role, watch, timeout in (("outlier", "outliers", "PT30S"), ("drift", "drift", "PT60S")):
             if watch not in model.watches():
                 continue
-            for engine, event_type in (("kserve", "org.kubeflow.serving.inference.request"), ("seldon", "io.seldon.serving.inference.request")):
+            events = [("kserve", "org.kubeflow.serving.inference.request"), ("seldon", "io.seldon.serving.inference.request")]
+            if role == "drift" and embedding_configured(model):  # its responses carry the embedding the drift service watches
+                events += [("kserve-response", "org.kubeflow.serving.inference.response"),
+                           ("seldon-response", "io.seldon.serving.inference.response")]
+            for engine, event_type in events:
                 per_model.append({
-                    "name": f"{role}-{model.name}-{engine}-request",
+                    "name": f"{role}-{model.name}-{engine}" + ("" if engine.endswith("response") else "-request"),
                     "filter": {"attributes": {"type": event_type, "inferenceservicename": model.name}},
                     "subscriber": {"uri": urls[f"{role}-{model.name}"] + "/"},
                     "delivery": {"retry": 6, "backoffPolicy": "exponential", "backoffDelay": "PT0.2S", "timeout": timeout},
@@ -144,6 +168,8 @@ def prepare(declaration: Declaration, data_dir: Path, host: str = "127.0.0.1", o
             services.append(name)
             commands[name] = ["drift", "--detector-path", str(folders[model.name] / "drift")]
             service_env[name] = {"SEISMO_DRIFT_MODEL": model.name, "SEISMO_DRIFT_WINDOW_SIZE": str(model.window)}
+            if embedding_configured(model):
+                service_env[name]["SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH"] = str(folders[model.name] / "embedding")
         if model.endpoint is not None:
             warnings.append(f"model {model.name!r} is served at {model.endpoint}: its server must log its events to the broker, "
                             f"{urls['broker']}/ (KServe: spec.predictor.logger.url; Seldon: the executor's request logger)")

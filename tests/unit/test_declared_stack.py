@@ -1,0 +1,49 @@
+"""`seismo up -f`'s plan, without starting anything: what a declaration of the example image model fits
+and configures (its own embedding output watched too), and the ports of several models."""
+
+from __future__ import annotations
+
+import yaml
+
+from seismo.declaration import load_declaration
+from seismo.declared_stack import ports_for, prepare
+from seismo.performance.config import model_config
+from seismo.topology import EXAMPLE_MODEL
+
+
+def test_an_image_model_with_an_embedding_output_gets_embedding_drift(tmp_path, example_model):
+    (tmp_path / "seismo.yaml").write_text(
+        f"models:\n- name: digits\n  artifact: {EXAMPLE_MODEL}\n  task: multiclass\n  reference: {EXAMPLE_MODEL / 'reference.npy'}\n"
+        f"- name: other\n  endpoint: http://other.models\n  task: regression\n  reference: {EXAMPLE_MODEL / 'reference.npy'}\n"
+        "  watch: [performance]\n")
+    declaration = load_declaration(tmp_path / "seismo.yaml")
+    said: list[str] = []
+    plan = prepare(declaration, tmp_path / "data", step=said.append)
+    folder = tmp_path / "data" / "declared" / "digits"
+    assert all((folder / kind / "config.json").exists() for kind in ("drift", "outlier", "embedding"))
+    assert plan.service_env["drift-digits"]["SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH"] == str(folder / "embedding")
+    assert plan.services == ("logger", "outlier-digits", "drift-digits", "metrics", "broker", "model-digits")
+    triggers = {t["name"]: t for t in yaml.safe_load((tmp_path / "data" / "declared" / "triggers.yaml").read_text())["triggers"]}
+    assert triggers["drift-digits-kserve-response"]["filter"]["attributes"] == {
+        "type": "org.kubeflow.serving.inference.response", "inferenceservicename": "digits"}
+    assert triggers["drift-digits-kserve-request"]["subscriber"]["uri"] == f"http://127.0.0.1:{plan.ports['drift-digits']}/"
+    assert not any(name.startswith(("drift-other", "outlier-other")) for name in triggers)
+    assert any("'other' is served at http://other.models" in w for w in plan.warnings)
+    metrics = yaml.safe_load((tmp_path / "data" / "declared" / "metrics.yaml").read_text())["models"]
+    for name, spec in metrics.items():
+        model_config(name, spec)  # what the metrics server will load
+    assert metrics["other"] == {"type": "regression"}
+    # A second run reuses what the first fitted.
+    again: list[str] = []
+    prepare(declaration, tmp_path / "data", step=again.append)
+    assert all("up to date" in line for line in again), again
+
+
+def test_ports_first_model_usual_then_from_8100(tmp_path):
+    (tmp_path / "r.npy").write_bytes(b"")
+    (tmp_path / "seismo.yaml").write_text("models:\n" + "".join(
+        f"- {{name: m{i}, endpoint: http://m{i}, task: binary, reference: r.npy}}\n" for i in range(3)))
+    ports = ports_for(load_declaration(tmp_path / "seismo.yaml"), offset=5)
+    assert (ports["model-m0"], ports["outlier-m0"], ports["drift-m0"]) == (8085, 8097, 8098)
+    assert (ports["model-m1"], ports["drift-m2"]) == (8105, 8117)
+    assert len(set(ports.values())) == len(ports)
