@@ -465,7 +465,8 @@ networkPolicies:
 podDisruptionBudgets:
   enabled: true
 
-# Your own models: the list `seismo.yaml` holds (`seismo init` writes it; docs/how-to/own-model.md). Empty:
+# Your own models: the list `seismo.yaml` holds (`seismo init` writes it; docs/how-to/own-model.md; here
+# `embedding: true` must be said: the chart cannot read the artifact's metadata). Empty:
 # the example layout. Each entry gets its own model server (when it has an `artifact`, a path in the
 # models volume), drift and outlier services (model-<name>, drift-<name>, outlier-<name>), Triggers that
 # send them only its events, and its entry in the metrics configuration; no explainer. Their detectors
@@ -580,7 +581,7 @@ def chart_schema(values: dict) -> dict:
             "task": {"enum": ["binary", "multiclass", "regression"]}, "reference": string,
             "feature_names": {"type": "array", "items": string},
             "watch": {"type": "array", "items": {"enum": ["drift", "outliers", "performance", "diagnosis"]}},
-            "window": {"type": "integer", "minimum": 2},
+            "window": {"type": "integer", "minimum": 2}, "embedding": {"type": "boolean"},
             "cohorts": {"type": "array", "items": _object({"name": string, "when": string}, ["name", "when"])},
             "business": {"type": "object"}}, ["name", "task"])},
         "services": _object({name: service_schema(name) for name in values["services"]}, list(values["services"])),

@@ -10,6 +10,7 @@ models:
     feature_names: [sepal_length, sepal_width, petal_length, petal_width]   # optional, for cohort rules
     watch: [drift, outliers, performance, diagnosis]   # optional: chosen from the data when absent
     window: 1000                   # drift: instances per window
+    # embedding: true              # drift on the model's own embedding output (default: when its metadata.json names one)
     cohorts: [{name: long-petals, when: "petal_length > 5"}]                # optional
     business: {unit: EUR, correct: 1.0, incorrect: -3.0}                    # optional
 ```
@@ -49,6 +50,7 @@ class ModelDeclaration(BaseModel):
     feature_names: list[str] | None = None
     watch: list[Literal["drift", "outliers", "performance", "diagnosis"]] | None = None
     window: int = Field(1000, ge=2, le=1_000_000)
+    embedding: bool | None = None
     cohorts: list[CohortSpec] = []
     business: BusinessSpec | None = None
 
@@ -63,6 +65,12 @@ class ModelDeclaration(BaseModel):
     def _served_somewhere(self) -> ModelDeclaration:
         if (self.artifact is None) == (self.endpoint is None):
             raise ValueError("give exactly one of 'artifact' (Seismo serves it) or 'endpoint' (your server, logging to Seismo's broker)")
+        return self
+
+    @model_validator(mode="after")
+    def _embedding_needs_an_artifact(self) -> ModelDeclaration:
+        if self.embedding and self.artifact is None:
+            raise ValueError("'embedding: true' needs the 'artifact' whose embedding output fits the reference")
         return self
 
     @property
@@ -144,4 +152,4 @@ def render(models: list[dict[str, Any]]) -> str:
     body = yaml.safe_dump({"models": models}, sort_keys=False, default_flow_style=None)
     return ("# What Seismo serves and watches: `seismo up -f seismo.yaml`. Keys: name, artifact (or endpoint), task\n"
             "# (binary | multiclass | regression), reference, feature_names, watch (drift, outliers, performance,\n"
-            "# diagnosis; all when absent), window, cohorts, business. Paths are relative to this file.\n" + body)
+            "# diagnosis; all when absent), window, embedding, cohorts, business. Paths are relative to this file.\n" + body)

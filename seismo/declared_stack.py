@@ -57,8 +57,11 @@ def _fresh(folder: Path, reference: Path) -> bool:
 
 
 def embedding_configured(model: ModelDeclaration) -> bool:
-    """Whether Seismo serves the model from an artifact whose metadata.json names an embedding output:
-    its responses then carry the model's own embedding, which the drift service watches too."""
+    """Whether the drift service watches the model's own embedding: as declared (`embedding:`), else when
+    Seismo serves it from an artifact whose metadata.json names an embedding output (its responses then
+    carry the embedding)."""
+    if model.embedding is not None:
+        return model.embedding
     metadata = model.artifact / "metadata.json" if model.artifact is not None and model.artifact.is_dir() else None
     if metadata is None or not metadata.exists():
         return False

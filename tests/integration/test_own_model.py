@@ -120,6 +120,9 @@ def test_a_declaration_error_names_the_line(tmp_path):
     lines = str(caught.value).splitlines()
     assert any(line.startswith(f"{bad}:4: models[0].task:") for line in lines), lines
     assert any(line.startswith(f"{bad}:6: models[0].watch[1]:") for line in lines), lines
+    bad.write_text("models:\n  - {name: churn, endpoint: http://churn, task: binary, reference: r.npy, embedding: true}\n")
+    with pytest.raises(DeclarationError, match="needs the 'artifact'"):
+        load_declaration(bad)
     bad.write_text("models:\n  - name: churn\n    task: binary\n    reference: r.npy\n")
     with pytest.raises(DeclarationError, match="exactly one of 'artifact'"):
         load_declaration(bad)

@@ -24,7 +24,7 @@ KUBECTL = shutil.which("kubectl")
 
 # Two declared models, as `seismo.yaml` lists them: one Seismo serves, one served elsewhere.
 TWO_MODELS = {"models": [
-    {"name": "churn", "artifact": "churn/churn.joblib", "task": "multiclass", "feature_names": ["a", "b"], "window": 200,
+    {"name": "churn", "artifact": "churn/churn.joblib", "task": "multiclass", "feature_names": ["a", "b"], "window": 200, "embedding": True,
      "cohorts": [{"name": "big", "when": "a > 1"}], "business": {"unit": "EUR", "correct": 1.0, "incorrect": -3.0}},
     {"name": "fraud", "endpoint": "http://fraud.models", "task": "binary", "watch": ["drift", "performance"]}]}
 
@@ -284,9 +284,14 @@ def test_declared_models_get_their_own_services_triggers_and_configuration():
                 assert spec["filter"]["attributes"]["inferenceservicename"] == model
                 assert spec["subscriber"]["ref"]["name"] == f"seismo-{role}-{model}" and spec["subscriber"]["audience"] == f"seismo-{role}-{model}"
     assert "outlier-fraud-kserve-request" not in triggers and "drift-kserve-request" not in triggers
+    # `embedding: true`: the model's responses (its own embedding) go to its drift service too.
+    assert triggers["drift-churn-kserve-response"]["filter"]["attributes"]["type"] == "org.kubeflow.serving.inference.response"
+    assert "drift-fraud-kserve-response" not in triggers
     env = {e["name"]: e.get("value") for e in objects[("Deployment", "seismo-drift-churn")]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["SEISMO_DRIFT_MODEL"] == "churn" and env["SEISMO_DRIFT_DETECTOR_PATH"] == "/models/declared/churn/drift"
-    assert env["SEISMO_DRIFT_WINDOW_SIZE"] == "200" and "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH" not in env
+    assert env["SEISMO_DRIFT_WINDOW_SIZE"] == "200" and env["SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH"] == "/models/declared/churn/embedding"
+    fraud = {e["name"]: e.get("value") for e in objects[("Deployment", "seismo-drift-fraud")]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH" not in fraud  # the example's embedding detector is not another model's
     model_env = {e["name"]: e.get("value") for e in objects[("Deployment", "seismo-model-churn")]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert model_env["SEISMO_MODEL_PATH"] == "/models/churn/churn.joblib" and model_env["SEISMO_MODEL_NAME"] == "churn"
     logger_env = {e["name"]: e.get("value") for e in objects[("Deployment", "seismo-logger")]["spec"]["template"]["spec"]["containers"][0]["env"]}

@@ -33,6 +33,12 @@ def test_an_image_model_with_an_embedding_output_gets_embedding_drift(tmp_path, 
     for name, spec in metrics.items():
         model_config(name, spec)  # what the metrics server will load
     assert metrics["other"] == {"type": "regression"}
+    # `embedding: false` turns it off, whatever the metadata says.
+    off = tmp_path / "off.yaml"
+    off.write_text((tmp_path / "seismo.yaml").read_text().replace("  task: multiclass\n", "  task: multiclass\n  embedding: false\n", 1))
+    plan_off = prepare(load_declaration(off), tmp_path / "data-off", step=lambda _: None)
+    assert "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH" not in plan_off.service_env["drift-digits"]
+    assert not (tmp_path / "data-off" / "declared" / "digits" / "embedding").exists()
     # A second run reuses what the first fitted.
     again: list[str] = []
     prepare(declaration, tmp_path / "data", step=again.append)

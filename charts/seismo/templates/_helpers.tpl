@@ -65,7 +65,8 @@ and outlier service, named model-<name>, drift-<name>, outlier-<name>; no explai
 {{- end -}}
 {{- if has "drift" $watch -}}
 {{- $env := list (dict "name" "SEISMO_DRIFT_MODEL" "value" $m.name) (dict "name" "SEISMO_DRIFT_DETECTOR_PATH" "value" (printf "%s/drift" $dir)) (dict "name" "SEISMO_DRIFT_WINDOW_SIZE" "value" (toString ($m.window | default 1000))) -}}
-{{- $drop := list "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH" "SEISMO_DRIFT_EMBEDDING_STATE_PATH" -}}
+{{- $drop := list "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH" -}}
+{{- if $m.embedding -}}{{- $env = append $env (dict "name" "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH" "value" (printf "%s/embedding" $dir)) -}}{{- end -}}
 {{- $_ := set $out (printf "drift-%s" $m.name) (merge (dict "role" "drift" "modelEnv" $env "dropEnv" $drop) (deepCopy $.Values.services.drift)) -}}
 {{- end -}}
 {{- if has "outliers" $watch -}}
@@ -85,12 +86,17 @@ and outlier services (their replies go back through the broker like the example'
 {{- $watch := $m.watch | default (list "drift" "outliers" "performance" "diagnosis") -}}
 {{- range $role := list "drift" "outlier" -}}
 {{- if has (ternary "drift" "outliers" (eq $role "drift")) $watch -}}
-{{- range $engine, $type := dict "kserve" "org.kubeflow.serving.inference.request" "seldon" "io.seldon.serving.inference.request" -}}
+{{- $events := dict "kserve-request" "org.kubeflow.serving.inference.request" "seldon-request" "io.seldon.serving.inference.request" -}}
+{{- if and (eq $role "drift") $m.embedding -}}
+{{- $_ := set $events "kserve-response" "org.kubeflow.serving.inference.response" -}}
+{{- $_ := set $events "seldon-response" "io.seldon.serving.inference.response" -}}
+{{- end -}}
+{{- range $engine, $type := $events -}}
 {{- $spec := dict "broker" "default" "filter" (dict "attributes" (dict "type" $type "inferenceservicename" $m.name))
       "subscriber" (dict "ref" (dict "apiVersion" "v1" "kind" "Service" "name" (printf "seismo-%s-%s" $role $m.name)))
       "delivery" (dict "retry" 6 "backoffPolicy" "exponential" "backoffDelay" "PT0.2S" "timeout" (ternary "PT60S" "PT30S" (eq $role "drift"))
                        "deadLetterSink" (dict "ref" (dict "apiVersion" "v1" "kind" "Service" "name" "seismo-logger") "uri" "/v1/dead-letters")) -}}
-{{- $triggers = append $triggers (dict "name" (printf "%s-%s-%s-request" $role $m.name $engine) "role" $role "spec" $spec) -}}
+{{- $triggers = append $triggers (dict "name" (printf "%s-%s-%s" $role $m.name $engine) "role" $role "spec" $spec) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
