@@ -140,13 +140,18 @@ def render(with_metrics: bool = True) -> dict[str, str]:
     """Path relative to docs/reference -> text. The metrics page starts every service in process (about
     30 s); without it, the rest takes seconds (what the suite compares; the metrics page is compared with
     the shared stack's live /metrics instead)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    apps = _apps()
-    pages = {"cli.md": cli_page(), **openapi_files(apps)}
-    if with_metrics:
-        pages["metrics.md"] = metrics_page(apps)
-    return pages
+    saved = dict(os.environ)  # the settings this sets are for these apps only (a test calls it in process)
+    try:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+        apps = _apps()
+        pages = {"cli.md": cli_page(), **openapi_files(apps)}
+        if with_metrics:
+            pages["metrics.md"] = metrics_page(apps)
+        return pages
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 if __name__ == "__main__":
