@@ -31,7 +31,9 @@ def cli_page() -> str:
 
     parser = build_parser()
     os.environ["COLUMNS"] = "110"  # argparse wraps to the terminal: the same width wherever it runs
-    parts = [HEADER, "# Command line\n\n`seismo --version` prints the version. Each command:\n"]
+    # argparse's layout changes between Python versions: the page says which one wrote it.
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    parts = [HEADER, f"# Command line\n\n`seismo --version` prints the version. Each command (as `--help` prints it on Python {python}):\n"]
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, command in sub.choices.items():
         parts.append(f"\n## seismo {name}\n\n```text\n{command.format_help().rstrip()}\n```\n")

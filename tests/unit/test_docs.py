@@ -70,8 +70,13 @@ def test_the_generated_reference_is_current():
 
     rendered = load_script(ROOT / "docs" / "build_reference.py").render(with_metrics=False)
     assert {"cli.md", "openapi.md", "openapi/model.json"} <= set(rendered)
+    import sys
+
     for path, text in rendered.items():
-        assert (ROOT / "docs" / "reference" / path).read_text() == text, f"docs/reference/{path} is stale: run `python docs/build_reference.py`"
+        committed = (ROOT / "docs" / "reference" / path).read_text()
+        if path == "cli.md" and f"on Python {sys.version_info.major}.{sys.version_info.minor}" not in committed:
+            continue  # argparse lays help out differently on another Python: the page names the one that wrote it
+        assert committed == text, f"docs/reference/{path} is stale: run `python docs/build_reference.py`"
 
 
 def test_the_configuration_reference_names_only_real_settings():
