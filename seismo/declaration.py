@@ -32,6 +32,8 @@ from seismo.performance.config import BusinessSpec, CohortSpec
 WATCHES = ("drift", "outliers", "performance", "diagnosis")
 METRIC_TYPES = {"binary": "binary", "multiclass": "multiclass-onehot", "regression": "regression"}
 """The metrics server's type for each task: a model server answers class probabilities (one-hot truth welcome)."""
+MAX_MODELS = 50
+"""Models one declaration may list: each is three processes locally and its name a metric label value."""
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -84,7 +86,7 @@ class ModelDeclaration(BaseModel):
 class Declaration(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    models: list[ModelDeclaration] = Field(min_length=1)
+    models: list[ModelDeclaration] = Field(min_length=1, max_length=MAX_MODELS)
 
     @model_validator(mode="after")
     def _unique(self) -> Declaration:

@@ -24,7 +24,10 @@ def read_reference(path: Path) -> np.ndarray:
         raise FitError(f"reference file {path} not found")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as exc:  # empty, truncated, pickled objects, not an .npy at all
+            raise FitError(f"{path}: not a readable .npy array: {exc}") from None
     if suffix == ".csv":
         with path.open() as fh:
             first = fh.readline()

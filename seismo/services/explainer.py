@@ -230,7 +230,11 @@ class ExplainerService:
             budget = Budget(int(_number(parameters, "max_model_calls", settings.max_model_calls, 1, settings.max_model_calls)),
                             _number(parameters, "max_seconds", settings.max_seconds, 0.01, settings.max_seconds))
             seed = int(_number(parameters, "seed", 0, 0, 2**31 - 1))
-            nsamples = int(_number(parameters, "nsamples", 0, 1, 100_000)) if "nsamples" in parameters else None
+            nsamples = None
+            if "nsamples" in parameters:
+                if not isinstance(parameters["nsamples"], int):  # 1.5 coalitions is not a count (bool is refused below)
+                    raise ExplainRequestError(f"parameter 'nsamples' must be a whole number from 1 to 100000, got {parameters['nsamples']!r}")
+                nsamples = int(_number(parameters, "nsamples", 0, 1, 100_000))
         except ValueError as exc:  # ExplainRequestError, or a value numpy could not take
             self.rejected.labels("invalid").inc()
             raise exc if isinstance(exc, ExplainRequestError) else ExplainRequestError(str(exc)) from None

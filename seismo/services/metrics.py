@@ -292,7 +292,7 @@ class MetricsService:
                 raise ValueError(f"name a 'model' (configured: {sorted(self.models)})")
             return next(iter(self.models))
         if model not in self.models:
-            raise LookupError(f"no metrics configuration for model {model!r} (configured: {sorted(self.models)})")
+            raise LookupError(f"no metrics configuration for model {model[:200]!r} (configured: {sorted(self.models)})")
         return model
 
     async def outcomes(self, model: str, prediction_ids: list[str]) -> dict:

@@ -122,6 +122,9 @@ def test_budgets_are_respected_over_http(stack):
     ("rule", [[0.1] * 5], {"method": "lime"}, 400, "'method' must be one of"),
     ("rule", [[0.1] * 5], {"threshold": 2}, 400, "'threshold'"),
     ("region", [np.zeros((32, 32, 3))], {"method": "kernel_shap"}, 400, "kernel_shap explains tabular"),
+    ("rule", [[0.1] * 5], {"method": "kernel_shap", "nsamples": 1.5}, 400, "'nsamples' must be a whole number"),
+    ("rule", [[0.1] * 5], {"method": "kernel_shap", "nsamples": True}, 400, "'nsamples'"),
+    ("rule", [[0.1] * 5], {"method": "kernel_shap", "nsamples": 10**9}, 400, "'nsamples'"),
     ("down", [[0.1] * 5], {}, 503, "unreachable"),
     ("ghost", [[0.1] * 5], {}, 502, "answered 404"),
 ])

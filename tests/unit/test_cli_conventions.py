@@ -117,3 +117,19 @@ def test_plain_up_warns_about_a_served_model_nothing_watches(tmp_path):
     config.write_text("models:\n  iris: {type: multiclass-onehot}\n")
     assert unwatched_warnings({"SEISMO_MODEL_NAME": "iris", "SEISMO_DRIFT_MODEL": "iris", "SEISMO_OUTLIER_MODEL": "iris",
                                "SEISMO_METRICS_CONFIG_FILE": str(config)}) == []
+
+
+def test_a_reference_that_is_no_array_is_one_line(tmp_path, capsys):
+    (tmp_path / "empty.npy").write_bytes(b"")
+    assert main(["fit", "drift", "--reference", str(tmp_path / "empty.npy"), "--out", str(tmp_path / "d")]) == 2
+    assert "not a readable .npy array" in capsys.readouterr().err
+
+
+def test_a_declaration_of_too_many_models_is_refused(tmp_path):
+    from seismo.declaration import MAX_MODELS, DeclarationError, load_declaration
+
+    (tmp_path / "r.npy").write_bytes(b"")
+    (tmp_path / "seismo.yaml").write_text("models:\n" + "".join(
+        f"- {{name: m{i}, endpoint: http://m, task: binary, reference: r.npy}}\n" for i in range(MAX_MODELS + 1)))
+    with pytest.raises(DeclarationError, match=f"at most {MAX_MODELS}"):
+        load_declaration(tmp_path / "seismo.yaml")

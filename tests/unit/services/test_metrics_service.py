@@ -426,6 +426,8 @@ def test_outcomes_answer_the_truth_joined_with_named_predictions(served):
     assert client.get("/v1/outcomes", params={"model": "iris", "ids": ",".join(f"x{i}" for i in range(1001))}).status_code == 400
     assert client.get("/v1/outcomes", params={"model": "iris", "ids": "a\x01b"}).status_code == 400
     assert client.get("/v1/outcomes", params={"model": "nope", "ids": "p-1"}).status_code == 404
+    long_name = client.get("/v1/outcomes", params={"model": "[" * 5000, "ids": "p-1"})
+    assert long_name.status_code == 404 and len(long_name.text) < 600  # the name is not echoed whole
 
     from seismo.embeddings.report import ReportData, joined_correctness
 
