@@ -18,6 +18,17 @@ def step(message: str) -> None:
     print(f"  {message}", file=sys.stderr, flush=True)
 
 
+def csv_header(path: Path) -> list[str] | None:
+    """The column names of a CSV's first row when it is a header (not all numbers), else None."""
+    with path.open() as fh:
+        first = fh.readline().strip().split(",")
+    try:
+        [float(v) for v in first]
+        return None
+    except ValueError:
+        return [v.strip().strip('"') for v in first]
+
+
 def read_reference(path: Path) -> np.ndarray:
     """A numeric array from .npy, .csv (an optional header row is skipped) or .parquet (numeric columns)."""
     if not path.exists():
@@ -29,15 +40,8 @@ def read_reference(path: Path) -> np.ndarray:
         except (ValueError, EOFError, OSError) as exc:  # empty, truncated, pickled objects, not an .npy at all
             raise FitError(f"{path}: not a readable .npy array: {exc}") from None
     if suffix == ".csv":
-        with path.open() as fh:
-            first = fh.readline()
         try:
-            [float(v) for v in first.strip().split(",")]
-            skip = 0
-        except ValueError:
-            skip = 1
-        try:
-            return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+            return np.loadtxt(path, delimiter=",", skiprows=1 if csv_header(path) else 0, ndmin=2)
         except ValueError as exc:
             raise FitError(f"{path}: not a numeric CSV: {exc}") from None
     if suffix == ".parquet":

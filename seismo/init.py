@@ -39,12 +39,9 @@ def task_of(model: Path) -> str:
 def feature_names_of(reference: Path) -> list[str] | None:
     """Column names of a CSV header or a parquet file, when they are names (not numbers)."""
     if reference.suffix.lower() == ".csv":
-        first = reference.open().readline().strip().split(",")
-        try:
-            [float(v) for v in first]
-            return None
-        except ValueError:
-            return [v.strip().strip('"') for v in first]
+        from seismo.fit import csv_header
+
+        return csv_header(reference)
     if reference.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 

@@ -105,10 +105,11 @@ def instance_of(doc: Any, model: ExplainedModel, reference: np.ndarray) -> tuple
     return instance, parameters
 
 
-def _number(parameters: dict, name: str, default: float, low: float, high: float) -> float:
+def _number(parameters: dict, name: str, default: float, low: float, high: float, whole: bool = False) -> float:
     value = parameters.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ExplainRequestError(f"parameter '{name}' must be a number from {low:g} to {high:g}, got {value!r}")
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        raise ExplainRequestError(f"parameter '{name}' must be a {'whole ' if whole else ''}number from {low:g} to {high:g}, got {value!r}")
     return value
 
 
@@ -230,11 +231,7 @@ class ExplainerService:
             budget = Budget(int(_number(parameters, "max_model_calls", settings.max_model_calls, 1, settings.max_model_calls)),
                             _number(parameters, "max_seconds", settings.max_seconds, 0.01, settings.max_seconds))
             seed = int(_number(parameters, "seed", 0, 0, 2**31 - 1))
-            nsamples = None
-            if "nsamples" in parameters:
-                if not isinstance(parameters["nsamples"], int):  # 1.5 coalitions is not a count (bool is refused below)
-                    raise ExplainRequestError(f"parameter 'nsamples' must be a whole number from 1 to 100000, got {parameters['nsamples']!r}")
-                nsamples = int(_number(parameters, "nsamples", 0, 1, 100_000))
+            nsamples = int(_number(parameters, "nsamples", 0, 1, 100_000, whole=True)) if "nsamples" in parameters else None
         except ValueError as exc:  # ExplainRequestError, or a value numpy could not take
             self.rejected.labels("invalid").inc()
             raise exc if isinstance(exc, ExplainRequestError) else ExplainRequestError(str(exc)) from None
