@@ -59,8 +59,8 @@ def instances_of_record(record: Record, model: str, shape: tuple[int, ...] | Non
 def replay(store: RecordStore, detector: Any, model: str, window: int, since: float | None = None, until: float | None = None,
            progress: Callable[[str], None] | None = None) -> tuple[list[ReplayedWindow], ReplaySummary]:
     """Count windows of `window` instances over the stored requests, each tested by `detector`."""
+    from seismo.detect.windows import WindowResult
     from seismo.services.detector_events import Rejection
-    from seismo.services.drift import WindowResult
 
     if window < 2:
         raise ValueError(f"--window must be at least 2, not {window}")

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from seismo.database import open_database, transaction
+from seismo.detect.base import DriftResult
+from seismo.times import rfc3339
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -197,3 +199,22 @@ class WindowStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One tested window: the detector's result with where and when the window was."""
+
+    model: str
+    window: int
+    size: int
+    start: float
+    end: float
+    detector: str
+    result: DriftResult
+    detector_version: str | None = None
+
+    def to_json(self) -> dict:
+        """The drift event's data (what the logger keeps in its drift log)."""
+        return {**self.result.to_json(), "model": self.model, "window": self.window, "size": self.size,
+                "start": rfc3339(self.start), "end": rfc3339(self.end), "detector": self.detector, "detector_version": self.detector_version}

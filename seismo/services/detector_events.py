@@ -19,16 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 from prometheus_client import Counter
-from starlette.requests import Request
-from starlette.responses import Response
 
 from seismo.events.binary import load_document
-from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, to_binary, to_structured_doc
+from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, to_structured_doc
 from seismo.events.payloads import PayloadError, instances_of
 from seismo.events.types import EventKind, kind_of, model_of
 from seismo.labels import OTHER
-from seismo.services import senders
-from seismo.services.common import BodyTooLarge, error, read_body
 from seismo.times import now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -49,21 +45,6 @@ class ForbiddenEvent(CloudEventError):
         self.event = event
 
 
-async def read_event(request: Request, max_bytes: int) -> CloudEvent:
-    """The delivered event, or a Rejection saying why it cannot be read (or why its sender may not send it)."""
-    try:
-        body = await read_body(request, max_bytes)
-    except BodyTooLarge as exc:
-        raise Rejection("too_large", str(exc), status=413) from None
-    try:
-        event = from_http(request.headers, body)
-    except CloudEventError as exc:
-        raise Rejection("invalid_event", str(exc)) from None
-    if why := senders.refusal(senders.caller(request.scope), event):
-        raise Rejection("forbidden_sender", why, model_of(event), status=403)
-    return event
-
-
 @dataclass(frozen=True)
 class Answer:
     """What a detector says to one delivered event: a status, and the reply event when there is one."""
@@ -71,33 +52,9 @@ class Answer:
     status: int
     reply: CloudEvent | None = None
 
-    def response(self) -> Response:
-        """The single delivery's answer: the reply in binary mode, or an empty body with the status."""
-        if self.reply is None:
-            return Response(status_code=self.status)
-        headers, body = to_binary(self.reply)
-        return Response(body, status_code=self.status, headers=headers)
 
-
-async def read_batch(request: Request, max_bytes: int, max_events: int) -> list[CloudEvent | CloudEventError]:
-    """A batched delivery's events (a bad one is its error in its place), or a Rejection for the whole body."""
-    try:
-        body = await read_body(request, max_bytes)
-    except BodyTooLarge as exc:
-        raise Rejection("too_large", str(exc), status=413) from None
-    try:
-        items = batch_from_http(body, max_events)
-    except CloudEventError as exc:
-        raise Rejection("invalid_event", str(exc)) from None
-    identity = senders.caller(request.scope)
-    if identity is None:
-        return items
-    return [ForbiddenEvent(item, why) if isinstance(item, CloudEvent) and (why := senders.refusal(identity, item)) else item
-            for item in items]
-
-
-async def answer_batch(items: list[CloudEvent | CloudEventError], answer: Callable[[CloudEvent], Awaitable[Answer]],
-                       served_model: str | None, rejected: Counter, service: str) -> Response:
+async def answer_items(items: list[CloudEvent | CloudEventError], answer: Callable[[CloudEvent], Awaitable[Answer]],
+                       served_model: str | None, rejected: Counter, service: str) -> list[dict]:
     """Every event of a batch answered at once (so their instances are scored together), one result per
     item in order; a rejected item is counted as a single rejected event is. A failure that is not a
     Rejection (a bug, a stopped store) is that item's 503, which the broker retries, and is logged."""
@@ -122,13 +79,7 @@ async def answer_batch(items: list[CloudEvent | CloudEventError], answer: Callab
             out["reply"] = to_structured_doc(result.reply, json_data=True)  # reply data is made by orjson
         return out
 
-    results = await asyncio.gather(*(one(item) for item in items))
-    return Response(orjson.dumps({"results": results}), media_type="application/json")
-
-
-async def request_instances(request: Request, max_bytes: int, served_model: str | None, shape: tuple[int, ...] | None) -> tuple[CloudEvent, np.ndarray]:
-    """The inference-request event and its instances, or a Rejection saying why not."""
-    return instances_of_event(await read_event(request, max_bytes), served_model, shape)
+    return list(await asyncio.gather(*(one(item) for item in items)))
 
 
 def instances_of_event(event: CloudEvent, served_model: str | None, shape: tuple[int, ...] | None) -> tuple[CloudEvent, np.ndarray]:
@@ -151,26 +102,11 @@ def instances_of_event(event: CloudEvent, served_model: str | None, shape: tuple
     return event, array.astype(np.float32, copy=False)
 
 
-async def accept(request: Request, max_bytes: int, served_model: str | None, shape: tuple[int, ...] | None,
-                 rejected: Counter, service: str) -> tuple[CloudEvent, np.ndarray] | Response:
-    """The event and its instances, or the 4xx answer for a rejection (counted and logged here)."""
-    try:
-        return await request_instances(request, max_bytes, served_model, shape)
-    except Rejection as exc:
-        return refuse(exc, served_model, rejected, service)
-
-
 def count_rejection(exc: Rejection, served_model: str | None, rejected: Counter, service: str) -> None:
     """Count a rejected event by reason and log it."""
     # The model name comes from the event: only the watched model keeps its name as a label value.
     rejected.labels(exc.model if exc.model == served_model else OTHER, exc.reason).inc()
     log.warning("%s: rejected event (%s): %s", service, exc.reason, escape_id(str(exc), 500))
-
-
-def refuse(exc: Rejection, served_model: str | None, rejected: Counter, service: str) -> Response:
-    """The 4xx answer for a rejection, counted by reason and logged."""
-    count_rejection(exc, served_model, rejected, service)
-    return error(exc.status, str(exc))
 
 
 def reply(answered: CloudEvent, event_type: str, source: str, data: dict) -> Answer:

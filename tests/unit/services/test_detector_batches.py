@@ -22,6 +22,7 @@ from seismo.events.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, from_http,
 from seismo.services.detector_events import reply
 from seismo.services.drift import DriftSettings
 from seismo.services.drift import create_app as drift_app
+from seismo.services.event_http import respond
 from seismo.services.outlier import OutlierSettings
 from seismo.services.outlier import create_app as outlier_app
 
@@ -161,7 +162,7 @@ def test_a_subscriber_that_takes_single_events_only_still_has_its_replies_journa
         if request.headers.get("content-type") == BATCH_CONTENT_TYPE:
             refused.append(1)
             return JSONResponse({"error": "batched content mode is not taken here"}, status_code=400)
-        return reply(from_http(request.headers, body), OUTLIER_TYPE, "http://single/", {"seen": True}).response()
+        return respond(reply(from_http(request.headers, body), OUTLIER_TYPE, "http://single/", {"seen": True}))
 
     replies = RecordingSink()
     app = Starlette(routes=[Route("/", handle, methods=["POST"])])

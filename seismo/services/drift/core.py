@@ -1,4 +1,4 @@
-"""`seismo serve drift`: fills windows from inference requests and tests each full window.
+"""The drift service's core (`seismo serve drift`): fills windows from inference requests and tests each full window.
 
 Count windows (default 1000 instances) are tested when an event fills one; the answer to that
 delivery is an `org.kubeflow.serving.inference.drift` reply (same id and extensions), which the broker
@@ -14,96 +14,39 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher
-from seismo.detect import DriftResult, load_detector
+from seismo.detect import load_detector
 from seismo.detect.drift import PredictionDrift
-from seismo.detect.windows import Window, WindowStore
-from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
+from seismo.detect.windows import Window, WindowResult, WindowStore
 from seismo.embeddings.extract import load_sources
-from seismo.events.cloudevents import CloudEvent, is_batch, to_binary
+from seismo.events.cloudevents import CloudEvent, to_binary
 from seismo.events.poster import EventPoster, SendError
 from seismo.events.types import KSERVE_DRIFT, EventKind, kind_of, model_of
 from seismo.retry import Backoff, is_transient, retry_async
-from seismo.services.api.detectors import DRIFT_OPERATIONS
-from seismo.services.auth import auth_middleware, sender_token
-from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, cancel_and_wait, health_routes, one_of, stopped_tasks
-from seismo.services.detector_events import Answer, Rejection, answer_batch, instances_of_event, read_batch, read_event, refuse, reply
+from seismo.services.auth import sender_token
+from seismo.services.base import Service, running
+from seismo.services.common import cancel_and_wait, stopped_tasks
+from seismo.services.detector_events import Answer, Rejection, instances_of_event, reply
+from seismo.services.drift.settings import DriftSettings
 from seismo.services.embedding_drift import EmbeddingWindows
-from seismo.services.openapi import openapi_route
-from seismo.times import now_rfc3339, rfc3339
-from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS, data_dir
+from seismo.times import now_rfc3339
 from seismo.tracing import Tracing, parent_of
 
 log = logging.getLogger(__name__)
-
-
-WindowMode = Literal["count", "tumbling", "sliding"]
 
 
 class SinkRefused(Exception):
     def __init__(self, status: int):
         super().__init__(f"the sink answered HTTP {status}")
         self.status = status
-
-
-class DriftSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEISMO_DRIFT_", validate_by_name=True, validate_by_alias=True)
-
-    host: str = "127.0.0.1"
-    """Interface to listen on."""
-    port: int = SERVICE_PORTS["drift"]
-    """Port the broker delivers request events to."""
-    detector_path: Path = EXAMPLE_DETECTORS / "drift"
-    """A detector folder saved by `seismo fit drift` (or save_detector)."""
-    model: str = "image-classifier"
-    """The model whose requests fill the windows; events for other models are rejected."""
-    window_size: int = 1000
-    """Instances per window (count mode), or the most a time window holds."""
-    window_mode: Annotated[WindowMode, one_of("window_mode", WindowMode)] = "count"
-    """count, tumbling (time) or sliding (time)."""
-    window_seconds: float = 60.0
-    """Span of a time window."""
-    slide_seconds: float = 10.0
-    """How often a sliding window is tested."""
-    min_window: int = 50
-    """Fewest instances a time window needs to be tested."""
-    dedup_seconds: float = 86400.0
-    """How long an event id is remembered, so a redelivered event is not added to a window twice."""
-    state_path: Path = Field(default_factory=lambda: data_dir() / "drift-windows.db")
-    """SQLite file holding window contents."""
-    sink_url: str | None = Field(default=None, validation_alias=AliasChoices("SEISMO_DRIFT_SINK_URL", "K_SINK"))
-    """Where results of windows tested outside a delivery are posted (the broker). K_SINK works too."""
-    max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
-    """Largest event body (or batched delivery) accepted; bigger ones get 413."""
-    max_batch_events: int = 1000
-    """Most events in one batched delivery (`application/cloudevents-batch+json`, which Seismo's broker
-    sends to triggers with `batch`); more get 400. Answered 200 with one result (and reply) per event."""
-    embedding_detector_path: Path | None = None
-    """An EmbeddingDrift folder (`seismo fit embedding`): with it, the response events of `model` fill
-    embedding windows too (`seismo up` sets the example's). Unset: response events are refused."""
-    embedding_window_size: int = 200
-    """Embeddings per embedding window (count windows)."""
-    embedding_allow_minor: bool = False
-    """Score embeddings of another minor version than the reference's (flagged on every result);
-    another major version is always refused."""
-    embedding_state_path: Path = Field(default_factory=lambda: data_dir() / "drift-embedding-windows.db")
-    """SQLite file holding embedding window contents."""
-    embeddings_config: Path | None = DEFAULT_EMBEDDINGS_CONFIG
-    """Foreign models' embedding outputs and versions (see seismo/config/embeddings.yaml)."""
 
 
 @dataclass(frozen=True)
@@ -116,25 +59,6 @@ class WindowWork:
     embedding: bool = False
     version: str | None = None
     note: str | None = None
-
-
-@dataclass(frozen=True)
-class WindowResult:
-    """One tested window: the detector's result with where and when the window was."""
-
-    model: str
-    window: int
-    size: int
-    start: float
-    end: float
-    detector: str
-    result: DriftResult
-    detector_version: str | None = None
-
-    def to_json(self) -> dict:
-        """The drift event's data (what the logger keeps in its drift log)."""
-        return {**self.result.to_json(), "model": self.model, "window": self.window, "size": self.size,
-                "start": rfc3339(self.start), "end": rfc3339(self.end), "detector": self.detector, "detector_version": self.detector_version}
 
 
 class _DriftMetrics:
@@ -158,11 +82,13 @@ class _DriftMetrics:
                                   registry=registry)
 
 
-class DriftService:
+class DriftService(Service):
     """The drift detector without HTTP: windows in SQLite, tests, results published or answered.
 
     Window work runs on one thread (`ThreadBatcher`), so the store and the detector never block the
     event loop; the clock task tests time windows and expires remembered event ids."""
+
+    name = "drift"
 
     def __init__(self, settings: DriftSettings, registry: CollectorRegistry):
         if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
@@ -194,9 +120,47 @@ class DriftService:
 
     @property
     def store(self) -> WindowStore:
-        if self._store is None:
-            raise RuntimeError("the drift service is not started")
-        return self._store
+        return running(self._store, "drift")
+
+    # What the event ingress (seismo.services.event_http) reads.
+    @property
+    def rejected(self) -> Counter:
+        return self.metrics.rejected
+
+    @property
+    def served_model(self) -> str:
+        return self.settings.model
+
+    @property
+    def max_event_bytes(self) -> int:
+        return self.settings.max_event_bytes
+
+    @property
+    def max_batch_events(self) -> int:
+        return self.settings.max_batch_events
+
+    async def answer(self, event: CloudEvent, headers: Mapping[str, Any] | None = None) -> Answer:
+        """One event's answer: a drift reply when it filled a window, else 202. Rejection when it cannot
+        be used. `headers`: the single delivery's (trace context)."""
+        with self.tracing.span("drift window", parent_of(headers or {}, event.extensions), "SERVER",
+                               {"seismo.prediction_id": event.id, "cloudevents.event_type": event.type}) as span:
+            results = await self._add_to_windows(event)
+            if span is not None and results:
+                span.set_attribute("seismo.window_tested", True)
+                span.set_attribute("seismo.drift", bool(results[-1].get("is_drift", results[-1].get("cluster_drift"))))
+        return reply(event, KSERVE_DRIFT, self.source, results[-1]) if results else Answer(202)
+
+    async def _add_to_windows(self, event: CloudEvent) -> list[dict]:
+        """Response events with an embedding detector: embedding windows; request events: feature windows."""
+        model = self.settings.model
+        if self.embeddings is not None and kind_of(event.type) is EventKind.RESPONSE:
+            if model_of(event) != model:
+                raise Rejection("unknown_model", f"no detector for model {model_of(event)!r} here (this one watches "
+                                f"{model!r})", model_of(event))
+            return await self.add_embeddings(event)
+        shape = self.detector.instance_shape if self.detector is not None else None
+        event, array = instances_of_event(event, model, shape)
+        return await self.add(event, array)
 
     def stopped(self) -> list[str]:
         return self.batcher.stopped() + stopped_tasks(self._tasks)
@@ -376,54 +340,3 @@ class DriftService:
                     await self.publish(payload, None)
             except Exception:
                 log.exception("testing time windows failed")
-
-
-def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlette:
-    """Routes that translate HTTP to the `DriftService` (on `app.state.drift`) and back."""
-    core = DriftService(settings, registry)
-
-    async def handle(request: Request) -> Response:
-        try:
-            if is_batch(request.headers):  # the broker delivers batches to triggers that declare `batch`
-                items = await read_batch(request, settings.max_event_bytes, settings.max_batch_events)
-                return await answer_batch(items, answer, settings.model, core.metrics.rejected, "drift")
-            event = await read_event(request, settings.max_event_bytes)
-            return (await answer(event, request.headers)).response()
-        except Rejection as exc:
-            return refuse(exc, settings.model, core.metrics.rejected, "drift")
-
-    async def answer(event: CloudEvent, headers: Any = None) -> Answer:
-        """One event's answer: a drift reply when it filled a window, else 202. Rejection when it cannot
-        be used. `headers`: the single delivery's (trace context)."""
-        shape = core.detector.instance_shape if core.detector is not None else None
-        with core.tracing.span("drift window", parent_of(headers or {}, event.extensions), "SERVER",
-                               {"seismo.prediction_id": event.id, "cloudevents.event_type": event.type}) as span:
-            results = await add_to_windows(event, shape)
-            if span is not None and results:
-                span.set_attribute("seismo.window_tested", True)
-                span.set_attribute("seismo.drift", bool(results[-1].get("is_drift", results[-1].get("cluster_drift"))))
-        return reply(event, KSERVE_DRIFT, core.source, results[-1]) if results else Answer(202)
-
-    async def add_to_windows(event: CloudEvent, shape: tuple[int, ...] | None) -> list[dict]:
-        """Response events with an embedding detector: embedding windows; request events: feature windows."""
-        if core.embeddings is not None and kind_of(event.type) is EventKind.RESPONSE:
-            if model_of(event) != settings.model:
-                raise Rejection("unknown_model", f"no detector for model {model_of(event)!r} here (this one watches "
-                                f"{settings.model!r})", model_of(event))
-            return await core.add_embeddings(event)
-        event, array = instances_of_event(event, settings.model, shape)
-        return await core.add(event, array)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        await core.start()
-        try:
-            yield
-        finally:
-            await core.stop()
-
-    routes = [Route("/", handle, methods=["POST"]), *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("drift", DRIFT_OPERATIONS)]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=auth_middleware(event_paths=("/",)))
-    app.state.drift = core
-    return app

@@ -1,4 +1,4 @@
-"""`seismo serve outlier`: scores every instance of every inference request it is sent, and checks
+"""The outlier service's core (`seismo serve outlier`): scores every instance of every inference request it is sent, and checks
 every response for adversarial inputs.
 
 The answer to each delivered request event is an `org.kubeflow.serving.inference.outlier` reply
@@ -13,65 +13,33 @@ Responses without an embedding (an error response, a model that logs none) are s
 
 from __future__ import annotations
 
-import contextlib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher, split_rows
 from seismo.detect import ClassMahalanobisAdversarial, OutlierResult, load_detector
 from seismo.detect.adversarial import AdversarialVersionError
 from seismo.embeddings.extract import embedding_of
-from seismo.events.cloudevents import CloudEvent, is_batch
+from seismo.events.cloudevents import CloudEvent
 from seismo.events.payloads import PayloadError
 from seismo.events.types import KSERVE_OUTLIER, SEISMO_ADVERSARIAL, EventKind, kind_of, model_of
-from seismo.services.api.detectors import OUTLIER_OPERATIONS
-from seismo.services.auth import auth_middleware
-from seismo.services.common import DEFAULT_MAX_BODY_BYTES, EXCEPTION_HANDLERS, health_routes
-from seismo.services.detector_events import Answer, Rejection, answer_batch, instances_of_event, read_batch, read_event, refuse, reply
-from seismo.services.openapi import openapi_route
-from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS
+from seismo.services.base import Service
+from seismo.services.detector_events import Answer, Rejection, instances_of_event, reply
+from seismo.services.outlier.settings import OutlierSettings
 from seismo.tracing import Tracing, parent_of
 
 log = logging.getLogger(__name__)
 
 
-class OutlierSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEISMO_OUTLIER_")
-
-    host: str = "127.0.0.1"
-    """Interface to listen on."""
-    port: int = SERVICE_PORTS["outlier"]
-    """Port the broker delivers request events to."""
-    detector_path: Path = EXAMPLE_DETECTORS / "outlier"
-    """A detector folder saved by `seismo fit outlier` (or save_detector)."""
-    model: str = "image-classifier"
-    """The model whose requests this detector scores; events for other models are rejected."""
-    feature_scores: bool = False
-    """Include per-feature scores in replies (large for images)."""
-    max_batch: int = 256
-    """Most instances scored in one call."""
-    max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
-    """Largest event body (or batched delivery) accepted; bigger ones get 413."""
-    max_batch_events: int = 1000
-    """Most events in one batched delivery (`application/cloudevents-batch+json`, which Seismo's broker
-    sends to triggers with `batch`); more get 400. Answered 200 with one result (and reply) per event."""
-    adversarial: bool = True
-    """Check response events' embeddings for adversarial inputs (needs `adversarial_detector_path`)."""
-    adversarial_detector_path: Path = EXAMPLE_DETECTORS / "adversarial"
-    """A ClassMahalanobisAdversarial folder fitted on the model's embedding (`make model` fits the example's)."""
-
-
-class OutlierService:
+class OutlierService(Service):
     """The outlier detector without HTTP: scores instances in batches on one thread, counts outcomes."""
+
+    name = "outlier"
 
     def __init__(self, settings: OutlierSettings, registry: CollectorRegistry):
         if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
@@ -105,6 +73,43 @@ class OutlierService:
 
     def stopped(self) -> list[str]:
         return self.batcher.stopped()
+
+    # What the event ingress (seismo.services.event_http) reads.
+    @property
+    def served_model(self) -> str:
+        return self.settings.model
+
+    @property
+    def max_event_bytes(self) -> int:
+        return self.settings.max_event_bytes
+
+    @property
+    def max_batch_events(self) -> int:
+        return self.settings.max_batch_events
+
+    async def answer(self, event: CloudEvent, headers: Mapping[str, Any] | None = None) -> Answer:
+        """One event's answer: an outlier reply to a request, an adversarial reply (or 204) to a response.
+        Rejection when the event cannot be scored. `headers`: the single delivery's (trace context)."""
+        headers = headers or {}
+        if kind_of(event.type) is EventKind.RESPONSE and self.adversarial is not None:
+            return self._adversarial_answer(event, headers)
+        shape = self.detector.instance_shape if self.detector is not None else None
+        event, array = instances_of_event(event, self.settings.model, shape)
+        with self.tracing.span("outlier score", parent_of(headers, event.extensions), "SERVER",
+                               {"seismo.prediction_id": event.id, "seismo.instances": len(array)}) as span:
+            data = self.reply_data(await self.score(array))
+            if span is not None:
+                span.set_attribute("seismo.outliers", int(data["is_outlier"].sum()))
+        return reply(event, KSERVE_OUTLIER, self.source, data)
+
+    def _adversarial_answer(self, event: CloudEvent, headers: Mapping[str, Any]) -> Answer:
+        with self.tracing.span("adversarial check", parent_of(headers, event.extensions), "SERVER", {"seismo.prediction_id": event.id}) as span:
+            data = self.check_adversarial(event)
+            if data is None:
+                return Answer(204)  # nothing to check: no reply event
+            if span is not None:
+                span.set_attribute("seismo.adversarial", int(data["is_adversarial"].sum()))
+        return reply(event, SEISMO_ADVERSARIAL, self.source, data)
 
     async def start(self) -> None:
         self.detector = load_detector(self.settings.detector_path)
@@ -184,56 +189,3 @@ class OutlierService:
             "detector": self.detector.kind,
             "detector_version": getattr(self.detector, "detector_version", None),
         }
-
-
-def create_app(settings: OutlierSettings, registry: CollectorRegistry) -> Starlette:
-    """Routes that translate HTTP to the `OutlierService` (on `app.state.outlier`) and back."""
-    core = OutlierService(settings, registry)
-
-    async def handle(request: Request) -> Response:
-        try:
-            if is_batch(request.headers):  # the broker delivers batches to triggers that declare `batch`
-                items = await read_batch(request, settings.max_event_bytes, settings.max_batch_events)
-                return await answer_batch(items, answer, settings.model, core.rejected, "outlier")
-            event = await read_event(request, settings.max_event_bytes)
-            return (await answer(event, request.headers)).response()
-        except Rejection as exc:
-            return refuse(exc, settings.model, core.rejected, "outlier")
-
-    async def answer(event: CloudEvent, headers: Any = None) -> Answer:
-        """One event's answer: an outlier reply to a request, an adversarial reply (or 204) to a response.
-        Rejection when the event cannot be scored. `headers`: the single delivery's (trace context)."""
-        headers = headers or {}
-        if kind_of(event.type) is EventKind.RESPONSE and core.adversarial is not None:
-            return adversarial_reply(event, headers)
-        shape = core.detector.instance_shape if core.detector is not None else None
-        event, array = instances_of_event(event, settings.model, shape)
-        with core.tracing.span("outlier score", parent_of(headers, event.extensions), "SERVER",
-                               {"seismo.prediction_id": event.id, "seismo.instances": len(array)}) as span:
-            data = core.reply_data(await core.score(array))
-            if span is not None:
-                span.set_attribute("seismo.outliers", int(data["is_outlier"].sum()))
-        return reply(event, KSERVE_OUTLIER, core.source, data)
-
-    def adversarial_reply(event: CloudEvent, headers: Any) -> Answer:
-        with core.tracing.span("adversarial check", parent_of(headers, event.extensions), "SERVER", {"seismo.prediction_id": event.id}) as span:
-            data = core.check_adversarial(event)
-            if data is None:
-                return Answer(204)  # nothing to check: no reply event
-            if span is not None:
-                span.set_attribute("seismo.adversarial", int(data["is_adversarial"].sum()))
-        return reply(event, SEISMO_ADVERSARIAL, core.source, data)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        await core.start()
-        try:
-            yield
-        finally:
-            await core.stop()
-
-    routes = [Route("/", handle, methods=["POST"]), *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("outlier", OUTLIER_OPERATIONS)]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=auth_middleware(event_paths=("/",)))
-    app.state.outlier = core
-    return app

@@ -1,0 +1,18 @@
+"""The drift service over HTTP: `POST /` takes request (and, with embeddings, response) events."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+
+from seismo.services.api.detectors import DRIFT_OPERATIONS
+from seismo.services.base import build_app
+from seismo.services.drift.core import DriftService
+from seismo.services.drift.settings import DriftSettings
+from seismo.services.event_http import DetectorEndpoints
+
+
+def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlette:
+    """The `DriftService` (on `app.state.drift`) behind the detectors' event ingress."""
+    core = DriftService(settings, registry)
+    return build_app(core, DetectorEndpoints(core).routes(), registry, DRIFT_OPERATIONS)

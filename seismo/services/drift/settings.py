@@ -1,0 +1,61 @@
+"""`seismo serve drift`'s settings (environment prefix SEISMO_DRIFT_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
+from seismo.services.common import DEFAULT_MAX_BODY_BYTES, one_of
+from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS, data_dir
+
+WindowMode = Literal["count", "tumbling", "sliding"]
+
+
+class DriftSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEISMO_DRIFT_", validate_by_name=True, validate_by_alias=True)
+
+    host: str = "127.0.0.1"
+    """Interface to listen on."""
+    port: int = SERVICE_PORTS["drift"]
+    """Port the broker delivers request events to."""
+    detector_path: Path = EXAMPLE_DETECTORS / "drift"
+    """A detector folder saved by `seismo fit drift` (or save_detector)."""
+    model: str = "image-classifier"
+    """The model whose requests fill the windows; events for other models are rejected."""
+    window_size: int = 1000
+    """Instances per window (count mode), or the most a time window holds."""
+    window_mode: Annotated[WindowMode, one_of("window_mode", WindowMode)] = "count"
+    """count, tumbling (time) or sliding (time)."""
+    window_seconds: float = 60.0
+    """Span of a time window."""
+    slide_seconds: float = 10.0
+    """How often a sliding window is tested."""
+    min_window: int = 50
+    """Fewest instances a time window needs to be tested."""
+    dedup_seconds: float = 86400.0
+    """How long an event id is remembered, so a redelivered event is not added to a window twice."""
+    state_path: Path = Field(default_factory=lambda: data_dir() / "drift-windows.db")
+    """SQLite file holding window contents."""
+    sink_url: str | None = Field(default=None, validation_alias=AliasChoices("SEISMO_DRIFT_SINK_URL", "K_SINK"))
+    """Where results of windows tested outside a delivery are posted (the broker). K_SINK works too."""
+    max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Largest event body (or batched delivery) accepted; bigger ones get 413."""
+    max_batch_events: int = 1000
+    """Most events in one batched delivery (`application/cloudevents-batch+json`, which Seismo's broker
+    sends to triggers with `batch`); more get 400. Answered 200 with one result (and reply) per event."""
+    embedding_detector_path: Path | None = None
+    """An EmbeddingDrift folder (`seismo fit embedding`): with it, the response events of `model` fill
+    embedding windows too (`seismo up` sets the example's). Unset: response events are refused."""
+    embedding_window_size: int = 200
+    """Embeddings per embedding window (count windows)."""
+    embedding_allow_minor: bool = False
+    """Score embeddings of another minor version than the reference's (flagged on every result);
+    another major version is always refused."""
+    embedding_state_path: Path = Field(default_factory=lambda: data_dir() / "drift-embedding-windows.db")
+    """SQLite file holding embedding window contents."""
+    embeddings_config: Path | None = DEFAULT_EMBEDDINGS_CONFIG
+    """Foreign models' embedding outputs and versions (see seismo/config/embeddings.yaml)."""

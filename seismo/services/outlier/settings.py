@@ -1,0 +1,36 @@
+"""`seismo serve outlier`'s settings (environment prefix SEISMO_OUTLIER_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from seismo.services.common import DEFAULT_MAX_BODY_BYTES
+from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS
+
+
+class OutlierSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEISMO_OUTLIER_")
+
+    host: str = "127.0.0.1"
+    """Interface to listen on."""
+    port: int = SERVICE_PORTS["outlier"]
+    """Port the broker delivers request events to."""
+    detector_path: Path = EXAMPLE_DETECTORS / "outlier"
+    """A detector folder saved by `seismo fit outlier` (or save_detector)."""
+    model: str = "image-classifier"
+    """The model whose requests this detector scores; events for other models are rejected."""
+    feature_scores: bool = False
+    """Include per-feature scores in replies (large for images)."""
+    max_batch: int = 256
+    """Most instances scored in one call."""
+    max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Largest event body (or batched delivery) accepted; bigger ones get 413."""
+    max_batch_events: int = 1000
+    """Most events in one batched delivery (`application/cloudevents-batch+json`, which Seismo's broker
+    sends to triggers with `batch`); more get 400. Answered 200 with one result (and reply) per event."""
+    adversarial: bool = True
+    """Check response events' embeddings for adversarial inputs (needs `adversarial_detector_path`)."""
+    adversarial_detector_path: Path = EXAMPLE_DETECTORS / "adversarial"
+    """A ClassMahalanobisAdversarial folder fitted on the model's embedding (`make model` fits the example's)."""
