@@ -1,4 +1,4 @@
-"""`seismo serve explainer`: black-box explanations of a deployed model's predictions.
+"""The explainer's core (`seismo serve explainer`): black-box explanations of a deployed model's predictions.
 
 `POST /v1/models/{m}:explain` takes the same V1 (`instances`) or V2 (`inputs`) body as a prediction,
 with one instance, and optional `parameters` (`method`: anchors (default) or kernel_shap; `threshold`,
@@ -11,62 +11,25 @@ client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request
 from seismo.explain.anchors import Budget
 from seismo.explain.config import ExplainedModel, load_models
 from seismo.explain.methods import METHODS, Explanation, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
-from seismo.services.api.explainer import OPERATIONS
-from seismo.services.auth import AuthSettings, TokenSet, auth_middleware
-from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, JSONResponse, error, health_routes, parse_json, read_body
-from seismo.services.openapi import openapi_route
-from seismo.topology import CONFIG_DIR, SERVICE_PORTS
-from seismo.tracing import Tracing, fail
+from seismo.services.auth import AuthSettings, TokenSet
+from seismo.services.base import Service
+from seismo.services.explainer.settings import ExplainerSettings
+from seismo.tracing import Tracing
 
 log = logging.getLogger(__name__)
-EXAMPLE_CONFIG = CONFIG_DIR / "explainer.yaml"
-
-
-class ExplainerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEISMO_EXPLAINER_")
-
-    host: str = "127.0.0.1"
-    """Interface to listen on."""
-    port: int = SERVICE_PORTS["explainer"]
-    """Port for explain requests."""
-    config_file: Path = EXAMPLE_CONFIG
-    """YAML naming each explained model: kind (tabular or image), model server URL, reference data."""
-    max_model_calls: int = 20000
-    """Most instances one explanation may send to the model (a request may ask for fewer)."""
-    max_seconds: float = 30.0
-    """Longest one explanation may run (a request may ask for less); then the best anchor so far is returned."""
-    threshold: float = 0.95
-    """Default anchor precision target."""
-    concurrency: int = 2
-    """Explanations computed at once; more wait their turn."""
-    max_queued: int = 8
-    """Explanations waiting for a turn at most; beyond that a request gets 429 with Retry-After."""
-    max_rows_per_request: int = 256
-    """Most perturbed instances sent to the model server in one HTTP request."""
-    model_timeout_seconds: float = 30.0
-    """Timeout of one request to the model server."""
-    max_body_bytes: int = 32 * 1024 * 1024
-    """Largest request body accepted; bigger ones get 413."""
 
 
 class ModelServerError(Exception):
@@ -121,11 +84,13 @@ class UnknownModel(LookupError):
     """No explainer is configured for the model (a 404)."""
 
 
-class ExplainerService:
+class ExplainerService(Service):
     """The explainer without HTTP: checks a request, runs one explanation on a worker thread under a
     call budget, and counts it. Its model calls go to the model server through one pooled client."""
 
-    def __init__(self, settings: ExplainerSettings, registry: CollectorRegistry):
+    name = "explainer"
+
+    def __init__(self, settings: ExplainerSettings, registry: CollectorRegistry, auth: AuthSettings | None = None):
         self.settings = settings
         self.models = load_models(settings.config_file)
         self.explanations = Counter("seismo_explainer_explanations", "Explanations by method and outcome", ["model", "method", "outcome"],
@@ -141,22 +106,26 @@ class ExplainerService:
                                   buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0), registry=registry)
         self.rejected = Counter("seismo_explainer_requests_rejected", "Explain requests refused, by reason", ["reason"], registry=registry)
         self.tracing = Tracing("explainer")
-        self.tokens = TokenSet(AuthSettings())
+        self.tokens = TokenSet(auth or AuthSettings())
         self.references: dict[str, np.ndarray] = {}
         self._client: httpx.AsyncClient | None = None
         self._executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="explain")
         self._admitted = 0
-        self.ready = False
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
 
     async def start(self) -> None:
         self.references = {name: model.load_reference() for name, model in self.models.items()}
         self._client = httpx.AsyncClient(timeout=self.settings.model_timeout_seconds, limits=httpx.Limits(max_connections=16))
-        self.ready = True
+        self._ready = True
         log.info("explainer ready on port %d for %s", self.settings.port,
                  ", ".join(f"{m.name} ({m.kind}, {m.url})" for m in self.models.values()))
 
     async def stop(self) -> None:
-        self.ready = False
+        self._ready = False
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
             await self._client.aclose()
@@ -261,52 +230,3 @@ class ExplainerService:
             self.coverage.labels(name).observe(result.coverage or 0.0)
         log.info("explained %s with %s: %s in %.2fs, %d model calls", name, method, result.outcome, result.seconds, result.model_calls)
         return result
-
-
-def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Starlette:
-    """Routes that translate HTTP to the `ExplainerService` (on `app.state.explainer`) and back."""
-    core = ExplainerService(settings, registry)
-
-    async def explain(request: Request) -> Response:
-        name = request.path_params["model_name"]
-        try:
-            core.model(name)
-            doc = parse_json(await read_body(request, settings.max_body_bytes))
-        except UnknownModel as exc:
-            return error(404, str(exc))
-        except BodyTooLarge as exc:
-            core.rejected.labels("too_large").inc()
-            return error(413, str(exc))
-        except ValueError as exc:
-            core.rejected.labels("invalid").inc()
-            return error(400, str(exc))
-        with core.tracing.span(f"explain {name}", request.headers, "SERVER", {"seismo.model": name}) as span:
-            try:
-                result = await core.explain(name, doc, core.tracing.context_of(span))
-            except ExplainRequestError as exc:
-                return error(400, str(exc))
-            except ExplainerBusy as exc:
-                return error(429, str(exc), headers={"Retry-After": "5"})
-            except ModelServerError as exc:
-                fail(span, str(exc))
-                return error(exc.status, str(exc))
-            if span is not None:
-                span.set_attribute("seismo.model_calls", result.model_calls)
-        return JSONResponse({"model": name, **result.to_json()})
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        await core.start()
-        try:
-            yield
-        finally:
-            await core.stop()
-
-    routes = [
-        Route("/v1/models/{model_name}:explain", explain, methods=["POST"]),
-        *health_routes(registry, lambda: core.ready), openapi_route("explainer", OPERATIONS),
-    ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=auth_middleware(event_paths=(), settings=core.tokens.settings))
-    app.state.explainer = core
-    return app
