@@ -1,4 +1,4 @@
-"""`seismo serve broker`: a durable CloudEvents broker with Knative Broker semantics.
+"""The broker's core (`seismo serve broker`): a durable CloudEvents broker with Knative Broker semantics.
 
 Ingress (`POST /` or `POST /{namespace}/{broker}`) answers 202 once the event and its pending
 deliveries are committed to the journal; 400 names what is wrong with an invalid event; 413 when it is
@@ -8,87 +8,25 @@ over the size limit. Triggers are read from a YAML file (see seismo/broker/trigg
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from pathlib import Path
-from typing import Annotated, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from seismo.broker.dispatcher import Dispatcher, DispatchMetrics
 from seismo.broker.journal import GroupCommitter, IncomingEvent, Journal
-from seismo.broker.triggers import Trigger, TriggerIndex, load_triggers
-from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch, to_binary
+from seismo.broker.triggers import Trigger, TriggerIndex
+from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, to_binary
 from seismo.events.poster import EventPoster
 from seismo.events.types import model_of
 from seismo.labels import LabelValues, event_type_label
 from seismo.services import senders
-from seismo.services.api.broker import OPERATIONS
-from seismo.services.auth import AuthSettings, TokenSet, auth_middleware, sender_token
-from seismo.services.common import (
-    DEFAULT_MAX_BODY_BYTES,
-    EXCEPTION_HANDLERS,
-    BodyTooLarge,
-    JSONResponse,
-    cancel_and_wait,
-    error,
-    health_routes,
-    one_of,
-    read_body,
-    stopped_tasks,
-)
-from seismo.services.openapi import openapi_route
-from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
+from seismo.services.auth import AuthSettings, TokenSet, sender_token
+from seismo.services.base import Service
+from seismo.services.broker.settings import BrokerSettings
+from seismo.services.common import cancel_and_wait, stopped_tasks
 
 log = logging.getLogger(__name__)
-DEFAULT_TRIGGERS = CONFIG_DIR / "triggers.yaml"
-
-
-Synchronous = Literal["full", "normal"]
-
-
-class BrokerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEISMO_BROKER_")
-
-    host: str = "127.0.0.1"
-    """Interface to listen on."""
-    port: int = SERVICE_PORTS["broker"]
-    """Ingress and API port."""
-    triggers_file: Path = DEFAULT_TRIGGERS
-    """YAML file of triggers (Knative Trigger spec shape)."""
-    journal_path: Path = Field(default_factory=lambda: data_dir() / "broker.db")
-    """SQLite file holding events until every matching trigger has them."""
-    synchronous: Annotated[Synchronous, one_of("synchronous", Synchronous)] = "full"
-    """SQLite synchronous mode: `full` survives power loss, `normal` only a process crash (faster)."""
-    max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
-    """Largest request body accepted (one event, or one batch of them); bigger ones get 413."""
-    max_batch_events: int = 1000
-    """Most events in one batched request (`application/cloudevents-batch+json`, which Seismo's model
-    server sends when SEISMO_MODEL_LOG_BATCH_SIZE > 1); more get 400. Answered 200 with one result per event."""
-    delivery_concurrency: int = 32
-    """Deliveries in flight at once, per trigger."""
-    max_backoff_seconds: float = 60.0
-    """Cap on the wait between retries, whatever the backoff policy computes."""
-    poll_interval_seconds: float = 0.25
-    """How often an idle trigger looks for retries that came due."""
-    max_journal_bytes: int = 2 * 1024**3
-    """Journal size (bytes in use) at which the ingress answers 503 instead of accepting more events."""
-    dead_letter_retention_seconds: float = 7 * 86400.0
-    """Dead letters kept in the journal's table are removed this long after they died."""
-    max_dead_letters: int = 100_000
-    """Most dead letters kept in the table; the oldest beyond this are removed."""
-    max_dead_letter_bytes: int = 256 * 1024**2
-    """Bytes of events the dead-letter table may hold, apart from the live journal; beyond it (and
-    whenever the journal is full) the oldest dead letters are shed first, so events no subscriber took
-    can never fill the journal and stop the ingress. Counted as
-    `seismo_broker_retention_removed_total{what="dead_letters_shed"}`."""
 
 
 class _Metrics(DispatchMetrics):
@@ -128,8 +66,10 @@ class _Metrics(DispatchMetrics):
         self.batch_events.labels(trigger).observe(events)
 
 
-class Broker:
+class Broker(Service):
     """Ingress plus dispatcher around one journal; the app's lifespan starts and stops it."""
+
+    name = "broker"
 
     def __init__(self, settings: BrokerSettings, triggers: list[Trigger], registry: CollectorRegistry,
                  auth: AuthSettings | None = None):
@@ -147,11 +87,22 @@ class Broker:
         self.dispatcher: Dispatcher | None = None
         self.client: EventPoster | None = None
         self._gauges_task: asyncio.Task | None = None
-        self.ready = False
+        self._ready = False
         self.journal_full = False
         self._last_retention = 0.0
         models = {t.filter_attributes["inferenceservicename"] for t in triggers if "inferenceservicename" in t.filter_attributes}
         self.model_label = LabelValues(models)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def why_not_ready(self) -> str | None:
+        if not self._ready:
+            return "not ready"
+        if self.journal_full:
+            return "broker journal is full: it refuses events until deliveries drain"
+        return None
 
     def stopped(self) -> list[str]:
         dead = stopped_tasks([self._gauges_task])
@@ -183,10 +134,11 @@ class Broker:
         backlog = await self.committer.read(journal.backlog)
         if backlog:
             log.info("resuming pending deliveries from %s: %s", self.settings.journal_path, backlog)
-        self.ready = True
+        self._ready = True
+        log.info("broker ready on port %d with %d triggers", self.settings.port, len(self.triggers))
 
     async def stop(self) -> None:
-        self.ready = False
+        self._ready = False
         await cancel_and_wait([self._gauges_task])
         if self.dispatcher:
             await self.dispatcher.stop()
@@ -304,75 +256,3 @@ class Broker:
             return
         await self.publish(event, sender)
         self.metrics.replies.labels(event_type_label(event.type)).inc()
-
-
-def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: list[Trigger] | None = None) -> Starlette:
-    auth = AuthSettings()
-    broker = Broker(settings, triggers if triggers is not None else load_triggers(settings.triggers_file), registry, auth)
-
-    async def ingress(request: Request) -> Response:
-        if not broker.ready:
-            return error(503, "broker is starting or stopping")
-        if broker.journal_full and not await broker.room_made():
-            broker.metrics.rejected.labels("journal_full").inc()
-            return error(503, f"broker journal is full ({settings.max_journal_bytes} bytes in use); retry later",
-                         headers={"Retry-After": "5"})
-        try:
-            body = await read_body(request, settings.max_event_bytes)
-        except BodyTooLarge as exc:
-            broker.metrics.rejected.labels("too_large").inc()
-            return error(413, str(exc))
-        if is_batch(request.headers):  # Seismo's own model server sends several events at once
-            try:
-                items = batch_from_http(body, settings.max_batch_events)
-            except CloudEventError as exc:
-                broker.metrics.rejected.labels("invalid").inc()
-                return error(400, str(exc))
-            return JSONResponse({"results": await broker.publish_batch(items, senders.caller(request.scope))})
-        try:
-            event = from_http(request.headers, body)
-        except CloudEventError as exc:
-            broker.metrics.rejected.labels("invalid").inc()
-            return error(400, str(exc))
-        sender = senders.caller(request.scope)
-        if why := broker.refusal(event, sender):
-            return error(403, why)
-        try:
-            await broker.publish(event, sender)
-        except Exception as exc:
-            log.exception("journal write failed for event %s", escape_id(event.id))
-            broker.metrics.rejected.labels("journal_error").inc()
-            return error(503, f"event not stored, retry: {type(exc).__name__}")
-        return Response(status_code=202)
-
-    async def list_triggers(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "triggers": [
-                    {"name": t.name, "filter": {"attributes": dict(t.filter_attributes)}, "subscriber": {"uri": t.subscriber_uri}}
-                    for t in broker.triggers
-                ]
-            }
-        )
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        await broker.start()
-        log.info("broker ready on port %d with %d triggers", settings.port, len(broker.triggers))
-        try:
-            yield
-        finally:
-            await broker.stop()
-
-    routes = [
-        Route("/", ingress, methods=["POST"]),
-        Route("/{namespace}/{broker}", ingress, methods=["POST"]),
-        Route("/v1/triggers", list_triggers, methods=["GET"]),
-        *health_routes(registry, lambda: broker.ready and not broker.journal_full, broker.stopped,
-                       lambda: "broker journal is full: it refuses events until deliveries drain" if broker.journal_full else "not ready"),
-        openapi_route("broker", OPERATIONS),
-    ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=auth_middleware(event_paths=("*",), settings=auth))
-    app.state.broker = broker
-    return app
