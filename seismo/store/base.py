@@ -127,6 +127,10 @@ def payload_bytes(record: Record) -> int:
     return len(record.request or b"") + len(record.response or b"")
 
 
+class StoreUnavailable(Exception):
+    """The record store refused a read or a write: nothing was stored (a 503, so the sender or the broker retries)."""
+
+
 class Page(list):
     """Records, and whether a byte budget left some out (`truncated`)."""
 

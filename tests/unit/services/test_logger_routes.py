@@ -290,7 +290,7 @@ def test_retention_is_on_by_default_and_removes_what_is_older(tmp_path):
 
 def test_a_logger_whose_store_refuses_every_write_is_not_ready(tmp_path, monkeypatch):
     """A pipeline that stores nothing reported healthy; now /readyz says why (the broker keeps the events)."""
-    import seismo.services.logger as logger_module
+    import seismo.services.logger.core as logger_module
     from seismo.store import SQLiteRecordStore
 
     class FullDisk(SQLiteRecordStore):

@@ -1,4 +1,4 @@
-"""`seismo serve logger`: stores every logged event as one record per prediction.
+"""The logger's core (`seismo serve logger`): stores every logged event as one record per prediction.
 
 `POST /` takes the CloudEvents the broker delivers (request, response, detector replies, feedback;
 KServe and Seldon types) and folds each into its prediction's record. The answer is 200 only once the
@@ -10,100 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic_settings import SettingsConfigDict
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from seismo.batching import ThreadBatcher
-from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
 from seismo.embeddings.extract import OUTPUT_EXTENSION, VERSION_EXTENSION, EmbeddingSource, drift_log_key, load_sources
-from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch
+from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http
 from seismo.events.limits import check_prediction_id
 from seismo.events.seldon_graph import NO_GRAPHS, SeldonGraphs, load_graphs
 from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
 from seismo.labels import LabelValues, event_type_label
 from seismo.services import senders
-from seismo.services.api.logger import OPERATIONS
-from seismo.services.auth import auth_middleware
-from seismo.services.common import (
-    DEFAULT_MAX_BODY_BYTES,
-    EXCEPTION_HANDLERS,
-    BodyTooLarge,
-    JSONResponse,
-    cancel_and_wait,
-    error,
-    health_routes,
-    read_body,
-    stopped_tasks,
-)
-from seismo.services.openapi import openapi_route
-from seismo.store import Record, RecordStore, RecordUpdate, record_to_json
-from seismo.store.base import KEPT_ASIDE, Stored, lineage_link, response_view
-from seismo.store.settings import StoreSettings
+from seismo.services.base import Service
+from seismo.services.common import cancel_and_wait, stopped_tasks
+from seismo.services.logger.settings import MAX_LINEAGE_DEPTH, READ_CONCURRENCY, STORE_FAILING_SECONDS, LoggerSettings
+from seismo.store import Record, RecordStore, RecordUpdate
+from seismo.store.base import KEPT_ASIDE, Stored, StoreUnavailable, response_view
 from seismo.times import now_rfc3339, parse_timestamp, rfc3339
-from seismo.topology import SERVICE_PORTS
 from seismo.tracing import Tracing, fail, parent_of
 
 log = logging.getLogger(__name__)
-MAX_QUERY_LIMIT = 1000
-MAX_LINEAGE_DEPTH = 32
-STORE_FAILING_SECONDS = 30.0
-READ_CONCURRENCY = 2  # reads in flight at once; more wait (each holds at most a page's payloads in memory)
-"""Hops a lineage answer follows upstream at most (chains of models are short; a client names parents)."""
-
-
-class LoggerSettings(StoreSettings):
-    model_config = SettingsConfigDict(env_prefix="SEISMO_LOGGER_")
-
-    host: str = "127.0.0.1"
-    """Interface to listen on."""
-    port: int = SERVICE_PORTS["logger"]
-    """Port for events in and record reads."""
-    max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
-    """Largest event body accepted; bigger ones get 413 (the model server's body limit, so what it accepts is stored)."""
-    max_batch: int = 256
-    """Events folded into the store in one transaction at most."""
-    max_read_bytes: int = 16 * 1024 * 1024
-    """Payload bytes one records listing answers at most (`GET /v1/records` stops before the record that
-    would pass it, answering at least one, and says `"truncated": true`; page on with `since`)."""
-    max_batch_events: int = 1000
-    """Most events in one batched delivery (`application/cloudevents-batch+json`, which Seismo's broker
-    sends to triggers with `batch`); more get 400. Answered 200 with one result per event."""
-    models: str = ""
-    """Model names (comma-separated) counted by name in metric labels; any other name a client sends is
-    counted as `other` until it has been seen 10 times (at most 20 such names)."""
-    retention_seconds: float = 30 * 86400.0
-    """Records and drift-log entries older than this are removed in the background (default 30 days, as
-    the metrics server's ledger: a store must not grow without bound by default); 0 keeps them forever."""
-    retention_interval_seconds: float = 300.0
-    """How often retention runs."""
-    max_store_bytes: int = 4 * 1024**3
-    """Bytes the SQLite record store may hold (default 4 GiB, under the chart's 5 GiB volume): past it,
-    retention removes the oldest records until it is below again, counted as
-    `seismo_logger_retention_removed_total{what="records_over_size"}`. 0: no cap. Elasticsearch: use an
-    index lifecycle policy (the cluster's own size rules)."""
-    embedding_reference_path: Path | None = None
-    """An EmbeddingDrift folder whose reference `GET /v1/embeddings/clusters` compares production with
-    (`seismo up` sets the example's). Unset: that endpoint answers 404 naming this setting."""
-    embeddings_config: Path | None = DEFAULT_EMBEDDINGS_CONFIG
-    """Foreign models' embedding outputs and versions (models Seismo does not serve), recorded on their
-    records as Seismo's model server records its own (`embeddingversion`, `embeddingoutput`)."""
-    seldon_graphs: Path | None = None
-    """A YAML file of SeldonDeployment manifests: each non-root node of their graphs gets its own record
-    (`<puid>:<node>`, model `<deployment>.<node>`) with its graph parent as `parentid`. Unset: every node
-    of a Seldon graph folds into the puid's record (the first node's events win)."""
 
 
 def _event_time(event: CloudEvent, received: float) -> float:
@@ -171,22 +103,6 @@ def drift_window_of(update: RecordUpdate) -> tuple[str, int, dict]:
     return drift_log_key(model, result), window, result
 
 
-def _parse_time(value: str | None, name: str) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        raise ValueError(f"'{name}' must be epoch seconds or an ISO-8601 time, got {value[:60]!r}") from None
-
-
-def parse_limit(text: str, maximum: int) -> int:
-    """A positive count of at most `maximum`; ValueError naming the problem (`²` is a digit to Python, not here)."""
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
-        raise ValueError(f"'limit' must be an integer between 1 and {maximum}, got {text[:40]!r}")
-    return int(text)
-
-
 class _LoggerMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.received = Counter("seismo_logger_events_received", "Events received", ["model", "type"], registry=registry)
@@ -207,15 +123,13 @@ class _LoggerMetrics:
         self.retention_removed = Counter("seismo_logger_retention_removed", "Entries removed by retention", ["what"], registry=registry)
 
 
-class StoreUnavailable(Exception):
-    """The store refused a write: the event was not stored (a 503, so the broker retries)."""
-
-
-class RecordLogger:
+class RecordLogger(Service):
     """The logger without HTTP: folds accepted events into the record store, answers reads, runs retention.
 
     Store calls run on one writer thread (`ThreadBatcher`), so a batch of events is one transaction and
     the event loop never waits on SQLite or Elasticsearch."""
+
+    name = "logger"
 
     def __init__(self, settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None):
         self.settings = settings
@@ -223,7 +137,7 @@ class RecordLogger:
         self.tracing = Tracing("logger")
         self._given_store = store
         self.store: RecordStore | None = None
-        self.ready = False
+        self._ready = False
         self._tasks: list[asyncio.Task] = []
         self.recent_dead_letters: collections.deque[dict] = collections.deque(maxlen=100)
         self.embedding_sources = load_sources(settings.embeddings_config)
@@ -235,10 +149,14 @@ class RecordLogger:
         self.store_failing_since: float | None = None  # the first of the failed writes since the last that succeeded
         self.store_error = ""
 
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
     def why_not_ready(self) -> str | None:
         """Why /readyz says 503: starting, or every write has failed for STORE_FAILING_SECONDS (a pipeline
         that stores nothing must not look healthy; the broker keeps the events meanwhile)."""
-        if not self.ready:
+        if not self._ready:
             return "starting or stopping"
         if self.store_failing_since is not None and time.monotonic() - self.store_failing_since > STORE_FAILING_SECONDS:
             return f"the record store has refused every write for {time.monotonic() - self.store_failing_since:.0f} s: {self.store_error}"
@@ -262,10 +180,11 @@ class RecordLogger:
         self.writer.start()
         if self.settings.retention_seconds > 0 or self.settings.max_store_bytes > 0:
             self._tasks = [asyncio.create_task(self._retention(), name="logger-retention")]
-        self.ready = True
+        self._ready = True
+        log.info("logger ready on port %d, storing to %s", self.settings.port, self.settings.describe_store())
 
     async def stop(self) -> None:
-        self.ready = False
+        self._ready = False
         await cancel_and_wait(self._tasks)
         await self.writer.close(self._store().close if self._given_store is None else None)
 
@@ -472,138 +391,3 @@ class RecordLogger:
             if count:
                 self.metrics.retention_removed.labels(what).inc(count)
                 log.info("retention: removed %d %s", count, what.replace("_", " "))
-
-
-def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None) -> Starlette:
-    """Routes that translate HTTP to the `RecordLogger` (on `app.state.logger`) and back."""
-    core = RecordLogger(settings, registry, store)
-
-    async def ingest(request: Request) -> Response:
-        if is_batch(request.headers):  # the broker delivers batches to triggers that declare `batch`
-            try:
-                items = batch_from_http(await read_body(request, settings.max_event_bytes), settings.max_batch_events)
-            except BodyTooLarge as exc:
-                core.count_rejected("too_large")
-                return error(413, str(exc))
-            except CloudEventError as exc:
-                core.count_rejected("invalid")
-                return error(400, str(exc))
-            return JSONResponse({"results": await core.store_batch(items, senders.caller(request.scope))})
-        try:
-            body = await read_body(request, settings.max_event_bytes)
-            event = core.parse(request.headers, body)
-            if why := core.forbidden(senders.caller(request.scope), event):  # before its content is looked at
-                return error(403, why)
-            event, update, drift_window = core.accept_event(event)
-        except BodyTooLarge as exc:
-            core.count_rejected("too_large")
-            return error(413, str(exc))
-        except (CloudEventError, ValueError) as exc:
-            return error(400, str(exc))
-        try:
-            changed = await core.store_event(event, update, drift_window, request.headers)
-        except StoreUnavailable as exc:  # 503 makes the broker retry later
-            return error(503, f"store unavailable: {exc}")
-        return JSONResponse({"prediction_id": update.prediction_id, "stored": changed})
-
-    async def drift_log(request: Request) -> Response:
-        try:
-            limit = parse_limit(request.query_params.get("limit", "1000"), 10000)
-        except ValueError as exc:
-            return error(400, str(exc))
-        return JSONResponse({"windows": await core.drift_windows(request.query_params.get("model"), limit)})
-
-    async def embedding_clusters(request: Request) -> Response:
-        if settings.embedding_reference_path is None:
-            return error(404, "no embedding reference configured: set SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH to an EmbeddingDrift folder")
-        model = request.query_params.get("model")
-        if not model:
-            return error(400, "'model' is required")
-        try:
-            since = _parse_time(request.query_params.get("since"), "since")
-            limit = parse_limit(request.query_params.get("limit", "2000"), 5000)
-        except ValueError as exc:
-            return error(400, str(exc))
-        return JSONResponse(await core.clusters(model, since, limit))
-
-    async def embedding_versions(request: Request) -> Response:
-        model = request.query_params.get("model") or None
-        return JSONResponse({"versions": await core.embedding_versions(model)})
-
-    async def get_record(request: Request) -> Response:
-        prediction_id = request.path_params["prediction_id"]
-        record = await core.record(prediction_id)
-        if record is None:
-            return error(404, f"no record for prediction id {prediction_id!r}")
-        return JSONResponse(record_to_json(record))
-
-    async def get_lineage(request: Request) -> Response:
-        prediction_id = request.path_params["prediction_id"]
-        chain = await core.lineage(prediction_id)
-        if chain is None:
-            return error(404, f"no record for prediction id {prediction_id!r}")
-        return JSONResponse({"prediction_id": prediction_id, "chain": [lineage_link(r) for r in chain],
-                             "complete": not chain[-1].extensions.get("parentid")})
-
-    async def list_records(request: Request) -> Response:
-        params = request.query_params
-        try:
-            since = _parse_time(params.get("since"), "since")
-            until = _parse_time(params.get("until"), "until")
-            limit = parse_limit(params.get("limit", "100"), MAX_QUERY_LIMIT)
-        except ValueError as exc:
-            return error(400, str(exc))
-        # Times are kept to the microsecond; half a microsecond of slack makes a `since` copied from a
-        # record's ISO time include that record whatever the float rounding.
-        since = None if since is None else since - 5e-7
-        until = None if until is None else until - 5e-7
-        records = await core.records(params.get("model"), since, until, limit)
-        # `truncated`: the byte budget stopped the page early (the next one starts at its last record's time).
-        return JSONResponse({"records": [record_to_json(r) for r in records], "truncated": getattr(records, "truncated", False)})
-
-    async def dead_letter(request: Request) -> Response:
-        """The dead-letter sink of the Knative Triggers."""
-        try:
-            event = from_http(request.headers, await read_body(request, settings.max_event_bytes))
-        except BodyTooLarge as exc:
-            core.count_rejected("too_large")
-            return error(413, str(exc))
-        except CloudEventError as exc:
-            core.count_rejected("invalid")
-            return error(400, str(exc))
-        identity = senders.caller(request.scope)
-        if identity is not None and identity != senders.BROKER:  # only the broker reports dead letters
-            core.count_rejected("forbidden_sender")
-            return error(403, f"dead letters are accepted only from the broker; this one came from {identity!r}")
-        core.dead_letter(event)
-        return JSONResponse({"counted": True}, status_code=202)
-
-    async def list_dead_letters(request: Request) -> Response:
-        return JSONResponse({"dead_letters": list(core.recent_dead_letters)})
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        await core.start()
-        log.info("logger ready on port %d, storing to %s", settings.port, settings.describe_store())
-        try:
-            yield
-        finally:
-            await core.stop()
-
-    routes = [
-        Route("/", ingest, methods=["POST"]),
-        Route("/v1/records", list_records, methods=["GET"]),
-        Route("/v1/records/{prediction_id}", get_record, methods=["GET"]),
-        Route("/v1/records/{prediction_id}/lineage", get_lineage, methods=["GET"]),
-        Route("/v1/drift", drift_log, methods=["GET"]),
-        Route("/v1/embeddings/versions", embedding_versions, methods=["GET"]),
-        Route("/v1/embeddings/clusters", embedding_clusters, methods=["GET"]),
-        Route("/v1/dead-letters", dead_letter, methods=["POST"]),
-        Route("/v1/dead-letters", list_dead_letters, methods=["GET"]),
-        *health_routes(registry, lambda: core.why_not_ready() is None, core.stopped, lambda: core.why_not_ready() or "ready"),
-        openapi_route("logger", OPERATIONS),
-    ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=auth_middleware(event_paths=("/", "/v1/dead-letters")))
-    app.state.logger = core
-    return app

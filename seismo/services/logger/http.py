@@ -1,0 +1,163 @@
+"""The logger over HTTP: `POST /` (events), `GET /v1/records...`, the drift log, embeddings, dead letters."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from seismo.events.cloudevents import CloudEventError, batch_from_http, from_http, is_batch
+from seismo.services import senders
+from seismo.services.api.logger import OPERATIONS
+from seismo.services.base import build_app
+from seismo.services.common import BodyTooLarge, JSONResponse, error, read_body
+from seismo.services.logger.core import RecordLogger
+from seismo.services.logger.settings import MAX_QUERY_LIMIT, LoggerSettings
+from seismo.store import RecordStore, record_to_json
+from seismo.store.base import StoreUnavailable, lineage_link
+from seismo.times import parse_timestamp
+
+
+def _parse_time(value: str | None, name: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise ValueError(f"'{name}' must be epoch seconds or an ISO-8601 time, got {value[:60]!r}") from None
+
+
+def parse_limit(text: str, maximum: int) -> int:
+    """A positive count of at most `maximum`; ValueError naming the problem (`²` is a digit to Python, not here)."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
+        raise ValueError(f"'limit' must be an integer between 1 and {maximum}, got {text[:40]!r}")
+    return int(text)
+
+
+class LoggerEndpoints:
+    def __init__(self, core: RecordLogger):
+        self.core = core
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.ingest, methods=["POST"]),
+            Route("/v1/records", self.list_records, methods=["GET"]),
+            Route("/v1/records/{prediction_id}", self.get_record, methods=["GET"]),
+            Route("/v1/records/{prediction_id}/lineage", self.get_lineage, methods=["GET"]),
+            Route("/v1/drift", self.drift_log, methods=["GET"]),
+            Route("/v1/embeddings/versions", self.embedding_versions, methods=["GET"]),
+            Route("/v1/embeddings/clusters", self.embedding_clusters, methods=["GET"]),
+            Route("/v1/dead-letters", self.dead_letter, methods=["POST"]),
+            Route("/v1/dead-letters", self.list_dead_letters, methods=["GET"]),
+        ]
+
+    async def ingest(self, request: Request) -> Response:
+        if is_batch(request.headers):  # the broker delivers batches to triggers that declare `batch`
+            try:
+                items = batch_from_http(await read_body(request, self.core.settings.max_event_bytes), self.core.settings.max_batch_events)
+            except BodyTooLarge as exc:
+                self.core.count_rejected("too_large")
+                return error(413, str(exc))
+            except CloudEventError as exc:
+                self.core.count_rejected("invalid")
+                return error(400, str(exc))
+            return JSONResponse({"results": await self.core.store_batch(items, senders.caller(request.scope))})
+        try:
+            body = await read_body(request, self.core.settings.max_event_bytes)
+            event = self.core.parse(request.headers, body)
+            if why := self.core.forbidden(senders.caller(request.scope), event):  # before its content is looked at
+                return error(403, why)
+            event, update, drift_window = self.core.accept_event(event)
+        except BodyTooLarge as exc:
+            self.core.count_rejected("too_large")
+            return error(413, str(exc))
+        except (CloudEventError, ValueError) as exc:
+            return error(400, str(exc))
+        try:
+            changed = await self.core.store_event(event, update, drift_window, request.headers)
+        except StoreUnavailable as exc:  # 503 makes the broker retry later
+            return error(503, f"store unavailable: {exc}")
+        return JSONResponse({"prediction_id": update.prediction_id, "stored": changed})
+
+    async def drift_log(self, request: Request) -> Response:
+        try:
+            limit = parse_limit(request.query_params.get("limit", "1000"), 10000)
+        except ValueError as exc:
+            return error(400, str(exc))
+        return JSONResponse({"windows": await self.core.drift_windows(request.query_params.get("model"), limit)})
+
+    async def embedding_clusters(self, request: Request) -> Response:
+        if self.core.settings.embedding_reference_path is None:
+            return error(404, "no embedding reference configured: set SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH to an EmbeddingDrift folder")
+        model = request.query_params.get("model")
+        if not model:
+            return error(400, "'model' is required")
+        try:
+            since = _parse_time(request.query_params.get("since"), "since")
+            limit = parse_limit(request.query_params.get("limit", "2000"), 5000)
+        except ValueError as exc:
+            return error(400, str(exc))
+        return JSONResponse(await self.core.clusters(model, since, limit))
+
+    async def embedding_versions(self, request: Request) -> Response:
+        model = request.query_params.get("model") or None
+        return JSONResponse({"versions": await self.core.embedding_versions(model)})
+
+    async def get_record(self, request: Request) -> Response:
+        prediction_id = request.path_params["prediction_id"]
+        record = await self.core.record(prediction_id)
+        if record is None:
+            return error(404, f"no record for prediction id {prediction_id!r}")
+        return JSONResponse(record_to_json(record))
+
+    async def get_lineage(self, request: Request) -> Response:
+        prediction_id = request.path_params["prediction_id"]
+        chain = await self.core.lineage(prediction_id)
+        if chain is None:
+            return error(404, f"no record for prediction id {prediction_id!r}")
+        return JSONResponse({"prediction_id": prediction_id, "chain": [lineage_link(r) for r in chain],
+                             "complete": not chain[-1].extensions.get("parentid")})
+
+    async def list_records(self, request: Request) -> Response:
+        params = request.query_params
+        try:
+            since = _parse_time(params.get("since"), "since")
+            until = _parse_time(params.get("until"), "until")
+            limit = parse_limit(params.get("limit", "100"), MAX_QUERY_LIMIT)
+        except ValueError as exc:
+            return error(400, str(exc))
+        # Times are kept to the microsecond; half a microsecond of slack makes a `since` copied from a
+        # record's ISO time include that record whatever the float rounding.
+        since = None if since is None else since - 5e-7
+        until = None if until is None else until - 5e-7
+        records = await self.core.records(params.get("model"), since, until, limit)
+        # `truncated`: the byte budget stopped the page early (the next one starts at its last record's time).
+        return JSONResponse({"records": [record_to_json(r) for r in records], "truncated": getattr(records, "truncated", False)})
+
+    async def dead_letter(self, request: Request) -> Response:
+        """The dead-letter sink of the Knative Triggers."""
+        try:
+            event = from_http(request.headers, await read_body(request, self.core.settings.max_event_bytes))
+        except BodyTooLarge as exc:
+            self.core.count_rejected("too_large")
+            return error(413, str(exc))
+        except CloudEventError as exc:
+            self.core.count_rejected("invalid")
+            return error(400, str(exc))
+        identity = senders.caller(request.scope)
+        if identity is not None and identity != senders.BROKER:  # only the broker reports dead letters
+            self.core.count_rejected("forbidden_sender")
+            return error(403, f"dead letters are accepted only from the broker; this one came from {identity!r}")
+        self.core.dead_letter(event)
+        return JSONResponse({"counted": True}, status_code=202)
+
+    async def list_dead_letters(self, request: Request) -> Response:
+        return JSONResponse({"dead_letters": list(self.core.recent_dead_letters)})
+
+
+def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None) -> Starlette:
+    """The `RecordLogger` (on `app.state.logger`) behind its routes; `store` replaces the settings' one (tests)."""
+    core = RecordLogger(settings, registry, store)
+    return build_app(core, LoggerEndpoints(core).routes(), registry, OPERATIONS, event_paths=("/", "/v1/dead-letters"))
