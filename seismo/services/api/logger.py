@@ -10,11 +10,13 @@ from seismo.events.types import EVENT_KINDS
 from seismo.services.api import (
     AUTH_ERRORS,
     BAD_REQUEST,
+    DURATION_PATTERN,
     TIME_PATTERN,
     TOO_LARGE,
     ApiModel,
     common_operations,
     documented_pattern,
+    either,
     error_body,
 )
 from seismo.services.api.events import EventAccepted, event_body, event_headers
@@ -81,10 +83,11 @@ class RecordList(ApiModel):
 class RecordsQuery(ApiModel):
     model: str | None = None
     """Only this model's records."""
-    since: str | None = documented_pattern(TIME_PATTERN)
-    """From this time on, inclusive: epoch seconds or ISO-8601 (a time without a zone is UTC)."""
-    until: str | None = documented_pattern(TIME_PATTERN)
-    """Before this time."""
+    since: str | None = documented_pattern(either(TIME_PATTERN, DURATION_PATTERN))
+    """From this time on, inclusive: epoch seconds, ISO-8601 (a time without a zone is UTC), or a duration meaning that
+    long ago (`7d`), as on every service."""
+    until: str | None = documented_pattern(either(TIME_PATTERN, DURATION_PATTERN))
+    """Before this time (the same forms as `since`)."""
     limit: int = Field(100, ge=1, le=1000)
     """At most this many records."""
 
@@ -136,7 +139,7 @@ class ModelQuery(ApiModel):
 class ClustersQuery(ApiModel):
     model: str = Field(min_length=1)
     """The model whose stored embeddings to cluster (required)."""
-    since: str | None = documented_pattern(TIME_PATTERN)
+    since: str | None = documented_pattern(either(TIME_PATTERN, DURATION_PATTERN))
     """Only records from this time on."""
     limit: int = Field(2000, ge=1, le=5000)
     """At most this many production records."""

@@ -7,8 +7,9 @@ record is committed, so the broker retries anything not stored. Reads: `GET /v1/
 """
 
 from seismo.services.logger.core import RecordLogger, drift_window_of, update_from_event
-from seismo.services.logger.http import create_app, parse_limit
+from seismo.services.logger.http import create_app
 from seismo.services.logger.settings import MAX_QUERY_LIMIT, LoggerSettings
+from seismo.services.queries import parse_limit
 from seismo.store.base import StoreUnavailable
 
 __all__ = ["MAX_QUERY_LIMIT", "LoggerSettings", "RecordLogger", "StoreUnavailable", "create_app", "drift_window_of", "parse_limit",

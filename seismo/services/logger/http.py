@@ -15,25 +15,9 @@ from seismo.services.base import build_app
 from seismo.services.common import BodyTooLarge, JSONResponse, error, read_body
 from seismo.services.logger.core import RecordLogger
 from seismo.services.logger.settings import MAX_QUERY_LIMIT, LoggerSettings
+from seismo.services.queries import parse_limit, parse_since
 from seismo.store import RecordStore, record_to_json
 from seismo.store.base import StoreUnavailable, lineage_link
-from seismo.times import parse_timestamp
-
-
-def _parse_time(value: str | None, name: str) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        raise ValueError(f"'{name}' must be epoch seconds or an ISO-8601 time, got {value[:60]!r}") from None
-
-
-def parse_limit(text: str, maximum: int) -> int:
-    """A positive count of at most `maximum`; ValueError naming the problem (`²` is a digit to Python, not here)."""
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
-        raise ValueError(f"'limit' must be an integer between 1 and {maximum}, got {text[:40]!r}")
-    return int(text)
 
 
 class LoggerEndpoints:
@@ -95,7 +79,7 @@ class LoggerEndpoints:
         if not model:
             return error(400, "'model' is required")
         try:
-            since = _parse_time(request.query_params.get("since"), "since")
+            since = parse_since(request.query_params.get("since"), "since")
             limit = parse_limit(request.query_params.get("limit", "2000"), 5000)
         except ValueError as exc:
             return error(400, str(exc))
@@ -123,8 +107,8 @@ class LoggerEndpoints:
     async def list_records(self, request: Request) -> Response:
         params = request.query_params
         try:
-            since = _parse_time(params.get("since"), "since")
-            until = _parse_time(params.get("until"), "until")
+            since = parse_since(params.get("since"), "since")
+            until = parse_since(params.get("until"), "until")
             limit = parse_limit(params.get("limit", "100"), MAX_QUERY_LIMIT)
         except ValueError as exc:
             return error(400, str(exc))
