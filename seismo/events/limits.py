@@ -75,3 +75,14 @@ def check_prediction_id(value: str, where: str) -> str:
             "header and names the record in GET /v1/records/{id}"
         )
     return value
+
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+"""One default body limit along the event path (model server, broker, logger, detectors): a prediction
+the model server accepts is an event the broker and the logger accept."""
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int, message: str | None = None):
+        super().__init__(message or f"request body is larger than the limit of {limit} bytes")
+        self.limit = limit

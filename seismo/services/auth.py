@@ -25,10 +25,12 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from starlette.middleware import Middleware
+
+if TYPE_CHECKING:
+    from starlette.middleware import Middleware
 
 log = logging.getLogger(__name__)
 ALWAYS_OPEN = frozenset({"/healthz", "/readyz", "/openapi.json"})
@@ -246,6 +248,8 @@ def auth_middleware(
     event_paths: Iterable[str] = ("/",), open_prefixes: Iterable[str] = (), settings: AuthSettings | None = None
 ) -> list[Middleware]:
     """The middleware list for a service's Starlette app (empty work when auth is off)."""
+    from starlette.middleware import Middleware  # here: the cores import this module for tokens only
+
     settings = settings or AuthSettings()
     tokens = TokenSet(settings)
     events = frozenset(event_paths)

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from seismo import tracing
 from seismo.config_files import one_of  # noqa: F401  (re-exported for the settings classes)
-from seismo.events.limits import loads
+from seismo.events.limits import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, loads  # noqa: F401  (re-exported)
 from seismo.tasks import cancel_and_wait, stopped_tasks  # noqa: F401  (re-exported for the services)
 
 log = logging.getLogger(__name__)
@@ -37,18 +37,9 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
-"""One default body limit along the event path (model server, broker, logger, detectors): a prediction
-the model server accepts is an event the broker and the logger accept."""
 # A body over the limit is read and thrown away (up to this much) before the 413 goes out: a client
 # still sending when the server closes the connection sees a reset, not the 413 that says why.
 _MAX_DISCARD_BYTES = 512 * 1024 * 1024
-
-
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int, message: str | None = None):
-        super().__init__(message or f"request body is larger than the limit of {limit} bytes")
-        self.limit = limit
 
 
 async def _discard_rest(request: Request, already: int) -> None:

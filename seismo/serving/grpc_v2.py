@@ -2,7 +2,7 @@
 
 A translation, like the REST routes: a `ModelInferRequest` becomes the V2 body a REST client would have
 sent (typed `contents` as JSON `data`; `raw_input_contents` as the binary tensor extension, bytes as
-they came), goes through `ModelService.infer` (limits, prediction ids, batching, metrics, request and
+they came), goes through `DataPlane.infer` (limits, prediction ids, batching, metrics, request and
 response events), and the answer goes back as a `ModelInferResponse` (raw outputs when the request
 sent raw inputs, as KServe does; typed contents otherwise). HTTP statuses map to gRPC codes; the
 prediction id is the response's `id` and the `x-prediction-id` initial metadata.
@@ -21,13 +21,13 @@ import orjson
 import seismo
 from seismo.events.binary import CONTENT_TYPE as BINARY_CONTENT_TYPE
 from seismo.events.binary import HEADER_LENGTH, encode_binary_tensor, load_document
+from seismo.events.limits import BodyTooLarge
 from seismo.events.payloads import V2_DTYPES, PayloadError
-from seismo.services.common import BodyTooLarge
 from seismo.serving.proto import grpc_predict_v2_pb2 as pb
 from seismo.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from seismo.services.model import ModelService, Outcome
+    from seismo.serving.dataplane import DataPlane, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,10 @@ def metadata_headers(context: grpc.aio.ServicerContext) -> dict[str, str]:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """Serves `ModelService` over gRPC, with Triton's model configuration and statistics; model repository load/unload
+    """Serves `DataPlane` over gRPC, with Triton's model configuration and statistics; model repository load/unload
     stay UNIMPLEMENTED (one model per server)."""
 
-    def __init__(self, core: ModelService):
+    def __init__(self, core: DataPlane):
         self.core = core
 
     async def ServerLive(self, request, context):  # noqa: N802 (the protocol's method names)
@@ -251,7 +251,7 @@ def _error_message(body: bytes) -> str:
         return "inference failed"
 
 
-async def start_grpc_server(core: ModelService, host: str, port: int, max_message_bytes: int,
+async def start_grpc_server(core: DataPlane, host: str, port: int, max_message_bytes: int,
                             max_concurrent_rpcs: int | None = None) -> grpc.aio.Server:
     """A started gRPC server on the running event loop (the same loop as the REST routes and the batcher)."""
     options = [("grpc.max_receive_message_length", max_message_bytes), ("grpc.max_send_message_length", max_message_bytes),

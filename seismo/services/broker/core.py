@@ -24,7 +24,7 @@ from seismo.services import senders
 from seismo.services.auth import AuthSettings, TokenSet, sender_token
 from seismo.services.base import Service
 from seismo.services.broker.settings import BrokerSettings
-from seismo.services.common import cancel_and_wait, stopped_tasks
+from seismo.tasks import cancel_and_wait, stopped_tasks
 
 log = logging.getLogger(__name__)
 

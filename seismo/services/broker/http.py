@@ -14,8 +14,8 @@ from seismo.broker.triggers import Trigger, load_triggers
 from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch
 from seismo.services import senders
 from seismo.services.api.broker import OPERATIONS
+from seismo.services.app import build_app
 from seismo.services.auth import AuthSettings
-from seismo.services.base import build_app
 from seismo.services.broker.core import Broker
 from seismo.services.broker.settings import BrokerSettings
 from seismo.services.common import BodyTooLarge, JSONResponse, error, read_body

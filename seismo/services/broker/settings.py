@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from seismo.services.common import DEFAULT_MAX_BODY_BYTES, one_of
+from seismo.config_files import one_of
+from seismo.events.limits import DEFAULT_MAX_BODY_BYTES
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
 
 DEFAULT_TRIGGERS = CONFIG_DIR / "triggers.yaml"

@@ -33,10 +33,10 @@ from seismo.events.types import KSERVE_DRIFT, EventKind, kind_of, model_of
 from seismo.retry import Backoff, is_transient, retry_async
 from seismo.services.auth import sender_token
 from seismo.services.base import Service, running
-from seismo.services.common import cancel_and_wait, stopped_tasks
 from seismo.services.detector_events import Answer, Rejection, instances_of_event, reply
 from seismo.services.drift.settings import DriftSettings
 from seismo.services.embedding_drift import EmbeddingWindows
+from seismo.tasks import cancel_and_wait, stopped_tasks
 from seismo.times import now_rfc3339
 from seismo.tracing import Tracing, parent_of
 

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from seismo.services.api.detectors import DRIFT_OPERATIONS
-from seismo.services.base import build_app
+from seismo.services.app import build_app
 from seismo.services.drift.core import DriftService
 from seismo.services.drift.settings import DriftSettings
 from seismo.services.event_http import DetectorEndpoints

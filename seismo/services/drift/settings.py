@@ -8,8 +8,9 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from seismo.config_files import one_of
 from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
-from seismo.services.common import DEFAULT_MAX_BODY_BYTES, one_of
+from seismo.events.limits import DEFAULT_MAX_BODY_BYTES
 from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS, data_dir
 
 WindowMode = Literal["count", "tumbling", "sliding"]

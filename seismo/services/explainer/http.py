@@ -9,8 +9,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seismo.services.api.explainer import OPERATIONS
+from seismo.services.app import build_app
 from seismo.services.auth import AuthSettings
-from seismo.services.base import build_app
 from seismo.services.common import BodyTooLarge, JSONResponse, error, parse_json, read_body
 from seismo.services.explainer.core import ExplainerBusy, ExplainerService, ExplainRequestError, ModelServerError, UnknownModel
 from seismo.services.explainer.settings import ExplainerSettings

@@ -28,10 +28,10 @@ from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of,
 from seismo.labels import LabelValues, event_type_label
 from seismo.services import senders
 from seismo.services.base import Service
-from seismo.services.common import cancel_and_wait, stopped_tasks
 from seismo.services.logger.settings import MAX_LINEAGE_DEPTH, READ_CONCURRENCY, STORE_FAILING_SECONDS, LoggerSettings
 from seismo.store import Record, RecordStore, RecordUpdate
 from seismo.store.base import KEPT_ASIDE, Stored, StoreUnavailable, response_view
+from seismo.tasks import cancel_and_wait, stopped_tasks
 from seismo.times import now_rfc3339, parse_timestamp, rfc3339
 from seismo.tracing import Tracing, fail, parent_of
 

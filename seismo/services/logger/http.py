@@ -11,7 +11,7 @@ from starlette.routing import Route
 from seismo.events.cloudevents import CloudEventError, batch_from_http, from_http, is_batch
 from seismo.services import senders
 from seismo.services.api.logger import OPERATIONS
-from seismo.services.base import build_app
+from seismo.services.app import build_app
 from seismo.services.common import BodyTooLarge, JSONResponse, error, read_body
 from seismo.services.logger.core import RecordLogger
 from seismo.services.logger.settings import MAX_QUERY_LIMIT, LoggerSettings

@@ -35,10 +35,10 @@ from seismo.performance.scoring import truthy
 from seismo.performance.tracker import Incoming, Tracker
 from seismo.services import senders
 from seismo.services.base import Service, running
-from seismo.services.common import cancel_and_wait, stopped_tasks
 from seismo.services.metrics.settings import MetricsSettings
 from seismo.services.queries import parse_window
 from seismo.store.base import StoreUnavailable
+from seismo.tasks import cancel_and_wait, stopped_tasks
 from seismo.times import parse_duration
 from seismo.tracing import Tracing, fail, trace_headers
 

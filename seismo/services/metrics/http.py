@@ -19,7 +19,7 @@ from seismo.performance.config import ALL, ConfigError, check_cohort_name
 from seismo.performance.tracker import GROUPS, Incoming
 from seismo.services import senders
 from seismo.services.api.metrics import OPERATIONS
-from seismo.services.base import build_app
+from seismo.services.app import build_app
 from seismo.services.common import BodyTooLarge, JSONResponse, error, header_dict, parse_json, read_body
 from seismo.services.metrics.core import MetricsService
 from seismo.services.metrics.settings import MAX_OUTCOME_IDS, MetricsSettings

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from seismo.services.api.detectors import OUTLIER_OPERATIONS
-from seismo.services.base import build_app
+from seismo.services.app import build_app
 from seismo.services.event_http import DetectorEndpoints
 from seismo.services.outlier.core import OutlierService
 from seismo.services.outlier.settings import OutlierSettings

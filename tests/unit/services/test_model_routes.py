@@ -302,7 +302,7 @@ def test_x_seismo_parent_id_names_the_upstream_prediction_on_both_events_and_is_
 def test_events_that_cannot_be_built_are_counted_and_the_prediction_is_still_answered(example_model, example_images, monkeypatch):
     """The events are built after the answer is written (a loop callback): a failure there must
     neither reach the client nor vanish uncounted."""
-    import seismo.services.model as model_module
+    import seismo.serving.dataplane as model_module
 
     def broken(*args):
         raise RuntimeError("cannot build")

@@ -1,14 +1,14 @@
-"""`seismo serve model`: KServe V1 and Open Inference Protocol V2 over one model, with event logging.
+"""The model server's data plane: what REST (seismo.services.model.http) and gRPC (seismo.serving.grpc_v2)
+both call. Every prediction gets a prediction id (incoming `ce-id`, `X-Request-Id`, the V2 body `id`,
+else a new UUID), returned as `X-Prediction-Id` (and V2 `id`), and shared by the request and response
+events sent to the sink. Error responses are logged too, with their status in `ce-statuscode`.
 
-Every prediction gets a prediction id (incoming `ce-id`, `X-Request-Id`, the V2 body `id`, else a new
-UUID), returned as `X-Prediction-Id` (and V2 `id`), and shared by the request and response events the
-logger sends to the sink. Error responses are logged too, with their status in `ce-statuscode`.
+No transport here: a request is its headers and a callable that reads its body; an answer is an `Outcome`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -16,137 +16,39 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-import seismo
 from seismo.events.binary import CONTENT_TYPE as BINARY_CONTENT_TYPE
 from seismo.events.binary import HEADER_LENGTH, binary_output_names, encode_binary_body, header_length_of, load_document
 from seismo.events.cloudevents import CloudEvent
-from seismo.events.limits import check_prediction_id, loads
+from seismo.events.limits import BodyTooLarge, check_prediction_id, loads
 from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor, v2_datatype
 from seismo.events.poster import EventPoster
 from seismo.events.types import FORWARDED_HEADERS, PARENT_HEADER, SELDON_FEEDBACK
 from seismo.performance.config import COHORT_NAME
-from seismo.services.api.model import OPERATIONS
-from seismo.services.auth import AuthSettings, TokenSet, auth_middleware, is_authorized, sender_token
-from seismo.services.common import (
-    DEFAULT_MAX_BODY_BYTES,
-    EXCEPTION_HANDLERS,
-    BodyTooLarge,
-    JSONResponse,
-    error,
-    header_dict,
-    health_routes,
-    one_of,
-    read_body,
-)
-from seismo.services.openapi import openapi_route
+from seismo.services.auth import AuthSettings, TokenSet, is_authorized, sender_token
+from seismo.services.base import NotStarted
 from seismo.serving.event_logger import EventLogger, EventLoggerConfig
 from seismo.serving.prediction_events import Answered, EventSource, kserve_events, seldon_events
 from seismo.serving.predictor import Predictor
-from seismo.serving.runtimes import Engine, load_runtime
+from seismo.serving.runtimes import load_runtime
 from seismo.serving.seldon import decode_request as decode_seldon_request
 from seismo.serving.seldon import encode_response as encode_seldon_response
 from seismo.serving.seldon import output_names as seldon_output_names
 from seismo.times import now_rfc3339
-from seismo.topology import EXAMPLE_MODEL, SERVICE_PORTS
 from seismo.tracing import Tracing, fail, trace_headers
+
+if TYPE_CHECKING:  # the settings are the service's; the data plane reads them
+    from seismo.services.model.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 TRAFFIC_HEADER = "x-seismo-traffic"
 """`X-Seismo-Traffic: explainer` marks the explainer's calls, which are answered but never logged."""
 _SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
-
-
-Framework = Literal["auto", "keras", "sklearn"]
-LogMode = Literal["all", "request", "response"]
-Overflow = Literal["drop_newest", "drop_oldest"]
-OnClientError = Literal["drop", "retry"]
-
-
-class ModelSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEISMO_MODEL_", protected_namespaces=(), validate_by_name=True, validate_by_alias=True)
-
-    host: str = "127.0.0.1"
-    """Interface to listen on."""
-    port: int = SERVICE_PORTS["model"]
-    """Inference port."""
-    grpc_port: int | None = Field(None, ge=0, le=65535)
-    """Port of the Open Inference Protocol's gRPC service (`inference.GRPCInferenceService`, KServe's
-    8081 by convention; `seismo up`, compose and the manifests set it). Unset: REST only."""
-    path: Path = EXAMPLE_MODEL
-    """Model artifact: a folder with metadata.json, a .keras file, a SavedModel folder, or a .joblib file."""
-    framework: Annotated[Framework, one_of("framework", Framework)] = "auto"
-    """keras, sklearn, or auto (from metadata.json or the file name)."""
-    name: str | None = None
-    """Name the model is served under; default from its metadata."""
-    engine: Annotated[Engine, one_of("engine", Engine)] = "auto"
-    """What runs a Keras model's forward pass: tflite (TensorFlow Lite's interpreter, converted at start
-    and checked against TensorFlow's outputs), tensorflow, or auto (tflite on a machine with no GPU when the
-    check passes, else tensorflow). scikit-learn models ignore it."""
-    embeddings: bool = True
-    """Emit the model's embedding with each response event when its metadata.json configures one
-    (`embedding`: layer, version, output name). Off: no embedding work at all."""
-    embedding_layer: str | None = None
-    """Keras layer to take the embedding from, overriding metadata.json (needs embedding_version too)."""
-    embedding_version: str | None = None
-    """`<model>/<space>@MAJOR.MINOR.PATCH` of that embedding, overriding metadata.json: bump it whenever the
-    layer, the extraction or the weights change (`seismo embeddings check` says which part to bump)."""
-    embedding_previous_path: Path | None = None
-    """The artifact this model replaces: at start, both embed the previous one's probe set and a claimed
-    patch (or an unchanged version) whose space moved stops the server with the check's verdict
-    (`seismo embeddings check PREVIOUS PATH`)."""
-    max_batch_size: int = 64
-    """Most rows batched into one forward pass."""
-    max_batch_wait_ms: float = 2.0
-    """How long a request may wait for others to share its forward pass, under load only (when the last
-    forward pass had company or requests queued behind it); an unloaded request runs at once."""
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    """Largest request body; bigger ones get 413. The broker's and the logger's event limits have the same default."""
-    max_instances: int = 4096
-    """Most instances (rows) in one request; more get 413."""
-    max_event_bytes: int = DEFAULT_MAX_BODY_BYTES
-    """The largest event the path to the store carries (the broker's and the logger's limit). With logging
-    on, a request whose event would be larger once encoded for it (the broker's batches carry data in
-    base64: 4/3 of the body, REST or gRPC alike) is refused up front with 413: what is answered is stored."""
-    grpc_max_concurrent_rpcs: int = 16
-    """gRPC calls served at once; past it a call is answered RESOURCE_EXHAUSTED at once (clients retry).
-    A typed gRPC request is re-encoded as a V2 JSON body, a few times its message size in memory while it lasts."""
-    sink_url: str | None = Field(default=None, validation_alias=AliasChoices("SEISMO_MODEL_SINK_URL", "K_SINK"))
-    """Where request/response CloudEvents go (the broker). K_SINK works too. Unset: no logging."""
-    log_mode: Annotated[LogMode, one_of("log_mode", LogMode)] = "all"
-    """Which events to log: all, request or response."""
-    log_queue_capacity: int = 10_000
-    """Events held at most while the sink is slow or down; beyond that, drops are counted."""
-    log_overflow: Annotated[Overflow, one_of("log_overflow", Overflow)] = "drop_newest"
-    """When the queue is full: drop_newest or drop_oldest."""
-    log_on_client_error: Annotated[OnClientError, one_of("log_on_client_error", OnClientError)] = "drop"
-    """When the sink answers a 4xx (not 429): drop (counted) or retry."""
-    log_concurrency: int = 16
-    """Events sent at once."""
-    log_batch_size: int = Field(1, ge=1, le=1000)
-    """Events sent in one request at most. Above 1, events waiting in the queue go out together in
-    CloudEvents' batched mode: only for Seismo's own broker (`seismo up` sets 64); Knative's broker
-    ingress takes single events. A sink that refuses a batch gets single events from then on."""
-    log_linger_seconds: float = Field(0.01, ge=0.0, le=1.0)
-    """With batches (`log_batch_size` above 1): how long a sender waits for a batch to fill when fewer
-    events are queued, so that at low load one request carries several predictions' events (0: never waits)."""
-    event_source: str | None = None
-    """ce-source of logged events; default http://<host>:<port>/."""
-    namespace: str = "default"
-    """ce-namespace of logged events."""
-    endpoint: str = "default"
-    """ce-endpoint of logged events."""
 
 
 class TooManyInstances(ValueError):
@@ -224,19 +126,19 @@ def _json(status: int, content: Any, prediction_id: str) -> Outcome:
     return Outcome(status, orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), prediction_id)
 
 
-class ModelService:
-    """The model server without HTTP: ids, limits, both protocols, metrics and event logging.
+class DataPlane:
+    """The model server without a transport: ids, limits, every protocol, metrics and event logging.
 
-    Routes hand it the request's headers and body and get an `Outcome` back; the predictor (batching)
-    and the event logger (queue and senders) start in the lifespan hook."""
+    REST routes and gRPC calls hand it the request's headers and body and get an `Outcome` back; the
+    predictor (batching) and the event sender (queue and senders) start with `start()`."""
 
-    def __init__(self, settings: ModelSettings, registry: CollectorRegistry):
+    def __init__(self, settings: ModelSettings, registry: CollectorRegistry, auth: AuthSettings | None = None):
         if not settings.path.exists():
             raise ValueError(f"model artifact {settings.path} not found: train the example with `make model` or set SEISMO_MODEL_PATH")
         self.settings = settings
         self.registry = registry
         self.metrics = _ServingMetrics(registry)
-        self.auth = TokenSet(AuthSettings())
+        self.auth = TokenSet(auth or AuthSettings())
         self.source = settings.event_source or f"http://{settings.host}:{settings.port}/"
         self.tracing = Tracing("model")
         self._predictor: Predictor | None = None
@@ -260,7 +162,7 @@ class ModelService:
     @property
     def predictor(self) -> Predictor:
         if self._predictor is None:
-            raise RuntimeError("the model server is not started")
+            raise NotStarted("the model server is not started")
         return self._predictor
 
     async def start(self) -> None:
@@ -545,136 +447,3 @@ class ModelService:
             "inputs": [spec(s) for s in info.inputs],
             "outputs": outputs,
         }
-
-
-def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlette:
-    """Routes that translate HTTP to the `ModelService` (on `app.state.model`) and back."""
-    core = ModelService(settings, registry)
-
-    def respond(outcome: Outcome) -> Response:
-        headers = {"X-Prediction-Id": outcome.prediction_id}
-        if outcome.header_length is not None:
-            headers["Inference-Header-Content-Length"] = str(outcome.header_length)
-        return Response(outcome.body, outcome.status, headers=headers, media_type=outcome.content_type)
-
-    def compressed(request: Request) -> Response | None:
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding in ("", "identity"):
-            return None
-        return error(415, f"Content-Encoding {encoding[:20]!r} is not supported: send the body uncompressed")
-
-    async def serve(request: Request, protocol: str) -> Response:
-        if (refused := compressed(request)) is not None:
-            return refused
-        name = request.path_params["model_name"]
-        if not core.serves(name, request.path_params.get("version")):
-            outcome = core.not_served(name, protocol)
-            return Response(outcome.body, 404, media_type="application/json")
-        return respond(await core.infer(protocol, header_dict(request), lambda: read_body(request, settings.max_body_bytes)))
-
-    async def v1_predict(request: Request) -> Response:
-        return await serve(request, "v1")
-
-    async def v2_infer(request: Request) -> Response:
-        return await serve(request, "v2")
-
-    async def seldon_predict(request: Request) -> Response:
-        # Seldon's path names no model: this server's one model answers.
-        if (refused := compressed(request)) is not None:
-            return refused
-        return respond(await core.infer("seldon", header_dict(request), lambda: read_body(request, settings.max_body_bytes)))
-
-    def model_or_404(request: Request) -> Response | None:
-        name, version = request.path_params["model_name"], request.path_params.get("version")
-        if core.serves(name, version):
-            return None
-        return error(404, f"model {name!r}" + (f" version {version!r}" if version else "") + " is not served here")
-
-    async def root(request: Request) -> Response:
-        return JSONResponse({"status": "alive"})  # KServe V1's server liveness (`GET /`)
-
-    async def seldon_feedback(request: Request) -> Response:
-        """Seldon's feedback on the deployment's own endpoint: relayed as Seldon's executor does, as an
-        `io.seldon.serving.feedback` event to the sink, which the metrics server and the logger take."""
-        headers = header_dict(request)
-        if core.auth.enabled and not is_authorized(headers, core.auth):  # predictions are open; feedback scores them
-            return error(401, "feedback needs 'Authorization: Bearer <token>' (auth is on: SEISMO_AUTH_TOKENS)",
-                         headers={"WWW-Authenticate": 'Bearer realm="seismo"'})
-        try:
-            body = await read_body(request, settings.max_body_bytes)
-            pid = core.relay_feedback(body, headers)
-        except BodyTooLarge as exc:
-            return error(413, str(exc))
-        except (PayloadError, ValueError) as exc:
-            return error(400, str(exc))
-        except LookupError as exc:
-            return error(503, str(exc))
-        return JSONResponse({"meta": {"puid": pid, "tags": {}, "routing": {}, "requestPath": {}, "metrics": []}})
-
-    async def v1_models(request: Request) -> Response:
-        return JSONResponse({"models": [core.predictor.info.name]})
-
-    async def v1_model(request: Request) -> Response:
-        return model_or_404(request) or JSONResponse({"name": core.predictor.info.name, "ready": True})
-
-    async def v2_server(request: Request) -> Response:
-        return JSONResponse({"name": "seismo", "version": seismo.__version__, "extensions": []})
-
-    async def v2_live(request: Request) -> Response:
-        return JSONResponse({"live": True})
-
-    async def v2_ready(request: Request) -> Response:
-        return JSONResponse({"ready": core.ready})
-
-    async def v2_model(request: Request) -> Response:
-        return model_or_404(request) or JSONResponse(core.model_metadata())
-
-    async def v2_model_config(request: Request) -> Response:
-        return model_or_404(request) or JSONResponse(core.model_config())
-
-    async def v2_model_stats(request: Request) -> Response:
-        return model_or_404(request) or JSONResponse(core.model_statistics())
-
-    async def v2_model_ready(request: Request) -> Response:
-        return model_or_404(request) or JSONResponse({"name": core.predictor.info.name, "ready": True})
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        await core.start()
-        grpc_server = None
-        try:
-            if settings.grpc_port is not None:
-                from seismo.serving.grpc_v2 import start_grpc_server
-
-                grpc_server = await start_grpc_server(core, settings.host, settings.grpc_port, settings.max_body_bytes,
-                                                      settings.grpc_max_concurrent_rpcs)
-            yield
-        finally:
-            if grpc_server is not None:
-                await grpc_server.stop(grace=5)  # answers in flight finish; their events reach the logger's queue
-            await core.stop()
-
-    routes = [
-        Route("/v1/models", v1_models, methods=["GET"]),
-        Route("/v1/models/{model_name}:predict", v1_predict, methods=["POST"]),
-        Route("/v1/models/{model_name}", v1_model, methods=["GET"]),
-        Route("/v2", v2_server, methods=["GET"]),
-        Route("/v2/health/live", v2_live, methods=["GET"]),
-        Route("/v2/health/ready", v2_ready, methods=["GET"]),
-        Route("/v2/models/{model_name}", v2_model, methods=["GET"]),
-        Route("/v2/models/{model_name}/versions/{version}", v2_model, methods=["GET"]),
-        Route("/v2/models/{model_name}/ready", v2_model_ready, methods=["GET"]),
-        Route("/v2/models/{model_name}/config", v2_model_config, methods=["GET"]),
-        Route("/v2/models/{model_name}/stats", v2_model_stats, methods=["GET"]),
-        Route("/v2/models/{model_name}/infer", v2_infer, methods=["POST"]),
-        Route("/v2/models/{model_name}/versions/{version}/infer", v2_infer, methods=["POST"]),
-        Route("/api/v1.0/predictions", seldon_predict, methods=["POST"]),
-        Route("/api/v1.0/feedback", seldon_feedback, methods=["POST"]),
-        Route("/", root, methods=["GET"]),
-        *health_routes(registry, lambda: core.ready, core.stopped), openapi_route("model", OPERATIONS),
-    ]
-    # Predictions stay open, as KServe's do; /metrics follows SEISMO_AUTH_METRICS like every service's.
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=auth_middleware(event_paths=(), open_prefixes=("/",), settings=core.auth.settings))
-    app.state.model = core
-    return app
