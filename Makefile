@@ -117,13 +117,18 @@ CLIENT_COMPILE = $(UV) pip compile requirements/$(1)-client.in --python-version 
 
 clients: $(CLIENTS)
 
-# Every service's container image (needs Docker; none runs on the development machine, so this target is
-# not exercised by the suite): <REGISTRY>/<service>:<version>, the version pyproject.toml and the chart's
-# appVersion name (a test keeps the three equal), so `helm install` pulls what was built.
+# Every service's container image from docker/Dockerfile (needs Docker; none runs on the development
+# machine, so this target is not exercised by the suite): <REGISTRY>/<service>:<version>[-gpu], one per
+# row of the service table (`python docker/build.py --images`), the version pyproject.toml and the
+# chart's appVersion name (a test keeps the three equal), so `helm install` pulls what was built.
 REGISTRY ?= ghcr.io/seismo
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
-IMAGES := model broker logger outlier drift metrics explainer
 
-images:
+images: $(RUNTIME)
 	@command -v docker >/dev/null || { echo "make images needs Docker (docker build)"; exit 2; }
-	for s in $(IMAGES); do docker build -f services/$$s/Dockerfile -t $(REGISTRY)/$$s:$(VERSION) . || exit 1; done
+	$(BIN)/python docker/build.py --images | while read name suffix extras ports; do \
+	  [ "$$suffix" = - ] && suffix=; [ "$$extras" = - ] && extras=; \
+	  echo "building $(REGISTRY)/$$name:$(VERSION)$$suffix"; \
+	  docker build -f docker/Dockerfile --build-arg SERVICE=$$name --build-arg EXTRAS=$$extras \
+	    --build-arg PORTS="$$(echo $$ports | tr , ' ')" -t $(REGISTRY)/$$name:$(VERSION)$$suffix . || exit 1; \
+	done

@@ -23,8 +23,10 @@ import httpx
 from seismo.probes import free_port
 from seismo.services.common import PortInUse, check_port_free
 from seismo.topology import EXAMPLE_DETECTORS, EXAMPLE_TABULAR_MODEL, SERVICE_PORTS
+from seismo.topology import SERVICES as DEPLOYED
 
-SERVICES = ("logger", "outlier", "drift", "metrics", "broker", "model", "tabular", "explainer")
+# The service table's start order, with the example tabular model as a second model server right after the first.
+SERVICES = tuple(name for service in DEPLOYED for name in ((service, "tabular") if service == "model" else (service,)))
 
 # Local services that run another service's command: the example tabular model is a second model server.
 TABULAR_MODEL = EXAMPLE_TABULAR_MODEL
@@ -108,7 +110,7 @@ class LocalStack:
         env = dict(os.environ)
         env.update(SEISMO_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
         # where the broker's triggers deliver, and where the explainer finds the model servers
-        for name in ("logger", "outlier", "drift", "metrics", "model", "tabular"):
+        for name in (*(s.name for s in DEPLOYED.values() if s.receives_events), "model", "tabular"):
             if name in self.ports:
                 env[f"SEISMO_{name.upper()}_URL"] = self.url(name)
         if "broker" in self.ports:

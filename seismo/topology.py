@@ -21,22 +21,32 @@ class Service:
     port: int
     """Default port (settings, containers, manifests, compose)."""
     module: str
-    """Module with `create_app(settings, registry)`; imported only when that service runs, so the
-    broker and the logger never import TensorFlow."""
+    """Package with `create_app(settings, registry)` (seismo.services.<name>); imported only when that
+    service runs, so the broker and the logger never import TensorFlow."""
     settings: str
     """Its pydantic-settings class (env prefix SEISMO_<NAME>_)."""
+    extras: str = ""
+    """The pyproject extra its image installs (`docker build --build-arg EXTRAS=...`); "" for none."""
+    grpc_port: int | None = None
+    """A second port, for the Open Inference Protocol's gRPC service."""
+    gpu: bool = False
+    """Has a CUDA image (`EXTRAS=gpu`, tag suffix -gpu) for GPU node pools."""
+    receives_events: bool = False
+    """The broker delivers events to it (its triggers' subscriber)."""
 
 
 SERVICES: dict[str, Service] = {
     s.name: s
     for s in (
-        Service("model", 8080, "seismo.services.model", "ModelSettings"),
+        # In the order `seismo up` starts them: subscribers first, then the broker that delivers to
+        # them, the model server that sends to it, and the explainer that calls the model server.
+        Service("logger", 8091, "seismo.services.logger", "LoggerSettings", "elasticsearch", receives_events=True),
+        Service("outlier", 8092, "seismo.services.outlier", "OutlierSettings", "model", gpu=True, receives_events=True),
+        Service("drift", 8093, "seismo.services.drift", "DriftSettings", "model", receives_events=True),
+        Service("metrics", 8094, "seismo.services.metrics", "MetricsSettings", "elasticsearch", receives_events=True),
         Service("broker", 8090, "seismo.services.broker", "BrokerSettings"),
-        Service("logger", 8091, "seismo.services.logger", "LoggerSettings"),
-        Service("outlier", 8092, "seismo.services.outlier", "OutlierSettings"),
-        Service("drift", 8093, "seismo.services.drift", "DriftSettings"),
-        Service("metrics", 8094, "seismo.services.metrics", "MetricsSettings"),
-        Service("explainer", 8095, "seismo.services.explainer", "ExplainerSettings"),
+        Service("model", 8080, "seismo.services.model", "ModelSettings", "model", grpc_port=8081, gpu=True),
+        Service("explainer", 8095, "seismo.services.explainer", "ExplainerSettings", "explain"),
     )
 }
 SERVICE_PORTS: dict[str, int] = {name: service.port for name, service in SERVICES.items()}

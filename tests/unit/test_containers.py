@@ -1,4 +1,4 @@
-"""Dockerfiles and docker-compose.yml, checked without a Docker engine (none runs here): they name only
+"""docker/Dockerfile and docker-compose.yml, checked without a Docker engine (none runs here): they name only
 files, extras, services, settings and commands that exist."""
 
 import re
@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 from helpers import load_script
 
@@ -17,56 +16,59 @@ from seismo.topology import SERVICES
 REPO = Path(__file__).resolve().parents[2]
 
 
-def services_build():
-    return load_script(REPO / "services" / "build.py")
+DOCKERFILE = REPO / "docker" / "Dockerfile"
 
 
-DOCKERFILES = sorted((REPO / "services").glob("*/Dockerfile*"))
+def docker_build():
+    return load_script(REPO / "docker" / "build.py")
 
 
-def test_committed_dockerfiles_are_what_build_py_writes():
-    rendered = services_build().render()
-    committed = {str(p.relative_to(REPO / "services")): p.read_text() for p in DOCKERFILES}
-    assert committed == rendered, "services/*/Dockerfile is stale: run `python services/build.py`"
-    assert {p.parent.name for p in DOCKERFILES} == set(SERVICES)  # one image per `seismo serve` service
-    assert {p.parent.name for p in DOCKERFILES if p.name == "Dockerfile.gpu"} == {"model", "outlier"}
-
-
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
-def test_dockerfile_copies_what_exists_and_runs_a_real_service(dockerfile):
-    text = dockerfile.read_text()
+def test_one_dockerfile_builds_every_service_of_the_table():
+    text = DOCKERFILE.read_text()
     assert text.startswith("# syntax=docker/dockerfile:1")
+    assert list((REPO / "docker").glob("Dockerfile*")) == [DOCKERFILE] and not (REPO / "services").exists()
     for line in text.splitlines():
         if line.startswith("COPY ") and "--from=" not in line:
             *sources, _ = shlex.split(line)[1:]
             for source in sources:
-                assert (REPO / source).exists(), f"{dockerfile}: COPY {source} does not exist"
-    entrypoint = re.search(r'^ENTRYPOINT \["seismo", "serve", "(\w+)"\]$', text, re.M)
-    assert entrypoint and entrypoint.group(1) == dockerfile.parent.name
+                assert (REPO / source).exists(), f"docker/Dockerfile: COPY {source} does not exist"
+    assert re.search(r'^CMD exec seismo serve "\$SEISMO_SERVICE" --host 0\.0\.0\.0$', text, re.M)
+    assert re.search(r"^ENV .*SEISMO_SERVICE=\$\{SERVICE\}", text, re.M)
     assert re.search(r"^USER 10001$", text, re.M)  # never root
-    build_parser().parse_args(["serve", entrypoint.group(1)])
+    uv = re.search(r"^UV_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.M)[1]
+    assert f"ARG UV_VERSION={uv}" in text  # the images lock-install with the uv the Makefile installs
+    images = docker_build().images()
+    assert {name for name, *_ in images} == set(SERVICES)  # one image per `seismo serve` service
+    assert {name for name, suffix, *_ in images if suffix == "-gpu"} == {"model", "outlier"}
+    for name, _, extras, _ in images:
+        build_parser().parse_args(["serve", name, "--host", "0.0.0.0"])
+        assert extras in ("", "gpu") or f"\n{extras} = [" in (REPO / "pyproject.toml").read_text(), f"{name}: no extra {extras!r}"
 
 
-def requirements_of(dockerfile: Path) -> list[str]:
-    """What the Dockerfile's `uv sync` installs: the lock exported for the extras it names."""
-    extras = re.search(r"^RUN uv sync --frozen --no-install-project(.*)$", dockerfile.read_text(), re.M).group(1).split()
+def requirements_of(extras: str) -> list[str]:
+    """What the Dockerfile's `uv sync` installs for an image: the lock exported for its extra."""
+    flags = ["--extra", extras] if extras else []
     result = subprocess.run([str(Path(sys.executable).parent / "uv"), "export", "--frozen", "--offline", "--no-hashes", "--no-emit-project",
-                             "--no-header", "--no-annotate", *extras], cwd=REPO, capture_output=True, text=True, check=True)
+                             "--no-header", "--no-annotate", *flags], cwd=REPO, capture_output=True, text=True, check=True)
     return [line.split(";")[0].strip() for line in result.stdout.splitlines() if line and not line.startswith("#")]
 
 
 def test_each_image_installs_only_the_extras_its_service_needs():
-    folder = REPO / "services"
-    broker = requirements_of(folder / "broker" / "Dockerfile")
+    extras = {(name, suffix): e for name, suffix, e, _ in docker_build().images()}
+    broker = requirements_of(extras[("broker", "")])
     assert broker and not any("tensorflow" in r or "scikit" in r for r in broker)  # the broker image has no TensorFlow
     assert any(r.startswith("starlette==") for r in broker)  # pinned exactly, as the lock has it
-    assert any(r.startswith("tensorflow-cpu==") for r in requirements_of(folder / "model" / "Dockerfile"))
-    gpu = requirements_of(folder / "model" / "Dockerfile.gpu")
+    assert any(r.startswith("tensorflow-cpu==") for r in requirements_of(extras[("model", "")]))
+    gpu = requirements_of(extras[("model", "-gpu")])
     assert any(r.startswith("tensorflow==") for r in gpu) and any(r.startswith("nvidia-") for r in gpu)
     assert not any("tensorflow-cpu" in r for r in gpu)
-    assert any(r.startswith("shap==") for r in requirements_of(folder / "explainer" / "Dockerfile"))
-    assert not any("tensorflow" in r for r in requirements_of(folder / "logger" / "Dockerfile"))
+    assert any(r.startswith("shap==") for r in requirements_of(extras[("explainer", "")]))
+    assert not any("tensorflow" in r for r in requirements_of(extras[("logger", "")]))
     assert all("==" in r for r in broker + gpu), "every requirement an image installs is pinned"
+
+
+def test_compose_is_what_docker_build_writes():
+    assert (REPO / "docker-compose.yml").read_text() == docker_build().render(), "docker-compose.yml is stale: run `python docker/build.py`"
 
 
 def settings_fields(service: str) -> set[str]:
@@ -81,7 +83,7 @@ def settings_fields(service: str) -> set[str]:
 def test_compose_names_only_what_exists():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    referenced_vars = (REPO / "seismo" / "config" / "triggers.yaml").read_text() + (REPO / "services" / "explainer" / "compose.yaml").read_text()
+    referenced_vars = (REPO / "seismo" / "config" / "triggers.yaml").read_text() + (REPO / "docker" / "explainer.yaml").read_text()
     for name, spec in services.items():
         for volume in spec.get("volumes", []):
             source = volume.split(":")[0]
@@ -89,10 +91,11 @@ def test_compose_names_only_what_exists():
                 assert (REPO / source).exists() or source == "./models/artifacts", f"{name}: mounts missing {source}"
         if "build" not in spec:
             continue
-        dockerfile = REPO / spec["build"]["dockerfile"]
-        assert dockerfile.exists(), f"{name}: {dockerfile} missing"
-        served = re.search(r'"serve", "(\w+)"', dockerfile.read_text()).group(1)
-        build_parser().parse_args(["serve", served, *spec.get("command", [])])  # exits on an unknown flag
+        assert (REPO / spec["build"]["dockerfile"]).exists(), f"{name}: {spec['build']['dockerfile']} missing"
+        served = spec["build"]["args"]["SERVICE"]
+        command = spec.get("command", ["seismo", "serve", served])
+        assert command[:3] == ["seismo", "serve", served], f"{name}: runs {command[:3]}, not its image's service"
+        build_parser().parse_args(command[1:])  # exits on an unknown flag
         fields = settings_fields(served)
         for variable in spec.get("environment", {}):
             assert variable in fields or f"${{{variable}:-" in referenced_vars, f"{name}: {variable} is read by nothing"
@@ -104,7 +107,7 @@ def test_compose_names_only_what_exists():
 def test_compose_explainer_config_loads():
     from seismo.explain.config import load_models
 
-    models = load_models(REPO / "services" / "explainer" / "compose.yaml")
+    models = load_models(REPO / "docker" / "explainer.yaml")
     assert {m.kind for m in models.values()} == {"tabular", "image"}
 
 
