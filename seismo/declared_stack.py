@@ -6,7 +6,7 @@ directory, and broker triggers that send them exactly its events; one logger, me
 for all. The generated files (triggers, metrics configuration, detectors) live under
 `<data dir>/declared/`, so a restart reuses them.
 
-Ports: the first model keeps the usual ones (model 8080 with gRPC on 8082, outlier 8092, drift 8093);
+Ports: the first model keeps the service table's (and the model server's gRPC port under `seismo up`);
 the n-th model after it gets 8100 + 10 (n - 1) for its model server, +1 outlier, +2 drift. `--port-offset`
 moves every port.
 """
@@ -22,11 +22,12 @@ import numpy as np
 import yaml
 
 from seismo.declaration import METRIC_TYPES, Declaration, ModelDeclaration
+from seismo.local import LOCAL_GRPC_PORT
 from seismo.topology import SERVICE_PORTS
 
 CORE = ("logger", "metrics", "broker")
-FIRST_PORTS = {"model": 8080, "outlier": 8092, "drift": 8093}
-GRPC_PORT = 8082
+FIRST_PORTS = {name: SERVICE_PORTS[name] for name in ("model", "outlier", "drift")}
+GRPC_PORT = LOCAL_GRPC_PORT
 TRIGGERS = Path(__file__).resolve().parent / "config" / "triggers.yaml"
 
 

@@ -1,0 +1,1 @@
+"""Wire formats: CloudEvents, the inference protocols' payloads, event types, limits, and the event poster."""

@@ -5,7 +5,7 @@ import pytest
 
 from seismo.broker.triggers import Delivery, Trigger, TriggerConfigError, TriggerIndex, load_triggers, parse_duration
 from seismo.services.broker import DEFAULT_TRIGGERS
-from seismo.topology import expand_env
+from seismo.topology import SERVICE_PORTS, expand_env
 
 
 @pytest.mark.parametrize("text, seconds", [("PT0.2S", 0.2), ("PT1M30S", 90), ("PT2H", 7200), ("P1D", 86400), ("P1DT1S", 86401)])
@@ -87,7 +87,7 @@ def test_shipped_trigger_file_routes_every_request_and_response_type_to_the_logg
     requests = {"org.kubeflow.serving.inference.request", "io.seldon.serving.inference.request"}
     # Both detectors also read Seismo's response events: they carry the embeddings (drift windows, adversarial checks).
     responses = {"org.kubeflow.serving.inference.response"}
-    for detector, port, extra in (("outlier", 8092, responses), ("drift", 8093, responses)):
+    for detector, port, extra in (("outlier", SERVICE_PORTS["outlier"], responses), ("drift", SERVICE_PORTS["drift"], responses)):
         watched = {t.filter_attributes["type"] for t in triggers if t.subscriber_uri == f"http://127.0.0.1:{port}/"}
         assert watched == requests | extra, detector
 
