@@ -25,8 +25,8 @@ import numpy as np
 import orjson
 
 from bench.common import closed_loop, cpu_seconds, percentiles, save
-from seismo.events.types import KSERVE_REQUEST, KSERVE_RESPONSE
 from seismo.local import LocalStack, free_ports
+from seismo.protocol.types import KSERVE_REQUEST, KSERVE_RESPONSE
 from seismo.store import Record, SQLiteRecordStore
 from seismo.store.sqlite import _COLUMNS, _record_to_row
 

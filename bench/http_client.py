@@ -21,10 +21,10 @@ import orjson
 import uvloop
 
 from bench.common import example_bodies, save
-from seismo.events.cloudevents import BATCH_CONTENT_TYPE, to_batch
-from seismo.events.poster import EventPoster
 from seismo.local import LocalStack, free_ports
+from seismo.protocol.cloudevents import BATCH_CONTENT_TYPE, to_batch
 from seismo.serving.prediction_events import Answered, EventSource, kserve_events
+from seismo.transport.poster import EventPoster
 
 
 def batches(n: int) -> list[bytes]:

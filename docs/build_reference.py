@@ -68,7 +68,7 @@ def _apps() -> dict[str, object]:
 
 def started_registries(apps: dict) -> dict[str, object]:
     """Each service's registry after its start (some families are registered as the core starts: the
-    model server's event logger, the drift service's embedding windows): the lifespan run in process."""
+    model server's event sender, the drift service's embedding windows): the lifespan run in process."""
     from starlette.testclient import TestClient
 
     registries = {}

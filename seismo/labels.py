@@ -52,6 +52,6 @@ class LabelValues:
 
 def event_type_label(event_type: str) -> str:
     """The contract's event types by name; any other type a client sends is `other`."""
-    from seismo.events.types import EVENT_KINDS
+    from seismo.protocol.types import EVENT_KINDS
 
     return event_type if event_type in EVENT_KINDS else OTHER

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from seismo.events.cloudevents import CloudEvent
-from seismo.events.types import KSERVE_REQUEST
+from seismo.protocol.cloudevents import CloudEvent
+from seismo.protocol.types import KSERVE_REQUEST
 from seismo.store.base import Record, RecordStore, stored_records
 
 

@@ -1,6 +1,6 @@
 """Retrying with backoff, one way: which failures are worth another try, and how long to wait.
 
-Used by everything Seismo sends on its own account: the model server's event logger, the drift
+Used by everything Seismo sends on its own account: the model server's event sender, the drift
 detector's result publisher, the Elasticsearch store. The broker keeps Knative's rules instead
 (`broker/dispatcher.py`: Knative's retryable statuses and the Trigger's linear or exponential
 delivery spec), because a Knative user configures those and they must behave the same here.

@@ -28,7 +28,7 @@ import orjson
 
 from seismo.broker.journal import DeadLettered, Delivered, GroupCommitter, PendingDelivery, RetryLater
 from seismo.broker.triggers import Trigger
-from seismo.events.cloudevents import (
+from seismo.protocol.cloudevents import (
     BATCH_CONTENT_TYPE,
     CloudEvent,
     CloudEventError,
@@ -36,9 +36,9 @@ from seismo.events.cloudevents import (
     from_http,
     from_structured_doc,
 )
-from seismo.events.poster import EventPoster, SendError, Unsendable
 from seismo.tasks import cancel_and_wait
 from seismo.tracing import Tracing, binary_trace, end
+from seismo.transport.poster import EventPoster, SendError, Unsendable
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 
 from seismo.demo.clients import for_each_concurrently
-from seismo.events.types import SELDON_FEEDBACK
 from seismo.probes import wait_until
+from seismo.protocol.types import SELDON_FEEDBACK
 
 MODEL = "image-classifier"
 COHORTS = ("web", "mobile")

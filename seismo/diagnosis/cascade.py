@@ -19,8 +19,8 @@ import numpy as np
 
 from seismo.diagnosis.evidence import MIN_WINDOW, class_drift, ks_test
 from seismo.diagnosis.rules import UpstreamChange
-from seismo.events.binary import load_document
-from seismo.events.payloads import PayloadError, instances_of
+from seismo.protocol.binary import load_document
+from seismo.protocol.payloads import PayloadError, instances_of
 from seismo.store import Record, RecordStore
 from seismo.store.base import stored_records
 

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from seismo.events.feedback import parse_feedback
-from seismo.events.types import KSERVE_REQUEST, KSERVE_RESPONSE, EventKind
+from seismo.protocol.feedback import parse_feedback
+from seismo.protocol.types import KSERVE_REQUEST, KSERVE_RESPONSE, EventKind
 from seismo.store import RecordStore, RecordUpdate
 
 SCENARIOS = ("healthy", "concept_drift", "data_drift", "training_serving_skew", "upstream_cascade", "no_ground_truth")

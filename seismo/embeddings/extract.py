@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from seismo.config_files import validation_message
 from seismo.embeddings.version import EmbeddingVersion
-from seismo.events.binary import load_document
-from seismo.events.payloads import PayloadError, decode_v2_tensor
+from seismo.protocol.binary import load_document
+from seismo.protocol.payloads import PayloadError, decode_v2_tensor
 from seismo.topology import CONFIG_DIR, expand_env
 
 DEFAULT_CONFIG = CONFIG_DIR / "embeddings.yaml"

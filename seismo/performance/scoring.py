@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from seismo.events.payloads import PayloadError, decode_v2_tensor, instances_of, protocol_of
 from seismo.performance.config import ALL, ModelConfig, check_cohort_name
+from seismo.protocol.payloads import PayloadError, decode_v2_tensor, instances_of, protocol_of
 
 
 class ScoringError(ValueError):

@@ -16,14 +16,14 @@ import numpy as np
 import orjson
 
 from seismo.embeddings.extract import embedding_of
-from seismo.events.binary import load_document
-from seismo.events.feedback import Feedback, FeedbackError, parse_feedback
-from seismo.events.payloads import PayloadError, instances_of
 from seismo.performance.config import ALL, ConfigError, ModelConfig
 from seismo.performance.ledger import Ledger, Lookback, ScoredItem, SeenItem
 from seismo.performance.prometheus import PerformanceMetrics
 from seismo.performance.report import PerformanceReport, business, estimated, realized
 from seismo.performance.scoring import ScoringError, cohorts_of, predictions_of, score, truthy
+from seismo.protocol.binary import load_document
+from seismo.protocol.feedback import Feedback, FeedbackError, parse_feedback
+from seismo.protocol.payloads import PayloadError, instances_of
 from seismo.store import Record, RecordStore
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from seismo import tracing
 from seismo.config_files import one_of  # noqa: F401  (re-exported for the settings classes)
-from seismo.events.limits import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, loads  # noqa: F401  (re-exported)
+from seismo.protocol.limits import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, loads  # noqa: F401  (re-exported)
 from seismo.tasks import cancel_and_wait, stopped_tasks  # noqa: F401  (re-exported for the services)
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def header_dict(request: Request) -> dict[str, str]:
 
 
 def parse_json(body: bytes, what: str = "request body") -> Any:
-    """JSON with the nesting limit of seismo.events.limits; ValueError (a 400) naming the problem."""
+    """JSON with the nesting limit of seismo.protocol.limits; ValueError (a 400) naming the problem."""
     return loads(body, what)
 
 

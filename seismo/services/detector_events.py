@@ -20,11 +20,11 @@ import numpy as np
 import orjson
 from prometheus_client import Counter
 
-from seismo.events.binary import load_document
-from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, to_structured_doc
-from seismo.events.payloads import PayloadError, instances_of
-from seismo.events.types import EventKind, kind_of, model_of
 from seismo.labels import OTHER
+from seismo.protocol.binary import load_document
+from seismo.protocol.cloudevents import CloudEvent, CloudEventError, escape_id, to_structured_doc
+from seismo.protocol.payloads import PayloadError, instances_of
+from seismo.protocol.types import EventKind, kind_of, model_of
 from seismo.times import now_rfc3339
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ from seismo.detect.embedding import EmbeddingDrift
 from seismo.detect.windows import Window, WindowStore
 from seismo.embeddings.extract import EmbeddingSource, embedding_of
 from seismo.embeddings.version import EmbeddingVersionError
-from seismo.events.cloudevents import CloudEvent
-from seismo.events.payloads import PayloadError
+from seismo.protocol.cloudevents import CloudEvent
+from seismo.protocol.payloads import PayloadError
 from seismo.services.detector_events import Rejection
 from seismo.times import rfc3339
 

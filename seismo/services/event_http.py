@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, from_http, is_batch, to_binary
-from seismo.events.types import model_of
+from seismo.protocol.cloudevents import CloudEvent, CloudEventError, batch_from_http, from_http, is_batch, to_binary
+from seismo.protocol.types import model_of
 from seismo.services import senders
 from seismo.services.common import BodyTooLarge, error, read_body
 from seismo.services.detector_events import Answer, ForbiddenEvent, Rejection, answer_items, count_rejection

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from seismo.events.cloudevents import CloudEvent
-from seismo.events.types import EventKind, kind_of
+from seismo.protocol.cloudevents import CloudEvent
+from seismo.protocol.types import EventKind, kind_of
 from seismo.services.auth import CLIENT, SENDER_SCOPE_KEY
 
 SENDER_EXTENSION = "seismosender"

@@ -22,17 +22,16 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from seismo.events.binary import CONTENT_TYPE as BINARY_CONTENT_TYPE
-from seismo.events.binary import HEADER_LENGTH, binary_output_names, encode_binary_body, header_length_of, load_document
-from seismo.events.cloudevents import CloudEvent
-from seismo.events.limits import BodyTooLarge, check_prediction_id, loads
-from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor, v2_datatype
-from seismo.events.poster import EventPoster
-from seismo.events.types import FORWARDED_HEADERS, PARENT_HEADER, SELDON_FEEDBACK
 from seismo.performance.config import COHORT_NAME
+from seismo.protocol.binary import CONTENT_TYPE as BINARY_CONTENT_TYPE
+from seismo.protocol.binary import HEADER_LENGTH, binary_output_names, encode_binary_body, header_length_of, load_document
+from seismo.protocol.cloudevents import CloudEvent
+from seismo.protocol.limits import BodyTooLarge, check_prediction_id, loads
+from seismo.protocol.payloads import PayloadError, decode_v1_instances, decode_v2_request, encode_v2_tensor, v2_datatype
+from seismo.protocol.types import FORWARDED_HEADERS, PARENT_HEADER, SELDON_FEEDBACK
 from seismo.services.auth import AuthSettings, TokenSet, is_authorized, sender_token
 from seismo.services.base import NotStarted
-from seismo.serving.event_logger import EventLogger, EventLoggerConfig
+from seismo.serving.event_sender import EventSender, EventSenderConfig
 from seismo.serving.prediction_events import Answered, EventSource, kserve_events, seldon_events
 from seismo.serving.predictor import Predictor
 from seismo.serving.runtimes import load_runtime
@@ -41,6 +40,7 @@ from seismo.serving.seldon import encode_response as encode_seldon_response
 from seismo.serving.seldon import output_names as seldon_output_names
 from seismo.times import now_rfc3339
 from seismo.tracing import Tracing, fail, trace_headers
+from seismo.transport.poster import EventPoster
 
 if TYPE_CHECKING:  # the settings are the service's; the data plane reads them
     from seismo.services.model.settings import ModelSettings
@@ -142,7 +142,7 @@ class DataPlane:
         self.source = settings.event_source or f"http://{settings.host}:{settings.port}/"
         self.tracing = Tracing("model")
         self._predictor: Predictor | None = None
-        self._logger: EventLogger | None = None
+        self._sender: EventSender | None = None
         self._logs_requests = bool(settings.sink_url) and settings.log_mode in ("all", "request")
         self.stats = {"success": [0, 0], "fail": [0, 0]}  # requests and their nanoseconds, for Triton's statistics
         self.last_inference_ms = 0
@@ -178,7 +178,7 @@ class DataPlane:
         if settings.sink_url:
             self._client = EventPoster(max_connections=settings.log_concurrency, bearer=sender_token(self.auth.settings, "model"))
             await self._client.start()
-            config = EventLoggerConfig(
+            config = EventSenderConfig(
                 sink_url=settings.sink_url,
                 capacity=settings.log_queue_capacity,
                 overflow=settings.log_overflow,
@@ -187,8 +187,8 @@ class DataPlane:
                 batch_size=settings.log_batch_size,
                 linger=settings.log_linger_seconds,
             )
-            self._logger = EventLogger(config, self._client, self.registry)
-            self._logger.start()
+            self._sender = EventSender(config, self._client, self.registry)
+            self._sender.start()
         log.info(
             "serving %r (%s on %s) on port %d; events %s", runtime.info.name, runtime.info.platform,
             getattr(runtime, "engine", "scikit-learn"), settings.port,
@@ -205,8 +205,8 @@ class DataPlane:
         log.info("embedding version check against %s: %s", previous, result.message)
 
     async def stop(self) -> None:
-        if self._logger is not None:
-            await self._logger.stop()
+        if self._sender is not None:
+            await self._sender.stop()
         if self._client is not None:
             await self._client.close()
         if self._predictor is not None:
@@ -214,7 +214,7 @@ class DataPlane:
 
     def stopped(self) -> list[str]:
         dead = self._predictor.stopped() if self._predictor is not None else []
-        return dead + (self._logger.stopped() if self._logger is not None else [])
+        return dead + (self._sender.stopped() if self._sender is not None else [])
 
     def serves(self, name: str, version: str | None = None) -> bool:
         """This server's model, and (when one is named) its version: another version is a 404, not an answer from this one."""
@@ -245,7 +245,7 @@ class DataPlane:
                     fail(span, f"HTTP {outcome.status}")
             # The events carry this span as their parent; with tracing off, the client's own context if valid.
             trace = self.tracing.context_of(span) if span is not None else trace_headers(headers)
-        if self._logger is not None:
+        if self._sender is not None:
             # Built and queued in the loop's next turn: the answer is on the wire by then (writing it
             # never waits unless the client stops reading), so the client does not wait for its events.
             asyncio.get_running_loop().call_soon(self._log_events, outcome, protocol, headers, body, trace)
@@ -362,7 +362,7 @@ class DataPlane:
         return dataclasses.replace(outcome, event_body=head + tail, embedding_version=spec.version)
 
     def _log_events(self, outcome: Outcome, protocol: str, headers: Mapping[str, str], body: bytes, trace: Mapping[str, str]) -> None:
-        if self._logger is None:
+        if self._sender is None:
             return
         info = self.predictor.info
         if headers.get(TRAFFIC_HEADER) == "explainer" and is_authorized(headers, self.auth):
@@ -381,18 +381,18 @@ class DataPlane:
             events = build(self.event_source, answered, headers, trace)
         except Exception:  # runs as a loop callback after the answer: nothing may escape uncounted
             expected = int(self.event_source.log_requests) + int(self.event_source.log_responses)
-            self._logger.dropped.labels(info.name, "unsendable").inc(expected)
+            self._sender.dropped.labels(info.name, "unsendable").inc(expected)
             log.exception("the events of prediction %s could not be built; counted as dropped (unsendable)", outcome.prediction_id)
             return
         for event in events:
-            self._logger.log(event)
+            self._sender.log(event)
 
     def relay_feedback(self, body: bytes, headers: Mapping[str, str]) -> str:
         """Queue Seldon feedback as an event for the sink; its prediction id. ValueError (a 400) naming what
         is wrong with it, LookupError (a 503) when this server logs nothing."""
-        from seismo.events.feedback import parse_feedback
+        from seismo.protocol.feedback import parse_feedback
 
-        if self._logger is None:
+        if self._sender is None:
             raise LookupError("feedback travels as an event and this model server logs none (set SEISMO_MODEL_SINK_URL)")
         feedback = parse_feedback(loads(body))
         if feedback.prediction_id is None:
@@ -401,7 +401,7 @@ class DataPlane:
         extensions = {"inferenceservicename": info.name, "namespace": self.settings.namespace, "endpoint": self.settings.endpoint,
                       "requestid": feedback.prediction_id, **({"modelversion": info.version} if info.version else {})}
         event = CloudEvent(str(uuid.uuid4()), self.source, SELDON_FEEDBACK, body, "application/json", now_rfc3339(), extensions=extensions)
-        self._logger.log(event)
+        self._sender.log(event)
         return feedback.prediction_id
 
     def model_config(self) -> dict:

@@ -19,10 +19,10 @@ import numpy as np
 import orjson
 
 import seismo
-from seismo.events.binary import CONTENT_TYPE as BINARY_CONTENT_TYPE
-from seismo.events.binary import HEADER_LENGTH, encode_binary_tensor, load_document
-from seismo.events.limits import BodyTooLarge
-from seismo.events.payloads import V2_DTYPES, PayloadError
+from seismo.protocol.binary import CONTENT_TYPE as BINARY_CONTENT_TYPE
+from seismo.protocol.binary import HEADER_LENGTH, encode_binary_tensor, load_document
+from seismo.protocol.limits import BodyTooLarge
+from seismo.protocol.payloads import V2_DTYPES, PayloadError
 from seismo.serving.proto import grpc_predict_v2_pb2 as pb
 from seismo.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 

@@ -11,10 +11,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from seismo.events.cloudevents import CloudEvent
-from seismo.events.limits import is_prediction_id
-from seismo.events.types import FORWARDED_HEADERS, KSERVE_REQUEST, KSERVE_RESPONSE, PARENT_HEADER, SELDON_REQUEST, SELDON_RESPONSE
 from seismo.performance.config import COHORT_NAME
+from seismo.protocol.cloudevents import CloudEvent
+from seismo.protocol.limits import is_prediction_id
+from seismo.protocol.types import FORWARDED_HEADERS, KSERVE_REQUEST, KSERVE_RESPONSE, PARENT_HEADER, SELDON_REQUEST, SELDON_RESPONSE
 from seismo.times import now_rfc3339
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Histogram
 
 from seismo.batching import ThreadBatcher, split_rows
-from seismo.events.payloads import PayloadError, Tensor
+from seismo.protocol.payloads import PayloadError, Tensor
 from seismo.serving.runtimes import Runtime, TensorSpec
 
 _NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from seismo.events.payloads import PayloadError
+from seismo.protocol.payloads import PayloadError
 
 FORMS = ("ndarray", "tensor", "jsonData", "strData", "binData")
 

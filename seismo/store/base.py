@@ -16,9 +16,9 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from seismo.events.limits import check_depth
-from seismo.events.payloads import PayloadError
-from seismo.events.types import EventKind
+from seismo.protocol.limits import check_depth
+from seismo.protocol.payloads import PayloadError
+from seismo.protocol.types import EventKind
 from seismo.times import rfc3339
 
 

@@ -175,7 +175,7 @@ def test_each_combination_does_what_its_values_say():
 
 
 def test_seldon_graphs_reach_the_logger_and_the_metrics_server_as_a_file_they_can_read(tmp_path):
-    from seismo.events.seldon_graph import load_graphs
+    from seismo.protocol.seldon_graph import load_graphs
 
     objects = by_key(render(COMBINATIONS["seldon-graphs"]))
     text = objects[("ConfigMap", "seismo-config")]["data"]["seldon-graphs.yaml"]

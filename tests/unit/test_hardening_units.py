@@ -10,11 +10,11 @@ import pytest
 
 from seismo.batching import ThreadBatcher
 from seismo.detect.windows import WindowStore
-from seismo.events.cloudevents import CloudEvent, CloudEventError, from_http, to_binary
-from seismo.events.limits import check_depth, check_prediction_id
-from seismo.events.payloads import PayloadError
 from seismo.labels import OTHER, LabelValues, event_type_label
 from seismo.performance.ledger import Ledger
+from seismo.protocol.cloudevents import CloudEvent, CloudEventError, from_http, to_binary
+from seismo.protocol.limits import check_depth, check_prediction_id
+from seismo.protocol.payloads import PayloadError
 
 
 def test_every_attribute_is_percent_encoded_and_decodes_back():

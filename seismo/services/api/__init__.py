@@ -31,7 +31,7 @@ DURATION_PATTERN = (r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w)|P(?=[0-9T])([0-9]+(\.[0-
 
 
 PREDICTION_ID_PATTERN = r"^[!-.0-~]{1,256}$"
-"""seismo.events.limits.is_prediction_id: 1-256 visible ASCII characters but '/'."""
+"""seismo.protocol.limits.is_prediction_id: 1-256 visible ASCII characters but '/'."""
 
 
 def either(*patterns: str) -> str:

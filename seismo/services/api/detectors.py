@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import RootModel
 
-from seismo.events.types import KSERVE_REQUEST, KSERVE_RESPONSE, SELDON_REQUEST, SELDON_RESPONSE
+from seismo.protocol.types import KSERVE_REQUEST, KSERVE_RESPONSE, SELDON_REQUEST, SELDON_RESPONSE
 from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, NO_CONTENT, TOO_LARGE, ApiModel, common_operations
 from seismo.services.api.events import BATCH, event_body, event_headers
 from seismo.services.api.logger import DriftWindow

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from seismo.events.types import EVENT_KINDS
+from seismo.protocol.types import EVENT_KINDS
 from seismo.services.api import (
     AUTH_ERRORS,
     BAD_REQUEST,

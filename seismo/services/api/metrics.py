@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, RootModel, WithJsonSchema
 
-from seismo.events.types import SELDON_FEEDBACK
+from seismo.protocol.types import SELDON_FEEDBACK
 from seismo.services.api import (
     AUTH_ERRORS,
     BAD_REQUEST,

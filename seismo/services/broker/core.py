@@ -16,15 +16,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from seismo.broker.dispatcher import Dispatcher, DispatchMetrics
 from seismo.broker.journal import GroupCommitter, IncomingEvent, Journal
 from seismo.broker.triggers import Trigger, TriggerIndex
-from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, to_binary
-from seismo.events.poster import EventPoster
-from seismo.events.types import model_of
 from seismo.labels import LabelValues, event_type_label
+from seismo.protocol.cloudevents import CloudEvent, CloudEventError, escape_id, to_binary
+from seismo.protocol.types import model_of
 from seismo.services import senders
 from seismo.services.auth import AuthSettings, TokenSet, sender_token
 from seismo.services.base import Service
 from seismo.services.broker.settings import BrokerSettings
 from seismo.tasks import cancel_and_wait, stopped_tasks
+from seismo.transport.poster import EventPoster
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from seismo.broker.triggers import Trigger, load_triggers
-from seismo.events.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch
+from seismo.protocol.cloudevents import CloudEvent, CloudEventError, batch_from_http, escape_id, from_http, is_batch
 from seismo.services import senders
 from seismo.services.api.broker import OPERATIONS
 from seismo.services.app import build_app

@@ -9,7 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seismo.config_files import one_of
-from seismo.events.limits import DEFAULT_MAX_BODY_BYTES
+from seismo.protocol.limits import DEFAULT_MAX_BODY_BYTES
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
 
 DEFAULT_TRIGGERS = CONFIG_DIR / "triggers.yaml"

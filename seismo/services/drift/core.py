@@ -27,9 +27,8 @@ from seismo.detect import load_detector
 from seismo.detect.drift import PredictionDrift
 from seismo.detect.windows import Window, WindowResult, WindowStore
 from seismo.embeddings.extract import load_sources
-from seismo.events.cloudevents import CloudEvent, to_binary
-from seismo.events.poster import EventPoster, SendError
-from seismo.events.types import KSERVE_DRIFT, EventKind, kind_of, model_of
+from seismo.protocol.cloudevents import CloudEvent, to_binary
+from seismo.protocol.types import KSERVE_DRIFT, EventKind, kind_of, model_of
 from seismo.retry import Backoff, is_transient, retry_async
 from seismo.services.auth import sender_token
 from seismo.services.base import Service, running
@@ -39,6 +38,7 @@ from seismo.services.embedding_drift import EmbeddingWindows
 from seismo.tasks import cancel_and_wait, stopped_tasks
 from seismo.times import now_rfc3339
 from seismo.tracing import Tracing, parent_of
+from seismo.transport.poster import EventPoster, SendError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seismo.config_files import one_of
 from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
-from seismo.events.limits import DEFAULT_MAX_BODY_BYTES
+from seismo.protocol.limits import DEFAULT_MAX_BODY_BYTES
 from seismo.topology import EXAMPLE_DETECTORS, SERVICE_PORTS, data_dir
 
 WindowMode = Literal["count", "tumbling", "sliding"]

@@ -20,10 +20,10 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from seismo.events.payloads import PayloadError, decode_v1_instances, decode_v2_request
 from seismo.explain.anchors import Budget
 from seismo.explain.config import ExplainedModel, load_models
 from seismo.explain.methods import METHODS, Explanation, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
+from seismo.protocol.payloads import PayloadError, decode_v1_instances, decode_v2_request
 from seismo.services.auth import AuthSettings, TokenSet
 from seismo.services.base import Service
 from seismo.services.explainer.settings import ExplainerSettings

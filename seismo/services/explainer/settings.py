@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from seismo.events.limits import DEFAULT_MAX_BODY_BYTES
+from seismo.protocol.limits import DEFAULT_MAX_BODY_BYTES
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS
 
 EXAMPLE_CONFIG = CONFIG_DIR / "explainer.yaml"

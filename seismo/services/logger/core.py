@@ -21,11 +21,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from seismo.batching import ThreadBatcher
 from seismo.embeddings.extract import OUTPUT_EXTENSION, VERSION_EXTENSION, EmbeddingSource, drift_log_key, load_sources
-from seismo.events.cloudevents import CloudEvent, CloudEventError, escape_id, from_http
-from seismo.events.limits import check_prediction_id
-from seismo.events.seldon_graph import NO_GRAPHS, SeldonGraphs, load_graphs
-from seismo.events.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
 from seismo.labels import LabelValues, event_type_label
+from seismo.protocol.cloudevents import CloudEvent, CloudEventError, escape_id, from_http
+from seismo.protocol.limits import check_prediction_id
+from seismo.protocol.seldon_graph import NO_GRAPHS, SeldonGraphs, load_graphs
+from seismo.protocol.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
 from seismo.services import senders
 from seismo.services.base import Service
 from seismo.services.logger.settings import MAX_LINEAGE_DEPTH, READ_CONCURRENCY, STORE_FAILING_SECONDS, LoggerSettings
@@ -51,7 +51,7 @@ def update_from_event(event: CloudEvent, received: float, embedding_sources: Map
                       graphs: SeldonGraphs = NO_GRAPHS) -> RecordUpdate:
     """What an accepted event contributes to its record. ValueError if it is not a type we store.
 
-    A non-root node of a described Seldon graph gets its own record (`seismo.events.seldon_graph`);
+    A non-root node of a described Seldon graph gets its own record (`seismo.protocol.seldon_graph`);
     drift events are about a window, not a record, and keep the deployment's name."""
     kind = kind_of(event.type)
     if kind is None:

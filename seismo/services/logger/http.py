@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seismo.events.cloudevents import CloudEventError, batch_from_http, from_http, is_batch
+from seismo.protocol.cloudevents import CloudEventError, batch_from_http, from_http, is_batch
 from seismo.services import senders
 from seismo.services.api.logger import OPERATIONS
 from seismo.services.app import build_app

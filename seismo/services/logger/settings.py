@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic_settings import SettingsConfigDict
 
 from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
-from seismo.events.limits import DEFAULT_MAX_BODY_BYTES
+from seismo.protocol.limits import DEFAULT_MAX_BODY_BYTES
 from seismo.store.settings import StoreSettings
 from seismo.topology import SERVICE_PORTS
 

@@ -23,16 +23,16 @@ from prometheus_client import CollectorRegistry
 from seismo.batching import ThreadBatcher
 from seismo.diagnosis.report import Diagnoser
 from seismo.diagnosis.rules import VERDICTS
-from seismo.events.cloudevents import from_http
-from seismo.events.feedback import FeedbackError, parse_feedback
-from seismo.events.seldon_graph import load_graphs
-from seismo.events.types import SELDON_FEEDBACK, prediction_id_of
 from seismo.performance.config import ConfigError, check_cohort_name, load_models
 from seismo.performance.ledger import Ledger, Lookback
 from seismo.performance.prometheus import PerformanceMetrics
 from seismo.performance.report import PerformanceReport
 from seismo.performance.scoring import truthy
 from seismo.performance.tracker import Incoming, Tracker
+from seismo.protocol.cloudevents import from_http
+from seismo.protocol.feedback import FeedbackError, parse_feedback
+from seismo.protocol.seldon_graph import load_graphs
+from seismo.protocol.types import SELDON_FEEDBACK, prediction_id_of
 from seismo.services import senders
 from seismo.services.base import Service, running
 from seismo.services.metrics.settings import MetricsSettings

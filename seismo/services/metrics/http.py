@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seismo.events.cloudevents import CloudEventError
-from seismo.events.feedback import FeedbackError
-from seismo.events.limits import is_prediction_id
 from seismo.performance.config import ALL, ConfigError, check_cohort_name
 from seismo.performance.tracker import GROUPS, Incoming
+from seismo.protocol.cloudevents import CloudEventError
+from seismo.protocol.feedback import FeedbackError
+from seismo.protocol.limits import is_prediction_id
 from seismo.services import senders
 from seismo.services.api.metrics import OPERATIONS
 from seismo.services.app import build_app

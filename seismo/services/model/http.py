@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import seismo
-from seismo.events.payloads import PayloadError
+from seismo.protocol.payloads import PayloadError
 from seismo.services.api.model import OPERATIONS
 from seismo.services.app import build_app
 from seismo.services.auth import AuthSettings, is_authorized

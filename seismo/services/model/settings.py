@@ -9,7 +9,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seismo.config_files import one_of
-from seismo.events.limits import DEFAULT_MAX_BODY_BYTES
+from seismo.protocol.limits import DEFAULT_MAX_BODY_BYTES
 from seismo.serving.runtimes import Engine
 from seismo.topology import EXAMPLE_MODEL, SERVICE_PORTS
 

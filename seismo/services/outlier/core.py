@@ -25,9 +25,9 @@ from seismo.batching import ThreadBatcher, split_rows
 from seismo.detect import ClassMahalanobisAdversarial, OutlierResult, load_detector
 from seismo.detect.adversarial import AdversarialVersionError
 from seismo.embeddings.extract import embedding_of
-from seismo.events.cloudevents import CloudEvent
-from seismo.events.payloads import PayloadError
-from seismo.events.types import KSERVE_OUTLIER, SEISMO_ADVERSARIAL, EventKind, kind_of, model_of
+from seismo.protocol.cloudevents import CloudEvent
+from seismo.protocol.payloads import PayloadError
+from seismo.protocol.types import KSERVE_OUTLIER, SEISMO_ADVERSARIAL, EventKind, kind_of, model_of
 from seismo.services.base import Service
 from seismo.services.detector_events import Answer, Rejection, instances_of_event, reply
 from seismo.services.outlier.settings import OutlierSettings

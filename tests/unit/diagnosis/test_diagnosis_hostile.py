@@ -8,9 +8,9 @@ import orjson
 from helpers import ServedApp, metric_sum
 from prometheus_client import CollectorRegistry, generate_latest
 
-from seismo.events.feedback import parse_feedback
-from seismo.events.types import KSERVE_REQUEST, KSERVE_RESPONSE, EventKind
 from seismo.performance.tracker import Incoming
+from seismo.protocol.feedback import parse_feedback
+from seismo.protocol.types import KSERVE_REQUEST, KSERVE_RESPONSE, EventKind
 from seismo.services.logger import LoggerSettings
 from seismo.services.logger import create_app as create_logger
 from seismo.services.metrics import MetricsService, MetricsSettings

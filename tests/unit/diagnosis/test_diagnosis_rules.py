@@ -106,7 +106,7 @@ def test_the_upstream_change_is_dated_by_the_new_versions_earliest_answer_not_th
     import orjson
 
     from seismo.diagnosis.cascade import compare_upstream
-    from seismo.events.types import KSERVE_RESPONSE, EventKind
+    from seismo.protocol.types import KSERVE_RESPONSE, EventKind
     from seismo.store import RecordUpdate, SQLiteRecordStore
 
     store = SQLiteRecordStore(tmp_path / "records.db")
@@ -130,8 +130,8 @@ def test_a_seldon_parents_output_is_read_where_its_child_received_it_not_from_it
     import orjson
 
     from seismo.diagnosis.cascade import compare_upstream, upstream_changes
-    from seismo.events.cloudevents import CloudEvent
-    from seismo.events.seldon_graph import load_graphs
+    from seismo.protocol.cloudevents import CloudEvent
+    from seismo.protocol.seldon_graph import load_graphs
     from seismo.services.logger import update_from_event
     from seismo.store import SQLiteRecordStore
 

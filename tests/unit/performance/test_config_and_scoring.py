@@ -87,8 +87,8 @@ def test_truth_shapes_are_settled_against_the_prediction():
 def test_a_stored_binary_tensor_response_is_scored_like_its_json_twin():
     """The metrics server reads stored responses in the OIP binary tensor extension (what the model
     server answers and logs when a client asks for binary outputs)."""
-    from seismo.events.binary import encode_binary_body
     from seismo.performance.tracker import _json_body
+    from seismo.protocol.binary import encode_binary_body
 
     scores = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]], dtype=np.float32)
     header = {"outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [2, 3]}]}

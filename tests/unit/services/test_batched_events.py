@@ -12,9 +12,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from test_broker import REQUEST_TYPE, broker_app, trigger
 
-from seismo.events.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, from_http, to_batch
-from seismo.events.poster import EventPoster
-from seismo.serving.event_logger import EventLogger, EventLoggerConfig
+from seismo.protocol.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, from_http, to_batch
+from seismo.serving.event_sender import EventSender, EventSenderConfig
+from seismo.transport.poster import EventPoster
 
 BATCH = {"content-type": BATCH_CONTENT_TYPE}
 
@@ -57,7 +57,7 @@ def run_logger(sink_url: str, events: int, until, batch_size: int = 16) -> str:
 
     async def main():
         async with EventPoster() as client:
-            logger = EventLogger(EventLoggerConfig(sink_url, concurrency=1, initial_backoff=0.01, batch_size=batch_size), client, registry)
+            logger = EventSender(EventSenderConfig(sink_url, concurrency=1, initial_backoff=0.01, batch_size=batch_size), client, registry)
             logger.start()
             for i in range(events):
                 logger.log(event(i))
@@ -99,7 +99,7 @@ def test_a_predictions_two_events_go_out_in_one_request_even_with_every_sender_i
 
     async def main():
         async with EventPoster() as client:
-            logger = EventLogger(EventLoggerConfig(server.url + "/", concurrency=16, batch_size=64), client, registry)
+            logger = EventSender(EventSenderConfig(server.url + "/", concurrency=16, batch_size=64), client, registry)
             logger.start()
             for pair in range(10):
                 logger.log(event(2 * pair))
@@ -122,7 +122,7 @@ def _log_spaced(server_url: str, linger: float, count: int, spacing: float) -> l
 
     async def main():
         async with EventPoster() as client:
-            logger = EventLogger(EventLoggerConfig(server_url, concurrency=16, batch_size=64, linger=linger), client, registry)
+            logger = EventSender(EventSenderConfig(server_url, concurrency=16, batch_size=64, linger=linger), client, registry)
             logger.start()
             for i in range(count):
                 logger.log(event(i))
@@ -162,7 +162,7 @@ def test_a_full_batch_ends_the_linger_and_the_rest_is_still_sent():
 
     async def main():
         async with EventPoster() as client:
-            logger = EventLogger(EventLoggerConfig(server.url + "/", concurrency=4, batch_size=64, linger=1.0), client, registry)
+            logger = EventSender(EventSenderConfig(server.url + "/", concurrency=4, batch_size=64, linger=1.0), client, registry)
             logger.start()
             started = asyncio.get_running_loop().time()
             for i in range(150):
@@ -187,7 +187,7 @@ def test_events_left_over_after_a_linger_are_still_sent():
 
     async def main():
         async with EventPoster() as client:
-            logger = EventLogger(EventLoggerConfig(server.url + "/", concurrency=4, batch_size=64, linger=0.3), client, registry)
+            logger = EventSender(EventSenderConfig(server.url + "/", concurrency=4, batch_size=64, linger=0.3), client, registry)
             logger.start()
             logger.log(event(0))
             await asyncio.sleep(0.05)  # a sender now lingers with e0

@@ -18,7 +18,7 @@ from test_broker import broker_app, trigger
 from test_detector_services import EMB_VERSION, REF, request_event, response_event
 
 from seismo.detect import ClassMahalanobisAdversarial, KSDrift, MahalanobisOutlier, save_detector
-from seismo.events.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, from_http, from_structured_doc, to_batch
+from seismo.protocol.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, from_http, from_structured_doc, to_batch
 from seismo.services.detector_events import reply
 from seismo.services.drift import DriftSettings
 from seismo.services.drift import create_app as drift_app

@@ -9,7 +9,7 @@ from helpers import ServedApp, metric_sum
 from prometheus_client import CollectorRegistry
 
 from seismo.detect import KSDrift, MahalanobisOutlier, save_detector
-from seismo.events.cloudevents import from_http
+from seismo.protocol.cloudevents import from_http
 from seismo.services.drift import DriftSettings
 from seismo.services.drift import create_app as drift_app
 from seismo.services.outlier import OutlierSettings

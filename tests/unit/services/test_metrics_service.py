@@ -12,7 +12,7 @@ import pytest
 from helpers import ServedApp, metric_sum, wait_until
 from prometheus_client import CollectorRegistry
 
-from seismo.events.types import KSERVE_REQUEST, KSERVE_RESPONSE, SELDON_FEEDBACK, EventKind
+from seismo.protocol.types import KSERVE_REQUEST, KSERVE_RESPONSE, SELDON_FEEDBACK, EventKind
 from seismo.services.metrics import MetricsSettings, create_app, parse_window
 from seismo.store import RecordUpdate, SQLiteRecordStore
 

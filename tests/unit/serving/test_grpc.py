@@ -12,8 +12,8 @@ import pytest
 from helpers import RecordingSink, ServedApp, ThreadServer, metric_sum, wait_until
 from prometheus_client import CollectorRegistry
 
-from seismo.events.binary import load_document
 from seismo.probes import free_port
+from seismo.protocol.binary import load_document
 from seismo.services.model import ModelSettings, create_app
 from seismo.serving.proto import grpc_predict_v2_pb2 as pb
 from seismo.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc

@@ -1,6 +1,6 @@
 """What every record store must do alike, run on each backend by its own test module."""
 
-from seismo.events.types import EventKind
+from seismo.protocol.types import EventKind
 from seismo.store import RecordUpdate
 
 REQ, RESP = "io.seldon.serving.inference.request", "io.seldon.serving.inference.response"

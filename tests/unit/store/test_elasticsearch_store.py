@@ -16,7 +16,7 @@ pytest.importorskip("elasticsearch")
 from fake_elasticsearch import FakeElasticsearch  # noqa: E402
 from helpers import ThreadServer  # noqa: E402
 
-from seismo.events.types import EventKind  # noqa: E402
+from seismo.protocol.types import EventKind  # noqa: E402
 from seismo.store import Record, RecordUpdate, record_to_json  # noqa: E402
 from seismo.store.elasticsearch import ElasticsearchConfig, ElasticsearchRecordStore, index_name  # noqa: E402
 

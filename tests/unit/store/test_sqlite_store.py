@@ -6,7 +6,7 @@ from pathlib import Path
 import contract
 import pytest
 
-from seismo.events.types import EventKind
+from seismo.protocol.types import EventKind
 from seismo.store import RecordUpdate, SQLiteRecordStore, record_to_json
 from seismo.store.base import KEPT_ASIDE, MAX_CONFLICT_PAYLOAD, MAX_CONFLICTS
 

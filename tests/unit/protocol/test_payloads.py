@@ -3,7 +3,7 @@ import base64
 import numpy as np
 import pytest
 
-from seismo.events.payloads import (
+from seismo.protocol.payloads import (
     V2_DTYPES,
     PayloadError,
     decode_seldon,

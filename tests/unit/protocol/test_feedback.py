@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from seismo.events.feedback import FeedbackError, parse_feedback
+from seismo.protocol.feedback import FeedbackError, parse_feedback
 
 
 def test_seismo_body_by_prediction_id():

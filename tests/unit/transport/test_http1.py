@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seismo.events.http1 import MAX_HEADER_BYTES, MAX_RESPONSE_BYTES, Http1Client, HttpError, plain_http_origin
-from seismo.events.poster import EventPoster, SendError, Unsendable
+from seismo.transport.http1 import MAX_HEADER_BYTES, MAX_RESPONSE_BYTES, Http1Client, HttpError, plain_http_origin
+from seismo.transport.poster import EventPoster, SendError, Unsendable
 
 
 class RawServer:
@@ -278,7 +278,7 @@ def test_event_poster_without_the_lean_client_answers_the_same(echo_server):
 
 
 def test_the_client_is_chosen_by_environment_and_a_wrong_value_is_named():
-    from seismo.events.poster import lean_from_environment
+    from seismo.transport.poster import lean_from_environment
 
     assert lean_from_environment({}) is True
     assert lean_from_environment({"SEISMO_EVENT_HTTP_CLIENT": "aiohttp"}) is False

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from seismo.events.payloads import PayloadError
+from seismo.protocol.payloads import PayloadError
 
 MAX_JSON_DEPTH = 32
 """Nesting depth of any JSON body: a 4-D image batch inside a V1 body is 6 levels deep."""

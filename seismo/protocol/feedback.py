@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from seismo.events.limits import check_prediction_id
-from seismo.events.payloads import PayloadError, instances_of, protocol_of
+from seismo.protocol.limits import check_prediction_id
+from seismo.protocol.payloads import PayloadError, instances_of, protocol_of
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 

@@ -1,4 +1,4 @@
-"""The model server's event logger: CloudEvents to a sink, off the request path.
+"""The model server's event sender: CloudEvents to a sink, off the request path.
 
 `log()` never blocks and never fails a prediction: it puts the event in a bounded queue and returns.
 Sender tasks deliver events in binary mode through one pooled client, retrying network errors, 5xx
@@ -20,17 +20,17 @@ from dataclasses import dataclass
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from seismo.events.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, escape_id, to_batch, to_binary
-from seismo.events.poster import EventPoster, SendError, Unsendable
-from seismo.events.types import model_of
+from seismo.protocol.cloudevents import BATCH_CONTENT_TYPE, CloudEvent, escape_id, to_batch, to_binary
+from seismo.protocol.types import model_of
 from seismo.retry import Backoff, is_transient
 from seismo.tasks import cancel_and_wait
+from seismo.transport.poster import EventPoster, SendError, Unsendable
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EventLoggerConfig:
+class EventSenderConfig:
     sink_url: str
     capacity: int = 10_000
     """Events held at most, queued or being sent."""
@@ -55,8 +55,8 @@ class EventLoggerConfig:
     and a request's fixed cost is most of what logging costs the model server per prediction."""
 
 
-class EventLogger:
-    def __init__(self, config: EventLoggerConfig, client: EventPoster, registry: CollectorRegistry):
+class EventSender:
+    def __init__(self, config: EventSenderConfig, client: EventPoster, registry: CollectorRegistry):
         if config.overflow not in ("drop_newest", "drop_oldest"):
             raise ValueError(f"overflow policy must be drop_newest or drop_oldest, not {config.overflow!r}")
         if config.on_client_error not in ("drop", "retry"):

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from seismo.events.limits import MAX_ID_CHARS
+from seismo.protocol.limits import MAX_ID_CHARS
 
 NODE_SEPARATOR = ":"
 """Between the puid and the node's name in a node's prediction id (node names cannot hold it)."""

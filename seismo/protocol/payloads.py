@@ -105,7 +105,7 @@ def decode_v2_tensor(doc: Any, where: str) -> Tensor:
     if "data" not in doc:
         raise PayloadError(f"{where}: missing 'data'")
     data = doc["data"]
-    # An array here came from the binary tensor extension (seismo.events.binary), already typed.
+    # An array here came from the binary tensor extension (seismo.protocol.binary), already typed.
     flat = data.reshape(-1) if isinstance(data, np.ndarray) else _flatten(data)
     expected = math.prod(shape)
     if len(flat) != expected:

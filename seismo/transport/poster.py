@@ -1,6 +1,6 @@
 """One pooled HTTP client for posting events: the model server's logger and the broker's dispatcher.
 
-Plain `http://` sinks get the lean keep-alive client of seismo.events.http1 (a quarter of aiohttp's
+Plain `http://` sinks get the lean keep-alive client of seismo.transport.http1 (a quarter of aiohttp's
 CPU per post, measured); https and anything else go through aiohttp, as every sink does with
 `SEISMO_EVENT_HTTP_CLIENT=aiohttp`.
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from seismo.events.http1 import BadRequest, Http1Client, HttpError, Origin, plain_http_origin
+from seismo.transport.http1 import BadRequest, Http1Client, HttpError, Origin, plain_http_origin
 
 
 class SendError(Exception):

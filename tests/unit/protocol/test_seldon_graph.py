@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from seismo.events.limits import MAX_ID_CHARS
-from seismo.events.seldon_graph import GraphConfigError, load_graphs
+from seismo.protocol.limits import MAX_ID_CHARS
+from seismo.protocol.seldon_graph import GraphConfigError, load_graphs
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "data" / "seldon-graphs.yaml"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from seismo.events.cloudevents import CloudEvent
+from seismo.protocol.cloudevents import CloudEvent
 
 KSERVE_REQUEST = "org.kubeflow.serving.inference.request"
 KSERVE_RESPONSE = "org.kubeflow.serving.inference.response"

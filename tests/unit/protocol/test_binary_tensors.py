@@ -6,8 +6,8 @@ import numpy as np
 import orjson
 import pytest
 
-from seismo.events.binary import binary_output_names, encode_binary_body, header_length_of, load_document
-from seismo.events.payloads import PayloadError, decode_v2_request, instances_of
+from seismo.protocol.binary import binary_output_names, encode_binary_body, header_length_of, load_document
+from seismo.protocol.payloads import PayloadError, decode_v2_request, instances_of
 
 
 def triton_body(array: np.ndarray, datatype: str = "FP32") -> tuple[bytes, int]:

@@ -7,8 +7,8 @@ from urllib.parse import quote
 import orjson
 import pytest
 
-from seismo.events.cloudevents import _HEADER_SAFE, CloudEvent, CloudEventError, encode_header_value, from_http, to_binary, to_structured
-from seismo.events.types import EventKind, kind_of, model_of, prediction_id_of
+from seismo.protocol.cloudevents import _HEADER_SAFE, CloudEvent, CloudEventError, encode_header_value, from_http, to_binary, to_structured
+from seismo.protocol.types import EventKind, kind_of, model_of, prediction_id_of
 
 KSERVE_HEADERS = {
     "Ce-Specversion": "1.0",
@@ -109,7 +109,7 @@ def test_binary_round_trip_keeps_everything_including_non_ascii():
     CloudEvent("id-3", "/src", "t"),  # no data, no content type
 ])
 def test_a_journaled_binary_event_becomes_the_same_structured_event_without_parsing_it(event):
-    from seismo.events.cloudevents import binary_to_structured_doc, from_structured_doc
+    from seismo.protocol.cloudevents import binary_to_structured_doc, from_structured_doc
 
     doc = binary_to_structured_doc(*to_binary(event))
     assert from_structured_doc(orjson.loads(orjson.dumps(doc))) == event
@@ -129,7 +129,7 @@ def test_header_values_are_encoded_as_quote_encodes_them_with_or_without_the_fas
 def test_the_attribute_limit_is_the_same_in_binary_and_structured_mode():
     """64 attributes besides datacontenttype pass in both modes, and an event taken in binary mode stays valid
     when the broker writes it into a batch (it was dead-lettered there when structured mode counted one more)."""
-    from seismo.events.cloudevents import MAX_ATTRIBUTES, binary_to_structured_doc, from_structured_doc
+    from seismo.protocol.cloudevents import MAX_ATTRIBUTES, binary_to_structured_doc, from_structured_doc
 
     def binary(extensions: int) -> dict[str, str]:
         headers = {"ce-specversion": "1.0", "ce-id": "limit", "ce-source": "/t", "ce-type": "t", "content-type": "application/json"}

@@ -17,8 +17,8 @@ from urllib.parse import quote, unquote
 
 import orjson
 
-from seismo.events.limits import loads
-from seismo.events.payloads import PayloadError
+from seismo.protocol.limits import loads
+from seismo.protocol.payloads import PayloadError
 from seismo.times import now_rfc3339  # noqa: F401  (re-exported: the event time format)
 
 SPEC_VERSION = "1.0"

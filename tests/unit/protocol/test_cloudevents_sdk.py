@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from seismo.events import cloudevents as ce
+from seismo.protocol import cloudevents as ce
 
 sdk_http = pytest.importorskip("cloudevents.core.bindings.http", reason="the CloudEvents SDK (a dev dependency)")
 from cloudevents.core.bindings.http import HTTPMessage  # noqa: E402

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from seismo.events.limits import loads
-from seismo.events.payloads import V2_DTYPES, PayloadError, v2_datatype
+from seismo.protocol.limits import loads
+from seismo.protocol.payloads import V2_DTYPES, PayloadError, v2_datatype
 
 HEADER_LENGTH = "inference-header-content-length"
 CONTENT_TYPE = "application/octet-stream"

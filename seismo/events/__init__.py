@@ -1,1 +1,0 @@
-"""Wire formats: CloudEvents, the inference protocols' payloads, event types, limits, and the event poster."""
