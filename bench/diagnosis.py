@@ -1,6 +1,6 @@
 """How often the diagnosis names the failure mode produced on purpose, for both example models.
 
-Each scenario (seismo.diagnosis.scenarios: the wine model; seismo.diagnosis.image_scenarios: the
+Each scenario (bench.scenarios.wine: the wine model; bench.scenarios.digits: the
 digits CNN, compared by embedding) runs `--runs` times with different seeds: 800 predictions, a
 share of them labelled. Per model, scenario and label share: the runs that named the right verdict,
 the wrong verdicts given instead, the median confidence and the seconds per run (replay into SQLite,
@@ -23,8 +23,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench.common import save  # noqa: E402
-from seismo.diagnosis.image_scenarios import IMAGE_MODEL, DigitsWorld, build_image, digits_config  # noqa: E402
-from seismo.diagnosis.scenarios import MODEL, SCENARIOS, WineWorld, build, diagnose_scenario, wine_config  # noqa: E402
+from bench.scenarios.digits import IMAGE_MODEL, DigitsWorld, build_image, digits_config  # noqa: E402
+from bench.scenarios.wine import MODEL, SCENARIOS, WineWorld, build, diagnose_scenario, wine_config  # noqa: E402
 from seismo.topology import EXAMPLE_MODEL, EXAMPLE_TABULAR_MODEL  # noqa: E402
 
 

@@ -1,5 +1,5 @@
-"""Each failure mode produced on purpose (seismo.diagnosis.scenarios for the wine model,
-seismo.diagnosis.image_scenarios for the digits CNN) must be named right, healthy traffic must raise
+"""Each failure mode produced on purpose (bench.scenarios.wine for the wine model,
+bench.scenarios.digits for the digits CNN) must be named right, healthy traffic must raise
 nothing; then the same through the metrics server's HTTP API, its gauges and `seismo diagnose`.
 
 One run (seed 0) of each scenario here: how often each is named right over ten seeds is the
@@ -17,8 +17,8 @@ import pytest
 from helpers import ServedApp, metric_sum, run_cli, wait_until
 from prometheus_client import CollectorRegistry
 
-from seismo.diagnosis.image_scenarios import GAIN_MODEL, IMAGE_MODEL, DigitsWorld, build_image, digits_config
-from seismo.diagnosis.scenarios import MODEL, SCENARIOS, WineWorld, build, diagnose_scenario, replay_into, wine_config
+from bench.scenarios.digits import GAIN_MODEL, IMAGE_MODEL, DigitsWorld, build_image, digits_config
+from bench.scenarios.wine import MODEL, SCENARIOS, WineWorld, build, diagnose_scenario, replay_into, wine_config
 from seismo.services.metrics import MetricsSettings, create_app
 from seismo.store import SQLiteRecordStore
 from seismo.topology import EXAMPLE_MODEL, EXAMPLE_TABULAR_MODEL

@@ -19,7 +19,7 @@ compares the response's 64-d penultimate embedding against the embedding referen
   gain prediction as their parent (lineage) and the classifier regresses.
 - `no_ground_truth`: healthy traffic with almost no feedback.
 
-`seismo.diagnosis.scenarios.replay_into` writes them into a record store and a metrics tracker.
+`bench.scenarios.wine.replay_into` writes them into a record store and a metrics tracker.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seismo.diagnosis.scenarios import Prediction, Scenario
+from bench.scenarios.wine import Prediction, Scenario
 
 IMAGE_MODEL = "image-classifier"
 GAIN_MODEL = "scan-gain"
