@@ -73,7 +73,7 @@ def labels(name: str) -> dict:
 def kubernetes_metrics_config() -> str:
     """The shipped metrics config with its artifact paths on the seismo-models volume (mounted at /models)."""
     text = (REPO / "seismo" / "config" / "metrics.yaml").read_text()
-    return text.replace("../../models/artifacts/", "/models/")
+    return text.replace("${SEISMO_EXAMPLE_ARTIFACTS}/", "/models/")
 
 
 def deployment(name: str) -> dict:

@@ -51,19 +51,32 @@ SERVICES: dict[str, Service] = {
 }
 SERVICE_PORTS: dict[str, int] = {name: service.port for name, service in SERVICES.items()}
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 """The example config files shipped inside the package (triggers, metrics, explainer)."""
-EXAMPLE_ARTIFACTS = REPO_ROOT / "models" / "artifacts"
-"""What `make model` trains and fits: the example models and detectors."""
-EXAMPLE_MODEL = EXAMPLE_ARTIFACTS / "image-classifier"
-EXAMPLE_TABULAR_MODEL = EXAMPLE_ARTIFACTS / "tabular-classifier"
-EXAMPLE_DETECTORS = EXAMPLE_ARTIFACTS / "detectors"
+
+
+def _example_artifacts() -> Path:
+    """SEISMO_EXAMPLE_ARTIFACTS when set; run from a source checkout (pyproject.toml and models/ beside the
+    package), the checkout's models/artifacts, where `make model` trains; installed, <data dir>/artifacts.
+    An installed package never looks outside itself and the data directory."""
+    if configured := os.environ.get("SEISMO_EXAMPLE_ARTIFACTS"):
+        return Path(configured)
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "models" / "__init__.py").is_file():
+        return checkout / "models" / "artifacts"
+    return data_dir() / "artifacts"
 
 
 def data_dir() -> Path:
     """Where local state lives: SEISMO_DATA_DIR, default `.seismo/` in the working directory."""
     return Path(os.environ.get("SEISMO_DATA_DIR", ".seismo"))
+
+
+EXAMPLE_ARTIFACTS = _example_artifacts()
+"""What `make model` trains and fits: the example models and detectors."""
+EXAMPLE_MODEL = EXAMPLE_ARTIFACTS / "image-classifier"
+EXAMPLE_TABULAR_MODEL = EXAMPLE_ARTIFACTS / "tabular-classifier"
+EXAMPLE_DETECTORS = EXAMPLE_ARTIFACTS / "detectors"
 
 
 _ENV = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -72,6 +85,8 @@ _ENV = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))
 def expand_env(text: str, env: Mapping[str, str] | None = None) -> str:
     """`${VAR}` and `${VAR:-default}` substituted from `env` (the process environment by default).
 
-    The config files (triggers, explainer) use it so one file serves the local stack and compose."""
+    The config files (triggers, explainer, metrics) use it so one file serves the local stack and compose;
+    `${SEISMO_EXAMPLE_ARTIFACTS}` is the example artifacts' folder when the environment does not name one."""
     env = os.environ if env is None else env
-    return _ENV.sub(lambda m: env.get(m["name"], m["default"] if m["default"] is not None else ""), text)
+    fallback = {"SEISMO_EXAMPLE_ARTIFACTS": str(EXAMPLE_ARTIFACTS)}
+    return _ENV.sub(lambda m: env.get(m["name"], m["default"] if m["default"] is not None else fallback.get(m["name"], "")), text)

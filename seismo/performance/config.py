@@ -243,6 +243,6 @@ def model_config(name: str, doc: Any, base: Path | None = None) -> ModelConfig:
 
 
 def load_models(path: Path) -> dict[str, ModelConfig]:
-    """Paths in the file are relative to it."""
+    """Paths in the file are relative to it; `${VAR:-default}` is expanded (`${SEISMO_EXAMPLE_ARTIFACTS}`: the examples)."""
     return {name: model_config(name, spec, Path(path).parent)
-            for name, spec in read_models_mapping(path, "metrics config", ConfigError).items()}
+            for name, spec in read_models_mapping(path, "metrics config", ConfigError, expand_env=True).items()}

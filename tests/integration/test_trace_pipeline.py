@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry
 from seismo import tracing
 from seismo.broker.triggers import load_triggers
 from seismo.services import broker, drift, logger, model, outlier
-from seismo.topology import EXAMPLE_DETECTORS, REPO_ROOT
+from seismo.topology import CONFIG_DIR, EXAMPLE_DETECTORS
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
-TRIGGERS = REPO_ROOT / "seismo" / "config" / "triggers.yaml"
+TRIGGERS = CONFIG_DIR / "triggers.yaml"
 
 
 @pytest.fixture(scope="module")
