@@ -100,84 +100,102 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 
 class KerasRuntime:
+    """A Keras model (`.keras`) or a SavedModel, traced into one `tf.function` with an open batch
+    dimension, and on a machine with no GPU converted to TensorFlow Lite when the conversion answers a
+    probe batch like TensorFlow. Built cheap; `load()` does the work (TensorFlow is imported there)."""
+
     engine: str
     """What runs the forward pass: "tflite" or "tensorflow" (after `auto` was resolved)."""
 
     def __init__(self, path: Path, name: str | None = None, embedding: EmbeddingSpec | None = None,
                  engine: Engine = "auto"):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
-        import tensorflow as tf
-
-        meta = read_metadata(path)
-        model_file = path / meta["file"] if path.is_dir() and "file" in meta else path
-        if model_file.is_dir() and (model_file / "saved_model.pb").exists():
-            loaded = tf.saved_model.load(str(model_file))
-            signature = loaded.signatures["serving_default"]
-            input_spec = list(signature.structured_input_signature[1].values())[0]
-            output_key = list(signature.structured_outputs.keys())[0]
-            input_name = list(signature.structured_input_signature[1].keys())[0]
-            if embedding is not None:
-                raise ValueError("embeddings from a SavedModel are not supported: save the model as .keras, or have it "
-                                 "return its embedding as an output and name that output in the embeddings config")
-            self._fn = lambda x: signature(**{input_name: x})[output_key]
-            to_lite = lambda: tf.lite.TFLiteConverter.from_saved_model(str(model_file), ["serving_default"])  # noqa: E731
-            self._keep = loaded
-            in_shape = tuple(-1 if d is None else d for d in input_spec.shape)
-            platform = "tensorflow_savedmodel"
-        else:
-            if model_file.is_dir():
-                model_file = next(iter(sorted(model_file.glob("*.keras"))), model_file)
-            if not model_file.exists():
-                raise FileNotFoundError(f"no Keras model at {model_file}")
-            model = keras.saving.load_model(str(model_file), compile=False)
-            in_shape = tuple(-1 if d is None else d for d in model.inputs[0].shape)
-            spec = tf.TensorSpec([None, *in_shape[1:]], tf.float32)
-            self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec], reduce_retracing=True)
-            if embedding is not None:
-                # One forward pass gives both: a second model over the same layers, ending in two outputs.
-                try:
-                    layer = model.get_layer(embedding.layer)
-                except ValueError:
-                    names = [layer.name for layer in model.layers]
-                    raise ValueError(f"embedding layer {embedding.layer!r} is not in the model; its layers: {names}") from None
-                both = keras.Model(model.inputs, [model.outputs[0], layer.output])
-                self._both = tf.function(lambda x: both(x, training=False), input_signature=[spec], reduce_retracing=True)
-                self._both(np.zeros((1, *in_shape[1:]), dtype=np.float32))
-            served = both if embedding is not None else model
-            to_lite = lambda: tf.lite.TFLiteConverter.from_keras_model(served)  # noqa: E731
-            self._keep = model
-            platform = "keras"
-        self._fn(np.zeros((1, *in_shape[1:]), dtype=np.float32))  # trace and warm up before serving
-        self._lite = None
+        self.path, self.name, self.embedding, self.requested_engine = path, name, embedding, engine
         self.engine = "tensorflow"
-        if _wants_tflite(engine):
-            from seismo.serving.tflite import LiteFunction, LiteUnfaithful
+        self._lite: Any = None
+        self._both: Any = None
 
-            probe = np.random.default_rng(0).random((3, *in_shape[1:]), dtype=np.float32)
-            expected = self._both(probe) if embedding is not None else (self._fn(probe),)
-            from seismo.serving.tflite import cache_file
-
-            cache = cache_file(model_file, outputs=f"embedding={embedding.layer}" if embedding is not None else "model")
-            try:
-                self._lite = LiteFunction.convert(to_lite, probe, [np.asarray(e) for e in expected], cache=cache)
-                self.engine = "tflite"
-            except LiteUnfaithful as problem:
-                if engine == "tflite":
-                    raise ValueError(f"model {model_file} cannot run on TensorFlow Lite: {problem}") from None
-                log.warning("model %s stays on TensorFlow: %s", model_file, problem)
+    def load(self) -> KerasRuntime:
+        """Load, trace and warm up the model, then try TensorFlow Lite; the runtime, ready to predict."""
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        meta = read_metadata(self.path)
+        model_file = self.path / meta["file"] if self.path.is_dir() and "file" in meta else self.path
+        if model_file.is_dir() and (model_file / "saved_model.pb").exists():
+            in_shape, to_lite, platform = self._load_saved_model(model_file)
+        else:
+            in_shape, to_lite, platform = self._load_keras(model_file)
+        self._fn(np.zeros((1, *in_shape[1:]), dtype=np.float32))  # trace and warm up before serving
+        if _wants_tflite(self.requested_engine):
+            self._convert(model_file, in_shape, to_lite)
         self.input_shape = in_shape
-        self.embedding = embedding
         default_in = [TensorSpec("input_1", "FP32", in_shape)]
         default_out = [TensorSpec("output_1", "FP32", (-1,))]
         self.info = ModelInfo(
-            name=name or meta.get("name") or path.stem,
+            name=self.name or meta.get("name") or self.path.stem,
             version=meta.get("version"),
             platform=platform,
             inputs=_specs(meta.get("inputs"), default_in),
             outputs=_specs(meta.get("outputs"), default_out),
             metadata=meta,
         )
+        return self
+
+    def _load_saved_model(self, model_file: Path) -> tuple[tuple[int, ...], Any, str]:
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(model_file))
+        signature = loaded.signatures["serving_default"]
+        input_spec = list(signature.structured_input_signature[1].values())[0]
+        output_key = list(signature.structured_outputs.keys())[0]
+        input_name = list(signature.structured_input_signature[1].keys())[0]
+        if self.embedding is not None:
+            raise ValueError("embeddings from a SavedModel are not supported: save the model as .keras, or have it "
+                             "return its embedding as an output and name that output in the embeddings config")
+        self._fn = lambda x: signature(**{input_name: x})[output_key]
+        self._keep = loaded
+        to_lite = lambda: tf.lite.TFLiteConverter.from_saved_model(str(model_file), ["serving_default"])  # noqa: E731
+        return tuple(-1 if d is None else d for d in input_spec.shape), to_lite, "tensorflow_savedmodel"
+
+    def _load_keras(self, model_file: Path) -> tuple[tuple[int, ...], Any, str]:
+        import keras
+        import tensorflow as tf
+
+        if model_file.is_dir():
+            model_file = next(iter(sorted(model_file.glob("*.keras"))), model_file)
+        if not model_file.exists():
+            raise FileNotFoundError(f"no Keras model at {model_file}")
+        model = keras.saving.load_model(str(model_file), compile=False)
+        in_shape = tuple(-1 if d is None else d for d in model.inputs[0].shape)
+        spec = tf.TensorSpec([None, *in_shape[1:]], tf.float32)
+        self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec], reduce_retracing=True)
+        served = model
+        if self.embedding is not None:
+            # One forward pass gives both: a second model over the same layers, ending in two outputs.
+            try:
+                layer = model.get_layer(self.embedding.layer)
+            except ValueError:
+                names = [layer.name for layer in model.layers]
+                raise ValueError(f"embedding layer {self.embedding.layer!r} is not in the model; its layers: {names}") from None
+            served = keras.Model(model.inputs, [model.outputs[0], layer.output])
+            self._both = tf.function(lambda x: served(x, training=False), input_signature=[spec], reduce_retracing=True)
+            self._both(np.zeros((1, *in_shape[1:]), dtype=np.float32))
+        self._keep = model
+        return in_shape, lambda: tf.lite.TFLiteConverter.from_keras_model(served), "keras"
+
+    def _convert(self, model_file: Path, in_shape: tuple[int, ...], to_lite: Any) -> None:
+        """TensorFlow Lite when it answers a probe batch like TensorFlow; else TensorFlow (or an error, when asked for tflite)."""
+        from seismo.serving.tflite import LiteFunction, LiteUnfaithful, cache_file
+
+        probe = np.random.default_rng(0).random((3, *in_shape[1:]), dtype=np.float32)
+        embedding = self.embedding
+        expected = self._both(probe) if embedding is not None else (self._fn(probe),)
+        cache = cache_file(model_file, outputs=f"embedding={embedding.layer}" if embedding is not None else "model")
+        try:
+            self._lite = LiteFunction.convert(to_lite, probe, [np.asarray(e) for e in expected], cache=cache)
+            self.engine = "tflite"
+        except LiteUnfaithful as problem:
+            if self.requested_engine == "tflite":
+                raise ValueError(f"model {model_file} cannot run on TensorFlow Lite: {problem}") from None
+            log.warning("model %s stays on TensorFlow: %s", model_file, problem)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = batch.astype(np.float32, copy=False)
@@ -259,5 +277,5 @@ def load_runtime(path: str | Path, framework: str = "auto", name: str | None = N
             raise ValueError("scikit-learn models cannot emit an embedding layer; unset the embedding settings")
         return SklearnRuntime(path, name)
     if framework in ("keras", "tensorflow"):
-        return KerasRuntime(path, name, embedding, engine)
+        return KerasRuntime(path, name, embedding, engine).load()
     raise ValueError(f"unknown model framework {framework!r}; expected keras or sklearn")
