@@ -78,13 +78,14 @@ def configured(environ: Mapping[str, str] = os.environ) -> str | None:
     return None
 
 
-_provider: Any = None  # the process's TracerProvider once made (or given by use_provider)
+_providers: dict[str, Any] = {}  # one TracerProvider per service name: each service's spans carry its own service.name
+_override: Any = None  # given by use_provider: every service's
 
 
 def use_provider(provider: Any) -> Any:
     """Make every Tracing built from now on use `provider` (tests: an in-memory exporter); the old one back."""
-    global _provider
-    previous, _provider = _provider, provider
+    global _override
+    previous, _override = _override, provider
     return previous
 
 
@@ -111,24 +112,27 @@ def _make_provider(service: str, exporter: str) -> Any:
 
 def shutdown() -> None:
     """Flush spans still queued (a service's shutdown): the batch processor would drop them at exit."""
-    if _provider is not None and hasattr(_provider, "force_flush"):
-        try:
-            _provider.force_flush(5000)
-        except Exception as exc:  # the collector is down: spans are lost, the shutdown is not held up
-            log.warning("tracing: flushing spans failed: %r", exc)
+    for provider in {id(p): p for p in (*_providers.values(), _override) if p is not None}.values():
+        if hasattr(provider, "force_flush"):
+            try:
+                provider.force_flush(5000)
+            except Exception as exc:  # the collector is down: spans are lost, the shutdown is not held up
+                log.warning("tracing: flushing spans failed: %r", exc)
 
 
 class Tracing:
-    """A service's tracer, or nothing at all when tracing is off (`enabled` False)."""
+    """A service's tracer, or nothing at all when tracing is off (`enabled` False).
 
-    def __init__(self, service: str):
-        global _provider
+    `provider`: a TracerProvider to use; default: the one use_provider gave, else this service's own
+    (made from OTEL_* once per service name, so services sharing a process keep their own names)."""
+
+    def __init__(self, service: str, provider: Any = None):
         self.service = service
-        provider = _provider
+        provider = provider or _override or _providers.get(service)
         if provider is None:
             exporter = configured()
             if exporter is not None:
-                provider = _provider = _make_provider(service, exporter)
+                provider = _providers[service] = _make_provider(service, exporter)
         self.enabled = provider is not None
         if self.enabled:
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator

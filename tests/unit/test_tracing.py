@@ -99,3 +99,17 @@ def test_spans_reach_an_otlp_http_receiver(tmp_path):
     span = resource.scope_spans[0].spans[0]
     assert resource.scope_spans[0].scope.name == "seismo.logger" and span.name == "store test"
     assert span.trace_id.hex() == VALID.split("-")[1] and span.parent_span_id.hex() == VALID.split("-")[2]
+
+
+def test_services_sharing_a_process_keep_their_own_service_names(monkeypatch):
+    """The first service in a process named every other's spans: one provider per service now."""
+    from seismo import tracing
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.setattr(tracing, "_providers", {})
+    model, drift, again = tracing.Tracing("model"), tracing.Tracing("drift"), tracing.Tracing("model")
+    names = [t._tracer.resource.attributes["service.name"] for t in (model, drift, again)]
+    assert names == ["seismo-model", "seismo-drift", "seismo-model"]
+    handed = tracing.Tracing("logger", provider=tracing._providers["drift"])
+    assert handed._tracer.resource.attributes["service.name"] == "seismo-drift"  # a provider handed in is used as it is
