@@ -30,7 +30,7 @@ from seismo.embeddings.extract import load_sources
 from seismo.protocol.cloudevents import CloudEvent, to_binary
 from seismo.protocol.types import KSERVE_DRIFT, EventKind, kind_of, model_of
 from seismo.retry import Backoff, is_transient, retry_async
-from seismo.services.auth import sender_token
+from seismo.services.auth import AuthSettings, sender_token
 from seismo.services.base import Service, running
 from seismo.services.detector_events import Answer, Rejection, instances_of_event, reply
 from seismo.services.drift.settings import DriftSettings
@@ -90,7 +90,7 @@ class DriftService(Service):
 
     name = "drift"
 
-    def __init__(self, settings: DriftSettings, registry: CollectorRegistry):
+    def __init__(self, settings: DriftSettings, registry: CollectorRegistry, auth: AuthSettings | None = None):
         if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
             raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit drift --reference FILE --out DIR` "
                              "(or `make model` for the example) and set SEISMO_DRIFT_DETECTOR_PATH")
@@ -105,6 +105,7 @@ class DriftService(Service):
         self.embeddings: EmbeddingWindows | None = None
         self.settings = settings
         self.registry = registry
+        self.auth = auth
         self.tracing = Tracing("drift")
         self.metrics = _DriftMetrics(registry)
         self.source = f"http://{settings.host}:{settings.port}/"
@@ -174,7 +175,7 @@ class DriftService(Service):
                                   settings.window_seconds, settings.slide_seconds, settings.min_window)
         self.metrics.fill.labels(settings.model).set(self.store.pending(settings.model))
         if settings.sink_url:
-            self._poster = EventPoster(8, bearer=sender_token(None, "drift"))
+            self._poster = EventPoster(8, bearer=sender_token(self.auth, "drift"))
             await self._poster.start()
         if settings.embedding_detector_path is not None:
             self.embeddings = EmbeddingWindows(settings.embedding_detector_path, settings.model, settings.embedding_window_size,

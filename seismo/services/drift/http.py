@@ -7,6 +7,7 @@ from starlette.applications import Starlette
 
 from seismo.services.api.detectors import DRIFT_OPERATIONS
 from seismo.services.app import build_app
+from seismo.services.auth import AuthSettings
 from seismo.services.drift.core import DriftService
 from seismo.services.drift.settings import DriftSettings
 from seismo.services.event_http import DetectorEndpoints
@@ -14,5 +15,6 @@ from seismo.services.event_http import DetectorEndpoints
 
 def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlette:
     """The `DriftService` (on `app.state.drift`) behind the detectors' event ingress."""
-    core = DriftService(settings, registry)
-    return build_app(core, DetectorEndpoints(core).routes(), registry, DRIFT_OPERATIONS)
+    auth = AuthSettings()
+    core = DriftService(settings, registry, auth)
+    return build_app(core, DetectorEndpoints(core).routes(), registry, DRIFT_OPERATIONS, auth=auth)
