@@ -4,16 +4,23 @@ shares (see seismo.services.base for the shape)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
+from seismo.services.api import parse_query
 from seismo.services.auth import AuthSettings, auth_middleware
 from seismo.services.base import Service
-from seismo.services.common import EXCEPTION_HANDLERS, health_routes
-from seismo.services.openapi import Operation, openapi_route
+from seismo.services.common import EXCEPTION_HANDLERS, error, health_routes
+from seismo.services.openapi import Operation, document
 
 
 def build_app(core: Service, routes: Iterable[Route], registry: CollectorRegistry, operations: list[Operation], *,
@@ -34,5 +41,36 @@ def build_app(core: Service, routes: Iterable[Route], registry: CollectorRegistr
     app = Starlette(routes=[*routes, *health, openapi_route(core.name, operations)], lifespan=lifespan,
                     exception_handlers=EXCEPTION_HANDLERS, middleware=auth_middleware(event_paths, open_prefixes, auth))
     app.state.core = core
+    app.state.operations = operations
     setattr(app.state, core.name, core)
     return app
+
+
+def openapi_route(service: str, operations: list[Operation], description: str = "") -> Route:
+    """`GET /openapi.json`: the document, built once and served as bytes."""
+    body = orjson.dumps(document(service, operations, description))
+
+    async def openapi(request: Request) -> Response:
+        return Response(body, media_type="application/json")
+
+    return Route("/openapi.json", openapi, methods=["GET"])
+
+
+def query(model: type[BaseModel]) -> Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]]:
+    """An endpoint method whose query parameters `model` (the API model its OpenAPI operation names)
+    parses: the method gets the parsed model after the request; a bad parameter is a 400 naming it.
+    The model stays on the route as `query_model` (a test checks it is the documented one)."""
+
+    def wrap(method: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+        @functools.wraps(method)
+        async def endpoint(self: Any, request: Request) -> Response:
+            try:
+                parsed = parse_query(model, request.query_params)
+            except ValueError as exc:
+                return error(400, str(exc))
+            return await method(self, request, parsed)
+
+        endpoint.query_model = model  # type: ignore[attr-defined]
+        return endpoint
+
+    return wrap

@@ -16,9 +16,6 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 import seismo
 
@@ -140,15 +137,3 @@ def document(service: str, operations: list[Operation], description: str = "") -
                                            "description": "Only when auth is on (SEISMO_AUTH_TOKENS or SEISMO_AUTH_TOKENS_FILE)."}},
         },
     }
-
-
-def openapi_route(service: str, operations: list[Operation], description: str = "") -> Route:
-    """`GET /openapi.json`: the document, built once and served as bytes."""
-    import orjson
-
-    body = orjson.dumps(document(service, operations, description))
-
-    async def openapi(request: Request) -> Response:
-        return Response(body, media_type="application/json")
-
-    return Route("/openapi.json", openapi, methods=["GET"])

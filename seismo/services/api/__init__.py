@@ -7,11 +7,15 @@ metrics and document routes. Field docstrings are the documented descriptions.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
 
+from seismo.services import queries
 from seismo.services.openapi import Body, Operation
+
+Q = TypeVar("Q", bound=BaseModel)
 
 
 class ApiModel(BaseModel):
@@ -39,9 +43,48 @@ def either(*patterns: str) -> str:
 
 
 def documented_pattern(pattern: str) -> Any:
-    """An optional string whose document states `pattern` (ECMA-262, as JSON Schema reads it; the routes
-    parse these parameters themselves, so pydantic never compiles it: its engine has no look-ahead)."""
+    """An optional string whose document states `pattern` (ECMA-262, as JSON Schema reads it). Pydantic
+    never compiles it (its engine has no look-ahead): the field's type checks the value with the same
+    parser the service uses (`Time`, `Window`)."""
     return Field(None, json_schema_extra={"pattern": pattern})
+
+
+# Query parameter types: each checks a value with the parser of seismo.services.queries, so one
+# parameter means the same on every service, and the message names the parameter.
+def _time(value: str | None, info: ValidationInfo) -> str | None:
+    queries.parse_since(value, info.field_name or "since")
+    return value
+
+
+def _window(value: str | None) -> str | None:
+    queries.parse_window(value, queries.Lookback())
+    return value
+
+
+def _limit(maximum: int) -> BeforeValidator:
+    return BeforeValidator(lambda value: queries.parse_limit(str(value), maximum))
+
+
+Time = Annotated[str | None, AfterValidator(_time)]
+"""`since`/`until`: an RFC 3339 time, epoch seconds, or a duration meaning that long ago."""
+Window = Annotated[str | None, AfterValidator(_window)]
+"""A duration, a count of newest instances, or `all`."""
+Limit1000 = Annotated[int, _limit(1000)]
+Limit5000 = Annotated[int, _limit(5000)]
+Limit10000 = Annotated[int, _limit(10000)]
+
+
+def parse_query(model: type[Q], params: Mapping[str, str]) -> Q:
+    """A request's query parameters as `model`, or ValueError (a 400) naming the first bad parameter."""
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "value_error":  # our parsers' own message, which names the parameter
+            raise ValueError(str(first["ctx"]["error"])) from None
+        name = ".".join(str(part) for part in first["loc"])
+        got = f"; got {str(first['input'])[:60]!r}" if first["type"] != "missing" else ""
+        raise ValueError(f"'{name}': {first['msg']}{got}") from None
 
 
 class ErrorBody(ApiModel):

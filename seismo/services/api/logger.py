@@ -14,6 +14,10 @@ from seismo.services.api import (
     TIME_PATTERN,
     TOO_LARGE,
     ApiModel,
+    Limit1000,
+    Limit5000,
+    Limit10000,
+    Time,
     common_operations,
     documented_pattern,
     either,
@@ -83,12 +87,12 @@ class RecordList(ApiModel):
 class RecordsQuery(ApiModel):
     model: str | None = None
     """Only this model's records."""
-    since: str | None = documented_pattern(either(TIME_PATTERN, DURATION_PATTERN))
+    since: Time = documented_pattern(either(TIME_PATTERN, DURATION_PATTERN))
     """From this time on, inclusive: epoch seconds, ISO-8601 (a time without a zone is UTC), or a duration meaning that
     long ago (`7d`), as on every service."""
-    until: str | None = documented_pattern(either(TIME_PATTERN, DURATION_PATTERN))
+    until: Time = documented_pattern(either(TIME_PATTERN, DURATION_PATTERN))
     """Before this time (the same forms as `since`)."""
-    limit: int = Field(100, ge=1, le=1000)
+    limit: Limit1000 = Field(100, ge=1, le=1000)
     """At most this many records."""
 
 
@@ -117,7 +121,7 @@ class DriftLog(ApiModel):
 
 class DriftLogQuery(ApiModel):
     model: str | None = None
-    limit: int = Field(1000, ge=1, le=10000)
+    limit: Limit10000 = Field(1000, ge=1, le=10000)
 
 
 class EmbeddingVersion(ApiModel):
@@ -139,9 +143,9 @@ class ModelQuery(ApiModel):
 class ClustersQuery(ApiModel):
     model: str = Field(min_length=1)
     """The model whose stored embeddings to cluster (required)."""
-    since: str | None = documented_pattern(either(TIME_PATTERN, DURATION_PATTERN))
+    since: Time = documented_pattern(either(TIME_PATTERN, DURATION_PATTERN))
     """Only records from this time on."""
-    limit: int = Field(2000, ge=1, le=5000)
+    limit: Limit5000 = Field(2000, ge=1, le=5000)
     """At most this many production records."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, RootModel, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
 
+from seismo.performance.config import check_cohort_name
+from seismo.protocol.limits import is_prediction_id
 from seismo.protocol.types import SELDON_FEEDBACK
 from seismo.services.api import (
     AUTH_ERRORS,
@@ -15,6 +17,8 @@ from seismo.services.api import (
     TIME_PATTERN,
     TOO_LARGE,
     ApiModel,
+    Time,
+    Window,
     common_operations,
     documented_pattern,
     either,
@@ -106,12 +110,13 @@ class FeedbackAnswer(RootModel[FeedbackOutcome | FeedbackArrayOutcome]):
 
 
 class PerformanceQuery(ApiModel):
-    model: str = Field(min_length=1)
+    model: str | None = None
     """One of the configured models (may be left out when only one is configured)."""
-    cohort: str = "all"
-    window: str | None = documented_pattern(either(DURATION_PATTERN, r"^([0-9]+|all)$"))
+    cohort: str | None = None
+    """One cohort (default `all`)."""
+    window: Window = documented_pattern(either(DURATION_PATTERN, r"^([0-9]+|all)$"))
     """A duration (`30s`, `15m`, `1h`, `7d`, ISO-8601 `PT1H`), a count of newest instances (`1000`) or `all`; default SEISMO_METRICS_WINDOW."""
-    group: Literal["all", "model", "holdout"] = "all"
+    group: Annotated[Literal["all", "model", "holdout"], BeforeValidator(lambda value: value or "all")] = "all"
 
 
 class Calibration(ApiModel):
@@ -181,11 +186,30 @@ class Performance(ApiModel):
     """Only for models whose metrics config has a `business` block."""
 
 
+MAX_OUTCOME_IDS = 1000
+"""Prediction ids one `GET /v1/outcomes` may name (a report asks for its page of points at once)."""
+
+
+def _prediction_ids(value: str) -> str:
+    ids = [i for i in value.split(",") if i]
+    if not ids or len(ids) > MAX_OUTCOME_IDS:
+        raise ValueError(f"'ids' names 1 to {MAX_OUTCOME_IDS} prediction ids, comma-separated; got {len(ids)}")
+    bad = next((i for i in ids if not is_prediction_id(i)), None)
+    if bad is not None:
+        raise ValueError(f"'ids': {bad[:60]!r} cannot be a prediction id")
+    return value
+
+
 class OutcomesQuery(ApiModel):
-    model: str = Field(min_length=1)
+    model: str | None = None
     """One of the configured models (may be left out when only one is configured)."""
-    ids: str = Field(min_length=1, json_schema_extra={"pattern": r"^[!-+\--.0-~]{1,256}(,[!-+\--.0-~]{1,256}){0,999}$"})
+    ids: Annotated[str, AfterValidator(_prediction_ids)] = Field(
+        min_length=1, json_schema_extra={"pattern": r"^[!-+\--.0-~]{1,256}(,[!-+\--.0-~]{1,256}){0,999}$"})
     """1 to 1,000 prediction ids, comma-separated."""
+
+    @property
+    def id_list(self) -> list[str]:
+        return [i for i in self.ids.split(",") if i]
 
 
 class Outcome(ApiModel):
@@ -203,11 +227,12 @@ class Outcomes(ApiModel):
 
 
 class DiagnosisQuery(ApiModel):
-    model: str = Field(min_length=1)
+    model: str | None = None
     """One of the configured models (may be left out when only one is configured)."""
-    since: str | None = documented_pattern(either(TIME_PATTERN, DURATION_PATTERN))
+    since: Time = documented_pattern(either(TIME_PATTERN, DURATION_PATTERN))
     """An RFC 3339 time, epoch seconds, or a duration meaning that long ago (`7d`); default: everything kept."""
-    cohort: str | None = None
+    cohort: Annotated[str | None, BeforeValidator(lambda value: value or None),
+                      AfterValidator(lambda value: value if value is None else check_cohort_name(value, "cohort"))] = None
     """One cohort only; default: `all` and every cohort with data."""
 
 

@@ -10,12 +10,12 @@ from starlette.routing import Route
 
 from seismo.protocol.cloudevents import CloudEventError, batch_from_http, from_http, is_batch
 from seismo.services import senders
-from seismo.services.api.logger import OPERATIONS
-from seismo.services.app import build_app
+from seismo.services.api.logger import OPERATIONS, ClustersQuery, DriftLogQuery, ModelQuery, RecordsQuery
+from seismo.services.app import build_app, query
 from seismo.services.common import BodyTooLarge, JSONResponse, error, read_body
 from seismo.services.logger.core import RecordLogger
-from seismo.services.logger.settings import MAX_QUERY_LIMIT, LoggerSettings
-from seismo.services.queries import parse_limit, parse_since
+from seismo.services.logger.settings import LoggerSettings
+from seismo.services.queries import parse_since
 from seismo.store import RecordStore, record_to_json
 from seismo.store.base import StoreUnavailable, lineage_link
 
@@ -65,29 +65,19 @@ class LoggerEndpoints:
             return error(503, f"store unavailable: {exc}")
         return JSONResponse({"prediction_id": update.prediction_id, "stored": changed})
 
-    async def drift_log(self, request: Request) -> Response:
-        try:
-            limit = parse_limit(request.query_params.get("limit", "1000"), 10000)
-        except ValueError as exc:
-            return error(400, str(exc))
-        return JSONResponse({"windows": await self.core.drift_windows(request.query_params.get("model"), limit)})
+    @query(DriftLogQuery)
+    async def drift_log(self, request: Request, q: DriftLogQuery) -> Response:
+        return JSONResponse({"windows": await self.core.drift_windows(q.model, q.limit)})
 
-    async def embedding_clusters(self, request: Request) -> Response:
+    @query(ClustersQuery)
+    async def embedding_clusters(self, request: Request, q: ClustersQuery) -> Response:
         if self.core.settings.embedding_reference_path is None:
             return error(404, "no embedding reference configured: set SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH to an EmbeddingDrift folder")
-        model = request.query_params.get("model")
-        if not model:
-            return error(400, "'model' is required")
-        try:
-            since = parse_since(request.query_params.get("since"), "since")
-            limit = parse_limit(request.query_params.get("limit", "2000"), 5000)
-        except ValueError as exc:
-            return error(400, str(exc))
-        return JSONResponse(await self.core.clusters(model, since, limit))
+        return JSONResponse(await self.core.clusters(q.model, parse_since(q.since), q.limit))
 
-    async def embedding_versions(self, request: Request) -> Response:
-        model = request.query_params.get("model") or None
-        return JSONResponse({"versions": await self.core.embedding_versions(model)})
+    @query(ModelQuery)
+    async def embedding_versions(self, request: Request, q: ModelQuery) -> Response:
+        return JSONResponse({"versions": await self.core.embedding_versions(q.model or None)})
 
     async def get_record(self, request: Request) -> Response:
         prediction_id = request.path_params["prediction_id"]
@@ -104,19 +94,14 @@ class LoggerEndpoints:
         return JSONResponse({"prediction_id": prediction_id, "chain": [lineage_link(r) for r in chain],
                              "complete": not chain[-1].extensions.get("parentid")})
 
-    async def list_records(self, request: Request) -> Response:
-        params = request.query_params
-        try:
-            since = parse_since(params.get("since"), "since")
-            until = parse_since(params.get("until"), "until")
-            limit = parse_limit(params.get("limit", "100"), MAX_QUERY_LIMIT)
-        except ValueError as exc:
-            return error(400, str(exc))
+    @query(RecordsQuery)
+    async def list_records(self, request: Request, q: RecordsQuery) -> Response:
+        since, until = parse_since(q.since, "since"), parse_since(q.until, "until")
         # Times are kept to the microsecond; half a microsecond of slack makes a `since` copied from a
         # record's ISO time include that record whatever the float rounding.
         since = None if since is None else since - 5e-7
         until = None if until is None else until - 5e-7
-        records = await self.core.records(params.get("model"), since, until, limit)
+        records = await self.core.records(q.model, since, until, q.limit)
         # `truncated`: the byte budget stopped the page early (the next one starts at its last record's time).
         return JSONResponse({"records": [record_to_json(r) for r in records], "truncated": getattr(records, "truncated", False)})
 

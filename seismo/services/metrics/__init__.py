@@ -9,8 +9,9 @@ windowed gauges. Background loops: join pending feedback, read new predictions f
 refresh the gauges.
 """
 
+from seismo.services.api.metrics import MAX_OUTCOME_IDS
 from seismo.services.metrics.core import MetricsService
-from seismo.services.metrics.settings import EXAMPLE_CONFIG, MAX_OUTCOME_IDS, MetricsSettings
+from seismo.services.metrics.settings import EXAMPLE_CONFIG, MetricsSettings
 from seismo.services.queries import parse_since, parse_window
 from seismo.store.base import StoreUnavailable
 

@@ -12,17 +12,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seismo.performance.config import ALL, ConfigError, check_cohort_name
-from seismo.performance.tracker import GROUPS, Incoming
+from seismo.performance.config import ALL, ConfigError
+from seismo.performance.tracker import Incoming
 from seismo.protocol.cloudevents import CloudEventError
 from seismo.protocol.feedback import FeedbackError
-from seismo.protocol.limits import is_prediction_id
 from seismo.services import senders
-from seismo.services.api.metrics import OPERATIONS
-from seismo.services.app import build_app
+from seismo.services.api.metrics import OPERATIONS, DiagnosisQuery, OutcomesQuery, PerformanceQuery
+from seismo.services.app import build_app, query
 from seismo.services.common import BodyTooLarge, JSONResponse, error, header_dict, parse_json, read_body
 from seismo.services.metrics.core import MetricsService
-from seismo.services.metrics.settings import MAX_OUTCOME_IDS, MetricsSettings
+from seismo.services.metrics.settings import MetricsSettings
 from seismo.services.queries import parse_since, parse_window
 from seismo.store.base import StoreUnavailable
 from seismo.tracing import binary_trace, fail, trace_headers
@@ -96,53 +95,36 @@ class MetricsEndpoints:
             return error(400, str(exc))
         return await self.submit(item, request.headers)
 
-    def model_of(self, request: Request) -> str | Response:
-        """The `model` a read is about, or the 404/400 answer naming the problem."""
+    def model_of(self, named: str | None) -> str | Response:
+        """The model a read is about, or the 404/400 answer naming the problem."""
         try:
-            return self.core.resolve_model(request.query_params.get("model"))
+            return self.core.resolve_model(named)
         except LookupError as exc:
             return error(404, str(exc.args[0]))
         except ValueError as exc:
             return error(400, str(exc))
 
-    async def diagnosis(self, request: Request) -> Response:
-        model = self.model_of(request)
+    @query(DiagnosisQuery)
+    async def diagnosis(self, request: Request, q: DiagnosisQuery) -> Response:
+        model = self.model_of(q.model)
         if isinstance(model, Response):
             return model
-        try:
-            since = parse_since(request.query_params.get("since"))
-            cohort = request.query_params.get("cohort") or None
-            if cohort is not None:
-                check_cohort_name(cohort, "cohort")
-        except (ValueError, ConfigError) as exc:
-            return error(400, str(exc))
-        return JSONResponse(await self.core.diagnose(model, since, cohort))
+        return JSONResponse(await self.core.diagnose(model, parse_since(q.since), q.cohort))
 
-    async def outcomes(self, request: Request) -> Response:
-        model = self.model_of(request)
+    @query(OutcomesQuery)
+    async def outcomes(self, request: Request, q: OutcomesQuery) -> Response:
+        model = self.model_of(q.model)
         if isinstance(model, Response):
             return model
-        ids = [i for i in (request.query_params.get("ids") or "").split(",") if i]
-        if not ids or len(ids) > MAX_OUTCOME_IDS:
-            return error(400, f"'ids' names 1 to {MAX_OUTCOME_IDS} prediction ids, comma-separated; got {len(ids)}")
-        bad = next((i for i in ids if not is_prediction_id(i)), None)
-        if bad is not None:
-            return error(400, f"'ids': {bad[:60]!r} cannot be a prediction id")
-        return JSONResponse(await self.core.outcomes(model, ids))
+        return JSONResponse(await self.core.outcomes(model, q.id_list))
 
-    async def performance(self, request: Request) -> Response:
-        params = request.query_params
-        model = self.model_of(request)
+    @query(PerformanceQuery)
+    async def performance(self, request: Request, q: PerformanceQuery) -> Response:
+        model = self.model_of(q.model)
         if isinstance(model, Response):
             return model
-        group = params.get("group") or None
-        if group not in (None, "all", *GROUPS):
-            return error(400, f"'group' must be all, model or holdout; got {group!r}")
-        try:
-            window = parse_window(params.get("window"), self.core.default_window)
-        except ValueError as exc:
-            return error(400, str(exc))
-        report = await self.core.report(model, params.get("cohort") or ALL, None if group == "all" else group, window)
+        window = parse_window(q.window, self.core.default_window)
+        report = await self.core.report(model, q.cohort or ALL, None if q.group == "all" else q.group, window)
         return JSONResponse(report.to_json())
 
 

@@ -11,8 +11,6 @@ from seismo.store.settings import StoreSettings
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
 
 EXAMPLE_CONFIG = CONFIG_DIR / "metrics.yaml"
-MAX_OUTCOME_IDS = 1000
-"""Prediction ids one `GET /v1/outcomes` may name (a report asks for its page of points at once)."""
 
 
 class MetricsSettings(StoreSettings):

@@ -68,6 +68,21 @@ def test_every_route_is_documented_and_every_operation_is_a_route(apps, document
     assert routes == documented, f"undocumented: {routes - documented}; documented but not served: {documented - routes}"
 
 
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_route_parses_its_query_with_the_model_its_operation_documents(apps, service):
+    """One definition per type: the API model an operation documents is the one its route parses with."""
+    app = apps[service]
+    operations = {(op.method, op.path): op for op in app.state.operations}
+    checked = 0
+    for route in app.routes:
+        for method in route.methods - {"HEAD"}:
+            operation = operations.get((method, route.path))
+            documented = operation.query if operation is not None else None
+            assert getattr(route.endpoint, "query_model", None) is documented, f"{method} {route.path} parses its query another way"
+            checked += documented is not None
+    assert checked == {"logger": 4, "metrics": 3}.get(service, 0)
+
+
 def test_a_broken_document_fails_validation(documents):
     """The validator is not a no-op: a response without a description is refused."""
     from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
