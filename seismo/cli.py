@@ -157,7 +157,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         try:
             from_store = {"model": str(args.model), "since": parse_timestamp(args.since) if args.since else None,
                           "until": parse_timestamp(args.until) if args.until else None,
-                          "sqlite": args.sqlite or (Path(args.data_dir) / "records.db" if args.data_dir else None)}
+                          "sqlite": args.sqlite or (Path(args.data_dir) / "records.db" if args.data_dir else None), "store": args.store}
         except ValueError as exc:
             print(f"seismo fit: {exc}", file=sys.stderr)
             return 2
@@ -270,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--until", help="--from-store: records created before (epoch seconds or ISO-8601)")
     fit.add_argument("--data-dir", help="--from-store: the data directory `seismo up` used (default $SEISMO_DATA_DIR or .seismo/)")
     fit.add_argument("--sqlite", type=Path, help="--from-store: the SQLite store to read (default: the logger's, from SEISMO_LOGGER_* settings)")
+    fit.add_argument("--store", help="--from-store: the record store to read, a SQLite file or an Elasticsearch URL (http(s)://...); "
+                                     "over --sqlite and --data-dir")
     fit.add_argument("--out", type=Path, required=True, help="folder to save the detector in")
     fit.add_argument("--method", help="drift: ks (default), chi2, mmd, classifier, prediction; outlier: mahalanobis (default), "
                      "iforest, vae; embedding: euclidean (default), cosine, ks, mmd")
@@ -319,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="instances per count window (default $SEISMO_DRIFT_WINDOW_SIZE or 1000, the drift service's)")
     replay.add_argument("--data-dir", help="the data directory `seismo up` used (default $SEISMO_DATA_DIR or .seismo/): its records.db")
     replay.add_argument("--sqlite", type=Path, help="the SQLite store to read (default: the logger's, from SEISMO_LOGGER_* settings)")
+    replay.add_argument("--store", help="the record store to read, a SQLite file or an Elasticsearch URL (http(s)://...); over --sqlite and --data-dir")
     replay.add_argument("--out", type=Path, help="also save the windows' results as JSON lines here")
     replay.set_defaults(func=lambda args: __import__("seismo.replay", fromlist=["run"]).run(args))
 

@@ -112,19 +112,19 @@ MIN_REFERENCE_ROWS = 200
 
 
 def read_from_store(model: str, since: float | None, until: float | None, sqlite: Path | None = None,
-                    max_instances: int = MAX_STORE_INSTANCES) -> tuple[np.ndarray, dict]:
+                    max_instances: int = MAX_STORE_INSTANCES, store: str | None = None) -> tuple[np.ndarray, dict]:
     """Stored production requests of `model` in [since, until) as reference data, and where they came from.
 
     At most `max_instances` (the oldest): a reference needs thousands, not the whole store in memory."""
+    from seismo.protocol.instances import Rejection
     from seismo.replay import instances_of_record
-    from seismo.services.detector_events import Rejection
-    from seismo.services.logger import LoggerSettings
     from seismo.store.base import stored_records
+    from seismo.store.settings import RecordStoreSettings
     from seismo.times import now_rfc3339, rfc3339
 
-    settings = LoggerSettings() if sqlite is None else LoggerSettings(sqlite_path=sqlite)
+    settings = RecordStoreSettings.named(store, sqlite)
     try:
-        store = settings.open_existing_store()
+        opened = settings.open_existing_store()
     except FileNotFoundError as exc:
         raise FitError(str(exc)) from None
     rows: list[np.ndarray] = []
@@ -134,7 +134,7 @@ def read_from_store(model: str, since: float | None, until: float | None, sqlite
     records = kept = 0
     shape = None
     try:
-        for record in stored_records(store, model, since, until):
+        for record in stored_records(opened, model, since, until):
             records += 1
             try:
                 array = instances_of_record(record, model, shape)
@@ -151,7 +151,7 @@ def read_from_store(model: str, since: float | None, until: float | None, sqlite
                 step(f"      stopped at {max_instances} instances (the oldest in the range); narrow --since/--until to pick others")
                 break
     finally:
-        store.close()
+        opened.close()
     if not rows or first is None or last is None:
         raise FitError(f"no usable stored requests of model {model!r} in {settings.describe_store()} for that time range "
                        f"({records} records, skipped: {skipped or 'none'})")
@@ -180,7 +180,8 @@ def fit_and_save(what: str, reference: Path | None, out: Path, method: str | Non
         if what == "embedding":
             raise FitError("--from-store fits drift and outlier detectors (embedding references come from a model: --model)")
         step(f"[1/3] reading stored requests of {from_store['model']!r}")  # the next line names the store
-        data, provenance = read_from_store(from_store["model"], from_store.get("since"), from_store.get("until"), from_store.get("sqlite"))
+        data, provenance = read_from_store(from_store["model"], from_store.get("since"), from_store.get("until"), from_store.get("sqlite"),
+                                             store=from_store.get("store"))
         step(f"      {provenance['records']} records from {provenance['store']}, model versions {provenance['model_versions']}")
     else:
         if reference is None:

@@ -45,10 +45,10 @@ class ReplaySummary:
 
 def instances_of_record(record: Record, model: str, shape: tuple[int, ...] | None) -> np.ndarray:
     """The record's request instances, through exactly the drift service's checks (Rejection when refused)."""
-    from seismo.services.detector_events import instances_of_event
+    from seismo.protocol.instances import instances_of_event
 
     if record.request is None:
-        from seismo.services.detector_events import Rejection
+        from seismo.protocol.instances import Rejection
 
         raise Rejection("no_request", "the record has no request payload", model)
     event = CloudEvent(record.prediction_id, "seismo-replay", KSERVE_REQUEST, record.request, record.request_content_type,
@@ -60,7 +60,7 @@ def replay(store: RecordStore, detector: Any, model: str, window: int, since: fl
            progress: Callable[[str], None] | None = None) -> tuple[list[ReplayedWindow], ReplaySummary]:
     """Count windows of `window` instances over the stored requests, each tested by `detector`."""
     from seismo.detect.windows import WindowResult
-    from seismo.services.detector_events import Rejection
+    from seismo.protocol.instances import Rejection
 
     if window < 2:
         raise ValueError(f"--window must be at least 2, not {window}")
@@ -115,7 +115,7 @@ def run(args: Any) -> int:
 
     from seismo.cli_errors import env_int
     from seismo.detect.saving import load_detector
-    from seismo.services.logger import LoggerSettings
+    from seismo.store.settings import RecordStoreSettings
     from seismo.times import parse_timestamp
 
     try:
@@ -130,7 +130,7 @@ def run(args: Any) -> int:
         print(f"seismo replay: --window must be at least 2, not {args.window}", file=sys.stderr)
         return 2
     sqlite = args.sqlite or (Path(args.data_dir) / "records.db" if args.data_dir else None)
-    settings = LoggerSettings() if sqlite is None else LoggerSettings(sqlite_path=sqlite)
+    settings = RecordStoreSettings.named(getattr(args, "store", None), sqlite)
     try:
         detector = load_detector(args.detector)
     except (OSError, ValueError) as exc:

@@ -26,8 +26,8 @@ from seismo.detect.windows import Window, WindowStore
 from seismo.embeddings.extract import EmbeddingSource, embedding_of
 from seismo.embeddings.version import EmbeddingVersionError
 from seismo.protocol.cloudevents import CloudEvent
+from seismo.protocol.instances import Rejection
 from seismo.protocol.payloads import PayloadError
-from seismo.services.detector_events import Rejection
 from seismo.times import rfc3339
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seismo.store import RecordStore, open_store
 from seismo.topology import data_dir
@@ -50,3 +50,20 @@ class StoreSettings(BaseSettings):
 
     def describe_store(self) -> str:
         return f"elasticsearch {self.elasticsearch_url}" if self.elasticsearch_url else f"sqlite {self.sqlite_path}"
+
+
+class RecordStoreSettings(StoreSettings):
+    """The record store as the logger writes it (`SEISMO_LOGGER_SQLITE_PATH`, `SEISMO_LOGGER_ELASTICSEARCH_*`):
+    what the tools (`seismo fit --from-store`, `seismo replay`) read, without building a service's settings."""
+
+    model_config = SettingsConfigDict(env_prefix="SEISMO_LOGGER_")
+
+    @classmethod
+    def named(cls, store: str | None = None, sqlite: Path | None = None) -> RecordStoreSettings:
+        """`store`: a SQLite file, or an Elasticsearch URL (http:// or https://); else `sqlite`; else the
+        logger's settings from the environment."""
+        if store and store.startswith(("http://", "https://")):
+            return cls(elasticsearch_url=store)
+        if store:
+            return cls(sqlite_path=Path(store), elasticsearch_url=None)
+        return cls() if sqlite is None else cls(sqlite_path=sqlite)

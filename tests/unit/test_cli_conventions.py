@@ -52,9 +52,9 @@ def test_the_named_variables_exist():
 def test_a_bad_setting_is_one_line_naming_it(tmp_path):
     result = seismo_cli("replay", "--model", "m", "--detector", str(tmp_path), env={"SEISMO_DRIFT_WINDOW_SIZE": "abc"})
     assert result.returncode == 2 and result.stderr.strip() == "seismo: SEISMO_DRIFT_WINDOW_SIZE='abc' is not a whole number"
-    result = seismo_cli("replay", "--model", "m", "--detector", str(tmp_path), env={"SEISMO_LOGGER_MAX_READ_BYTES": "lots"})
+    result = seismo_cli("replay", "--model", "m", "--detector", str(tmp_path), env={"SEISMO_LOGGER_ELASTICSEARCH_VERIFY_CERTS": "lots"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("seismo: SEISMO_LOGGER_MAX_READ_BYTES='lots': ") and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("seismo: SEISMO_LOGGER_ELASTICSEARCH_VERIFY_CERTS='lots': ") and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_a_bad_service_setting_names_the_variable(capsys):

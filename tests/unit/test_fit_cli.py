@@ -43,3 +43,17 @@ def test_fit_errors_are_one_clear_line(tmp_path, args, message):
     args = [str(tmp_path / "ref.npy") if a == "REF" else str(tmp_path / "bad.npy") if a == "BAD" else a for a in args]
     result = fit(*args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tools_name_the_store_without_a_services_settings(monkeypatch, tmp_path):
+    """`--store` takes a SQLite file or an Elasticsearch URL; the tools read the store's settings only."""
+    from seismo.store.settings import RecordStoreSettings
+
+    monkeypatch.setenv("SEISMO_LOGGER_ELASTICSEARCH_URL", "https://from-env:9200")
+    monkeypatch.setenv("SEISMO_LOGGER_MAX_READ_BYTES", "not a logger setting the tools read")
+    assert RecordStoreSettings.named("http://es:9200").elasticsearch_url == "http://es:9200"
+    named_file = RecordStoreSettings.named(str(tmp_path / "records.db"))
+    assert named_file.sqlite_path == tmp_path / "records.db" and named_file.elasticsearch_url is None  # an explicit file wins
+    assert RecordStoreSettings.named().elasticsearch_url == "https://from-env:9200"  # else the logger's, from the environment
+    with pytest.raises(FileNotFoundError, match="records.db"):
+        named_file.open_existing_store()

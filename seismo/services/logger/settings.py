@@ -9,7 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from seismo.embeddings.extract import DEFAULT_CONFIG as DEFAULT_EMBEDDINGS_CONFIG
 from seismo.protocol.limits import DEFAULT_MAX_BODY_BYTES
-from seismo.store.settings import StoreSettings
+from seismo.store.settings import RecordStoreSettings
 from seismo.topology import SERVICE_PORTS
 
 MAX_QUERY_LIMIT = 1000
@@ -19,7 +19,7 @@ READ_CONCURRENCY = 2  # reads in flight at once; more wait (each holds at most a
 """Hops a lineage answer follows upstream at most (chains of models are short; a client names parents)."""
 
 
-class LoggerSettings(StoreSettings):
+class LoggerSettings(RecordStoreSettings):
     model_config = SettingsConfigDict(env_prefix="SEISMO_LOGGER_")
 
     host: str = "127.0.0.1"
