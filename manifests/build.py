@@ -1,10 +1,14 @@
-"""Writes manifests/ (kustomize base and overlays) from Seismo's own config files: `python manifests/build.py`.
+"""Writes what Kubernetes gets: the Helm chart's values, schema and files, then the kustomize base
+rendered from the chart and the overlays: `python manifests/build.py`.
 
-One source: the Knative Triggers come from seismo/config/triggers.yaml (the list the local broker
-runs), the PrometheusRule from dashboards/alerts.yaml, the dashboard ConfigMaps from
-dashboards/grafana/, the services' ConfigMaps from seismo/config/. A test checks that the committed
-files equal what this writes, renders every overlay with `kubectl kustomize` and validates every
-object against the Kubernetes and CRD schemas.
+The Helm chart (charts/seismo: templates by hand) is the one source for Kubernetes; the base is the
+chart rendered with its default values (Helm v4's Go SDK), so `kubectl apply -k manifests/overlays/...`
+and `helm install` deploy the same objects. What fills the chart comes from Seismo's own files: the
+Knative Triggers from seismo/config/triggers.yaml (the list the local broker runs), the PrometheusRule
+from dashboards/alerts.yaml and the dashboards from dashboards/grafana/ (the chart links to both), the
+services' Kubernetes config from seismo/config/. A test checks that the committed files equal what this
+writes, renders every overlay with `kubectl kustomize` and validates every object against the
+Kubernetes and CRD schemas.
 """
 
 from __future__ import annotations
@@ -40,22 +44,12 @@ SERVICES = {
     "metrics": (SERVICE_PORTS["metrics"], 1, "200m", "256Mi", "512Mi", {"SEISMO_METRICS_CONFIG_FILE": "/config/metrics.yaml", "SEISMO_METRICS_STATE_PATH": "/state/metrics.db"}),
     "explainer": (SERVICE_PORTS["explainer"], 1, "500m", "512Mi", "2Gi", {"SEISMO_EXPLAINER_CONFIG_FILE": "/config/explainer.yaml"}),
 }
-AUTH_SECRET = "seismo-auth"
 # Every Trigger's last stop: the logger counts what no subscriber took (seismo_logger_dead_letters_total).
 DEAD_LETTER_SINK = {"ref": {"apiVersion": "v1", "kind": "Service", "name": "seismo-logger"}, "uri": "/v1/dead-letters"}
 KAFKA_BROKER_INGRESS = "http://kafka-broker-ingress.knative-eventing.svc.cluster.local/seismo/default"
-EVENT_RECEIVERS = tuple(s.name for s in TABLE.values() if s.receives_events)  # only the broker delivers to these
 USES_STORE = ("logger", "metrics")  # Elasticsearch endpoint and credentials from the Secret
-STATEFUL = ("logger", "drift", "metrics")  # PodDisruptionBudgets
-STATE_VOLUMES = {"drift": "seismo-drift-state", "metrics": "seismo-metrics-state"}
 GRPC_PORTS = {s.name: s.grpc_port for s in TABLE.values() if s.grpc_port}  # the Open Inference Protocol's gRPC service, beside REST
-# Knative's sender identity (OIDC; needs Knative's `authentication-oidc` feature): the event receivers
-# check the broker's tokens against the cluster's keys, the services that post to the broker send a
-# projected token for its audience, and EventPolicies say which service account sends which event types.
-OIDC_ISSUER = "https://kubernetes.default.svc.cluster.local"
 EVENT_SENDERS = ("model", "drift")  # post to the broker's ingress themselves
-BROKER_TOKEN_DIR = "/var/run/secrets/seismo/broker-token"
-API_TOKEN_DIR = "/var/run/secrets/seismo/api-token"
 TRIGGER_SUFFIX = "-oidc-eventing.knative.dev-trigger"  # Knative names a Trigger's own service account <trigger><suffix>
 EVENT_TYPES = {
     "model": ["org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response",
@@ -76,105 +70,6 @@ def kubernetes_metrics_config() -> str:
     return text.replace("${SEISMO_EXAMPLE_ARTIFACTS}/", "/models/")
 
 
-def deployment(name: str) -> dict:
-    port, replicas, cpu, memory, memory_limit, env = SERVICES[name]
-    volumes = [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}},
-               {"name": "models", "persistentVolumeClaim": {"claimName": "seismo-models", "readOnly": True}},
-               {"name": "config", "configMap": {"name": "seismo-config"}}]
-    mounts = [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"},
-              {"name": "models", "mountPath": "/models", "readOnly": True}, {"name": "config", "mountPath": "/config", "readOnly": True}]
-    container_env = [{"name": k, "value": v} for k, v in env.items()]
-    container_env.append({"name": f"SEISMO_{name.upper()}_PORT", "value": str(port)})
-    if name in GRPC_PORTS:
-        container_env.append({"name": f"SEISMO_{name.upper()}_GRPC_PORT", "value": str(GRPC_PORTS[name])})
-    env_from = []
-    if name in USES_STORE:
-        env_from.append({"secretRef": {"name": "seismo-elasticsearch-endpoint", "optional": False}})
-        volumes.append({"name": "elasticsearch", "secret": {"secretName": "seismo-elasticsearch-credentials"}})
-        mounts.append({"name": "elasticsearch", "mountPath": "/var/run/secrets/seismo/elasticsearch", "readOnly": True})
-        container_env.append({"name": f"SEISMO_{name.upper()}_ELASTICSEARCH_SECRET_DIR", "value": "/var/run/secrets/seismo/elasticsearch"})
-    if name in STATE_VOLUMES:
-        volumes.append({"name": "state", "persistentVolumeClaim": {"claimName": STATE_VOLUMES[name]}})
-        mounts.append({"name": "state", "mountPath": "/state"})
-    if name == "explainer":
-        container_env.append({"name": "SEISMO_MODEL_URL", "value": "http://seismo-model"})
-    # Bearer-token auth on, the tokens from a Secret the user creates (see docs/kubernetes.md); the explainer
-    # sends one to mark its calls to the model server as not to be logged.
-    volumes.append({"name": "auth", "secret": {"secretName": AUTH_SECRET}})
-    mounts.append({"name": "auth", "mountPath": "/var/run/secrets/seismo/auth", "readOnly": True})
-    container_env.append({"name": "SEISMO_AUTH_TOKENS_FILE", "value": "/var/run/secrets/seismo/auth/tokens"})
-    if name == "logger":
-        container_env.append({"name": "SEISMO_LOGGER_MODELS", "value": "image-classifier"})
-    if name in EVENT_RECEIVERS:
-        # They read the issuer's keys from the API server, with a token of their own (no other API access).
-        volumes.append({"name": "api-token", "projected": {"sources": [
-            {"serviceAccountToken": {"expirationSeconds": 3600, "path": "token"}},
-            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}})
-        mounts.append({"name": "api-token", "mountPath": API_TOKEN_DIR, "readOnly": True})
-        container_env += [{"name": "SEISMO_AUTH_OIDC_CREDENTIALS_DIR", "value": API_TOKEN_DIR},{"name": "SEISMO_AUTH_OIDC_ISSUER", "value": OIDC_ISSUER},
-                          {"name": "SEISMO_AUTH_OIDC_AUDIENCE", "value": f"seismo-{name}"},
-                          {"name": "SEISMO_AUTH_OIDC_SUBJECTS", "value": f"broker=system:serviceaccount:{NAMESPACE}:*{TRIGGER_SUFFIX}"}]
-    if name in EVENT_SENDERS:
-        volumes.append({"name": "broker-token", "projected": {"sources": [{"serviceAccountToken": {
-            "audience": broker_audience(NAMESPACE), "expirationSeconds": 3600, "path": "token"}}]}})
-        mounts.append({"name": "broker-token", "mountPath": BROKER_TOKEN_DIR, "readOnly": True})
-        container_env.append({"name": "SEISMO_AUTH_SEND_TOKEN_FILE", "value": f"{BROKER_TOKEN_DIR}/token"})
-    container = {
-        "name": name, "image": IMAGE.format(name=name), "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": port},
-                  *([{"name": "grpc", "containerPort": GRPC_PORTS[name]}] if name in GRPC_PORTS else [])],
-        "env": container_env,
-        **({"envFrom": env_from} if env_from else {}),
-        "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
-        "startupProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 60},
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": mounts,
-        # Endpoints drop the pod before SIGTERM arrives, so nothing new is routed to a pod that drains
-        # its queue (the model server's event logger drains on SIGTERM, within the grace period).
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
-    }
-    spec = {
-        "replicas": replicas,
-        "selector": {"matchLabels": labels(name)},
-        "template": {"metadata": {"labels": labels(name)}, "spec": {
-            "serviceAccountName": f"seismo-{name}",
-            "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
-            "terminationGracePeriodSeconds": 30,
-            "containers": [container],
-            "volumes": volumes,
-        }},
-    }
-    if name in STATE_VOLUMES:
-        spec["strategy"] = {"type": "Recreate"}  # one writer per SQLite file
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"seismo-{name}", "labels": labels(name)}, "spec": spec}
-
-
-EGRESS_PORTS = (443, 6443, 9200)  # TLS (API server, Elasticsearch Cloud, collectors), the API server's other port, Elasticsearch
-
-
-def egress_rules(broker_namespace: str) -> list[dict]:
-    return [
-        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-         "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
-        {"to": [{"podSelector": {}}]},
-        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": broker_namespace}}}]},
-        {"ports": [{"port": port, "protocol": "TCP"} for port in EGRESS_PORTS]},
-    ]
-
-
-def broker_audience(namespace: str) -> str:
-    return f"eventing.knative.dev/broker/{namespace}/default"  # Knative's audience for a Broker: group/kind/namespace/name
-
-
-def service_account(name: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": f"seismo-{name}", "labels": labels(name)},
-            "automountServiceAccountToken": False}
-
-
 def event_policy_table() -> list[dict]:
     """Who may post which event types to the broker: the model server its records, the drift and outlier
     services (and their Triggers, which carry their replies) their results, feedback senders feedback.
@@ -188,13 +83,6 @@ def event_policy_table() -> list[dict]:
     return [{"name": f"seismo-{who}-events", "who": who,
              "serviceAccounts": own[who] + [name + TRIGGER_SUFFIX for name in replies.get(who, [])],
              "cesql": "type IN (" + ", ".join(f"'{t}'" for t in types) + ")"} for who, types in EVENT_TYPES.items()]
-
-
-def event_policies(namespace: str) -> list[dict]:
-    return [{"apiVersion": "eventing.knative.dev/v1alpha1", "kind": "EventPolicy", "metadata": {"name": p["name"], "labels": dict(PART_OF)},
-             "spec": {"to": [{"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "default"}}],
-                      "from": [{"sub": f"system:serviceaccount:{namespace}:{account}"} for account in p["serviceAccounts"]],
-                      "filters": [{"cesql": p["cesql"]}]}} for p in event_policy_table()]
 
 
 def service(name: str) -> dict:
@@ -218,82 +106,45 @@ def knative_triggers() -> list[dict]:
     return out
 
 
+HELM_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
+
+
+def _without_helm_labels(node: object) -> object:
+    """The rendered objects without the labels that say Helm manages them (kubectl does, here)."""
+    if isinstance(node, dict):
+        return {k: (_without_helm_labels({lk: lv for lk, lv in v.items() if lk not in HELM_ONLY_LABELS}) if k == "labels" and isinstance(v, dict)
+                    else _without_helm_labels(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_without_helm_labels(v) for v in node]
+    return node
+
+
+def rendered_chart(values: dict | None = None) -> dict[str, list[dict]]:
+    """The chart rendered with `values` (default: its own) by Helm v4's Go SDK: template file -> objects."""
+    import helm_python as helm
+
+    out = helm.Chart.load(CHART).render(values or {}, name="seismo", namespace=NAMESPACE, is_install=True)
+    return {Path(path).name: [_without_helm_labels(d) for d in yaml.safe_load_all(text) if d]
+            for path, text in sorted(out.items()) if not path.endswith("NOTES.txt")}
+
+
 def base() -> dict[str, object]:
+    """The kustomize base: the Helm chart rendered with its default values, one file per template, and
+    the Namespace (which `helm install --create-namespace` makes). The chart is the one source."""
     files: dict[str, object] = {}
     files["namespace.yaml"] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": dict(PART_OF)}}
-    for name in SERVICES:
-        files[f"{name}.yaml"] = [service_account(name), deployment(name), service(name)]
-    files["broker.yaml"] = [{"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
-                             "metadata": {"name": "default", "labels": dict(PART_OF),
-                                          "annotations": {"eventing.knative.dev/broker.class": "MTChannelBasedBroker"}},
-                             "spec": {"delivery": {"retry": 6, "backoffPolicy": "exponential", "backoffDelay": "PT0.2S"}}},
-                            *knative_triggers(), *event_policies(NAMESPACE),
-                            service_account("feedback")]  # run your ground-truth jobs as seismo-feedback (EventPolicy seismo-feedback-events)
-    files["storage.yaml"] = [
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "labels": dict(PART_OF)},
-         "spec": {"accessModes": [mode], "resources": {"requests": {"storage": size}}}}
-        for claim, mode, size in (("seismo-models", "ReadOnlyMany", "2Gi"), ("seismo-drift-state", "ReadWriteOnce", "1Gi"),
-                                  ("seismo-metrics-state", "ReadWriteOnce", "1Gi"))]
-    files["monitoring.yaml"] = [
-        {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "seismo", "labels": dict(PART_OF)},
-         "spec": {"selector": {"matchLabels": dict(PART_OF)}, "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}]}},
-        {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": {"name": "seismo", "labels": dict(PART_OF)},
-         "spec": yaml.safe_load((REPO / "dashboards" / "alerts.yaml").read_text())},
-        *[{"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": f"seismo-{name}", "labels": labels(name)},
-           "spec": {"minAvailable": 1, "selector": {"matchLabels": labels(name)}}} for name in STATEFUL],
-    ]
-    receivers = [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": f"seismo-{name}-ingress", "labels": labels(name)},
-                  "spec": {"podSelector": {"matchLabels": labels(name)}, "policyTypes": ["Ingress"],
-                           "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "knative-eventing"}}},
-                                                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
-                                        "ports": [{"port": "http"}]}]}} for name in EVENT_RECEIVERS]
-    deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "seismo-default-deny", "labels": dict(PART_OF)},
-            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}
-    # The model server and the explainer serve clients: any namespace may reach their port (auth guards
-    # the explainer), nothing else of theirs.
-    clients = [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": f"seismo-{name}-ingress", "labels": labels(name)},
-                "spec": {"podSelector": {"matchLabels": labels(name)}, "policyTypes": ["Ingress"],
-                         "ingress": [{"from": [{"namespaceSelector": {}}],
-                                      "ports": [{"port": "http"}, *([{"port": "grpc"}] if name in GRPC_PORTS else [])]}]}} for name in ("model", "explainer")]
-    # Egress: DNS, the namespace's own pods, the broker's namespace, and TLS / Elasticsearch ports anywhere
-    # (the API server's keys for OIDC, an Elasticsearch cluster, a collector); nothing else leaves a pod.
-    egress = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "seismo-egress", "labels": dict(PART_OF)},
-              "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": egress_rules("knative-eventing")}}
-    files["network-policies.yaml"] = [deny, *receivers, *clients, egress]
-    files["kustomization.yaml"] = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": NAMESPACE,
-        "resources": [f for f in files if f != "kustomization.yaml"],
-        # The services' config files get a name suffix that changes with their content: pods roll on a change.
-        "configMapGenerator": [{"name": "seismo-config", "files": ["config/metrics.yaml", "config/explainer.yaml"]}],
-    }
-    files["kustomization.yaml"]["resources"].append("dashboards.yaml")
-    files["dashboards.yaml"] = dashboards_config_map()
-    # The Kubernetes variants of the config files live here only; the chart's files/config/ link to them.
-    files["config/metrics.yaml"] = kubernetes_metrics_config()
-    files["config/explainer.yaml"] = EXPLAINER_CONFIG
+    for name, objects in rendered_chart().items():
+        if objects:
+            files[name] = objects
+    files["kustomization.yaml"] = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": NAMESPACE,
+                                   "resources": [f for f in files if f != "kustomization.yaml"]}
     return files
-
-
-def dashboards_config_map() -> str:
-    """The dashboards for Grafana's sidecar, rendered from dashboards/grafana/ (their one source)."""
-
-    class Block(yaml.SafeDumper):
-        pass
-
-    Block.add_representer(str, lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
-    data = {p.name: p.read_text() for p in sorted((REPO / "dashboards" / "grafana").glob("*.json"))}
-    doc = {"apiVersion": "v1", "kind": "ConfigMap",
-           "metadata": {"name": "seismo-dashboards", "labels": {"grafana_dashboard": "1", **PART_OF}}, "data": data}
-    return ("# Generated by manifests/build.py from dashboards/grafana/: edit dashboards/build.py, then run both.\n"
-            + yaml.dump(doc, Dumper=Block, sort_keys=False, width=10_000))
 
 
 CHART_LINKS = {
     # charts/seismo/<path> -> what it links to: Helm reads files inside the chart only, and follows links.
     "files/dashboards": "../../../dashboards/grafana",
     "files/alerts.yaml": "../../../dashboards/alerts.yaml",
-    "files/config/metrics.yaml": "../../../../manifests/base/config/metrics.yaml",
-    "files/config/explainer.yaml": "../../../../manifests/base/config/explainer.yaml",
 }
 
 
@@ -338,9 +189,10 @@ GPU_PATCH = """\
 
 def sink_env_indices() -> dict[str, int]:
     """Where each sink-posting service's SINK_URL sits in its container env (for JSON patches)."""
+    deployments = {o["metadata"]["name"]: o for objects in rendered_chart().values() for o in objects if o["kind"] == "Deployment"}
     out = {}
-    for name in ("model", "drift"):
-        env = deployment(name)["spec"]["template"]["spec"]["containers"][0]["env"]
+    for name in EVENT_SENDERS:
+        env = deployments[f"seismo-{name}"]["spec"]["template"]["spec"]["containers"][0]["env"]
         out[name] = next(i for i, e in enumerate(env) if e["name"] == f"SEISMO_{name.upper()}_SINK_URL")
     return out
 
@@ -637,15 +489,19 @@ def chart() -> dict[str, str]:
         "values.schema.json": json.dumps(chart_schema(values), indent=2) + "\n",
         "files/knative-triggers.yaml": header + yaml.safe_dump({"triggers": triggers}, sort_keys=False),
         "files/event-policies.yaml": header + yaml.safe_dump({"policies": event_policy_table()}, sort_keys=False),
+        "files/config/metrics.yaml": kubernetes_metrics_config(),
+        "files/config/explainer.yaml": EXPLAINER_CONFIG,
     }
     return files
 
 
 def render() -> dict[str, str]:
     """Path relative to manifests/ -> text."""
-    header = "# Generated by manifests/build.py from Seismo's config files: edit those, then run `python manifests/build.py`.\n"
+    headers = {"base": "# Rendered from the Helm chart (charts/seismo) by manifests/build.py: edit the chart, then run it.\n",
+               "overlays": "# Generated by manifests/build.py: edit it, then run `python manifests/build.py`.\n"}
     out = {}
     for prefix, files in (("base", base()), ("overlays", overlays())):
+        header = headers[prefix]
         for path, content in files.items():
             if isinstance(content, str):
                 text = content
@@ -658,10 +514,10 @@ def render() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    for root, files in ((OUT, render()), (CHART, chart())):
+    link_chart_files()
+    for root, files in ((CHART, chart()), (OUT, render())):  # the chart first: the base is rendered from it
         for path, text in files.items():
             target = root / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
         print(f"wrote {len(files)} files under {root}")
-    link_chart_files()
