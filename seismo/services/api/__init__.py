@@ -74,8 +74,9 @@ Limit5000 = Annotated[int, _limit(5000)]
 Limit10000 = Annotated[int, _limit(10000)]
 
 
-def parse_query(model: type[Q], params: Mapping[str, str]) -> Q:
-    """A request's query parameters as `model`, or ValueError (a 400) naming the first bad parameter."""
+def parse_query(model: type[Q], params: Mapping[str, Any]) -> Q:
+    """A request's query parameters (or any JSON object) as `model`, or ValueError (a 400) naming the
+    first bad parameter."""
     try:
         return model.model_validate(dict(params))
     except ValidationError as exc:

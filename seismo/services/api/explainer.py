@@ -2,22 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field
 
+from seismo.explain.methods import METHODS
 from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body
 from seismo.services.openapi import Body, Operation
 
 
+def _method(value: Any) -> Any:
+    if value not in METHODS:
+        raise ValueError(f"parameter 'method' must be one of {', '.join(METHODS)}, got {value!r}")
+    return value
+
+
+def _number(name: str, low: float, high: float = math.inf, whole: bool = False) -> BeforeValidator:
+    """A JSON number (a whole one when `whole`; never true or false) from `low` to `high`, or the 400 naming it."""
+
+    def check(value: Any) -> Any:
+        kinds = (int,) if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+            raise ValueError(f"parameter '{name}' must be a {'whole ' if whole else ''}number from {low:g} to {high:g}, got {value!r}")
+        return value
+
+    return BeforeValidator(check)
+
+
 class ExplainParameters(ApiModel):
-    method: Literal["anchors", "kernel_shap"] = "anchors"
-    threshold: float | None = Field(None, gt=0, le=1)
+    """What an explain request may ask; the explainer parses `parameters` with this model (the service's
+    own limits, SEISMO_EXPLAINER_MAX_MODEL_CALLS and _MAX_SECONDS, bound the budget further)."""
+
+    method: Annotated[Literal["anchors", "kernel_shap"], BeforeValidator(_method)] = "anchors"
+    threshold: Annotated[float | None, _number("threshold", 0.5, 1.0)] = Field(None, ge=0.5, le=1)
     """Anchors: the precision an anchor must reach (default 0.95)."""
-    max_model_calls: int | None = Field(None, ge=1)
-    max_seconds: float | None = Field(None, gt=0)
-    seed: int | None = None
-    nsamples: int | None = Field(None, ge=1, le=100_000)
+    max_model_calls: Annotated[float | None, _number("max_model_calls", 1)] = Field(None, ge=1)
+    max_seconds: Annotated[float | None, _number("max_seconds", 0.01)] = Field(None, ge=0.01)
+    seed: Annotated[float | None, _number("seed", 0, 2**31 - 1)] = Field(None, ge=0, le=2**31 - 1)
+    nsamples: Annotated[int | None, _number("nsamples", 1, 100_000, whole=True)] = Field(None, ge=1, le=100_000)
     """KernelSHAP: coalitions to sample (default shap's 2 x features + 2048), cut to what the call budget allows."""
 
 

@@ -22,8 +22,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from seismo.explain.anchors import Budget
 from seismo.explain.config import ExplainedModel, load_models
-from seismo.explain.methods import METHODS, Explanation, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
+from seismo.explain.methods import Explanation, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
 from seismo.protocol.payloads import PayloadError, decode_v1_instances, decode_v2_request
+from seismo.services.api import parse_query
+from seismo.services.api.explainer import ExplainParameters
 from seismo.services.auth import AuthSettings, TokenSet
 from seismo.services.base import Service
 from seismo.services.explainer.settings import ExplainerSettings
@@ -68,12 +70,13 @@ def instance_of(doc: Any, model: ExplainedModel, reference: np.ndarray) -> tuple
     return instance, parameters
 
 
-def _number(parameters: dict, name: str, default: float, low: float, high: float, whole: bool = False) -> float:
-    value = parameters.get(name, default)
-    kinds = (int,) if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
-        raise ExplainRequestError(f"parameter '{name}' must be a {'whole ' if whole else ''}number from {low:g} to {high:g}, got {value!r}")
-    return value
+def _within(name: str, asked: float | None, low: float, limit: float) -> float:
+    """What a request asked for, at most the service's limit (more is a 400 naming both); the limit when it asked nothing."""
+    if asked is None:
+        return limit
+    if asked > limit:
+        raise ExplainRequestError(f"parameter '{name}' must be a number from {low:g} to {limit:g}, got {asked!r}")
+    return asked
 
 
 class ExplainerBusy(Exception):
@@ -190,17 +193,16 @@ class ExplainerService(Service):
         model = self.model(name)
         reference = self.references[name]
         try:
-            instance, parameters = instance_of(doc, model, reference)
-            method = parameters.get("method", "anchors")
-            if method not in METHODS:
-                raise ExplainRequestError(f"parameter 'method' must be one of {', '.join(METHODS)}, got {method!r}")
+            instance, raw = instance_of(doc, model, reference)
+            asked = parse_query(ExplainParameters, raw)  # the documented model is the parser
+            method = asked.method
             if method == "kernel_shap" and model.kind != "tabular":
                 raise ExplainRequestError("kernel_shap explains tabular models; use anchors for images")
-            threshold = _number(parameters, "threshold", settings.threshold, 0.5, 1.0)
-            budget = Budget(int(_number(parameters, "max_model_calls", settings.max_model_calls, 1, settings.max_model_calls)),
-                            _number(parameters, "max_seconds", settings.max_seconds, 0.01, settings.max_seconds))
-            seed = int(_number(parameters, "seed", 0, 0, 2**31 - 1))
-            nsamples = int(_number(parameters, "nsamples", 0, 1, 100_000, whole=True)) if "nsamples" in parameters else None
+            threshold = settings.threshold if asked.threshold is None else asked.threshold
+            budget = Budget(int(_within("max_model_calls", asked.max_model_calls, 1, settings.max_model_calls)),
+                            _within("max_seconds", asked.max_seconds, 0.01, settings.max_seconds))
+            seed = int(asked.seed or 0)
+            nsamples = asked.nsamples
         except ValueError as exc:  # ExplainRequestError, or a value numpy could not take
             self.rejected.labels("invalid").inc()
             raise exc if isinstance(exc, ExplainRequestError) else ExplainRequestError(str(exc)) from None
