@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from prometheus_client import Counter
@@ -23,6 +24,7 @@ from seismo.labels import OTHER
 from seismo.protocol.cloudevents import CloudEvent, CloudEventError, escape_id, to_structured_doc
 from seismo.protocol.instances import Rejection, instances_of_event  # noqa: F401  (re-exported for the detectors)
 from seismo.protocol.types import model_of
+from seismo.services.base import Service
 from seismo.times import now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -86,3 +88,22 @@ def reply(answered: CloudEvent, event_type: str, source: str, data: dict) -> Ans
     event = CloudEvent(answered.id, source, event_type, orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
                        "application/json", now_rfc3339(), extensions=dict(answered.extensions))
     return Answer(200, event)
+
+
+class EventDetector(Service):
+    """A detector core the broker delivers events to (outlier, drift): what the event ingress
+    (seismo.services.event_http) reads from its settings. Subclasses give `answer` and `rejected`."""
+
+    settings: Any
+
+    @property
+    def served_model(self) -> str:
+        return self.settings.model
+
+    @property
+    def max_event_bytes(self) -> int:
+        return self.settings.max_event_bytes
+
+    @property
+    def max_batch_events(self) -> int:
+        return self.settings.max_batch_events

@@ -31,8 +31,8 @@ from seismo.protocol.cloudevents import CloudEvent, to_binary
 from seismo.protocol.types import KSERVE_DRIFT, EventKind, kind_of, model_of
 from seismo.retry import Backoff, is_transient, retry_async
 from seismo.services.auth import AuthSettings, sender_token
-from seismo.services.base import Service, running
-from seismo.services.detector_events import Answer, Rejection, instances_of_event, reply
+from seismo.services.base import running
+from seismo.services.detector_events import Answer, EventDetector, Rejection, instances_of_event, reply
 from seismo.services.drift.settings import DriftSettings
 from seismo.services.embedding_drift import EmbeddingWindows
 from seismo.tasks import cancel_and_wait, stopped_tasks
@@ -82,7 +82,7 @@ class _DriftMetrics:
                                   registry=registry)
 
 
-class DriftService(Service):
+class DriftService(EventDetector):
     """The drift detector without HTTP: windows in SQLite, tests, results published or answered.
 
     Window work runs on one thread (`ThreadBatcher`), so the store and the detector never block the
@@ -123,22 +123,9 @@ class DriftService(Service):
     def store(self) -> WindowStore:
         return running(self._store, "drift")
 
-    # What the event ingress (seismo.services.event_http) reads.
     @property
     def rejected(self) -> Counter:
         return self.metrics.rejected
-
-    @property
-    def served_model(self) -> str:
-        return self.settings.model
-
-    @property
-    def max_event_bytes(self) -> int:
-        return self.settings.max_event_bytes
-
-    @property
-    def max_batch_events(self) -> int:
-        return self.settings.max_batch_events
 
     async def answer(self, event: CloudEvent, headers: Mapping[str, Any] | None = None) -> Answer:
         """One event's answer: a drift reply when it filled a window, else 202. Rejection when it cannot

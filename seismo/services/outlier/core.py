@@ -28,15 +28,14 @@ from seismo.embeddings.extract import embedding_of
 from seismo.protocol.cloudevents import CloudEvent
 from seismo.protocol.payloads import PayloadError
 from seismo.protocol.types import KSERVE_OUTLIER, SEISMO_ADVERSARIAL, EventKind, kind_of, model_of
-from seismo.services.base import Service
-from seismo.services.detector_events import Answer, Rejection, instances_of_event, reply
+from seismo.services.detector_events import Answer, EventDetector, Rejection, instances_of_event, reply
 from seismo.services.outlier.settings import OutlierSettings
 from seismo.tracing import Tracing, parent_of
 
 log = logging.getLogger(__name__)
 
 
-class OutlierService(Service):
+class OutlierService(EventDetector):
     """The outlier detector without HTTP: scores instances in batches on one thread, counts outcomes."""
 
     name = "outlier"
@@ -74,18 +73,6 @@ class OutlierService(Service):
     def stopped(self) -> list[str]:
         return self.batcher.stopped()
 
-    # What the event ingress (seismo.services.event_http) reads.
-    @property
-    def served_model(self) -> str:
-        return self.settings.model
-
-    @property
-    def max_event_bytes(self) -> int:
-        return self.settings.max_event_bytes
-
-    @property
-    def max_batch_events(self) -> int:
-        return self.settings.max_batch_events
 
     async def answer(self, event: CloudEvent, headers: Mapping[str, Any] | None = None) -> Answer:
         """One event's answer: an outlier reply to a request, an adversarial reply (or 204) to a response.
