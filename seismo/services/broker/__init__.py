@@ -1,9 +1,4 @@
-"""`seismo serve broker`: a durable CloudEvents broker with Knative Broker semantics.
-
-Ingress (`POST /` or `POST /{namespace}/{broker}`) answers 202 once the event and its pending
-deliveries are committed to the journal; 400 names what is wrong with an invalid event; 413 when it is
-over the size limit. Triggers are read from a YAML file (see seismo/broker/triggers.py).
-"""
+"""`seismo serve broker`: its core (core.py, where what it does is told), routes (http.py) and settings (settings.py)."""
 
 from seismo.services.broker.core import Broker
 from seismo.services.broker.settings import DEFAULT_TRIGGERS, BrokerSettings, Synchronous

@@ -1,11 +1,4 @@
-"""`seismo serve drift`: fills windows from inference requests and tests each full window.
-
-Count windows (default 1000 instances) are tested when an event fills one; the answer to that
-delivery is an `org.kubeflow.serving.inference.drift` reply (same id and extensions), which the broker
-publishes and the logger keeps in its drift log. Time windows (tumbling or sliding) are tested by a
-clock, outside any delivery, so their results are posted to the sink (the broker) instead. Window
-contents live in SQLite, committed before the service answers: a restart loses nothing.
-"""
+"""`seismo serve drift`: its core (core.py, where what it does is told), routes (http.py) and settings (settings.py)."""
 
 from seismo.detect.windows import WindowResult
 from seismo.services.drift.core import DriftService, SinkRefused, WindowWork

@@ -1,12 +1,4 @@
-"""`seismo serve explainer`: black-box explanations of a deployed model's predictions.
-
-`POST /v1/models/{m}:explain` takes the same V1 (`instances`) or V2 (`inputs`) body as a prediction,
-with one instance, and optional `parameters` (`method`: anchors (default) or kernel_shap; `threshold`,
-`max_model_calls`, `max_seconds`, `seed`). The explainer never loads the model: it calls the model
-server over HTTP with batches of perturbed instances, through one pooled client. Each explanation runs
-on a worker thread (the search is sequential CPU work); its model calls go back to the event loop's
-client.
-"""
+"""`seismo serve explainer`: its core (core.py, where what it does is told), routes (http.py) and settings (settings.py)."""
 
 from seismo.services.explainer.core import (
     ExplainerBusy,

@@ -1,10 +1,4 @@
-"""`seismo serve logger`: stores every logged event as one record per prediction.
-
-`POST /` takes the CloudEvents the broker delivers (request, response, detector replies, feedback;
-KServe and Seldon types) and folds each into its prediction's record. The answer is 200 only once the
-record is committed, so the broker retries anything not stored. Reads: `GET /v1/records/{id}` and
-`GET /v1/records?model=&since=&until=&limit=`.
-"""
+"""`seismo serve logger`: its core (core.py, where what it does is told), routes (http.py) and settings (settings.py)."""
 
 from seismo.services.logger.core import RecordLogger, drift_window_of, update_from_event
 from seismo.services.logger.settings import MAX_QUERY_LIMIT, LoggerSettings

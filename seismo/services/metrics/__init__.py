@@ -1,13 +1,4 @@
-"""`seismo serve metrics`: model performance from ground-truth feedback, realized and estimated.
-
-Feedback arrives as `POST /feedback` (Seismo's body), `POST /api/v1.0/feedback` (Seldon's), or
-`io.seldon.serving.feedback` CloudEvents from the broker at `POST /`. Feedback that carries the
-response is scored at once; feedback that names a prediction id is joined with the stored record
-(the logger's SQLite file or Elasticsearch), or waits as pending until the prediction is stored or
-its TTL runs out. `GET /v1/performance` answers the current numbers; Prometheus gets counters and
-windowed gauges. Background loops: join pending feedback, read new predictions for estimation,
-refresh the gauges.
-"""
+"""`seismo serve metrics`: its core (core.py, where what it does is told), routes (http.py) and settings (settings.py)."""
 
 from seismo.services.api.metrics import MAX_OUTCOME_IDS
 from seismo.services.metrics.core import MetricsService

@@ -1,9 +1,4 @@
-"""`seismo serve model`: KServe V1 and Open Inference Protocol V2 over one model, with event logging.
-
-Every prediction gets a prediction id (incoming `ce-id`, `X-Request-Id`, the V2 body `id`, else a new
-UUID), returned as `X-Prediction-Id` (and V2 `id`), and shared by the request and response events the
-logger sends to the sink. Error responses are logged too, with their status in `ce-statuscode`.
-"""
+"""`seismo serve model`: its core (core.py, where what it does is told), routes (http.py) and settings (settings.py)."""
 
 from seismo.services.model.core import ModelService
 from seismo.services.model.settings import Framework, LogMode, ModelSettings, OnClientError, Overflow
