@@ -42,6 +42,11 @@ class Service:
         """Names of the background loops that must run and have stopped (/healthz turns 503)."""
         return []
 
+    def count_rejected(self, reason: str) -> None:
+        """Count a request refused before the core saw it (over the body limit, unreadable): the one way
+        every service's HTTP side counts what it turns away (the cores count their own refusals)."""
+        raise NotImplementedError(f"the {self.name} service counts no refusals")
+
     async def start(self) -> None:
         return None
 

@@ -112,6 +112,9 @@ class Broker(Service):
             dead += self.committer.stopped()
         return dead
 
+    def count_rejected(self, reason: str) -> None:
+        self.metrics.rejected.labels(reason).inc()
+
     async def start(self) -> None:
         journal = Journal(self.settings.journal_path, self.settings.synchronous)
         self.committer = GroupCommitter(journal)

@@ -39,7 +39,7 @@ class BrokerEndpoints:
         if not broker.ready:
             return error(503, "broker is starting or stopping")
         if broker.journal_full and not await broker.room_made():
-            broker.metrics.rejected.labels("journal_full").inc()
+            broker.count_rejected("journal_full")
             return error(503, f"broker journal is full ({settings.max_journal_bytes} bytes in use); retry later",
                          headers={"Retry-After": "5"})
         try:
@@ -49,10 +49,10 @@ class BrokerEndpoints:
                 return JSONResponse({"results": await broker.publish_batch(items, senders.caller(request.scope))})
             event = from_http(request.headers, body)
         except BodyTooLarge as exc:
-            broker.metrics.rejected.labels("too_large").inc()
+            broker.count_rejected("too_large")
             return error(413, str(exc))
         except CloudEventError as exc:
-            broker.metrics.rejected.labels("invalid").inc()
+            broker.count_rejected("invalid")
             return error(400, str(exc))
         return await self._publish(event, senders.caller(request.scope))
 
@@ -64,7 +64,7 @@ class BrokerEndpoints:
             await broker.publish(event, sender)
         except Exception as exc:
             log.exception("journal write failed for event %s", escape_id(event.id))
-            broker.metrics.rejected.labels("journal_error").inc()
+            broker.count_rejected("journal_error")
             return error(503, f"event not stored, retry: {type(exc).__name__}")
         return Response(status_code=202)
 

@@ -120,6 +120,9 @@ class ExplainerService(Service):
     def ready(self) -> bool:
         return self._ready
 
+    def count_rejected(self, reason: str) -> None:
+        self.rejected.labels(reason).inc()
+
     async def start(self) -> None:
         self.references = {name: model.load_reference() for name, model in self.models.items()}
         self._client = httpx.AsyncClient(timeout=self.settings.model_timeout_seconds, limits=httpx.Limits(max_connections=16))

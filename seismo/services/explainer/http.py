@@ -32,10 +32,10 @@ class ExplainerEndpoints:
         except UnknownModel as exc:
             return error(404, str(exc))
         except BodyTooLarge as exc:
-            core.rejected.labels("too_large").inc()
+            core.count_rejected("too_large")
             return error(413, str(exc))
         except ValueError as exc:
-            core.rejected.labels("invalid").inc()
+            core.count_rejected("invalid")
             return error(400, str(exc))
         with core.tracing.span(f"explain {name}", request.headers, "SERVER", {"seismo.model": name}) as span:
             try:
