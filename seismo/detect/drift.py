@@ -186,6 +186,8 @@ class PredictionDrift(_DriftDetector):
         super().__init__(p_val, preprocess)
         if metric not in self._DEFAULT_THRESHOLDS:
             raise ValueError(f"metric must be psi or js, not {metric!r}")
+        if not epsilon > 0:  # a class never predicted would make PSI infinite and the verdict meaningless
+            raise ValueError(f"epsilon must be above 0 (it smooths classes a window never predicted), not {epsilon!r}")
         self.metric = metric
         self.threshold = self._DEFAULT_THRESHOLDS[metric] if threshold is None else threshold
         self.epsilon = epsilon

@@ -33,8 +33,10 @@ def psi(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def kl(p: np.ndarray, q: np.ndarray) -> float:
-    """Kullback-Leibler divergence KL(p || q) in nats."""
-    return float(np.sum(p * np.log(p / q)))
+    """Kullback-Leibler divergence KL(p || q) in nats; a bin empty in `p` adds nothing (0 log 0 = 0)."""
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    present = p > 0
+    return float(np.sum(p[present] * np.log(p[present] / q[present])))
 
 
 def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:

@@ -52,8 +52,9 @@ def mmd_permutation_test(reference: np.ndarray, sample: np.ndarray, sigma: float
                          seed: int | list[int] | None = 0) -> tuple[float, float, float]:
     """(MMD^2, p-value, MMD^2 threshold at the 95th permutation percentile).
 
-    The p-value is the share of permutations whose MMD^2 is at least the observed one (alibi-detect's
-    definition), so it is a multiple of 1 / n_permutations.
+    The p-value counts the observed split among the permutations, (1 + #{permuted >= observed}) /
+    (1 + n_permutations), as the other tests' p-values do: never exactly 0, so a Bonferroni or
+    log-scale comparison stays finite (alibi-detect's share without the +1 can be 0).
     """
     pooled = np.concatenate([reference, sample]).astype(np.float64)
     kernel = rbf_kernel(squared_distances(pooled, pooled), sigma)
@@ -65,5 +66,5 @@ def mmd_permutation_test(reference: np.ndarray, sample: np.ndarray, sigma: float
         assignments[rng.permutation(total)[:n], k] = 1.0
     values = mmd2_unbiased_many(kernel, assignments)
     observed, permuted = float(values[0]), values[1:]
-    p_value = float((permuted >= observed).mean())
+    p_value = float((1 + np.count_nonzero(permuted >= observed)) / (1 + len(permuted)))
     return observed, p_value, float(np.quantile(permuted, 0.95))

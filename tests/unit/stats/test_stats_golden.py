@@ -123,7 +123,7 @@ def test_mmd_golden_and_permutation_test():
     sigma = median_heuristic_sigma(ref)
     _, p_same, _ = mmd_permutation_test(ref, rng.normal(size=(200, 4)), sigma, 100, seed=1)
     _, p_shift, _ = mmd_permutation_test(ref, rng.normal(0.5, size=(200, 4)), sigma, 100, seed=1)
-    assert p_same > 0.05 and p_shift == 0.0
+    assert p_same > 0.05 and p_shift == pytest.approx(1 / 101)  # every permutation below the observed: the least p there is
     again = mmd_permutation_test(ref, ref[:100] + 0.1, sigma, 50, seed=7)
     assert again == mmd_permutation_test(ref, ref[:100] + 0.1, sigma, 50, seed=7)  # seeded
 
@@ -135,3 +135,32 @@ def test_domain_classifier_auc_and_p_value():
     auc_shift, p_shift = domain_classifier_test(ref, rng.normal(1.0, size=(300, 3)))
     assert 0.4 < auc_same < 0.6 and p_same > 0.05
     assert auc_shift > 0.7 and p_shift < 1e-6
+
+
+def test_jensen_shannon_takes_empty_bins_as_scipy_does():
+    """0 log 0 is 0: an empty bin made the distance NaN, and a NaN distance never alarms."""
+    from scipy.spatial.distance import jensenshannon
+
+    from seismo.stats.distances import jensen_shannon, kl
+
+    p, q = np.array([0.5, 0.5, 0.0]), np.array([0.25, 0.25, 0.5])
+    assert jensen_shannon(p, q) == pytest.approx(jensenshannon(p, q), abs=1e-12)  # 0.4645
+    assert np.isfinite(kl(p, q)) and kl(p, q) == pytest.approx(np.log(2))
+
+
+def test_prediction_drift_refuses_no_smoothing():
+    """epsilon=0 made PSI and JS NaN on a never-predicted class, so a 50/50 -> 10/90 shift reported no drift."""
+    from seismo.detect.drift import PredictionDrift
+
+    with pytest.raises(ValueError, match="epsilon must be above 0"):
+        PredictionDrift(epsilon=0)
+
+
+def test_the_mmd_p_value_is_never_zero():
+    """The observed split counts among the permutations, as the other tests' p-values add one."""
+    from seismo.stats.mmd import mmd_permutation_test
+
+    rng = np.random.default_rng(0)
+    reference, shifted = rng.normal(size=(60, 3)), rng.normal(5.0, 1.0, size=(60, 3))
+    _, p_value, _ = mmd_permutation_test(reference, shifted, sigma=1.0, n_permutations=50, seed=0)
+    assert p_value == pytest.approx(1 / 51)
