@@ -119,6 +119,7 @@ class EmbeddingDrift(_DriftDetector):
         order = np.random.default_rng([self.seed, 2]).permutation(len(x_ref))
         self._parts = np.array_split(x_ref[order], 3)
         self._sigma: float | None = None
+        self._mmd_ref: np.ndarray | None = None
 
     # --- the versioning guard ----------------------------------------------------------------------
     def version_note(self, version: str | None) -> str | None:
@@ -194,8 +195,13 @@ class EmbeddingDrift(_DriftDetector):
         return TestScore(p_value, mmd2)
 
     def _mmd_reference(self) -> np.ndarray:
-        x_ref = self._require_fit()
-        return x_ref[:500]  # the reference is already a seeded sample in random order; MMD's cost is quadratic
+        """At most 500 reference vectors (MMD's cost is quadratic), a seeded sample in random order: the
+        first 500 in the caller's order were one cluster when the reference was stored cluster by cluster."""
+        sample = getattr(self, "_mmd_ref", None)
+        if sample is None:
+            x_ref = self._require_fit()
+            sample = self._mmd_ref = x_ref[np.sort(np.random.default_rng([self.seed, 7]).permutation(len(x_ref))[:500])]
+        return sample
 
     def predict(self, x: Any, version: str | None = None) -> EmbeddingDriftResult:
         """Score window `x` (embeddings of `version`); EmbeddingVersionError when the guard refuses them."""
