@@ -19,7 +19,7 @@ from seismo.performance.business import estimated_value, realized_value
 from seismo.performance.config import ModelConfig
 from seismo.performance.ledger import Rows
 from seismo.stats.model_metrics import (
-    calibration_error,
+    calibration_test,
     classification_metrics,
     confusion_counts,
     estimated_accuracy,
@@ -28,6 +28,8 @@ from seismo.stats.model_metrics import (
 )
 
 MIN_LABELLED_FOR_CALIBRATION = 30
+CALIBRATION_ALPHA = 0.01
+"""A calibrated model is flagged in at most this share of windows, at any number of labelled rows."""
 
 
 @dataclass(frozen=True)
@@ -113,15 +115,17 @@ def estimated(config: ModelConfig, seen: list[tuple[float, ...]], labelled: Rows
         probabilities = class_probabilities(config, [s for s, _ in with_scores])
         truth = np.array([t for _, t in with_scores])
         out["on_labelled"] = _estimate(config, probabilities)
-        calibration["error"] = calibration_error(probabilities, truth)
+        calibration["error"], calibration["p_value"] = calibration_test(probabilities, truth)
     if len(with_scores) >= MIN_LABELLED_FOR_CALIBRATION:
-        calibration["calibrated"] = bool(calibration["error"] <= max_calibration_error)
+        # Miscalibrated when the error is over the limit and more than chance at this sample size explains.
+        calibration["calibrated"] = not (calibration["error"] > max_calibration_error and calibration["p_value"] < CALIBRATION_ALPHA)
     else:
         calibration["calibrated"] = None  # too few labels to judge
     out["calibration"] = calibration
     if calibration["calibrated"] is False:
         out["warning"] = (f"the model is not calibrated on the labelled predictions (expected calibration error "
-                          f"{calibration['error']:.3f} > {max_calibration_error}): the estimate is not reliable")
+                          f"{calibration['error']:.3f} > {max_calibration_error}, p = {calibration['p_value']:.3g}): "
+                          "the estimate is not reliable")
     return out
 
 

@@ -123,8 +123,11 @@ class Calibration(ApiModel):
     n_labelled: int
     max_error: float
     error: float | None = None
+    p_value: float | None = None
+    """Of "the model is calibrated": the share of label sets drawn from the model's own confidences whose error is at
+    least this one (small samples of a calibrated model have a sizeable error too)."""
     calibrated: bool | None
-    """None while too few predictions carry truth to judge."""
+    """False when the error is over `max_error` and its p-value below 0.01; None while fewer than 30 predictions carry truth."""
 
 
 class Estimated(ApiModel):

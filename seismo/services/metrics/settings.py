@@ -33,7 +33,8 @@ class MetricsSettings(StoreSettings):
     late_after_seconds: float = 3600.0
     """Truth arriving later than this after its prediction is counted as late."""
     max_calibration_error: float = 0.05
-    """Estimates are flagged unreliable when the expected calibration error on labelled rows exceeds this."""
+    """Estimates are flagged unreliable when the expected calibration error on labelled rows exceeds this by more
+    than chance explains at that number of rows (a consistency-resampling test at 1 %)."""
     join_interval_seconds: float = 1.0
     """How often pending feedback is matched against the store."""
     scan_interval_seconds: float = 2.0

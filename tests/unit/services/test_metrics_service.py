@@ -311,12 +311,14 @@ def test_estimated_accuracy_from_logged_scores_with_calibration_check(served):
     for i in range(40):
         log_prediction(store, f"e{i}", "iris", {"instances": [[1, 2, 3, 4]]}, {"predictions": [[0.9, 0.05, 0.05]]})
     wait_until(lambda: performance(client, model="iris")["estimated"].get("n") == 40, 10, message="predictions read")
-    # truth for 36 of them, all class 0: realized 1.0, estimate on those 0.9, calibration error 0.1 -> flagged
+    # truth for 36 of them, half class 0: realized 0.5, estimate on those 0.9, calibration error 0.4, far more
+    # than 36 rows of a calibrated model show -> flagged (36 of 36 right, error 0.1, would not be: p about 0.05)
     for i in range(36):
-        feedback(client, {"prediction_id": f"e{i}", "truth": 0})
+        feedback(client, {"prediction_id": f"e{i}", "truth": i % 2})
     estimated = performance(client, model="iris")["estimated"]
     assert estimated["accuracy"] == pytest.approx(0.9) and estimated["on_labelled"]["accuracy"] == pytest.approx(0.9)
-    assert estimated["calibration"]["error"] == pytest.approx(0.1) and estimated["calibration"]["calibrated"] is False
+    assert estimated["calibration"]["error"] == pytest.approx(0.4) and estimated["calibration"]["calibrated"] is False
+    assert estimated["calibration"]["p_value"] < 0.01
     assert "not reliable" in estimated["warning"]
     wait_until(lambda: metric_sum(client.get("/metrics").text, "seismo_performance_estimated_accuracy", model="iris", cohort="all", group="all") > 0.89,
                10, message="estimate gauge")
