@@ -9,6 +9,8 @@ bin's probability before renormalising, so an empty bin gives a large but finite
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 DEFAULT_BINS = 10
@@ -63,15 +65,31 @@ def wasserstein(reference: np.ndarray, sample: np.ndarray) -> float:
 BINNED = {"psi": psi, "kl": kl, "js": jensen_shannon, "hellinger": hellinger}
 
 
+def category_histogram(values: np.ndarray, categories: np.ndarray, epsilon: float = DEFAULT_EPSILON) -> np.ndarray:
+    """Smoothed probabilities of each of `categories` (sorted) among `values`: one bin per category."""
+    counts = np.bincount(np.searchsorted(categories, values), minlength=len(categories)).astype(np.float64)
+    p = counts / max(counts.sum(), 1.0) + epsilon
+    return p / p.sum()
+
+
 def feature_distances(reference: np.ndarray, sample: np.ndarray, metric: str, n_bins: int = DEFAULT_BINS,
-                      epsilon: float = DEFAULT_EPSILON) -> np.ndarray:
-    """One distance per numeric feature of [n, d] and [m, d] arrays."""
-    if metric == "wasserstein":
-        return np.array([wasserstein(reference[:, j], sample[:, j]) for j in range(reference.shape[1])])
-    if metric not in BINNED:
+                      epsilon: float = DEFAULT_EPSILON, categorical: Sequence[int] = ()) -> np.ndarray:
+    """One distance per feature of [n, d] and [m, d] arrays. The `categorical` columns get a bin per
+    category seen in either (a category new in `sample` is its own bin, not folded into a quantile bin);
+    the others quantile bins of the reference (or, for wasserstein, the values themselves)."""
+    if metric not in BINNED and metric != "wasserstein":
         raise ValueError(f"metric must be one of {sorted([*BINNED, 'wasserstein'])}, not {metric!r}")
+    if metric == "wasserstein" and categorical:
+        raise ValueError("wasserstein compares numeric features; categorical ones need a binned metric (psi, kl, js, hellinger)")
     out = []
     for j in range(reference.shape[1]):
-        edges = quantile_edges(reference[:, j], n_bins)
-        out.append(BINNED[metric](histogram(reference[:, j], edges, epsilon), histogram(sample[:, j], edges, epsilon)))
+        if metric == "wasserstein":
+            out.append(wasserstein(reference[:, j], sample[:, j]))
+        elif j in categorical:
+            categories = np.union1d(reference[:, j], sample[:, j])
+            out.append(BINNED[metric](category_histogram(reference[:, j], categories, epsilon),
+                                      category_histogram(sample[:, j], categories, epsilon)))
+        else:
+            edges = quantile_edges(reference[:, j], n_bins)
+            out.append(BINNED[metric](histogram(reference[:, j], edges, epsilon), histogram(sample[:, j], edges, epsilon)))
     return np.array(out)

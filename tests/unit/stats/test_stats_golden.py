@@ -164,3 +164,21 @@ def test_the_mmd_p_value_is_never_zero():
     reference, shifted = rng.normal(size=(60, 3)), rng.normal(5.0, 1.0, size=(60, 3))
     _, p_value, _ = mmd_permutation_test(reference, shifted, sigma=1.0, n_permutations=50, seed=0)
     assert p_value == pytest.approx(1 / 51)
+
+
+def test_categorical_features_get_a_bin_per_category():
+    """A new category at 3 % hid inside a quantile bin (PSI 0.015); with its own bin it is a real shift."""
+    from seismo.stats.distances import feature_distances, psi
+
+    rng = np.random.default_rng(5)
+    reference = rng.integers(0, 4, size=(4000, 1)).astype(float)
+    sample = np.where(rng.random((1000, 1)) < 0.03, 4.0, rng.integers(0, 4, size=(1000, 1)))
+    numeric = feature_distances(reference, sample, "psi")[0]
+    categorical = feature_distances(reference, sample, "psi", categorical=[0])[0]
+    assert numeric < 0.05 < 0.1 < categorical
+    replaced = np.where(sample == 3.0, 7.0, sample)  # one category replaced entirely by an unseen one
+    assert feature_distances(reference, replaced, "psi", categorical=[0])[0] > 1.0
+    by_hand = [np.array([(x == c).mean() for c in range(5)]) + 1e-4 for x in (reference, sample)]
+    assert categorical == pytest.approx(psi(*(h / h.sum() for h in by_hand)))  # one smoothed bin per category
+    with pytest.raises(ValueError, match="categorical ones need a binned metric"):
+        feature_distances(reference, sample, "wasserstein", categorical=[0])
