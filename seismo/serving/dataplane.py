@@ -132,7 +132,8 @@ class DataPlane:
     REST routes and gRPC calls hand it the request's headers and body and get an `Outcome` back; the
     predictor (batching) and the event sender (queue and senders) start with `start()`."""
 
-    def __init__(self, settings: ModelSettings, registry: CollectorRegistry, auth: AuthSettings | None = None):
+    def __init__(self, settings: ModelSettings, registry: CollectorRegistry, auth: AuthSettings | None = None,
+                 tracing: Tracing | None = None):
         if not settings.path.exists():
             raise ValueError(f"model artifact {settings.path} not found: train the example with `make model` or set SEISMO_MODEL_PATH")
         self.settings = settings
@@ -140,7 +141,7 @@ class DataPlane:
         self.metrics = _ServingMetrics(registry)
         self.auth = TokenSet(auth or AuthSettings())
         self.source = settings.event_source or f"http://{settings.host}:{settings.port}/"
-        self.tracing = Tracing("model")
+        self.tracing = tracing or Tracing("model")  # handed in by create_app; made here when a test builds the core alone
         self._predictor: Predictor | None = None
         self._sender: EventSender | None = None
         self._logs_requests = bool(settings.sink_url) and settings.log_mode in ("all", "request")

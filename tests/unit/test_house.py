@@ -104,6 +104,7 @@ def test_services_use_the_one_base_and_build_app():
         assert len(cores) == 1 and cores[0].name == name, (name, cores)
         http = (PACKAGE / "services" / name / "http.py").read_text()
         assert "build_app(" in http and "lifespan" not in http and "Starlette(" not in http, name
+        assert f'Tracing("{name}")' in http, f"{name}: create_app hands the core its tracer"
     assert "asynccontextmanager" not in "".join(p.read_text() for p in (PACKAGE / "services").rglob("*.py") if p.name != "app.py")
 
 

@@ -24,6 +24,7 @@ from seismo.services.auth import AuthSettings, TokenSet, sender_token
 from seismo.services.base import Service
 from seismo.services.broker.settings import BrokerSettings
 from seismo.tasks import cancel_and_wait, stopped_tasks
+from seismo.tracing import Tracing
 from seismo.transport.poster import EventPoster
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,10 @@ class Broker(Service):
     name = "broker"
 
     def __init__(self, settings: BrokerSettings, triggers: list[Trigger], registry: CollectorRegistry,
-                 auth: AuthSettings | None = None):
+                 auth: AuthSettings | None = None, tracing: Tracing | None = None):
         self.settings = settings
         self.auth = auth or AuthSettings()
+        self.tracing = tracing  # the dispatcher's (made there when none is handed in)
         # With auth on, every journaled event carries the identity that sent it (seismo.services.senders).
         self.stamps = TokenSet(self.auth).enabled and self.auth.events != "open"
         self.triggers = triggers
@@ -131,6 +133,7 @@ class Broker(Service):
             concurrency=self.settings.delivery_concurrency,
             max_backoff=self.settings.max_backoff_seconds,
             poll_interval=self.settings.poll_interval_seconds,
+            tracing=self.tracing,
         )
         self.dispatcher.start()
         self._gauges_task = asyncio.create_task(self._refresh_gauges(), name="broker-gauges-and-retention")

@@ -90,7 +90,8 @@ class DriftService(EventDetector):
 
     name = "drift"
 
-    def __init__(self, settings: DriftSettings, registry: CollectorRegistry, auth: AuthSettings | None = None):
+    def __init__(self, settings: DriftSettings, registry: CollectorRegistry, auth: AuthSettings | None = None,
+                 tracing: Tracing | None = None):
         if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
             raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit drift --reference FILE --out DIR` "
                              "(or `make model` for the example) and set SEISMO_DRIFT_DETECTOR_PATH")
@@ -106,7 +107,7 @@ class DriftService(EventDetector):
         self.settings = settings
         self.registry = registry
         self.auth = auth
-        self.tracing = Tracing("drift")
+        self.tracing = tracing or Tracing("drift")  # handed in by create_app; made here when a test builds the core alone
         self.metrics = _DriftMetrics(registry)
         self.source = f"http://{settings.host}:{settings.port}/"
         self.detector: Any = None

@@ -11,10 +11,11 @@ from seismo.services.auth import AuthSettings
 from seismo.services.drift.core import DriftService
 from seismo.services.drift.settings import DriftSettings
 from seismo.services.event_http import DetectorEndpoints
+from seismo.tracing import Tracing
 
 
 def create_app(settings: DriftSettings, registry: CollectorRegistry) -> Starlette:
     """The `DriftService` (on `app.state.drift`) behind the detectors' event ingress."""
     auth = AuthSettings()
-    core = DriftService(settings, registry, auth)
+    core = DriftService(settings, registry, auth, Tracing("drift"))
     return build_app(core, DetectorEndpoints(core).routes(), registry, DRIFT_OPERATIONS, auth=auth)

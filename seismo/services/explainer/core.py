@@ -93,7 +93,8 @@ class ExplainerService(Service):
 
     name = "explainer"
 
-    def __init__(self, settings: ExplainerSettings, registry: CollectorRegistry, auth: AuthSettings | None = None):
+    def __init__(self, settings: ExplainerSettings, registry: CollectorRegistry, auth: AuthSettings | None = None,
+                 tracing: Tracing | None = None):
         self.settings = settings
         self.models = load_models(settings.config_file)
         self.explanations = Counter("seismo_explainer_explanations", "Explanations by method and outcome", ["model", "method", "outcome"],
@@ -108,7 +109,7 @@ class ExplainerService(Service):
         self.coverage = Histogram("seismo_explainer_anchor_coverage", "Coverage of returned anchors", ["model"],
                                   buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0), registry=registry)
         self.rejected = Counter("seismo_explainer_requests_rejected", "Explain requests refused, by reason", ["reason"], registry=registry)
-        self.tracing = Tracing("explainer")
+        self.tracing = tracing or Tracing("explainer")  # handed in by create_app; made here when a test builds the core alone
         self.tokens = TokenSet(auth or AuthSettings())
         self.references: dict[str, np.ndarray] = {}
         self._client: httpx.AsyncClient | None = None

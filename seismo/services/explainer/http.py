@@ -14,7 +14,7 @@ from seismo.services.auth import AuthSettings
 from seismo.services.common import BodyTooLarge, JSONResponse, error, parse_json, read_body
 from seismo.services.explainer.core import ExplainerBusy, ExplainerService, ExplainRequestError, ModelServerError, UnknownModel
 from seismo.services.explainer.settings import ExplainerSettings
-from seismo.tracing import fail
+from seismo.tracing import Tracing, fail
 
 
 class ExplainerEndpoints:
@@ -55,5 +55,5 @@ class ExplainerEndpoints:
 def create_app(settings: ExplainerSettings, registry: CollectorRegistry) -> Starlette:
     """The `ExplainerService` (on `app.state.explainer`) behind its one route."""
     auth = AuthSettings()
-    core = ExplainerService(settings, registry, auth)
+    core = ExplainerService(settings, registry, auth, Tracing("explainer"))
     return build_app(core, ExplainerEndpoints(core).routes(), registry, OPERATIONS, event_paths=(), auth=auth)

@@ -131,10 +131,11 @@ class RecordLogger(Service):
 
     name = "logger"
 
-    def __init__(self, settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None):
+    def __init__(self, settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None,
+                 tracing: Tracing | None = None):
         self.settings = settings
         self.metrics = _LoggerMetrics(registry)
-        self.tracing = Tracing("logger")
+        self.tracing = tracing or Tracing("logger")  # handed in by create_app; made here when a test builds the core alone
         self._given_store = store
         self.store: RecordStore | None = None
         self._ready = False

@@ -18,6 +18,7 @@ from seismo.services.logger.settings import LoggerSettings
 from seismo.services.queries import parse_since
 from seismo.store import RecordStore, record_to_json
 from seismo.store.base import StoreUnavailable, lineage_link
+from seismo.tracing import Tracing
 
 
 class LoggerEndpoints:
@@ -128,5 +129,5 @@ class LoggerEndpoints:
 
 def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None) -> Starlette:
     """The `RecordLogger` (on `app.state.logger`) behind its routes; `store` replaces the settings' one (tests)."""
-    core = RecordLogger(settings, registry, store)
+    core = RecordLogger(settings, registry, store, Tracing("logger"))
     return build_app(core, LoggerEndpoints(core).routes(), registry, OPERATIONS, event_paths=("/", "/v1/dead-letters"))

@@ -53,9 +53,9 @@ class MetricsService(Service):
 
     name = "metrics"
 
-    def __init__(self, settings: MetricsSettings, registry: CollectorRegistry):
+    def __init__(self, settings: MetricsSettings, registry: CollectorRegistry, tracing: Tracing | None = None):
         self.settings = settings
-        self.tracing = Tracing("metrics")
+        self.tracing = tracing or Tracing("metrics")  # handed in by create_app; made here when a test builds the core alone
         self.models = load_models(settings.config_file)
         self.seldon_graphs = load_graphs(settings.seldon_graphs)
         self.default_window = parse_window(settings.window, Lookback())

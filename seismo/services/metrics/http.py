@@ -24,7 +24,7 @@ from seismo.services.metrics.core import MetricsService
 from seismo.services.metrics.settings import MetricsSettings
 from seismo.services.queries import parse_since, parse_window
 from seismo.store.base import StoreUnavailable
-from seismo.tracing import binary_trace, fail, trace_headers
+from seismo.tracing import Tracing, binary_trace, fail, trace_headers
 
 log = logging.getLogger(__name__)
 FEEDBACK_ERRORS = (FeedbackError, ConfigError, ValueError)
@@ -130,5 +130,5 @@ class MetricsEndpoints:
 
 def create_app(settings: MetricsSettings, registry: CollectorRegistry) -> Starlette:
     """The `MetricsService` (on `app.state.metrics`) behind its routes."""
-    core = MetricsService(settings, registry)
+    core = MetricsService(settings, registry, Tracing("metrics"))
     return build_app(core, MetricsEndpoints(core).routes(), registry, OPERATIONS)

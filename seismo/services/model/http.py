@@ -18,6 +18,7 @@ from seismo.services.common import BodyTooLarge, JSONResponse, error, header_dic
 from seismo.services.model.core import ModelService
 from seismo.services.model.settings import ModelSettings
 from seismo.serving.dataplane import Outcome
+from seismo.tracing import Tracing
 
 
 def respond(outcome: Outcome) -> Response:
@@ -141,6 +142,6 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
     """The `ModelService` (on `app.state.model`) behind every protocol's routes; /metrics follows
     SEISMO_AUTH_METRICS like every service's."""
     auth = AuthSettings()
-    core = ModelService(settings, registry, auth)
+    core = ModelService(settings, registry, auth, Tracing("model"))
     app = build_app(core, ModelEndpoints(core).routes(), registry, OPERATIONS, event_paths=(), auth=auth, open_prefixes=("/",))
     return app

@@ -40,13 +40,13 @@ class OutlierService(EventDetector):
 
     name = "outlier"
 
-    def __init__(self, settings: OutlierSettings, registry: CollectorRegistry):
+    def __init__(self, settings: OutlierSettings, registry: CollectorRegistry, tracing: Tracing | None = None):
         if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
             raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit outlier --reference FILE --out DIR` "
                              "(or `make model` for the example) and set SEISMO_OUTLIER_DETECTOR_PATH")
         self.settings = settings
         self.source = f"http://{settings.host}:{settings.port}/"
-        self.tracing = Tracing("outlier")
+        self.tracing = tracing or Tracing("outlier")  # handed in by create_app; made here when a test builds the core alone
         self.instances = Counter("seismo_outlier_instances", "Instances scored, by outcome", ["model", "outcome"], registry=registry)
         self.rejected = Counter("seismo_outlier_events_rejected", "Events not scored, by reason", ["model", "reason"], registry=registry)
         self.scores = Histogram("seismo_outlier_score", "Instance outlier scores", ["model"],

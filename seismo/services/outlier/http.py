@@ -10,9 +10,10 @@ from seismo.services.app import build_app
 from seismo.services.event_http import DetectorEndpoints
 from seismo.services.outlier.core import OutlierService
 from seismo.services.outlier.settings import OutlierSettings
+from seismo.tracing import Tracing
 
 
 def create_app(settings: OutlierSettings, registry: CollectorRegistry) -> Starlette:
     """The `OutlierService` (on `app.state.outlier`) behind the detectors' event ingress."""
-    core = OutlierService(settings, registry)
+    core = OutlierService(settings, registry, Tracing("outlier"))
     return build_app(core, DetectorEndpoints(core).routes(), registry, OUTLIER_OPERATIONS)
