@@ -129,3 +129,16 @@ def test_unjoinable_pending_feedback_backs_off(tmp_path):
         tx.postpone_pending([row[0] for row in first], 101.0)
         tx.add_pending("real", "m", 101.5, b"{}")
     assert [row[0] for row in ledger.pending_batch(now=101.5, limit=10)] == ["real"]  # the junk waits its backoff
+
+
+def test_a_bad_parameter_is_echoed_bounded():
+    """An explain parameter of a million elements was echoed whole in the 400 (3 MB)."""
+    from seismo.services.api import parse_query
+    from seismo.services.api.explainer import ExplainParameters
+    from seismo.services.api.logger import RecordsQuery
+
+    for model, params in ((ExplainParameters, {"threshold": [1] * 1_000_000}), (ExplainParameters, {"method": "x\n" * 100_000}),
+                          (RecordsQuery, {"limit": "9" * 100_000})):
+        with pytest.raises(ValueError) as caught:
+            parse_query(model, params)
+        assert len(str(caught.value)) < 200, str(caught.value)[:300]

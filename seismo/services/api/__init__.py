@@ -7,6 +7,7 @@ metrics and document routes. Field docstrings are the documented descriptions.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -74,6 +75,17 @@ Limit5000 = Annotated[int, _limit(5000)]
 Limit10000 = Annotated[int, _limit(10000)]
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 60
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = 6
+_SHOWN.maxlevel = 2
+
+
+def shown(value: Any) -> str:
+    """A client's value as an error message may echo it: bounded in size and depth, whatever was sent."""
+    return _SHOWN.repr(value)
+
+
 def parse_query(model: type[Q], params: Mapping[str, Any]) -> Q:
     """A request's query parameters (or any JSON object) as `model`, or ValueError (a 400) naming the
     first bad parameter."""
@@ -84,7 +96,7 @@ def parse_query(model: type[Q], params: Mapping[str, Any]) -> Q:
         if first["type"] == "value_error":  # our parsers' own message, which names the parameter
             raise ValueError(str(first["ctx"]["error"])) from None
         name = ".".join(str(part) for part in first["loc"])
-        got = f"; got {str(first['input'])[:60]!r}" if first["type"] != "missing" else ""
+        got = f"; got {shown(first['input'])}" if first["type"] != "missing" else ""
         raise ValueError(f"'{name}': {first['msg']}{got}") from None
 
 

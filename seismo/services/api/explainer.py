@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, ConfigDict, Field
 
 from seismo.explain.methods import METHODS
-from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body
+from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body, shown
 from seismo.services.openapi import Body, Operation
 
 
 def _method(value: Any) -> Any:
     if value not in METHODS:
-        raise ValueError(f"parameter 'method' must be one of {', '.join(METHODS)}, got {value!r}")
+        raise ValueError(f"parameter 'method' must be one of {', '.join(METHODS)}, got {shown(value)}")
     return value
 
 
@@ -24,7 +24,7 @@ def _number(name: str, low: float, high: float = math.inf, whole: bool = False) 
     def check(value: Any) -> Any:
         kinds = (int,) if whole else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
-            raise ValueError(f"parameter '{name}' must be a {'whole ' if whole else ''}number from {low:g} to {high:g}, got {value!r}")
+            raise ValueError(f"parameter '{name}' must be a {'whole ' if whole else ''}number from {low:g} to {high:g}, got {shown(value)}")
         return value
 
     return BeforeValidator(check)
