@@ -13,6 +13,7 @@ Kubernetes and CRD schemas.
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -119,11 +120,13 @@ def _without_helm_labels(node: object) -> object:
     return node
 
 
-def rendered_chart(values: dict | None = None) -> dict[str, list[dict]]:
-    """The chart rendered with `values` (default: its own) by Helm v4's Go SDK: template file -> objects."""
+@functools.cache
+def rendered_chart() -> dict[str, list[dict]]:
+    """The chart rendered with its own default values by Helm v4's Go SDK: template file -> objects
+    (once per run: the base and the overlays' patch indices both read it)."""
     import helm_python as helm
 
-    out = helm.Chart.load(CHART).render(values or {}, name="seismo", namespace=NAMESPACE, is_install=True)
+    out = helm.Chart.load(CHART).render({}, name="seismo", namespace=NAMESPACE, is_install=True)
     return {Path(path).name: [_without_helm_labels(d) for d in yaml.safe_load_all(text) if d]
             for path, text in sorted(out.items()) if not path.endswith("NOTES.txt")}
 

@@ -8,7 +8,9 @@ A service package is `settings.py` (its pydantic settings), `core.py` (a `Servic
 
 from __future__ import annotations
 
-from typing import TypeVar
+import importlib
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -52,3 +54,15 @@ class Service:
 
     async def stop(self) -> None:
         return None
+
+
+def create_app_on_first_use(package: str) -> Callable[[str], Any]:
+    """A service package's module `__getattr__`: `create_app` is imported from its http.py when first
+    asked for, so importing the core and the settings does not load the web framework."""
+
+    def __getattr__(name: str) -> Any:
+        if name == "create_app":
+            return importlib.import_module(f"{package}.http").create_app
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

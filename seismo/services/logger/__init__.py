@@ -1,5 +1,6 @@
 """`seismo serve logger`: its core (core.py, where what it does is told), routes (http.py) and settings (settings.py)."""
 
+from seismo.services.base import create_app_on_first_use
 from seismo.services.logger.core import RecordLogger, drift_window_of, update_from_event
 from seismo.services.logger.settings import MAX_QUERY_LIMIT, LoggerSettings
 from seismo.services.queries import parse_limit
@@ -8,11 +9,4 @@ from seismo.store.base import StoreUnavailable
 __all__ = ["MAX_QUERY_LIMIT", "LoggerSettings", "RecordLogger", "StoreUnavailable", "create_app", "drift_window_of", "parse_limit",
            "update_from_event"]
 
-
-def __getattr__(name: str):
-    """`create_app` on first use: importing the core and the settings does not load the web framework."""
-    if name in ('create_app',):
-        from seismo.services.logger import http
-
-        return getattr(http, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = create_app_on_first_use(__name__)
