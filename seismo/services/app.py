@@ -16,18 +16,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seismo.services.api import parse_query
+from seismo.services.api import parse_body, parse_query
 from seismo.services.auth import AuthSettings, auth_middleware
 from seismo.services.base import Service
-from seismo.services.common import EXCEPTION_HANDLERS, error, health_routes
+from seismo.services.common import EXCEPTION_HANDLERS, BodyTooLarge, error, health_routes, parse_json, read_body
 from seismo.services.openapi import Operation, document
 
 
 def build_app(core: Service, routes: Iterable[Route], registry: CollectorRegistry, operations: list[Operation], *,
-              event_paths: Iterable[str] = ("/",), auth: AuthSettings | None = None, open_prefixes: Iterable[str] = ()) -> Starlette:
+              event_paths: Iterable[str] = ("/",), auth: AuthSettings | None = None, open_prefixes: Iterable[str] = (),
+              protected_paths: Iterable[str] = ()) -> Starlette:
     """The Starlette app around `core`: its routes plus /metrics, /healthz, /readyz and /openapi.json;
     the core started and stopped by the lifespan; one error shape; bearer auth (`event_paths` take the
-    broker's deliveries). The core is on `app.state.core` and `app.state.<core.name>`."""
+    broker's deliveries; `open_prefixes` need no token but `protected_paths` do). The core is on `app.state.core` and `app.state.<core.name>`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -39,7 +40,7 @@ def build_app(core: Service, routes: Iterable[Route], registry: CollectorRegistr
 
     health = health_routes(registry, lambda: core.why_not_ready() is None, core.stopped, lambda: core.why_not_ready() or "ready")
     app = Starlette(routes=[*routes, *health, openapi_route(core.name, operations)], lifespan=lifespan,
-                    exception_handlers=EXCEPTION_HANDLERS, middleware=auth_middleware(event_paths, open_prefixes, auth))
+                    exception_handlers=EXCEPTION_HANDLERS, middleware=auth_middleware(event_paths, open_prefixes, auth, protected_paths))
     app.state.core = core
     app.state.operations = operations
     setattr(app.state, core.name, core)
@@ -71,6 +72,34 @@ def query(model: type[BaseModel]) -> Callable[[Callable[..., Awaitable[Response]
             return await method(self, request, parsed)
 
         endpoint.query_model = model  # type: ignore[attr-defined]
+        return endpoint
+
+    return wrap
+
+
+def body(model: type[BaseModel], what: str = "request body") -> Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]]:
+    """An endpoint method whose JSON body `model` (the API model its OpenAPI operation names) parses: the
+    method gets the parsed model after the request. Over the core's `settings.max_body_bytes` is a 413,
+    unreadable JSON or a value the model refuses a 400 naming it; both counted by `core.count_rejected`.
+    The bytes stay on `request.state.body` (for a route that relays them), the model on the route as
+    `body_model` (a test checks it is the documented one)."""
+
+    def wrap(method: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+        @functools.wraps(method)
+        async def endpoint(self: Any, request: Request) -> Response:
+            core = self.core
+            try:
+                request.state.body = raw = await read_body(request, core.settings.max_body_bytes)
+                parsed = parse_body(model, parse_json(raw, what))
+            except BodyTooLarge as exc:
+                core.count_rejected("too_large")
+                return error(413, str(exc))
+            except ValueError as exc:
+                core.count_rejected("invalid")
+                return error(400, str(exc))
+            return await method(self, request, parsed)
+
+        endpoint.body_model = model  # type: ignore[attr-defined]
         return endpoint
 
     return wrap

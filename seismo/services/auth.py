@@ -245,15 +245,18 @@ class BearerAuth:
 
 
 def auth_middleware(
-    event_paths: Iterable[str] = ("/",), open_prefixes: Iterable[str] = (), settings: AuthSettings | None = None
+    event_paths: Iterable[str] = ("/",), open_prefixes: Iterable[str] = (), settings: AuthSettings | None = None,
+    protected_paths: Iterable[str] = (),
 ) -> list[Middleware]:
-    """The middleware list for a service's Starlette app (empty work when auth is off)."""
+    """The middleware list for a service's Starlette app (empty work when auth is off). Paths under
+    `open_prefixes` need no token, except `protected_paths` (the model server's feedback)."""
     from starlette.middleware import Middleware  # here: the cores import this module for tokens only
 
     settings = settings or AuthSettings()
     tokens = TokenSet(settings)
     events = frozenset(event_paths)
     prefixes = tuple(open_prefixes)
+    protected = frozenset(protected_paths)
     oidc = None
     if settings.oidc_issuer:
         from seismo.services.oidc import OidcVerifier
@@ -269,7 +272,7 @@ def auth_middleware(
             return "open" if settings.metrics == "open" else "api"
         if method == "POST" and (path in events or "*" in events):
             return "open" if settings.events == "open" else "events"
-        if path.startswith(prefixes):
+        if path.startswith(prefixes) and path not in protected:
             return "open"
         return "api"
 

@@ -43,6 +43,7 @@ from seismo.tracing import Tracing, fail, trace_headers
 from seismo.transport.poster import EventPoster
 
 if TYPE_CHECKING:  # the settings are the service's; the data plane reads them
+    from seismo.protocol.feedback import Feedback
     from seismo.services.model.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -388,14 +389,11 @@ class DataPlane:
         for event in events:
             self._sender.log(event)
 
-    def relay_feedback(self, body: bytes, headers: Mapping[str, str]) -> str:
-        """Queue Seldon feedback as an event for the sink; its prediction id. ValueError (a 400) naming what
-        is wrong with it, LookupError (a 503) when this server logs nothing."""
-        from seismo.protocol.feedback import parse_feedback
-
+    def relay_feedback(self, feedback: Feedback, body: bytes) -> str:
+        """Queue Seldon feedback (parsed, and as it came) as an event for the sink; its prediction id.
+        ValueError (a 400) when it names no prediction, LookupError (a 503) when this server logs nothing."""
         if self._sender is None:
             raise LookupError("feedback travels as an event and this model server logs none (set SEISMO_MODEL_SINK_URL)")
-        feedback = parse_feedback(loads(body))
         if feedback.prediction_id is None:
             raise ValueError("feedback must name its prediction: the response's meta.puid (or 'prediction_id')")
         info = self.predictor.info

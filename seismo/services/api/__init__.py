@@ -87,17 +87,28 @@ def shown(value: Any) -> str:
 
 
 def parse_query(model: type[Q], params: Mapping[str, Any]) -> Q:
-    """A request's query parameters (or any JSON object) as `model`, or ValueError (a 400) naming the
-    first bad parameter."""
+    """A request's query parameters as `model`, or ValueError (a 400) naming the first bad parameter."""
+    return parse_body(model, dict(params))
+
+
+def parse_body(model: type[Q], doc: Any) -> Q:
+    """A JSON document (a body, or query parameters as an object) as `model`, or ValueError (a 400)
+    naming the first bad field."""
     try:
-        return model.model_validate(dict(params))
+        return model.model_validate(doc)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        if first["type"] == "value_error":  # our parsers' own message, which names the parameter
-            raise ValueError(str(first["ctx"]["error"])) from None
-        name = ".".join(str(part) for part in first["loc"])
-        got = f"; got {shown(first['input'])}" if first["type"] != "missing" else ""
-        raise ValueError(f"'{name}': {first['msg']}{got}") from None
+        raise ValueError(refusal(exc)) from None
+
+
+def refusal(exc: ValidationError) -> str:
+    """What a 400 says of a refused value: our validators' own message where one refused (it names the
+    field), else pydantic's for the first bad field, with the value echoed bounded."""
+    first = exc.errors(include_url=False)[0]
+    if first["type"] == "value_error":
+        return str(first["ctx"]["error"])
+    name = ".".join(str(part) for part in first["loc"])
+    got = f"; got {shown(first['input'])}" if first["type"] != "missing" else ""
+    return f"'{name}': {first['msg']}{got}" if name else f"{first['msg']}{got}"
 
 
 class ErrorBody(ApiModel):

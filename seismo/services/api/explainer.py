@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from seismo.explain.methods import METHODS
 from seismo.services.api import AUTH_ERRORS, BAD_REQUEST, TOO_LARGE, ApiModel, common_operations, error_body, shown
@@ -45,13 +45,34 @@ class ExplainParameters(ApiModel):
 
 
 class ExplainRequest(ApiModel):
-    """One instance, as a V1 body (`instances`) or a V2 body (`inputs`)."""
+    """One instance, as a V1 body (`instances`) or a V2 body (`inputs`). The explainer parses its body with
+    this model; the instance's tensor is decoded against the model it explains (its shape, finite values)."""
 
     model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["instances"]}, {"required": ["inputs"]}]})
 
     instances: list[Any] | None = Field(None, min_length=1, max_length=1)
     inputs: list[dict[str, Any]] | None = None
     parameters: ExplainParameters | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_instance(cls, value: Any) -> Any:
+        # The messages the explainer has always given, before pydantic's own for each field.
+        if not isinstance(value, dict) or ("instances" not in value and "inputs" not in value):
+            raise ValueError("explain body must be a JSON object with 'instances' (V1) or 'inputs' (V2)")
+        if value.get("parameters") is not None and not isinstance(value["parameters"], dict):
+            raise ValueError("'parameters' must be an object")
+        instances = value.get("instances")
+        if "inputs" not in value and isinstance(instances, list) and len(instances) != 1:
+            raise ValueError(f"explain one instance at a time; got {len(instances)}")
+        return value
+
+    def document(self) -> dict[str, Any]:
+        """The body as the V1/V2 decoders read it."""
+        return self.model_dump(exclude={"parameters"}, exclude_none=True)
+
+    def asked(self) -> ExplainParameters:
+        return self.parameters or ExplainParameters.model_validate({})
 
 
 class Explanation(ApiModel):

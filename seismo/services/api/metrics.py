@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    RootModel,
+    Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+    model_validator,
+)
 
 from seismo.performance.config import check_cohort_name
+from seismo.protocol import feedback as domain
 from seismo.protocol.limits import is_prediction_id
 from seismo.protocol.types import SELDON_FEEDBACK
 from seismo.services.api import (
@@ -23,6 +38,7 @@ from seismo.services.api import (
     documented_pattern,
     either,
     error_body,
+    refusal,
 )
 from seismo.services.api.events import event_body, event_headers
 from seismo.services.openapi import Body, Operation
@@ -71,6 +87,41 @@ class Feedback(ApiModel):
     reward: float | None = None
     """Seldon's reward, counted."""
 
+    _parsed: domain.Feedback = PrivateAttr()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _by_the_feedback_parser(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Feedback:
+        # What JSON Schema cannot state (a rectangular numeric truth, a protocol message's first tensor,
+        # the id's characters, Seldon's `meta.puid`) is seismo.protocol.feedback's, which also reads
+        # feedback events: its message first, then the fields' own checks.
+        parsed = domain.parse_feedback(value)
+        model = handler(value)
+        model._parsed = parsed
+        return model
+
+    @property
+    def parsed(self) -> domain.Feedback:
+        """The feedback as the metrics server scores it (truth as an array, the prediction id resolved)."""
+        return self._parsed
+
+
+class Refused:
+    """An item of a feedback array the parser refused: answered on its own, the others still taken."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _refusal_kept(value: Any, handler: ValidatorFunctionWrapHandler) -> Feedback | Refused:
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        return Refused(refusal(exc))
+
+
+FeedbackItem = Annotated[Feedback, WrapValidator(_refusal_kept)]
+
 
 class FeedbackHeaders(ApiModel):
     x_seismo_cohort: str | None = Field(None, alias="x-seismo-cohort")
@@ -101,8 +152,10 @@ class FeedbackArrayOutcome(ApiModel):
     """Per item: a single feedback's answer (`status`, `prediction_id`, `model`, `instances`) or `status` and `error`."""
 
 
-class FeedbackOrArray(RootModel[Feedback | list[Feedback]]):
-    """One feedback object, or a JSON array of them (at most SEISMO_METRICS_MAX_FEEDBACK_BATCH)."""
+class FeedbackOrArray(RootModel[Annotated[Annotated[Feedback, Tag("one")] | Annotated[list[FeedbackItem], Tag("array")],
+                                          Discriminator(lambda value: "array" if isinstance(value, list) else "one")]]):
+    """One feedback object, or a JSON array of them (at most SEISMO_METRICS_MAX_FEEDBACK_BATCH), each item
+    answered on its own."""
 
 
 class FeedbackAnswer(RootModel[FeedbackOutcome | FeedbackArrayOutcome]):

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, WithJsonSchema
 
 from seismo.services.api import BAD_REQUEST, PREDICTION_ID_PATTERN, TOO_LARGE, ApiModel, common_operations, error_body
-from seismo.services.api.metrics import Truth
+from seismo.services.api.metrics import Feedback
 from seismo.services.openapi import Body, Operation
 
 NO_MODEL = error_body("the model is not served here")
@@ -188,13 +188,12 @@ NAMED_RESPONSE = {"type": "object", "required": ["meta"], "properties": {
     "meta": {"type": "object", "required": ["puid"], "properties": {"puid": {"type": "string", "pattern": PREDICTION_ID_PATTERN}}}}}
 
 
-class SeldonFeedback(ApiModel):
-    truth: Truth
-    """The ground truth, in the response's form."""
-    request: dict[str, Any] | None = None
+class SeldonFeedback(Feedback):
+    """Seldon's feedback body, parsed as the metrics server's feedback is (the event it is relayed as
+    reaches the metrics server unchanged); the prediction is named by `response.meta.puid`."""
+
     response: Annotated[dict[str, Any], WithJsonSchema(NAMED_RESPONSE)]
     """The answer as it came: its `meta.puid` names the prediction."""
-    reward: float | None = None
 
 
 BINARY = "application/octet-stream"

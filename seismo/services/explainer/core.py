@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import httpx
 import numpy as np
@@ -24,8 +23,7 @@ from seismo.explain.anchors import Budget
 from seismo.explain.config import ExplainedModel, load_models
 from seismo.explain.methods import Explanation, explain_image_anchor, explain_kernel_shap, explain_tabular_anchor
 from seismo.protocol.payloads import PayloadError, decode_v1_instances, decode_v2_request
-from seismo.services.api import parse_query
-from seismo.services.api.explainer import ExplainParameters
+from seismo.services.api.explainer import ExplainRequest
 from seismo.services.auth import AuthSettings, TokenSet
 from seismo.services.base import Service
 from seismo.services.explainer.settings import ExplainerSettings
@@ -44,17 +42,12 @@ class ExplainRequestError(ValueError):
     pass
 
 
-def instance_of(doc: Any, model: ExplainedModel, reference: np.ndarray) -> tuple[np.ndarray, dict]:
-    """The one instance to explain and the request's parameters, or ExplainRequestError."""
-    if not isinstance(doc, dict):
-        raise ExplainRequestError("explain body must be a JSON object with 'instances' (V1) or 'inputs' (V2)")
-    parameters = doc.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise ExplainRequestError("'parameters' must be an object")
+def instance_of(request: ExplainRequest, model: ExplainedModel, reference: np.ndarray) -> np.ndarray:
+    """The one instance to explain, decoded against `model`'s reference, or ExplainRequestError."""
+    doc = request.document()
     try:
         if "inputs" in doc:
-            _, tensors, v2_parameters = decode_v2_request(doc)
-            parameters = {**(v2_parameters if isinstance(v2_parameters, dict) else {}), **parameters}
+            _, tensors, _ = decode_v2_request(doc)
             array = np.asarray(tensors[0].data, dtype=np.float32)
         else:
             array = decode_v1_instances(doc)
@@ -67,7 +60,7 @@ def instance_of(doc: Any, model: ExplainedModel, reference: np.ndarray) -> tuple
         raise ExplainRequestError(f"instance has shape {list(instance.shape)}; model {model.name!r} takes {list(reference.shape[1:])}")
     if not np.isfinite(instance).all():
         raise ExplainRequestError("instance contains NaN or infinity")
-    return instance, parameters
+    return instance
 
 
 def _within(name: str, asked: float | None, low: float, limit: float) -> float:
@@ -189,16 +182,16 @@ class ExplainerService(Service):
             raise UnknownModel(f"no explainer for model {name!r}; configured: {sorted(self.models)}")
         return self.models[name]
 
-    async def explain(self, name: str, doc: Any, trace: dict[str, str] | None = None) -> Explanation:
-        """Explain the one instance in a V1 or V2 request body for model `name`.
+    async def explain(self, name: str, request: ExplainRequest, trace: dict[str, str] | None = None) -> Explanation:
+        """Explain the one instance of a V1 or V2 request (parsed by its API model) for model `name`.
 
         UnknownModel, ExplainRequestError (bad request), ExplainerBusy or ModelServerError otherwise."""
         settings = self.settings
         model = self.model(name)
         reference = self.references[name]
         try:
-            instance, raw = instance_of(doc, model, reference)
-            asked = parse_query(ExplainParameters, raw)  # the documented model is the parser
+            instance = instance_of(request, model, reference)
+            asked = request.asked()
             method = asked.method
             if method == "kernel_shap" and model.kind != "tabular":
                 raise ExplainRequestError("kernel_shap explains tabular models; use anchors for images")

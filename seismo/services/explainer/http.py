@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seismo.services.api.explainer import OPERATIONS
-from seismo.services.app import build_app
+from seismo.services.api.explainer import OPERATIONS, ExplainRequest
+from seismo.services.app import body, build_app
 from seismo.services.auth import AuthSettings
-from seismo.services.common import BodyTooLarge, JSONResponse, error, parse_json, read_body
+from seismo.services.common import JSONResponse, error
 from seismo.services.explainer.core import ExplainerBusy, ExplainerService, ExplainRequestError, ModelServerError, UnknownModel
 from seismo.services.explainer.settings import ExplainerSettings
 from seismo.tracing import Tracing, fail
@@ -24,22 +24,16 @@ class ExplainerEndpoints:
     def routes(self) -> list[Route]:
         return [Route("/v1/models/{model_name}:explain", self.explain, methods=["POST"])]
 
-    async def explain(self, request: Request) -> Response:
+    @body(ExplainRequest, "explain body")
+    async def explain(self, request: Request, asked: ExplainRequest) -> Response:
         core, name = self.core, request.path_params["model_name"]
         try:
             core.model(name)
-            doc = parse_json(await read_body(request, core.settings.max_body_bytes))
         except UnknownModel as exc:
             return error(404, str(exc))
-        except BodyTooLarge as exc:
-            core.count_rejected("too_large")
-            return error(413, str(exc))
-        except ValueError as exc:
-            core.count_rejected("invalid")
-            return error(400, str(exc))
         with core.tracing.span(f"explain {name}", request.headers, "SERVER", {"seismo.model": name}) as span:
             try:
-                result = await core.explain(name, doc, core.tracing.context_of(span))
+                result = await core.explain(name, asked, core.tracing.context_of(span))
             except ExplainRequestError as exc:
                 return error(400, str(exc))
             except ExplainerBusy as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -23,17 +23,19 @@ from prometheus_client import CollectorRegistry
 from seismo.batching import ThreadBatcher
 from seismo.diagnosis.report import Diagnoser
 from seismo.diagnosis.rules import VERDICTS
-from seismo.performance.config import ConfigError, check_cohort_name, load_models
+from seismo.performance.config import check_cohort_name, load_models
 from seismo.performance.ledger import Ledger, Lookback
 from seismo.performance.prometheus import PerformanceMetrics
 from seismo.performance.report import PerformanceReport
 from seismo.performance.scoring import truthy
 from seismo.performance.tracker import Incoming, Tracker
 from seismo.protocol.cloudevents import from_http
-from seismo.protocol.feedback import FeedbackError, parse_feedback
+from seismo.protocol.feedback import Feedback, parse_feedback
 from seismo.protocol.seldon_graph import load_graphs
 from seismo.protocol.types import SELDON_FEEDBACK, prediction_id_of
 from seismo.services import senders
+from seismo.services.api.metrics import Feedback as ApiFeedback
+from seismo.services.api.metrics import Refused
 from seismo.services.base import Service, running
 from seismo.services.metrics.settings import MetricsSettings
 from seismo.services.queries import parse_window
@@ -133,9 +135,8 @@ class MetricsService(Service):
     def count_rejected(self, reason: str) -> None:
         self.metrics.rejected.labels("unknown", reason).inc()
 
-    def incoming(self, doc: Any, headers: Mapping[str, str], prediction_id: str | None = None, model: str | None = None) -> Incoming:
-        """Feedback from a body (plain or Seldon) with the cohort headers; FeedbackError/ValueError (a 400) otherwise."""
-        feedback = parse_feedback(doc, prediction_id)
+    def incoming(self, feedback: Feedback, headers: Mapping[str, str], model: str | None = None) -> Incoming:
+        """Parsed feedback with the cohort headers (and the event's model); ConfigError (a 400) for a bad cohort."""
         cohort_header = headers.get("x-seismo-cohort")
         holdout_header = headers.get("x-seismo-holdout")
         changes: dict[str, Any] = {}
@@ -167,7 +168,8 @@ class MetricsService(Service):
         place = self.seldon_graphs.place(event.extensions, prediction_id) if prediction_id else None
         if place is not None and place.model in self.models:
             prediction_id, model = place.prediction_id, place.model
-        return self.incoming(event.json_data(), headers, prediction_id, model)
+        # Event ingress stays raw for speed: the domain parser the API model also calls.
+        return self.incoming(parse_feedback(event.json_data(), prediction_id), headers, model)
 
     async def submit(self, item: Incoming) -> Any:
         """Join (or keep pending) one piece of feedback; its outcome. StoreUnavailable if the store failed."""
@@ -222,26 +224,28 @@ class MetricsService(Service):
                 self.metrics.diagnosis_failures.labels(model).inc()
                 log.exception("diagnosis of %s failed", model)
 
-    async def submit_many(self, docs: list, headers: Mapping[str, str]) -> tuple[int, dict]:
-        """A JSON array of feedback (ground truth arriving in bulk, from a labelling job): each item is
-        checked and answered on its own, in order (the answer's status and body); the valid ones are joined together in the worker's
-        batches. 503 when the store failed for any item: a retry of the whole array is safe, because
-        feedback already scored counts as a duplicate, not twice."""
-        if not docs:
+    async def submit_many(self, items: Sequence[ApiFeedback | Refused], headers: Mapping[str, str]) -> tuple[int, dict]:
+        """A JSON array of feedback (ground truth arriving in bulk, from a labelling job), each item parsed on
+        its own (`Refused` when the parser refused it) and answered in order (the answer's status and body); the
+        valid ones are joined together in the worker's batches. 503 when the store failed for any item: a retry
+        of the whole array is safe, because feedback already scored counts as a duplicate, not twice."""
+        if not items:
             raise ValueError("the feedback array is empty")
-        if len(docs) > self.settings.max_feedback_batch:
+        if len(items) > self.settings.max_feedback_batch:
             self.count_rejected("too_large")
-            return 413, {"error": f"{len(docs)} feedback items in one request; at most {self.settings.max_feedback_batch} "
+            return 413, {"error": f"{len(items)} feedback items in one request; at most {self.settings.max_feedback_batch} "
                                   "(SEISMO_METRICS_MAX_FEEDBACK_BATCH)"}
-        results: list[dict[str, Any]] = [{} for _ in docs]
+        results: list[dict[str, Any]] = [{} for _ in items]
         accepted: list[tuple[int, Incoming]] = []
-        for number, doc in enumerate(docs):
+        for number, item in enumerate(items):
             try:
-                accepted.append((number, self.incoming(doc, headers)))
-            except (FeedbackError, ConfigError, ValueError) as exc:
+                if isinstance(item, Refused):
+                    raise ValueError(item.message)
+                accepted.append((number, self.incoming(item.parsed, headers)))
+            except ValueError as exc:  # ConfigError (a bad cohort header) among them
                 self.count_rejected("invalid")
                 results[number] = {"status": "rejected", "error": f"item {number}: {exc}"}
-        with self.tracing.span("feedback", trace_headers(headers), "SERVER", {"seismo.feedback_items": len(docs)}) as span:
+        with self.tracing.span("feedback", trace_headers(headers), "SERVER", {"seismo.feedback_items": len(items)}) as span:
             outcomes = await asyncio.gather(*(self.submit(item) for _, item in accepted), return_exceptions=True)
             unavailable = [o for o in outcomes if isinstance(o, StoreUnavailable)]
             if unavailable:

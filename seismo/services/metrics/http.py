@@ -12,14 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from seismo.performance.config import ALL, ConfigError
+from seismo.performance.config import ALL
 from seismo.performance.tracker import Incoming
-from seismo.protocol.cloudevents import CloudEventError
-from seismo.protocol.feedback import FeedbackError
 from seismo.services import senders
-from seismo.services.api.metrics import OPERATIONS, DiagnosisQuery, OutcomesQuery, PerformanceQuery
-from seismo.services.app import build_app, query
-from seismo.services.common import BodyTooLarge, JSONResponse, error, header_dict, parse_json, read_body
+from seismo.services.api.metrics import OPERATIONS, DiagnosisQuery, Feedback, FeedbackOrArray, OutcomesQuery, PerformanceQuery
+from seismo.services.app import body, build_app, query
+from seismo.services.common import BodyTooLarge, JSONResponse, error, header_dict, read_body
 from seismo.services.metrics.core import MetricsService
 from seismo.services.metrics.settings import MetricsSettings
 from seismo.services.queries import parse_since, parse_window
@@ -27,7 +25,6 @@ from seismo.store.base import StoreUnavailable
 from seismo.tracing import Tracing, binary_trace, fail, trace_headers
 
 log = logging.getLogger(__name__)
-FEEDBACK_ERRORS = (FeedbackError, ConfigError, ValueError)
 
 
 class MetricsEndpoints:
@@ -37,8 +34,8 @@ class MetricsEndpoints:
     def routes(self) -> list[Route]:
         return [
             Route("/", self.feedback_event, methods=["POST"]),
-            Route("/feedback", self.feedback_body, methods=["POST"]),
-            Route("/api/v1.0/feedback", self.feedback_body, methods=["POST"]),
+            Route("/feedback", self.feedback, methods=["POST"]),
+            Route("/api/v1.0/feedback", self.seldon_feedback, methods=["POST"]),
             Route("/v1/performance", self.performance, methods=["GET"]),
             Route("/v1/diagnosis", self.diagnosis, methods=["GET"]),
             Route("/v1/outcomes", self.outcomes, methods=["GET"]),
@@ -61,28 +58,35 @@ class MetricsEndpoints:
             return error(400, outcome.message or "feedback rejected")
         return JSONResponse(outcome.to_json(), status_code=200 if outcome.status == "scored" else 202)
 
-    async def feedback_body(self, request: Request) -> Response:
-        core = self.core
+    @body(FeedbackOrArray, "feedback body")
+    async def feedback(self, request: Request, parsed: FeedbackOrArray) -> Response:
         headers = header_dict(request)  # read several times per feedback: one pass instead of a scan each
+        if isinstance(parsed.root, list):
+            try:
+                status, answer = await self.core.submit_many(parsed.root, headers)
+            except ValueError as exc:
+                self.core.count_rejected("invalid")
+                return error(400, str(exc))
+            return JSONResponse(answer, status_code=status)
+        return await self.one_feedback(parsed.root, headers)
+
+    @body(Feedback, "feedback body")
+    async def seldon_feedback(self, request: Request, parsed: Feedback) -> Response:
+        return await self.one_feedback(parsed, header_dict(request))
+
+    async def one_feedback(self, parsed: Feedback, headers: Mapping[str, str]) -> Response:
         try:
-            doc = parse_json(await read_body(request, core.settings.max_body_bytes), "feedback body")
-            if isinstance(doc, list) and request.url.path == "/feedback":
-                status, answer = await core.submit_many(doc, headers)
-                return JSONResponse(answer, status_code=status)
-            item = core.incoming(doc, headers)
-        except BodyTooLarge as exc:
-            core.count_rejected("too_large")
-            return error(413, str(exc))
-        except FEEDBACK_ERRORS as exc:
-            core.count_rejected("invalid")
+            item = self.core.incoming(parsed.parsed, headers)
+        except ValueError as exc:  # a bad cohort header
+            self.core.count_rejected("invalid")
             return error(400, str(exc))
         return await self.submit(item, headers)
 
     async def feedback_event(self, request: Request) -> Response:
         core = self.core
         try:
-            body = await read_body(request, core.settings.max_body_bytes)
-            item = core.incoming_event(request.headers, body, senders.caller(request.scope))
+            raw = await read_body(request, core.settings.max_body_bytes)
+            item = core.incoming_event(request.headers, raw, senders.caller(request.scope))
         except BodyTooLarge as exc:
             core.count_rejected("too_large")
             return error(413, str(exc))
@@ -90,7 +94,7 @@ class MetricsEndpoints:
             core.count_rejected("forbidden_sender")
             log.warning("refused feedback event: %s", exc)
             return error(403, str(exc))
-        except (CloudEventError, *FEEDBACK_ERRORS) as exc:
+        except ValueError as exc:  # CloudEventError, FeedbackError, ConfigError among them
             core.count_rejected("invalid")
             return error(400, str(exc))
         return await self.submit(item, request.headers)

@@ -22,6 +22,10 @@ class ModelService(DataPlane, Service):
             self._grpc = await start_grpc_server(self, settings.host, settings.grpc_port, settings.max_body_bytes,
                                                  settings.grpc_max_concurrent_rpcs)
 
+    def count_rejected(self, reason: str) -> None:
+        # The feedback route's refusals, beside the predictions' answers (code 413 over the body limit, else 400).
+        self.metrics.requests.labels(self.predictor.info.name, "feedback", "413" if reason == "too_large" else "400").inc()
+
     async def stop(self) -> None:
         if self._grpc is not None:
             await self._grpc.stop(grace=5)  # answers in flight finish; their events reach the sender's queue

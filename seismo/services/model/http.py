@@ -10,11 +10,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import seismo
-from seismo.protocol.payloads import PayloadError
-from seismo.services.api.model import OPERATIONS
-from seismo.services.app import build_app
-from seismo.services.auth import AuthSettings, is_authorized
-from seismo.services.common import BodyTooLarge, JSONResponse, error, header_dict, read_body
+from seismo.services.api.model import OPERATIONS, SeldonFeedback
+from seismo.services.app import body, build_app
+from seismo.services.auth import AuthSettings
+from seismo.services.common import JSONResponse, error, header_dict, read_body
 from seismo.services.model.core import ModelService
 from seismo.services.model.settings import ModelSettings
 from seismo.serving.dataplane import Outcome
@@ -93,18 +92,15 @@ class ModelEndpoints:
     async def root(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})  # KServe V1's server liveness (`GET /`)
 
-    async def seldon_feedback(self, request: Request) -> Response:
+    @body(SeldonFeedback, "feedback body")
+    async def seldon_feedback(self, request: Request, parsed: SeldonFeedback) -> Response:
         """Seldon's feedback on the deployment's own endpoint: relayed as Seldon's executor does, as an
-        `io.seldon.serving.feedback` event to the sink, which the metrics server and the logger take."""
-        core, headers = self.core, header_dict(request)
-        if core.auth.enabled and not is_authorized(headers, core.auth):  # predictions are open; feedback scores them
-            return error(401, "feedback needs 'Authorization: Bearer <token>' (auth is on: SEISMO_AUTH_TOKENS)",
-                         headers={"WWW-Authenticate": 'Bearer realm="seismo"'})
+        `io.seldon.serving.feedback` event to the sink, which the metrics server and the logger take.
+        Predictions are open; feedback scores them, so it needs a client token when auth is on."""
         try:
-            pid = core.relay_feedback(await read_body(request, core.settings.max_body_bytes), headers)
-        except BodyTooLarge as exc:
-            return error(413, str(exc))
-        except (PayloadError, ValueError) as exc:
+            pid = self.core.relay_feedback(parsed.parsed, request.state.body)
+        except ValueError as exc:
+            self.core.count_rejected("invalid")
             return error(400, str(exc))
         except LookupError as exc:
             return error(503, str(exc))
@@ -143,5 +139,6 @@ def create_app(settings: ModelSettings, registry: CollectorRegistry) -> Starlett
     SEISMO_AUTH_METRICS like every service's."""
     auth = AuthSettings()
     core = ModelService(settings, registry, auth, Tracing("model"))
-    app = build_app(core, ModelEndpoints(core).routes(), registry, OPERATIONS, event_paths=(), auth=auth, open_prefixes=("/",))
+    app = build_app(core, ModelEndpoints(core).routes(), registry, OPERATIONS, event_paths=(), auth=auth, open_prefixes=("/",),
+                    protected_paths=("/api/v1.0/feedback",))
     return app

@@ -68,19 +68,70 @@ def test_every_route_is_documented_and_every_operation_is_a_route(apps, document
     assert routes == documented, f"undocumented: {routes - documented}; documented but not served: {documented - routes}"
 
 
+# The predict paths stay raw for speed (their documents describe the V1, V2 and Seldon codecs' input).
+HOT_BODIES = {("POST", "/v1/models/{model_name}:predict"), ("POST", "/v2/models/{model_name}/infer"),
+              ("POST", "/v2/models/{model_name}/versions/{version}/infer"), ("POST", "/api/v1.0/predictions")}
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_route_parses_its_query_with_the_model_its_operation_documents(apps, service):
-    """One definition per type: the API model an operation documents is the one its route parses with."""
+def test_every_route_parses_its_query_and_body_with_the_models_its_operation_documents(apps, service):
+    """One definition per type: the API model an operation documents is the one its route parses with
+    (event bodies have no model: a CloudEvent's data is the model's payload)."""
     app = apps[service]
     operations = {(op.method, op.path): op for op in app.state.operations}
-    checked = 0
+    queries = bodies = 0
     for route in app.routes:
         for method in route.methods - {"HEAD"}:
             operation = operations.get((method, route.path))
             documented = operation.query if operation is not None else None
             assert getattr(route.endpoint, "query_model", None) is documented, f"{method} {route.path} parses its query another way"
-            checked += documented is not None
-    assert checked == {"logger": 4, "metrics": 3}.get(service, 0)
+            queries += documented is not None
+            if (method, route.path) in HOT_BODIES:
+                continue
+            body = operation.body.model if operation is not None and operation.body is not None else None
+            assert getattr(route.endpoint, "body_model", None) is body, f"{method} {route.path} parses its body another way"
+            bodies += body is not None
+    assert queries == {"logger": 4, "metrics": 3}.get(service, 0)
+    assert bodies == {"model": 1, "metrics": 2, "explainer": 1}.get(service, 0)
+
+
+def test_feedback_is_parsed_by_its_documented_model():
+    """The feedback models refuse what the feedback parser refuses (their validator is it), and a refused
+    item of an array is answered on its own."""
+    from seismo.services.api import parse_body
+    from seismo.services.api.metrics import Feedback, FeedbackOrArray, Refused
+    from seismo.services.api.model import SeldonFeedback
+
+    assert parse_body(Feedback, {"prediction_id": "p-1", "truth": [[0, 1]]}).parsed.truth.shape == (1, 2)
+    assert parse_body(SeldonFeedback, {"response": {"meta": {"puid": "p-2"}}, "truth": 1}).parsed.prediction_id == "p-2"
+    for bad, message in (({"truth": [[1], [2, 3]]}, "rectangular"), ({"prediction_id": "a/b", "truth": 1}, "cannot be a prediction id"),
+                         ({"prediction_id": "p", "truth": 1, "holdout": "yes"}, "'holdout'"), ([], "'truth'")):
+        with pytest.raises(ValueError, match=message):
+            parse_body(Feedback, bad)
+    items = parse_body(FeedbackOrArray, [{"prediction_id": "p", "truth": 1}, {"truth": 1}]).root
+    assert isinstance(items[0], Feedback) and isinstance(items[1], Refused) and "prediction_id" in items[1].message
+
+
+def test_answers_the_domain_writes_have_exactly_the_documented_fields(apps):
+    """Answers are written by the domain types (records and explanations are hot or large): their keys are
+    the documented model's fields, so neither can gain or lose one alone."""
+    from seismo.explain.methods import Explanation
+    from seismo.services.api import broker, explainer, logger
+    from seismo.store import Record, record_to_json
+
+    def fields(model) -> set[str]:
+        return {info.alias or name for name, info in model.model_fields.items()}
+
+    assert set(record_to_json(Record("p-1", "m"))) == fields(logger.Record)
+    anchors = Explanation("anchors", 1, 10, 1, False, 0.5, None, True, 0.97, 0.3)
+    shap = Explanation("kernel_shap", 1, 10, 1, False, 0.5, None)
+    required = {name for name, info in explainer.Explanation.model_fields.items() if info.is_required()}
+    assert set({"model": "m", **anchors.to_json()}) == fields(explainer.Explanation)
+    assert required <= set({"model": "m", **shap.to_json()}) <= fields(explainer.Explanation)
+    with ServedApp(apps["broker"]) as client:
+        triggers = client.get("/v1/triggers").json()["triggers"]
+    assert triggers and all(set(t) == fields(broker.Trigger) and set(t["filter"]) == fields(broker.TriggerFilter)
+                            and set(t["subscriber"]) == fields(broker.Subscriber) for t in triggers)
 
 
 def test_a_broken_document_fails_validation(documents):
