@@ -5,8 +5,11 @@ as the API reference documents: the `X-Elastic-Product` header the client insist
 `_primary_term` for optimistic concurrency, 409 `version_conflict_engine_exception` on a stale
 `if_seq_no` or an existing id under `op_type=create`, wildcard index patterns with
 `ignore_unavailable`, and `_bulk` (NDJSON action/source pairs, one result per item with its own
-status, `errors` true when any failed). It can fail its next requests, or its next bulk items, with a
-chosen status to test retries.
+status, `errors` true when any failed), and near-real-time search: a search, count or delete-by-query
+sees a document only after a refresh (`refresh=true|wait_for` on the write, or `POST /_refresh`), while
+get and `_mget` are realtime. (A real cluster also refreshes every second on its own; the fake never
+does, so a test sees exactly the window in which a write is stored but not yet searchable.) It can
+fail its next requests, or its next bulk items, with a chosen status to test retries.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ PRODUCT = {"X-Elastic-Product": "Elasticsearch", "content-type": "application/vn
 class FakeElasticsearch:
     def __init__(self):
         self.indices: dict[str, dict[str, dict[str, Any]]] = {}
+        """Every stored document (what get and _mget read), by index and id."""
+        self.searchable: dict[str, dict[str, dict[str, Any]]] = {}
+        """What search, count and delete-by-query see: the documents as of the last refresh."""
         self.seq_no = 0
         self.fail_next: list[int] = []  # statuses to answer the next requests with
         self.fail_items: list[int] = []  # statuses for the next bulk items (each item takes one)
@@ -45,13 +51,24 @@ class FakeElasticsearch:
             return self._reply({"error": {"type": "es_rejected_execution_exception", "reason": "busy"}, "status": status}, status)
         return None
 
+    def refresh(self) -> None:
+        """Make every stored document searchable (what a refresh of every index does)."""
+        self.searchable = {index: dict(docs) for index, docs in self.indices.items()}
+
+    def _refresh_if_asked(self, request: Request, wrote: bool) -> None:
+        """`refresh=true` refreshes; `wait_for` returns once a refresh has made the request's writes visible
+        (here: a refresh), and at once, refreshing nothing, when none of its writes succeeded."""
+        asked = request.query_params.get("refresh")
+        if asked in ("true", "") or (asked == "wait_for" and wrote):
+            self.refresh()
+
     def _matching(self, pattern: str) -> list[str]:
-        return [name for name in self.indices if any(fnmatch.fnmatchcase(name, p) for p in pattern.split(","))]
+        return [name for name in self.searchable if any(fnmatch.fnmatchcase(name, p) for p in pattern.split(","))]
 
     def _hits(self, pattern: str, query: dict) -> list[dict]:
         hits = []
         for index in self._matching(pattern):
-            for doc_id, doc in self.indices[index].items():
+            for doc_id, doc in self.searchable[index].items():
                 if _matches(doc["_source"], doc_id, query):
                     hits.append({"_index": index, "_id": doc_id, **doc})
         return hits
@@ -111,6 +128,7 @@ class FakeElasticsearch:
             term = int(params["if_primary_term"]) if "if_primary_term" in params else None
             status, result = self._write(request.path_params["index"], request.path_params["id"], orjson.loads(await request.body()),
                                          params.get("op_type", "index"), seq, term)
+            self._refresh_if_asked(request, status < 300)
             return self._reply(result, status)
 
         async def get_doc(request: Request) -> Response:
@@ -149,6 +167,7 @@ class FakeElasticsearch:
                     status, result = self._write(meta["_index"], meta["_id"], source, action, meta.get("if_seq_no"), meta.get("if_primary_term"))
                     result = {"_index": meta["_index"], "_id": meta["_id"], **result, "status": status}
                 items.append({action: result})
+            self._refresh_if_asked(request, any(next(iter(i.values()))["status"] < 300 for i in items))
             return self._reply({"took": 1, "errors": any(next(iter(i.values()))["status"] >= 300 for i in items), "items": items})
 
         async def delete_by_query(request: Request) -> Response:
@@ -159,10 +178,35 @@ class FakeElasticsearch:
             hits = self._hits(request.path_params["index"], body.get("query", {"match_all": {}}))
             for hit in hits:
                 del self.indices[hit["_index"]][hit["_id"]]
+                del self.searchable[hit["_index"]][hit["_id"]]
             return self._reply({"took": 1, "timed_out": False, "total": len(hits), "deleted": len(hits), "failures": []})
+
+        async def mget(request: Request) -> Response:
+            # The documented contract: POST /_mget {"docs": [{"_index", "_id"}]} -> {"docs": [...]}, one per
+            # asked document in order, each as GET answers it (realtime: what is stored, refreshed or not).
+            if (failed := self._check(request)) is not None:
+                return failed
+            body = orjson.loads(await request.body() or b"{}")
+            default = request.path_params.get("index")
+            answers = []
+            for asked in body.get("docs", []):
+                index, doc_id = asked.get("_index", default), asked["_id"]
+                doc = self.indices.get(index, {}).get(doc_id)
+                answers.append({"_index": index, "_id": doc_id, "found": False} if doc is None
+                               else {"_index": index, "_id": doc_id, "_version": 1, "found": True, **doc})
+            return self._reply({"docs": answers})
+
+        async def refresh(request: Request) -> Response:
+            if (failed := self._check(request)) is not None:
+                return failed
+            self.refresh()
+            return self._reply({"_shards": {"total": 1, "successful": 1, "failed": 0}})
 
         return Starlette(routes=[
             Route("/_bulk", bulk, methods=["POST", "PUT"]),
+            Route("/_mget", mget, methods=["POST", "GET"]),
+            Route("/_refresh", refresh, methods=["POST", "GET"]),
+            Route("/{index}/_refresh", refresh, methods=["POST", "GET"]),
             Route("/{index}/_delete_by_query", delete_by_query, methods=["POST"]),
             Route("/{index}/_search", search, methods=["POST", "GET"]),
             Route("/{index}/_count", count, methods=["POST", "GET"]),

@@ -159,8 +159,13 @@ class ElasticsearchRecordStore:
         results: list[Stored] = [False] * len(updates)
         pending = list(range(len(updates)))
         backoff = Backoff(self.config.backoff_seconds, 10.0, jitter=False)
+        # Where a refused record is known to live (a 409 proves it exists there): re-read by a realtime get,
+        # because another replica's write is not searchable until the next refresh.
+        located: dict[str, str] = {}
         for attempt in range(1, 11):  # optimistic concurrency: rounds of re-read and re-merge for the refused items
-            found = self._find_many(list(dict.fromkeys(updates[i].prediction_id for i in pending)))
+            ids = list(dict.fromkeys(updates[i].prediction_id for i in pending))
+            found = self._find_many([pid for pid in ids if pid not in located])
+            found.update(self._get_located({pid: located[pid] for pid in ids if pid in located}))
             now = round(time.time(), 6)
             merged: dict[str, Record] = {}
             owners: dict[str, list[int]] = {}
@@ -189,6 +194,8 @@ class ElasticsearchRecordStore:
                 status = int(detail.get("status", 500))
                 if status < 300:
                     continue
+                if status == 409:
+                    located[pid] = detail.get("_index") or (found[pid][1] if pid in found else self.index_for(merged[pid]))
                 if status != 409 and not is_transient(status):
                     raise RuntimeError(f"elasticsearch refused record {pid}: HTTP {status} {str(detail.get('error'))[:300]}")
                 transient = transient or status != 409
@@ -225,6 +232,15 @@ class ElasticsearchRecordStore:
                 record = _from_doc(hit["_source"])
                 found.setdefault(record.prediction_id, (record, hit["_index"], hit["_seq_no"], hit["_primary_term"]))
         return found
+
+    def _get_located(self, where: dict[str, str]) -> dict[str, tuple[Record, str, int, int]]:
+        """The records at known indices with their concurrency tokens, by one realtime `_mget`."""
+        if not where:
+            return {}
+        docs = [{"_index": index, "_id": pid} for pid, index in where.items()]
+        result = self._call("mget", functools.partial(self._es.mget, docs=docs))
+        return {doc["_id"]: (_from_doc(doc["_source"]), doc["_index"], doc["_seq_no"], doc["_primary_term"])
+                for doc in result["docs"] if doc.get("found")}
 
     def get(self, prediction_id: str) -> Record | None:
         found = self._find_many([prediction_id]).get(prediction_id)

@@ -115,6 +115,23 @@ def test_concurrent_writer_conflict_is_resolved_by_re_merging(store, fake):
     assert record.annotations == {"outlier": {"is_outlier": [0]}}
 
 
+@pytest.mark.skipif(bool(REAL), reason="needs the fake to hold a write before its refresh")
+def test_a_record_another_replica_created_but_search_cannot_see_yet_is_found_by_a_realtime_get(store, fake):
+    """Request and response events reach different logger replicas. The loser of the create got 409, looked
+    the record up by search, which cannot see the winner's document until a refresh, created again, got
+    409 again, and gave up after ten rounds (a 503 to the broker). Now a 409 is followed by a realtime get."""
+    store.apply([upd("seed", EventKind.REQUEST, REQ)])  # the record's index exists and is searchable
+    index = store.index_for(Record("r1", "iris", extensions={"namespace": "seldon", "endpoint": "default"}, event_types=(REQ,)))
+    winner = {"prediction_id": "r1", "model": "iris", "created_at": 1.0, "updated_at": 1.0, "request_time": 1.0,
+              "request_base64": "eyJ4IjogMX0=", "request_content_type": "application/json",
+              "extensions": {"namespace": "seldon", "endpoint": "default"}, "annotations": {}, "event_types": [REQ]}
+    assert fake._write(index, "r1", winner, "create", None, None)[0] == 201  # stored, not yet refreshed
+    assert store.get("r1") is None  # search cannot see it
+    assert store.apply([upd("r1", EventKind.RESPONSE, RESP, body=b'{"predictions": [1]}', status=200)]) == [True]
+    record = store.get("r1")
+    assert record.event_types == (REQ, RESP) and record.request == b'{"x": 1}' and record.response == b'{"predictions": [1]}'
+
+
 @pytest.mark.skipif(bool(REAL), reason="counts the fake's requests")
 def test_a_batch_is_one_search_and_one_bulk_request_with_updates_to_one_id_folded(store, fake):
     before = len(fake.requests)
