@@ -198,7 +198,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 SERVICE_SETTINGS = "every service's settings: SEISMO_<SERVICE>_* (MODEL, BROKER, LOGGER, OUTLIER, DRIFT, METRICS, EXPLAINER), SEISMO_AUTH_*"
-STORE = "the store: SEISMO_LOGGER_ELASTICSEARCH_URL (and _*) when set, else SEISMO_LOGGER_SQLITE_PATH (default $SEISMO_DATA_DIR/records.db)"
+STORE = ("the store: SEISMO_LOGGER_POSTGRES_URL or SEISMO_LOGGER_ELASTICSEARCH_URL (and _*) when set, else SEISMO_LOGGER_SQLITE_PATH "
+         "(default $SEISMO_DATA_DIR/records.db)")
 ENVIRONMENT = {
     "init": ["none: everything comes from its arguments"],
     "up": ["SEISMO_DATA_DIR (default .seismo/)", "SEISMO_<SERVICE>_PORT (each service's port), SEISMO_MODEL_GRPC_PORT", SERVICE_SETTINGS,
@@ -270,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--until", help="--from-store: records created before (epoch seconds or ISO-8601)")
     fit.add_argument("--data-dir", help="--from-store: the data directory `seismo up` used (default $SEISMO_DATA_DIR or .seismo/)")
     fit.add_argument("--sqlite", type=Path, help="--from-store: the SQLite store to read (default: the logger's, from SEISMO_LOGGER_* settings)")
-    fit.add_argument("--store", help="--from-store: the record store to read, a SQLite file or an Elasticsearch URL (http(s)://...); "
+    fit.add_argument("--store", help="--from-store: the record store to read, a SQLite file, a PostgreSQL URL (postgresql://...) or an Elasticsearch URL (http(s)://...); "
                                      "over --sqlite and --data-dir")
     fit.add_argument("--out", type=Path, required=True, help="folder to save the detector in")
     fit.add_argument("--method", help="drift: ks (default), chi2, mmd, classifier, prediction; outlier: mahalanobis (default), "
@@ -321,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="instances per count window (default $SEISMO_DRIFT_WINDOW_SIZE or 1000, the drift service's)")
     replay.add_argument("--data-dir", help="the data directory `seismo up` used (default $SEISMO_DATA_DIR or .seismo/): its records.db")
     replay.add_argument("--sqlite", type=Path, help="the SQLite store to read (default: the logger's, from SEISMO_LOGGER_* settings)")
-    replay.add_argument("--store", help="the record store to read, a SQLite file or an Elasticsearch URL (http(s)://...); over --sqlite and --data-dir")
+    replay.add_argument("--store", help="the record store to read, a SQLite file, a PostgreSQL URL (postgresql://...) or an Elasticsearch URL (http(s)://...); over --sqlite and --data-dir")
     replay.add_argument("--out", type=Path, help="also save the windows' results as JSON lines here")
     replay.set_defaults(func=lambda args: __import__("seismo.replay", fromlist=["run"]).run(args))
 

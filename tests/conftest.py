@@ -67,3 +67,30 @@ def example_model() -> Path:
 @pytest.fixture(scope="session")
 def example_images(example_model: Path) -> np.ndarray:
     return np.load(example_model / "reference.npy")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The URL of one real PostgreSQL server for the session (tests/postgres_server.py); skips, saying
+    why, on a machine without the server."""
+    from postgres_server import REAL, PostgresServer
+
+    if REAL:
+        yield REAL
+        return
+    try:
+        server = PostgresServer().start()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh database of its own for one test."""
+    from postgres_server import new_database
+
+    return new_database(postgres_server)

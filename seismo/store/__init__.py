@@ -1,4 +1,4 @@
-"""Record store: SQLite by default, Elasticsearch when a URL is configured."""
+"""Record store: SQLite by default; PostgreSQL or Elasticsearch when a URL is configured."""
 
 from __future__ import annotations
 
@@ -14,8 +14,13 @@ def open_store(
     sqlite_path: str | Path,
     elasticsearch_url: str | None = None,
     elasticsearch_secret_dir: str | None = None,
+    postgres_url: str | None = None,
     **elasticsearch_options,
 ) -> RecordStore:
+    if postgres_url:
+        from seismo.store.postgres import PostgresRecordStore
+
+        return PostgresRecordStore(postgres_url)
     if elasticsearch_url:
         from seismo.store.elasticsearch import ElasticsearchConfig, ElasticsearchRecordStore
 

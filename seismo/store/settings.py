@@ -14,7 +14,10 @@ from seismo.topology import data_dir
 
 class StoreSettings(BaseSettings):
     sqlite_path: Path = Field(default_factory=lambda: data_dir() / "records.db")
-    """SQLite record store (used unless an Elasticsearch URL is set)."""
+    """SQLite record store (used unless a PostgreSQL or Elasticsearch URL is set)."""
+    postgres_url: str | None = None
+    """PostgreSQL, e.g. postgresql://seismo:secret@db:5432/seismo?sslmode=require; when set, records are there
+    (every replica shares them). Needs the `postgres` extra."""
     elasticsearch_url: str | None = None
     """Elasticsearch endpoint, e.g. https://es:9200; when set, records are there instead of SQLite."""
     elasticsearch_index_prefix: str = "inference-log"
@@ -31,6 +34,8 @@ class StoreSettings(BaseSettings):
     """TLS verification; on by default."""
 
     def open_store(self) -> RecordStore:
+        if self.postgres_url:
+            return open_store(self.sqlite_path, postgres_url=self.postgres_url)
         if not self.elasticsearch_url:
             return open_store(self.sqlite_path)
         return open_store(self.sqlite_path, self.elasticsearch_url, self.elasticsearch_secret_dir,
@@ -41,14 +46,18 @@ class StoreSettings(BaseSettings):
     def open_existing_store(self) -> RecordStore:
         """The store as the stack wrote it, for the commands that read it (`replay`, `fit --from-store`):
         a SQLite file that does not exist is an error naming it, never an empty store made on the spot."""
-        if not self.elasticsearch_url and not Path(self.sqlite_path).is_file():
+        if not self.postgres_url and not self.elasticsearch_url and not Path(self.sqlite_path).is_file():
             raise FileNotFoundError(
                 f"no record store at {self.sqlite_path}: `seismo up` keeps it in its data directory (--data-dir, default .seismo/ "
-                "where it was started); name that directory with --data-dir DIR, the file with --sqlite FILE, or set "
-                "SEISMO_LOGGER_ELASTICSEARCH_URL for Elasticsearch")
+                "where it was started); name that directory with --data-dir DIR, the file with --sqlite FILE, or a "
+                "database with --store postgresql://... or --store https://... (Elasticsearch)")
         return self.open_store()
 
     def describe_store(self) -> str:
+        if self.postgres_url:
+            from seismo.store.postgres import redacted
+
+            return f"postgresql {redacted(self.postgres_url)}"
         return f"elasticsearch {self.elasticsearch_url}" if self.elasticsearch_url else f"sqlite {self.sqlite_path}"
 
 
@@ -60,10 +69,12 @@ class RecordStoreSettings(StoreSettings):
 
     @classmethod
     def named(cls, store: str | None = None, sqlite: Path | None = None) -> RecordStoreSettings:
-        """`store`: a SQLite file, or an Elasticsearch URL (http:// or https://); else `sqlite`; else the
-        logger's settings from the environment."""
+        """`store`: a SQLite file, a PostgreSQL URL (postgresql://) or an Elasticsearch URL (http:// or https://);
+        else `sqlite`; else the logger's settings from the environment."""
+        if store and store.startswith(("postgresql://", "postgres://")):
+            return cls(postgres_url=store, elasticsearch_url=None)
         if store and store.startswith(("http://", "https://")):
-            return cls(elasticsearch_url=store)
+            return cls(elasticsearch_url=store, postgres_url=None)
         if store:
-            return cls(sqlite_path=Path(store), elasticsearch_url=None)
+            return cls(sqlite_path=Path(store), elasticsearch_url=None, postgres_url=None)
         return cls() if sqlite is None else cls(sqlite_path=sqlite)

@@ -1,4 +1,5 @@
-"""The Elasticsearch store against the documented REST contract.
+"""The Elasticsearch store against the documented REST contract (what only it does: indices, retries,
+bulk requests, optimistic concurrency; the semantics every store shares are in test_record_store.py).
 
 With SEISMO_TEST_ELASTICSEARCH_URL set (e.g. http://localhost:9200, credentials in
 SEISMO_TEST_ELASTICSEARCH_USERNAME / _PASSWORD), the same tests run against that real cluster, each in
@@ -8,7 +9,6 @@ its own index prefix. Otherwise they run against tests/fake_elasticsearch.py.
 import os
 import uuid
 
-import contract
 import pytest
 
 pytest.importorskip("elasticsearch")
@@ -180,26 +180,6 @@ def test_get_many_finds_existing_records_in_one_search(store):
     assert sorted(found) == ["m0", "m2"] and found["m2"].prediction_id == "m2"
 
 
-def test_the_metrics_server_joins_feedback_through_elasticsearch(store, tmp_path):
-    """The same join as with SQLite, with the metrics server reading the logger's indices."""
-    import orjson
-    from helpers import ServedApp
-    from prometheus_client import CollectorRegistry
-
-    from seismo.services.metrics import MetricsSettings, create_app
-
-    (tmp_path / "m.yaml").write_text("models:\n  iris:\n    type: multiclass-onehot\n")
-    store.apply([upd("es-1", EventKind.REQUEST, REQ, body=b'{"data": {"ndarray": [[1, 2, 3, 4]]}}'),
-                 upd("es-1", EventKind.RESPONSE, RESP, body=b'{"data": {"ndarray": [[0.1, 0.8, 0.1]]}}')])
-    settings = MetricsSettings(config_file=tmp_path / "m.yaml", state_path=tmp_path / "metrics.db", elasticsearch_url=store.config.url,
-                               elasticsearch_index_prefix=store.config.index_prefix, scan_interval_seconds=3600,
-                               elasticsearch_username=store.config.username, elasticsearch_password=store.config.password)
-    with ServedApp(create_app(settings, CollectorRegistry())) as client:
-        r = client.post("/api/v1.0/feedback", content=orjson.dumps({"response": {"meta": {"puid": "es-1"}}, "truth": {"data": {"ndarray": [1]}}}))
-        assert r.status_code == 200 and r.json()["model"] == "iris"
-        assert client.get("/v1/performance").json()["realized"]["accuracy"] == 1.0
-
-
 def test_embedding_versions_by_terms_aggregation(store):
     def response(pid, version, model="emb"):
         return RecordUpdate(pid, EventKind.RESPONSE, RESP, model, 1.0, b"{}", "application/json",
@@ -213,13 +193,6 @@ def test_embedding_versions_by_terms_aggregation(store):
     assert store.embedding_versions("other") == []
 
 
-
-def test_a_different_drift_result_for_a_window_is_kept_beside_the_first(store):
-    contract.drift_results_conflict_beside_each_other(store)
-
-
-def test_listings_are_bounded_by_bytes_and_can_leave_requests_out(store):
-    contract.listings_bounded_by_bytes(store)
 
 def test_indices_only_for_configured_models_and_never_more_than_the_budget(store, fake):
     """The index name comes from the event's model, namespace and endpoint: a client making up names made

@@ -1,14 +1,12 @@
-"""The record store's semantics, on a real SQLite file."""
+"""What only the SQLite store does (its file, its size cap); the semantics every store shares are in
+test_record_store.py."""
 
-import time
 from pathlib import Path
 
-import contract
 import pytest
 
 from seismo.protocol.types import EventKind
-from seismo.store import RecordUpdate, SQLiteRecordStore, record_to_json
-from seismo.store.base import KEPT_ASIDE, MAX_CONFLICT_PAYLOAD, MAX_CONFLICTS
+from seismo.store import RecordUpdate, SQLiteRecordStore
 
 
 def update(pid, kind, event_type, model="m", t=100.0, body=b'{"x": 1}', **kw):
@@ -25,73 +23,6 @@ def store(tmp_path: Path):
     s.close()
 
 
-def test_request_and_response_fold_into_one_record_in_any_order(store):
-    assert store.apply([update("p1", EventKind.RESPONSE, RESP, body=b'{"predictions": [1]}', status=200)]) == [True]
-    assert store.apply([update("p1", EventKind.REQUEST, REQ, body=b'{"instances": [[1]]}',
-                               extensions={"inferenceservicename": "m"}, model_version="3")]) == [True]
-    record = store.get("p1")
-    assert record.request == b'{"instances": [[1]]}' and record.response == b'{"predictions": [1]}'
-    assert record.status == 200 and record.model_version == "3"
-    as_json = record_to_json(record)
-    assert as_json["request"] == {"instances": [[1]]} and as_json["response"] == {"predictions": [1]}
-    assert as_json["extensions"] == {"inferenceservicename": "m"}
-
-
-def test_duplicate_delivery_changes_nothing(store):
-    first = update("p1", EventKind.REQUEST, REQ, body=b'{"a": 1}')
-    assert store.apply([first]) == [True]
-    before = store.get("p1")
-    assert store.apply([first, first]) == [False, False]  # the broker is at-least-once
-    assert store.get("p1") == before
-
-
-def test_a_conflicting_duplicate_is_kept_aside_not_merged_or_dropped(store):
-    """The first request of an id stays the record's; another with other bytes (a forgery sent first, or two
-    servers sharing ids) used to be dropped as a duplicate, silently. Now it is kept aside and reported."""
-    store.apply([update("p1", EventKind.REQUEST, REQ, body=b'{"a": 1}')])
-    other = update("p1", EventKind.REQUEST, REQ, body=b'{"a": 2}')
-    assert store.apply([other, other]) == [KEPT_ASIDE, False]  # kept once
-    record = store.get("p1")
-    assert record.request == b'{"a": 1}' and record.event_types == (REQ,)
-    (conflict,) = record.annotations["conflicts"]
-    assert conflict["payload"] == {"a": 2} and conflict["event_type"] == REQ and conflict["bytes"] == 8
-    big = update("p1", EventKind.REQUEST, REQ, body=b'{"a": "' + b"x" * (MAX_CONFLICT_PAYLOAD + 1) + b'"}')
-    assert store.apply([big]) == [KEPT_ASIDE]
-    assert store.get("p1").annotations["conflicts"][1]["payload"] is None  # only its digest and size
-    flood = [update("p1", EventKind.REQUEST, REQ, body=b'{"a": %d}' % i) for i in range(3, 20)]
-    assert store.apply(flood).count(KEPT_ASIDE) == MAX_CONFLICTS - 2  # bounded per record
-    assert len(store.get("p1").annotations["conflicts"]) == MAX_CONFLICTS
-
-
-def test_one_batch_can_hold_both_events_of_a_prediction(store):
-    assert store.apply([update("p", EventKind.REQUEST, REQ), update("p", EventKind.RESPONSE, RESP), update("p", EventKind.REQUEST, REQ)]) == [True, True, False]
-    assert store.get("p").event_types == (REQ, RESP)
-
-
-def test_error_status_and_detector_annotation(store):
-    store.apply([update("p", EventKind.RESPONSE, RESP, body=b'{"error": "bad"}', status=400)])
-    store.apply([update("p", EventKind.OUTLIER, "org.kubeflow.serving.inference.outlier", body=b'{"is_outlier": [1]}')])
-    record = store.get("p")
-    assert record.status == 400
-    assert record.annotations == {"outlier": {"is_outlier": [1]}}
-
-
-def test_query_by_model_time_and_limit(store):
-    import time
-
-    for i in range(5):
-        store.apply([update(f"a{i}", EventKind.REQUEST, REQ, model="a")])
-        time.sleep(0.002)
-    middle = store.get("a2").created_at
-    store.apply([update("b0", EventKind.REQUEST, REQ, model="b")])
-    assert [r.prediction_id for r in store.query("a")] == ["a0", "a1", "a2", "a3", "a4"]
-    assert [r.prediction_id for r in store.query("a", since=middle)] == ["a2", "a3", "a4"]
-    assert [r.prediction_id for r in store.query("a", until=middle)] == ["a0", "a1"]
-    assert [r.prediction_id for r in store.query("a", limit=2)] == ["a0", "a1"]
-    assert store.count() == 6 and store.count("b") == 1
-    assert store.get("nope") is None
-
-
 def test_records_survive_reopening(tmp_path):
     s = SQLiteRecordStore(tmp_path / "r.db")
     s.apply([update("p", EventKind.REQUEST, REQ)])
@@ -100,40 +31,6 @@ def test_records_survive_reopening(tmp_path):
     assert s2.get("p").request == b'{"x": 1}'
     s2.close()
 
-
-def test_non_json_payloads_are_shown_as_text_or_base64(store):
-    store.apply([update("p", EventKind.REQUEST, REQ, body=b"plain text"), update("p", EventKind.RESPONSE, RESP, body=b"\xff\x00")])
-    as_json = record_to_json(store.get("p"))
-    assert as_json["request"] == "plain text"
-    assert as_json["response"]["base64"] == "/wA="
-
-
-def test_get_many_finds_existing_records_across_chunks(store):
-    store.apply([update(f"g{i}", EventKind.REQUEST, REQ) for i in range(1200)])
-    wanted = [f"g{i}" for i in range(0, 1200, 2)] + ["absent"]
-    found = store.get_many(wanted)
-    assert len(found) == 600 and "absent" not in found and found["g1198"].prediction_id == "g1198"
-
-
-def test_embedding_versions_with_counts_and_time_ranges(store):
-    def response(pid, version, t, model="emb"):
-        return update(pid, EventKind.RESPONSE, RESP, model=model, t=t, extensions={"embeddingversion": version})
-
-    store.apply([response("e1", "emb/pen@1.0.0", 10.0), response("e2", "emb/pen@1.0.0", 11.0), response("e3", "emb/pen@1.0.1", 12.0),
-                 response("o1", "other/pen@3.0.0", 13.0, model="other"), update("r1", EventKind.REQUEST, REQ, model="emb")])
-    rows = store.embedding_versions("emb")
-    assert [(r["version"], r["count"]) for r in rows] == [("emb/pen@1.0.0", 2), ("emb/pen@1.0.1", 1)]
-    assert rows[0]["first"] <= rows[0]["last"]
-    assert len(store.embedding_versions()) == 3
-
-
-
-def test_a_different_drift_result_for_a_window_is_kept_beside_the_first(store):
-    contract.drift_results_conflict_beside_each_other(store)
-    assert store.expire(time.time() + 1)["drift_windows"] == 3
-
-def test_listings_are_bounded_by_bytes_and_can_leave_requests_out(store):
-    contract.listings_bounded_by_bytes(store)
 
 def test_a_store_over_its_size_cap_sheds_its_oldest_records(store):
     from seismo.database import bytes_in_use
