@@ -1,4 +1,7 @@
-"""The metrics server's durable state in one SQLite file: scored feedback, predictions seen, pending truth.
+"""The metrics server's durable state: scored feedback, predictions seen, pending truth. One SQLite file on
+one machine, or the `seismo_metrics` schema of a PostgreSQL database every replica shares (then any
+replica answers the same, a redelivery to another replica still counts once, and pending feedback is
+claimed by the one replica that joins it).
 
 - `scored`: one row per instance with ground truth, keyed by (model, prediction id#row), so feedback
   sent twice counts once and a later truth replaces the earlier one.
@@ -9,7 +12,8 @@
   diagnosis's input drift and where errors concentrate; only for models with a diagnosis reference.
 - `pending`: feedback whose prediction is not stored yet, with when it arrived (for the TTL).
 - `counts`: received/joined/pending/orphaned/late per model, surviving restarts.
-Windows are read from here on demand; nothing grows in memory.
+Windows are read from here on demand; nothing grows in memory. The SQL is the dialect both databases
+speak (seismo.sql).
 """
 
 from __future__ import annotations
@@ -17,15 +21,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-from seismo.database import open_database, transaction
 from seismo.performance.config import ALL
+from seismo.sql import PostgresSql, Sql, SqliteSql, is_postgres_url
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scored (
@@ -58,7 +62,30 @@ CREATE TABLE IF NOT EXISTS counts (model TEXT NOT NULL, name TEXT NOT NULL, valu
 CREATE TABLE IF NOT EXISTS scan_state (model TEXT PRIMARY KEY, created_at REAL NOT NULL);
 """
 
+# PostgreSQL: DOUBLE PRECISION (its REAL is 4 bytes), BYTEA for bytes; the pending feedback is bytes.
+_POSTGRES_SCHEMA = [statement.strip().replace(" REAL", " DOUBLE PRECISION").replace("BLOB", "BYTEA").replace("feedback TEXT", "feedback BYTEA")
+                    for statement in _SCHEMA.split(";") if statement.strip()]
+_POSTGRES_SCHEMA[_POSTGRES_SCHEMA.index(next(s for s in _POSTGRES_SCHEMA if "TABLE IF NOT EXISTS pending" in s))] = (
+    "CREATE TABLE IF NOT EXISTS pending (prediction_id TEXT PRIMARY KEY, model TEXT, received_at DOUBLE PRECISION NOT NULL, "
+    "feedback BYTEA NOT NULL, checks INTEGER NOT NULL DEFAULT 0, next_check DOUBLE PRECISION NOT NULL DEFAULT 0)")
+
 COUNT_NAMES = ("received", "joined", "pending", "orphaned", "late")
+
+
+def scored_lock(model: str, key: str) -> str:
+    """The lock of a prediction's scored rows (`key` is `<prediction id>#<row>`)."""
+    return f"scored\x1f{model}\x1f{key.split('#', 1)[0]}"
+
+
+def pending_lock(prediction_id: str) -> str:
+    return f"pending\x1f{prediction_id}"
+
+
+def open_ledger_sql(target: str | Path) -> Sql:
+    """The ledger's database: a PostgreSQL URL (the `seismo_metrics` schema), else a SQLite file."""
+    if is_postgres_url(target):
+        return PostgresSql(str(target), "seismo_metrics", _POSTGRES_SCHEMA)
+    return SqliteSql(target, _SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -127,16 +154,18 @@ class Rows:
 
 
 class Ledger:
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, target: str | Path):
+        """`target`: a SQLite file, or a PostgreSQL URL every replica of the metrics server shares."""
+        self.target = target
         self._lock = threading.Lock()
         self._bumps: dict[tuple[str, str], int] | None = None  # summed inside a transaction, written at its commit
-        self._db = open_database(self.path, _SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(pending)").fetchall()}
-        if "next_check" not in columns:  # ledgers written before pending items had their own check times
-            self._db.execute("ALTER TABLE pending ADD COLUMN checks INTEGER NOT NULL DEFAULT 0")
-            self._db.execute("ALTER TABLE pending ADD COLUMN next_check REAL NOT NULL DEFAULT 0")
-        self._db.execute("CREATE INDEX IF NOT EXISTS pending_next_check ON pending (next_check)")
+        self.sql = open_ledger_sql(target)
+        if self.sql.dialect == "sqlite":
+            columns = {row[1] for row in self.sql.execute("PRAGMA table_info(pending)").fetchall()}
+            if "next_check" not in columns:  # ledgers written before pending items had their own check times
+                self.sql.execute("ALTER TABLE pending ADD COLUMN checks INTEGER NOT NULL DEFAULT 0")
+                self.sql.execute("ALTER TABLE pending ADD COLUMN next_check REAL NOT NULL DEFAULT 0")
+        self.sql.execute("CREATE INDEX IF NOT EXISTS pending_next_check ON pending (next_check)")
 
     # -- writes; each call is one transaction -------------------------------------------------------
 
@@ -147,7 +176,7 @@ class Ledger:
         Counter bumps inside it are summed and written once per (model, name) just before the commit:
         a batch of feedback bumps `received` and `joined` once per item, and one statement each per
         item was a quarter of the worker's time (profiled under the feedback benchmark)."""
-        with self._lock, transaction(self._db):
+        with self._lock, self.sql.transaction():
             self._bumps = {}
             try:
                 yield self
@@ -156,23 +185,32 @@ class Ledger:
             finally:
                 self._bumps = None
 
+    def lock(self, keys: Iterable[str]) -> None:
+        """Inside a transaction: hold these keys (`scored_lock`, `pending_lock`) until it ends. Replicas sharing
+        PostgreSQL take turns on the same prediction; a transaction should take every key it needs first, in
+        one call (one order for all), so that two never wait on each other in a cycle."""
+        self.sql.lock(keys)
+
     def add_scored(self, model: str, items: list[ScoredItem]) -> list[str]:
         """'new', 'duplicate' (same truth again) or 'replaced' (a different later truth) per item."""
+        self.sql.lock(scored_lock(model, item.key) for item in items)
         outcomes = []
         for item in items:
-            row = self._db.execute("SELECT truth FROM scored WHERE model = ? AND key = ?", (model, item.key)).fetchone()
+            row = self.sql.execute("SELECT truth FROM scored WHERE model = ? AND key = ?", (model, item.key)).fetchone()
             if row is not None and row[0] == item.truth:
                 outcomes.append("duplicate")
                 continue
             outcomes.append("new" if row is None else "replaced")
             scores = None if item.scores is None else orjson.dumps(item.scores).decode()
-            self._db.execute(
-                "INSERT OR REPLACE INTO scored VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (model, item.key, item.prediction_id, item.group, item.scored_at, item.predicted_at, item.predicted, item.truth, scores),
+            self.sql.execute(
+                "INSERT INTO scored VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model, key) DO UPDATE SET prediction_id = excluded.prediction_id, "
+                "grp = excluded.grp, scored_at = excluded.scored_at, predicted_at = excluded.predicted_at, predicted = excluded.predicted, "
+                "truth = excluded.truth, scores = excluded.scores",
+                (model, item.key, item.prediction_id, item.group, item.scored_at, item.predicted_at, float(item.predicted), float(item.truth), scores),
             )
             if row is not None:  # a replaced truth: its old cohort rows go (by index: a scan grew with the ledger)
-                self._db.execute("DELETE FROM scored_cohort WHERE model = ? AND key = ?", (model, item.key))
-            self._db.executemany("INSERT INTO scored_cohort VALUES (?, ?, ?, ?)",
+                self.sql.execute("DELETE FROM scored_cohort WHERE model = ? AND key = ?", (model, item.key))
+            self.sql.executemany("INSERT INTO scored_cohort VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                                  [(model, c, item.key, item.scored_at) for c in item.cohorts])
         return outcomes
 
@@ -180,15 +218,15 @@ class Ledger:
         added = 0
         for item in items:
             if item.inputs is not None:
-                self._db.execute("INSERT OR IGNORE INTO inputs VALUES (?, ?, ?, ?)",
+                self.sql.execute("INSERT INTO inputs VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                                  (model, item.key, item.predicted_at, np.asarray(item.inputs, dtype="<f4").tobytes()))
             if item.scores is None:
                 continue
-            cursor = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?)",
+            cursor = self.sql.execute("INSERT INTO seen VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                                       (model, item.key, item.group, item.predicted_at, orjson.dumps(item.scores).decode()))
             if cursor.rowcount:
                 added += 1
-                self._db.executemany("INSERT OR IGNORE INTO seen_cohort VALUES (?, ?, ?, ?)",
+                self.sql.executemany("INSERT INTO seen_cohort VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                                      [(model, c, item.key, item.predicted_at) for c in item.cohorts])
         return added
 
@@ -200,21 +238,25 @@ class Ledger:
             self._bump_now(model, name, n)
 
     def _bump_now(self, model: str, name: str, n: int) -> None:
-        self._db.execute("INSERT INTO counts VALUES (?, ?, ?) ON CONFLICT (model, name) DO UPDATE SET value = value + ?",
-                         (model, name, n, n))
+        self.sql.execute("INSERT INTO counts VALUES (?, ?, ?) ON CONFLICT (model, name) DO UPDATE SET value = counts.value + excluded.value",
+                         (model, name, n))
 
     def add_pending(self, prediction_id: str, model: str | None, received_at: float, feedback: bytes) -> bool:
         """False when feedback for this id already waits (it is replaced: the later truth wins)."""
-        existed = self._db.execute("SELECT 1 FROM pending WHERE prediction_id = ?", (prediction_id,)).fetchone()
-        self._db.execute("INSERT OR REPLACE INTO pending (prediction_id, model, received_at, feedback, checks, next_check)"
-                         " VALUES (?, ?, ?, ?, 0, ?)", (prediction_id, model, received_at, feedback, received_at))
+        self.sql.lock([pending_lock(prediction_id)])
+        existed = self.sql.execute("SELECT 1 FROM pending WHERE prediction_id = ?", (prediction_id,)).fetchone()
+        self.sql.execute("INSERT INTO pending (prediction_id, model, received_at, feedback, checks, next_check) VALUES (?, ?, ?, ?, 0, ?) "
+                         "ON CONFLICT (prediction_id) DO UPDATE SET model = excluded.model, received_at = excluded.received_at, "
+                         "feedback = excluded.feedback, checks = 0, next_check = excluded.next_check",
+                         (prediction_id, model, received_at, feedback, received_at))
         return existed is None
 
     def postpone_pending(self, prediction_ids: list[str], now: float, max_delay: float = 60.0) -> None:
         """Checked and still unjoinable: look again later, backing off per item (1 s doubling up to
         `max_delay`), so a flood of feedback that never joins does not crowd out feedback that will."""
-        self._db.executemany(
-            "UPDATE pending SET checks = checks + 1, next_check = ? + MIN(?, 0.5 * (1 << MIN(checks + 1, 16))) WHERE prediction_id = ?",
+        least = self.sql.least
+        self.sql.executemany(
+            f"UPDATE pending SET checks = checks + 1, next_check = ? + {least}(?, 0.5 * (1 << {least}(checks + 1, 16))) WHERE prediction_id = ?",
             [(now, max_delay, p) for p in prediction_ids])
 
     def expire_scored(self, older_than: float) -> int:
@@ -223,41 +265,50 @@ class Ledger:
         with self._lock:
             for table, column in (("scored", "scored_at"), ("scored_cohort", "at"), ("seen", "predicted_at"), ("seen_cohort", "at"),
                                   ("inputs", "at")):
-                removed += self._db.execute(f"DELETE FROM {table} WHERE {column} < ?", (older_than,)).rowcount
+                removed += self.sql.execute(f"DELETE FROM {table} WHERE {column} < ?", (older_than,)).rowcount
         return removed
 
-    def remove_pending(self, prediction_ids: list[str]) -> None:
-        self._db.executemany("DELETE FROM pending WHERE prediction_id = ?", [(p,) for p in prediction_ids])
+    def claim_pending(self, prediction_ids: list[str]) -> list[tuple[str, str | None, float, bytes]]:
+        """Remove these pending items; the rows this call removed, as they were then (another replica may have
+        claimed some first, and a later truth may have replaced one since it was read: only the claimant
+        joins or orphans an item, with the truth it removed, so it counts once)."""
+        claimed: list[tuple[str, str | None, float, bytes]] = []
+        for start in range(0, len(prediction_ids), 500):
+            chunk = prediction_ids[start:start + 500]
+            claimed += self.sql.execute(f"DELETE FROM pending WHERE prediction_id IN ({','.join('?' * len(chunk))}) "
+                                        "RETURNING prediction_id, model, received_at, feedback", chunk).fetchall()
+        return claimed
 
     def set_scan_mark(self, model: str, created_at: float) -> None:
-        self._db.execute("INSERT OR REPLACE INTO scan_state VALUES (?, ?)", (model, created_at))
+        self.sql.execute("INSERT INTO scan_state VALUES (?, ?) ON CONFLICT (model) DO UPDATE SET created_at = excluded.created_at",
+                         (model, created_at))
 
     # -- reads ----------------------------------------------------------------------------------
 
     def pending_batch(self, now: float, limit: int = 5000) -> list[tuple[str, str | None, float, bytes]]:
         with self._lock:
-            return self._db.execute("SELECT prediction_id, model, received_at, feedback FROM pending WHERE next_check <= ?"
+            return self.sql.execute("SELECT prediction_id, model, received_at, feedback FROM pending WHERE next_check <= ?"
                                     " ORDER BY next_check LIMIT ?", (now, limit)).fetchall()
 
     def pending_count(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+            return self.sql.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
 
     def scan_mark(self, model: str) -> float | None:
         with self._lock:
-            row = self._db.execute("SELECT created_at FROM scan_state WHERE model = ?", (model,)).fetchone()
+            row = self.sql.execute("SELECT created_at FROM scan_state WHERE model = ?", (model,)).fetchone()
         return None if row is None else row[0]
 
     def counts(self, model: str) -> dict[str, int]:
         with self._lock:
-            rows = self._db.execute("SELECT name, value FROM counts WHERE model = ?", (model,)).fetchall()
+            rows = self.sql.execute("SELECT name, value FROM counts WHERE model = ?", (model,)).fetchall()
         found = dict(rows)
         return {name: int(found.get(name, 0)) for name in COUNT_NAMES}
 
     def groups(self) -> list[tuple[str, str, str | None]]:
         """Every (model, cohort, group) with scored or seen rows: what the gauges report."""
         with self._lock:
-            rows = self._db.execute(
+            rows = self.sql.execute(
                 "SELECT DISTINCT c.model, c.cohort, s.grp FROM scored_cohort c JOIN scored s ON s.model = c.model AND s.key = c.key "
                 "UNION SELECT DISTINCT c.model, c.cohort, s.grp FROM seen_cohort c JOIN seen s ON s.model = c.model AND s.key = c.key"
             ).fetchall()
@@ -266,13 +317,13 @@ class Ledger:
     def largest_cohorts(self, model: str, limit: int) -> list[str]:
         """The model's cohorts with the most labelled instances, largest first (ties by name)."""
         with self._lock:
-            rows = self._db.execute("SELECT cohort FROM scored_cohort WHERE model = ? GROUP BY cohort ORDER BY COUNT(*) DESC, cohort LIMIT ?",
+            rows = self.sql.execute("SELECT cohort FROM scored_cohort WHERE model = ? GROUP BY cohort ORDER BY COUNT(*) DESC, cohort LIMIT ?",
                                     (model, limit)).fetchall()
         return [r[0] for r in rows]
 
     def models(self) -> list[str]:
         with self._lock:
-            rows = self._db.execute("SELECT model FROM scored UNION SELECT model FROM seen UNION SELECT model FROM counts").fetchall()
+            rows = self.sql.execute("SELECT model FROM scored UNION SELECT model FROM seen UNION SELECT model FROM counts").fetchall()
         return sorted(r[0] for r in rows)
 
     def _window_sql(self, table: str, columns: str, model: str, cohort: str, group: str | None, window: Lookback, now: float):
@@ -293,14 +344,14 @@ class Ledger:
     def scored_rows(self, model: str, cohort: str, group: str | None, window: Lookback, now: float | None = None) -> Rows:
         sql, params = self._window_sql("scored", "s.predicted, s.truth, s.scores", model, cohort, group, window, now or time.time())
         with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
+            rows = self.sql.execute(sql, params).fetchall()
         return Rows(np.array([r[0] for r in rows], dtype=np.float64), np.array([r[1] for r in rows], dtype=np.float64),
                     [None if r[2] is None else tuple(orjson.loads(r[2])) for r in rows])
 
     def seen_scores(self, model: str, cohort: str, group: str | None, window: Lookback, now: float | None = None) -> list[tuple[float, ...]]:
         sql, params = self._window_sql("seen", "s.scores", model, cohort, group, window, now or time.time())
         with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
+            rows = self.sql.execute(sql, params).fetchall()
         return [tuple(orjson.loads(r[0])) for r in rows]
 
     def outcomes(self, model: str, prediction_ids: list[str]) -> dict[str, list[tuple[float, float]]]:
@@ -309,7 +360,7 @@ class Ledger:
         with self._lock:
             for start in range(0, len(prediction_ids), 500):  # SQLite's bound-parameter limit
                 chunk = prediction_ids[start:start + 500]
-                rows = self._db.execute(
+                rows = self.sql.execute(
                     f"SELECT prediction_id, predicted, truth FROM scored WHERE model = ? AND prediction_id IN ({','.join('?' * len(chunk))})"
                     " ORDER BY prediction_id, key", (model, *chunk)).fetchall()
                 for pid, predicted, truth in rows:
@@ -320,9 +371,9 @@ class Ledger:
         """Labelled instances oldest first (the newest `limit` when there are more)."""
         sql = ("SELECT * FROM (SELECT s.key, COALESCE(s.predicted_at, s.scored_at) AS t, s.predicted, s.truth, s.scores "
                "FROM scored_cohort c JOIN scored s ON s.model = c.model AND s.key = c.key WHERE c.model = ? AND c.cohort = ?"
-               " AND COALESCE(s.predicted_at, s.scored_at) >= ? ORDER BY t DESC LIMIT ?) ORDER BY t")
+               " AND COALESCE(s.predicted_at, s.scored_at) >= ? ORDER BY t DESC LIMIT ?) AS page ORDER BY t")
         with self._lock:
-            rows = self._db.execute(sql, (model, cohort, since if since is not None else float("-inf"), limit)).fetchall()
+            rows = self.sql.execute(sql, (model, cohort, since if since is not None else float("-inf"), limit)).fetchall()
         return Series([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.float64),
                       np.array([r[2] for r in rows], dtype=np.float64), np.array([r[3] for r in rows], dtype=np.float64),
                       [None if r[4] is None else tuple(orjson.loads(r[4])) for r in rows])
@@ -331,16 +382,16 @@ class Ledger:
         """(keys, times, vectors) of the instances seen with inputs, oldest first. Cohort `all` needs no
         cohort join (instances of models without probabilities have inputs but no `seen` row)."""
         if cohort == ALL:
-            sql = ("SELECT * FROM (SELECT key, at, vector FROM inputs WHERE model = ? AND at >= ? ORDER BY at DESC LIMIT ?) ORDER BY at")
+            sql = ("SELECT * FROM (SELECT key, at, vector FROM inputs WHERE model = ? AND at >= ? ORDER BY at DESC LIMIT ?) AS page ORDER BY at")
             params: tuple = (model, since if since is not None else float("-inf"), limit)
         else:
             sql = ("SELECT * FROM (SELECT i.key, i.at, i.vector FROM seen_cohort c JOIN inputs i ON i.model = c.model AND i.key = c.key"
-                   " WHERE c.model = ? AND c.cohort = ? AND i.at >= ? ORDER BY i.at DESC LIMIT ?) ORDER BY at")
+                   " WHERE c.model = ? AND c.cohort = ? AND i.at >= ? ORDER BY i.at DESC LIMIT ?) AS page ORDER BY at")
             params = (model, cohort, since if since is not None else float("-inf"), limit)
         with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
+            rows = self.sql.execute(sql, params).fetchall()
         return [r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.float64), [np.frombuffer(r[2], dtype="<f4") for r in rows]
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self.sql.close()

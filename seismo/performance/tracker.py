@@ -17,7 +17,7 @@ import orjson
 
 from seismo.embeddings.extract import embedding_of
 from seismo.performance.config import ALL, ConfigError, ModelConfig
-from seismo.performance.ledger import Ledger, Lookback, ScoredItem, SeenItem
+from seismo.performance.ledger import Ledger, Lookback, ScoredItem, SeenItem, pending_lock, scored_lock
 from seismo.performance.prometheus import PerformanceMetrics
 from seismo.performance.report import PerformanceReport, business, estimated, realized
 from seismo.performance.scoring import ScoringError, cohorts_of, predictions_of, score, truthy
@@ -103,6 +103,9 @@ class Tracker:
                 continue
             planned.append((incoming, Outcome("scored", fb.prediction_id, config.name, len(items)), items, record))
         with self.ledger.transaction() as ledger:
+            ledger.lock([*(scored_lock(outcome.model, item.key) for _, outcome, items, _ in planned if outcome.model for item in items),
+                         *(pending_lock(i.feedback.prediction_id) for i, outcome, _, _ in planned
+                           if outcome.status == "pending" and i.feedback.prediction_id)])  # every key first, in one order
             for incoming, outcome, items, record in planned:
                 fb = incoming.feedback
                 if outcome.status == "rejected":
@@ -193,13 +196,17 @@ class Tracker:
         if not waiting:
             return {"joined": 0, "orphaned": 0}
         records = self.store.get_many([row[0] for row in waiting])
+        joinable = {pid for pid, _, _, _ in waiting if (r := records.get(pid)) is not None and r.response is not None}
+        expired = {pid for pid, _, received_at, _ in waiting if pid not in joinable and received_at + self.pending_ttl < now}
         joined = orphaned = 0
         with self.ledger.transaction() as ledger:
-            done = []
-            for prediction_id, model, received_at, body in waiting:
+            ledger.lock([*(scored_lock(records[pid].model, pid) for pid in joinable), *(pending_lock(pid) for pid in joinable | expired)])
+            # Claimed first: with replicas sharing the ledger, only the one whose claim removed an item joins
+            # (or orphans) it, so it counts once.
+            for prediction_id, model, received_at, body in ledger.claim_pending(sorted(joinable | expired)):
                 record = records.get(prediction_id)
-                if record is not None and record.response is not None:
-                    done.append(prediction_id)
+                if prediction_id in joinable:
+                    assert record is not None
                     try:
                         fb = parse_feedback(orjson.loads(body), prediction_id)
                         config, items = self._score(fb, record, received_at)
@@ -211,16 +218,15 @@ class Tracker:
                         self._count_received(ledger, config.name, fb.reward, pending=True)
                     self._record(ledger, config.name, items, joined=True)
                     joined += 1
-                elif received_at + self.pending_ttl < now:
-                    done.append(prediction_id)
+                elif received_at + self.pending_ttl >= now:  # a later truth replaced it since it was read: it waits on
+                    ledger.add_pending(prediction_id, model, received_at, body)
+                else:
                     if model is None:
                         self._count_received(ledger, "unknown", None, pending=True)
                     ledger.bump(model or "unknown", "orphaned")
                     self.metrics.orphaned.labels(self.metrics.model_label(model)).inc()
                     orphaned += 1
-            ledger.remove_pending(done)
-            finished = set(done)
-            ledger.postpone_pending([row[0] for row in waiting if row[0] not in finished], now)
+            ledger.postpone_pending([row[0] for row in waiting if row[0] not in joinable | expired], now)
         self.metrics.waiting.set(self.ledger.pending_count())
         return {"joined": joined, "orphaned": orphaned}
 

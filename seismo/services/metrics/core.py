@@ -84,7 +84,7 @@ class MetricsService(Service):
     async def start(self) -> None:
         settings = self.settings
         store = settings.open_store()
-        ledger = Ledger(settings.state_path)
+        ledger = Ledger(settings.postgres_url or settings.state_path)  # shared by every replica on PostgreSQL
         tracker = Tracker(self.models, ledger, store, self.metrics, settings.pending_ttl_seconds, settings.late_after_seconds,
                           settings.max_calibration_error)
         self._tracker = tracker

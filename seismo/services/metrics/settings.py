@@ -25,7 +25,8 @@ class MetricsSettings(StoreSettings):
     config_file: Path = EXAMPLE_CONFIG
     """YAML with each model's metric type, threshold, features and cohort rules."""
     state_path: Path = Field(default_factory=lambda: data_dir() / "metrics.db")
-    """SQLite file with scored feedback, pending feedback and the predictions read for estimation."""
+    """SQLite file with scored feedback, pending feedback and the predictions read for estimation (with a
+    PostgreSQL URL set, they are in that database's `seismo_metrics` schema instead, shared by every replica)."""
     window: str = "1h"
     """The gauges' sliding window: a duration (30s, 15m, 1h, 7d) or a count of newest instances (1000)."""
     pending_ttl_seconds: float = 86400.0

@@ -1,0 +1,181 @@
+"""One connection to SQLite or PostgreSQL behind the same few calls, for state written in portable SQL
+(`?` placeholders, `INSERT ... ON CONFLICT`, which both speak): the metrics server's ledger is one
+SQLite file on one machine, or tables in the PostgreSQL every replica shares.
+
+What differs is kept here: the placeholder style, transactions (SQLite: BEGIN IMMEDIATE, one writer;
+PostgreSQL: a transaction per unit, with row-level work serialized by advisory locks on keys), the
+scalar `least` function, and where the tables live (a PostgreSQL schema of their own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from seismo.database import open_database, transaction
+
+Dialect = Literal["sqlite", "postgres"]
+_RETRIED = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
+
+
+def is_postgres_url(target: str | Path) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+class Sql:
+    """A SQLite or PostgreSQL connection with `?` placeholders. Not thread-safe: callers hold a lock."""
+
+    dialect: Dialect
+    least: str
+    """The scalar minimum of its arguments: MIN in SQLite, LEAST in PostgreSQL."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """A cursor: fetchone(), fetchall(), rowcount."""
+        raise NotImplementedError
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def lock(self, keys: Iterable[str]) -> None:
+        """Inside a transaction: hold `keys` until it ends, so replicas updating the same keys take turns
+        (a no-op on SQLite, whose transaction already holds the one write lock)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SqliteSql(Sql):
+    dialect: Dialect = "sqlite"
+    least = "MIN"
+
+    def __init__(self, path: str | Path, schema: str):
+        self.db: sqlite3.Connection = open_database(path, schema)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.db.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.db.executemany(sql, rows)
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        @contextlib.contextmanager
+        def unit() -> Iterator[None]:
+            with transaction(self.db):
+                yield
+
+        return unit()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class _Rows:
+    """pg8000's cursor answering as sqlite3's: rows as tuples."""
+
+    def __init__(self, cursor: Any):
+        self.cursor = cursor
+        self.rowcount = cursor.rowcount
+
+    def fetchone(self) -> tuple | None:
+        row = self.cursor.fetchone()
+        return None if row is None else tuple(row)
+
+    def fetchall(self) -> list[tuple]:
+        return [tuple(row) for row in self.cursor.fetchall()]
+
+
+class PostgresSql(Sql):
+    dialect: Dialect = "postgres"
+    least = "LEAST"
+
+    def __init__(self, url: str, schema_name: str, statements: Sequence[str]):
+        import pg8000.dbapi  # the `postgres` extra: only when a PostgreSQL URL is configured
+
+        from seismo.store.postgres import connect_kwargs
+
+        self._errors = pg8000.dbapi.DatabaseError
+        self.db = pg8000.dbapi.connect(**connect_kwargs(url))
+        self.db.autocommit = True
+        self._depth = 0
+        cursor = self.db.cursor()
+        # Replicas starting together create the tables once, one after the other.
+        cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"seismo schema {schema_name}",))
+        try:
+            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema_name}")
+            cursor.execute(f"SET search_path TO {schema_name}")
+            for statement in statements:
+                cursor.execute(statement)
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"seismo schema {schema_name}",))
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Rows:
+        cursor = self.db.cursor()
+        cursor.execute(sql.replace("?", "%s"), tuple(params))
+        return _Rows(cursor)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = [tuple(row) for row in rows]
+        if rows:
+            self.db.cursor().executemany(sql.replace("?", "%s"), rows)
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        @contextlib.contextmanager
+        def unit() -> Iterator[None]:
+            if self._depth:  # nested: a savepoint, so the inner unit undoes itself alone
+                self.execute("SAVEPOINT unit")
+                self._depth += 1
+                try:
+                    yield
+                except BaseException:
+                    self.execute("ROLLBACK TO SAVEPOINT unit")
+                    raise
+                finally:
+                    self._depth -= 1
+                self.execute("RELEASE SAVEPOINT unit")
+                return
+            self.execute("BEGIN")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self.execute("ROLLBACK")
+                raise
+            finally:
+                self._depth = 0
+            self.execute("COMMIT")
+
+        return unit()
+
+    def lock(self, keys: Iterable[str]) -> None:
+        ordered = sorted(set(keys))  # one order for every replica: no lock cycles between them
+        if ordered:
+            self.execute("SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(?::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+                         (ordered,)).fetchall()
+
+    def retrying(self, error: BaseException) -> bool:
+        """Whether a failed transaction is worth running again (a deadlock or a serialization failure)."""
+        code = error.args[0].get("C") if isinstance(error, self._errors) and error.args and isinstance(error.args[0], dict) else None
+        return code in _RETRIED
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.db.close()
+
+
+def with_retries(sql: Sql, work: Any, attempts: int = 5) -> Any:
+    """`work()` (one transaction), run again on PostgreSQL after a deadlock or a serialization failure."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except Exception as exc:
+            if not isinstance(sql, PostgresSql) or not sql.retrying(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * 2**attempt)
+    raise AssertionError("unreachable")
