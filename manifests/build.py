@@ -263,9 +263,14 @@ imagePullSecrets: []
 
 # Where records (payloads, annotations, feedback joins) are kept.
 store:
-  # elasticsearch (production; replicas may scale) or sqlite (one file on a ReadWriteOnce volume shared
-  # by the logger and the metrics server: both must then run one replica).
+  # elasticsearch (the logger may scale; the metrics server runs one replica, its ledger on its volume),
+  # postgres (the logger and the metrics server may both scale: records and the metrics ledger are shared
+  # in the database) or sqlite (one file on a ReadWriteOnce volume shared by the logger and the metrics
+  # server: both must then run one replica). The drift service runs one replica whatever the store.
   type: elasticsearch
+  postgres:
+    # An existing Secret whose key `url` is postgresql://user:password@host:5432/database?sslmode=require.
+    urlSecret: seismo-postgres
   elasticsearch:
     # The cluster's URL. Empty: read SEISMO_LOGGER_ELASTICSEARCH_URL and SEISMO_METRICS_ELASTICSEARCH_URL
     # from the Secret named by endpointSecret.
@@ -443,8 +448,9 @@ def chart_schema(values: dict) -> dict:
                           "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}}, ["registry"]),
         "imagePullSecrets": {"type": "array", "items": _object({"name": string}, ["name"])},
         "store": _object({
-            "type": {"enum": ["elasticsearch", "sqlite"]},
+            "type": {"enum": ["elasticsearch", "postgres", "sqlite"]},
             "elasticsearch": _object({"url": {"type": "string", "pattern": "^(https?://.+)?$"}, "endpointSecret": string, "credentialsSecret": string}),
+            "postgres": _object({"urlSecret": {"type": "string", "minLength": 1}}),
             "sqlite": volume}, ["type"]),
         "broker": _object({
             "class": {"enum": ["MTChannelBasedBroker", "Kafka"]},

@@ -35,6 +35,7 @@ COMBINATIONS = {
     "gpu": {"services": {"model": {"gpu": {"enabled": True}}, "outlier": {"gpu": {"enabled": True, "count": 2}}}},
     "kafka": {"broker": {"class": "Kafka", "kafka": {"bootstrapServers": "kafka-0.kafka:9092"}}},
     "sqlite": {"store": {"type": "sqlite"}, "services": {"logger": {"replicas": 1}, "metrics": {"replicas": 1}}},
+    "postgres": {"store": {"type": "postgres", "postgres": {"urlSecret": "team-db"}}, "services": {"metrics": {"replicas": 3}}},
     "minimal": {"auth": {"enabled": False}, "networkPolicies": {"enabled": False}, "podDisruptionBudgets": {"enabled": False},
                 "monitoring": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}, "dashboards": {"enabled": False}},
                 "persistence": {"models": {"existingClaim": "my-models"}},
@@ -128,6 +129,16 @@ def test_each_combination_does_what_its_values_say():
         assert {"name": "records", "mountPath": "/records"} in container["volumeMounts"]
     assert ("PersistentVolumeClaim", "seismo-records") in by_key(sqlite)
 
+    postgres = render(COMBINATIONS["postgres"])
+    for name in ("logger", "metrics"):
+        container = _container(postgres, name)
+        (url,) = [e for e in container["env"] if e["name"] == f"SEISMO_{name.upper()}_POSTGRES_URL"]
+        assert url["valueFrom"] == {"secretKeyRef": {"name": "team-db", "key": "url"}} and "envFrom" not in container
+        assert not any("ELASTICSEARCH" in e["name"] for e in container["env"])
+    metrics = by_key(postgres)[("Deployment", "seismo-metrics")]
+    assert metrics["spec"]["replicas"] == 3 and "strategy" not in metrics["spec"]  # no volume of its own: rolls like any
+    assert ("PersistentVolumeClaim", "seismo-metrics-state") not in by_key(postgres)
+
     minimal = render(COMBINATIONS["minimal"])
     kinds = {o["kind"] for o in minimal}
     assert not kinds & {"ServiceMonitor", "PrometheusRule", "NetworkPolicy", "PodDisruptionBudget"}
@@ -198,13 +209,16 @@ def test_the_release_namespace_is_used_everywhere():
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"store": {"type": "mongo"}}, "at '/store/type': value must be one of 'elasticsearch', 'sqlite'"),
+    ({"store": {"type": "mongo"}}, "at '/store/type': value must be one of 'elasticsearch', 'postgres', 'sqlite'"),
     ({"services": {"model": {"replica": 2}}}, "additional properties 'replica' not allowed"),
     ({"services": {"model": {"replicas": -1}}}, "/services/model/replicas"),
     ({"broker": {"class": "InMemoryChannel"}}, "/broker/class"),
     ({"store": {"elasticsearch": {"url": "es:9200"}}}, "/store/elasticsearch/url"),
     ({"services": {"logger": {"resources": {"requests": {"memory": "lots of it"}}}}}, "/services/logger/resources/requests/memory"),
     ({"store": {"type": "sqlite"}}, "services.logger.replicas is 2 but store.type is sqlite"),
+    ({"services": {"metrics": {"replicas": 2}}}, "services.metrics.replicas is 2 but store.type is elasticsearch"),
+    ({"store": {"type": "postgres"}, "services": {"drift": {"replicas": 3}}}, "services.drift.replicas is 3"),
+    ({**TWO_MODELS, "services": {"drift": {"replicas": 2}}}, "services.drift-churn.replicas is 2"),
 ])
 def test_wrong_values_fail_with_a_message_naming_them(values, message):
     with pytest.raises(helm.HelmError) as caught:
