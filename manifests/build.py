@@ -263,10 +263,10 @@ imagePullSecrets: []
 
 # Where records (payloads, annotations, feedback joins) are kept.
 store:
-  # elasticsearch (the logger may scale; the metrics server runs one replica, its ledger on its volume),
-  # postgres (the logger and the metrics server may both scale: records and the metrics ledger are shared
-  # in the database) or sqlite (one file on a ReadWriteOnce volume shared by the logger and the metrics
-  # server: both must then run one replica). The drift service runs one replica whatever the store.
+  # elasticsearch (the logger may scale; the metrics server and each drift service run one replica, their
+  # state on their volumes), postgres (the logger, the metrics server and the drift services may all scale:
+  # records, the metrics ledger and the drift windows are shared in the database) or sqlite (one file on a
+  # ReadWriteOnce volume shared by the logger and the metrics server: both must then run one replica).
   type: elasticsearch
   postgres:
     # An existing Secret whose key `url` is postgresql://user:password@host:5432/database?sslmode=require.

@@ -11,15 +11,45 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from seismo.database import open_database, transaction
 
 Dialect = Literal["sqlite", "postgres"]
 _RETRIED = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
+
+
+def connect_kwargs(url: str) -> dict[str, Any]:
+    """pg8000's connection arguments from `postgresql://user:password@host:port/database?sslmode=require`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"a PostgreSQL URL starts with postgresql://, not {url.split(':', 1)[0]!r}")
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    kwargs: dict[str, Any] = {"user": unquote(parts.username or "postgres"), "host": parts.hostname or "localhost",
+                              "port": parts.port or 5432, "database": unquote(parts.path.lstrip("/")) or None,
+                              "application_name": options.get("application_name", "seismo"), "timeout": 30}
+    if parts.password is not None:
+        kwargs["password"] = unquote(parts.password)
+    if options.get("sslmode") in ("require", "verify-ca", "verify-full"):
+        import ssl
+
+        context = ssl.create_default_context(cafile=options.get("sslrootcert"))
+        if options["sslmode"] == "require":  # libpq's meaning: encrypted, certificate not checked
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        kwargs["ssl_context"] = context
+    return kwargs
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 def is_postgres_url(target: str | Path) -> bool:
@@ -98,22 +128,21 @@ class PostgresSql(Sql):
     def __init__(self, url: str, schema_name: str, statements: Sequence[str]):
         import pg8000.dbapi  # the `postgres` extra: only when a PostgreSQL URL is configured
 
-        from seismo.store.postgres import connect_kwargs
-
         self._errors = pg8000.dbapi.DatabaseError
         self.db = pg8000.dbapi.connect(**connect_kwargs(url))
         self.db.autocommit = True
         self._depth = 0
         cursor = self.db.cursor()
-        # Replicas starting together create the tables once, one after the other.
+        # Replicas starting together create the tables once, in one transaction (all or none). A schema that
+        # exists is left alone: its DDL, even IF NOT EXISTS, would queue behind the writers of the tables.
         cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"seismo schema {schema_name}",))
         try:
-            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema_name}")
-            cursor.execute(f"SET search_path TO {schema_name}")
-            for statement in statements:
-                cursor.execute(statement)
+            cursor.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (schema_name,))
+            if cursor.fetchone() is None:
+                run_all_or_none(cursor, [f"CREATE SCHEMA {schema_name}", f"SET LOCAL search_path TO {schema_name}", *statements])
         finally:
             cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"seismo schema {schema_name}",))
+        cursor.execute(f"SET search_path TO {schema_name}")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Rows:
         cursor = self.db.cursor()
@@ -169,13 +198,13 @@ class PostgresSql(Sql):
             self.db.close()
 
 
-def with_retries(sql: Sql, work: Any, attempts: int = 5) -> Any:
-    """`work()` (one transaction), run again on PostgreSQL after a deadlock or a serialization failure."""
-    for attempt in range(attempts):
-        try:
-            return work()
-        except Exception as exc:
-            if not isinstance(sql, PostgresSql) or not sql.retrying(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.01 * 2**attempt)
-    raise AssertionError("unreachable")
+def run_all_or_none(cursor: Any, statements: Sequence[str]) -> None:
+    """PostgreSQL statements (DDL included) in one transaction on a DB-API cursor of an autocommit connection."""
+    cursor.execute("BEGIN")
+    try:
+        for statement in statements:
+            cursor.execute(statement)
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
+    cursor.execute("COMMIT")

@@ -67,7 +67,7 @@ def new_database(server_url: str) -> str:
     """A fresh database on the server; its URL."""
     import pg8000.dbapi
 
-    from seismo.store.postgres import connect_kwargs
+    from seismo.sql import connect_kwargs
 
     name = f"seismo_test_{uuid.uuid4().hex[:12]}"
     db = pg8000.dbapi.connect(**connect_kwargs(server_url))

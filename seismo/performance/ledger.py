@@ -68,6 +68,7 @@ _POSTGRES_SCHEMA = [statement.strip().replace(" REAL", " DOUBLE PRECISION").repl
 _POSTGRES_SCHEMA[_POSTGRES_SCHEMA.index(next(s for s in _POSTGRES_SCHEMA if "TABLE IF NOT EXISTS pending" in s))] = (
     "CREATE TABLE IF NOT EXISTS pending (prediction_id TEXT PRIMARY KEY, model TEXT, received_at DOUBLE PRECISION NOT NULL, "
     "feedback BYTEA NOT NULL, checks INTEGER NOT NULL DEFAULT 0, next_check DOUBLE PRECISION NOT NULL DEFAULT 0)")
+_POSTGRES_SCHEMA.append("CREATE INDEX pending_next_check ON pending (next_check)")
 
 COUNT_NAMES = ("received", "joined", "pending", "orphaned", "late")
 
@@ -165,7 +166,7 @@ class Ledger:
             if "next_check" not in columns:  # ledgers written before pending items had their own check times
                 self.sql.execute("ALTER TABLE pending ADD COLUMN checks INTEGER NOT NULL DEFAULT 0")
                 self.sql.execute("ALTER TABLE pending ADD COLUMN next_check REAL NOT NULL DEFAULT 0")
-        self.sql.execute("CREATE INDEX IF NOT EXISTS pending_next_check ON pending (next_check)")
+            self.sql.execute("CREATE INDEX IF NOT EXISTS pending_next_check ON pending (next_check)")
 
     # -- writes; each call is one transaction -------------------------------------------------------
 

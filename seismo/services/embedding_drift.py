@@ -58,8 +58,8 @@ class EmbeddingWindows:
     """Embedding windows of one model: checked on arrival, tested when full. Blocking calls (`add`,
     `finish`) run on the drift service's window thread."""
 
-    def __init__(self, detector_path: Path, model: str, window_size: int, state_path: Path, allow_minor: bool,
-                 sources: dict[str, EmbeddingSource], registry: CollectorRegistry):
+    def __init__(self, detector_path: Path, model: str, window_size: int, state: Path | str, allow_minor: bool,
+                 sources: dict[str, EmbeddingSource], registry: CollectorRegistry, lease: float | None = None):
         detector = load_detector(detector_path)
         if not isinstance(detector, EmbeddingDrift):
             raise ValueError(f"{detector_path} holds a {detector.kind}, not an EmbeddingDrift (fit one with `seismo fit embedding`)")
@@ -70,7 +70,8 @@ class EmbeddingWindows:
         self.model = model
         self.source = sources.get(model)
         self.metrics = _EmbeddingMetrics(registry)
-        self.store = WindowStore(state_path, detector.instance_shape, window_size, "count")
+        self.store = WindowStore(state, detector.instance_shape, window_size, "count", namespace="seismo_embedding_drift")
+        self.lease = lease
         self._notes: dict[str, str] = {}  # the latest version note per model's current window (patches seen)
         self.metrics.fill.labels(model).set(self.store.pending(model))
 
@@ -131,7 +132,7 @@ class EmbeddingWindows:
 
     def recover(self) -> list[dict]:
         """Windows taken but not recorded when the service last stopped, tested now."""
-        return [self.finish(window, event_id, None) for window, event_id in self.store.unfinished()]
+        return [self.finish(window, event_id, None) for window, event_id in self.store.unfinished(self.lease)]
 
     def close(self) -> None:
         self.store.close()

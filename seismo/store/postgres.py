@@ -15,10 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
+from seismo.sql import connect_kwargs, redacted, run_all_or_none
 from seismo.store.base import KEPT_ASIDE, Page, Record, RecordUpdate, Stored, merge, outcome, result_digest
 
 SCHEMA_VERSION = 1
@@ -66,36 +66,6 @@ _RETRIED = {"40P01", "40001"}  # deadlock detected, serialization failure
 _SCHEMA_LOCK = 0x5E15_0001  # the advisory lock replicas starting together take while creating the tables
 
 
-def connect_kwargs(url: str) -> dict[str, Any]:
-    """pg8000's connection arguments from `postgresql://user:password@host:port/database?sslmode=require`."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ValueError(f"a PostgreSQL URL starts with postgresql://, not {url.split(':', 1)[0]!r}")
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    kwargs: dict[str, Any] = {"user": unquote(parts.username or "postgres"), "host": parts.hostname or "localhost",
-                              "port": parts.port or 5432, "database": unquote(parts.path.lstrip("/")) or None,
-                              "application_name": options.get("application_name", "seismo"), "timeout": 30}
-    if parts.password is not None:
-        kwargs["password"] = unquote(parts.password)
-    if options.get("sslmode") in ("require", "verify-ca", "verify-full"):
-        import ssl
-
-        context = ssl.create_default_context(cafile=options.get("sslrootcert"))
-        if options["sslmode"] == "require":  # libpq's meaning: encrypted, certificate not checked
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        kwargs["ssl_context"] = context
-    return kwargs
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
-
-
 def _row_to_record(row: Sequence[Any]) -> Record:
     return Record(prediction_id=row[0], model=row[1], model_version=row[2], created_at=row[3], updated_at=row[4],
                   request_time=row[5], response_time=row[6], request=None if row[7] is None else bytes(row[7]),
@@ -135,8 +105,10 @@ class PostgresRecordStore:
             cursor = self._db.cursor()
             cursor.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
             try:
-                for statement in _SCHEMA:
-                    cursor.execute(statement)
+                # Tables that exist are left alone: their DDL, even IF NOT EXISTS, would queue behind the writers.
+                cursor.execute("SELECT to_regclass('seismo_schema')")
+                if cursor.fetchone()[0] is None:
+                    run_all_or_none(cursor, _SCHEMA)
                 cursor.execute("SELECT max(version) FROM seismo_schema")
                 (version,) = cursor.fetchone()
                 if version is None:

@@ -55,7 +55,7 @@ class StoreSettings(BaseSettings):
 
     def describe_store(self) -> str:
         if self.postgres_url:
-            from seismo.store.postgres import redacted
+            from seismo.sql import redacted
 
             return f"postgresql {redacted(self.postgres_url)}"
         return f"elasticsearch {self.elasticsearch_url}" if self.elasticsearch_url else f"sqlite {self.sqlite_path}"

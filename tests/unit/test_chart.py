@@ -35,7 +35,7 @@ COMBINATIONS = {
     "gpu": {"services": {"model": {"gpu": {"enabled": True}}, "outlier": {"gpu": {"enabled": True, "count": 2}}}},
     "kafka": {"broker": {"class": "Kafka", "kafka": {"bootstrapServers": "kafka-0.kafka:9092"}}},
     "sqlite": {"store": {"type": "sqlite"}, "services": {"logger": {"replicas": 1}, "metrics": {"replicas": 1}}},
-    "postgres": {"store": {"type": "postgres", "postgres": {"urlSecret": "team-db"}}, "services": {"metrics": {"replicas": 3}}},
+    "postgres": {"store": {"type": "postgres", "postgres": {"urlSecret": "team-db"}}, "services": {"metrics": {"replicas": 3}, "drift": {"replicas": 2}}},
     "minimal": {"auth": {"enabled": False}, "networkPolicies": {"enabled": False}, "podDisruptionBudgets": {"enabled": False},
                 "monitoring": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}, "dashboards": {"enabled": False}},
                 "persistence": {"models": {"existingClaim": "my-models"}},
@@ -130,14 +130,15 @@ def test_each_combination_does_what_its_values_say():
     assert ("PersistentVolumeClaim", "seismo-records") in by_key(sqlite)
 
     postgres = render(COMBINATIONS["postgres"])
-    for name in ("logger", "metrics"):
+    for name in ("logger", "metrics", "drift"):
         container = _container(postgres, name)
         (url,) = [e for e in container["env"] if e["name"] == f"SEISMO_{name.upper()}_POSTGRES_URL"]
         assert url["valueFrom"] == {"secretKeyRef": {"name": "team-db", "key": "url"}} and "envFrom" not in container
         assert not any("ELASTICSEARCH" in e["name"] for e in container["env"])
-    metrics = by_key(postgres)[("Deployment", "seismo-metrics")]
-    assert metrics["spec"]["replicas"] == 3 and "strategy" not in metrics["spec"]  # no volume of its own: rolls like any
-    assert ("PersistentVolumeClaim", "seismo-metrics-state") not in by_key(postgres)
+    for name, replicas in (("metrics", 3), ("drift", 2)):  # no volume of their own: they roll like any Deployment
+        deployment = by_key(postgres)[("Deployment", f"seismo-{name}")]
+        assert deployment["spec"]["replicas"] == replicas and "strategy" not in deployment["spec"]
+        assert ("PersistentVolumeClaim", f"seismo-{name}-state") not in by_key(postgres)
 
     minimal = render(COMBINATIONS["minimal"])
     kinds = {o["kind"] for o in minimal}
@@ -217,7 +218,7 @@ def test_the_release_namespace_is_used_everywhere():
     ({"services": {"logger": {"resources": {"requests": {"memory": "lots of it"}}}}}, "/services/logger/resources/requests/memory"),
     ({"store": {"type": "sqlite"}}, "services.logger.replicas is 2 but store.type is sqlite"),
     ({"services": {"metrics": {"replicas": 2}}}, "services.metrics.replicas is 2 but store.type is elasticsearch"),
-    ({"store": {"type": "postgres"}, "services": {"drift": {"replicas": 3}}}, "services.drift.replicas is 3"),
+    ({"services": {"drift": {"replicas": 3}}}, "services.drift.replicas is 3 but store.type is elasticsearch"),
     ({**TWO_MODELS, "services": {"drift": {"replicas": 2}}}, "services.drift-churn.replicas is 2"),
 ])
 def test_wrong_values_fail_with_a_message_naming_them(values, message):

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from seismo.batching import ThreadBatcher
 from seismo.detect import load_detector
 from seismo.detect.drift import PredictionDrift
-from seismo.detect.windows import Window, WindowResult, WindowStore
+from seismo.detect.windows import LEASE_SECONDS, Window, WindowResult, WindowStore
 from seismo.embeddings.extract import load_sources
 from seismo.protocol.cloudevents import CloudEvent, to_binary
 from seismo.protocol.types import KSERVE_DRIFT, EventKind, kind_of, model_of
@@ -159,30 +159,40 @@ class DriftService(EventDetector):
         detector = load_detector(settings.detector_path)
         self.detector = detector
         assert detector.instance_shape is not None  # a loaded detector is fitted
-        self._store = WindowStore(settings.state_path, detector.instance_shape, settings.window_size, settings.window_mode,
-                                  settings.window_seconds, settings.slide_seconds, settings.min_window)
+        self._store = WindowStore(settings.postgres_url or settings.state_path, detector.instance_shape, settings.window_size,
+                                  settings.window_mode, settings.window_seconds, settings.slide_seconds, settings.min_window)
         self.metrics.fill.labels(settings.model).set(self.store.pending(settings.model))
         if settings.sink_url:
             self._poster = EventPoster(8, bearer=sender_token(self.auth, "drift"))
             await self._poster.start()
         if settings.embedding_detector_path is not None:
             self.embeddings = EmbeddingWindows(settings.embedding_detector_path, settings.model, settings.embedding_window_size,
-                                               settings.embedding_state_path, settings.embedding_allow_minor,
-                                               self.embedding_sources, self.registry)
+                                               settings.postgres_url or settings.embedding_state_path, settings.embedding_allow_minor,
+                                               self.embedding_sources, self.registry, self.lease)
         self.batcher.start()
-        if self.embeddings is not None:
-            for payload in await self.batcher.call(self.embeddings.recover):
-                await self.publish(payload, None)
-        # Windows taken but not recorded when the service last stopped: test them now. A count window's
-        # event will be redelivered (it was never answered) and gets this result; a time window's goes to the sink.
-        for window, event_id in self.store.unfinished():
-            payload = await self.batcher.call(self._finish, window, event_id)
-            log.info("drift: %s window %d recovered after a restart", window.model, window.number)
-            if event_id is None:
-                await self.publish(payload, None)
+        await self._recover()
         self._tasks = [asyncio.create_task(self._clock(), name="drift-clock")]
         log.info("drift detector %s for %r ready on port %d (%s windows of %d; %d instances carried over)", detector.kind,
                  settings.model, settings.port, settings.window_mode, settings.window_size, self.store.pending(settings.model))
+
+    @property
+    def lease(self) -> float | None:
+        """How long a window taken but not recorded belongs to the replica that took it: None on SQLite (one
+        process: whatever is unfinished at the start is this one's), else seismo.detect.windows.LEASE_SECONDS."""
+        return LEASE_SECONDS if self.settings.postgres_url else None
+
+    async def _recover(self) -> None:
+        """Windows taken but not recorded (this service stopped, or a replica sharing the store died): test them
+        now. A count window's event will be redelivered (it was never answered) and gets this result; a time
+        window's goes to the sink."""
+        if self.embeddings is not None:
+            for payload in await self.batcher.call(self.embeddings.recover):
+                await self.publish(payload, None)
+        for window, event_id in await self.batcher.call(self.store.unfinished, self.lease):
+            payload = await self.batcher.call(self._finish, window, event_id)
+            log.info("drift: %s window %d recovered (taken but never recorded)", window.model, window.number)
+            if event_id is None:
+                await self.publish(payload, None)
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
@@ -320,6 +330,8 @@ class DriftService(EventDetector):
                 await asyncio.sleep(60.0)
                 try:
                     await self.batcher.call(self.store.forget, time.time() - self.settings.dedup_seconds)
+                    if self.lease is not None:  # a replica sharing the store may have died holding a window
+                        await self._recover()
                 except Exception:
                     log.exception("expiring dedup ids failed")
         while True:

@@ -41,6 +41,9 @@ class DriftSettings(BaseSettings):
     """How long an event id is remembered, so a redelivered event is not added to a window twice."""
     state_path: Path = Field(default_factory=lambda: data_dir() / "drift-windows.db")
     """SQLite file holding window contents."""
+    postgres_url: str | None = None
+    """PostgreSQL, e.g. postgresql://seismo:secret@db:5432/seismo: the windows (feature and embedding) live in
+    that database instead of the SQLite files, shared by every replica (one sequence of windows per model)."""
     sink_url: str | None = Field(default=None, validation_alias=AliasChoices("SEISMO_DRIFT_SINK_URL", "K_SINK"))
     """Where results of windows tested outside a delivery are posted (the broker). K_SINK works too."""
     max_event_bytes: int = DEFAULT_MAX_BODY_BYTES

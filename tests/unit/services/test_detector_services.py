@@ -237,3 +237,41 @@ def test_adversarial_detector_needs_its_folder_and_the_right_kind(detectors, tmp
         settings = OutlierSettings(detector_path=detectors / "outlier", model="tab", adversarial_detector_path=path)
         with pytest.raises(ValueError, match=message):
             outlier_app(settings, CollectorRegistry())
+
+
+def test_drift_replicas_sharing_postgres_test_the_windows_one_replica_would(detectors, tmp_path, postgres_url):
+    """The same traffic through one drift service on SQLite and through two replicas sharing PostgreSQL, each
+    event delivered to one replica and redelivered to the other: the same windows with the same results,
+    nothing dropped, nothing counted twice; a redelivery of the event that filled a window gets that window's
+    result from either replica."""
+    events = [request_event(i, rng.normal(0.0 if i < 12 else 1.0, size=(25, 4))) for i in range(24)]
+
+    def results(answers: list) -> list[tuple]:
+        out = []
+        for r in answers:
+            if r.status_code == 200:
+                data = orjson.loads(from_http(r.headers, r.content).data)
+                out.append((data["window"], data["size"], data["p_val"], data["is_drift"]))
+        return out
+
+    alone = DriftSettings(detector_path=detectors / "drift", model="tab", window_size=100, state_path=tmp_path / "alone.db")
+    with ServedApp(drift_app(alone, CollectorRegistry())) as client:
+        expected = results([client.post("/", headers=h, content=b) for h, b in events])
+    assert [w for w, *_ in expected] == [0, 1, 2, 3, 4, 5]
+
+    def replica(name: str) -> DriftSettings:
+        return DriftSettings(detector_path=detectors / "drift", model="tab", window_size=100, state_path=tmp_path / f"{name}.db",
+                             postgres_url=postgres_url)
+
+    with ServedApp(drift_app(replica("a"), CollectorRegistry())) as a, ServedApp(drift_app(replica("b"), CollectorRegistry())) as b:
+        answers, redelivered = [], []
+        for i, (h, body) in enumerate(events):
+            first, other = (a, b) if i % 2 == 0 else (b, a)
+            answers.append(first.post("/", headers=h, content=body))
+            redelivered.append(other.post("/", headers=h, content=body))  # the broker's retry lands on the other pod
+        assert results(answers) == expected
+        assert results(redelivered) == expected  # the same window results, not a second window of the same rows
+        scraped = [client.get("/metrics").text for client in (a, b)]
+        assert sum(metric_sum(text, "seismo_drift_instances_total") for text in scraped) == 24 * 25
+        assert sum(metric_sum(text, "seismo_drift_events_duplicate_total") for text in scraped) == 24
+        assert sum(metric_sum(text, "seismo_drift_windows_total") for text in scraped) == 6
