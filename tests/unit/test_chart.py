@@ -129,6 +129,10 @@ def test_each_combination_does_what_its_values_say():
         assert {"name": "records", "mountPath": "/records"} in container["volumeMounts"]
     assert ("PersistentVolumeClaim", "seismo-records") in by_key(sqlite)
 
+    budgets = {name: by_key(render())[("PodDisruptionBudget", f"seismo-{name}")]["spec"] for name in ("logger", "metrics")}
+    assert budgets["logger"]["minAvailable"] == 1  # two replicas: one stays
+    assert budgets["metrics"] == {"maxUnavailable": 1, "selector": budgets["metrics"]["selector"]}  # one: a drain may evict it
+
     postgres = render(COMBINATIONS["postgres"])
     for name in ("logger", "metrics", "drift"):
         container = _container(postgres, name)
