@@ -95,7 +95,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from seismo.local import LOCAL_GRPC_PORT, LocalStack, PortInUse, StartupError, table
+    from seismo.local import LOCAL_GRPC_PORT, LocalStack, PortInUse, StartupError, parse_replicas, table
 
     grpc_port = env_int("SEISMO_MODEL_GRPC_PORT", LOCAL_GRPC_PORT, minimum=1)
     if args.prepare_only and args.file is None:
@@ -114,6 +114,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack = LocalStack(_data_dir(args), host=args.host, grpc_port=grpc_port)
         for warning in unwatched_warnings():
             print(f"seismo: warning: {warning}", file=sys.stderr)
+    try:
+        stack.add_replicas(parse_replicas(args.replicas), args.postgres)
+    except ValueError as exc:
+        print(f"seismo up: {exc}", file=sys.stderr)
+        return 2
     print(f"starting Seismo (data in {stack.data_dir}) ...", flush=True)
     try:
         stack.start(progress=lambda name: print(f"  {name} ready", flush=True))
@@ -240,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port-offset", type=int, default=0, help="-f: add this to every port (two stacks side by side)")
     up.add_argument("--prepare-only", action="store_true", help="-f: fit the detectors and write the configuration under "
                                                                  "<data dir>/declared/, then exit (what a Kubernetes models volume takes)")
+    up.add_argument("--replicas", help="run several processes of a service, each with its own data directory, the broker spreading "
+                                       "deliveries over them: e.g. drift=3,metrics=2,logger=2,outlier=2 (logger, drift and metrics need --postgres)")
+    up.add_argument("--postgres", metavar="URL", help="PostgreSQL for the records, the metrics ledger and the drift windows "
+                                                     "(postgresql://user:password@host:5432/db), shared by every replica")
     up.set_defaults(func=cmd_up)
 
     init = command("init", help="write seismo.yaml, the declaration `seismo up -f` serves and watches, for one model")

@@ -55,6 +55,24 @@ class StartupError(RuntimeError):
     pass
 
 
+REPLICABLE = ("logger", "outlier", "drift", "metrics")
+"""Services `seismo up --replicas` may run several of; the stateful ones (all but outlier) need PostgreSQL."""
+SHARED_STATE = ("logger", "drift", "metrics")
+
+
+def parse_replicas(text: str | None) -> dict[str, int]:
+    """`drift=3,metrics=2` -> {"drift": 3, "metrics": 2}; ValueError naming what is wrong."""
+    counts: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, _, count = part.partition("=")
+        if name not in REPLICABLE:
+            raise ValueError(f"--replicas {part!r}: the services that may have replicas are {', '.join(REPLICABLE)}")
+        if not count.isdigit() or not 1 <= int(count) <= 16:
+            raise ValueError(f"--replicas {part!r}: a count from 1 to 16 after '='")
+        counts[name] = int(count)
+    return counts
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the parent dies (Linux), so no service outlives `seismo up`."""
     try:
@@ -102,6 +120,32 @@ class LocalStack:
     """Settings for one service only (a declared stack's detector for one model)."""
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     _senders: str = ""
+
+    def add_replicas(self, counts: dict[str, int], postgres_url: str | None) -> None:
+        """Run `counts[name]` processes of each named service instead of one, each on a free port with a data
+        directory of its own (nothing shared but the database); the broker spreads deliveries over them.
+        The stateful services' replicas share `postgres_url` (ValueError without one)."""
+        needs = sorted(name for name, n in counts.items() if n > 1 and name in SHARED_STATE)
+        if needs and not postgres_url:
+            raise ValueError(f"replicas of {', '.join(needs)} share their state in PostgreSQL: give --postgres postgresql://...")
+        if postgres_url:
+            for name in SHARED_STATE:
+                self.env[f"SEISMO_{name.upper()}_POSTGRES_URL"] = postgres_url
+        spread = []
+        services = list(self.services)
+        for name, count in counts.items():
+            if name not in services or count < 2:
+                continue
+            extras = [f"{name}-{k}" for k in range(2, count + 1)]
+            for extra in extras:
+                self.ports[extra] = free_port()
+                self.commands[extra] = self.commands.get(name) or COMMANDS.get(name, [name])
+                self.service_env[extra] = {**self.service_env.get(name, {}), "SEISMO_DATA_DIR": str(self.data_dir / "replicas" / extra)}
+            services[services.index(name) + 1:services.index(name) + 1] = extras
+            spread.append(f"{self.url(name)}=" + ",".join(self.url(extra) for extra in extras))
+        self.services = tuple(services)
+        if spread:
+            self.env["SEISMO_BROKER_REPLICAS"] = ";".join(spread)
 
     def url(self, name: str) -> str:
         return f"http://{self.host}:{self.ports[name]}"
@@ -253,4 +297,4 @@ def table(stack: LocalStack) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-__all__ = ["LocalStack", "PortInUse", "StartupError", "free_ports", "table"]
+__all__ = ["LocalStack", "PortInUse", "StartupError", "free_ports", "parse_replicas", "table"]

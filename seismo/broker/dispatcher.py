@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import orjson
 
 from seismo.broker.journal import DeadLettered, Delivered, GroupCommitter, PendingDelivery, RetryLater
+from seismo.broker.replicas import Replicas
 from seismo.broker.triggers import Trigger
 from seismo.protocol.cloudevents import (
     BATCH_CONTENT_TYPE,
@@ -103,6 +104,7 @@ class Dispatcher:
         max_backoff: float = 60.0,
         poll_interval: float = 0.25,
         tracing: Tracing | None = None,
+        replicas: Replicas | None = None,
     ):
         self.triggers = triggers
         self.committer = committer
@@ -113,6 +115,7 @@ class Dispatcher:
         self.max_backoff = max_backoff
         self.poll_interval = poll_interval
         self.tracing = tracing or Tracing("broker")
+        self.replicas = replicas or Replicas()
         self._wakeups = {t.name: asyncio.Event() for t in triggers}
         # Set when a delivery of the trigger finishes: a loop with every slot busy waits on it, not on the
         # poll interval (which capped a busy subscriber at concurrency / 0.25 s, about 128 events/s).
@@ -240,7 +243,8 @@ class Dispatcher:
         self.metrics.batch_sent(trigger.name, len(items))
         started = time.perf_counter()
         try:
-            response = await self.client.post(trigger.subscriber_uri, {"content-type": BATCH_CONTENT_TYPE}, body, trigger.delivery.timeout)
+            response = await self.client.post(self.replicas.pick(trigger.subscriber_uri), {"content-type": BATCH_CONTENT_TYPE}, body,
+                                              trigger.delivery.timeout)
         except SendError as exc:
             return [Attempt(False, None, str(exc)[:500], seconds=time.perf_counter() - started)] * len(items)
         seconds = time.perf_counter() - started
@@ -323,7 +327,7 @@ class Dispatcher:
     async def _send(self, uri: str, headers: dict[str, str], body: bytes, timeout: float) -> Attempt:
         started = time.perf_counter()
         try:
-            response = await self.client.post(uri, headers, body, timeout)
+            response = await self.client.post(self.replicas.pick(uri), headers, body, timeout)
         except Unsendable as exc:
             return Attempt(False, None, f"unsendable: {exc}"[:500], seconds=time.perf_counter() - started, final=True)
         except SendError as exc:

@@ -3,6 +3,7 @@ and configures (its own embedding output watched too), and the ports of several 
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from seismo.declaration import load_declaration
@@ -53,3 +54,27 @@ def test_ports_first_model_usual_then_from_8100(tmp_path):
     assert (ports["model-m0"], ports["outlier-m0"], ports["drift-m0"]) == (8085, 8097, 8098)
     assert (ports["model-m1"], ports["drift-m2"]) == (8105, 8117)
     assert len(set(ports.values())) == len(ports)
+
+
+@pytest.mark.parametrize(("replicas", "message"), [
+    ("drift=2", "replicas of drift share their state in PostgreSQL: give --postgres"),
+    ("model=2", "the services that may have replicas are logger, outlier, drift, metrics"),
+    ("drift=0", "a count from 1 to 16"),
+])
+def test_up_refuses_replicas_it_cannot_run_before_starting_anything(tmp_path, replicas, message):
+    from helpers import run_cli
+
+    done = run_cli("up", "--data-dir", tmp_path, "--replicas", replicas)
+    assert done.returncode == 2 and message in done.stderr and not (tmp_path / "logs").exists()
+
+
+def test_replicas_get_their_own_ports_and_data_directories_and_the_broker_spreads_over_them(tmp_path):
+    from seismo.local import LocalStack, free_ports
+
+    stack = LocalStack(tmp_path, ports=free_ports(("logger", "outlier", "broker")), services=("logger", "outlier", "broker"))
+    stack.add_replicas({"outlier": 3}, None)  # stateless: no database needed
+    assert stack.services == ("logger", "outlier", "outlier-2", "outlier-3", "broker")
+    assert len({stack.ports[name] for name in stack.services}) == 5
+    assert stack.service_env["outlier-3"]["SEISMO_DATA_DIR"] == str(tmp_path / "replicas" / "outlier-3")
+    assert stack.env["SEISMO_BROKER_REPLICAS"] == f"{stack.url('outlier')}={stack.url('outlier-2')},{stack.url('outlier-3')}"
+    assert "SEISMO_LOGGER_POSTGRES_URL" not in stack.env

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from seismo.broker.dispatcher import Dispatcher, DispatchMetrics
 from seismo.broker.journal import GroupCommitter, IncomingEvent, Journal
+from seismo.broker.replicas import Replicas
 from seismo.broker.triggers import Trigger, TriggerIndex
 from seismo.labels import LabelValues, event_type_label
 from seismo.protocol.cloudevents import CloudEvent, CloudEventError, escape_id, to_binary
@@ -80,6 +81,7 @@ class Broker(Service):
         # With auth on, every journaled event carries the identity that sent it (seismo.services.senders).
         self.stamps = TokenSet(self.auth).enabled and self.auth.events != "open"
         self.triggers = triggers
+        self.replicas = Replicas(settings.replicas)  # a malformed spec fails here, naming its part
         self._matching = TriggerIndex(triggers).matching
         self.metrics = _Metrics(registry)
         for trigger in triggers:  # every series exists from the start, so dashboards show zeros
@@ -134,6 +136,7 @@ class Broker(Service):
             max_backoff=self.settings.max_backoff_seconds,
             poll_interval=self.settings.poll_interval_seconds,
             tracing=self.tracing,
+            replicas=self.replicas,
         )
         self.dispatcher.start()
         self._gauges_task = asyncio.create_task(self._refresh_gauges(), name="broker-gauges-and-retention")

@@ -38,6 +38,9 @@ class BrokerSettings(BaseSettings):
     server sends when SEISMO_MODEL_LOG_BATCH_SIZE > 1); more get 400. Answered 200 with one result per event."""
     delivery_concurrency: int = 32
     """Deliveries in flight at once, per trigger."""
+    replicas: str | None = None
+    """Subscribers with several replicas (`seismo up --replicas` sets it): `BASE_URL=OTHER_URL[,...]` per subscriber,
+    `;` between them; each delivery goes to the next replica in turn, as a Kubernetes Service spreads them."""
     max_backoff_seconds: float = 60.0
     """Cap on the wait between retries, whatever the backoff policy computes."""
     poll_interval_seconds: float = 0.25
