@@ -1,12 +1,10 @@
-"""The local proof of scale-out: `seismo up --replicas` shape (each replica its own process and data
-directory, nothing shared but a real PostgreSQL server, the broker spreading deliveries over the replicas),
-with every event redelivered to another replica and one drift replica killed mid-stream: every prediction
-stored once, every instance in exactly one drift window numbered once, and the same performance from
-either metrics replica."""
+"""The local proof of scale-out: the same traffic through a one-replica stack and through a stack with two
+logger, drift and metrics replicas (`seismo up --replicas` shape: each replica its own process and data
+directory, nothing shared but a real PostgreSQL server, the broker spreading deliveries over the
+replicas), every event sent twice and one drift replica killed mid-window. Both give the same drift log,
+the same performance and the same diagnosis; nothing is dropped and nothing is counted twice."""
 
 from __future__ import annotations
-
-import time
 
 import httpx
 import numpy as np
@@ -23,6 +21,8 @@ pytestmark = pytest.mark.slow  # about a minute: `make test-slow`
 MODEL = "tabular-classifier"
 SERVICES = ("logger", "drift", "metrics", "broker")
 WINDOW = 40
+PREDICTIONS = 200
+BOTH = {"org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response"}
 
 
 def event(kind: str, pid: str, body: dict) -> tuple[dict[str, str], bytes]:
@@ -31,60 +31,99 @@ def event(kind: str, pid: str, body: dict) -> tuple[dict[str, str], bytes]:
     return headers, orjson.dumps(body)
 
 
-def test_replicas_on_postgres_lose_nothing_and_count_nothing_twice(tmp_path, postgres_url):
+def traffic(reference: np.ndarray) -> list[tuple[str, list[float], list[float]]]:
+    """(prediction id, request row, class scores): the second half shifted, so later windows drift."""
+    rng = np.random.default_rng(3)
+    out = []
+    for i in range(PREDICTIONS):
+        row = reference[rng.integers(len(reference))] * (1.0 if i < PREDICTIONS // 2 else 1.3)
+        scores = [0.1, 0.1, 0.1]
+        scores[i % 3] = 0.8
+        out.append((f"r{i}", row.tolist(), scores))
+    return out
+
+
+def without_times(doc):
+    """A diagnosis without its clock readings (when each window of the stream started and ended)."""
+    if isinstance(doc, dict):
+        return {k: without_times(v) for k, v in doc.items() if k not in ("start", "end", "at", "since", "change_point")}
+    return [without_times(v) for v in doc] if isinstance(doc, list) else doc
+
+
+def run(tmp_path, postgres_url: str, replicas: dict[str, int], kill: str | None) -> dict:
     reference = np.load(EXAMPLE_TABULAR_MODEL / "reference.npy")
     save_detector(KSDrift().fit(reference), tmp_path / "drift")
     env = {"SEISMO_DRIFT_MODEL": MODEL, "SEISMO_DRIFT_DETECTOR_PATH": str(tmp_path / "drift"), "SEISMO_DRIFT_WINDOW_SIZE": str(WINDOW),
            "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH": "", "SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH": "",
-           "SEISMO_METRICS_SCAN_INTERVAL_SECONDS": "3600", "SEISMO_BROKER_POLL_INTERVAL_SECONDS": "0.05"}
+           "SEISMO_METRICS_SCAN_INTERVAL_SECONDS": "3600", "SEISMO_METRICS_DIAGNOSIS_INTERVAL_SECONDS": "0",
+           "SEISMO_BROKER_POLL_INTERVAL_SECONDS": "0.05"}
     stack = LocalStack(tmp_path / "data", ports=free_ports(SERVICES), services=SERVICES, env=env)
-    stack.add_replicas({"logger": 2, "drift": 2, "metrics": 2}, postgres_url)
-    assert stack.services == ("logger", "logger-2", "drift", "drift-2", "metrics", "metrics-2", "broker")
-    rng = np.random.default_rng(3)
-    predictions = 200
+    stack.add_replicas(replicas, postgres_url)
+    drifts = [name for name in stack.services if name.startswith("drift")]
+    metrics = [name for name in stack.services if name.startswith("metrics")]
     with stack, httpx.Client(timeout=30) as client:
-        ingress = stack.url("broker") + "/"
-        for i in range(predictions):
-            pid = f"r{i}"
-            row = reference[rng.integers(len(reference))].tolist()
-            scores = [0.1, 0.1, 0.1]
-            scores[i % 3] = 0.8
+        ingress, logger = stack.url("broker") + "/", stack.url("logger")
+
+        lost = 0.0  # the rows a killed replica added (its counter went with it)
+
+        def instances() -> float:
+            return lost + sum(metric_sum(client.get(f"{stack.url(name)}/metrics").text, "seismo_drift_instances_total")
+                              for name in drifts if name in stack.processes)
+
+        for i, (pid, row, scores) in enumerate(traffic(reference)):
             for kind, body in (("request", {"instances": [row]}), ("response", {"predictions": [scores]})):
                 headers, data = event(kind, pid, body)
-                for _ in range(2):  # every event twice: at-least-once delivery, the copies landing on either replica
+                for _ in range(2):  # every event twice (at least once delivery): the copies land on either replica
                     assert client.post(ingress, headers=headers, content=data).status_code == 202
-            if i == predictions // 2:  # a drift replica crashes mid-stream: the broker's retries go to the other
-                wait_until(lambda: metric_sum(client.get(f"{stack.url('drift-2')}/metrics").text, "seismo_drift_instances_total") > 0, 30,
-                           message="the second drift replica taking its share")
-                stack.kill_service("drift-2")
-        logger = stack.url("logger")
-        both = {"org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response"}
+            # One event at a time into the windows, so both stacks fill them in the same order.
+            wait_until(lambda i=i: instances() >= i + 1, 30, message=f"request {pid} in a window")
+            if kill and i == PREDICTIONS // 2 + WINDOW // 3:  # mid-window: the broker's retries go to the other replicas
+                lost = metric_sum(client.get(f"{stack.url(kill)}/metrics").text, "seismo_drift_instances_total")
+                assert lost > 0  # it took its share
+                stack.kill_service(kill)
+        assert instances() == PREDICTIONS  # and no row twice
 
-        def complete() -> list[dict]:
+        def complete() -> int:
             records = client.get(f"{logger}/v1/records", params={"model": MODEL, "limit": 1000}).json()["records"]
-            return [r for r in records if both <= set(r["event_types"])]
+            return sum(BOTH <= set(r["event_types"]) for r in records)
 
-        wait_until(lambda: len(complete()) == predictions, 90, message="every prediction stored with its request and response")
-        records = client.get(f"{logger}/v1/records", params={"model": MODEL, "limit": 1000}).json()["records"]
-        assert len(records) == predictions and not any("conflicts" in r["annotations"] for r in records)  # each event folded once
-        windows = predictions // WINDOW
+        wait_until(lambda: complete() == PREDICTIONS, 90, message="every prediction stored with its request and response")
+        windows = PREDICTIONS // WINDOW
         wait_until(lambda: len(client.get(f"{logger}/v1/drift", params={"model": MODEL}).json()["windows"]) >= windows, 90,
                    message="every drift window logged")
-        time.sleep(1.0)  # a late second result for a window would show now
-        logged = client.get(f"{logger}/v1/drift", params={"model": MODEL}).json()["windows"]
-        assert sorted(w["window"] for w in logged) == list(range(windows)) and not any(w.get("conflict") for w in logged)
-        assert all(w["size"] == WINDOW for w in logged)
-        # Both logger replicas took a share; each event (request, response, drift result) was folded in once.
-        stored = [metric_sum(client.get(f"{stack.url(name)}/metrics").text, "seismo_logger_events_stored_total") for name in ("logger", "logger-2")]
-        assert min(stored) > 0 and sum(stored) == 2 * predictions + windows
-        # Feedback for every prediction, half to each metrics replica: both answer the same, all of it joined once.
-        for i in range(predictions):
-            target = stack.url("metrics" if i % 2 else "metrics-2")
-            assert client.post(f"{target}/feedback", json={"prediction_id": f"r{i}", "truth": 0}).status_code == 200
-        answers = [client.get(f"{stack.url(name)}/v1/performance", params={"model": MODEL, "window": "all"}).json()
-                   for name in ("metrics", "metrics-2")]
-        assert answers[0]["realized"] == answers[1]["realized"] and answers[0]["realized"]["n"] == predictions
-        assert answers[0]["realized"]["accuracy"] == pytest.approx(sum(1 for i in range(predictions) if i % 3 == 0) / predictions)
-        scored = sum(metric_sum(client.get(f"{stack.url(name)}/metrics").text, "seismo_metrics_instances_scored_total", cohort="all")
-                     for name in ("metrics", "metrics-2"))
-        assert scored == predictions
+        for i, (pid, _, _) in enumerate(traffic(reference)):  # truth for every prediction, spread over the metrics replicas
+            target = stack.url(metrics[i % len(metrics)])
+            assert client.post(f"{target}/feedback", json={"prediction_id": pid, "truth": 0}).status_code == 200
+        records = client.get(f"{logger}/v1/records", params={"model": MODEL, "limit": 1000}).json()["records"]
+        return {
+            "records": len(records),
+            "conflicts": sum("conflicts" in r["annotations"] for r in records),
+            "drift log": [(w["window"], w["size"], w["is_drift"], round(w["p_val"], 12), round(w["distance"], 12), w.get("conflict"))
+                          for w in client.get(f"{logger}/v1/drift", params={"model": MODEL}).json()["windows"]],
+            "performance": [client.get(f"{stack.url(name)}/v1/performance", params={"model": MODEL, "window": "all"}).json()["realized"]
+                            for name in metrics],
+            "diagnosis": [without_times(client.get(f"{stack.url(name)}/v1/diagnosis", params={"model": MODEL}).json()["cohorts"])
+                          for name in metrics],
+            "scored": sum(metric_sum(client.get(f"{stack.url(name)}/metrics").text, "seismo_metrics_instances_scored_total", cohort="all")
+                          for name in metrics),
+            "stored": [metric_sum(client.get(f"{stack.url(name)}/metrics").text, "seismo_logger_events_stored_total")
+                       for name in stack.services if name.startswith("logger")],
+        }
+
+
+def test_one_replica_and_two_replicas_on_postgres_give_the_same_answers(tmp_path, postgres_server):
+    from postgres_server import new_database
+
+    alone = run(tmp_path / "one", new_database(postgres_server), {}, None)
+    spread = run(tmp_path / "two", new_database(postgres_server), {"logger": 2, "drift": 2, "metrics": 2}, "drift-2")
+    windows = PREDICTIONS // WINDOW
+    for answer in (alone, spread):
+        assert answer["records"] == PREDICTIONS and answer["conflicts"] == 0  # every event folded in once
+        assert [w[0] for w in answer["drift log"]] == list(range(windows)) and all(w[1] == WINDOW and not w[5] for w in answer["drift log"])
+        assert answer["scored"] == PREDICTIONS and answer["performance"][0]["n"] == PREDICTIONS
+        assert sum(answer["stored"]) == 2 * PREDICTIONS + windows  # requests, responses and drift results, each once
+    assert any(w[2] for w in alone["drift log"]) and not alone["drift log"][0][2]  # the shifted half drifts, the first window not
+    assert spread["drift log"] == alone["drift log"]
+    assert spread["performance"] == [alone["performance"][0]] * 2
+    assert spread["diagnosis"] == [alone["diagnosis"][0]] * 2
+    assert min(spread["stored"]) > 0  # both logger replicas took a share
