@@ -71,9 +71,9 @@ def example_images(example_model: Path) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """The URL of one real PostgreSQL server for the session (tests/postgres_server.py); skips, saying
+    """The URL of one real PostgreSQL server for the session (bench/postgres_server.py); skips, saying
     why, on a machine without the server."""
-    from postgres_server import REAL, PostgresServer
+    from bench.postgres_server import REAL, PostgresServer
 
     if REAL:
         yield REAL
@@ -91,6 +91,6 @@ def postgres_server():
 @pytest.fixture
 def postgres_url(postgres_server) -> str:
     """A fresh database of its own for one test."""
-    from postgres_server import new_database
+    from bench.postgres_server import new_database
 
     return new_database(postgres_server)

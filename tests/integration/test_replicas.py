@@ -112,7 +112,7 @@ def run(tmp_path, postgres_url: str, replicas: dict[str, int], kill: str | None)
 
 
 def test_one_replica_and_two_replicas_on_postgres_give_the_same_answers(tmp_path, postgres_server):
-    from postgres_server import new_database
+    from bench.postgres_server import new_database
 
     alone = run(tmp_path / "one", new_database(postgres_server), {}, None)
     spread = run(tmp_path / "two", new_database(postgres_server), {"logger": 2, "drift": 2, "metrics": 2}, "drift-2")

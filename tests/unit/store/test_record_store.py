@@ -1,5 +1,5 @@
 """What every record store must do alike, on each backend: SQLite (a file), PostgreSQL (a real throwaway
-server, tests/postgres_server.py) and Elasticsearch (the contract fake with near-real-time search, or a
+server, bench/postgres_server.py) and Elasticsearch (the contract fake with near-real-time search, or a
 real cluster when SEISMO_TEST_ELASTICSEARCH_URL names one)."""
 
 import os

@@ -1,5 +1,5 @@
-"""A real, throwaway PostgreSQL server for the tests: Debian's `postgresql` package (`.ci/run` installs it),
-started once per session in a temporary directory on a free loopback port, one database per test.
+"""A real, throwaway PostgreSQL server for the tests and the benchmarks: Debian's `postgresql` package
+(`.ci/run` installs it), started in a temporary directory on a free loopback port, one database per use.
 
 With SEISMO_TEST_POSTGRES_URL set (postgresql://user:password@host:port/postgres, a user that may create
 databases), the tests use that server instead and start none.
@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from helpers import free_port
+from seismo.probes import free_port
 
 REAL = os.environ.get("SEISMO_TEST_POSTGRES_URL")
 
@@ -77,3 +77,21 @@ def new_database(server_url: str) -> str:
     finally:
         db.close()
     return urlsplit(server_url)._replace(path=f"/{name}").geturl()
+
+
+def server_cpu_seconds() -> float:
+    """User + system CPU of every running `postgres` process (the server forks one per connection)."""
+    import os
+
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone since the listing
+            continue
+        if stat[stat.index("(") + 1:stat.rindex(")")] == "postgres":
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
