@@ -2,7 +2,7 @@
 Service spreads connections over its pods (`seismo up --replicas` runs each replica as its own process).
 
 The spec names each subscriber's base URL and its other replicas:
-`http://127.0.0.1:8093=http://127.0.0.1:8193,http://127.0.0.1:8293;http://127.0.0.1:8094=...`. A delivery
+`http://drift-a:9000=http://drift-b:9000,http://drift-c:9000;http://metrics-a:9000=...`. A delivery
 to a URI under a base goes to the next of [base, *others] with the rest of the URI kept; a replica that
 is down fails that attempt, and the retry goes to the next one.
 """

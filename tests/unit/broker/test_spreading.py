@@ -6,12 +6,12 @@ from seismo.broker.replicas import ReplicaError, Replicas
 
 
 def test_deliveries_go_to_each_replica_in_turn_and_others_are_untouched():
-    replicas = Replicas("http://127.0.0.1:8093=http://127.0.0.1:8193,http://127.0.0.1:8293/; http://127.0.0.1:8094=http://127.0.0.1:8194")
-    assert [replicas.pick("http://127.0.0.1:8093/") for _ in range(4)] == [
-        "http://127.0.0.1:8093/", "http://127.0.0.1:8193/", "http://127.0.0.1:8293/", "http://127.0.0.1:8093/"]
-    assert replicas.pick("http://127.0.0.1:8094/v1/x") == "http://127.0.0.1:8094/v1/x"
-    assert replicas.pick("http://127.0.0.1:8094/v1/x") == "http://127.0.0.1:8194/v1/x"
-    assert replicas.pick("http://127.0.0.1:80930/") == "http://127.0.0.1:80930/"  # another port, not a prefix match
+    replicas = Replicas("http://drift:9000=http://drift-2:9000,http://drift-3:9000/; http://metrics:9000=http://metrics-2:9000")
+    assert [replicas.pick("http://drift:9000/") for _ in range(4)] == [
+        "http://drift:9000/", "http://drift-2:9000/", "http://drift-3:9000/", "http://drift:9000/"]
+    assert replicas.pick("http://metrics:9000/v1/x") == "http://metrics:9000/v1/x"
+    assert replicas.pick("http://metrics:9000/v1/x") == "http://metrics-2:9000/v1/x"
+    assert replicas.pick("http://drift:90000/") == "http://drift:90000/"  # another port, not a prefix match
     assert not Replicas(None) and Replicas(None).pick("http://a/") == "http://a/"
 
 
