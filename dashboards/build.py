@@ -124,25 +124,27 @@ DASHBOARDS: dict[str, tuple[str, str, list[Spec]]] = {
                                                           "{{model}} {{outcome}}")]),
         Spec("Current window fill", "none", [(f"max by (model) (seismo_drift_window_fill{{{M}}})", "{{model}}")]),
     ]),
+    # The windowed gauges are computed by every metrics server replica from the one shared ledger (PostgreSQL):
+    # the same value on every pod, so panels take their max, never their sum; counters are summed.
     "seismo-performance": ("Seismo / Performance from ground truth", "seismo_performance_accuracy", [
         Spec("Accuracy now (all)", "percentunit", [(f'max(seismo_performance_accuracy{{{M},cohort="all",group="all"}})', "accuracy")],
              kind="stat", steps=[(None, "red"), (0.7, "orange"), (0.85, "green")], minimum=0, maximum=1),
         Spec("Diagnosis now (seismo diagnose)", "none", [
             (f'max by (verdict) (seismo_diagnosis_verdict{{{M},cohort="all"}}) == 1', "{{verdict}}")], kind="stat", name_only=True),
         Spec("Accuracy per cohort (realized)", "percentunit", [
-            (f'seismo_performance_accuracy{{{M},cohort=~"$cohort",group="all"}}', "{{model}} {{cohort}}")],
+            (f'max by (model, cohort) (seismo_performance_accuracy{{{M},cohort=~"$cohort",group="all"}})', "{{model}} {{cohort}}")],
             steps=[(None, "red"), (0.7, "green")], minimum=0, maximum=1),
         Spec("Accuracy: realized vs estimated (all)", "percentunit", [
-            (f'seismo_performance_accuracy{{{M},cohort="all",group="all"}}', "{{model}} realized"),
-            (f'seismo_performance_estimated_accuracy{{{M},cohort="all",group="all"}}', "{{model}} estimated"),
+            (f'max by (model) (seismo_performance_accuracy{{{M},cohort="all",group="all"}})', "{{model}} realized"),
+            (f'max by (model) (seismo_performance_estimated_accuracy{{{M},cohort="all",group="all"}})', "{{model}} estimated"),
         ], minimum=0, maximum=1),
         Spec("Calibration error (estimate reliable below 0.05)", "none", [
-            (f'seismo_performance_calibration_error{{{M},cohort="all",group="all"}}', "{{model}}")], steps=[(None, "green"), (0.05, "red")]),
+            (f'max by (model) (seismo_performance_calibration_error{{{M},cohort="all",group="all"}})', "{{model}}")], steps=[(None, "green"), (0.05, "red")]),
         Spec("Model-driven vs holdout accuracy", "percentunit", [
-            (f'seismo_performance_accuracy{{{M},cohort="all",group!="all"}}', "{{model}} {{group}}")], minimum=0, maximum=1),
+            (f'max by (model, group) (seismo_performance_accuracy{{{M},cohort="all",group!="all"}})', "{{model}} {{group}}")], minimum=0, maximum=1),
         Spec("F1 and precision per cohort", "percentunit", [
-            (f'seismo_performance_f1{{{M},cohort=~"$cohort",group="all"}}', "{{model}} {{cohort}} F1"),
-            (f'seismo_performance_precision{{{M},cohort=~"$cohort",group="all"}}', "{{model}} {{cohort}} precision"),
+            (f'max by (model, cohort) (seismo_performance_f1{{{M},cohort=~"$cohort",group="all"}})', "{{model}} {{cohort}} F1"),
+            (f'max by (model, cohort) (seismo_performance_precision{{{M},cohort=~"$cohort",group="all"}})', "{{model}} {{cohort}} precision"),
         ], minimum=0, maximum=1),
         Spec("Feedback per second: received, joined, pending, orphaned", "ops", [
             (f"sum by (model) (rate(seismo_metrics_feedback_received_total{{{M}}}[5m]))", "{{model}} received"),
@@ -155,11 +157,11 @@ DASHBOARDS: dict[str, tuple[str, str, list[Spec]]] = {
             (f"histogram_quantile(0.95, sum by (model, le) (rate(seismo_metrics_label_delay_seconds_bucket{{{M}}}[1h])))", "{{model}} p95"),
         ]),
         Spec("Business value per prediction: realized vs estimated (the config's business unit)", "none", [
-            (f'seismo_business_value_per_prediction{{{M},cohort="all",group="all"}}', "{{model}} realized"),
-            (f'seismo_business_estimated_value_per_prediction{{{M},cohort="all",group="all"}}', "{{model}} estimated"),
+            (f'max by (model) (seismo_business_value_per_prediction{{{M},cohort="all",group="all"}})', "{{model}} realized"),
+            (f'max by (model) (seismo_business_estimated_value_per_prediction{{{M},cohort="all",group="all"}})', "{{model}} estimated"),
         ]),
         Spec("Business value of the window's labelled predictions", "none", [
-            (f'sum by (model, cohort) (seismo_business_value_window_total{{{M},cohort=~"$cohort",group="all"}})', "{{model}} {{cohort}}")]),
+            (f'max by (model, cohort) (seismo_business_value_window_total{{{M},cohort=~"$cohort",group="all"}})', "{{model}} {{cohort}}")]),
         Spec("Diagnosis: the failure mode named over time", "none", [
             (f'max by (model, cohort, verdict) (seismo_diagnosis_verdict{{{M},cohort=~"$cohort"}}) == 1', "{{model}} {{cohort}}: {{verdict}}")]),
         Spec("Diagnosis confidence", "percentunit", [(f'max by (model, cohort) (seismo_diagnosis_confidence{{{M},cohort=~"$cohort"}})',
