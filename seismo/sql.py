@@ -132,6 +132,13 @@ class PostgresSql(Sql):
         self.db = pg8000.dbapi.connect(**connect_kwargs(url))
         self.db.autocommit = True
         self._depth = 0
+        try:
+            self._create(schema_name, statements)
+        except BaseException:
+            self.close()  # a server that refused the schema: no connection left behind
+            raise
+
+    def _create(self, schema_name: str, statements: Sequence[str]) -> None:
         cursor = self.db.cursor()
         # Replicas starting together create the tables once, in one transaction (all or none). A schema that
         # exists is left alone: its DDL, even IF NOT EXISTS, would queue behind the writers of the tables.

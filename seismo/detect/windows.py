@@ -99,8 +99,12 @@ class Window:
 
 class WindowStore:
     def __init__(self, target: str | Path, instance_shape: tuple[int, ...], size: int = 1000, mode: str = "count",
-                 seconds: float = 60.0, slide_seconds: float = 10.0, min_rows: int = 50, namespace: str = "seismo_drift"):
-        """`target`: a SQLite file, or a PostgreSQL URL shared by every replica (the tables in schema `namespace`)."""
+                 seconds: float = 60.0, slide_seconds: float = 10.0, min_rows: int = 50, namespace: str = "seismo_drift",
+                 grace: float = 0.0):
+        """`target`: a SQLite file, or a PostgreSQL URL shared by every replica (the tables in schema `namespace`).
+        `grace`: a tumbling window closes this long after its end, so that rows whose event time falls in it
+        but which arrive late (a retry, another replica) are still in it."""
+        self.grace = grace
         if mode not in ("count", "tumbling", "sliding"):
             raise ValueError(f"window mode must be count, tumbling or sliding, not {mode!r}")
         self.instance_shape = tuple(instance_shape)
@@ -181,10 +185,13 @@ class WindowStore:
         removed = self.sql.execute("DELETE FROM seen WHERE at < ?", (older_than,)).rowcount
         return removed + self.sql.execute("DELETE FROM results WHERE at < ?", (older_than,)).rowcount
 
-    def add(self, model: str, rows: np.ndarray, now: float | None = None, event_id: str | None = None) -> list[Window] | None:
+    def add(self, model: str, rows: np.ndarray, now: float | None = None, event_id: str | None = None,
+            at: float | None = None) -> list[Window] | None:
         """Commit rows; return the windows that are now complete (count mode), or None when `event_id`
-        was added before (a redelivery: nothing is added). A returned window stays kept until `finish`."""
+        was added before (a redelivery: nothing is added). A returned window stays kept until `finish`.
+        `at`: the rows' event time (time windows take rows by it), at most `now`; default `now`."""
         now = time.time() if now is None else now
+        at = now if at is None else min(at, now)  # a clock ahead of ours cannot put rows in a future window
         complete: list[Window] = []
         with self.sql.transaction():
             self._lock(model)
@@ -195,7 +202,7 @@ class WindowStore:
             tested, start, last_test = self._state(model)
             if start is None:
                 start = now
-            blobs = [(model, now, np.ascontiguousarray(r, dtype=np.float32).tobytes()) for r in rows]
+            blobs = [(model, at, np.ascontiguousarray(r, dtype=np.float32).tobytes()) for r in rows]
             self.sql.executemany("INSERT INTO rows (model, ts, row) VALUES (?, ?, ?)", blobs)
             if self.mode == "count":
                 pending = self.pending(model)
@@ -226,7 +233,7 @@ class WindowStore:
             for model in models:
                 self._lock(model)
                 tested, start, last_test = self._state(model)
-                if self.mode == "tumbling" and start is not None and now >= start + self.seconds:
+                if self.mode == "tumbling" and start is not None and now >= start + self.seconds + self.grace:
                     seqs, array, _, _ = self._take(model, "AND ts < ?", (start + self.seconds,), "DESC", self.size)
                     if seqs:
                         self.sql.execute("DELETE FROM rows WHERE model = ? AND ts < ?", (model, start + self.seconds))
@@ -234,7 +241,7 @@ class WindowStore:
                         out.append(Window(model, tested, array, start, start + self.seconds))
                         self._keep(out[-1], None)
                         tested += 1
-                    periods = int((now - start) // self.seconds)
+                    periods = max(1, int((now - self.grace - start) // self.seconds))
                     self._set_state(model, tested, start + periods * self.seconds, last_test)
                 elif self.mode == "sliding" and (last_test is None or now >= last_test + self.slide_seconds):
                     self.sql.execute("DELETE FROM rows WHERE model = ? AND ts < ?", (model, now - self.seconds))

@@ -93,7 +93,11 @@ class PostgresRecordStore:
         self._read_lock = threading.Lock()
         self._db = self._open()
         self._reader = self._open()
-        self._create_schema()
+        try:
+            self._create_schema()
+        except BaseException:
+            self.close()  # no connection left behind by a store that never opened
+            raise
 
     def _open(self) -> Any:
         db = self._connect(**connect_kwargs(self.url))

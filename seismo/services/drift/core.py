@@ -36,7 +36,7 @@ from seismo.services.detector_events import Answer, EventDetector, Rejection, in
 from seismo.services.drift.settings import DriftSettings
 from seismo.services.embedding_drift import EmbeddingWindows
 from seismo.tasks import cancel_and_wait, stopped_tasks
-from seismo.times import now_rfc3339
+from seismo.times import now_rfc3339, parse_timestamp
 from seismo.tracing import Tracing, parent_of
 from seismo.transport.poster import EventPoster, SendError
 
@@ -59,6 +59,18 @@ class WindowWork:
     embedding: bool = False
     version: str | None = None
     note: str | None = None
+    at: float | None = None
+    """The event's time (CloudEvent `time`), which time windows take rows by; None: arrival."""
+
+
+def event_time(event: CloudEvent) -> float | None:
+    """The event's `time` attribute as epoch seconds; None when absent or unreadable (the rows take their arrival)."""
+    if not event.time:
+        return None
+    try:
+        return parse_timestamp(event.time)
+    except ValueError:
+        return None
 
 
 class _DriftMetrics:
@@ -160,7 +172,8 @@ class DriftService(EventDetector):
         self.detector = detector
         assert detector.instance_shape is not None  # a loaded detector is fitted
         self._store = WindowStore(settings.postgres_url or settings.state_path, detector.instance_shape, settings.window_size,
-                                  settings.window_mode, settings.window_seconds, settings.slide_seconds, settings.min_window)
+                                  settings.window_mode, settings.window_seconds, settings.slide_seconds, settings.min_window,
+                                  grace=settings.window_grace_seconds)
         self.metrics.fill.labels(settings.model).set(self.store.pending(settings.model))
         if settings.sink_url:
             self._poster = EventPoster(8, bearer=sender_token(self.auth, "drift"))
@@ -252,7 +265,7 @@ class DriftService(EventDetector):
         if item.embedding:
             assert self.embeddings is not None  # embedding work is submitted only when they are configured
             return self.embeddings.add(item.rows, item.event_id, item.version, item.note)
-        complete = self.store.add(self.settings.model, item.rows, event_id=item.event_id)
+        complete = self.store.add(self.settings.model, item.rows, event_id=item.event_id, at=item.at)
         if complete is None:  # a redelivery: answer with what the first delivery's windows gave
             return None
         return [self._finish(w, item.event_id) for w in complete]
@@ -268,7 +281,7 @@ class DriftService(EventDetector):
         """Add an accepted event's instances; the results of the windows it filled (a redelivery gets the
         first delivery's). All but the last are published here; the last is the caller's to answer with."""
         model = self.settings.model
-        results = await self.batcher.submit(WindowWork(rows, event.id))
+        results = await self.batcher.submit(WindowWork(rows, event.id, at=event_time(event)))
         if results is None:
             self.metrics.duplicates.labels(model).inc()
             results = await self.batcher.call(self._earlier_results, model, event.id)

@@ -35,6 +35,10 @@ class DriftSettings(BaseSettings):
     """Span of a time window."""
     slide_seconds: float = 10.0
     """How often a sliding window is tested."""
+    window_grace_seconds: float = Field(5.0, ge=0)
+    """Time windows take rows by their event's time (the CloudEvent `time`, else arrival; never later than
+    arrival): a tumbling window is tested this long after its end, so rows of its span that arrive late
+    (a retry, another replica) are still in it. Later ones count in the next window."""
     min_window: int = 50
     """Fewest instances a time window needs to be tested."""
     dedup_seconds: float = 86400.0

@@ -111,3 +111,19 @@ def test_replicas_fill_one_sequence_of_windows_and_recover_what_a_dead_one_took(
     ((recovered, event_id),) = second.unfinished(lease=0)
     assert (recovered.number, event_id) == (taken.number, "last") and np.array_equal(recovered.rows, taken.rows)
     assert first.unfinished(lease=60) == []  # taken again by second: nobody else recovers it within the lease
+
+
+def test_tumbling_windows_take_rows_by_event_time_and_wait_a_grace_for_late_ones(open_store):
+    """Before, a row belonged to the window open when it arrived: an event of 109.5 retried at 110.5 (or
+    delivered to a slower replica) was counted in the next window. Now rows carry their event time, and a
+    window closes `grace` after its end."""
+    store = open_store("event_time", size=100, mode="tumbling", seconds=10, min_rows=1, grace=2)
+    store.add("m", rows(2, 1), now=100.0)
+    store.add("m", rows(1, 2), now=110.5, at=109.5)  # late: arrived after the window's end, within the grace
+    store.add("m", rows(1, 3), now=110.8)  # on time for the next window
+    assert store.due(now=111.0) == []  # the grace has not passed
+    (first,) = store.due(now=112.1)
+    assert (first.start, first.end) == (100.0, 110.0) and sorted(first.rows[:, 0].tolist()) == [1, 1, 2]
+    store.add("m", rows(1, 4), now=113.0, at=999.0)  # a clock ahead of ours: taken as arriving now
+    (second,) = store.due(now=122.5)
+    assert (second.start, second.end) == (110.0, 120.0) and sorted(second.rows[:, 0].tolist()) == [3, 4]
