@@ -398,7 +398,7 @@ class DataPlane:
             raise ValueError("feedback must name its prediction: the response's meta.puid (or 'prediction_id')")
         info = self.predictor.info
         extensions = {"inferenceservicename": info.name, "namespace": self.settings.namespace, "endpoint": self.settings.endpoint,
-                      "requestid": feedback.prediction_id, **({"modelversion": info.version} if info.version else {})}
+                      "partitionkey": info.name, "requestid": feedback.prediction_id, **({"modelversion": info.version} if info.version else {})}
         event = CloudEvent(str(uuid.uuid4()), self.source, SELDON_FEEDBACK, body, "application/json", now_rfc3339(), extensions=extensions)
         self._sender.log(event)
         return feedback.prediction_id

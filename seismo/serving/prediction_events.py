@@ -47,7 +47,10 @@ class Answered:
 
 
 def _common_extensions(origin: EventSource, headers: Mapping[str, str], trace: Mapping[str, str]) -> dict[str, str]:
-    extensions = {"inferenceservicename": origin.model, "namespace": origin.namespace, "endpoint": origin.endpoint}
+    # `partitionkey` (CloudEvents' partitioning extension): Knative's Kafka broker keys each record by it, so one
+    # model's events stay in order on one partition and the models spread over the topic's partitions.
+    extensions = {"inferenceservicename": origin.model, "namespace": origin.namespace, "endpoint": origin.endpoint,
+                  "partitionkey": origin.model}
     if origin.version:
         extensions["modelversion"] = origin.version
     for header, extension in FORWARDED_HEADERS.items():

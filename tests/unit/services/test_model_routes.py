@@ -113,6 +113,8 @@ def test_requests_and_errors_are_logged_as_events_and_counted(client, sink, exam
     assert response.headers["ce-type"] == "org.kubeflow.serving.inference.response"
     assert response.headers["ce-statuscode"] == "400" and b"expects" in response.body
     assert response.headers["ce-inferenceservicename"] == "image-classifier" and response.headers["ce-requestid"] == "logged-error-1"
+    # Knative's Kafka broker keys records by the partitioning extension: one model's events on one partition, in order.
+    assert request.headers["ce-partitionkey"] == response.headers["ce-partitionkey"] == "image-classifier"
     ok_response = next(e for e in events_for("logged-ok-1") if e.headers["ce-type"].endswith("response"))
     assert ok_response.headers["ce-statuscode"] == "200"
     # The client's body, plus the embedding the example model emits (its own key beside `predictions`).
