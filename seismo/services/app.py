@@ -77,12 +77,14 @@ def query(model: type[BaseModel]) -> Callable[[Callable[..., Awaitable[Response]
     return wrap
 
 
-def body(model: type[BaseModel], what: str = "request body") -> Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]]:
+def body(model: type[BaseModel], what: str = "request body", context: Callable[[Any], dict[str, Any]] | None = None
+         ) -> Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]]:
     """An endpoint method whose JSON body `model` (the API model its OpenAPI operation names) parses: the
     method gets the parsed model after the request. Over the core's `settings.max_body_bytes` is a 413,
     unreadable JSON or a value the model refuses a 400 naming it; both counted by `core.count_rejected`.
     The bytes stay on `request.state.body` (for a route that relays them), the model on the route as
-    `body_model` (a test checks it is the documented one)."""
+    `body_model` (a test checks it is the documented one). `context(core)`: limits the model's validators
+    read before the work they bound (a validator raising BodyTooLarge is a 413 too)."""
 
     def wrap(method: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
         @functools.wraps(method)
@@ -90,7 +92,7 @@ def body(model: type[BaseModel], what: str = "request body") -> Callable[[Callab
             core = self.core
             try:
                 request.state.body = raw = await read_body(request, core.settings.max_body_bytes)
-                parsed = parse_body(model, parse_json(raw, what))
+                parsed = parse_body(model, parse_json(raw, what), context(core) if context else None)
             except BodyTooLarge as exc:
                 core.count_rejected("too_large")
                 return error(413, str(exc))

@@ -91,11 +91,11 @@ def parse_query(model: type[Q], params: Mapping[str, Any]) -> Q:
     return parse_body(model, dict(params))
 
 
-def parse_body(model: type[Q], doc: Any) -> Q:
+def parse_body(model: type[Q], doc: Any, context: dict[str, Any] | None = None) -> Q:
     """A JSON document (a body, or query parameters as an object) as `model`, or ValueError (a 400)
-    naming the first bad field."""
+    naming the first bad field. `context`: the service's limits, for validators that read them."""
     try:
-        return model.model_validate(doc)
+        return model.model_validate(doc, context=context)
     except ValidationError as exc:
         raise ValueError(refusal(exc)) from None
 

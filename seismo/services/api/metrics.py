@@ -14,6 +14,7 @@ from pydantic import (
     RootModel,
     Tag,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     WithJsonSchema,
     WrapValidator,
@@ -22,7 +23,7 @@ from pydantic import (
 
 from seismo.performance.config import check_cohort_name
 from seismo.protocol import feedback as domain
-from seismo.protocol.limits import is_prediction_id
+from seismo.protocol.limits import BodyTooLarge, is_prediction_id
 from seismo.protocol.types import SELDON_FEEDBACK
 from seismo.services.api import (
     AUTH_ERRORS,
@@ -156,6 +157,15 @@ class FeedbackOrArray(RootModel[Annotated[Annotated[Feedback, Tag("one")] | Anno
                                           Discriminator(lambda value: "array" if isinstance(value, list) else "one")]]):
     """One feedback object, or a JSON array of them (at most SEISMO_METRICS_MAX_FEEDBACK_BATCH), each item
     answered on its own."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _at_most_max_items(cls, value: Any, info: ValidationInfo) -> Any:
+        # Counted before any item is parsed: a 10 MiB array of tiny items is refused at once, not parsed first.
+        limit = (info.context or {}).get("max_items")
+        if isinstance(value, list) and limit is not None and len(value) > limit:
+            raise BodyTooLarge(limit, f"{len(value)} feedback items in one request; at most {limit} (SEISMO_METRICS_MAX_FEEDBACK_BATCH)")
+        return value
 
 
 class FeedbackAnswer(RootModel[FeedbackOutcome | FeedbackArrayOutcome]):

@@ -228,13 +228,10 @@ class MetricsService(Service):
         """A JSON array of feedback (ground truth arriving in bulk, from a labelling job), each item parsed on
         its own (`Refused` when the parser refused it) and answered in order (the answer's status and body); the
         valid ones are joined together in the worker's batches. 503 when the store failed for any item: a retry
-        of the whole array is safe, because feedback already scored counts as a duplicate, not twice."""
+        of the whole array is safe, because feedback already scored counts as a duplicate, not twice. Its length is
+        checked before it is parsed (seismo.services.api.metrics.FeedbackOrArray)."""
         if not items:
             raise ValueError("the feedback array is empty")
-        if len(items) > self.settings.max_feedback_batch:
-            self.count_rejected("too_large")
-            return 413, {"error": f"{len(items)} feedback items in one request; at most {self.settings.max_feedback_batch} "
-                                  "(SEISMO_METRICS_MAX_FEEDBACK_BATCH)"}
         results: list[dict[str, Any]] = [{} for _ in items]
         accepted: list[tuple[int, Incoming]] = []
         for number, item in enumerate(items):

@@ -58,7 +58,7 @@ class MetricsEndpoints:
             return error(400, outcome.message or "feedback rejected")
         return JSONResponse(outcome.to_json(), status_code=200 if outcome.status == "scored" else 202)
 
-    @body(FeedbackOrArray, "feedback body")
+    @body(FeedbackOrArray, "feedback body", lambda core: {"max_items": core.settings.max_feedback_batch})
     async def feedback(self, request: Request, parsed: FeedbackOrArray) -> Response:
         headers = header_dict(request)  # read several times per feedback: one pass instead of a scan each
         if isinstance(parsed.root, list):
