@@ -189,9 +189,12 @@ class WindowStore:
             at: float | None = None) -> list[Window] | None:
         """Commit rows; return the windows that are now complete (count mode), or None when `event_id`
         was added before (a redelivery: nothing is added). A returned window stays kept until `finish`.
-        `at`: the rows' event time (time windows take rows by it), at most `now`; default `now`."""
+        `at`: the rows' event time (time windows take rows by it), within one window span before `now`; default `now`."""
         now = time.time() if now is None else now
-        at = now if at is None else min(at, now)  # a clock ahead of ours cannot put rows in a future window
+        # A clock ahead of ours cannot put rows in a future window, nor one far behind (a replay, a bad clock)
+        # drop them unseen before any window holds them: they count as old as the next test still includes.
+        oldest = now - (min(self.seconds, self.slide_seconds) if self.mode == "sliding" else self.seconds)
+        at = now if at is None else min(max(at, oldest), now)
         complete: list[Window] = []
         with self.sql.transaction():
             self._lock(model)

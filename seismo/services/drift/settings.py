@@ -37,8 +37,9 @@ class DriftSettings(BaseSettings):
     """How often a sliding window is tested."""
     window_grace_seconds: float = Field(5.0, ge=0)
     """Time windows take rows by their event's time (the CloudEvent `time`, else arrival; never later than
-    arrival): a tumbling window is tested this long after its end, so rows of its span that arrive late
-    (a retry, another replica) are still in it. Later ones count in the next window."""
+    arrival, nor earlier than one window span before it): a tumbling window is tested this long after its
+    end, so rows of its span that arrive late (a retry, another replica) are still in it. Later ones count in
+    the next window."""
     min_window: int = 50
     """Fewest instances a time window needs to be tested."""
     dedup_seconds: float = 86400.0

@@ -127,3 +127,10 @@ def test_tumbling_windows_take_rows_by_event_time_and_wait_a_grace_for_late_ones
     store.add("m", rows(1, 4), now=113.0, at=999.0)  # a clock ahead of ours: taken as arriving now
     (second,) = store.due(now=122.5)
     assert (second.start, second.end) == (110.0, 120.0) and sorted(second.rows[:, 0].tolist()) == [3, 4]
+
+
+def test_rows_with_an_event_time_far_in_the_past_are_kept_not_dropped_unseen(open_store):
+    sliding = open_store("old_events", size=100, mode="sliding", seconds=10, slide_seconds=5, min_rows=1)
+    sliding.add("m", rows(3, 1), now=100.0, at=5.0)  # a replayed event, or a clock far behind
+    (window,) = sliding.due(now=104.0)  # the next test, within a slide
+    assert len(window.rows) == 3
