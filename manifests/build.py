@@ -45,7 +45,7 @@ SERVICES = {
     "metrics": (SERVICE_PORTS["metrics"], 1, "200m", "256Mi", "512Mi", {"SEISMO_METRICS_CONFIG_FILE": "/config/metrics.yaml", "SEISMO_METRICS_STATE_PATH": "/state/metrics.db"}),
     "explainer": (SERVICE_PORTS["explainer"], 1, "500m", "512Mi", "2Gi", {"SEISMO_EXPLAINER_CONFIG_FILE": "/config/explainer.yaml"}),
 }
-# Every Trigger's last stop: the logger counts what no subscriber took (seismo_logger_dead_letters_total).
+# Every Trigger's last stop: the logger keeps what no subscriber took, whole, for `seismo dead-letters replay`.
 DEAD_LETTER_SINK = {"ref": {"apiVersion": "v1", "kind": "Service", "name": "seismo-logger"}, "uri": "/v1/dead-letters"}
 KAFKA_BROKER_INGRESS = "http://kafka-broker-ingress.knative-eventing.svc.cluster.local/seismo/default"
 USES_STORE = ("logger", "metrics")  # Elasticsearch endpoint and credentials from the Secret

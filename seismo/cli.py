@@ -215,12 +215,13 @@ ENVIRONMENT = {
     "report": ["SEISMO_LOGGER_URL (the logger to ask)", "SEISMO_METRICS_URL (correctness from its joined feedback)"],
     "replay": [STORE, "SEISMO_DRIFT_WINDOW_SIZE (the default --window)"],
     "diagnose": ["SEISMO_METRICS_URL (the metrics server to ask)", "SEISMO_TOKEN (sent as a bearer token when auth is on)"],
+    "dead-letters": [STORE, "SEISMO_TOKEN (replay: sent as a bearer token; with auth on, the broker's, whose deliveries subscribers take)"],
     "demo": ["SEISMO_DATA_DIR", SERVICE_SETTINGS],
 }
 """The environment each command reads, shown by its --help (the full list: docs/reference/configuration.md)."""
 
 
-OFFLINE_COMMANDS = ("init", "fit", "embeddings", "report", "replay", "diagnose")
+OFFLINE_COMMANDS = ("init", "fit", "embeddings", "report", "replay", "diagnose", "dead-letters")
 """Commands that print a result and exit: their own output only (log level WARNING unless SEISMO_LOG_LEVEL)."""
 
 
@@ -343,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the metrics server (default $SEISMO_METRICS_URL or the local one); $SEISMO_TOKEN is sent as bearer token")
     diagnose.add_argument("--json", action="store_true", help="print the answer as JSON")
     diagnose.set_defaults(func=lambda args: __import__("seismo.diagnosis.cli", fromlist=["run"]).run(args))
+
+    from seismo.dead_letters import add_parser as add_dead_letters
+
+    add_dead_letters(command)
 
     demo = command("demo", help="start the stack, send predictions, show what was logged, stop")
     demo.add_argument("--data-dir", help="local state (default $SEISMO_DATA_DIR or .seismo/)")

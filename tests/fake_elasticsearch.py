@@ -37,6 +37,7 @@ class FakeElasticsearch:
         self.fail_items: list[int] = []  # statuses for the next bulk items (each item takes one)
         self.requests: list[tuple[str, str]] = []
         self.bad_headers: list[str] = []
+        self.templates: dict[str, dict] = {}  # index templates by name, as put
 
     def _reply(self, body: Any, status: int = 200) -> Response:
         return Response(orjson.dumps(body), status_code=status, headers=PRODUCT)
@@ -63,7 +64,15 @@ class FakeElasticsearch:
             self.refresh()
 
     def _matching(self, pattern: str) -> list[str]:
-        return [name for name in self.searchable if any(fnmatch.fnmatchcase(name, p) for p in pattern.split(","))]
+        """The multi-target syntax: comma-separated names and wildcards, in order; `-name` takes out what
+        the targets before it matched."""
+        chosen: list[str] = []
+        for part in pattern.split(","):
+            if part.startswith("-") and chosen:
+                chosen = [name for name in chosen if not fnmatch.fnmatchcase(name, part[1:])]
+            else:
+                chosen += [name for name in self.searchable if fnmatch.fnmatchcase(name, part) and name not in chosen]
+        return chosen
 
     def _hits(self, pattern: str, query: dict) -> list[dict]:
         hits = []
@@ -96,17 +105,25 @@ class FakeElasticsearch:
                 return failed
             body = orjson.loads(await request.body() or b"{}")
             hits = self._hits(request.path_params["index"], body.get("query", {"match_all": {}}))
-            for sort in body.get("sort", []):
-                (field, order), = sort.items()
+            sorts = [next(iter(sort.items())) for sort in body.get("sort", [])]
+            for field, order in reversed(sorts):  # stable sorts, last key first: sorted by the first key, ties by the next
                 order = order if isinstance(order, str) else order.get("order", "asc")
-                hits.sort(key=lambda h: h["_source"].get(field), reverse=order == "desc")
+                hits.sort(key=lambda h: _field(h["_source"], field), reverse=order == "desc")
+            for hit in hits:
+                hit["sort"] = [_field(hit["_source"], field) for field, _ in sorts]
+            if "search_after" in body:  # documented: the hits after these sort values (ascending sorts here)
+                if not sorts or len(body["search_after"]) != len(sorts):
+                    return self._reply({"error": {"type": "illegal_argument_exception", "reason": "search_after needs one value per sort"},
+                                        "status": 400}, 400)
+                hits = [h for h in hits if h["sort"] > list(body["search_after"])]
             aggregations = {name: _aggregate(spec, hits) for name, spec in (body.get("aggs") or {}).items()}
             hits = hits[: body.get("size", 10)]
             with_seq = body.get("seq_no_primary_term") or request.query_params.get("seq_no_primary_term") == "true"
             excluded = set(filter(None, request.query_params.get("_source_excludes", "").split(",")))  # documented: fields left out
             shown = [
                 {"_index": h["_index"], "_id": h["_id"], "_score": None, "_source": {k: v for k, v in h["_source"].items() if k not in excluded},
-                 **({"_seq_no": h["_seq_no"], "_primary_term": h["_primary_term"]} if with_seq else {})}
+                 **({"_seq_no": h["_seq_no"], "_primary_term": h["_primary_term"]} if with_seq else {}),
+                 **({"sort": h["sort"]} if sorts else {})}
                 for h in hits
             ]
             answer = {"took": 1, "timed_out": False, "hits": {"total": {"value": len(shown), "relation": "eq"}, "max_score": None, "hits": shown}}
@@ -140,6 +157,24 @@ class FakeElasticsearch:
             if doc is None:
                 return self._reply({"_index": index, "_id": doc_id, "found": False}, 404)
             return self._reply({"_index": index, "_id": doc_id, "_version": 1, "found": True, **doc})
+
+        async def delete_doc(request: Request) -> Response:
+            # The documented contract: DELETE /<index>/_doc/<id> -> {"result": "deleted"}, or 404 {"result": "not_found"}
+            if (failed := self._check(request)) is not None:
+                return failed
+            index, doc_id = request.path_params["index"], request.path_params["id"]
+            found = self.indices.get(index, {}).pop(doc_id, None)
+            self._refresh_if_asked(request, found is not None)
+            self.seq_no += 1
+            return self._reply({"_index": index, "_id": doc_id, "_version": 1, "result": "deleted" if found else "not_found",
+                                "_seq_no": self.seq_no, "_primary_term": 1}, 200 if found else 404)
+
+        async def put_template(request: Request) -> Response:
+            # The documented contract: PUT /_index_template/<name> {"index_patterns": [...], "template": {...}}
+            if (failed := self._check(request)) is not None:
+                return failed
+            self.templates[request.path_params["name"]] = orjson.loads(await request.body())
+            return self._reply({"acknowledged": True})
 
         async def bulk(request: Request) -> Response:
             # The documented contract: POST /_bulk, NDJSON of action metadata + source lines, the client
@@ -212,6 +247,8 @@ class FakeElasticsearch:
             Route("/{index}/_count", count, methods=["POST", "GET"]),
             Route("/{index}/_doc/{id}", index_doc, methods=["PUT", "POST"]),
             Route("/{index}/_doc/{id}", get_doc, methods=["GET"]),
+            Route("/{index}/_doc/{id}", delete_doc, methods=["DELETE"]),
+            Route("/_index_template/{name}", put_template, methods=["PUT"]),
         ])
 
 

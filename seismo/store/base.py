@@ -57,6 +57,30 @@ class RecordUpdate:
     extensions: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event no subscriber took after the broker's retries, kept whole so it can be sent again
+    (`seismo dead-letters replay`). `key` is a digest of (source, id, destination): the sink's own
+    retries and a second pod store it once."""
+
+    key: str
+    event_id: str
+    type: str
+    model: str | None
+    received_at: float  # when the dead-letter sink got it (epoch seconds)
+    code: str  # the subscriber's last answer (knativeerrorcode), "none" when it gave none
+    destination: str | None  # the subscriber that refused it (knativeerrordest)
+    event: bytes  # the whole event in structured mode, the knativeerror* extensions included
+
+    @staticmethod
+    def key_of(source: str, event_id: str, destination: str | None) -> str:
+        return hashlib.sha256(orjson.dumps([source, event_id, destination])).hexdigest()[:32]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "id": self.event_id, "type": self.type, "model": self.model, "time": rfc3339(self.received_at),
+                "code": self.code, "destination": self.destination, "size": len(self.event)}
+
+
 KEPT_ASIDE: Literal["kept_aside"] = "kept_aside"
 Stored = bool | Literal["kept_aside"]
 """What applying an update did: True folded in, False a duplicate, KEPT_ASIDE a conflicting duplicate."""
@@ -281,8 +305,19 @@ class RecordStore(Protocol):
     def drift_windows(self, model: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """The drift log, oldest window first."""
 
+    def add_dead_letter(self, letter: DeadLetter) -> bool:
+        """Keep a dead letter: True; False when one with its key is there already."""
+
+    def dead_letters(self, model: str | None = None, limit: int = 100, after: tuple[float, str] | None = None) -> list[DeadLetter]:
+        """Dead letters oldest first (by received_at, then key), optionally one model's, after the cursor
+        (received_at, key) of the last one a caller has seen."""
+
+    def remove_dead_letter(self, key: str) -> bool:
+        """Forget a dead letter (replayed): True if it was there."""
+
     def expire(self, older_than: float) -> dict[str, int]:
-        """Retention: remove records created and drift windows received before `older_than`; counts by kind."""
+        """Retention: remove records created, drift windows and dead letters received before `older_than`;
+        counts by kind."""
 
     def close(self) -> None: ...
 

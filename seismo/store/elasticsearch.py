@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from seismo.retry import Backoff, is_transient, retry_call
-from seismo.store.base import KEPT_ASIDE, Record, RecordUpdate, Stored, merge, outcome, result_digest, within_budget
+from seismo.store.base import KEPT_ASIDE, DeadLetter, Record, RecordUpdate, Stored, merge, outcome, result_digest, within_budget
 
 log = logging.getLogger(__name__)
 _INDEX_UNSAFE = re.compile(r"[^a-z0-9_.-]+")
@@ -137,7 +137,29 @@ class ElasticsearchRecordStore:
             max_retries=0,  # retries are ours: with backoff, and only on the statuses that warrant them
             **auth,
         )
-        self._pattern = f"{config.index_prefix}-*"
+        self._drift_index = f"{config.index_prefix}-drift"
+        self._dead_letter_index = f"{config.index_prefix}-dead-letters"
+        # Records are in every index under the prefix but these two (a drift result's id, `model:window`,
+        # is also a valid prediction id: an ids search over both would find it).
+        self._pattern = f"{config.index_prefix}-*,-{self._drift_index},-{self._dead_letter_index}"
+        self._put_template()
+
+    def _put_template(self) -> None:
+        """Map the times as doubles and the payloads as unindexed binary in every index under the prefix.
+        Dynamic mapping would make a time a 32-bit float (about 2 minutes apart at today's epoch seconds:
+        `since`, `until` and ordering would be that coarse) and analyse every base64 payload as text.
+        Without the right to manage templates the store still works, with those two faults: logged."""
+        from elasticsearch import ApiError
+
+        times = ("created_at", "updated_at", "request_time", "response_time", "received_at")
+        payloads = ("request_base64", "response_base64", "event_base64")
+        mappings = {"properties": {**{name: {"type": "double"} for name in times}, **{name: {"type": "binary"} for name in payloads}}}
+        try:
+            self._call("put_index_template", lambda: self._es.indices.put_index_template(
+                name=self.config.index_prefix, index_patterns=[f"{self.config.index_prefix}-*"], template={"mappings": mappings}))
+        except ApiError as exc:
+            log.warning("could not put the index template %r (HTTP %s): times are mapped as 32-bit floats and payloads as text",
+                        self.config.index_prefix, exc.meta.status)
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         """One Elasticsearch call, retried with backoff on what may pass (throttling, 5xx, no connection)."""
@@ -315,7 +337,7 @@ class ElasticsearchRecordStore:
     def add_drift_window(self, model: str, window: int, result: dict) -> Stored:
         from elasticsearch import ConflictError
 
-        index = f"{self.config.index_prefix}-drift"
+        index = self._drift_index
         doc = {"model": model, "window": window, "received_at": time.time(), "result": result}
         try:
             self._call("index", lambda: self._es.index(index=index, id=f"{model}:{window}", document=doc, op_type="create", refresh="wait_for"))
@@ -337,19 +359,53 @@ class ElasticsearchRecordStore:
     def drift_windows(self, model: str | None = None, limit: int = 1000) -> list[dict]:
         query = {"term": {"model": model}} if model is not None else {"match_all": {}}
         result = self._call("search", lambda: self._es.search(
-            index=f"{self.config.index_prefix}-drift", query=query, sort=[{"received_at": "asc"}, {"window": "asc"}],
+            index=self._drift_index, query=query, sort=[{"received_at": "asc"}, {"window": "asc"}],
             size=limit, ignore_unavailable=True, allow_no_indices=True))
         return [hit["_source"]["result"] for hit in result["hits"]["hits"]]
 
+    def add_dead_letter(self, letter: DeadLetter) -> bool:
+        from elasticsearch import ConflictError
+
+        doc = {"key": letter.key, "event_id": letter.event_id, "type": letter.type, "model": letter.model,
+               "received_at": letter.received_at, "code": letter.code, "destination": letter.destination,
+               "event_base64": base64.b64encode(letter.event).decode()}
+        try:
+            self._call("index", lambda: self._es.index(index=self._dead_letter_index, id=letter.key, document=doc, op_type="create",
+                                                       refresh="wait_for"))
+            return True
+        except ConflictError:
+            return False
+
+    def dead_letters(self, model: str | None = None, limit: int = 100, after: tuple[float, str] | None = None) -> list[DeadLetter]:
+        query = {"term": {"model": model}} if model is not None else {"match_all": {}}
+        # `key` is a dynamic keyword subfield; search_after pages on the (received_at, key) sort.
+        extra: dict[str, Any] = {"search_after": list(after)} if after is not None else {}
+        result = self._call("search", lambda: self._es.search(
+            index=self._dead_letter_index, query=query, sort=[{"received_at": "asc"}, {"key.keyword": "asc"}], size=limit,
+            ignore_unavailable=True, allow_no_indices=True, **extra))
+        return [DeadLetter(key=d["key"], event_id=d["event_id"], type=d["type"], model=d.get("model"), received_at=d["received_at"],
+                           code=d["code"], destination=d.get("destination"), event=base64.b64decode(d["event_base64"]))
+                for d in (hit["_source"] for hit in result["hits"]["hits"])]
+
+    def remove_dead_letter(self, key: str) -> bool:
+        from elasticsearch import NotFoundError
+
+        try:
+            self._call("delete", lambda: self._es.delete(index=self._dead_letter_index, id=key, refresh="wait_for"))
+            return True
+        except NotFoundError:
+            return False
+
     def expire(self, older_than: float) -> dict[str, int]:
-        """Retention through `_delete_by_query` (records by created_at, the drift log by received_at)."""
+        """Retention through `_delete_by_query` (records by created_at, the drift log and dead letters by received_at)."""
         def delete(index: str, field: str) -> int:
             result = self._call("delete_by_query", lambda: self._es.delete_by_query(
                 index=index, query={"range": {field: {"lt": older_than}}}, conflicts="proceed",
                 ignore_unavailable=True, allow_no_indices=True))
             return int(result.get("deleted", 0))
 
-        return {"records": delete(self._pattern, "created_at"), "drift_windows": delete(f"{self.config.index_prefix}-drift", "received_at")}
+        return {"records": delete(self._pattern, "created_at"), "drift_windows": delete(self._drift_index, "received_at"),
+                "dead_letters": delete(self._dead_letter_index, "received_at")}
 
     def close(self) -> None:
         self._es.close()

@@ -19,10 +19,11 @@ from typing import Any
 import orjson
 
 from seismo.sql import connect_kwargs, redacted, run_all_or_none
-from seismo.store.base import KEPT_ASIDE, Page, Record, RecordUpdate, Stored, merge, outcome, result_digest
+from seismo.store.base import KEPT_ASIDE, DeadLetter, Page, Record, RecordUpdate, Stored, merge, outcome, result_digest
 
-SCHEMA_VERSION = 1
-"""Bumped when the tables change; a store refuses a database written by a newer Seismo."""
+SCHEMA_VERSION = 2
+"""Bumped when the tables change; a store refuses a database written by a newer Seismo and brings an
+older one up to date (`_MIGRATIONS`)."""
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS seismo_records (
@@ -58,6 +59,20 @@ _SCHEMA = (
         PRIMARY KEY (model, window_id, digest))""",
     "CREATE TABLE IF NOT EXISTS seismo_schema (version INTEGER NOT NULL)",
 )
+_MIGRATIONS: dict[int, tuple[str, ...]] = {2: (
+    """CREATE TABLE IF NOT EXISTS seismo_dead_letters (
+        key TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        model TEXT,
+        received_at DOUBLE PRECISION NOT NULL,
+        code TEXT NOT NULL,
+        destination TEXT,
+        event BYTEA NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS seismo_dead_letters_received ON seismo_dead_letters (received_at, key)",
+)}
+"""What each schema version adds to the one before it (version 1 is `_SCHEMA`)."""
+_DEAD_LETTER_COLUMNS = "key, event_id, type, model, received_at, code, destination, event"
 _COLUMNS = ("prediction_id, model, model_version, created_at, updated_at, request_time, response_time, request, "
             "request_content_type, response, response_content_type, status, extensions, annotations, event_types")
 _UPSERT = (f"INSERT INTO seismo_records ({_COLUMNS}) VALUES ({', '.join(['%s'] * 15)}) ON CONFLICT (prediction_id) DO UPDATE SET "
@@ -115,11 +130,13 @@ class PostgresRecordStore:
                     run_all_or_none(cursor, _SCHEMA)
                 cursor.execute("SELECT max(version) FROM seismo_schema")
                 (version,) = cursor.fetchone()
-                if version is None:
-                    cursor.execute("INSERT INTO seismo_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
-                elif version > SCHEMA_VERSION:
+                if version is not None and version > SCHEMA_VERSION:
                     raise RuntimeError(f"the database at {redacted(self.url)} holds Seismo's schema version {version}; "
                                        f"this Seismo reads version {SCHEMA_VERSION}: upgrade it")
+                for upgrade in range((version or 1) + 1, SCHEMA_VERSION + 1):
+                    run_all_or_none(cursor, (*_MIGRATIONS[upgrade], f"INSERT INTO seismo_schema (version) VALUES ({upgrade})"))
+                if version is None:  # a new database: it starts at version 1 and the loop above brought it up
+                    cursor.execute("INSERT INTO seismo_schema (version) VALUES (1)")
             finally:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
 
@@ -253,6 +270,36 @@ class PostgresRecordStore:
                           "ORDER BY received_at, window_id LIMIT %s", (*((model,) if model is not None else ()), limit))
         return [orjson.loads(row[0]) for row in rows]
 
+    def add_dead_letter(self, letter: DeadLetter) -> bool:
+        def add(cursor: Any) -> bool:
+            cursor.execute(f"INSERT INTO seismo_dead_letters ({_DEAD_LETTER_COLUMNS}) VALUES ({', '.join(['%s'] * 8)}) "
+                           "ON CONFLICT DO NOTHING", (letter.key, letter.event_id, letter.type, letter.model, letter.received_at,
+                                                      letter.code, letter.destination, letter.event))
+            return cursor.rowcount == 1
+
+        with self._lock:
+            return self._transaction(add)
+
+    def dead_letters(self, model: str | None = None, limit: int = 100, after: tuple[float, str] | None = None) -> list[DeadLetter]:
+        where, params = ["true"], []
+        if model is not None:
+            where.append("model = %s")
+            params.append(model)
+        if after is not None:
+            where.append("(received_at, key) > (%s, %s)")
+            params += [after[0], after[1]]
+        rows = self._read(f"SELECT {_DEAD_LETTER_COLUMNS} FROM seismo_dead_letters WHERE {' AND '.join(where)} "
+                          "ORDER BY received_at, key LIMIT %s", (*params, limit))
+        return [DeadLetter(*row[:7], event=bytes(row[7])) for row in rows]
+
+    def remove_dead_letter(self, key: str) -> bool:
+        def remove(cursor: Any) -> bool:
+            cursor.execute("DELETE FROM seismo_dead_letters WHERE key = %s", (key,))
+            return cursor.rowcount == 1
+
+        with self._lock:
+            return self._transaction(remove)
+
     def expire(self, older_than: float) -> dict[str, int]:
         def delete(cursor: Any) -> dict[str, int]:
             cursor.execute("DELETE FROM seismo_records WHERE created_at < %s", (older_than,))
@@ -260,7 +307,9 @@ class PostgresRecordStore:
             cursor.execute("DELETE FROM seismo_drift_log WHERE received_at < %s", (older_than,))
             windows = cursor.rowcount
             cursor.execute("DELETE FROM seismo_drift_conflicts WHERE received_at < %s", (older_than,))
-            return {"records": records, "drift_windows": windows + cursor.rowcount}
+            windows += cursor.rowcount
+            cursor.execute("DELETE FROM seismo_dead_letters WHERE received_at < %s", (older_than,))
+            return {"records": records, "drift_windows": windows, "dead_letters": cursor.rowcount}
 
         with self._lock:
             return self._transaction(delete)

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 
 from seismo.database import bytes_in_use, open_database, transaction
-from seismo.store.base import KEPT_ASIDE, Record, RecordUpdate, Stored, merge, outcome, result_digest, within_budget
+from seismo.store.base import KEPT_ASIDE, DeadLetter, Record, RecordUpdate, Stored, merge, outcome, result_digest, within_budget
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -51,7 +51,19 @@ CREATE TABLE IF NOT EXISTS drift_conflicts (
     result TEXT NOT NULL,
     PRIMARY KEY (model, window, digest)
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    key TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    model TEXT,
+    received_at REAL NOT NULL,
+    code TEXT NOT NULL,
+    destination TEXT,
+    event BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_received ON dead_letters (received_at, key);
 """
+_DEAD_LETTER_COLUMNS = "key, event_id, type, model, received_at, code, destination, event"
 _COLUMNS = (
     "prediction_id, model, model_version, created_at, updated_at, request_time, response_time, request, "
     "request_content_type, response, response_content_type, status, extensions, annotations, event_types"
@@ -207,13 +219,39 @@ class SQLiteRecordStore:
                 rows = self._reader.execute(sql.format("WHERE model = ?"), (model, limit)).fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
+    def add_dead_letter(self, letter: DeadLetter) -> bool:
+        with self._lock, transaction(self._db):
+            cursor = self._db.execute(f"INSERT OR IGNORE INTO dead_letters ({_DEAD_LETTER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                      (letter.key, letter.event_id, letter.type, letter.model, letter.received_at, letter.code,
+                                       letter.destination, letter.event))
+            return cursor.rowcount == 1
+
+    def dead_letters(self, model: str | None = None, limit: int = 100, after: tuple[float, str] | None = None) -> list[DeadLetter]:
+        where, params = [], []
+        if model is not None:
+            where.append("model = ?")
+            params.append(model)
+        if after is not None:
+            where.append("(received_at > ? OR (received_at = ? AND key > ?))")
+            params += [after[0], after[0], after[1]]
+        sql = (f"SELECT {_DEAD_LETTER_COLUMNS} FROM dead_letters {'WHERE ' + ' AND '.join(where) if where else ''} "
+               "ORDER BY received_at, key LIMIT ?")
+        with self._read_lock:
+            rows = self._reader.execute(sql, (*params, limit)).fetchall()
+        return [DeadLetter(*row) for row in rows]
+
+    def remove_dead_letter(self, key: str) -> bool:
+        with self._lock, transaction(self._db):
+            return self._db.execute("DELETE FROM dead_letters WHERE key = ?", (key,)).rowcount == 1
+
     def expire(self, older_than: float) -> dict[str, int]:
-        """Retention: remove records created and drift windows received before `older_than`."""
+        """Retention: remove records created, drift windows and dead letters received before `older_than`."""
         with self._lock:
             records = self._db.execute("DELETE FROM records WHERE created_at < ?", (older_than,)).rowcount
             windows = self._db.execute("DELETE FROM drift_log WHERE received_at < ?", (older_than,)).rowcount
             windows += self._db.execute("DELETE FROM drift_conflicts WHERE received_at < ?", (older_than,)).rowcount
-        return {"records": records, "drift_windows": windows}
+            letters = self._db.execute("DELETE FROM dead_letters WHERE received_at < ?", (older_than,)).rowcount
+        return {"records": records, "drift_windows": windows, "dead_letters": letters}
 
     def shrink_to(self, max_bytes: int, step: int = 500) -> int:
         """Remove the oldest records (`step` at a time) while the file's bytes in use exceed `max_bytes`;

@@ -174,21 +174,37 @@ class Clusters(ApiModel):
     production_noise: int
 
 
+class DeadLettersQuery(ApiModel):
+    model: str | None = None
+    """Only this model's."""
+    limit: Limit1000 = Field(100, ge=1, le=1000)
+
+
 class DeadLetter(ApiModel):
+    key: str
+    """What `seismo dead-letters replay --key` names it by."""
     id: str
     type: str
     model: str | None
     time: str
+    """When the sink received it (RFC 3339)."""
     code: str
+    """The subscriber's last answer (knativeerrorcode), `none` when it gave none."""
+    destination: str | None
+    """The subscriber that refused it (knativeerrordest)."""
+    size: int
+    """Bytes of the kept event (structured mode)."""
 
 
 class DeadLetters(ApiModel):
     dead_letters: list[DeadLetter]
-    """The last 100 (attributes only, never the payload)."""
+    """Oldest first, from the store every replica shares (attributes; `seismo dead-letters replay` sends the events)."""
 
 
 class Counted(ApiModel):
     counted: bool
+    """False when this dead letter was kept already (the sink's retry, or another replica's)."""
+    kept: bool
 
 
 NOT_FOUND = error_body("no record with this prediction id")
@@ -214,9 +230,11 @@ OPERATIONS = [
     Operation("GET", "/v1/embeddings/clusters", "Outlier cohorts of stored embeddings against the reference", query=ClustersQuery,
               responses={200: Body(Clusters), 400: BAD_REQUEST,
                          404: error_body("no embedding reference configured (SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH)"), **AUTH_ERRORS}),
-    Operation("POST", "/v1/dead-letters", "The Knative Triggers' dead-letter sink: counts and keeps the event's attributes",
+    Operation("POST", "/v1/dead-letters", "The Knative Triggers' dead-letter sink: counts the event and keeps it whole in the store",
               tags=("events",), headers=event_headers("DeadLetterHeaders"), body=event_body(),
-              responses={202: Body(Counted), 400: BAD_REQUEST, 413: TOO_LARGE, **AUTH_ERRORS}),
-    Operation("GET", "/v1/dead-letters", "The last 100 dead letters' attributes", responses={200: Body(DeadLetters), **AUTH_ERRORS}),
+              responses={202: Body(Counted), 400: BAD_REQUEST, 413: TOO_LARGE,
+                         503: error_body("the store is unavailable: nothing kept, retry"), **AUTH_ERRORS}),
+    Operation("GET", "/v1/dead-letters", "Kept dead letters, oldest first (every replica's)", query=DeadLettersQuery,
+              responses={200: Body(DeadLetters), 400: BAD_REQUEST, **AUTH_ERRORS}),
     *common_operations("logger"),
 ]

@@ -9,7 +9,6 @@ record is committed, so the broker retries anything not stored. Reads: `GET /v1/
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from seismo.batching import ThreadBatcher
 from seismo.embeddings.extract import OUTPUT_EXTENSION, VERSION_EXTENSION, EmbeddingSource, drift_log_key, load_sources
 from seismo.labels import LabelValues, event_type_label
-from seismo.protocol.cloudevents import CloudEvent, CloudEventError, escape_id, from_http
+from seismo.protocol.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, to_structured
 from seismo.protocol.limits import check_prediction_id
 from seismo.protocol.seldon_graph import NO_GRAPHS, SeldonGraphs, load_graphs
 from seismo.protocol.types import RECORD_EXTENSIONS, EventKind, kind_of, model_of, prediction_id_of
@@ -30,9 +29,9 @@ from seismo.services import senders
 from seismo.services.base import Service
 from seismo.services.logger.settings import MAX_LINEAGE_DEPTH, READ_CONCURRENCY, STORE_FAILING_SECONDS, LoggerSettings
 from seismo.store import Record, RecordStore, RecordUpdate
-from seismo.store.base import KEPT_ASIDE, Stored, StoreUnavailable, response_view
+from seismo.store.base import KEPT_ASIDE, DeadLetter, Stored, StoreUnavailable, response_view
 from seismo.tasks import cancel_and_wait, stopped_tasks
-from seismo.times import now_rfc3339, parse_timestamp, rfc3339
+from seismo.times import parse_timestamp, rfc3339
 from seismo.tracing import Tracing, fail, parent_of
 
 log = logging.getLogger(__name__)
@@ -140,7 +139,6 @@ class RecordLogger(Service):
         self.store: RecordStore | None = None
         self._ready = False
         self._tasks: list[asyncio.Task] = []
-        self.recent_dead_letters: collections.deque[dict] = collections.deque(maxlen=100)
         self.embedding_sources = load_sources(settings.embeddings_config)
         self.seldon_graphs = load_graphs(settings.seldon_graphs)
         self._reference: Any = None  # the embedding reference, loaded on the first clusters request
@@ -360,17 +358,29 @@ class RecordLogger(Service):
         """At most `limit` records, and no more payload bytes than SEISMO_LOGGER_MAX_READ_BYTES (one record at least)."""
         return await self.read(self._store().query, model, since, until, limit, self.settings.max_read_bytes)
 
-    def dead_letter(self, event: CloudEvent) -> dict:
-        """Count a dead letter and keep its attributes (never the payload) among the last 100."""
+    async def dead_letter(self, event: CloudEvent) -> bool:
+        """Count a dead letter and keep it whole in the store (every replica lists it, `seismo dead-letters
+        replay` sends it again): True; False when it was kept already (the sink's retry). StoreUnavailable
+        when it could not be kept: the sink answers 503 so the broker tries again."""
         code = event.extensions.get("knativeerrorcode") or "none"
+        destination = event.extensions.get("knativeerrordest")
         event_type = event_type_label(event.type)
-        self.metrics.dead_letters.labels(event_type, code if code.isdigit() and len(code) == 3 else "other").inc()
-        entry = {"id": event.id, "type": event.type, "model": model_of(event), "time": now_rfc3339(), "code": code,
-                 "destination": event.extensions.get("knativeerrordest"), "size": len(event.data)}
-        self.recent_dead_letters.append(entry)
-        log.warning("dead letter: event %s (%s) for %s, subscriber answered %s", escape_id(event.id), event_type,
-                    event.extensions.get("knativeerrordest"), code)
-        return entry
+        letter = DeadLetter(DeadLetter.key_of(event.source, event.id, destination), event.id, event.type, model_of(event), time.time(),
+                            code[:16], destination, to_structured(event))
+        try:
+            kept = await self.writer.call(self._store().add_dead_letter, letter)
+        except Exception as exc:
+            self.count_rejected("store_error")
+            log.error("could not keep the dead letter %s: %s", escape_id(event.id), exc)
+            raise StoreUnavailable(type(exc).__name__) from exc
+        if kept:
+            self.metrics.dead_letters.labels(event_type, code if code.isdigit() and len(code) == 3 else "other").inc()
+            log.warning("dead letter: event %s (%s) for %s, subscriber answered %s", escape_id(event.id), event_type,
+                        escape_id(destination or "?"), escape_id(code))
+        return kept
+
+    async def dead_letters(self, model: str | None, limit: int) -> list[DeadLetter]:
+        return await self.read(self._store().dead_letters, model, limit)
 
     async def _retention(self) -> None:
         while True:

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from seismo.protocol.cloudevents import CloudEventError, batch_from_http, from_http, is_batch
 from seismo.services import senders
-from seismo.services.api.logger import OPERATIONS, ClustersQuery, DriftLogQuery, ModelQuery, RecordsQuery
+from seismo.services.api.logger import OPERATIONS, ClustersQuery, DeadLettersQuery, DriftLogQuery, ModelQuery, RecordsQuery
 from seismo.services.app import build_app, query
 from seismo.services.common import BodyTooLarge, JSONResponse, error, read_body
 from seismo.services.logger.core import RecordLogger
@@ -120,11 +120,15 @@ class LoggerEndpoints:
         if identity is not None and identity != senders.BROKER:  # only the broker reports dead letters
             self.core.count_rejected("forbidden_sender")
             return error(403, f"dead letters are accepted only from the broker; this one came from {identity!r}")
-        self.core.dead_letter(event)
-        return JSONResponse({"counted": True}, status_code=202)
+        try:
+            kept = await self.core.dead_letter(event)
+        except StoreUnavailable as exc:  # not kept: the broker's retry may find the store back
+            return error(503, f"store unavailable: {exc}")
+        return JSONResponse({"counted": kept, "kept": True}, status_code=202)
 
-    async def list_dead_letters(self, request: Request) -> Response:
-        return JSONResponse({"dead_letters": list(self.core.recent_dead_letters)})
+    @query(DeadLettersQuery)
+    async def list_dead_letters(self, request: Request, q: DeadLettersQuery) -> Response:
+        return JSONResponse({"dead_letters": [d.to_json() for d in await self.core.dead_letters(q.model, q.limit)]})
 
 
 def create_app(settings: LoggerSettings, registry: CollectorRegistry, store: RecordStore | None = None) -> Starlette:

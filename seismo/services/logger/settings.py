@@ -40,7 +40,7 @@ class LoggerSettings(RecordStoreSettings):
     """Model names (comma-separated) counted by name in metric labels; any other name a client sends is
     counted as `other` until it has been seen 10 times (at most 20 such names)."""
     retention_seconds: float = 30 * 86400.0
-    """Records and drift-log entries older than this are removed in the background (default 30 days, as
+    """Records, drift-log entries and dead letters older than this are removed in the background (default 30 days, as
     the metrics server's ledger: a store must not grow without bound by default); 0 keeps them forever."""
     retention_interval_seconds: float = 300.0
     """How often retention runs."""

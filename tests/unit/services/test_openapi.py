@@ -91,7 +91,7 @@ def test_every_route_parses_its_query_and_body_with_the_models_its_operation_doc
             body = operation.body.model if operation is not None and operation.body is not None else None
             assert getattr(route.endpoint, "body_model", None) is body, f"{method} {route.path} parses its body another way"
             bodies += body is not None
-    assert queries == {"logger": 4, "metrics": 3}.get(service, 0)
+    assert queries == {"logger": 5, "metrics": 3}.get(service, 0)
     assert bodies == {"model": 1, "metrics": 2, "explainer": 1}.get(service, 0)
 
 
@@ -123,11 +123,13 @@ def test_answers_the_domain_writes_have_exactly_the_documented_fields(apps):
     from seismo.explain.methods import Explanation
     from seismo.services.api import broker, explainer, logger
     from seismo.store import Record, record_to_json
+    from seismo.store.base import DeadLetter
 
     def fields(model) -> set[str]:
         return {info.alias or name for name, info in model.model_fields.items()}
 
     assert set(record_to_json(Record("p-1", "m"))) == fields(logger.Record)
+    assert set(DeadLetter("k", "e-1", "t", "m", 1.0, "500", "http://drift/", b"{}").to_json()) == fields(logger.DeadLetter)
     anchors = Explanation("anchors", 1, 10, 1, False, 0.5, None, True, 0.97, 0.3)
     shap = Explanation("kernel_shap", 1, 10, 1, False, 0.5, None)
     required = {name for name, info in explainer.Explanation.model_fields.items() if info.is_required()}

@@ -138,7 +138,8 @@ def test_a_batch_is_one_search_and_one_bulk_request_with_updates_to_one_id_folde
     batch = [upd(f"b{i}", EventKind.REQUEST, REQ) for i in range(50)] + [upd(f"b{i}", EventKind.RESPONSE, RESP) for i in range(50)]
     batch.append(upd("b0", EventKind.RESPONSE, RESP))  # a duplicate inside the batch
     assert store.apply(batch) == [True] * 100 + [False]
-    assert [path for _, path in fake.requests[before:]] == [f"/{store.config.index_prefix}-*/_search", "/_bulk"]
+    prefix = store.config.index_prefix
+    assert [path for _, path in fake.requests[before:]] == [f"/{prefix}-*,-{prefix}-drift,-{prefix}-dead-letters/_search", "/_bulk"]
     assert fake.bad_headers == []
     assert store.get("b49").event_types == (REQ, RESP) and store.count() == 50
     # The second batch for the same ids updates in place (index with if_seq_no), again in one bulk request.
@@ -210,3 +211,13 @@ def test_indices_only_for_configured_models_and_never_more_than_the_budget(store
     if fake is not None:
         assert sorted(i for i in fake.indices if i.startswith(prefix) and not i.endswith("-drift")) == [
             f"{prefix}-other", f"{prefix}-seldon-other-iris-default", f"{prefix}-seldon-seldon-iris-default"]
+
+
+@pytest.mark.skipif(bool(REAL), reason="reads the fake's templates")
+def test_the_store_maps_times_as_doubles_and_payloads_as_unindexed_binary(store, fake):
+    """Dynamic mapping would make epoch seconds 32-bit floats (minutes apart) and payloads analysed text."""
+    template = fake.templates[store.config.index_prefix]
+    assert template["index_patterns"] == [f"{store.config.index_prefix}-*"]
+    properties = template["template"]["mappings"]["properties"]
+    assert {name for name, spec in properties.items() if spec["type"] == "double"} >= {"created_at", "request_time", "received_at"}
+    assert {name for name, spec in properties.items() if spec["type"] == "binary"} == {"request_base64", "response_base64", "event_base64"}

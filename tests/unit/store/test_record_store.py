@@ -227,3 +227,65 @@ def test_the_metrics_server_joins_feedback_through_a_shared_store(replicas, back
         r = client.post("/feedback", content=orjson.dumps({"prediction_id": "sh-1", "truth": 1}))
         assert r.status_code == 200 and r.json()["model"] == "iris", r.text
         assert client.get("/v1/performance").json()["realized"]["accuracy"] == 1.0
+
+
+def dead_letter(event_id, model="m", received_at=100.0, destination="http://drift/", event=b'{"id": "x"}'):
+    from seismo.store.base import DeadLetter
+
+    return DeadLetter(DeadLetter.key_of("src", event_id, destination), event_id, REQ, model, received_at, "500", destination, event)
+
+
+def test_dead_letters_are_kept_whole_once_listed_in_pages_and_removed(replicas):
+    first, second = replicas(2)
+    payload = bytes(range(256)) * 40  # the event's bytes come back exactly
+    letters = [dead_letter(f"e{i}", model="a" if i % 2 else "b", received_at=100.0 + i // 2, event=payload + bytes([i])) for i in range(7)]
+    assert [first.add_dead_letter(letter) for letter in letters] == [True] * 7
+    # the sink's retry, or the same letter at another replica: kept once
+    assert second.add_dead_letter(letters[3]) is False
+    assert second.add_dead_letter(dead_letter("e3", destination="http://metrics/")) is True  # another subscriber's refusal
+    listed = second.dead_letters(limit=100)
+    assert len(listed) == 8 and [(d.received_at, d.key) for d in listed] == sorted((d.received_at, d.key) for d in listed)
+    assert {d.key: d.event for d in listed}[letters[5].key] == payload + bytes([5])
+    assert [d.event_id for d in second.dead_letters(model="a")] == ["e1", "e3", "e5"]
+    pages, after = [], None  # paging by the (received_at, key) cursor visits each once
+    while page := second.dead_letters(limit=3, after=after):
+        pages.append(page)
+        after = (page[-1].received_at, page[-1].key)
+    assert [d.key for p in pages for d in p] == [d.key for d in listed] and len(pages) == 3
+    assert first.remove_dead_letter(letters[0].key) is True and second.remove_dead_letter(letters[0].key) is False
+    assert len(second.dead_letters()) == 7
+    assert first.expire(102.5)["dead_letters"] == 6  # all but e6, received at 103: retention counts them apart
+    assert [d.event_id for d in second.dead_letters()] == ["e6"]
+
+
+def test_a_prediction_id_shaped_like_a_drift_window_finds_no_drift_result(store):
+    """The drift log's ids are `model:window`: a client may use that as a prediction id."""
+    assert store.add_drift_window("m", 0, {"is_drift": False, "window": 0}) is True
+    assert store.get("m:0") is None
+    assert store.apply([update("m:0", EventKind.REQUEST, REQ)]) == [True]
+    assert store.get("m:0").prediction_id == "m:0" and store.count() == 1
+
+
+def test_a_version_1_postgres_database_is_brought_up_to_date(postgres_url):
+    """A database a Seismo before dead letters made: the next store adds their table and says version 2."""
+    from seismo.sql import connect_kwargs
+    from seismo.store.postgres import SCHEMA_VERSION, PostgresRecordStore
+
+    PostgresRecordStore(postgres_url).close()
+    import pg8000.dbapi
+
+    db = pg8000.dbapi.connect(**connect_kwargs(postgres_url))
+    db.autocommit = True
+    try:
+        cursor = db.cursor()
+        cursor.execute("DROP TABLE seismo_dead_letters")
+        cursor.execute("DELETE FROM seismo_schema WHERE version > 1")
+        store = PostgresRecordStore(postgres_url)
+        try:
+            assert store.add_dead_letter(dead_letter("old-db")) is True and len(store.dead_letters()) == 1
+        finally:
+            store.close()
+        cursor.execute("SELECT max(version) FROM seismo_schema")
+        assert cursor.fetchone()[0] == SCHEMA_VERSION == 2
+    finally:
+        db.close()
