@@ -10,6 +10,7 @@ scalar `least` function, and where the tables live (a PostgreSQL schema of their
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -106,6 +107,15 @@ class SqliteSql(Sql):
         self.db.close()
 
 
+_CREATES = re.compile(r"CREATE (?:TABLE|INDEX)(?: IF NOT EXISTS)?(?: (\w+) ON)? (\w+)", re.IGNORECASE)
+
+
+def _table_of(statement: str) -> str | None:
+    """The table a CREATE TABLE or CREATE INDEX statement is about."""
+    found = _CREATES.match(statement.strip())
+    return None if found is None else found[2]
+
+
 class _Rows:
     """pg8000's cursor answering as sqlite3's: rows as tuples."""
 
@@ -147,6 +157,12 @@ class PostgresSql(Sql):
             cursor.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (schema_name,))
             if cursor.fetchone() is None:
                 run_all_or_none(cursor, [f"CREATE SCHEMA {schema_name}", f"SET LOCAL search_path TO {schema_name}", *statements])
+            else:  # tables a later Seismo added: created (with their indexes) where missing
+                cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema_name,))
+                have = {row[0] for row in cursor.fetchall()}
+                missing = [s for s in statements if (table := _table_of(s)) is not None and table not in have]
+                if missing:
+                    run_all_or_none(cursor, [f"SET LOCAL search_path TO {schema_name}", *missing])
         finally:
             cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"seismo schema {schema_name}",))
         cursor.execute(f"SET search_path TO {schema_name}")

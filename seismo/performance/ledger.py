@@ -12,6 +12,8 @@ claimed by the one replica that joins it).
   diagnosis's input drift and where errors concentrate; only for models with a diagnosis reference.
 - `pending`: feedback whose prediction is not stored yet, with when it arrived (for the TTL).
 - `counts`: received/joined/pending/orphaned/late per model, surviving restarts.
+- `unanswered`: predictions the scan read before their response was stored, looked up again until it
+  is (or they are too old): the scan itself moves on by creation time and never reads them twice.
 Windows are read from here on demand; nothing grows in memory. The SQL is the dialect both databases
 speak (seismo.sql).
 """
@@ -60,6 +62,8 @@ CREATE TABLE IF NOT EXISTS pending (
 CREATE INDEX IF NOT EXISTS pending_received ON pending (received_at);
 CREATE TABLE IF NOT EXISTS counts (model TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (model, name));
 CREATE TABLE IF NOT EXISTS scan_state (model TEXT PRIMARY KEY, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS unanswered (model TEXT NOT NULL, prediction_id TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (model, prediction_id));
+CREATE INDEX IF NOT EXISTS unanswered_created ON unanswered (model, created_at);
 """
 
 # PostgreSQL: DOUBLE PRECISION (its REAL is 4 bytes), BYTEA for bytes; the pending feedback is bytes.
@@ -279,6 +283,31 @@ class Ledger:
             claimed += self.sql.execute(f"DELETE FROM pending WHERE prediction_id IN ({','.join('?' * len(chunk))}) "
                                         "RETURNING prediction_id, model, received_at, feedback", chunk).fetchall()
         return claimed
+
+    def add_unanswered(self, model: str, rows: list[tuple[str, float]], at_most: int) -> int:
+        """Remember predictions read without a response, while fewer than `at_most` of the model's wait;
+        how many were left out (counted by the caller)."""
+        if not rows:
+            return 0
+        room = max(at_most - self.sql.execute("SELECT COUNT(*) FROM unanswered WHERE model = ?", (model,)).fetchone()[0], 0)
+        self.sql.executemany("INSERT INTO unanswered VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [(model, pid, at) for pid, at in rows[:room]])
+        return len(rows) - min(room, len(rows))
+
+    def unanswered(self, model: str, limit: int) -> list[tuple[str, float]]:
+        """The oldest predictions still waiting for their response: (prediction id, created_at)."""
+        with self._lock:
+            return self.sql.execute("SELECT prediction_id, created_at FROM unanswered WHERE model = ? ORDER BY created_at LIMIT ?",
+                                    (model, limit)).fetchall()
+
+    def remove_unanswered(self, model: str, prediction_ids: list[str]) -> int:
+        """Forget these (answered, or waited for too long); how many this call removed (another replica may
+        have removed some first; adding an answered one's scores twice changes nothing)."""
+        removed = 0
+        for start in range(0, len(prediction_ids), 500):
+            chunk = prediction_ids[start:start + 500]
+            removed += self.sql.execute(f"DELETE FROM unanswered WHERE model = ? AND prediction_id IN ({','.join('?' * len(chunk))})",
+                                        (model, *chunk)).rowcount
+        return removed
 
     def set_scan_mark(self, model: str, created_at: float) -> None:
         self.sql.execute("INSERT INTO scan_state VALUES (?, ?) ON CONFLICT (model) DO UPDATE SET created_at = excluded.created_at",

@@ -67,6 +67,18 @@ def _json_body(body: bytes | None) -> Any:
         return None
 
 
+MAX_UNANSWERED = 10_000
+"""Predictions per model waiting for their response at most; beyond it they are counted (no_response), not
+remembered: a model logged without responses would otherwise fill the ledger."""
+RECHECK_BATCH = 1000
+"""The oldest waiting predictions looked up again per scan."""
+
+
+def _awaits_response(record: Record) -> bool:
+    """Read before its response was stored (an error answer has no scores to wait for)."""
+    return record.response is None and (record.status or 200) < 400
+
+
 class Tracker:
     def __init__(self, models: dict[str, ModelConfig], ledger: Ledger, store: RecordStore, metrics: PerformanceMetrics,
                  pending_ttl: float, late_after: float, max_calibration_error: float):
@@ -232,27 +244,54 @@ class Tracker:
 
     # -- predictions for estimation ---------------------------------------------------------------
 
-    def scan(self, now: float | None = None, settle: float = 1.0, lookback: float = 3600.0, limit: int = 500) -> int:
-        """Read newly logged predictions of every model with scores into the ledger; how many were added."""
+    def scan(self, now: float | None = None, settle: float = 1.0, lookback: float = 3600.0, limit: int = 500,
+             wait: float = 300.0) -> int:
+        """Read newly logged predictions of every model with scores into the ledger; how many were added.
+
+        Records are read in creation order once `settle` old. One read before its response was stored
+        is looked up again on every scan until it has one or is `wait` old (then counted as
+        `no_response`): a response that comes late still counts."""
         now = now or time.time()
         until = now - settle
         added = 0
         for config in self.models.values():
             if not (config.has_probabilities or config.diagnosis.reference is not None):
                 continue
+            added += self._recheck_unanswered(config, now, wait)
             mark = self.ledger.scan_mark(config.name)
             since = mark if mark is not None else now - lookback
             while since < until:
                 records = self.store.query(config.name, since, until, limit)
                 items = [item for record in records for item in self._seen_items(config, record)]
+                waiting = [(r.prediction_id, r.created_at) for r in records if _awaits_response(r)]
                 with self.ledger.transaction() as ledger:
                     added += ledger.add_seen(config.name, items)
+                    left_out = ledger.add_unanswered(config.name, waiting, MAX_UNANSWERED)
                     if len(records) < limit:
                         since = until
                     else:  # more to read: resume at the last one (re-reading it is harmless)
                         since = max(records[-1].created_at, since + 1e-6)
                     ledger.set_scan_mark(config.name, since)
                 self.metrics.seen.labels(config.name).inc(len(items))
+                if left_out:
+                    self.metrics.rejected.labels(config.name, "no_response").inc(left_out)
+        return added
+
+    def _recheck_unanswered(self, config: ModelConfig, now: float, wait: float) -> int:
+        waiting = self.ledger.unanswered(config.name, RECHECK_BATCH)
+        if not waiting:
+            return 0
+        found = self.store.get_many([pid for pid, _ in waiting])
+        answered = [found[pid] for pid, _ in waiting if pid in found and not _awaits_response(found[pid])]
+        done = {r.prediction_id for r in answered}
+        expired = [pid for pid, created_at in waiting if pid not in done and created_at < now - wait]
+        items = [item for record in answered for item in self._seen_items(config, record)]
+        with self.ledger.transaction() as ledger:
+            added = ledger.add_seen(config.name, items)
+            ledger.remove_unanswered(config.name, [*done, *expired])
+        self.metrics.seen.labels(config.name).inc(len(items))
+        if expired:
+            self.metrics.rejected.labels(config.name, "no_response").inc(len(expired))
         return added
 
     def _seen_items(self, config: ModelConfig, record: Record) -> list[SeenItem]:

@@ -100,8 +100,8 @@ class MetricsService(Service):
         lookback = self.default_window.seconds or 3600.0
         self._loops = [
             asyncio.create_task(self._every(settings.join_interval_seconds, "joining pending feedback", tracker.join_pending)),
-            asyncio.create_task(self._every(settings.scan_interval_seconds, "reading predictions",
-                                            lambda: tracker.scan(settle=settings.scan_settle_seconds, lookback=lookback))),
+            asyncio.create_task(self._every(settings.scan_interval_seconds, "reading predictions", lambda: tracker.scan(
+                settle=settings.scan_settle_seconds, lookback=lookback, wait=settings.scan_wait_seconds))),
             asyncio.create_task(self._every(settings.refresh_interval_seconds, "refreshing gauges", tracker.refresh_gauges,
                                             self.default_window)),
         ]

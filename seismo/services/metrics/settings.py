@@ -42,6 +42,9 @@ class MetricsSettings(StoreSettings):
     """How often newly logged predictions are read for estimation."""
     scan_settle_seconds: float = 1.0
     """Predictions are read once this old, so their response event has been stored too."""
+    scan_wait_seconds: float = Field(300.0, gt=0)
+    """A prediction read before its response was stored is looked up again on every scan until it is this
+    old (then counted in `seismo_metrics_feedback_rejected_total{reason="no_response"}`)."""
     refresh_interval_seconds: float = 5.0
     """How often the windowed gauges are recomputed."""
     max_cohorts: int = 50

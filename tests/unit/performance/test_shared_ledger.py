@@ -3,6 +3,7 @@ sharing one PostgreSQL: the same answers from both, feedback delivered to both c
 feedback joined by one of them."""
 
 import threading
+import time
 
 import orjson
 import pytest
@@ -112,3 +113,49 @@ def test_two_metrics_replicas_on_one_postgres_answer_alike_and_count_once(postgr
         assert after[0]["realized"] == after[1]["realized"] and after[0]["realized"]["n"] == 41
         assert after[0]["counts"]["joined"] == 81 and after[0]["counts"]["pending_now"] == 0
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_response_stored_after_the_scan_read_its_request_still_counts(backend, request, tmp_path):
+    """The scan reads records in creation order once they settle; one whose response came later is looked
+    up again until it has one, or is given up (counted) once it is older than the wait."""
+    from seismo.store import SQLiteRecordStore
+
+    if backend == "postgres":
+        from seismo.store.postgres import PostgresRecordStore
+
+        url = request.getfixturevalue("postgres_url")
+        store, extra = PostgresRecordStore(url), {"postgres_url": url}
+    else:
+        store, extra = SQLiteRecordStore(tmp_path / "records.db"), {"sqlite_path": tmp_path / "records.db"}
+    (tmp_path / "m.yaml").write_text("models:\n  iris:\n    type: multiclass-onehot\n")
+    settings = MetricsSettings(config_file=tmp_path / "m.yaml", state_path=tmp_path / "ledger.db", scan_interval_seconds=3600,
+                               join_interval_seconds=3600, diagnosis_interval_seconds=0, **extra)
+    app = create_app(settings, CollectorRegistry())
+    with ServedApp(app) as client:
+        tracker = app.state.metrics.tracker
+        on_time, late, never = prediction("on-time", 0), prediction("late", 1), prediction("never", 2)
+        store.apply([on_time[0], on_time[1], late[0], never[0]])  # two requests still without their response
+        assert tracker.scan(settle=0.0, wait=300.0) == 1
+        assert [pid for pid, _ in tracker.ledger.unanswered("iris", 10)] in (["late", "never"], ["never", "late"])
+        store.apply([late[1]])
+        assert tracker.scan(settle=0.0, wait=300.0) == 1  # the late response, found by the recheck
+        assert [pid for pid, _ in tracker.ledger.unanswered("iris", 10)] == ["never"]
+        assert tracker.scan(now=time.time() + 301, settle=0.0, wait=300.0) == 0  # waited long enough: given up, counted
+        assert tracker.ledger.unanswered("iris", 10) == []
+        assert metric_sum(client.get("/metrics").text, "seismo_metrics_feedback_rejected_total", reason="no_response") == 1
+        assert metric_sum(client.get("/metrics").text, "seismo_metrics_predictions_seen_total", model="iris") == 2
+    store.close()
+
+
+def test_a_postgres_ledger_made_before_a_table_was_added_gets_it(postgres_url):
+    ledger = Ledger(postgres_url)
+    ledger.sql.execute("DROP TABLE unanswered")  # as a ledger written by the Seismo before it
+    ledger.close()
+    ledger = Ledger(postgres_url)
+    with ledger.transaction():
+        assert ledger.add_unanswered("m", [("p", 1.0)], 10) == 0
+    assert ledger.unanswered("m", 10) == [("p", 1.0)]
+    indexes = ledger.sql.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'unanswered'").fetchall()
+    assert ("unanswered_created",) in indexes
+    ledger.close()
