@@ -4,7 +4,11 @@
   `scipy.stats.ks_2samp(method="asymp")` per feature (what alibi-detect does), and alibi-detect's
   KSDrift. Seismo is timed cold (first window of its size: every kstwo value computed) and warm
   (later windows of the same size, as in the drift service).
-- MMD over 2000 x 32 with 100 permutations: Seismo's MMDDrift, and alibi-detect's TensorFlow MMDDrift.
+- MMD over 2000 x 32 with 100 permutations: Seismo's MMDDrift (warm: the window size seen before, as in
+  the drift service; cold: the first window of a size also computes the reference's share), and
+  alibi-detect's TensorFlow MMDDrift.
+- Decisions: both libraries' is_drift on windows without drift and with it (KS p-values must agree
+  exactly; MMD's are permutation estimates, so only clear cases are compared).
 
     python -m bench.detector_speed
 """
@@ -48,9 +52,17 @@ def main() -> None:
 
     m_ref, m_x = rng.normal(size=(2000, 32)), rng.normal(0.05, size=(2000, 32))
     mmd = MMDDrift(n_permutations=100).fit(m_ref)
+    started = time.perf_counter()
     mmd.predict(m_x)
-    mmd_seconds = median_time(lambda: mmd.predict(m_x), 3)
-    result["mmd_2000x32_100perm"] = {"seismo_s": round(mmd_seconds, 3)}
+    mmd_cold = time.perf_counter() - started
+    mmd_seconds = median_time(lambda: mmd.predict(m_x), 5)
+    result["mmd_2000x32_100perm"] = {"seismo_s": round(mmd_seconds, 4), "seismo_cold_s": round(mmd_cold, 4)}
+    # Decisions on windows nobody tuned for: no drift (two seeds) and a clear shift (two sizes of it).
+    ks_windows = [rng.normal(size=(1000, 256)), rng.normal(size=(1000, 256)), rng.normal(0.15, size=(1000, 256))]
+    mmd_windows = [rng.normal(size=(2000, 32)), rng.normal(size=(2000, 32)), rng.normal(0.1, size=(2000, 32)),
+                   rng.normal(0.2, size=(2000, 32))]
+    seismo_ks = [detector.predict(w) for w in ks_windows]
+    seismo_mmd = [bool(mmd.predict(w).is_drift) for w in mmd_windows]
 
     if alibi_available():
         alibi_ks = run_alibi("ks", x_ref=x_ref, x=x, repeats=5)
@@ -58,7 +70,18 @@ def main() -> None:
                                      alibi_vs_seismo_cold=round(alibi_ks["seconds"] / ks_cold, 1))
         alibi_mmd = run_alibi("mmd", x_ref=m_ref, x=m_x, n_permutations=100, repeats=1)
         result["mmd_2000x32_100perm"].update(alibi_tensorflow_s=round(alibi_mmd["seconds"], 2),
-                                             alibi_vs_seismo=round(alibi_mmd["seconds"] / mmd_seconds, 1))
+                                             alibi_vs_seismo=round(alibi_mmd["seconds"] / mmd_seconds, 1),
+                                             alibi_vs_seismo_cold=round(alibi_mmd["seconds"] / mmd_cold, 1))
+        alibi_ks_decisions = [run_alibi("ks", x_ref=x_ref, x=w, repeats=1) for w in ks_windows]
+        alibi_mmd_decisions = run_alibi("mmd_windows", x_ref=m_ref, windows=np.stack(mmd_windows))["is_drift"]
+        result["decisions"] = {
+            "ks_seismo": [bool(r.is_drift) for r in seismo_ks], "ks_alibi": [bool(r["is_drift"]) for r in alibi_ks_decisions],
+            "ks_largest_p_value_difference": float(max(np.abs(np.asarray(r.feature_p_vals) - np.asarray(a["p_val"])).max()
+                                                       for r, a in zip(seismo_ks, alibi_ks_decisions))),
+            "mmd_seismo": seismo_mmd, "mmd_alibi": [bool(d) for d in alibi_mmd_decisions],
+        }
+        result["decisions"]["same"] = (result["decisions"]["ks_seismo"] == result["decisions"]["ks_alibi"]
+                                       and seismo_mmd == result["decisions"]["mmd_alibi"])
     else:
         result["alibi"] = "not installed (`make alibi`); comparison columns skipped"
     save("detector_speed", result)

@@ -14,6 +14,7 @@ import numpy as np
 
 from seismo.detect.base import Detector, DetectorInputError, DriftResult, FeatureScores, TestScore
 from seismo.stats import (
+    MMDTest,
     SortedReference,
     chi2_homogeneity,
     contingency_table,
@@ -22,7 +23,6 @@ from seismo.stats import (
     jensen_shannon,
     ks_2samp,
     median_heuristic_sigma,
-    mmd_permutation_test,
     psi,
 )
 from seismo.stats.classifier import domain_classifier_test
@@ -123,20 +123,20 @@ class MMDDrift(_DriftDetector):
         self.n_permutations = n_permutations
         self.sigma = sigma
         self.seed = seed
-        self._calls = 0
+        self._test: MMDTest | None = None
 
     def _fitted(self) -> None:
         if self.sigma is None:  # median heuristic on the reference, as alibi-detect configures it
             self.sigma = median_heuristic_sigma(self._require_fit())
+        # Permutations drawn once (seeded) per window size: the reference's share of every window's test
+        # is computed once (seismo.stats.mmd).
+        self._test = MMDTest(self._require_fit(), self.sigma, self.n_permutations, self.seed)
 
     def score(self, x: Any) -> TestScore:
-        x_ref = self._require_fit()
+        self._require_fit()
         window = self._features(x, "window")
-        # A fresh, reproducible permutation stream per call: seed, then call number.
-        rng_seed = None if self.seed is None else [self.seed, self._calls]
-        self._calls += 1
-        assert self.sigma is not None  # set by _fitted
-        mmd2, p_value, _ = mmd_permutation_test(x_ref, window, self.sigma, self.n_permutations, rng_seed)
+        assert self._test is not None  # set by _fitted
+        mmd2, p_value, _ = self._test.test(window)
         return TestScore(p_value, mmd2)
 
     def predict(self, x: Any) -> DriftResult:

@@ -31,7 +31,7 @@ import numpy as np
 from seismo.detect.base import DriftResult, TestScore
 from seismo.detect.drift import _DriftDetector
 from seismo.embeddings.version import EmbeddingVersion, EmbeddingVersionError, VersionChange, compare_versions
-from seismo.stats import chi2_homogeneity, median_heuristic_sigma, mmd_permutation_test
+from seismo.stats import MMDTest, chi2_homogeneity, median_heuristic_sigma
 from seismo.stats.centroid import METRICS, empirical_p_value, euclidean, held_out_null, kmeans, nearest, subsample_distances
 from seismo.stats.ks import ks_statistic
 
@@ -118,8 +118,7 @@ class EmbeddingDrift(_DriftDetector):
         # third is unused since the null re-splits the whole reference per draw (kept: the split fixes the bench's figures).
         order = np.random.default_rng([self.seed, 2]).permutation(len(x_ref))
         self._parts = np.array_split(x_ref[order], 3)
-        self._sigma: float | None = None
-        self._mmd_ref: np.ndarray | None = None
+        self._mmd_test: MMDTest | None = None
 
     # --- the versioning guard ----------------------------------------------------------------------
     def version_note(self, version: str | None) -> str | None:
@@ -188,20 +187,17 @@ class EmbeddingDrift(_DriftDetector):
         if self.method == "ks":
             statistic = self._ks_statistic(window, self._parts[0], self._parts[1], n, call_rng)
             return TestScore(empirical_p_value(self.null("ks", n), statistic), statistic)
-        if self._sigma is None:
-            self._sigma = median_heuristic_sigma(self._mmd_reference())
-        mmd2, p_value, _ = mmd_permutation_test(self._mmd_reference(), window, self._sigma, self.n_permutations,
-                                                [self.seed, 6, self._calls])
+        if self._mmd_test is None:
+            reference = self._mmd_reference()
+            self._mmd_test = MMDTest(reference, median_heuristic_sigma(reference), self.n_permutations, [self.seed, 6])
+        mmd2, p_value, _ = self._mmd_test.test(window)
         return TestScore(p_value, mmd2)
 
     def _mmd_reference(self) -> np.ndarray:
-        """At most 500 reference vectors (MMD's cost is quadratic), a seeded sample in random order: the
-        first 500 in the caller's order were one cluster when the reference was stored cluster by cluster."""
-        sample = getattr(self, "_mmd_ref", None)
-        if sample is None:
-            x_ref = self._require_fit()
-            sample = self._mmd_ref = x_ref[np.sort(np.random.default_rng([self.seed, 7]).permutation(len(x_ref))[:500])]
-        return sample
+        """At most 500 reference vectors (MMD's cost is quadratic), a seeded sample: the first 500 in the
+        caller's order were one cluster when the reference was stored cluster by cluster."""
+        x_ref = self._require_fit()
+        return x_ref[np.sort(np.random.default_rng([self.seed, 7]).permutation(len(x_ref))[:500])]
 
     def predict(self, x: Any, version: str | None = None) -> EmbeddingDriftResult:
         """Score window `x` (embeddings of `version`); EmbeddingVersionError when the guard refuses them."""

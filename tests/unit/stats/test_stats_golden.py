@@ -182,3 +182,34 @@ def test_categorical_features_get_a_bin_per_category():
     assert categorical == pytest.approx(psi(*(h / h.sum() for h in by_hand)))  # one smoothed bin per category
     with pytest.raises(ValueError, match="categorical ones need a binned metric"):
         feature_distances(reference, sample, "wasserstein", categorical=[0])
+
+
+def test_mmd_test_equals_the_pooled_float64_formula_on_its_permutations(monkeypatch):
+    """MMDTest's sums (the reference's share computed once, float32 blocks, a'Ka and a'K1 only) give what
+    the plain pooled kernel gives for the same permutations, in blocks smaller than the reference too."""
+    import seismo.stats.mmd as mmd
+
+    monkeypatch.setattr(mmd, "BLOCK_ROWS", 64)
+    rng = np.random.default_rng(0)
+    ref, window = rng.normal(size=(300, 5)), rng.normal(0.1, size=(250, 5))
+    sigma = median_heuristic_sigma(ref)
+    test = mmd.MMDTest(ref + 1e4, sigma, 50, seed=3)  # far from 0: the centring keeps float32 exact enough
+    observed, p_value, threshold = test.test(window + 1e4)
+    plan = test._plans[250]
+    values = mmd2_unbiased_many(rbf_kernel(squared_distances(np.r_[ref, window], np.r_[ref, window]), sigma),
+                                np.r_[plan.a_ref, plan.a_win].astype(np.float64))
+    assert observed == pytest.approx(values[0], abs=1e-6)
+    assert p_value == (1 + np.count_nonzero(values[1:] >= values[0])) / 51
+    assert threshold == pytest.approx(np.quantile(values[1:], 0.95), abs=1e-6)
+
+
+def test_mmd_test_keeps_its_false_alarm_rate_with_one_draw_of_permutations():
+    """Every window of one size reuses the detector's permutations: still about 5 % false alarms."""
+    from seismo.stats.mmd import MMDTest
+
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(200, 4))
+    test = MMDTest(ref, median_heuristic_sigma(ref), 100, seed=0)
+    alarms = sum(test.test(rng.normal(size=(100, 4)))[1] < 0.05 for _ in range(200))
+    assert 2 <= alarms <= 20  # 10 expected; a binomial(200, 0.05) is outside [2, 20] with probability < 0.3 %
+    assert all(test.test(rng.normal(0.6, 1.0, size=(100, 4)))[1] < 0.05 for _ in range(10))
