@@ -11,7 +11,13 @@ the pipeline until every prediction of the chunk is stored), so that a slow or f
 VM falls on both; the ratio is of the totals, and each round's ratio is kept to show the spread.
 
     python -m bench.throughput [--model image|tabular] [--predictions 3000] [--rounds 3] [--concurrency 32] [--batch-size 64]
-                                 [--encoding json|binary]
+                                 [--encoding json|binary] [--detectors pixels|embeddings]
+
+`cpu_ms_per_prediction` is the cost table: each component's CPU over the same predictions, the model
+server's extra work with logging on (its CPU in the pipeline minus alone), and Seismo's own (that extra,
+logger, outlier, drift, metrics server) against the model server alone. `--detectors embeddings` runs the
+image model's detectors on the embedding its responses carry only (adversarial check, embedding drift):
+the broker does not send them the request events, so the pixel detectors (VAE, autoencoder + KS) idle.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ COMPONENT_EVENTS = {
     "outlier": "seismo_outlier_instances_total",
     "drift": "seismo_drift_instances_total",
 }
+# With --detectors embeddings the detectors see response events only: what they count instead.
+EMBEDDING_EVENTS = {"outlier": "seismo_adversarial_instances_total", "drift": "seismo_embedding_drift_instances_total"}
+PIXEL_TRIGGERS = ("outlier-kserve-request", "outlier-seldon-request", "drift-kserve-request", "drift-seldon-request")
 
 
 def tabular_bodies(n: int) -> list[tuple[str, bytes]]:
@@ -61,7 +70,7 @@ def run(stack: LocalStack, model_service: str, bodies, concurrency: int, wait_st
     """One chunk of the load through one stack: raw counts and seconds, summed over rounds by `combine`."""
     components = [name for name in COMPONENT_EVENTS if name in stack.processes] if wait_stored else []
     events_before = {name: counted(stack.url(name), COMPONENT_EVENTS[name]) for name in components}
-    watched = [*components, model_service]
+    watched = [*components, *(["metrics"] if wait_stored and "metrics" in stack.processes else []), model_service]
     cpu_before = {name: cpu_seconds(stack.processes[name].process.pid) for name in watched}
     started = time.perf_counter()
     asyncio.run(closed_loop(stack.url(model_service), bodies, concurrency))
@@ -111,6 +120,17 @@ def combine(chunks: list[dict]) -> dict:
     return result
 
 
+def cpu_per_prediction(alone_chunks: list[dict], pipeline: dict, model_service: str) -> dict:
+    """Milliseconds of CPU per prediction, by component, over the same predictions (the cost table)."""
+    predictions = sum(c["predictions"] for c in alone_chunks)
+    alone = sum(c["cpu_seconds"][model_service] for c in alone_chunks) / predictions * 1000
+    per = {name: row["cpu_seconds"] / predictions * 1000 for name, row in pipeline["per_component"].items()}
+    extra = per.pop(model_service) - alone
+    own = extra + sum(per.get(name, 0.0) for name in ("logger", "outlier", "drift", "metrics"))
+    table = {"model_server_alone": alone, "model_server_extra_with_logging": extra, **per, "seismo_own": own}
+    return {**{name: round(value, 3) for name, value in table.items()}, "seismo_own_vs_model_alone": round(own / alone, 2)}
+
+
 def pipeline_extras(stack: LocalStack, model_service: str) -> dict:
     """What the pipeline's own metrics say at the end: drops, and how full the broker's batched deliveries were
     (per-request overhead is paid once per batch)."""
@@ -122,6 +142,19 @@ def pipeline_extras(stack: LocalStack, model_service: str) -> dict:
         "events_per_batched_delivery": {dict(labels)["trigger"]: round(sums[labels] / counts[labels], 1)
                                         for labels in counts if counts[labels] and labels in sums},
     }
+
+
+def embedding_only_triggers(folder: Path) -> Path:
+    """The shipped triggers without the ones that send request events (pixels) to the outlier and drift services."""
+    import yaml
+
+    from seismo.topology import CONFIG_DIR
+
+    triggers = yaml.safe_load((CONFIG_DIR / "triggers.yaml").read_text())
+    triggers["triggers"] = [t for t in triggers["triggers"] if t["name"] not in PIXEL_TRIGGERS]
+    path = folder / "triggers-embeddings.yaml"
+    path.write_text(yaml.safe_dump(triggers, sort_keys=False))
+    return path
 
 
 def main() -> None:
@@ -138,6 +171,9 @@ def main() -> None:
                         help="SEISMO_MODEL_LOG_BATCH_SIZE: events per request from the model server to the broker (1: single events)")
     parser.add_argument("--encoding", choices=("json", "binary"), default="json",
                         help="image requests as JSON (V1 and V2 alternating) or V2 with the OIP binary tensor extension")
+    parser.add_argument("--detectors", choices=("pixels", "embeddings"), default="pixels",
+                        help="the image model's detectors: on request pixels and response embeddings (as `seismo up`), or on "
+                             "the embeddings only")
     args = parser.parse_args()
     if args.rounds < 1 or args.predictions < args.rounds:
         raise SystemExit("--rounds must be at least 1 and at most --predictions")
@@ -146,11 +182,14 @@ def main() -> None:
     size = len(bodies) // args.rounds
     chunks = [bodies[i * size:(i + 1) * size] for i in range(args.rounds)]
     with tempfile.TemporaryDirectory() as tmp:
+        env = {"SEISMO_BROKER_SYNCHRONOUS": args.broker_synchronous, "SEISMO_MODEL_LOG_BATCH_SIZE": str(args.batch_size)}
+        if args.detectors == "embeddings":
+            COMPONENT_EVENTS.update(EMBEDDING_EVENTS)
+            env["SEISMO_BROKER_TRIGGERS_FILE"] = str(embedding_only_triggers(Path(tmp)))
         alone = LocalStack(Path(tmp) / "alone", ports=free_ports(), services=(model_service,), env={"SEISMO_MODEL_SINK_URL": ""})
         # Every consumer of the model's events runs, as under `seismo up` (the detectors watch the image model).
         services = ("logger", "outlier", "drift", "metrics", "broker", model_service)
-        stack = LocalStack(Path(tmp) / "stack", ports=free_ports(), services=services,
-                           env={"SEISMO_BROKER_SYNCHRONOUS": args.broker_synchronous, "SEISMO_MODEL_LOG_BATCH_SIZE": str(args.batch_size)})
+        stack = LocalStack(Path(tmp) / "stack", ports=free_ports(), services=services, env=env)
         alone.start()
         try:
             stack.start()
@@ -171,13 +210,18 @@ def main() -> None:
         finally:
             alone.stop()
     per_round = [round(a["answered_s"] / p["stored_s"], 3) for a, p in zip(alone_chunks, pipeline_chunks, strict=True)]
-    save(f"throughput-{args.model}" + ("-binary" if args.model == "image" and args.encoding == "binary" else ""), {
+    for component, ms in cpu_per_prediction(alone_chunks, pipeline, model_service).items():
+        print(f"  {component:34} {ms}")
+    name = f"throughput-{args.model}" + ("-binary" if args.model == "image" and args.encoding == "binary" else "")
+    save(name + ("-embeddings" if args.model == "image" and args.detectors == "embeddings" else ""), {
         "model": args.model,
         "encoding": args.encoding if args.model == "image" else "json",
         "concurrency": args.concurrency,
         "rounds": args.rounds,
         "broker_synchronous": args.broker_synchronous,
         "model_log_batch_size": args.batch_size,
+        "detectors": args.detectors if args.model == "image" else None,
+        "cpu_ms_per_prediction": cpu_per_prediction(alone_chunks, pipeline, model_service),
         "model_alone_logging_off": baseline,
         "pipeline_every_prediction_stored": pipeline,
         "stored_vs_unlogged_serving": round(pipeline["stored_per_s"] / baseline["answered_per_s"], 3),

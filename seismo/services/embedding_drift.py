@@ -50,6 +50,8 @@ class _EmbeddingMetrics:
         self.windows = Counter("seismo_embedding_drift_windows", "Embedding windows tested, by outcome", ["model", "outcome"],
                                registry=registry)
         self.fill = Gauge("seismo_embedding_drift_window_fill", "Embeddings waiting in the current window", ["model"], registry=registry)
+        self.instances = Counter("seismo_embedding_drift_instances", "Embeddings added to windows (redeliveries not counted)", ["model"],
+                                 registry=registry)
         self.patches = Counter("seismo_embedding_drift_patch_events", "Events scored across a patch version (noted on results)",
                                ["model"], registry=registry)
 
@@ -102,6 +104,7 @@ class EmbeddingWindows:
         complete = self.store.add(self.model, rows, event_id=event_id)
         if complete is None:
             return None
+        self.metrics.instances.labels(self.model).inc(len(rows))
         self.metrics.fill.labels(self.model).set(self.store.pending(self.model))
         return [self.finish(window, event_id, version) for window in complete]
 
