@@ -11,13 +11,13 @@ the pipeline until every prediction of the chunk is stored), so that a slow or f
 VM falls on both; the ratio is of the totals, and each round's ratio is kept to show the spread.
 
     python -m bench.throughput [--model image|tabular] [--predictions 3000] [--rounds 3] [--concurrency 32] [--batch-size 64]
-                                 [--encoding json|binary] [--detectors pixels|embeddings]
+                                 [--encoding json|binary] [--no-input-detectors]
 
 `cpu_ms_per_prediction` is the cost table: each component's CPU over the same predictions, the model
 server's extra work with logging on (its CPU in the pipeline minus alone), and Seismo's own (that extra,
-logger, outlier, drift, metrics server) against the model server alone. `--detectors embeddings` runs the
-image model's detectors on the embedding its responses carry only (adversarial check, embedding drift):
-the broker does not send them the request events, so the pixel detectors (VAE, autoencoder + KS) idle.
+logger, outlier, drift, metrics server) against the model server alone. As under `seismo up`, the image
+model's detectors score every request image (a VAE, an autoencoder + KS on the pixels) and the embedding
+its responses carry (adversarial check, embedding drift); `--no-input-detectors` leaves the requests out.
 """
 
 from __future__ import annotations
@@ -44,9 +44,8 @@ COMPONENT_EVENTS = {
     "outlier": "seismo_outlier_instances_total",
     "drift": "seismo_drift_instances_total",
 }
-# With --detectors embeddings the detectors see response events only: what they count instead.
+# With --no-input-detectors the detectors see response events only: what they count instead.
 EMBEDDING_EVENTS = {"outlier": "seismo_adversarial_instances_total", "drift": "seismo_embedding_drift_instances_total"}
-PIXEL_TRIGGERS = ("outlier-kserve-request", "outlier-seldon-request", "drift-kserve-request", "drift-seldon-request")
 
 
 def tabular_bodies(n: int) -> list[tuple[str, bytes]]:
@@ -144,19 +143,6 @@ def pipeline_extras(stack: LocalStack, model_service: str) -> dict:
     }
 
 
-def embedding_only_triggers(folder: Path) -> Path:
-    """The shipped triggers without the ones that send request events (pixels) to the outlier and drift services."""
-    import yaml
-
-    from seismo.topology import CONFIG_DIR
-
-    triggers = yaml.safe_load((CONFIG_DIR / "triggers.yaml").read_text())
-    triggers["triggers"] = [t for t in triggers["triggers"] if t["name"] not in PIXEL_TRIGGERS]
-    path = folder / "triggers-embeddings.yaml"
-    path.write_text(yaml.safe_dump(triggers, sort_keys=False))
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=("image", "tabular"), default="image")
@@ -171,9 +157,8 @@ def main() -> None:
                         help="SEISMO_MODEL_LOG_BATCH_SIZE: events per request from the model server to the broker (1: single events)")
     parser.add_argument("--encoding", choices=("json", "binary"), default="json",
                         help="image requests as JSON (V1 and V2 alternating) or V2 with the OIP binary tensor extension")
-    parser.add_argument("--detectors", choices=("pixels", "embeddings"), default="pixels",
-                        help="the image model's detectors: on request pixels and response embeddings (as `seismo up`), or on "
-                             "the embeddings only")
+    parser.add_argument("--no-input-detectors", dest="input_detectors", action="store_false",
+                        help="the image model's detectors on its response embeddings only (no VAE, no autoencoder + KS on the pixels)")
     args = parser.parse_args()
     if args.rounds < 1 or args.predictions < args.rounds:
         raise SystemExit("--rounds must be at least 1 and at most --predictions")
@@ -183,9 +168,9 @@ def main() -> None:
     chunks = [bodies[i * size:(i + 1) * size] for i in range(args.rounds)]
     with tempfile.TemporaryDirectory() as tmp:
         env = {"SEISMO_BROKER_SYNCHRONOUS": args.broker_synchronous, "SEISMO_MODEL_LOG_BATCH_SIZE": str(args.batch_size)}
-        if args.detectors == "embeddings":
+        if not args.input_detectors:
             COMPONENT_EVENTS.update(EMBEDDING_EVENTS)
-            env["SEISMO_BROKER_TRIGGERS_FILE"] = str(embedding_only_triggers(Path(tmp)))
+            env["SEISMO_BROKER_INPUT_DETECTORS"] = "false"
         alone = LocalStack(Path(tmp) / "alone", ports=free_ports(), services=(model_service,), env={"SEISMO_MODEL_SINK_URL": ""})
         # Every consumer of the model's events runs, as under `seismo up` (the detectors watch the image model).
         services = ("logger", "outlier", "drift", "metrics", "broker", model_service)
@@ -213,14 +198,14 @@ def main() -> None:
     for component, ms in cpu_per_prediction(alone_chunks, pipeline, model_service).items():
         print(f"  {component:34} {ms}")
     name = f"throughput-{args.model}" + ("-binary" if args.model == "image" and args.encoding == "binary" else "")
-    save(name + ("-embeddings" if args.model == "image" and args.detectors == "embeddings" else ""), {
+    save(name + ("-embeddings-only" if args.model == "image" and not args.input_detectors else ""), {
         "model": args.model,
         "encoding": args.encoding if args.model == "image" else "json",
         "concurrency": args.concurrency,
         "rounds": args.rounds,
         "broker_synchronous": args.broker_synchronous,
         "model_log_batch_size": args.batch_size,
-        "detectors": args.detectors if args.model == "image" else None,
+        "input_detectors": args.input_detectors if args.model == "image" else None,
         "cpu_ms_per_prediction": cpu_per_prediction(alone_chunks, pipeline, model_service),
         "model_alone_logging_off": baseline,
         "pipeline_every_prediction_stored": pipeline,

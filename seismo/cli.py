@@ -114,6 +114,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack = LocalStack(_data_dir(args), host=args.host, grpc_port=grpc_port)
         for warning in unwatched_warnings():
             print(f"seismo: warning: {warning}", file=sys.stderr)
+    if not args.input_detectors:
+        stack.env["SEISMO_BROKER_INPUT_DETECTORS"] = "false"
     try:
         stack.add_replicas(parse_replicas(args.replicas), args.postgres)
     except ValueError as exc:
@@ -248,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "<data dir>/declared/, then exit (what a Kubernetes models volume takes)")
     up.add_argument("--replicas", help="run several processes of a service, each with its own data directory, the broker spreading "
                                        "deliveries over them: e.g. drift=3,metrics=2,logger=2,outlier=2 (logger, drift and metrics need --postgres)")
+    up.add_argument("--no-input-detectors", dest="input_detectors", action="store_false",
+                    help="do not send the watched model's requests to the outlier and drift services' input detectors (for the example "
+                         "image model: a VAE and an autoencoder + KS on its pixels, several times the model's CPU): its detectors then read "
+                         "only the embedding on its responses")
     up.add_argument("--postgres", metavar="URL", help="PostgreSQL for the records, the metrics ledger and the drift windows "
                                                      "(postgresql://user:password@host:5432/db), shared by every replica")
     up.set_defaults(func=cmd_up)

@@ -25,6 +25,9 @@ ENV = {
     "SEISMO_METRICS_JOIN_INTERVAL_SECONDS": "0.2", "SEISMO_METRICS_REFRESH_INTERVAL_SECONDS": "1",
     "SEISMO_METRICS_SCAN_INTERVAL_SECONDS": "1", "SEISMO_DRIFT_WINDOW_SIZE": "50",
     "SEISMO_DRIFT_EMBEDDING_WINDOW_SIZE": "50",  # the dashboards' embedding-drift panels need a window tested
+    # The input detectors too (VAE, autoencoder + KS on the request pixels): every dashboard panel and alert
+    # gets data, and the hostile suite reaches every ingress path through the broker.
+    "SEISMO_BROKER_INPUT_DETECTORS": "true",
 }
 
 

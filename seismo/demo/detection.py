@@ -18,9 +18,21 @@ from seismo.probes import scrape_samples, sum_by, wait_until
 MODEL = "image-classifier"
 
 
-def _outlier_counts(outlier_url: str) -> tuple[float, float]:
-    by_outcome = sum_by(scrape_samples(outlier_url), "seismo_outlier_instances_total", "outcome")
-    return by_outcome.get("outlier", 0.0), by_outcome.get("inlier", 0.0)
+def _outlier_counts(outlier_url: str, metric: str = "seismo_outlier_instances_total", flagged: str = "outlier") -> tuple[float, float]:
+    """(flagged, not flagged) instances so far: the pixel detector's outcomes, or the embedding check's
+    (`seismo_adversarial_instances_total`, outcomes adversarial / clean)."""
+    by_outcome = sum_by(scrape_samples(outlier_url), metric, "outcome")
+    return by_outcome.get(flagged, 0.0), sum(v for k, v in by_outcome.items() if k != flagged)
+
+
+def _embedding_flags(outlier_url: str) -> tuple[float, float]:
+    return _outlier_counts(outlier_url, "seismo_adversarial_instances_total", "adversarial")
+
+
+def _input_detectors_on(broker_url: str) -> bool:
+    """Whether the broker sends request images to the pixel detectors (SEISMO_BROKER_INPUT_DETECTORS)."""
+    triggers = httpx.get(f"{broker_url}/v1/triggers", timeout=10).json()["triggers"]
+    return any(t["name"] == "drift-kserve-request" for t in triggers)
 
 
 def _drift_windows(logger_url: str, model: str = MODEL) -> list[dict]:
@@ -52,40 +64,42 @@ def scenarios(images: np.ndarray, window: int, rng: np.random.Generator):
 
 
 def run_detection_scenario(stack, images: np.ndarray, window: int, say, send_predictions) -> list[tuple]:
-    """Send every scenario through the stack; returns and prints the table rows."""
+    """Send every scenario through the stack; returns and prints the table rows. The default detectors read
+    the classifier's embedding (drift: centroid distance; per instance: the class-Mahalanobis check); with
+    the pixel detectors on (`seismo up --input-detectors`) their columns are added."""
     rng = np.random.default_rng(0)
-    logger_url, outlier_url = stack.url("logger"), stack.url("outlier")
-    # Align with the drift service's windows: fill the window left open by earlier traffic with clean images.
-
-    drift_url = stack.url("drift")
-    pending = _fill(drift_url, "seismo_drift_window_fill")
+    logger_url, outlier_url, drift_url = stack.url("logger"), stack.url("outlier"), stack.url("drift")
+    pixels = _input_detectors_on(stack.url("broker"))
+    # Align with the drift service's windows: fill the windows left open by earlier traffic with clean images.
+    pending = _fill(drift_url, "seismo_embedding_drift_window_fill")
     if pending:
+        before = len(_embedding_windows(logger_url))
         asyncio.run(send_predictions(stack.url("model"), images[rng.choice(len(images), window - pending, replace=False)], quiet=True))
-        _wait(lambda: len(_drift_windows(logger_url)) >= 1, 120, "the first drift window")
-    # Embedding windows (the response events' embeddings) line up with the input windows when both are empty.
-    embeddings = "seismo_embedding_drift_window_fill" in {name for name, _ in scrape_samples(drift_url)}
-    if embeddings and _fill(drift_url, "seismo_embedding_drift_window_fill") != 0:
-        say("  (embedding windows are not aligned with the input windows here: their columns are left out)")
-        embeddings = False
+        _wait(lambda: len(_embedding_windows(logger_url)) > before, 120, "the first embedding window")
+    if pixels and _fill(drift_url, "seismo_drift_window_fill") != 0:
+        say("  (pixel windows are not aligned with the embedding windows here: their columns are left out)")
+        pixels = False
     rows = []
-    say(f"  {'traffic':28} {'severity':>8} {'drift':>6} {'p-value':>10} {'outlier rate':>13}"
-        + (f" {'embedding drift':>16} {'distance/threshold':>19}" if embeddings else ""))
+    say(f"  {'traffic':28} {'severity':>8} {'drift':>6} {'distance/threshold':>19} {'flagged':>8}"
+        + (f" {'pixel drift':>12} {'p-value':>10} {'VAE outliers':>13}" if pixels else ""))
     for label, severity, batch in scenarios(images, window, rng):
-        windows_before, embedding_before = len(_drift_windows(logger_url)), len(_embedding_windows(logger_url)) if embeddings else 0
-        out_before, in_before = _outlier_counts(outlier_url)
+        embedding_before, pixel_before = len(_embedding_windows(logger_url)), len(_drift_windows(logger_url)) if pixels else 0
+        flags_before, outliers_before = _embedding_flags(outlier_url), _outlier_counts(outlier_url) if pixels else (0.0, 0.0)
         asyncio.run(send_predictions(stack.url("model"), batch, quiet=True))
-        _wait(lambda before=windows_before: len(_drift_windows(logger_url)) > before, 180, "the scenario's drift window")
-        _wait(lambda seen=out_before + in_before, n=len(batch): sum(_outlier_counts(outlier_url)) - seen >= n, 120, "the outlier scores")
-        result = _drift_windows(logger_url)[-1]
-        outliers = _outlier_counts(outlier_url)[0] - out_before
-        row: tuple = (label, severity, "yes" if result["is_drift"] else "no", result["p_val"], outliers / len(batch))
-        line = f"  {row[0]:28} {row[1]:>8} {row[2]:>6} {row[3]:>10.2e} {row[4]:>12.0%}"
-        if embeddings:
-            _wait(lambda before=embedding_before: len(_embedding_windows(logger_url)) > before, 180, "the scenario's embedding window")
-            emb = _embedding_windows(logger_url)[-1]
-            ratio = emb["euclidean_distance"] / emb["distance_threshold"] if emb.get("distance_threshold") else float("nan")
-            row = (*row, "yes" if emb["is_drift"] else "no", ratio)
-            line += f" {row[5]:>16} {ratio:>19.2f}"
+        _wait(lambda before=embedding_before: len(_embedding_windows(logger_url)) > before, 180, "the scenario's embedding window")
+        _wait(lambda seen=sum(flags_before), n=len(batch): sum(_embedding_flags(outlier_url)) - seen >= n, 120, "the embedding checks")
+        emb = _embedding_windows(logger_url)[-1]
+        ratio = emb["euclidean_distance"] / emb["distance_threshold"] if emb.get("distance_threshold") else float("nan")
+        flagged = (_embedding_flags(outlier_url)[0] - flags_before[0]) / len(batch)
+        row: tuple = (label, severity, "yes" if emb["is_drift"] else "no", ratio, flagged)
+        line = f"  {row[0]:28} {row[1]:>8} {row[2]:>6} {ratio:>19.2f} {flagged:>8.0%}"
+        if pixels:
+            _wait(lambda before=pixel_before: len(_drift_windows(logger_url)) > before, 180, "the scenario's pixel drift window")
+            _wait(lambda seen=sum(outliers_before), n=len(batch): sum(_outlier_counts(outlier_url)) - seen >= n, 120, "the VAE scores")
+            result = _drift_windows(logger_url)[-1]
+            outliers = (_outlier_counts(outlier_url)[0] - outliers_before[0]) / len(batch)
+            row = (*row, "yes" if result["is_drift"] else "no", result["p_val"], outliers)
+            line += f" {row[5]:>12} {row[6]:>10.2e} {outliers:>12.0%}"
         rows.append(row)
         say(line)
     return rows

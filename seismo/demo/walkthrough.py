@@ -186,10 +186,12 @@ def run_demo(data_dir: Path, predictions: int = 300, window: int = 300, detectio
         if detection:
             from seismo.demo.detection import run_detection_scenario
 
-            say(f"\ndetection: one drift window ({window} predictions) of each kind of traffic; the outlier rate is per instance")
+            say(f"\ndetection: one drift window ({window} predictions) of each kind of traffic, read from the classifier's own "
+                "penultimate layer (no second network)")
             run_detection_scenario(stack, images, window, say, send_predictions)
+            say("  (drift: the window's centroid distance against the reference's fluctuation; flagged: the share of instances whose")
+            say("   embedding lies far from every class, the check that also catches adversarial inputs)")
             say("  (on these 4x-upscaled digits, pixelate at severity 4 (32 -> 24 pixels) leaves every image unchanged)")
-            say("  (embedding drift: the classifier's own penultimate layer, centroid distance against the reference's fluctuation)")
             report_ok = _embedding_report(stack, demo_dir)
 
         say("\nground truth: predictions in two cohorts (web, mobile), then feedback by prediction id; accuracy per phase")

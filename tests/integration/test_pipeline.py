@@ -74,7 +74,8 @@ def test_300_predictions_become_300_complete_records_through_failures(tmp_path, 
     proxy = FlakyProxy(f"http://127.0.0.1:{ports['logger']}/", fail_first=40)
     with ThreadServer(proxy.app()) as flaky:
         # The broker's logger triggers point at the flaky proxy in front of the real logger.
-        stack = LocalStack(tmp_path, ports=ports, env={"SEISMO_LOGGER_URL": flaky.url})
+        # The input detectors on too: every request is also scored for outliers (the VAE) through the broker.
+        stack = LocalStack(tmp_path, ports=ports, env={"SEISMO_LOGGER_URL": flaky.url, "SEISMO_BROKER_INPUT_DETECTORS": "true"})
         stack.start()
         try:
             model_url = stack.url("model")

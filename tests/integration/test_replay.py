@@ -28,7 +28,7 @@ def test_replay_matches_the_live_drift_services_windows(tmp_path, example_images
     sends = [clean[0:2], clean[2:4]] + [clean[i:i + 1] for i in range(4, 30)] + [noisy[i:i + 1] for i in range(30)] + \
         [clean[i:i + 1] for i in range(10)]
     ports = free_ports(SERVICES)
-    env = {"SEISMO_DRIFT_WINDOW_SIZE": str(WINDOW)}
+    env = {"SEISMO_DRIFT_WINDOW_SIZE": str(WINDOW), "SEISMO_BROKER_INPUT_DETECTORS": "true"}  # windows of the request inputs
     with LocalStack(tmp_path / "stack", ports=ports, services=SERVICES, env=env) as stack:
         with httpx.Client(timeout=30) as client:
             sent = 0

@@ -56,7 +56,7 @@ def run(tmp_path, postgres_url: str, replicas: dict[str, int], kill: str | None)
     env = {"SEISMO_DRIFT_MODEL": MODEL, "SEISMO_DRIFT_DETECTOR_PATH": str(tmp_path / "drift"), "SEISMO_DRIFT_WINDOW_SIZE": str(WINDOW),
            "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH": "", "SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH": "",
            "SEISMO_METRICS_SCAN_INTERVAL_SECONDS": "3600", "SEISMO_METRICS_DIAGNOSIS_INTERVAL_SECONDS": "0",
-           "SEISMO_BROKER_POLL_INTERVAL_SECONDS": "0.05"}
+           "SEISMO_BROKER_POLL_INTERVAL_SECONDS": "0.05", "SEISMO_BROKER_INPUT_DETECTORS": "true"}  # drift on the requests' features
     stack = LocalStack(tmp_path / "data", ports=free_ports(SERVICES), services=SERVICES, env=env)
     stack.add_replicas(replicas, postgres_url)
     drifts = [name for name in stack.services if name.startswith("drift")]

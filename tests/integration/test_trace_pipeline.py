@@ -45,7 +45,7 @@ def traced(tmp_path_factory, example_model):
                                                                    sink_url=f"http://127.0.0.1:{broker_port}/"), CollectorRegistry()))
         env = {"SEISMO_LOGGER_URL": urls["logger"], "SEISMO_OUTLIER_URL": urls["outlier"], "SEISMO_DRIFT_URL": urls["drift"],
                "SEISMO_METRICS_URL": "http://127.0.0.1:9"}
-        triggers = load_triggers(TRIGGERS, env)
+        triggers = load_triggers(TRIGGERS, env) + load_triggers(CONFIG_DIR / "triggers-inputs.yaml", env)  # the input detectors too
         servers.append(ThreadServer(broker.create_app(broker.BrokerSettings(journal_path=tmp / "broker.db", poll_interval_seconds=0.02),
                                                       CollectorRegistry(), triggers), broker_port).start())
         urls["model"] = serve(model.create_app(model.ModelSettings(path=example_model, sink_url=f"http://127.0.0.1:{broker_port}/",

@@ -348,3 +348,19 @@ def test_make_images_tags_what_the_chart_pulls():
     assert f"-t {registry}/$name:{version}$suffix" in dry.stdout and "docker/build.py --images" in dry.stdout
     images = load_script(REPO / "docker" / "build.py").images()
     assert set(yaml.safe_load((CHART / "values.yaml").read_text())["services"]) <= {name for name, *_ in images}  # every image it pulls is built
+
+
+def test_detectors_inputs_false_leaves_the_requests_to_the_embedding_detectors():
+    """detectors.inputs: false drops the Triggers that send the watched model's requests to the outlier and drift services."""
+    def routed(objects: list[dict]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for o in objects:
+            if o["kind"] == "Trigger":
+                out.setdefault(o["spec"]["subscriber"]["ref"]["name"], set()).add(o["spec"]["filter"]["attributes"]["type"])
+        return out
+
+    default, embeddings_only = routed(render()), routed(render({"detectors": {"inputs": False}}))
+    for service in ("seismo-outlier", "seismo-drift"):
+        assert "org.kubeflow.serving.inference.request" in default[service]
+        assert embeddings_only[service] == {"org.kubeflow.serving.inference.response"}
+    assert embeddings_only["seismo-logger"] == default["seismo-logger"]

@@ -17,7 +17,7 @@ from seismo.services.api.broker import OPERATIONS
 from seismo.services.app import build_app
 from seismo.services.auth import AuthSettings
 from seismo.services.broker.core import Broker
-from seismo.services.broker.settings import BrokerSettings
+from seismo.services.broker.settings import INPUT_TRIGGERS, BrokerSettings
 from seismo.services.common import BodyTooLarge, JSONResponse, error, read_body
 from seismo.tracing import Tracing
 
@@ -79,5 +79,7 @@ class BrokerEndpoints:
 def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: list[Trigger] | None = None) -> Starlette:
     """The `Broker` (on `app.state.broker`) behind its ingress; `triggers` default to the settings' file."""
     auth = AuthSettings()
-    broker = Broker(settings, triggers if triggers is not None else load_triggers(settings.triggers_file), registry, auth, Tracing("broker"))
+    if triggers is None:
+        triggers = load_triggers(settings.triggers_file) + (load_triggers(INPUT_TRIGGERS) if settings.input_detectors else [])
+    broker = Broker(settings, triggers, registry, auth, Tracing("broker"))
     return build_app(broker, BrokerEndpoints(broker).routes(), registry, OPERATIONS, event_paths=("*",), auth=auth)

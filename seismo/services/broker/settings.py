@@ -13,6 +13,7 @@ from seismo.protocol.limits import DEFAULT_MAX_BODY_BYTES
 from seismo.topology import CONFIG_DIR, SERVICE_PORTS, data_dir
 
 DEFAULT_TRIGGERS = CONFIG_DIR / "triggers.yaml"
+INPUT_TRIGGERS = CONFIG_DIR / "triggers-inputs.yaml"
 
 
 Synchronous = Literal["full", "normal"]
@@ -27,6 +28,12 @@ class BrokerSettings(BaseSettings):
     """Ingress and API port."""
     triggers_file: Path = DEFAULT_TRIGGERS
     """YAML file of triggers (Knative Trigger spec shape)."""
+    input_detectors: bool = True
+    """Deliver the watched model's request events to the outlier and drift services' input detectors
+    (seismo/config/triggers-inputs.yaml; for the example image model a VAE and an untrained autoencoder + KS
+    on its pixels: a second network on every image, several times the model's own CPU). `false`: the
+    detectors read only the embedding the model's responses carry (adversarial check, embedding drift), at
+    a third of the cost (docs/performance.md)."""
     journal_path: Path = Field(default_factory=lambda: data_dir() / "broker.db")
     """SQLite file holding events until every matching trigger has them."""
     synchronous: Annotated[Synchronous, one_of("synchronous", Synchronous)] = "full"

@@ -5,6 +5,7 @@ import pytest
 
 from seismo.broker.triggers import Delivery, Trigger, TriggerConfigError, TriggerIndex, load_triggers, parse_duration
 from seismo.services.broker import DEFAULT_TRIGGERS
+from seismo.services.broker.settings import INPUT_TRIGGERS
 from seismo.topology import SERVICE_PORTS, expand_env
 
 
@@ -85,11 +86,29 @@ def test_shipped_trigger_file_routes_every_request_and_response_type_to_the_logg
     feedback = {t.filter_attributes["type"] for t in triggers if t.subscriber_uri == "http://127.0.0.1:8094/"}
     assert feedback == {"io.seldon.serving.feedback"}
     requests = {"org.kubeflow.serving.inference.request", "io.seldon.serving.inference.request"}
-    # Both detectors also read Seismo's response events: they carry the embeddings (drift windows, adversarial checks).
+    # triggers.yaml sends both detectors Seismo's response events: they carry the embeddings (drift windows,
+    # adversarial checks). triggers-inputs.yaml (the broker adds it unless SEISMO_BROKER_INPUT_DETECTORS=false)
+    # adds the request events for the input detectors.
     responses = {"org.kubeflow.serving.inference.response"}
-    for detector, port, extra in (("outlier", SERVICE_PORTS["outlier"], responses), ("drift", SERVICE_PORTS["drift"], responses)):
+    pixels = load_triggers(INPUT_TRIGGERS, env={})
+    for port in (SERVICE_PORTS["outlier"], SERVICE_PORTS["drift"]):
         watched = {t.filter_attributes["type"] for t in triggers if t.subscriber_uri == f"http://127.0.0.1:{port}/"}
-        assert watched == requests | extra, detector
+        assert watched == responses, port
+        assert {t.filter_attributes["type"] for t in pixels if t.subscriber_uri == f"http://127.0.0.1:{port}/"} == requests
+    assert {t.name for t in pixels}.isdisjoint(t.name for t in triggers)
+
+
+def test_the_broker_adds_the_input_detectors_triggers_unless_told_not_to(tmp_path: Path):
+    from prometheus_client import CollectorRegistry
+
+    from seismo.services.broker import BrokerSettings, create_app
+
+    names = {}
+    for inputs in (False, True):
+        settings = BrokerSettings(journal_path=tmp_path / f"{inputs}.db", input_detectors=inputs)
+        names[inputs] = {t.name for t in create_app(settings, CollectorRegistry()).state.broker.triggers}
+    assert names[True] - names[False] == {t.name for t in load_triggers(INPUT_TRIGGERS, env={})}
+    assert BrokerSettings(journal_path=tmp_path / "d.db").input_detectors is True  # the default keeps every detector
 
 
 def test_batch_is_seismos_extension_checked_and_kept(tmp_path: Path):
@@ -119,7 +138,7 @@ def test_the_trigger_index_matches_exactly_what_asking_every_trigger_matches_in_
 
 
 def test_shipped_triggers_through_the_index():
-    triggers = load_triggers(DEFAULT_TRIGGERS)
+    triggers = load_triggers(DEFAULT_TRIGGERS) + load_triggers(INPUT_TRIGGERS)
     index = TriggerIndex(triggers)
     request = {"type": "org.kubeflow.serving.inference.request", "inferenceservicename": "image-classifier"}
     assert set(index.matching(request)) >= {"logger-kserve-request", "outlier-kserve-request", "drift-kserve-request"}
