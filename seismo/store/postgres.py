@@ -281,7 +281,8 @@ class PostgresRecordStore:
             return self._transaction(add)
 
     def dead_letters(self, model: str | None = None, limit: int = 100, after: tuple[float, str] | None = None) -> list[DeadLetter]:
-        where, params = ["true"], []
+        where: list[str] = ["true"]
+        params: list[Any] = []
         if model is not None:
             where.append("model = %s")
             params.append(model)
@@ -290,7 +291,7 @@ class PostgresRecordStore:
             params += [after[0], after[1]]
         rows = self._read(f"SELECT {_DEAD_LETTER_COLUMNS} FROM seismo_dead_letters WHERE {' AND '.join(where)} "
                           "ORDER BY received_at, key LIMIT %s", (*params, limit))
-        return [DeadLetter(*row[:7], event=bytes(row[7])) for row in rows]
+        return [DeadLetter(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bytes(row[7])) for row in rows]
 
     def remove_dead_letter(self, key: str) -> bool:
         def remove(cursor: Any) -> bool:

@@ -227,7 +227,8 @@ class SQLiteRecordStore:
             return cursor.rowcount == 1
 
     def dead_letters(self, model: str | None = None, limit: int = 100, after: tuple[float, str] | None = None) -> list[DeadLetter]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if model is not None:
             where.append("model = ?")
             params.append(model)
