@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from prometheus_client import Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from seismo.labels import OTHER
 from seismo.protocol.cloudevents import CloudEvent, CloudEventError, escape_id, to_structured_doc
 from seismo.protocol.instances import Rejection, instances_of_event  # noqa: F401  (re-exported for the detectors)
-from seismo.protocol.types import model_of
+from seismo.protocol.types import model_of, prediction_id_of
+from seismo.sampling import in_sample
 from seismo.services.base import Service
 from seismo.times import now_rfc3339
 
@@ -92,9 +93,32 @@ def reply(answered: CloudEvent, event_type: str, source: str, data: dict) -> Ans
 
 class EventDetector(Service):
     """A detector core the broker delivers events to (outlier, drift): what the event ingress
-    (seismo.services.event_http) reads from its settings. Subclasses give `answer` and `rejected`."""
+    (seismo.services.event_http) reads from its settings. Subclasses give `answer` and `rejected`, and call
+    `sampling_metrics` once and `sampled_out` first thing in `answer`."""
 
     settings: Any
+    sampled_out_events: Counter
+
+    def sampling_metrics(self, registry: CollectorRegistry) -> None:
+        """The sample's accounting (seismo.sampling): the share watched, and the events left out."""
+        share = Gauge(f"seismo_{self.name}_sample_share", "Share of the model's predictions this detector watches (1: all)", ["model"],
+                      registry=registry)
+        share.labels(self.settings.model).set(self.settings.sample_share)
+        self.sampled_out_events = Counter(f"seismo_{self.name}_events_sampled_out", "Events of the watched model left out of the "
+                                          "sample (SEISMO_*_SAMPLE_SHARE)", ["model"], registry=registry)
+
+    def sampled_out(self, event: CloudEvent) -> bool:
+        """True (counted) when the event's prediction is outside the watched share; events of other models are
+        left to the checks that refuse them."""
+        share = self.settings.sample_share
+        if share >= 1.0 or model_of(event) != self.settings.model or in_sample(prediction_id_of(event), share):
+            return False
+        self.sampled_out_events.labels(self.settings.model).inc()
+        return True
+
+    def with_share(self, data: dict) -> dict:
+        """A result's data with the share it was sampled at, when it was (exact accounting on every result)."""
+        return data if self.settings.sample_share >= 1.0 else {**data, "sample_share": self.settings.sample_share}
 
     @property
     def served_model(self) -> str:

@@ -14,6 +14,7 @@ patch is added and noted on the window's result.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,8 @@ class EmbeddingWindows:
     `finish`) run on the drift service's window thread."""
 
     def __init__(self, detector_path: Path, model: str, window_size: int, state: Path | str, allow_minor: bool,
-                 sources: dict[str, EmbeddingSource], registry: CollectorRegistry, lease: float | None = None):
+                 sources: dict[str, EmbeddingSource], registry: CollectorRegistry, lease: float | None = None,
+                 annotate: Callable[[dict], dict] = lambda payload: payload):
         detector = load_detector(detector_path)
         if not isinstance(detector, EmbeddingDrift):
             raise ValueError(f"{detector_path} holds a {detector.kind}, not an EmbeddingDrift (fit one with `seismo fit embedding`)")
@@ -74,6 +76,7 @@ class EmbeddingWindows:
         self.metrics = _EmbeddingMetrics(registry)
         self.store = WindowStore(state, detector.instance_shape, window_size, "count", namespace="seismo_embedding_drift")
         self.lease = lease
+        self.annotate = annotate  # the drift service's: adds the sample share to every result
         self._notes: dict[str, str] = {}  # the latest version note per model's current window (patches seen)
         self.metrics.fill.labels(model).set(self.store.pending(model))
 
@@ -122,9 +125,9 @@ class EmbeddingWindows:
         m.p_value.labels(*labels).set(result.p_val)
         m.flag.labels(*labels).set(1 if result.is_drift else 0)
         m.windows.labels(window.model, "drift" if result.is_drift else "no_drift").inc()
-        payload = {**result.to_json(), "version_note": note, "model": window.model, "window": window.number,
-                   "size": len(window.rows), "start": rfc3339(window.start), "end": rfc3339(window.end),
-                   "detector": DETECTOR_NAME}
+        payload = self.annotate({**result.to_json(), "version_note": note, "model": window.model, "window": window.number,
+                                 "size": len(window.rows), "start": rfc3339(window.start), "end": rfc3339(window.end),
+                                 "detector": DETECTOR_NAME})
         log.info("embedding drift: %s window %d (%d vectors): drift=%s distance=%.4g p=%.3g", window.model, window.number,
                  len(window.rows), result.is_drift, result.euclidean_distance, result.p_val)
         self.store.finish(window, orjson.dumps(payload), event_id)

@@ -121,6 +121,7 @@ class DriftService(EventDetector):
         self.auth = auth
         self.tracing = tracing or Tracing("drift")  # handed in by create_app; made here when a test builds the core alone
         self.metrics = _DriftMetrics(registry)
+        self.sampling_metrics(registry)
         self.source = f"http://{settings.host}:{settings.port}/"
         self.detector: Any = None
         self._store: WindowStore | None = None
@@ -143,6 +144,8 @@ class DriftService(EventDetector):
     async def answer(self, event: CloudEvent, headers: Mapping[str, Any] | None = None) -> Answer:
         """One event's answer: a drift reply when it filled a window, else 202. Rejection when it cannot
         be used. `headers`: the single delivery's (trace context)."""
+        if self.sampled_out(event):
+            return Answer(204)
         with self.tracing.span("drift window", parent_of(headers or {}, event.extensions), "SERVER",
                                {"seismo.prediction_id": event.id, "cloudevents.event_type": event.type}) as span:
             results = await self._add_to_windows(event)
@@ -181,7 +184,7 @@ class DriftService(EventDetector):
         if settings.embedding_detector_path is not None:
             self.embeddings = EmbeddingWindows(settings.embedding_detector_path, settings.model, settings.embedding_window_size,
                                                settings.postgres_url or settings.embedding_state_path, settings.embedding_allow_minor,
-                                               self.embedding_sources, self.registry, self.lease)
+                                               self.embedding_sources, self.registry, self.lease, self.with_share)
         self.batcher.start()
         await self._recover()
         self._tasks = [asyncio.create_task(self._clock(), name="drift-clock")]
@@ -242,7 +245,7 @@ class DriftService(EventDetector):
 
     def _finish(self, window: Window, event_id: str | None) -> dict:
         """Test a window and make its result durable before anyone hears of it."""
-        payload = self.test(window).to_json()
+        payload = self.with_share(self.test(window).to_json())
         self.store.finish(window, orjson.dumps(payload), event_id)
         return payload
 

@@ -29,6 +29,10 @@ class DriftSettings(BaseSettings):
     """The model whose requests fill the windows; events for other models are rejected."""
     window_size: int = 1000
     """Instances per window (count mode), or the most a time window holds."""
+    sample_share: float = Field(1.0, gt=0, le=1)
+    """Share of the watched model's predictions whose instances fill the windows (by a hash of the prediction id: every replica, and a
+    prediction's request and response, agree); the rest are answered 204 and counted in
+    `seismo_drift_events_sampled_out_total`. Results carry `sample_share`. 1: every prediction."""
     window_mode: Annotated[WindowMode, one_of("window_mode", WindowMode)] = "count"
     """count, tumbling (time) or sliding (time)."""
     window_seconds: float = 60.0

@@ -60,6 +60,7 @@ class OutlierService(EventDetector):
                                            registry=registry)
         self.adversarial_skipped = Counter("seismo_adversarial_events_skipped", "Response events not checked, by reason (no_embedding)",
                                            ["model", "reason"], registry=registry)
+        self.sampling_metrics(registry)
         self.detector: Any = None
         # Small (class means and one precision matrix): loaded here, so a wrong path stops the start at once.
         self.adversarial = self._load_adversarial(settings.adversarial_detector_path) if settings.adversarial else None
@@ -78,6 +79,8 @@ class OutlierService(EventDetector):
         """One event's answer: an outlier reply to a request, an adversarial reply (or 204) to a response.
         Rejection when the event cannot be scored. `headers`: the single delivery's (trace context)."""
         headers = headers or {}
+        if self.sampled_out(event):
+            return Answer(204)
         if kind_of(event.type) is EventKind.RESPONSE and self.adversarial is not None:
             return self._adversarial_answer(event, headers)
         shape = self.detector.instance_shape if self.detector is not None else None
@@ -87,7 +90,7 @@ class OutlierService(EventDetector):
             data = self.reply_data(await self.score(array))
             if span is not None:
                 span.set_attribute("seismo.outliers", int(data["is_outlier"].sum()))
-        return reply(event, KSERVE_OUTLIER, self.source, data)
+        return reply(event, KSERVE_OUTLIER, self.source, self.with_share(data))
 
     def _adversarial_answer(self, event: CloudEvent, headers: Mapping[str, Any]) -> Answer:
         with self.tracing.span("adversarial check", parent_of(headers, event.extensions), "SERVER", {"seismo.prediction_id": event.id}) as span:
@@ -96,7 +99,7 @@ class OutlierService(EventDetector):
                 return Answer(204)  # nothing to check: no reply event
             if span is not None:
                 span.set_attribute("seismo.adversarial", int(data["is_adversarial"].sum()))
-        return reply(event, SEISMO_ADVERSARIAL, self.source, data)
+        return reply(event, SEISMO_ADVERSARIAL, self.source, self.with_share(data))
 
     async def start(self) -> None:
         self.detector = load_detector(self.settings.detector_path)

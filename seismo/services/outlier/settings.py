@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seismo.protocol.limits import DEFAULT_MAX_BODY_BYTES
@@ -21,6 +22,10 @@ class OutlierSettings(BaseSettings):
     """A detector folder saved by `seismo fit outlier` (or save_detector)."""
     model: str = "image-classifier"
     """The model whose requests this detector scores; events for other models are rejected."""
+    sample_share: float = Field(1.0, gt=0, le=1)
+    """Share of the watched model's predictions scored (outliers, adversarial checks) (by a hash of the prediction id: every replica, and a
+    prediction's request and response, agree); the rest are answered 204 and counted in
+    `seismo_outlier_events_sampled_out_total`. Results carry `sample_share`. 1: every prediction."""
     feature_scores: bool = False
     """Include per-feature scores in replies (large for images)."""
     max_batch: int = 256
