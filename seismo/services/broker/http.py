@@ -17,7 +17,7 @@ from seismo.services.api.broker import OPERATIONS
 from seismo.services.app import build_app
 from seismo.services.auth import AuthSettings
 from seismo.services.broker.core import Broker
-from seismo.services.broker.settings import INPUT_TRIGGERS, BrokerSettings
+from seismo.services.broker.settings import DEFAULT_TRIGGERS, INPUT_TRIGGERS, BrokerSettings
 from seismo.services.common import BodyTooLarge, JSONResponse, error, read_body
 from seismo.tracing import Tracing
 
@@ -80,6 +80,8 @@ def create_app(settings: BrokerSettings, registry: CollectorRegistry, triggers: 
     """The `Broker` (on `app.state.broker`) behind its ingress; `triggers` default to the settings' file."""
     auth = AuthSettings()
     if triggers is None:
-        triggers = load_triggers(settings.triggers_file) + (load_triggers(INPUT_TRIGGERS) if settings.input_detectors else [])
+        triggers = load_triggers(settings.triggers_file)
+        if settings.input_detectors and settings.triggers_file == DEFAULT_TRIGGERS:  # a file of one's own lists all its triggers
+            triggers += load_triggers(INPUT_TRIGGERS)
     broker = Broker(settings, triggers, registry, auth, Tracing("broker"))
     return build_app(broker, BrokerEndpoints(broker).routes(), registry, OPERATIONS, event_paths=("*",), auth=auth)

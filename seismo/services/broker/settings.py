@@ -33,7 +33,8 @@ class BrokerSettings(BaseSettings):
     (seismo/config/triggers-inputs.yaml; for the example image model a VAE and an untrained autoencoder + KS
     on its pixels: a second network on every image, several times the model's own CPU). `false`: the
     detectors read only the embedding the model's responses carry (adversarial check, embedding drift), at
-    a third of the cost (docs/performance.md)."""
+    a third of the cost (docs/performance.md). Only with the shipped trigger file: a `triggers_file` of one's
+    own lists every trigger it wants."""
     journal_path: Path = Field(default_factory=lambda: data_dir() / "broker.db")
     """SQLite file holding events until every matching trigger has them."""
     synchronous: Annotated[Synchronous, one_of("synchronous", Synchronous)] = "full"

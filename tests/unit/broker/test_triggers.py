@@ -109,6 +109,10 @@ def test_the_broker_adds_the_input_detectors_triggers_unless_told_not_to(tmp_pat
         names[inputs] = {t.name for t in create_app(settings, CollectorRegistry()).state.broker.triggers}
     assert names[True] - names[False] == {t.name for t in load_triggers(INPUT_TRIGGERS, env={})}
     assert BrokerSettings(journal_path=tmp_path / "d.db").input_detectors is True  # the default keeps every detector
+    own = tmp_path / "own.yaml"  # a trigger file of one's own gets nothing added
+    own.write_text("triggers: [{name: mine, subscriber: {uri: 'http://127.0.0.1:9/'}}]")
+    settings = BrokerSettings(journal_path=tmp_path / "own.db", triggers_file=own)
+    assert [t.name for t in create_app(settings, CollectorRegistry()).state.broker.triggers] == ["mine"]
 
 
 def test_batch_is_seismos_extension_checked_and_kept(tmp_path: Path):
