@@ -10,10 +10,11 @@ changes nothing the second time.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,11 @@ def original_event(letter: DeadLetter) -> tuple[dict[str, str], bytes]:
     return to_binary(event)
 
 
-def replay(store: RecordStore, post: Callable[[str, dict[str, str], bytes], int], letters: list[DeadLetter], to: str | None = None,
+def replay(store: RecordStore, post: Callable[[str, dict[str, str], bytes], int], letters: Iterable[DeadLetter], to: str | None = None,
            keep: bool = False, progress: Callable[[str], None] = lambda line: None) -> Counter[str]:
     """Send each letter to `to` or its destination; forget those taken (unless `keep`). Outcomes counted:
-    `replayed`, `refused <status>`, `unreachable`, `no destination`."""
+    `replayed`, `refused <status>`, `unreachable`, `no destination`. `letters` may be a stream (a page at a
+    time from the store): a large backlog is never held in memory."""
     outcomes: Counter[str] = Counter()
     for n, letter in enumerate(letters, 1):
         url = to or letter.destination
@@ -65,7 +67,7 @@ def replay(store: RecordStore, post: Callable[[str, dict[str, str], bytes], int]
         else:
             outcomes[f"refused {status}"] += 1
         if n % 100 == 0:
-            progress(f"{n} of {len(letters)} sent: {dict(outcomes)}")
+            progress(f"{n} sent: {dict(outcomes)}")
     return outcomes
 
 
@@ -95,16 +97,17 @@ def run(args: Any) -> int:
         print(f"seismo dead-letters: {exc}", file=sys.stderr)
         return 2
     try:
-        letters = [d for d in all_dead_letters(store, args.model) if not args.key or d.key in args.key]
-        if args.limit is not None:
-            letters = letters[: args.limit]
+        chosen = (d for d in all_dead_letters(store, args.model) if not args.key or d.key in args.key)
+        letters = itertools.islice(chosen, args.limit) if args.limit is not None else chosen
         if args.action == "list" or args.dry_run:
+            listed = 0
             for d in letters:
+                listed += 1
                 print(f"{d.key}  {d.to_json()['time']}  {d.model or '-'}  {d.type}  id={d.event_id}  code={d.code}  "
-                      f"to={args.to if args.action == 'replay' and args.to else d.destination}  {len(d.event)} B")
-            print(f"{len(letters)} dead letter(s) in {settings.describe_store()}", file=sys.stderr)
+                      f"to={args.to if args.action == 'replay' and args.to else d.destination}  {len(d.event)} B", flush=True)
+            print(f"{listed} dead letter(s) in {settings.describe_store()}", file=sys.stderr)
             return 0
-        print(f"replaying {len(letters)} dead letter(s) from {settings.describe_store()}"
+        print(f"replaying dead letters from {settings.describe_store()}"
               f"{' to ' + args.to if args.to else ' to their subscribers'}", file=sys.stderr)
         post, close = _http_post(os.environ.get("SEISMO_TOKEN") or None)
         try:
