@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from seismo.labels import OTHER
 from seismo.protocol.cloudevents import CloudEvent, CloudEventError, escape_id, to_structured_doc
 from seismo.protocol.instances import Rejection, instances_of_event  # noqa: F401  (re-exported for the detectors)
-from seismo.protocol.types import model_of, prediction_id_of
+from seismo.protocol.types import EventKind, kind_of, model_of, prediction_id_of
 from seismo.sampling import in_sample
 from seismo.services.base import Service
 from seismo.times import now_rfc3339
@@ -108,10 +108,12 @@ class EventDetector(Service):
                                           "sample (SEISMO_*_SAMPLE_SHARE)", ["model"], registry=registry)
 
     def sampled_out(self, event: CloudEvent) -> bool:
-        """True (counted) when the event's prediction is outside the watched share; events of other models are
-        left to the checks that refuse them."""
+        """True (counted) when the event's prediction is outside the watched share. Only the watched model's
+        request and response events are sampled; any other is left to the checks that refuse it. A sampled-out
+        event's payload is not read (that is the saving): a malformed one is answered 204, not 400."""
         share = self.settings.sample_share
-        if share >= 1.0 or model_of(event) != self.settings.model or in_sample(prediction_id_of(event), share):
+        if (share >= 1.0 or model_of(event) != self.settings.model or kind_of(event.type) not in (EventKind.REQUEST, EventKind.RESPONSE)
+                or in_sample(prediction_id_of(event), share)):
             return False
         self.sampled_out_events.labels(self.settings.model).inc()
         return True

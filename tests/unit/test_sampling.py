@@ -53,9 +53,12 @@ def test_the_detectors_watch_the_share_and_count_what_they_leave_out(detectors, 
         assert metric_sum(text, "seismo_outlier_events_sampled_out_total", model="tab") == n - len(expected)
         assert metric_sum(text, "seismo_outlier_instances_total") == 2 * len(expected)
         assert metric_sum(text, "seismo_outlier_sample_share", model="tab") == share
-        # another model's event is refused as before, never silently sampled out
+        # another model's event, or another type of event, is refused as before, never silently sampled out
         h, b = event(1000, REF[:1], model="other")
         assert client.post("/", headers=h, content=b).status_code == 400
+        out = next(i for i in range(n, 10 * n) if not in_sample(f"p{i}", share))
+        h, b = event(out, REF[:1])
+        assert client.post("/", headers={**h, "ce-type": "org.kubeflow.serving.inference.outlier"}, content=b).status_code == 400
     drift = DriftSettings(detector_path=detectors / "drift", model="tab", window_size=10, state_path=tmp_path / "w.db",
                           embedding_detector_path=None, sample_share=share)
     with ServedApp(drift_app(drift, CollectorRegistry())) as client:
