@@ -37,15 +37,15 @@ from seismo.probes import metric_values, scrape_text
 from seismo.topology import EXAMPLE_TABULAR_MODEL
 
 TABULAR = "tabular-classifier"
-# What each component does per event, read from its own metrics: the work a replica of it does.
+# What each component does per event, read from its own metrics: the work a replica of it does. A detector
+# handles each prediction's request (input detectors) and response (embedding checks), or leaves it out of
+# its sample: every one of these counts one single-instance event.
 COMPONENT_EVENTS = {
-    "broker": "seismo_broker_events_received_total",
-    "logger": "seismo_logger_events_stored_total",
-    "outlier": "seismo_outlier_instances_total",
-    "drift": "seismo_drift_instances_total",
+    "broker": ("seismo_broker_events_received_total",),
+    "logger": ("seismo_logger_events_stored_total",),
+    "outlier": ("seismo_outlier_instances_total", "seismo_adversarial_instances_total", "seismo_outlier_events_sampled_out_total"),
+    "drift": ("seismo_drift_instances_total", "seismo_embedding_drift_instances_total", "seismo_drift_events_sampled_out_total"),
 }
-# With --no-input-detectors the detectors see response events only: what they count instead.
-EMBEDDING_EVENTS = {"outlier": "seismo_adversarial_instances_total", "drift": "seismo_embedding_drift_instances_total"}
 
 
 def tabular_bodies(n: int) -> list[tuple[str, bytes]]:
@@ -61,12 +61,14 @@ def tabular_bodies(n: int) -> list[tuple[str, bytes]]:
     return bodies
 
 
-def counted(url: str, metric: str) -> float:
-    return sum(metric_values(scrape_text(url, timeout=10), metric).values())
+def counted(url: str, metrics: tuple[str, ...]) -> float:
+    text = scrape_text(url, timeout=10)
+    return sum(sum(metric_values(text, metric).values()) for metric in metrics)
 
 
-def run(stack: LocalStack, model_service: str, bodies, concurrency: int, wait_stored: bool) -> dict:
-    """One chunk of the load through one stack: raw counts and seconds, summed over rounds by `combine`."""
+def run(stack: LocalStack, model_service: str, bodies, concurrency: int, wait_stored: bool, per_prediction: int = 2) -> dict:
+    """One chunk of the load through one stack: raw counts and seconds, summed over rounds by `combine`.
+    `per_prediction`: the events each detector handles per prediction (2 with the input detectors, else 1)."""
     components = [name for name in COMPONENT_EVENTS if name in stack.processes] if wait_stored else []
     events_before = {name: counted(stack.url(name), COMPONENT_EVENTS[name]) for name in components}
     watched = [*components, *(["metrics"] if wait_stored and "metrics" in stack.processes else []), model_service]
@@ -84,7 +86,7 @@ def run(stack: LocalStack, model_service: str, bodies, concurrency: int, wait_st
     chunk["stored_s"] = time.perf_counter() - started
     if model_service == "model":  # the detectors watch the image model: wait until they have seen every prediction too
         for name in ("outlier", "drift"):
-            while (counted(stack.url(name), COMPONENT_EVENTS[name]) - events_before[name] < len(bodies)
+            while (counted(stack.url(name), COMPONENT_EVENTS[name]) - events_before[name] < per_prediction * len(bodies)
                    and time.perf_counter() < deadline):
                 time.sleep(0.05)
         chunk["consumed_s"] = time.perf_counter() - started
@@ -157,11 +159,16 @@ def main() -> None:
                         help="SEISMO_MODEL_LOG_BATCH_SIZE: events per request from the model server to the broker (1: single events)")
     parser.add_argument("--encoding", choices=("json", "binary"), default="json",
                         help="image requests as JSON (V1 and V2 alternating) or V2 with the OIP binary tensor extension")
+    parser.add_argument("--sample-share", type=float, default=1.0,
+                        help="SEISMO_{OUTLIER,DRIFT}_SAMPLE_SHARE: the share of predictions the detectors watch (1: all)")
     parser.add_argument("--no-input-detectors", dest="input_detectors", action="store_false",
                         help="the image model's detectors on its response embeddings only (no VAE, no autoencoder + KS on the pixels)")
     args = parser.parse_args()
     if args.rounds < 1 or args.predictions < args.rounds:
         raise SystemExit("--rounds must be at least 1 and at most --predictions")
+    if not 0 < args.sample_share <= 1:
+        raise SystemExit("--sample-share must be in (0, 1]")
+    per_prediction = 2 if args.input_detectors else 1
     model_service = "model" if args.model == "image" else "tabular"
     bodies = example_bodies(args.predictions, args.encoding) if args.model == "image" else tabular_bodies(args.predictions)
     size = len(bodies) // args.rounds
@@ -169,8 +176,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {"SEISMO_BROKER_SYNCHRONOUS": args.broker_synchronous, "SEISMO_MODEL_LOG_BATCH_SIZE": str(args.batch_size)}
         if not args.input_detectors:
-            COMPONENT_EVENTS.update(EMBEDDING_EVENTS)
             env["SEISMO_BROKER_INPUT_DETECTORS"] = "false"
+        if args.sample_share < 1:
+            env["SEISMO_OUTLIER_SAMPLE_SHARE"] = env["SEISMO_DRIFT_SAMPLE_SHARE"] = str(args.sample_share)
         alone = LocalStack(Path(tmp) / "alone", ports=free_ports(), services=(model_service,), env={"SEISMO_MODEL_SINK_URL": ""})
         # Every consumer of the model's events runs, as under `seismo up` (the detectors watch the image model).
         services = ("logger", "outlier", "drift", "metrics", "broker", model_service)
@@ -181,11 +189,11 @@ def main() -> None:
             try:
                 # Warm-up; the pipeline's until its events are stored, so none of them is counted in the first round.
                 run(alone, model_service, bodies[:100], args.concurrency, wait_stored=False)
-                run(stack, model_service, bodies[:100], args.concurrency, wait_stored=True)
+                run(stack, model_service, bodies[:100], args.concurrency, wait_stored=True, per_prediction=per_prediction)
                 alone_chunks, pipeline_chunks = [], []
                 for number, chunk in enumerate(chunks, 1):
                     alone_chunks.append(run(alone, model_service, chunk, args.concurrency, wait_stored=False))
-                    pipeline_chunks.append(run(stack, model_service, chunk, args.concurrency, wait_stored=True))
+                    pipeline_chunks.append(run(stack, model_service, chunk, args.concurrency, wait_stored=True, per_prediction=per_prediction))
                     print(f"round {number}/{args.rounds}: alone {len(chunk) / alone_chunks[-1]['answered_s']:.0f}/s, "
                           f"stored {len(chunk) / pipeline_chunks[-1]['stored_s']:.0f}/s", flush=True)
                 baseline = combine(alone_chunks)
@@ -198,7 +206,8 @@ def main() -> None:
     for component, ms in cpu_per_prediction(alone_chunks, pipeline, model_service).items():
         print(f"  {component:34} {ms}")
     name = f"throughput-{args.model}" + ("-binary" if args.model == "image" and args.encoding == "binary" else "")
-    save(name + ("-embeddings-only" if args.model == "image" and not args.input_detectors else ""), {
+    name += "-embeddings-only" if args.model == "image" and not args.input_detectors else ""
+    save(name + (f"-sample{args.sample_share:g}" if args.sample_share < 1 else ""), {
         "model": args.model,
         "encoding": args.encoding if args.model == "image" else "json",
         "concurrency": args.concurrency,
@@ -206,6 +215,7 @@ def main() -> None:
         "broker_synchronous": args.broker_synchronous,
         "model_log_batch_size": args.batch_size,
         "input_detectors": args.input_detectors if args.model == "image" else None,
+        "sample_share": args.sample_share,
         "cpu_ms_per_prediction": cpu_per_prediction(alone_chunks, pipeline, model_service),
         "model_alone_logging_off": baseline,
         "pipeline_every_prediction_stored": pipeline,
