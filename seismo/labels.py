@@ -55,3 +55,18 @@ def event_type_label(event_type: str) -> str:
     from seismo.protocol.types import EVENT_KINDS
 
     return event_type if event_type in EVENT_KINDS else OTHER
+
+
+HTTP_CODES = frozenset({"400", "401", "403", "404", "408", "409", "410", "413", "415", "422", "429",
+                        "500", "501", "502", "503", "504"})
+"""The statuses a subscriber plausibly refuses an event with, kept by name in labels."""
+
+
+def http_code_label(code: str) -> str:
+    """A status a client reported, as a label of bounded cardinality: the common refusals by name, any
+    other 4xx or 5xx by class, `none` when absent, anything else `other`."""
+    if code in HTTP_CODES or code == "none":
+        return code
+    if len(code) == 3 and code.isdigit() and code[0] in "45":
+        return f"{code[0]}xx"
+    return OTHER

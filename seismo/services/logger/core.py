@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from seismo.batching import ThreadBatcher
 from seismo.embeddings.extract import OUTPUT_EXTENSION, VERSION_EXTENSION, EmbeddingSource, drift_log_key, load_sources
-from seismo.labels import LabelValues, event_type_label
+from seismo.labels import LabelValues, event_type_label, http_code_label
 from seismo.protocol.cloudevents import CloudEvent, CloudEventError, escape_id, from_http, to_structured
 from seismo.protocol.limits import check_prediction_id
 from seismo.protocol.seldon_graph import NO_GRAPHS, SeldonGraphs, load_graphs
@@ -374,7 +374,7 @@ class RecordLogger(Service):
             log.error("could not keep the dead letter %s: %s", escape_id(event.id), exc)
             raise StoreUnavailable(type(exc).__name__) from exc
         if kept:
-            self.metrics.dead_letters.labels(event_type, code if code.isdigit() and len(code) == 3 else "other").inc()
+            self.metrics.dead_letters.labels(event_type, http_code_label(code)).inc()
             log.warning("dead letter: event %s (%s) for %s, subscriber answered %s", escape_id(event.id), event_type,
                         escape_id(destination or "?"), escape_id(code))
         return kept

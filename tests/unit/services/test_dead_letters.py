@@ -79,3 +79,14 @@ def test_the_sink_keeps_a_redelivered_dead_letter_once_and_refuses_what_it_canno
         app.state.logger._store().close()
         answer = logger.post("/v1/dead-letters", headers=event(8) | {"ce-knativeerrordest": "http://drift/"}, content=BODY)
         assert answer.status_code == 503 and "store unavailable" in answer.json()["error"]
+
+
+def test_dead_letter_labels_stay_few_whatever_codes_and_types_arrive(tmp_path):
+    """Models, types and subscriber codes come from the event: thousands of distinct ones make a handful of series."""
+    with ServedApp(logger_app(LoggerSettings(sqlite_path=tmp_path / "records.db"), CollectorRegistry())) as logger:
+        for i in range(1000):
+            headers = event(i) | {"ce-type": f"made.up.{i}", "ce-inferenceservicename": f"model-{i}", "ce-knativeerrorcode": str(100 + i)}
+            assert logger.post("/v1/dead-letters", headers=headers, content=BODY).status_code == 202
+        series = [line for line in logger.get("/metrics").text.splitlines() if line.startswith("seismo_logger_dead_letters_total{")]
+        assert len(series) <= 20 and metric_sum(logger.get("/metrics").text, "seismo_logger_dead_letters_total") == 1000
+        assert len(logger.get("/v1/dead-letters", params={"limit": 1000}).json()["dead_letters"]) == 1000  # every one kept
