@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from seismo.protocol.cloudevents import from_http, to_binary
+from seismo.protocol.cloudevents import CloudEventError, from_http, to_binary
 from seismo.store.base import DeadLetter, RecordStore
 
 SINK_EXTENSIONS = ("knativeerrordest", "knativeerrorcode", "knativeerrordata")
@@ -45,15 +45,26 @@ def original_event(letter: DeadLetter) -> tuple[dict[str, str], bytes]:
 def replay(store: RecordStore, post: Callable[[str, dict[str, str], bytes], int], letters: Iterable[DeadLetter], to: str | None = None,
            keep: bool = False, progress: Callable[[str], None] = lambda line: None) -> Counter[str]:
     """Send each letter to `to` or its destination; forget those taken (unless `keep`). Outcomes counted:
-    `replayed`, `refused <status>`, `unreachable`, `no destination`. `letters` may be a stream (a page at a
-    time from the store): a large backlog is never held in memory."""
+    `replayed`, `refused <status>`, `unreachable`, `no destination`, `bad destination` (not an http(s) URL:
+    the destination is the event's `knativeerrordest`, which a sender could have forged), `unreadable` (a
+    stored event that no longer parses: kept, never sent). `letters` may be a stream (a page at a time from
+    the store): a large backlog is never held in memory."""
     outcomes: Counter[str] = Counter()
     for n, letter in enumerate(letters, 1):
         url = to or letter.destination
         if not url:
             outcomes["no destination"] += 1
             continue
-        headers, body = original_event(letter)
+        if not url.startswith(("http://", "https://")):
+            outcomes["bad destination"] += 1
+            progress(f"{letter.key}: not sent to {url[:80]!r}: not an http(s) URL (give --to)")
+            continue
+        try:
+            headers, body = original_event(letter)
+        except CloudEventError as exc:
+            outcomes["unreadable"] += 1
+            progress(f"{letter.key}: the stored event does not parse ({str(exc)[:80]}); kept")
+            continue
         try:
             status = post(url, headers, body)
         except OSError as exc:
@@ -80,7 +91,7 @@ def _http_post(token: str | None) -> tuple[Callable[[str, dict[str, str], bytes]
     def post(url: str, headers: dict[str, str], body: bytes) -> int:
         try:
             return client.post(url, headers={**headers, **auth}, content=body).status_code
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise OSError(str(exc)) from exc
 
     return post, client.close

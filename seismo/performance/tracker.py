@@ -257,7 +257,11 @@ class Tracker:
         for config in self.models.values():
             if not (config.has_probabilities or config.diagnosis.reference is not None):
                 continue
-            added += self._recheck_unanswered(config, now, wait)
+            try:
+                added += self._recheck_unanswered(config, now, wait)
+            except Exception as exc:  # the rechecks must not hold up reading new predictions: they retry next scan
+                self.metrics.rejected.labels(config.name, "recheck_failed").inc()
+                log.warning("metrics: looking up %s's predictions that had no response yet failed: %r", config.name, exc)
             mark = self.ledger.scan_mark(config.name)
             since = mark if mark is not None else now - lookback
             while since < until:

@@ -159,3 +159,26 @@ def test_a_postgres_ledger_made_before_a_table_was_added_gets_it(postgres_url):
     indexes = ledger.sql.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'unanswered'").fetchall()
     assert ("unanswered_created",) in indexes
     ledger.close()
+
+
+def test_a_failing_recheck_does_not_hold_up_reading_new_predictions(tmp_path):
+    from seismo.store import SQLiteRecordStore
+
+    store = SQLiteRecordStore(tmp_path / "records.db")
+    (tmp_path / "m.yaml").write_text("models:\n  iris:\n    type: multiclass-onehot\n")
+    settings = MetricsSettings(config_file=tmp_path / "m.yaml", state_path=tmp_path / "ledger.db", sqlite_path=tmp_path / "records.db",
+                               scan_interval_seconds=3600, join_interval_seconds=3600, diagnosis_interval_seconds=0)
+    app = create_app(settings, CollectorRegistry())
+    with ServedApp(app) as client:
+        tracker = app.state.metrics.tracker
+        store.apply([prediction("waiting", 0)[0]])
+        assert tracker.scan(settle=0.0) == 0 and len(tracker.ledger.unanswered("iris", 10)) == 1
+
+        def broken(ids):
+            raise OSError("store unreachable for lookups")
+
+        tracker.store.get_many = broken
+        store.apply(prediction("new", 1))
+        assert tracker.scan(settle=0.0) == 1  # the new prediction is read all the same
+        assert metric_sum(client.get("/metrics").text, "seismo_metrics_feedback_rejected_total", reason="recheck_failed") == 1
+    store.close()

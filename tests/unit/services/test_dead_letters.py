@@ -90,3 +90,23 @@ def test_dead_letter_labels_stay_few_whatever_codes_and_types_arrive(tmp_path):
         series = [line for line in logger.get("/metrics").text.splitlines() if line.startswith("seismo_logger_dead_letters_total{")]
         assert len(series) <= 20 and metric_sum(logger.get("/metrics").text, "seismo_logger_dead_letters_total") == 1000
         assert len(logger.get("/v1/dead-letters", params={"limit": 1000}).json()["dead_letters"]) == 1000  # every one kept
+
+
+def test_replay_skips_what_it_cannot_send_and_carries_on(tmp_path):
+    """A forged destination, a destination that is no URL, a stored event that does not parse: counted, kept, the rest sent."""
+    from seismo.dead_letters import replay
+    from seismo.store import SQLiteRecordStore
+    from seismo.store.base import DeadLetter
+
+    store = SQLiteRecordStore(tmp_path / "records.db")
+    good = b'{"specversion": "1.0", "id": "ok", "source": "s", "type": "t", "data": {"x": 1}}'
+    letters = [DeadLetter(f"k{i}", f"e{i}", "t", "m", float(i), "500", dest, event) for i, (dest, event) in enumerate([
+        ("file:///etc/passwd", good), ("http://[not a url", good), ("http://sink/", b"{not json"), (None, good), ("http://sink/", good)])]
+    for letter in letters:
+        store.add_dead_letter(letter)
+    sent = []
+    outcomes = replay(store, lambda url, headers, body: sent.append((url, headers["ce-id"])) or 202, store.dead_letters())
+    assert dict(outcomes) == {"bad destination": 1, "unreadable": 1, "no destination": 1, "replayed": 2}
+    assert sent == [("http://[not a url", "ok"), ("http://sink/", "ok")]  # the sender decides what a URL is
+    assert [d.key for d in store.dead_letters()] == ["k0", "k2", "k3"]  # what was not taken stays
+    store.close()
