@@ -124,13 +124,12 @@ def _without_helm_labels(node: object) -> object:
 
 
 @functools.cache
-def rendered_chart(inputs: bool = True) -> dict[str, list[dict]]:
+def rendered_chart() -> dict[str, list[dict]]:
     """The chart rendered with its own default values by Helm v4's Go SDK: template file -> objects
-    (once per run: the base and the overlays' patch indices both read it); `inputs`: detectors.inputs."""
+    (once per run: the base and the overlays' patch indices both read it)."""
     import helm_python as helm
 
-    values = {} if inputs else {"detectors": {"inputs": False}}
-    out = helm.Chart.load(CHART).render(values, name="seismo", namespace=NAMESPACE, is_install=True)
+    out = helm.Chart.load(CHART).render({}, name="seismo", namespace=NAMESPACE, is_install=True)
     return {Path(path).name: [_without_helm_labels(d) for d in yaml.safe_load_all(text) if d]
             for path, text in sorted(out.items()) if not path.endswith("NOTES.txt")}
 
