@@ -18,6 +18,8 @@ models:
       validation: {accuracy: 0.93}                # or give it here (wins over metadata)
       tolerance: 0.05           # error above validation by more than this is a regression
       window: 200               # labelled instances in the first and the latest window
+    estimation:                 # optional: calibrate the estimates on labelled reference data (as NannyML's CBPE)
+      reference: ../models/credit/validation.npz  # arrays `scores` (as the responses carry them) and `truth`
     business:                   # optional: what outcomes are worth (seismo.performance.business)
       unit: EUR                 # a label for the values
       values: [[0, -5], [-50, 20]]   # value[true class][predicted class]; binary: [[TN, FP], [FN, TP]]
@@ -38,10 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
 
 from seismo.config_files import read_models_mapping, validation_message
 from seismo.performance.business import BusinessValues, check_matrix
+from seismo.stats.model_metrics import Calibrator, fit_calibrator
 
 METRIC_TYPES = ("binary", "multiclass-onehot", "multiclass-numeric", "regression")  # ModelSpec.type
 ALL = "all"
@@ -121,6 +125,8 @@ class ModelConfig:
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
     business: BusinessValues | None = None
     """What outcomes are worth, when the config says."""
+    calibrator: Calibrator | None = None
+    """Maps the model's scores to the chance of being right (binary: of a positive), fitted on `estimation.reference`."""
 
     @property
     def classification(self) -> bool:
@@ -156,6 +162,13 @@ class DiagnosisSpec(BaseModel):
     window: int = Field(200, ge=20, le=100_000)
 
 
+class EstimationSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reference: str
+    """An .npz with `scores` (binary: the positive probability per row; multiclass-onehot: [rows, classes]) and `truth`."""
+
+
 class BusinessSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -180,6 +193,7 @@ class ModelSpec(BaseModel):
     self_contained_feedback: StrictBool = True
     diagnosis: DiagnosisSpec = Field(default_factory=lambda: DiagnosisSpec.model_validate({}))
     business: BusinessSpec | None = None
+    estimation: EstimationSpec | None = None
 
     @field_validator("features", "cohorts", mode="before")
     @classmethod
@@ -228,6 +242,32 @@ def _business(spec: BusinessSpec | None, model_type: str, where: str) -> Busines
     return BusinessValues(spec.unit, correct=spec.correct, incorrect=spec.incorrect)
 
 
+def _calibrator(spec: EstimationSpec | None, model_type: str, base: Path | None, where: str) -> Calibrator | None:
+    """The estimation reference's calibration map, or ConfigError naming what is wrong with the file."""
+    if spec is None:
+        return None
+    if model_type not in ("binary", "multiclass-onehot"):
+        raise ConfigError(f"{where}: estimation calibrates class probabilities; a {model_type} model's responses carry none")
+    path = Path(spec.reference) if base is None or Path(spec.reference).is_absolute() else base / spec.reference
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            scores, truth = np.asarray(data["scores"], dtype=np.float64), np.asarray(data["truth"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(f"{where}: estimation reference {path}: an .npz with arrays `scores` and `truth` is needed ({exc})") from None
+    if model_type == "binary":
+        scores = scores.reshape(len(scores), -1)[:, -1] if scores.ndim == 2 else scores  # [rows, 1] or the positive column
+        outcomes = truth.astype(np.float64) == 1
+    else:
+        if scores.ndim != 2 or scores.shape[1] < 2:
+            raise ConfigError(f"{where}: estimation reference {path}: multiclass scores are [rows, classes], got {list(scores.shape)}")
+        outcomes = scores.argmax(axis=1) == truth.astype(np.int64)
+        scores = scores.max(axis=1)
+    try:
+        return fit_calibrator(scores, outcomes.astype(np.float64))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: estimation reference {path}: {exc}") from None
+
+
 def model_config(name: str, doc: Any, base: Path | None = None) -> ModelConfig:
     where = f"model {name!r}"
     if not isinstance(doc, dict):
@@ -239,7 +279,8 @@ def model_config(name: str, doc: Any, base: Path | None = None) -> ModelConfig:
     rules = [parse_rule(check_cohort_name(rule.name, f"{where} cohorts[{i}]"), rule.when) for i, rule in enumerate(spec.cohorts)]
     return ModelConfig(name, spec.type, float(spec.threshold), tuple(spec.features), spec.cohort_extension, spec.holdout_extension,
                        tuple(rules), spec.self_contained_feedback, _diagnosis(spec.diagnosis, base),
-                       _business(spec.business, spec.type, where))
+                       _business(spec.business, spec.type, where),
+                       _calibrator(spec.estimation, spec.type, base, where))
 
 
 def load_models(path: Path) -> dict[str, ModelConfig]:

@@ -98,15 +98,16 @@ def class_probabilities(config: ModelConfig, scores: list[tuple[float, ...]]) ->
 
 def _estimate(config: ModelConfig, probabilities: np.ndarray) -> dict:
     if config.type == "binary":
-        return estimated_binary_metrics(probabilities[:, 1], config.threshold)
-    return {"accuracy": estimated_accuracy(probabilities)}
+        return estimated_binary_metrics(probabilities[:, 1], config.threshold, config.calibrator)
+    return {"accuracy": estimated_accuracy(probabilities, config.calibrator)}
 
 
 def estimated(config: ModelConfig, seen: list[tuple[float, ...]], labelled: Rows, max_calibration_error: float) -> dict:
     """Estimated metrics over every prediction seen, with the calibration check on the labelled ones."""
     if not config.has_probabilities:
         return {"available": False, "reason": f"a {config.type} model's responses carry no class probabilities"}
-    out: dict = {"available": True, "n": len(seen)}
+    out: dict = {"available": True, "n": len(seen),
+                 "calibrated_on": config.calibrator.rows if config.calibrator is not None else None}
     if seen:
         out.update(_estimate(config, class_probabilities(config, seen)))
     with_scores = [(s, t) for s, t in zip(labelled.scores, labelled.truth) if s is not None]

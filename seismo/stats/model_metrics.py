@@ -89,16 +89,59 @@ def regression_metrics(predicted: np.ndarray, truth: np.ndarray) -> dict:
     return {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error**2))), "mape": mape}
 
 
-def estimated_accuracy(probabilities: np.ndarray) -> float:
-    """CBPE for classifiers: the mean probability of the predicted class."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    return float(p.max(axis=1).mean())
+@dataclass(frozen=True)
+class Calibrator:
+    """A non-decreasing map from a model's score to the chance it is right (isotonic regression by pool
+    adjacent violators), fitted on labelled reference data as NannyML's CBPE does, so that estimation does
+    not inherit a miscalibrated model's bias. `knots` are the distinct scores, `values` the fitted chances;
+    between knots the map is linear, beyond them flat."""
+
+    knots: np.ndarray
+    values: np.ndarray
+    rows: int
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        return np.interp(np.asarray(scores, dtype=np.float64), self.knots, self.values)
 
 
-def estimated_binary_metrics(probability: np.ndarray, threshold: float = 0.5) -> dict:
-    """CBPE for binary classifiers: the expected confusion matrix from positive-class probabilities."""
-    p = np.asarray(probability, dtype=np.float64)
-    positive = p >= threshold
+def fit_calibrator(scores: np.ndarray, outcomes: np.ndarray) -> Calibrator:
+    """Isotonic regression of 0/1 `outcomes` (right, or positive) on `scores` (confidence, or positive probability)."""
+    x, y = np.asarray(scores, dtype=np.float64), np.asarray(outcomes, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape or len(x) < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError(f"calibration needs at least two finite (score, outcome) pairs of the same length, got {x.shape} and {y.shape}")
+    knots, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=y)
+    means: list[float] = []
+    weights: list[float] = []
+    starts: list[int] = []
+    for i in range(len(knots)):
+        mean, weight, start = sums[i] / counts[i], float(counts[i]), i
+        while means and means[-1] > mean:  # a violator: pool it with the block before
+            before, before_weight = means.pop(), weights.pop()
+            start = starts.pop()
+            mean = (before * before_weight + mean * weight) / (before_weight + weight)
+            weight += before_weight
+        means.append(mean)
+        weights.append(weight)
+        starts.append(start)
+    values = np.empty(len(knots))
+    for block, (start, end) in enumerate(zip(starts, [*starts[1:], len(knots)], strict=True)):
+        values[start:end] = means[block]
+    return Calibrator(knots, values, len(x))
+
+
+def estimated_accuracy(probabilities: np.ndarray, calibrator: Calibrator | None = None) -> float:
+    """CBPE for classifiers: the mean probability of the predicted class (mapped by `calibrator` when given)."""
+    confidence = np.asarray(probabilities, dtype=np.float64).max(axis=1)
+    return float((confidence if calibrator is None else calibrator(confidence)).mean())
+
+
+def estimated_binary_metrics(probability: np.ndarray, threshold: float = 0.5, calibrator: Calibrator | None = None) -> dict:
+    """CBPE for binary classifiers: the expected confusion matrix from positive-class probabilities. The
+    predictions are the model's (raw score against `threshold`); `calibrator` maps scores to the chance of a positive."""
+    raw = np.asarray(probability, dtype=np.float64)
+    positive = raw >= threshold
+    p = raw if calibrator is None else calibrator(raw)
     tp, fp = p[positive].sum(), (1 - p[positive]).sum()
     fn, tn = p[~positive].sum(), (1 - p[~positive]).sum()
     precision = _ratio(tp, tp + fp)

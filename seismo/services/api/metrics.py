@@ -199,6 +199,9 @@ class Estimated(ApiModel):
     available: bool
     reason: str | None = None
     n: int | None = None
+    calibrated_on: int | None = None
+    """Labelled reference rows the estimate's calibration map was fitted on (the model config's `estimation.reference`);
+    None: the model's raw probabilities are taken at their word."""
     accuracy: float | None = None
     on_labelled: dict[str, Any] | None = None
     calibration: Calibration | None = None
