@@ -1,7 +1,7 @@
 """Drift detection quality on the demo data: false alarms on clean windows, detection per corruption.
 
-Windows of 500 instances drawn without replacement from the 797 digit images that are not in the
-detector's reference (the service's default window of 1000 cannot be drawn without replacement from
+Windows of 500 instances drawn without replacement from the 899 digit images that are not in the
+detector's reference, the example's 898 training images (its calibration and test parts; the service's default window of 1000 cannot be drawn without replacement from
 this small data set, and windows drawn with replacement repeat images, which makes any two-sample test
 over-reject), clean or corrupted (4 corruptions x 5 severities, seismo.demo.corruptions). Every window is
 stored once as float16 (which holds the digits' k/16 pixel values exactly, unlike 8-bit quantisation,
@@ -21,7 +21,7 @@ import numpy as np
 
 from bench.common import alibi_available, run_alibi, save
 from models.detectors import DEFAULT_OUT
-from models.image_classifier import digits_as_cifar
+from models.image_classifier import digits_splits
 from seismo.demo.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from seismo.detect import load_detector
 
@@ -36,8 +36,8 @@ def main() -> None:
     parser.add_argument("--per-cell", type=int, default=3)
     parser.add_argument("--window", type=int, default=500)
     args = parser.parse_args()
-    x_train, _, x_test, _ = digits_as_cifar(seed=0)
-    reference, pool = x_train[:1000], np.concatenate([x_train[1000:], x_test])
+    parts = digits_splits(seed=0)
+    reference, pool = parts.x_train[:1000], np.concatenate([parts.x_calibration, parts.x_test])
     rng = np.random.default_rng(42)
     labels, windows = [], []
     for _ in range(args.clean):

@@ -114,8 +114,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack = LocalStack(_data_dir(args), host=args.host, grpc_port=grpc_port)
         for warning in unwatched_warnings():
             print(f"seismo: warning: {warning}", file=sys.stderr)
-    if not args.input_detectors:
-        stack.env["SEISMO_BROKER_INPUT_DETECTORS"] = "false"
+    if args.input_detectors is not None:  # else the broker's default (off) or SEISMO_BROKER_INPUT_DETECTORS from the environment
+        stack.env["SEISMO_BROKER_INPUT_DETECTORS"] = "true" if args.input_detectors else "false"
     try:
         stack.add_replicas(parse_replicas(args.replicas), args.postgres)
     except ValueError as exc:
@@ -174,7 +174,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     try:
         fit_and_save(args.what, args.reference, args.out, method=args.method, preprocess=args.preprocess, p_val=args.p_val,
                      correction=args.correction, threshold_percentile=args.threshold_percentile, seed=args.seed,
-                     model=None if args.from_store else args.model, version=args.embedding_version, from_store=from_store)
+                     model=None if args.from_store else args.model, version=args.embedding_version, from_store=from_store,
+                     calibration=args.calibration, calibration_fraction=args.calibration_fraction, effect_floor=args.effect_floor)
     except FitError as exc:
         print(f"seismo fit: {exc}", file=sys.stderr)
         return 2
@@ -250,10 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "<data dir>/declared/, then exit (what a Kubernetes models volume takes)")
     up.add_argument("--replicas", help="run several processes of a service, each with its own data directory, the broker spreading "
                                        "deliveries over them: e.g. drift=3,metrics=2,logger=2,outlier=2 (logger, drift and metrics need --postgres)")
-    up.add_argument("--no-input-detectors", dest="input_detectors", action="store_false",
-                    help="do not send the watched model's requests to the outlier and drift services' input detectors (for the example "
-                         "image model: a VAE and an autoencoder + KS on its pixels, several times the model's CPU): its detectors then read "
-                         "only the embedding on its responses")
+    up.add_argument("--input-detectors", dest="input_detectors", action=argparse.BooleanOptionalAction, default=None,
+                    help="also send the watched model's requests to the outlier and drift services' input detectors (for the example "
+                         "image model: a VAE and an autoencoder + KS on its pixels, several times the model's CPU). Off by default: "
+                         "the detectors read the embedding on its responses")
     up.add_argument("--postgres", metavar="URL", help="PostgreSQL for the records, the metrics ledger and the drift windows "
                                                      "(postgresql://user:password@host:5432/db), shared by every replica")
     up.set_defaults(func=cmd_up)
@@ -297,8 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--embedding-version", help="embedding: the reference's version <model>/<space>@X.Y.Z (default: the --model's)")
     fit.add_argument("--preprocess", default="none", help="none (default), pca:N, uae:N (untrained autoencoder, images), layer:MODEL_PATH:LAYER")
     fit.add_argument("--p-val", type=float, default=0.05, help="drift: significance level")
+    fit.add_argument("--effect-floor", type=float, help="drift, embedding: the effect size (KS gap: a share of probability mass) a "
+                     "significant window must reach to count as drift (default 0.05; 0: the test alone)")
     fit.add_argument("--correction", default="bonferroni", help="ks, chi2: bonferroni or fdr")
-    fit.add_argument("--threshold-percentile", type=float, default=95.0, help="outlier: reference percentile of the threshold")
+    fit.add_argument("--threshold-percentile", type=float, default=95.0,
+                     help="outlier: the threshold's percentile of scores on data the detector was not fitted on (95: 5 %% false positives)")
+    fit.add_argument("--calibration", type=Path, help="outlier: data (.npy, .csv, .parquet) the threshold comes from, fitted on by neither "
+                     "the detector nor the model (default: --calibration-fraction of the reference, held out of the fit)")
+    fit.add_argument("--calibration-fraction", type=float, default=0.3,
+                     help="outlier: share of the reference held out for the threshold when no --calibration is given (0: in-sample)")
     fit.add_argument("--seed", type=int, default=0)
     fit.set_defaults(func=cmd_fit)
 

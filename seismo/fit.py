@@ -74,28 +74,32 @@ def make_preprocess(spec: str, seed: int):
 
 
 def make_detector(what: str, method: str | None, preprocess, p_val: float, correction: str, threshold_percentile: float, seed: int,
-                  version: str | None = None):
+                  version: str | None = None, calibration_fraction: float = 0.3, effect_floor: float | None = None):
     from seismo import detect
+    from seismo.detect.effect import DEFAULT_EFFECT_FLOOR
     from seismo.detect.embedding import METHODS
 
+    floor = DEFAULT_EFFECT_FLOOR if effect_floor is None else effect_floor
     choices: dict[str, Any]
     if what == "embedding":
-        choices = {m: (lambda m=m: detect.EmbeddingDrift(method=m, p_val=p_val, version=version, seed=seed)) for m in METHODS}
+        choices = {m: (lambda m=m: detect.EmbeddingDrift(method=m, p_val=p_val, version=version, seed=seed, effect_floor=floor))
+                   for m in METHODS}
         method = method or "euclidean"
     elif what == "drift":
         choices = {
-            "ks": lambda: detect.KSDrift(p_val=p_val, correction=correction, preprocess=preprocess),
-            "chi2": lambda: detect.ChiSquareDrift(p_val=p_val, correction=correction, preprocess=preprocess),
-            "mmd": lambda: detect.MMDDrift(p_val=p_val, seed=seed, preprocess=preprocess),
-            "classifier": lambda: detect.ClassifierDrift(p_val=p_val, seed=seed, preprocess=preprocess),
+            "ks": lambda: detect.KSDrift(p_val=p_val, correction=correction, preprocess=preprocess, effect_floor=floor),
+            "chi2": lambda: detect.ChiSquareDrift(p_val=p_val, correction=correction, preprocess=preprocess, effect_floor=floor),
+            "mmd": lambda: detect.MMDDrift(p_val=p_val, seed=seed, preprocess=preprocess, effect_floor=floor),
+            "classifier": lambda: detect.ClassifierDrift(p_val=p_val, seed=seed, preprocess=preprocess, effect_floor=floor),
             "prediction": lambda: detect.PredictionDrift(p_val=p_val, preprocess=preprocess),
         }
         method = method or "ks"
     else:
         choices = {
-            "mahalanobis": lambda: detect.MahalanobisOutlier(threshold_percentile, preprocess=preprocess),
-            "iforest": lambda: detect.IsolationForestOutlier(threshold_percentile, seed=seed, preprocess=preprocess),
-            "vae": lambda: detect.VAEOutlier(threshold_percentile, seed=seed, preprocess=preprocess),
+            "mahalanobis": lambda: detect.MahalanobisOutlier(threshold_percentile, preprocess=preprocess, calibration_fraction=calibration_fraction),
+            "iforest": lambda: detect.IsolationForestOutlier(threshold_percentile, seed=seed, preprocess=preprocess,
+                                                             calibration_fraction=calibration_fraction),
+            "vae": lambda: detect.VAEOutlier(threshold_percentile, seed=seed, preprocess=preprocess, calibration_fraction=calibration_fraction),
         }
         method = method or "mahalanobis"
     if method not in choices:
@@ -168,7 +172,8 @@ def read_from_store(model: str, since: float | None, until: float | None, sqlite
 
 def fit_and_save(what: str, reference: Path | None, out: Path, method: str | None = None, preprocess: str = "none", p_val: float = 0.05,
                  correction: str = "bonferroni", threshold_percentile: float = 95.0, seed: int = 0, model: Path | None = None,
-                 version: str | None = None, from_store: dict | None = None):
+                 version: str | None = None, from_store: dict | None = None, calibration: Path | None = None,
+                 calibration_fraction: float = 0.3, effect_floor: float | None = None):
     import os
 
     from seismo.detect import DetectorInputError, save_detector
@@ -206,15 +211,25 @@ def fit_and_save(what: str, reference: Path | None, out: Path, method: str | Non
     if what == "embedding" and version is None:
         raise FitError("an embedding detector records its reference's version: pass --embedding-version <model>/<space>@X.Y.Z "
                        "(or --model, whose metadata names it)")
+    if calibration is not None and what != "outlier":
+        raise FitError("--calibration sets an outlier detector's threshold; drift detectors test against the reference itself")
+    held_out = read_reference(Path(calibration)) if calibration is not None else None
     try:
-        detector = make_detector(what, method, make_preprocess(preprocess, seed), p_val, correction, threshold_percentile, seed, version)
+        detector = make_detector(what, method, make_preprocess(preprocess, seed), p_val, correction, threshold_percentile, seed, version,
+                                 calibration_fraction, effect_floor)
     except ValueError as exc:
         raise FitError(str(exc)) from None
     step(f"[2/3] fitting {detector.kind}" + (f" with {preprocess} preprocessing" if preprocess != "none" else ""))
     try:
-        detector.fit(data)
+        detector.fit(data) if held_out is None else detector.fit(data, held_out)
     except DetectorInputError as exc:
-        raise FitError(f"reference data: {exc}") from None
+        raise FitError(f"{'reference or calibration' if held_out is not None else 'reference'} data: {exc}") from None
+    report = detector.calibration
+    if report is not None:
+        measured = report["measured_rate"]
+        step(f"      threshold {detector.threshold:.6g}: {report['method']} from {report['threshold_rows']} rows ({report['source']})"
+             + (f"; {measured:.1%} false positives measured on {report['check_rows']} more (nominal {report['nominal_rate']:.0%})"
+                if measured is not None else ""))
     step(f"[3/3] saving to {out}")
     save_detector(detector, out, provenance)
     serve = (f"SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH={out} seismo serve drift" if what == "embedding"

@@ -54,6 +54,10 @@ class DriftResult:
     threshold: float
     feature_p_vals: np.ndarray | None = None
     feature_distances: np.ndarray | None = None
+    effect_size: float | None = None
+    """How large the shift is, whatever the window's size (seismo.detect.effect); None where a detector has none."""
+    effect_floor: float = 0.0
+    """The effect size below which a significant test does not make drift (0: the test alone decides)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +67,8 @@ class DriftResult:
             "threshold": self.threshold,
             "feature_p_vals": _array_or_none(self.feature_p_vals),
             "feature_distances": _array_or_none(self.feature_distances),
+            "effect_size": self.effect_size,
+            "effect_floor": self.effect_floor,
         }
 
 
@@ -105,6 +111,7 @@ class Detector:
     # Not `version`: EmbeddingDrift's `version` is its embedding space's.
     detector_version: str | None = None  # set when saved or loaded (seismo.detect.saving.detector_version)
     provenance: dict[str, Any] | None = None  # set when fitted from the store
+    calibration: dict[str, Any] | None = None  # how an outlier threshold was set and the rate it measured (seismo.detect.calibration)
     preprocess: Any = None
 
     def _features(self, x: Any, what: str = "data") -> np.ndarray:

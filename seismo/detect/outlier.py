@@ -1,8 +1,10 @@
 """Outlier detectors: is this instance unlike the reference?
 
-Every detector scores instances (higher = more unusual) and flags those above a threshold set at a
-percentile of the reference's own scores (`threshold_percentile=95`: about 5 % of reference-like
-traffic is flagged, by construction).
+Every detector scores instances (higher = more unusual) and flags those above a threshold: split-
+conformal (seismo.detect.calibration), from scores of reference points it was not fitted on
+(`calibration_fraction` of the reference held out, or a calibration set passed to `fit`), so that
+`threshold_percentile=95` flags about 5 % of unseen reference-like traffic. `calibration` reports the
+rate measured on a last held-out part.
 """
 
 from __future__ import annotations
@@ -12,22 +14,41 @@ from typing import Any
 
 import numpy as np
 
-from seismo.detect.base import Detector, InstanceScores, OutlierResult
+from seismo.detect.base import Detector, InstanceScores, OutlierResult, check_batch
+from seismo.detect.calibration import calibrate, in_sample, split_held_out
 
 
 class _OutlierDetector(Detector):
-    def __init__(self, threshold_percentile: float = 95.0, preprocess=None):
+    def __init__(self, threshold_percentile: float = 95.0, preprocess=None, calibration_fraction: float = 0.3):
         if not 0 < threshold_percentile < 100:
             raise ValueError(f"threshold_percentile must be in (0, 100), got {threshold_percentile}")
+        if not 0 <= calibration_fraction < 1:
+            raise ValueError(f"calibration_fraction must be in [0, 1), got {calibration_fraction}")
         self.threshold_percentile = threshold_percentile
+        self.calibration_fraction = calibration_fraction
         self.preprocess = preprocess
         self.threshold: float | None = None
 
-    def fit(self, x_ref: Any):
-        features = self._reference_features(x_ref)
+    def fit(self, x_ref: Any, x_calibration: Any = None):
+        """Fit on `x_ref`; the threshold comes from `x_calibration` when given (data the upstream model never
+        trained on, for instance), else from `calibration_fraction` of `x_ref` held out of the fit."""
+        raw = check_batch(x_ref, None, "reference")
+        if x_calibration is not None:
+            fit_rows, held_rows, source = np.arange(len(raw)), np.arange(0), "calibration set"
+        else:
+            fit_rows, held_rows = split_held_out(len(raw), self.calibration_fraction, getattr(self, "seed", 0))
+            source = "held out of the reference"
+        features = self._reference_features(raw[fit_rows])
         self._fit_features(features)
-        scores, _ = self._score_features(features)
-        self.threshold = float(np.percentile(scores, self.threshold_percentile))
+        held = (self._features(x_calibration, "calibration data") if x_calibration is not None
+                else self._features(raw[held_rows], "reference") if len(held_rows) else None)
+        if held is None or len(held) < 2:
+            reason = ("calibration_fraction 0" if self.calibration_fraction == 0
+                      else f"reference of {len(raw)} rows: too few to hold any out")
+            self.threshold, self.calibration = in_sample(self._score_features(features)[0], self.threshold_percentile, reason)
+        else:
+            self.threshold, self.calibration = calibrate(lambda rows: self._score_features(rows)[0], held, self.threshold_percentile,
+                                                         source, getattr(self, "seed", 0))
         return self
 
     def score(self, x: Any) -> InstanceScores:
@@ -56,8 +77,8 @@ class MahalanobisOutlier(_OutlierDetector):
 
     kind = "MahalanobisOutlier"
 
-    def __init__(self, threshold_percentile: float = 95.0, ridge: float = 1e-6, preprocess=None):
-        super().__init__(threshold_percentile, preprocess)
+    def __init__(self, threshold_percentile: float = 95.0, ridge: float = 1e-6, preprocess=None, calibration_fraction: float = 0.3):
+        super().__init__(threshold_percentile, preprocess, calibration_fraction)
         self.ridge = ridge
 
     def _fit_features(self, features: np.ndarray) -> None:
@@ -91,7 +112,7 @@ class MahalanobisOutlier(_OutlierDetector):
         return scores, (centered / self.std) ** 2
 
     def _params(self) -> dict[str, Any]:
-        return {"threshold_percentile": self.threshold_percentile, "ridge": self.ridge}
+        return {"threshold_percentile": self.threshold_percentile, "ridge": self.ridge, "calibration_fraction": self.calibration_fraction}
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"mean": self.mean, "comoment": self.comoment, "count": np.array(self.count), "threshold": np.array(self.threshold)}
@@ -107,8 +128,9 @@ class IsolationForestOutlier(_OutlierDetector):
 
     kind = "IsolationForestOutlier"
 
-    def __init__(self, threshold_percentile: float = 95.0, n_estimators: int = 100, seed: int = 0, preprocess=None):
-        super().__init__(threshold_percentile, preprocess)
+    def __init__(self, threshold_percentile: float = 95.0, n_estimators: int = 100, seed: int = 0, preprocess=None,
+                 calibration_fraction: float = 0.3):
+        super().__init__(threshold_percentile, preprocess, calibration_fraction)
         self.n_estimators = n_estimators
         self.seed = seed
 
@@ -121,7 +143,8 @@ class IsolationForestOutlier(_OutlierDetector):
         return -self.forest.score_samples(features), None
 
     def _params(self) -> dict[str, Any]:
-        return {"threshold_percentile": self.threshold_percentile, "n_estimators": self.n_estimators, "seed": self.seed}
+        return {"threshold_percentile": self.threshold_percentile, "n_estimators": self.n_estimators, "seed": self.seed,
+                "calibration_fraction": self.calibration_fraction}
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"threshold": np.array(self.threshold)}

@@ -42,6 +42,7 @@ class SavedConfig(BaseModel):
     preprocess: dict[str, Any] | None = None
     detector_version: str | None = None  # the fingerprint of params and arrays (see detector_version()); results carry it
     provenance: dict[str, Any] | None = None  # which data and which model version it was fitted on (`seismo fit --from-store`)
+    calibration: dict[str, Any] | None = None  # an outlier threshold's calibration: rows used, nominal and measured rates
 
 
 class _LazyDetectors(dict):
@@ -95,6 +96,8 @@ def save_detector(detector: Detector, path: str | Path, provenance: dict[str, An
     config["detector_version"] = detector.detector_version = detector_version(detector.kind, config["params"], folder)
     if provenance is not None:
         config["provenance"] = detector.provenance = provenance
+    if detector.calibration is not None:
+        config["calibration"] = detector.calibration
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     detector._save_extra(folder)
     return folder
@@ -136,4 +139,5 @@ def load_detector(path: str | Path) -> Detector | AlibiDetector:
     # Folders saved before versions were recorded get the same fingerprint computed now.
     detector.detector_version = saved.detector_version or detector_version(kind, dict(saved.params), folder)
     detector.provenance = saved.provenance
+    detector.calibration = saved.calibration
     return detector

@@ -25,8 +25,9 @@ class VAEOutlier(_OutlierDetector):
     kind = "VAEOutlier"
 
     def __init__(self, threshold_percentile: float = 95.0, latent_dim: int = 16, hidden: int = 256, epochs: int = 20,
-                 batch_size: int = 64, learning_rate: float = 1e-3, beta: float = 1.0, seed: int = 0, preprocess=None):
-        super().__init__(threshold_percentile, preprocess)
+                 batch_size: int = 64, learning_rate: float = 1e-3, beta: float = 1.0, seed: int = 0, preprocess=None,
+                 calibration_fraction: float = 0.3):
+        super().__init__(threshold_percentile, preprocess, calibration_fraction)
         self.latent_dim, self.hidden, self.epochs = latent_dim, hidden, epochs
         self.batch_size, self.learning_rate, self.beta, self.seed = batch_size, learning_rate, beta, seed
         self.encoder: Any = None  # Keras models, built in fit or load
@@ -100,7 +101,7 @@ class VAEOutlier(_OutlierDetector):
     def _params(self) -> dict[str, Any]:
         return {"threshold_percentile": self.threshold_percentile, "latent_dim": self.latent_dim, "hidden": self.hidden,
                 "epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
-                "beta": self.beta, "seed": self.seed}
+                "beta": self.beta, "seed": self.seed, "calibration_fraction": self.calibration_fraction}
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"threshold": np.array(self.threshold)}

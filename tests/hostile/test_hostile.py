@@ -410,7 +410,7 @@ def test_explainer_flood_gets_429_with_retry_after_never_500(s):
 
 
 RESPONSE = "org.kubeflow.serving.inference.response"
-EMB_VERSION = "image-classifier/penultimate@1.0.0"
+EMB_VERSION = "image-classifier/penultimate@1.0.1"
 
 
 def embedding_event(vectors, version=EMB_VERSION, event_id=None):
@@ -436,7 +436,7 @@ def test_embedding_events_with_junk_are_400_and_counted(s):
         r = s.client.post(drift, headers=h, content=body)
         assert r.status_code == 400 and word in r.json()["error"], (r.status_code, r.text[:200])
     # A version with a newline never reaches the guard: the event itself is invalid.
-    bad_version = {**headers, "ce-embeddingversion": "image-classifier/penultimate@1.0.0%0A"}
+    bad_version = {**headers, "ce-embeddingversion": "image-classifier/penultimate@1.0.1%0A"}
     assert s.client.post(drift, headers=bad_version, content=embedding_event([[0.0] * 64])[1]).status_code == 400
     malformed = {**headers, "ce-embeddingversion": "x" * 500}
     r = s.client.post(drift, headers=malformed, content=embedding_event([[0.0] * 64])[1])

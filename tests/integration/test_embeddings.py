@@ -23,7 +23,7 @@ from seismo.local import LocalStack, free_ports
 
 pytestmark = pytest.mark.integration
 MODEL = "image-classifier"
-VERSION = "image-classifier/penultimate@1.0.0"
+VERSION = "image-classifier/penultimate@1.0.1"
 SERVICES = ("logger", "drift", "broker", "model")
 
 

@@ -22,6 +22,12 @@ def test_fit_from_npy_csv_and_parquet(tmp_path):
     result = fit("outlier", "--reference", str(tmp_path / "ref.csv"), "--out", str(tmp_path / "maha"), "--method", "mahalanobis", "--preprocess", "pca:2")
     assert result.returncode == 0, result.stderr
     assert load_detector(tmp_path / "maha").preprocess.n_components == 2
+    assert "split-conformal from 60 rows (held out of the reference)" in result.stderr and "false positives measured on 30 more" in result.stderr
+    np.save(tmp_path / "calibration.npy", data[:90] + 0.01)
+    result = fit("outlier", "--reference", str(tmp_path / "ref.npy"), "--calibration", str(tmp_path / "calibration.npy"),
+                 "--out", str(tmp_path / "given"))
+    assert result.returncode == 0 and "split-conformal from 60 rows (calibration set)" in result.stderr, result.stderr
+    assert load_detector(tmp_path / "given").calibration["source"] == "calibration set"
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
 
@@ -36,6 +42,9 @@ def test_fit_from_npy_csv_and_parquet(tmp_path):
     (["drift", "--reference", "REF", "--out", "x", "--method", "magic"], "unknown drift method 'magic'"),
     (["drift", "--reference", "REF", "--out", "x", "--preprocess", "fft"], "unknown preprocessing 'fft'"),
     (["outlier", "--reference", "BAD", "--out", "x"], "NaN"),
+    (["outlier", "--reference", "REF", "--calibration", "BAD", "--out", "x"], "NaN"),
+    (["drift", "--reference", "REF", "--calibration", "REF", "--out", "x"], "--calibration sets an outlier detector's threshold"),
+    (["outlier", "--reference", "REF", "--calibration-fraction", "1", "--out", "x"], "calibration_fraction must be in [0, 1)"),
 ])
 def test_fit_errors_are_one_clear_line(tmp_path, args, message):
     np.save(tmp_path / "ref.npy", np.zeros((10, 2)))

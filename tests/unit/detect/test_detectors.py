@@ -78,9 +78,9 @@ def test_mahalanobis_golden_and_online_update_equals_refit():
     scores, features = detector.score(np.array([[3.0, 1.0]]))
     assert scores[0] == pytest.approx(3.0, rel=1e-5) and features[0] == pytest.approx([3.0, 0.0], rel=1e-5)
     a, b = rng.normal(size=(200, 3)), rng.normal(1, 2, size=(150, 3))
-    online = MahalanobisOutlier().fit(a)
+    online = MahalanobisOutlier(calibration_fraction=0).fit(a)  # every row in the fit, as in the refit
     online.update(b)
-    full = MahalanobisOutlier().fit(np.vstack([a, b]))
+    full = MahalanobisOutlier(calibration_fraction=0).fit(np.vstack([a, b]))
     assert np.allclose(online.mean, full.mean) and np.allclose(online.comoment, full.comoment)
 
 

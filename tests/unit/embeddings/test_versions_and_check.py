@@ -45,8 +45,8 @@ def test_compare_spaces_on_known_geometry():
 @pytest.fixture(scope="module")
 def variants(example_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("variants")
-    return {"finetune": variant(example_model, folder / "finetune", "image-classifier/penultimate@1.0.1", "finetune"),
-            "scratch": variant(example_model, folder / "scratch", "image-classifier/penultimate@1.0.1", "scratch")}
+    return {"finetune": variant(example_model, folder / "finetune", "image-classifier/penultimate@1.0.2", "finetune"),
+            "scratch": variant(example_model, folder / "scratch", "image-classifier/penultimate@1.0.2", "scratch")}
 
 
 def run_check(*args):
@@ -82,4 +82,4 @@ def test_the_model_server_runs_the_check_when_deployed_over_a_previous_model(exa
         await honest.stop()
 
     asyncio.run(start_and_stop())
-    assert honest.predictor.embedding.version == "image-classifier/penultimate@1.0.1"
+    assert honest.predictor.embedding.version == "image-classifier/penultimate@1.0.2"

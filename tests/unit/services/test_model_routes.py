@@ -257,7 +257,7 @@ def test_the_embedding_travels_on_the_response_event_with_its_version(client, si
 
     images = example_images[:4]
     expected, version = embed(example_model, images)
-    assert version == "image-classifier/penultimate@1.0.0" and expected.shape == (4, 64)
+    assert version == "image-classifier/penultimate@1.0.1" and expected.shape == (4, 64)
     plain = client.post(INFER, json=v2(images, id="emb-v2-1"))
     assert [o["name"] for o in plain.json()["outputs"]] == ["probabilities", "class"]  # clients get it only by asking
     asked = client.post(INFER, json=v2(images, id="emb-v2-2", outputs=[{"name": "embedding"}])).json()["outputs"]

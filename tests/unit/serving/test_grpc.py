@@ -117,7 +117,7 @@ def test_typed_and_raw_inference_agree_with_rest_and_log_both_events(served, sin
         np.testing.assert_allclose(np.asarray(sent["data"], dtype=np.float32).reshape(sent["shape"]), images)
         answered = {o["name"]: o for o in load_document(response.body)["outputs"]}
         np.testing.assert_allclose(np.asarray(answered["probabilities"]["data"], dtype=np.float32).reshape(3, 10), expected, rtol=1e-5)
-        assert "embedding" in answered and response.headers["ce-embeddingversion"] == "image-classifier/penultimate@1.0.0"
+        assert "embedding" in answered and response.headers["ce-embeddingversion"] == "image-classifier/penultimate@1.0.1"
         assert response.headers["ce-statuscode"] == "200"
 
 
