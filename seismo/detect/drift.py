@@ -2,7 +2,9 @@
 
 Every detector: `fit(x_ref)`, `score(x)` -> (p-values, distances), `predict(x)` -> DriftResult.
 `threshold` in a result is the p-value a test had to fall below (after correction for per-feature
-tests), except for PredictionDrift, which decides on its distance.
+tests), except for PredictionDrift, which decides on its distance. A significant test makes drift only
+when the effect size reaches `effect_floor` too (seismo.detect.effect: large windows make any shift
+significant); the result carries both.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from seismo.detect.base import Detector, DetectorInputError, DriftResult, FeatureScores, TestScore
+from seismo.detect.effect import DEFAULT_EFFECT_FLOOR, check_floor, total_variation
 from seismo.stats import (
     MMDTest,
     SortedReference,
@@ -29,12 +32,16 @@ from seismo.stats.classifier import domain_classifier_test
 
 
 class _DriftDetector(Detector):
-    def __init__(self, p_val: float = 0.05, preprocess=None):
+    def __init__(self, p_val: float = 0.05, preprocess=None, effect_floor: float = DEFAULT_EFFECT_FLOOR):
         if not 0 < p_val < 1:
             raise ValueError(f"p_val must be in (0, 1), got {p_val}")
         self.p_val = p_val
+        self.effect_floor = check_floor(effect_floor)
         self.preprocess = preprocess
         self.x_ref: np.ndarray | None = None
+
+    def _verdict(self, p_value: float, effect: float) -> bool:
+        return bool(p_value < self.p_val and effect >= self.effect_floor)
 
     def fit(self, x_ref: Any):
         self.x_ref = self._reference_features(x_ref)
@@ -61,21 +68,29 @@ class _DriftDetector(Detector):
 class _PerFeatureDrift(_DriftDetector):
     """One test per feature, one decision by a multiple-testing correction across them."""
 
-    def __init__(self, p_val: float = 0.05, correction: str = "bonferroni", preprocess=None):
-        super().__init__(p_val, preprocess)
+    def __init__(self, p_val: float = 0.05, correction: str = "bonferroni", preprocess=None, effect_floor: float = DEFAULT_EFFECT_FLOOR):
+        super().__init__(p_val, preprocess, effect_floor)
         correct(np.array([1.0]), p_val, correction)  # validates the name early
         self.correction = correction
 
     def score(self, x: Any) -> FeatureScores:
+        p_values, statistics, _ = self._tests(x)
+        return FeatureScores(p_values, statistics)
+
+    def _tests(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per feature: p-values, statistics and effect sizes (see seismo.detect.effect)."""
         raise NotImplementedError
 
     def predict(self, x: Any) -> DriftResult:
-        p_values, statistics = self.score(x)
-        is_drift, threshold = correct(p_values, self.p_val, self.correction)
-        return DriftResult(is_drift, float(p_values.min()), float(statistics.max()), threshold, p_values, statistics)
+        p_values, statistics, effects = self._tests(x)
+        significant, threshold = correct(p_values, self.p_val, self.correction)
+        # A feature drifts when its corrected test is significant and its effect reaches the floor.
+        is_drift = bool(significant and ((p_values < threshold) & (effects >= self.effect_floor)).any())
+        return DriftResult(is_drift, float(p_values.min()), float(statistics.max()), threshold, p_values, statistics,
+                           float(effects.max()), self.effect_floor)
 
     def _params(self) -> dict[str, Any]:
-        return {"p_val": self.p_val, "correction": self.correction}
+        return {"p_val": self.p_val, "correction": self.correction, "effect_floor": self.effect_floor}
 
 
 class KSDrift(_PerFeatureDrift):
@@ -86,10 +101,10 @@ class KSDrift(_PerFeatureDrift):
     def _fitted(self) -> None:
         self._sorted = SortedReference(self._require_fit())
 
-    def score(self, x: Any) -> FeatureScores:
+    def _tests(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._require_fit()
         statistics, p_values = ks_2samp(self._sorted, self._features(x, "window"))
-        return FeatureScores(p_values, statistics)
+        return p_values, statistics, statistics  # the KS statistic is itself the effect: the largest gap between the CDFs
 
 
 class ChiSquareDrift(_PerFeatureDrift):
@@ -101,16 +116,18 @@ class ChiSquareDrift(_PerFeatureDrift):
 
     kind = "ChiSquareDrift"
 
-    def score(self, x: Any) -> FeatureScores:
+    def _tests(self, x: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x_ref = self._require_fit()
         window = self._features(x, "window")
-        stats, p_values = [], []
+        stats, p_values, effects = [], [], []
         for j in range(window.shape[1]):
             categories = np.union1d(x_ref[:, j], window[:, j])
-            statistic, p = chi2_homogeneity(contingency_table(x_ref[:, j], window[:, j], categories))
+            table = contingency_table(x_ref[:, j], window[:, j], categories)
+            statistic, p = chi2_homogeneity(table)
             stats.append(statistic)
             p_values.append(p)
-        return FeatureScores(np.array(p_values), np.array(stats))
+            effects.append(total_variation(table[0], table[1]))
+        return np.array(p_values), np.array(stats), np.array(effects)
 
 
 class MMDDrift(_DriftDetector):
@@ -118,8 +135,9 @@ class MMDDrift(_DriftDetector):
 
     kind = "MMDDrift"
 
-    def __init__(self, p_val: float = 0.05, n_permutations: int = 100, sigma: float | None = None, seed: int = 0, preprocess=None):
-        super().__init__(p_val, preprocess)
+    def __init__(self, p_val: float = 0.05, n_permutations: int = 100, sigma: float | None = None, seed: int = 0, preprocess=None,
+                 effect_floor: float = DEFAULT_EFFECT_FLOOR):
+        super().__init__(p_val, preprocess, effect_floor)
         self.n_permutations = n_permutations
         self.sigma = sigma
         self.seed = seed
@@ -141,10 +159,12 @@ class MMDDrift(_DriftDetector):
 
     def predict(self, x: Any) -> DriftResult:
         p_value, mmd2 = self.score(x)
-        return DriftResult(p_value < self.p_val, p_value, mmd2, self.p_val)
+        effect = float(np.sqrt(max(mmd2, 0.0)))
+        return DriftResult(self._verdict(p_value, effect), p_value, mmd2, self.p_val, effect_size=effect, effect_floor=self.effect_floor)
 
     def _params(self) -> dict[str, Any]:
-        return {"p_val": self.p_val, "n_permutations": self.n_permutations, "sigma": self.sigma, "seed": self.seed}
+        return {"p_val": self.p_val, "n_permutations": self.n_permutations, "sigma": self.sigma, "seed": self.seed,
+                "effect_floor": self.effect_floor}
 
 
 class ClassifierDrift(_DriftDetector):
@@ -152,8 +172,8 @@ class ClassifierDrift(_DriftDetector):
 
     kind = "ClassifierDrift"
 
-    def __init__(self, p_val: float = 0.05, n_folds: int = 5, seed: int = 0, preprocess=None):
-        super().__init__(p_val, preprocess)
+    def __init__(self, p_val: float = 0.05, n_folds: int = 5, seed: int = 0, preprocess=None, effect_floor: float = DEFAULT_EFFECT_FLOOR):
+        super().__init__(p_val, preprocess, effect_floor)
         self.n_folds = n_folds
         self.seed = seed
 
@@ -164,10 +184,11 @@ class ClassifierDrift(_DriftDetector):
 
     def predict(self, x: Any) -> DriftResult:
         p_value, auc = self.score(x)
-        return DriftResult(p_value < self.p_val, p_value, auc, self.p_val)
+        effect = max(0.0, 2 * auc - 1)
+        return DriftResult(self._verdict(p_value, effect), p_value, auc, self.p_val, effect_size=effect, effect_floor=self.effect_floor)
 
     def _params(self) -> dict[str, Any]:
-        return {"p_val": self.p_val, "n_folds": self.n_folds, "seed": self.seed}
+        return {"p_val": self.p_val, "n_folds": self.n_folds, "seed": self.seed, "effect_floor": self.effect_floor}
 
 
 class PredictionDrift(_DriftDetector):
@@ -183,7 +204,7 @@ class PredictionDrift(_DriftDetector):
     _DEFAULT_THRESHOLDS = {"psi": 0.2, "js": 0.1}
 
     def __init__(self, metric: str = "psi", threshold: float | None = None, p_val: float = 0.05, epsilon: float = 1e-4, preprocess=None):
-        super().__init__(p_val, preprocess)
+        super().__init__(p_val, preprocess, effect_floor=0.0)  # its distance threshold is already a floor on the effect
         if metric not in self._DEFAULT_THRESHOLDS:
             raise ValueError(f"metric must be psi or js, not {metric!r}")
         if not epsilon > 0:  # a class never predicted would make PSI infinite and the verdict meaningless
@@ -212,7 +233,8 @@ class PredictionDrift(_DriftDetector):
 
     def predict(self, x: Any) -> DriftResult:
         p_value, distance = self.score(x)
-        return DriftResult(distance > self.threshold, p_value, distance, self.threshold)
+        return DriftResult(distance > self.threshold, p_value, distance, self.threshold, effect_size=distance,
+                           effect_floor=self.threshold)
 
     def _params(self) -> dict[str, Any]:
         return {"metric": self.metric, "threshold": self.threshold, "p_val": self.p_val, "epsilon": self.epsilon}

@@ -30,6 +30,7 @@ import numpy as np
 
 from seismo.detect.base import DriftResult, TestScore
 from seismo.detect.drift import _DriftDetector
+from seismo.detect.effect import DEFAULT_EFFECT_FLOOR, projected_gap
 from seismo.embeddings.version import EmbeddingVersion, EmbeddingVersionError, VersionChange, compare_versions
 from seismo.stats import MMDTest, chi2_homogeneity, median_heuristic_sigma
 from seismo.stats.centroid import METRICS, empirical_p_value, euclidean, held_out_null, kmeans, nearest, subsample_distances
@@ -74,8 +75,8 @@ class EmbeddingDrift(_DriftDetector):
 
     def __init__(self, method: str = "euclidean", p_val: float = 0.05, version: str | None = None, allow_minor: bool = False,
                  n_draws: int = 500, n_clusters: int = 8, max_reference: int = 2000, n_permutations: int = 100,
-                 n_subsamples: int = 100, seed: int = 0, preprocess=None):
-        super().__init__(p_val, preprocess)
+                 n_subsamples: int = 100, seed: int = 0, preprocess=None, effect_floor: float = DEFAULT_EFFECT_FLOOR):
+        super().__init__(p_val, preprocess, effect_floor)
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
         if version is not None:
@@ -212,8 +213,11 @@ class EmbeddingDrift(_DriftDetector):
         with np.errstate(invalid="ignore"):
             per_cluster = np.where(ref_share + window_share > 0, (window_share - ref_share) / (window_share + ref_share), 0.0)
         threshold_method = self.method if self.method in ("euclidean", "cosine") else "euclidean"
+        # The effect: reference and window projected on the direction the centroid moved, their KS gap.
+        effect = projected_gap(self._require_fit(), window, self._centroid)
         return EmbeddingDriftResult(
-            is_drift=bool(p_value < self.p_val), p_val=float(p_value), distance=float(statistic), threshold=self.p_val,
+            is_drift=self._verdict(p_value, effect), p_val=float(p_value), distance=float(statistic), threshold=self.p_val,
+            effect_size=effect, effect_floor=self.effect_floor,
             method=self.method,
             euclidean_distance=float(METRICS["euclidean"](centroid, self._centroid)),
             cosine_distance=float(METRICS["cosine"](centroid, self._centroid)),
@@ -226,7 +230,8 @@ class EmbeddingDrift(_DriftDetector):
     def _params(self) -> dict[str, Any]:
         return {"method": self.method, "p_val": self.p_val, "version": self.version, "allow_minor": self.allow_minor,
                 "n_draws": self.n_draws, "n_clusters": self.n_clusters, "max_reference": self.max_reference,
-                "n_permutations": self.n_permutations, "n_subsamples": self.n_subsamples, "seed": self.seed}
+                "n_permutations": self.n_permutations, "n_subsamples": self.n_subsamples, "seed": self.seed,
+                "effect_floor": self.effect_floor}
 
 
 __all__ = ["METHODS", "EmbeddingDrift", "EmbeddingDriftResult", "EmbeddingVersionError"]

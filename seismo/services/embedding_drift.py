@@ -48,6 +48,8 @@ class _EmbeddingMetrics:
         self.p_value = Gauge("seismo_embedding_drift_p_value", "Last embedding window's p-value (the detector's method)",
                              labels, registry=registry)
         self.flag = Gauge("seismo_embedding_drift_detected", "1 if the last embedding window drifted", labels, registry=registry)
+        self.effect = Gauge("seismo_embedding_drift_effect_size", "Last embedding window's effect size: the KS gap of reference and "
+                            "window along the direction the centroid moved", labels, registry=registry)
         self.windows = Counter("seismo_embedding_drift_windows", "Embedding windows tested, by outcome", ["model", "outcome"],
                                registry=registry)
         self.fill = Gauge("seismo_embedding_drift_window_fill", "Embeddings waiting in the current window", ["model"], registry=registry)
@@ -63,10 +65,12 @@ class EmbeddingWindows:
 
     def __init__(self, detector_path: Path, model: str, window_size: int, state: Path | str, allow_minor: bool,
                  sources: dict[str, EmbeddingSource], registry: CollectorRegistry, lease: float | None = None,
-                 annotate: Callable[[dict], dict] = lambda payload: payload):
+                 annotate: Callable[[dict], dict] = lambda payload: payload, effect_floor: float | None = None):
         detector = load_detector(detector_path)
         if not isinstance(detector, EmbeddingDrift):
             raise ValueError(f"{detector_path} holds a {detector.kind}, not an EmbeddingDrift (fit one with `seismo fit embedding`)")
+        if effect_floor is not None:
+            detector.effect_floor = effect_floor
         if allow_minor:
             detector.allow_minor = True
         assert detector.instance_shape is not None  # a loaded detector is fitted
@@ -123,6 +127,7 @@ class EmbeddingWindows:
         m.cosine.labels(*labels).set(result.cosine_distance)
         m.threshold.labels(*labels).set(result.distance_threshold or 0.0)
         m.p_value.labels(*labels).set(result.p_val)
+        m.effect.labels(*labels).set(result.effect_size or 0.0)
         m.flag.labels(*labels).set(1 if result.is_drift else 0)
         m.windows.labels(window.model, "drift" if result.is_drift else "no_drift").inc()
         payload = self.annotate({**result.to_json(), "version_note": note, "model": window.model, "window": window.number,

@@ -105,6 +105,10 @@ class DriftWindow(ApiModel):
     threshold: float | None
     feature_p_vals: list[float] | None = None
     feature_distances: list[float] | None = None
+    effect_size: float | None = None
+    """How large the shift is whatever the window's size (KS gap, total variation, sqrt MMD^2, 2 AUC - 1, or the
+    embedding's KS gap along its centroid's move); drift needs it at `effect_floor` or above as well as the test."""
+    effect_floor: float | None = None
     model: str | None = None
     window: int | None = None
     size: int | None = None

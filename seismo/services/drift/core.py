@@ -89,6 +89,10 @@ class _DriftMetrics:
         self.feature_d = Gauge("seismo_drift_feature_distance", "Last window's distance per feature", ["model", "detector", "feature"],
                                registry=registry)
         self.flag = Gauge("seismo_drift_detected", "1 if the last window drifted", ["model"], registry=registry)
+        self.effect = Gauge("seismo_drift_effect_size", "Last window's effect size (largest KS gap or its detector's; seismo.detect.effect)",
+                            ["model", "detector"], registry=registry)
+        self.effect_floor = Gauge("seismo_drift_effect_floor", "The effect size a significant window had to reach to count as drift",
+                                  ["model", "detector"], registry=registry)
         self.fill = Gauge("seismo_drift_window_fill", "Instances waiting in the current window", ["model"], registry=registry)
         self.duplicates = Counter("seismo_drift_events_duplicate", "Redelivered events (by event id) that added nothing", ["model"],
                                   registry=registry)
@@ -172,6 +176,8 @@ class DriftService(EventDetector):
     async def start(self) -> None:
         settings = self.settings
         detector = load_detector(settings.detector_path)
+        if settings.effect_floor is not None and hasattr(detector, "effect_floor"):
+            detector.effect_floor = settings.effect_floor
         self.detector = detector
         assert detector.instance_shape is not None  # a loaded detector is fitted
         self._store = WindowStore(settings.postgres_url or settings.state_path, detector.instance_shape, settings.window_size,
@@ -184,7 +190,8 @@ class DriftService(EventDetector):
         if settings.embedding_detector_path is not None:
             self.embeddings = EmbeddingWindows(settings.embedding_detector_path, settings.model, settings.embedding_window_size,
                                                settings.postgres_url or settings.embedding_state_path, settings.embedding_allow_minor,
-                                               self.embedding_sources, self.registry, self.lease, self.with_share)
+                                               self.embedding_sources, self.registry, self.lease, self.with_share,
+                                               effect_floor=settings.effect_floor)
         self.batcher.start()
         await self._recover()
         self._tasks = [asyncio.create_task(self._clock(), name="drift-clock")]
@@ -232,6 +239,9 @@ class DriftService(EventDetector):
         m.windows_tested.labels(window.model, "drift" if result.is_drift else "no_drift").inc()
         m.p_value.labels(window.model, kind).set(result.p_val)
         m.distance.labels(window.model, kind).set(result.distance)
+        if result.effect_size is not None:
+            m.effect.labels(window.model, kind).set(result.effect_size)
+            m.effect_floor.labels(window.model, kind).set(result.effect_floor)
         if not isinstance(detector, PredictionDrift):  # it decides on a distance (PSI, JS), not on its p-value
             m.p_threshold.labels(window.model, kind).set(result.threshold)
         m.flag.labels(window.model).set(1 if result.is_drift else 0)

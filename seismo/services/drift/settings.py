@@ -60,6 +60,10 @@ class DriftSettings(BaseSettings):
     max_batch_events: int = 1000
     """Most events in one batched delivery (`application/cloudevents-batch+json`, which Seismo's broker
     sends to triggers with `batch`); more get 400. Answered 200 with one result (and reply) per event."""
+    effect_floor: float | None = Field(None, ge=0, lt=1)
+    """The effect size a significant window must reach to count as drift (seismo.detect.effect: KS gap, share of
+    probability mass), for the feature and the embedding detector alike; unset: each saved detector's own (0.05
+    by default). 0: the test alone decides, so that large enough windows alarm on any shift, however small."""
     embedding_detector_path: Path | None = None
     """An EmbeddingDrift folder (`seismo fit embedding`): with it, the response events of `model` fill
     embedding windows too (`seismo up` sets the example's). Unset: response events are refused."""
