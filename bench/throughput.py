@@ -11,13 +11,13 @@ the pipeline until every prediction of the chunk is stored), so that a slow or f
 VM falls on both; the ratio is of the totals, and each round's ratio is kept to show the spread.
 
     python -m bench.throughput [--model image|tabular] [--predictions 3000] [--rounds 3] [--concurrency 32] [--batch-size 64]
-                                 [--encoding json|binary] [--no-input-detectors]
+                                 [--encoding json|binary] [--input-detectors]
 
 `cpu_ms_per_prediction` is the cost table: each component's CPU over the same predictions, the model
 server's extra work with logging on (its CPU in the pipeline minus alone), and Seismo's own (that extra,
 logger, outlier, drift, metrics server) against the model server alone. As under `seismo up`, the image
-model's detectors score every request image (a VAE, an autoencoder + KS on the pixels) and the embedding
-its responses carry (adversarial check, embedding drift); `--no-input-detectors` leaves the requests out.
+model's detectors score the embedding its responses carry (adversarial check, embedding drift);
+`--input-detectors` adds every request image (a VAE, an autoencoder + KS on the pixels).
 """
 
 from __future__ import annotations
@@ -161,8 +161,8 @@ def main() -> None:
                         help="image requests as JSON (V1 and V2 alternating) or V2 with the OIP binary tensor extension")
     parser.add_argument("--sample-share", type=float, default=1.0,
                         help="SEISMO_{OUTLIER,DRIFT}_SAMPLE_SHARE: the share of predictions the detectors watch (1: all)")
-    parser.add_argument("--no-input-detectors", dest="input_detectors", action="store_false",
-                        help="the image model's detectors on its response embeddings only (no VAE, no autoencoder + KS on the pixels)")
+    parser.add_argument("--input-detectors", action=argparse.BooleanOptionalAction, default=False,
+                        help="the image model's input detectors too (a VAE, an autoencoder + KS on the pixels of every request)")
     args = parser.parse_args()
     if args.rounds < 1 or args.predictions < args.rounds:
         raise SystemExit("--rounds must be at least 1 and at most --predictions")
@@ -175,8 +175,7 @@ def main() -> None:
     chunks = [bodies[i * size:(i + 1) * size] for i in range(args.rounds)]
     with tempfile.TemporaryDirectory() as tmp:
         env = {"SEISMO_BROKER_SYNCHRONOUS": args.broker_synchronous, "SEISMO_MODEL_LOG_BATCH_SIZE": str(args.batch_size)}
-        if not args.input_detectors:
-            env["SEISMO_BROKER_INPUT_DETECTORS"] = "false"
+        env["SEISMO_BROKER_INPUT_DETECTORS"] = "true" if args.input_detectors else "false"
         if args.sample_share < 1:
             env["SEISMO_OUTLIER_SAMPLE_SHARE"] = env["SEISMO_DRIFT_SAMPLE_SHARE"] = str(args.sample_share)
         alone = LocalStack(Path(tmp) / "alone", ports=free_ports(), services=(model_service,), env={"SEISMO_MODEL_SINK_URL": ""})
@@ -206,7 +205,7 @@ def main() -> None:
     for component, ms in cpu_per_prediction(alone_chunks, pipeline, model_service).items():
         print(f"  {component:34} {ms}")
     name = f"throughput-{args.model}" + ("-binary" if args.model == "image" and args.encoding == "binary" else "")
-    name += "-embeddings-only" if args.model == "image" and not args.input_detectors else ""
+    name += "-input-detectors" if args.model == "image" and args.input_detectors else ""
     save(name + (f"-sample{args.sample_share:g}" if args.sample_share < 1 else ""), {
         "model": args.model,
         "encoding": args.encoding if args.model == "image" else "json",

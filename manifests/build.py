@@ -360,13 +360,13 @@ networkPolicies:
   prometheusNamespace: monitoring
   extraEgress: []
 
-# inputs: every request of the watched model also goes to the input detectors (for the example image model
-# a VAE outlier detector and an untrained autoencoder + KS on its pixels): a second network per image,
-# several times the model's own CPU (a GPU node pool for the outlier service: services.outlier.gpu).
-# false: the detectors read only the embedding the model's responses carry (adversarial check, embedding
-# drift), at a third of the cost.
+# inputs: false (the default): the detectors read the embedding the model's responses carry (adversarial
+# check, embedding drift). true: every request of the watched model also goes to the input detectors (for
+# the example image model a VAE outlier detector and an untrained autoencoder + KS on its pixels): a second
+# network per image, about three times the cost (a GPU node pool for the outlier service:
+# services.outlier.gpu). A model whose responses carry no embedding needs true, or a `models:` entry.
 detectors:
-  inputs: true
+  inputs: false
 
 # For the logger, the drift detector and the metrics server (their state is on ReadWriteOnce volumes).
 podDisruptionBudgets:

@@ -350,8 +350,9 @@ def test_make_images_tags_what_the_chart_pulls():
     assert set(yaml.safe_load((CHART / "values.yaml").read_text())["services"]) <= {name for name, *_ in images}  # every image it pulls is built
 
 
-def test_detectors_inputs_false_leaves_the_requests_to_the_embedding_detectors():
-    """detectors.inputs: false drops the Triggers that send the watched model's requests to the outlier and drift services."""
+def test_detectors_inputs_true_adds_the_requests_to_the_embedding_detectors():
+    """detectors.inputs: true adds the Triggers that send the watched model's requests to the outlier and drift services;
+    the default leaves the detectors to the embedding on the responses."""
     def routed(objects: list[dict]) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
         for o in objects:
@@ -359,8 +360,8 @@ def test_detectors_inputs_false_leaves_the_requests_to_the_embedding_detectors()
                 out.setdefault(o["spec"]["subscriber"]["ref"]["name"], set()).add(o["spec"]["filter"]["attributes"]["type"])
         return out
 
-    default, embeddings_only = routed(render()), routed(render({"detectors": {"inputs": False}}))
+    with_inputs, default = routed(render({"detectors": {"inputs": True}})), routed(render())
     for service in ("seismo-outlier", "seismo-drift"):
-        assert "org.kubeflow.serving.inference.request" in default[service]
-        assert embeddings_only[service] == {"org.kubeflow.serving.inference.response"}
-    assert embeddings_only["seismo-logger"] == default["seismo-logger"]
+        assert "org.kubeflow.serving.inference.request" in with_inputs[service]
+        assert default[service] == {"org.kubeflow.serving.inference.response"}
+    assert with_inputs["seismo-logger"] == default["seismo-logger"]

@@ -69,8 +69,8 @@ def test_knative_triggers_agree_with_the_local_brokers_trigger_list():
     """One source: the same names, filters and delivery specs; subscribers are the matching Services."""
     from seismo.broker.triggers import load_triggers
 
-    # The base renders the chart's defaults: the input detectors' triggers (detectors.inputs) as the local broker's default.
-    local = {t.name: t for name in ("triggers.yaml", "triggers-inputs.yaml") for t in load_triggers(REPO / "seismo" / "config" / name, env={})}
+    # The base renders the chart's defaults: without the input detectors' triggers (detectors.inputs), as the local broker's default.
+    local = {t.name: t for t in load_triggers(REPO / "seismo" / "config" / "triggers.yaml", env={})}
     base = render("base")
     rendered = {o["metadata"]["name"]: o for o in base if o["kind"] == "Trigger"}
     assert set(rendered) == set(local)

@@ -28,13 +28,13 @@ class BrokerSettings(BaseSettings):
     """Ingress and API port."""
     triggers_file: Path = DEFAULT_TRIGGERS
     """YAML file of triggers (Knative Trigger spec shape)."""
-    input_detectors: bool = True
-    """Deliver the watched model's request events to the outlier and drift services' input detectors
+    input_detectors: bool = False
+    """Also deliver the watched model's request events to the outlier and drift services' input detectors
     (seismo/config/triggers-inputs.yaml; for the example image model a VAE and an untrained autoencoder + KS
-    on its pixels: a second network on every image, several times the model's own CPU). `false`: the
-    detectors read only the embedding the model's responses carry (adversarial check, embedding drift), at
-    a third of the cost (docs/performance.md). Only with the shipped trigger file: a `triggers_file` of one's
-    own lists every trigger it wants."""
+    on its pixels: a second network on every image, about three times the cost, docs/performance.md). Off:
+    the detectors read the embedding the model's responses carry (adversarial check, embedding drift), which
+    caught every corruption the pixel detectors caught in the demo. Only with the shipped trigger file: a
+    `triggers_file` of one's own lists every trigger it wants."""
     journal_path: Path = Field(default_factory=lambda: data_dir() / "broker.db")
     """SQLite file holding events until every matching trigger has them."""
     synchronous: Annotated[Synchronous, one_of("synchronous", Synchronous)] = "full"

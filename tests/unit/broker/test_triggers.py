@@ -98,7 +98,7 @@ def test_shipped_trigger_file_routes_every_request_and_response_type_to_the_logg
     assert {t.name for t in pixels}.isdisjoint(t.name for t in triggers)
 
 
-def test_the_broker_adds_the_input_detectors_triggers_unless_told_not_to(tmp_path: Path):
+def test_the_broker_adds_the_input_detectors_triggers_only_when_told_to(tmp_path: Path):
     from prometheus_client import CollectorRegistry
 
     from seismo.services.broker import BrokerSettings, create_app
@@ -108,7 +108,7 @@ def test_the_broker_adds_the_input_detectors_triggers_unless_told_not_to(tmp_pat
         settings = BrokerSettings(journal_path=tmp_path / f"{inputs}.db", input_detectors=inputs)
         names[inputs] = {t.name for t in create_app(settings, CollectorRegistry()).state.broker.triggers}
     assert names[True] - names[False] == {t.name for t in load_triggers(INPUT_TRIGGERS, env={})}
-    assert BrokerSettings(journal_path=tmp_path / "d.db").input_detectors is True  # the default keeps every detector
+    assert BrokerSettings(journal_path=tmp_path / "d.db").input_detectors is False  # by default the embedding detectors alone
     own = tmp_path / "own.yaml"  # a trigger file of one's own gets nothing added
     own.write_text("triggers: [{name: mine, subscriber: {uri: 'http://127.0.0.1:9/'}}]")
     settings = BrokerSettings(journal_path=tmp_path / "own.db", triggers_file=own)
