@@ -123,6 +123,12 @@ DASHBOARDS: dict[str, tuple[str, str, list[Spec]]] = {
         Spec("Windows tested (1h), by outcome", "none", [(f"sum by (model, outcome) (increase(seismo_drift_windows_total{{{M}}}[1h]))",
                                                           "{{model}} {{outcome}}")]),
         Spec("Current window fill", "none", [(f"max by (model) (seismo_drift_window_fill{{{M}}})", "{{model}}")]),
+        Spec("Data quality: issues per checked instance, by issue (the metrics server's quality block)", "percentunit", [(
+            f"sum by (model, issue) (rate(seismo_data_quality_issues_total{{{M}}}[5m])) / on(model) group_left "
+            f"sum by (model) (rate(seismo_data_quality_instances_total{{{M}}}[5m]))", "{{model}} {{issue}}")], minimum=0),
+        Spec("Data quality: features with most issues (1h)", "none", [(
+            f"topk(5, sum by (model, feature, issue) (increase(seismo_data_quality_issues_total{{{M}}}[1h])))",
+            "{{model}} {{feature}} {{issue}}")], minimum=0),
     ]),
     # The windowed gauges are computed by every metrics server replica from the one shared ledger (PostgreSQL):
     # the same value on every pod, so panels take their max, never their sum; counters are summed.

@@ -29,6 +29,9 @@ CORE = ("logger", "metrics", "broker")
 FIRST_PORTS = {name: SERVICE_PORTS[name] for name in ("model", "outlier", "drift")}
 GRPC_PORT = LOCAL_GRPC_PORT
 TRIGGERS = Path(__file__).resolve().parent / "config" / "triggers.yaml"
+MAX_QUALITY_FEATURES = 1000
+"""A declared model whose inputs have at most this many values gets data-quality counts (an image's pixels would
+make every request's JSON parsed in the metrics server for little: its embedding checks watch it)."""
 
 
 @dataclass
@@ -113,7 +116,13 @@ def metrics_config(declaration: Declaration, folders: dict[str, Path]) -> dict:
         if model.business is not None:
             spec["business"] = model.business.model_dump(exclude_none=True)
         if "diagnosis" in model.watches():
-            spec["diagnosis"] = {"reference": str(folders[model.name] / "reference.npy")}
+            reference = folders[model.name] / "reference.npy"
+            # Relative to metrics.yaml's folder, as the metrics server reads its paths (the data directory's own path,
+            # relative to the working directory, was read as declared/.seismo/declared/...: no reference found).
+            spec["diagnosis"] = {"reference": f"{model.name}/reference.npy"}
+            shape = np.load(reference, mmap_mode="r").shape
+            if int(np.prod(shape[1:])) <= MAX_QUALITY_FEATURES:  # tabular inputs: each request's values against the reference's schema
+                spec["quality"] = {}
         models[model.name] = spec
     return {"models": models}
 

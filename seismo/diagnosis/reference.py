@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from seismo.performance.config import DiagnosisConfig
+from seismo.performance.quality import read_reference_array
 from seismo.stats.ks import SortedReference
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,6 @@ class Reference:
         return self.knn_distance(self.standardize(inputs)) > self.novelty_threshold
 
 
-def _read_array(path: Path) -> np.ndarray:
-    if path.suffix == ".npz":
-        with np.load(path) as archive:
-            key = "x_ref" if "x_ref" in archive.files else archive.files[0]
-            return np.asarray(archive[key])
-    return np.asarray(np.load(path, allow_pickle=False))
-
-
 def _read_metadata(config: DiagnosisConfig, reference: Reference) -> None:
     if config.metadata is None:
         reference.notes.append("no validation performance configured")
@@ -109,7 +102,7 @@ def load_reference(config: DiagnosisConfig, model: str, seed: int = 0) -> Refere
         reference.notes.append("no training reference configured: input drift is measured against the first production window only")
         return reference
     try:
-        inputs = _read_array(config.reference).astype(np.float64)
+        inputs = read_reference_array(config.reference).astype(np.float64)
     except (OSError, ValueError, KeyError, IndexError) as exc:
         reference.notes.append(f"training reference unavailable: cannot read {config.reference} ({exc})")
         log.warning("diagnosis of %s: cannot read the training reference %s: %s", model, config.reference, exc)

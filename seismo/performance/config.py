@@ -18,6 +18,10 @@ models:
       validation: {accuracy: 0.93}                # or give it here (wins over metadata)
       tolerance: 0.05           # error above validation by more than this is a regression
       window: 200               # labelled instances in the first and the latest window
+    quality:                    # optional: count values unlike the reference's (seismo.performance.quality)
+      reference: ../models/credit/reference.npy   # default: diagnosis.reference when its inputs are features
+      margin: 0.1               # out of range: beyond [min, max] widened by this share of the range
+      max_categories: 20        # a column of at most this many whole numbers is categorical
     estimation:                 # optional: calibrate the estimates on labelled reference data (as NannyML's CBPE)
       reference: ../models/credit/validation.npz  # arrays `scores` (as the responses carry them) and `truth`
     business:                   # optional: what outcomes are worth (seismo.performance.business)
@@ -33,6 +37,7 @@ match. Every instance belongs to cohort `all` too.
 
 from __future__ import annotations
 
+import logging
 import math
 import operator
 import re
@@ -45,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 
 from seismo.config_files import read_models_mapping, validation_message
 from seismo.performance.business import BusinessValues, check_matrix
+from seismo.performance.quality import QualitySchema, load_schema
 from seismo.stats.model_metrics import Calibrator, fit_calibrator
 
 METRIC_TYPES = ("binary", "multiclass-onehot", "multiclass-numeric", "regression")  # ModelSpec.type
@@ -126,6 +132,8 @@ class ModelConfig:
     business: BusinessValues | None = None
     """What outcomes are worth, when the config says."""
     calibrator: Calibrator | None = None
+    quality: QualitySchema | None = None
+    """The reference's schema the data-quality counts compare each request with."""
     """Maps the model's scores to the chance of being right (binary: of a positive), fitted on `estimation.reference`."""
 
     @property
@@ -162,6 +170,14 @@ class DiagnosisSpec(BaseModel):
     window: int = Field(200, ge=20, le=100_000)
 
 
+class QualitySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reference: str | None = None
+    margin: float = Field(0.1, ge=0, le=10)
+    max_categories: int = Field(20, ge=0, le=10_000)
+
+
 class EstimationSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -194,6 +210,7 @@ class ModelSpec(BaseModel):
     diagnosis: DiagnosisSpec = Field(default_factory=lambda: DiagnosisSpec.model_validate({}))
     business: BusinessSpec | None = None
     estimation: EstimationSpec | None = None
+    quality: QualitySpec | None = None
 
     @field_validator("features", "cohorts", mode="before")
     @classmethod
@@ -268,6 +285,25 @@ def _calibrator(spec: EstimationSpec | None, model_type: str, base: Path | None,
         raise ConfigError(f"{where}: estimation reference {path}: {exc}") from None
 
 
+def _quality(spec: QualitySpec | None, diagnosis: DiagnosisConfig, names: tuple[str, ...], base: Path | None,
+             where: str) -> QualitySchema | None:
+    if spec is None:
+        return None
+    if spec.reference is not None:
+        path = Path(spec.reference) if base is None or Path(spec.reference).is_absolute() else base / spec.reference
+    elif diagnosis.reference is not None and diagnosis.inputs == "features":
+        path = diagnosis.reference
+    else:
+        raise ConfigError(f"{where}: quality needs a reference of the model's inputs: `quality.reference` (or `diagnosis.reference`)")
+    if not Path(path).exists():  # as the diagnosis does with its reference: the server runs, without this check
+        logging.getLogger(__name__).warning("%s: quality reference %s not found: data quality is not checked", where, path)
+        return None
+    try:
+        return load_schema(path, names, spec.margin, spec.max_categories)
+    except (OSError, KeyError, ValueError, IndexError) as exc:
+        raise ConfigError(f"{where}: quality reference {path}: {exc}") from None
+
+
 def model_config(name: str, doc: Any, base: Path | None = None) -> ModelConfig:
     where = f"model {name!r}"
     if not isinstance(doc, dict):
@@ -277,10 +313,12 @@ def model_config(name: str, doc: Any, base: Path | None = None) -> ModelConfig:
     except ValidationError as exc:
         raise ConfigError(f"{where}: {validation_message(exc, ModelSpec)}") from None
     rules = [parse_rule(check_cohort_name(rule.name, f"{where} cohorts[{i}]"), rule.when) for i, rule in enumerate(spec.cohorts)]
+    diagnosis = _diagnosis(spec.diagnosis, base)
     return ModelConfig(name, spec.type, float(spec.threshold), tuple(spec.features), spec.cohort_extension, spec.holdout_extension,
-                       tuple(rules), spec.self_contained_feedback, _diagnosis(spec.diagnosis, base),
+                       tuple(rules), spec.self_contained_feedback, diagnosis,
                        _business(spec.business, spec.type, where),
-                       _calibrator(spec.estimation, spec.type, base, where))
+                       _calibrator(spec.estimation, spec.type, base, where),
+                       _quality(spec.quality, diagnosis, tuple(spec.features), base, where))
 
 
 def load_models(path: Path) -> dict[str, ModelConfig]:

@@ -48,6 +48,11 @@ class PerformanceMetrics:
         self.scored = Counter("seismo_metrics_instances_scored", "Instances scored with ground truth",
                               ["model", "cohort", "group"], registry=registry)
         self.seen = Counter("seismo_metrics_predictions_seen", "Logged predictions read for estimation", ["model"], registry=registry)
+        self.quality_instances = Counter("seismo_data_quality_instances", "Logged instances checked against the reference's schema",
+                                         ["model"], registry=registry)
+        self.quality_issues = Counter("seismo_data_quality_issues", "Values unlike the reference's, by feature and issue (missing, "
+                                      "out_of_range, unseen_category; shape and type per instance, feature *)",
+                                      ["model", "feature", "issue"], registry=registry)
         self.label_delay = Histogram(
             "seismo_metrics_label_delay_seconds", "Time from prediction to its ground truth", ["model"],
             buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400), registry=registry,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 GROUPS = ("model", "holdout")
 MAX_INPUT_DIMS = 4096
 """Inputs wider than this are not kept for the diagnosis (an image model should compare embeddings)."""
+
+
+QUALITY_MEMORY = 10_000
+"""Prediction ids per model the data-quality count remembers, so a record the scan reads twice counts once."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class Tracker:
                  pending_ttl: float, late_after: float, max_calibration_error: float):
         self.models, self.ledger, self.store, self.metrics = models, ledger, store, metrics
         self.pending_ttl, self.late_after, self.max_calibration_error = pending_ttl, late_after, max_calibration_error
+        # Prediction ids whose quality was counted lately, per model: the scan re-reads the record it resumes at.
+        self._quality_counted: dict[str, OrderedDict[str, None]] = {}
 
     def config_for(self, model: str | None) -> ModelConfig:
         if model is None:
@@ -255,7 +262,7 @@ class Tracker:
         until = now - settle
         added = 0
         for config in self.models.values():
-            if not (config.has_probabilities or config.diagnosis.reference is not None):
+            if not (config.has_probabilities or config.diagnosis.reference is not None or config.quality is not None):
                 continue
             try:
                 added += self._recheck_unanswered(config, now, wait)
@@ -305,16 +312,39 @@ class Tracker:
         wants_inputs = config.diagnosis.reference is not None
         try:
             predictions = predictions_of(config, response)
-            request = _json_body(record.request) if config.rules or (wants_inputs and config.diagnosis.inputs == "features") else None
+            request = (_json_body(record.request) if config.rules or config.quality is not None
+                       or (wants_inputs and config.diagnosis.inputs == "features") else None)
             cohorts = cohorts_of(config, None, record.extensions, request, len(predictions))
         except (ScoringError, ConfigError, ValueError):
             self.metrics.rejected.labels(config.name, "unreadable_prediction").inc()
             return []
+        if config.quality is not None:
+            self._count_quality(config, record, request, len(predictions))
         inputs = self._inputs_of(config, record, request, len(predictions)) if wants_inputs else None
         group = "holdout" if truthy(record.extensions.get(config.holdout_extension, "")) else "model"
         at = record.response_time or record.created_at
         return [SeenItem(f"{record.prediction_id}#{i}", group, at, p.scores, cohorts[i], None if inputs is None else inputs[i])
                 for i, p in enumerate(predictions) if p.scores is not None or inputs is not None]
+
+    def _count_quality(self, config: ModelConfig, record: Record, request: Any, n: int) -> None:
+        """Count the request's values unlike the reference's (seismo.performance.quality), once per prediction."""
+        assert config.quality is not None
+        counted = self._quality_counted.setdefault(config.name, OrderedDict())
+        if record.prediction_id in counted:
+            return
+        counted[record.prediction_id] = None
+        while len(counted) > QUALITY_MEMORY:
+            counted.popitem(last=False)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                rows = None if request is None else np.asarray(instances_of(request), dtype=np.float64)
+        except (PayloadError, TypeError, ValueError):
+            rows = None  # not numbers: counted as a type issue per instance
+        if rows is not None and (rows.ndim == 0 or len(rows) != n):
+            rows = np.empty((n, 0))  # not one row per prediction: the shape is what is wrong
+        self.metrics.quality_instances.labels(config.name).inc(n)
+        for (feature, issue), count in config.quality.check(rows, n).items():
+            self.metrics.quality_issues.labels(config.name, feature, issue).inc(count)
 
     def _inputs_of(self, config: ModelConfig, record: Record, request: Any, n: int) -> np.ndarray | None:
         """Each instance's inputs for the diagnosis (n rows), or None (counted) when they cannot be read."""

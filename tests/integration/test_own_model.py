@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from helpers import REPO, wait_until
+from helpers import REPO, metric_sum, wait_until
 
 from seismo.declaration import DeclarationError, load_declaration
 from seismo.declared_stack import ports_for
@@ -103,6 +103,12 @@ def test_a_new_model_under_watch_as_the_docs_say(tmp_path):
         assert abs(performance["realized"]["accuracy"] - expected) < 1e-9
         diagnosis = client.get(f"{url['metrics']}/v1/diagnosis", params={"model": "churn"}).json()
         assert diagnosis["cohorts"]["all"]["verdict"] in ("healthy", "concept_drift", "data_drift", "training_serving_skew")
+        # Data quality from the declared reference's schema: a well-formed row far outside it is counted, by feature name.
+        odd = live[0].copy()
+        odd[1] = 1000 * (abs(odd[1]) + 1)
+        assert client.post(f"{url['model-churn']}/v1/models/churn:predict", json={"instances": [odd.tolist()]}).status_code == 200
+        wait_until(lambda: metric_sum(client.get(f"{url['metrics']}/metrics").text, "seismo_data_quality_issues_total",
+                                      model="churn", feature="b", issue="out_of_range") == 1, 60, message="the out-of-range value counted")
     finally:
         if "stack_client" in locals():
             stack_client.close()

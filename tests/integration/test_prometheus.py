@@ -84,6 +84,11 @@ def test_dashboards_have_data_and_alerts_fire_on_the_demo_scenario(tmp_path, exa
         row = np.load(Path(__file__).resolve().parents[2] / "models" / "artifacts" / "tabular-classifier" / "heldout.npy")[4]
         httpx.post(f"{stack.url('explainer')}/v1/models/tabular-classifier:explain", json={"instances": [row.tolist()]},
                    timeout=60).raise_for_status()
+        # Well-formed but unlike the training rows: alcohol 100 times too high (the data-quality panels and counts).
+        odd = row.copy()
+        odd[0] *= 100
+        httpx.post(f"{stack.url('tabular')}/v1/models/tabular-classifier:predict", json={"instances": [odd.tolist()]},
+                   timeout=30).raise_for_status()
 
         def result(expr):
             answer = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10).json()
@@ -100,6 +105,9 @@ def test_dashboards_have_data_and_alerts_fire_on_the_demo_scenario(tmp_path, exa
             wait_until(every_panel_has_data, 90, 0.5, message="every panel's query to return data")
         except AssertionError:
             raise AssertionError(f"panels without data: {empty}") from None
+
+        quality = result('seismo_data_quality_issues_total{model="tabular-classifier",issue="out_of_range"}')
+        assert "0" in {q["metric"]["feature"] for q in quality}  # the first feature, 100 times its training range
 
         def firing() -> set[str]:
             alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=10).json()["data"]["alerts"]

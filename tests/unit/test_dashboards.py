@@ -34,7 +34,7 @@ def test_every_alert_the_issue_asks_for_exists():
     rules = [r["alert"] for g in yaml.safe_load((DASHBOARDS / "alerts.yaml").read_text())["groups"] for r in g["rules"]]
     assert set(rules) == {"SeismoDriftDetected", "SeismoOutlierRateHigh", "SeismoAccuracyLow", "SeismoEventsDropped",
                           "SeismoBrokerBacklogGrowing", "SeismoDeadLetters", "SeismoLatencyHigh", "SeismoFailureModeDiagnosed",
-                          "SeismoAdversarialInputs", "SeismoEmbeddingDriftDetected"}
+                          "SeismoAdversarialInputs", "SeismoEmbeddingDriftDetected", "SeismoDataQualityIssues"}
 
 
 @needs_promtool

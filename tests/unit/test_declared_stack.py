@@ -32,8 +32,10 @@ def test_an_image_model_with_an_embedding_output_gets_embedding_drift(tmp_path, 
     assert any("'other' is served at http://other.models" in w for w in plan.warnings)
     metrics = yaml.safe_load((tmp_path / "data" / "declared" / "metrics.yaml").read_text())["models"]
     for name, spec in metrics.items():
-        model_config(name, spec)  # what the metrics server will load
+        loaded = model_config(name, spec, tmp_path / "data" / "declared")  # what the metrics server will load, paths beside the file
+        assert loaded.diagnosis.reference is None or loaded.diagnosis.reference.exists(), name
     assert metrics["other"] == {"type": "regression"}
+    assert "quality" not in metrics["digits"]  # 3,072 pixel values: its embedding checks watch it, not a per-value schema
     # `embedding: false` turns it off, whatever the metadata says.
     off = tmp_path / "off.yaml"
     off.write_text((tmp_path / "seismo.yaml").read_text().replace("  task: multiclass\n", "  task: multiclass\n  embedding: false\n", 1))

@@ -1,0 +1,89 @@
+"""Data quality of well-formed requests: the schema from a reference, the counts by hand, and the metrics
+server counting logged requests once each through a real SQLite record store."""
+
+import time
+
+import numpy as np
+import orjson
+import pytest
+from helpers import ServedApp, metric_sum, wait_until
+from prometheus_client import CollectorRegistry
+
+from seismo.performance.config import ConfigError, model_config
+from seismo.performance.quality import MAX_LABELLED_FEATURES, schema_from_reference
+from seismo.protocol.types import KSERVE_REQUEST, KSERVE_RESPONSE, EventKind
+from seismo.services.metrics import MetricsSettings, create_app
+from seismo.store import RecordUpdate, SQLiteRecordStore
+
+# income in [20, 120] (not whole numbers: numeric), a grade among 1, 2, 3 (whole numbers: categorical), a ratio in [0, 1]
+REFERENCE = np.array([[20.0, 1, 0.0], [120.0, 2, 1.0], [70.5, 3, 0.5], [50.25, 1, 0.25]] * 10)
+
+
+def test_the_schema_counts_missing_out_of_range_and_unseen_values_by_hand():
+    schema = schema_from_reference(REFERENCE, ("income", "grade", "ratio"), margin=0.1, max_categories=5)
+    assert schema.low[0] == pytest.approx(10.0) and schema.high[0] == pytest.approx(130.0)  # 10 % of the range of 100
+    assert schema.categories[1].tolist() == [1, 2, 3] and schema.categories[0] is None and schema.categories[2] is None
+    rows = np.array([
+        [125.0, 2, 0.5],      # inside the margin: fine
+        [131.0, 4, 0.5],      # income out of range, grade unseen
+        [np.nan, 1, -0.2],    # income missing, ratio out of range (margin 0.1 of a range of 1)
+        [5.0, np.nan, 1.05],  # income out of range, grade missing, ratio inside the margin
+    ])
+    assert dict(schema.check(rows, 4)) == {("income", "out_of_range"): 2, ("grade", "unseen_category"): 1,
+                                           ("income", "missing"): 1, ("ratio", "out_of_range"): 1, ("grade", "missing"): 1}
+    assert dict(schema.check(np.ones((3, 2)), 3)) == {("*", "shape"): 3}
+    assert dict(schema.check(None, 2)) == {("*", "type"): 2}
+    wide = schema_from_reference(np.zeros((5, MAX_LABELLED_FEATURES + 3)))
+    assert wide.labels[0] == "0" and wide.labels[-1] == "other"  # labels stay bounded whatever the width
+
+
+def test_the_config_reads_the_reference_and_refuses_what_it_cannot_use(tmp_path):
+    np.save(tmp_path / "reference.npy", REFERENCE)
+    config = model_config("m", {"type": "binary", "features": ["income", "grade", "ratio"],
+                                "diagnosis": {"reference": "reference.npy"}, "quality": {"margin": 0.2}}, tmp_path)
+    assert config.quality is not None and config.quality.labels == ("income", "grade", "ratio")
+    assert config.quality.high[0] == pytest.approx(140.0)
+    assert model_config("m", {"type": "binary", "quality": {"reference": "missing.npy"}}, tmp_path).quality is None  # warned, not fatal
+    with pytest.raises(ConfigError, match="quality needs a reference"):
+        model_config("m", {"type": "binary", "quality": {}}, tmp_path)
+    with pytest.raises(ConfigError, match="margin"):
+        model_config("m", {"type": "binary", "quality": {"reference": "reference.npy", "margin": -1}}, tmp_path)
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3)))
+    with pytest.raises(ConfigError, match="quality reference"):
+        model_config("m", {"type": "binary", "quality": {"reference": "empty.npy"}}, tmp_path)
+
+
+def test_the_metrics_server_counts_each_logged_request_once(tmp_path):
+    np.save(tmp_path / "reference.npy", REFERENCE)
+    (tmp_path / "metrics.yaml").write_text("models:\n  credit:\n    type: binary\n    features: [income, grade, ratio]\n"
+                                           "    quality: {reference: reference.npy, max_categories: 5}\n")
+    settings = MetricsSettings(config_file=tmp_path / "metrics.yaml", state_path=tmp_path / "metrics.db", sqlite_path=tmp_path / "records.db",
+                               scan_interval_seconds=0.05, scan_settle_seconds=0.0, refresh_interval_seconds=0.1, window="all")
+    store = SQLiteRecordStore(tmp_path / "records.db")
+
+    def log(pid: str, request: dict, scores: list) -> None:
+        at = time.time()
+        store.apply([RecordUpdate(pid, EventKind.REQUEST, KSERVE_REQUEST, "credit", at, orjson.dumps(request), "application/json"),
+                     RecordUpdate(pid, EventKind.RESPONSE, KSERVE_RESPONSE, "credit", at, orjson.dumps({"predictions": scores}),
+                                  "application/json", status=200)])
+
+    try:
+        with ServedApp(create_app(settings, CollectorRegistry())) as client:
+            log("a", {"instances": [[70.0, 2, 0.5], [500.0, 9, 0.5]]}, [0.2, 0.9])   # one income out of range, one grade unseen
+            log("b", {"instances": [[None, 1, 0.5]]}, [0.4])                          # income missing (JSON null)
+            log("c", {"instances": [[1.0, 2.0]]}, [0.7])                              # two features: the shape
+            log("d", {"instances": [["high", 1, 0.5]]}, [0.7])                        # not a number: the type
+
+            def issues(feature: str, issue: str) -> float:
+                return metric_sum(client.get("/metrics").text, "seismo_data_quality_issues_total", model="credit", feature=feature, issue=issue)
+
+            wait_until(lambda: metric_sum(client.get("/metrics").text, "seismo_data_quality_instances_total", model="credit") == 5, 10,
+                       message="every logged instance checked")
+            time.sleep(0.3)  # more scans: a re-read record must not count again
+            text = client.get("/metrics").text
+            assert metric_sum(text, "seismo_data_quality_instances_total", model="credit") == 5
+            assert (issues("income", "out_of_range"), issues("grade", "unseen_category"), issues("income", "missing")) == (1, 1, 1)
+            assert (issues("*", "shape"), issues("*", "type")) == (1, 1)
+            assert issues("ratio", "out_of_range") == 0
+    finally:
+        store.close()
