@@ -17,7 +17,7 @@ SYNC := $(UV) sync --frozen --python $(PYTHON)
 # The client conformance environments (below): KServe's SDK and SeldonClient.
 CLIENTS := .venv-kserve/.installed .venv-seldon/.installed
 
-.PHONY: demo test test-fast test-slow lint bench up model install clean alibi lock clients images
+.PHONY: demo test test-fast test-slow lint bench up model install clean alibi nannyml lock clients images
 
 demo: $(RUNTIME) $(EXAMPLES)
 	$(BIN)/seismo demo
@@ -54,6 +54,7 @@ model: $(EXAMPLES)
 lock: $(UV)
 	$(UV) lock $(if $(UPGRADE),--upgrade,)
 	$(ALIBI_COMPILE) $(if $(UPGRADE),--upgrade,)
+	$(NANNYML_COMPILE) $(if $(UPGRADE),--upgrade,)
 	$(foreach client,kserve seldon,$(call CLIENT_COMPILE,$(client)) $(if $(UPGRADE),--upgrade,);)
 
 $(UV):
@@ -101,6 +102,19 @@ ALIBI_COMPILE := $(UV) pip compile requirements/alibi.in --python-version 3.11 -
 	touch .venv-alibi/.installed
 
 alibi: .venv-alibi/.installed
+
+# Optional: NannyML 0.13 (Apache-2.0) in its own environment for the CBPE cross-check (bench/cbpe_crosscheck.py);
+# it pulls pandas, LightGBM and plotly, which Seismo does not need. Locked with hashes in requirements/nannyml.txt.
+NANNYML_COMPILE := $(UV) pip compile requirements/nannyml.in --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	--generate-hashes --quiet -o requirements/nannyml.txt
+
+.venv-nannyml/.installed: $(UV) requirements/nannyml.txt
+	@echo "==> creating .venv-nannyml with NannyML 0.13 from requirements/nannyml.txt (comparison only; a few minutes)"
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) .venv-nannyml
+	$(UV) pip sync --quiet --python .venv-nannyml/bin/python --require-hashes requirements/nannyml.txt
+	touch $@
+
+nannyml: .venv-nannyml/.installed
 
 # The clients platform teams already run, each in an environment of its own because they pin protobuf
 # and numpy versions Seismo's cannot share: KServe's SDK (.venv-kserve) and seldon-core's SeldonClient

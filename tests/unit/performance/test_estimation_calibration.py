@@ -4,32 +4,13 @@ estimated accuracy is biased without it, and within two points with it."""
 import numpy as np
 import pytest
 
+from bench.cbpe_crosscheck import CorrelatedClasses
 from seismo.performance.config import ConfigError, model_config
 from seismo.performance.ledger import Rows
 from seismo.performance.report import estimated
 from seismo.stats.model_metrics import estimated_accuracy, estimated_binary_metrics, fit_calibrator
 
-
-class OverconfidentModel:
-    """GaussianNB on correlated features: it assumes independence, so its probabilities are over-confident."""
-
-    def __init__(self, n_classes: int = 3):
-        from sklearn.naive_bayes import GaussianNB
-
-        self.n_classes = n_classes
-        self.model = GaussianNB().fit(*self.draw(3000, np.random.default_rng(0)))
-
-    def draw(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        y = rng.integers(0, self.n_classes, size)
-        x = y[:, None] * 0.6 + rng.normal(size=(size, 1)) + 0.4 * rng.normal(size=(size, 6))  # six near copies of one noisy feature
-        return x, y
-
-    def scores(self, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        x, y = self.draw(size, np.random.default_rng(seed))
-        return self.model.predict_proba(x), y
-
-
-MODEL = OverconfidentModel()
+MODEL = CorrelatedClasses("naive_bayes")  # GaussianNB on correlated features: over-confident
 gaussian_nb_scores = MODEL.scores
 
 
