@@ -107,6 +107,22 @@ def test_drift_windows_never_exceed_their_size_and_survive_a_restart(detectors, 
         assert metric_sum(metrics, "seismo_drift_windows_total", outcome="drift") == 1
         assert metric_sum(metrics, "seismo_drift_detected") == 1
         assert metric_sum(metrics, "seismo_drift_feature_p_value", feature="0") == pytest.approx(data["feature_p_vals"][0])
+        assert data["effect_floor"] == 0.05 and data["effect_size"] == pytest.approx(max(data["feature_distances"]))
+        assert metric_sum(metrics, "seismo_drift_effect_size") == pytest.approx(data["effect_size"])
+
+
+def test_the_effect_floor_setting_overrides_the_saved_detectors(detectors, tmp_path):
+    """SEISMO_DRIFT_EFFECT_FLOOR: a significant shift whose effect is under the floor is reported, not alarmed."""
+    settings = DriftSettings(detector_path=detectors / "drift", model="tab", window_size=100, state_path=tmp_path / "w.db", effect_floor=0.9)
+    with ServedApp(drift_app(settings, CollectorRegistry())) as client:
+        h, b = request_event(7, rng.normal(0.8, size=(100, 4)))
+        answer = client.post("/", headers=h, content=b)
+        data = orjson.loads(from_http(answer.headers, answer.content).data)
+        assert data["p_val"] < data["threshold"] and data["effect_size"] < 0.9 and data["effect_floor"] == 0.9
+        assert data["is_drift"] is False
+        assert metric_sum(client.get("/metrics").text, "seismo_drift_effect_floor") == 0.9
+    with pytest.raises(ValueError, match="effect_floor"):
+        DriftSettings(detector_path=detectors / "drift", effect_floor=1.5)
 
 
 def test_bad_settings_and_missing_detector_are_clear(tmp_path, detectors):
