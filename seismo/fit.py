@@ -202,7 +202,8 @@ def fit_and_save(what: str, reference: Path | None, out: Path, method: str | Non
     if what == "embedding" and model is not None:
         from seismo.embeddings.extract import embed
 
-        step(f"      embedding them with {model}")
+        step(f"      embedding them with {model} (use inputs it did not train on: it embeds its own training inputs closer "
+             "together, and clean production traffic would then look drifted)")
         try:
             data, model_version = embed(Path(model), data)
         except (ValueError, FileNotFoundError) as exc:
