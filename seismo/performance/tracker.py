@@ -319,7 +319,11 @@ class Tracker:
             self.metrics.rejected.labels(config.name, "unreadable_prediction").inc()
             return []
         if config.quality is not None:
-            self._count_quality(config, record, request, len(predictions))
+            try:
+                self._count_quality(config, record, request, len(predictions))
+            except Exception as exc:  # one odd request must not hold the scan at its record for good
+                self.metrics.rejected.labels(config.name, "quality_failed").inc()
+                log.warning("metrics: checking the data quality of %s's prediction %s failed: %r", config.name, record.prediction_id, exc)
         inputs = self._inputs_of(config, record, request, len(predictions)) if wants_inputs else None
         group = "holdout" if truthy(record.extensions.get(config.holdout_extension, "")) else "model"
         at = record.response_time or record.created_at

@@ -87,3 +87,34 @@ def test_the_metrics_server_counts_each_logged_request_once(tmp_path):
             assert issues("ratio", "out_of_range") == 0
     finally:
         store.close()
+
+
+def test_a_request_the_check_cannot_handle_is_counted_and_the_scan_goes_on(tmp_path, monkeypatch):
+    from seismo.performance.quality import QualitySchema
+
+    original = QualitySchema.check
+
+    def fragile(self, rows, n):
+        if rows is not None and rows.size and rows.flat[0] == 666:
+            raise RuntimeError("a bug the next request must not wait on")
+        return original(self, rows, n)
+
+    monkeypatch.setattr(QualitySchema, "check", fragile)
+    np.save(tmp_path / "reference.npy", REFERENCE)
+    (tmp_path / "metrics.yaml").write_text("models:\n  credit:\n    type: binary\n    quality: {reference: reference.npy}\n")
+    settings = MetricsSettings(config_file=tmp_path / "metrics.yaml", state_path=tmp_path / "metrics.db", sqlite_path=tmp_path / "records.db",
+                               scan_interval_seconds=0.05, scan_settle_seconds=0.0, refresh_interval_seconds=0.1, window="all")
+    store = SQLiteRecordStore(tmp_path / "records.db")
+    try:
+        with ServedApp(create_app(settings, CollectorRegistry())) as client:
+            for pid, row in (("bad", [666.0, 1, 0.5]), ("good", [500.0, 1, 0.5])):
+                at = time.time()
+                store.apply([RecordUpdate(pid, EventKind.REQUEST, KSERVE_REQUEST, "credit", at, orjson.dumps({"instances": [row]}), "application/json"),
+                             RecordUpdate(pid, EventKind.RESPONSE, KSERVE_RESPONSE, "credit", at, orjson.dumps({"predictions": [0.5]}),
+                                          "application/json", status=200)])
+            wait_until(lambda: metric_sum(client.get("/metrics").text, "seismo_data_quality_issues_total", model="credit", issue="out_of_range")
+                       == 1, 10, message="the record after the failing one checked")
+            text = client.get("/metrics").text
+            assert metric_sum(text, "seismo_metrics_feedback_rejected_total", model="credit", reason="quality_failed") == 1
+    finally:
+        store.close()
