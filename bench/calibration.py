@@ -18,7 +18,6 @@ calibration part of the digits (seismo.detect.calibration). For each detector at
 from __future__ import annotations
 
 import argparse
-import math
 import os
 
 import numpy as np
@@ -30,17 +29,16 @@ from models.detectors import DEFAULT_OUT  # noqa: E402
 from models.image_classifier import DEFAULT_OUT as MODEL_OUT  # noqa: E402
 from models.image_classifier import digits_splits  # noqa: E402
 from seismo.detect import load_detector  # noqa: E402
+from seismo.detect.calibration import conformal_threshold  # noqa: E402
 
 
 def resplit_rates(unseen: np.ndarray, n_threshold: int, percentile: float, splits: int, seed: int = 0) -> np.ndarray:
     """The false-positive rate of a conformal threshold from `n_threshold` random scores of `unseen`, on the others."""
     rng = np.random.default_rng(seed)
-    rank = min(math.ceil((n_threshold + 1) * percentile / 100), n_threshold)
     rates = np.empty(splits)
     for i in range(splits):
         order = rng.permutation(len(unseen))
-        threshold = np.sort(unseen[order[:n_threshold]])[rank - 1]
-        rates[i] = np.mean(unseen[order[n_threshold:]] > threshold)
+        rates[i] = np.mean(unseen[order[n_threshold:]] > conformal_threshold(unseen[order[:n_threshold]], percentile))
     return rates
 
 

@@ -4,11 +4,11 @@ The rule before (a percentile of the fitted points' own scores) is measured besi
 so each test shows the gap the calibration closes and would fail on the old rule."""
 
 import json
-import math
 
 import numpy as np
 import pytest
 
+from bench.calibration import resplit_rates
 from seismo.detect import ClassMahalanobisAdversarial, IsolationForestOutlier, MahalanobisOutlier, load_detector, save_detector
 from seismo.detect.calibration import conformal_threshold
 from seismo.topology import EXAMPLE_DETECTORS
@@ -75,17 +75,6 @@ def test_the_adversarial_threshold_comes_from_the_calibration_embeddings_when_gi
     assert without.predict(fresh).is_outlier.mean() > 0.15  # what a threshold from training embeddings gives
 
 
-def expected_unseen_rate(unseen: np.ndarray, n_threshold: int, splits: int = 300) -> float:
-    """The mean rate of conformal thresholds from n_threshold random unseen scores, on the other unseen ones."""
-    rng = np.random.default_rng(0)
-    rank = math.ceil((n_threshold + 1) * 0.95)
-    rates = []
-    for _ in range(splits):
-        order = rng.permutation(len(unseen))
-        rates.append(np.mean(unseen[order[n_threshold:]] > np.sort(unseen[order[:n_threshold]])[rank - 1]))
-    return float(np.mean(rates))
-
-
 def test_the_example_detectors_flag_the_nominal_share_of_images_the_classifier_never_saw(example_model):
     from models.image_classifier import digits_splits
     from seismo.embeddings.extract import embed
@@ -99,7 +88,7 @@ def test_the_example_detectors_flag_the_nominal_share_of_images_the_classifier_n
     for detector, unseen, seen in ((vae, unseen_images, parts.x_train),
                                    (adversarial, embed(example_model, unseen_images)[0], embed(example_model, parts.x_train)[0])):
         scores = detector.score(unseen)[0]
-        assert abs(expected_unseen_rate(scores, detector.calibration["threshold_rows"]) - 0.05) <= 0.015, detector.kind
+        assert abs(resplit_rates(scores, detector.calibration["threshold_rows"], 95.0, splits=300).mean() - 0.05) <= 0.015, detector.kind
         # The shipped threshold, one draw of the calibration images, on the test images alone (sampling error about 1.2 points).
         assert abs(np.mean(detector.score(parts.x_test if detector is vae else unseen[-len(parts.x_test):])[0] > detector.threshold)
                    - 0.05) <= 0.03, detector.kind
