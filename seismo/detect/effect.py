@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from seismo.stats.ks import ks_statistic
+
 DEFAULT_EFFECT_FLOOR = 0.05
 
 
@@ -37,9 +39,7 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
 
 def ks_gap(a: np.ndarray, b: np.ndarray) -> float:
     """The two-sample KS statistic of 1-D samples a and b."""
-    a, b = np.sort(a), np.sort(b)
-    points = np.concatenate([a, b])
-    return float(np.max(np.abs(np.searchsorted(a, points, side="right") / len(a) - np.searchsorted(b, points, side="right") / len(b))))
+    return float(ks_statistic(np.asarray(a)[:, None], np.asarray(b)[:, None])[0])
 
 
 def projected_gap(reference: np.ndarray, window: np.ndarray, reference_centroid: np.ndarray | None = None) -> float:
