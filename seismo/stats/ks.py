@@ -1,11 +1,21 @@
 """Two-sample Kolmogorov-Smirnov test, every feature at once.
 
 Same statistic and p-value as `scipy.stats.ks_2samp(a, b, method="asymp")` (what alibi-detect's
-KSDrift uses). Faster in four ways: the reference is sorted once (`SortedReference`, at fit time),
-the window is sorted for all features in one call, one binary search per feature replaces four,
-and scipy's `kstwo.sf`, which costs about 0.15 ms per value in its pure-Python branch, is evaluated
-once per distinct statistic and memoised: a statistic is a multiple of 1/lcm(n, m), so a detector
-testing windows of one size soon meets only values it has seen.
+KSDrift uses), computed without sorting the window:
+
+- At fit time the reference is sorted per feature and indexed by value: each feature's range (its
+  0.5-99.5 % quantiles, tails in two end buckets) is cut into equal-width buckets, and the index
+  says where each bucket's reference values start (`SortedReference`).
+- A window value's bucket, one multiply away, tells how many reference values lie below that
+  bucket; only the few reference values inside its own bucket need comparing (a bisection over
+  the values still undecided, usually zero to three steps).
+- With "reference values at or below" for every window value, the window's empirical CDF at every
+  reference point is one `bincount` and one `cumsum`, and the statistic is a max over those
+  (ties handled exactly: see `ks_statistic`).
+
+scipy's `kstwo.sf`, which costs about 0.15 ms per value in its pure-Python branch, is evaluated once
+per distinct statistic and memoised: a statistic is a multiple of 1/lcm(n, m), so a detector testing
+windows of one size soon meets only values it has seen.
 """
 
 from __future__ import annotations
@@ -15,50 +25,137 @@ from functools import lru_cache
 import numpy as np
 from scipy.stats import kstwo
 
+# Buckets per reference value, and a cap on the index's entries (4 bytes each) for wide references.
+BUCKETS_PER_VALUE = 4
+MAX_INDEX_ENTRIES = 4_000_000
+TAIL_QUANTILE = 0.005
+
 
 class SortedReference:
-    """The reference sample, sorted per feature (one contiguous row per feature)."""
+    """The reference sample sorted per feature (`sorted`: one row per feature), with a value index."""
 
     def __init__(self, reference: np.ndarray):
         reference = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
-        self.n = len(reference)
-        self.sorted = np.ascontiguousarray(np.sort(reference, axis=0).T)  # [d, n]
+        n, features = reference.shape
+        if n == 0:
+            raise ValueError("the reference has no instances")
+        if not np.isfinite(reference).all():
+            raise ValueError("the reference contains NaN or infinity")
+        self.n, self.features = n, features
+        # Each row padded by +inf: a position in this flat array is also the bincount index of
+        # (feature, reference values at or below), so no offset arithmetic per window value.
+        padded = np.full((features, n + 1), np.inf)
+        padded[:, :n] = np.sort(reference, axis=0).T
+        self._flat = padded.reshape(-1)
+        self.sorted = padded[:, :n]  # [d, n], a view
+        self.buckets = max(1, min(BUCKETS_PER_VALUE * n, MAX_INDEX_ENTRIES // max(features, 1)))
+        low = self.sorted[:, int(TAIL_QUANTILE * (n - 1))]
+        width = self.sorted[:, int(np.ceil((1 - TAIL_QUANTILE) * (n - 1)))] - low
+        width[~(width > 1e-30)] = 1.0  # a constant feature: every value in one bucket (and a finite float32 scale)
+        # Finite and positive in float32 too: the ids below are then never NaN (at worst +-inf, clipped).
+        self._low32 = np.clip(low, -3e38, 3e38).astype(np.float32)
+        self._scale32 = np.clip(self.buckets / width, 1e-30, 3e38).astype(np.float32)
+        # Bucket ids run -1 (below the range) .. buckets (above it); row j's ids are offset by j * stride.
+        self._stride = self.buckets + 3
+        self._offsets = (1 + np.arange(features) * self._stride).astype(np.int32)
+        bucket = self._bucket_ids(self.sorted)
+        counts = np.bincount(bucket.reshape(-1), minlength=features * self._stride).reshape(features, self._stride)
+        starts = np.zeros((features, self._stride), dtype=np.int64)
+        np.cumsum(counts[:, :-1], axis=1, out=starts[:, 1:])
+        starts += np.arange(features)[:, None] * (n + 1)  # positions in the padded flat array
+        # Entry b + 1 of row j: the first reference value (flat position) of bucket b; entry b + 2 ends it.
+        self._starts = starts.reshape(-1).astype(np.int32 if features * (n + 1) < 2**31 else np.int64)
+        # Reference ties: the CDF only takes values at the end of a run of equal values.
+        inner_ties = self.sorted[:, 1:] == self.sorted[:, :-1]  # [d, n - 1]: position k + 1 continues a run
+        self._tied_rows = np.flatnonzero(inner_ties.any(axis=1))
+        self._not_run_end = np.zeros((len(self._tied_rows), n + 1), dtype=bool)
+        self._not_run_end[:, 1:n] = inner_ties[self._tied_rows]
+
+    def _bucket_ids(self, values: np.ndarray) -> np.ndarray:
+        """[d, m] values -> flat index of each value's bucket entry.
+
+        Any function of the value that never decreases will do (equal values share a bucket, and
+        values in a lower bucket are smaller), so it runs in float32 and truncates: half the bytes.
+        """
+        with np.errstate(over="ignore"):  # beyond float32's range: +-inf, still in order
+            ids = np.subtract(values, self._low32[:, None], dtype=np.float32)
+            ids *= self._scale32[:, None]
+        np.clip(ids, -1, self.buckets, out=ids)
+        out = ids.astype(np.int32)
+        out += self._offsets[:, None]
+        return out
+
+    def at_or_below(self, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """For [m, d] finite values: [d, m] flat indices j * (n + 1) + (reference values of feature j
+        at or below the value), and the indices of values equal to a reference value (None if none)."""
+        # Feature-major: each feature's index and sorted values stay in cache while its window
+        # values are looked up (value-major, every lookup lands in another feature's part).
+        sample = np.ascontiguousarray(sample.T)
+        ids = self._bucket_ids(sample)
+        position = np.take(self._starts, ids)  # first reference value of the bucket
+        end = np.take(self._starts[1:], ids)  # and the first of the next bucket
+        # Reference values of another bucket compare as their buckets do (the bucket is monotone in
+        # the value, so equal values share one): only values inside the window value's bucket are open.
+        open_ = np.flatnonzero(end > position)
+        if not len(open_):
+            return position, None
+        x = sample.reshape(-1)[open_]
+        low = position.reshape(-1)[open_].astype(np.intp)
+        first, high = low.copy(), end.reshape(-1)[open_]
+        # Most open buckets hold one reference value: one comparison settles them.
+        went = self._flat[low] <= x
+        low += went
+        longer = np.flatnonzero(went & (low < high))  # at or below the first, and more follow
+        if len(longer):
+            lo, hi, xs = low[longer], high[longer].astype(np.intp), x[longer]
+            undecided = np.arange(len(longer))
+            while len(undecided):  # bisection: the first reference value above x, per value still open
+                left, right = lo[undecided], hi[undecided]
+                middle = (left + right) >> 1
+                above = self._flat[middle] > xs[undecided]
+                left = np.where(above, left, middle + 1)
+                right = np.where(above, middle, right)
+                lo[undecided], hi[undecided] = left, right
+                undecided = undecided[left < right]
+            low[longer] = lo
+        position.reshape(-1)[open_] = low
+        equal = (low > first) & (self._flat[low - 1] == x)  # low > first: low - 1 is in the bucket
+        return position, (low[equal] if equal.any() else None)
 
 
 def ks_statistic(reference: np.ndarray | SortedReference, sample: np.ndarray) -> np.ndarray:
     """Per-feature sup |F_ref - F_sample| (empirical CDFs right-continuous at ties, as scipy's).
 
-    The sup of F_sample - F_ref is reached at a sample point, and the sup of F_ref - F_sample just
-    below one, so one binary search of the sorted sample into the sorted reference per feature is
-    enough (the old loop did four). Differences are kept in integer units of 1/(n m). Without ties,
-    F_ref - F_sample just below the k-th sample point is n - (the difference at it), so one array
-    serves both sides; features with ties (within the sample, or with a reference value) are
-    recomputed exactly, at the cost of extra searches in those rows only.
+    Between two consecutive distinct reference values v_k < v_k+1 (k reference values at or below
+    v_k), F_ref is k/n and F_sample only grows, so the sup of F_sample - F_ref on [v_k, v_k+1) is
+    reached just below v_k+1 and the sup of F_ref - F_sample at v_k itself. Both come from the count
+    of window values with at most k reference values at or below them (a cumulative bincount), plus,
+    at v_k, the window values equal to it. Kept in integer units of 1/(n m).
     """
     ref = reference if isinstance(reference, SortedReference) else SortedReference(reference)
     sample = np.asarray(sample, dtype=np.float64).reshape(len(sample), -1)
     m, n, features = len(sample), ref.n, sample.shape[1]
-    if features != len(ref.sorted):
-        raise ValueError(f"sample has {features} features, the reference {len(ref.sorted)}")
-    window = np.ascontiguousarray(sample.T)  # [d, m]: a contiguous row per feature sorts 1.5x faster than a column
-    window.sort(axis=1)
-    at_or_below = np.empty(window.shape, dtype=np.int64)  # reference points <= each window point
-    for j in range(features):
-        at_or_below[j] = np.searchsorted(ref.sorted[j], window[j], side="right")
-    rank = np.arange(1, m + 1, dtype=np.int64)  # window points <= each window point, when no ties
-    diff = np.multiply(at_or_below, -m)
-    diff += rank * n  # (F_window - F_ref) * n m at each window point
-    statistic = np.maximum(diff.max(axis=1), n - diff.min(axis=1))
-    # A window point equal to a reference value: the last reference point at or below it equals it.
-    # (Index -1 wraps to another row's value: at worst a false tie, which only costs an exact pass.)
-    previous = at_or_below + (np.arange(features) * n - 1)[:, None]
-    tied = (np.take(ref.sorted.reshape(-1), previous, mode="wrap") == window).any(axis=1)
-    tied |= (window[:, 1:] == window[:, :-1]).any(axis=1)
-    for t in np.flatnonzero(tied):
-        row, r = window[t], ref.sorted[t]
-        window_above = np.searchsorted(row, row, side="right") * n - at_or_below[t] * m
-        reference_above = np.searchsorted(r, row, side="left") * m - np.searchsorted(row, row, side="left") * n
-        statistic[t] = max(window_above.max(), reference_above.max())
+    if features != ref.features:
+        raise ValueError(f"sample has {features} features, the reference {ref.features}")
+    if m == 0:
+        raise ValueError("the sample has no instances")
+    if not (np.isfinite(sample.min()) and np.isfinite(sample.max())):  # min and max carry NaN through
+        raise ValueError("the sample contains NaN or infinity")
+    index, tied = ref.at_or_below(sample)  # [m, d]
+    counts = np.bincount(index.reshape(-1), minlength=features * (n + 1)).reshape(features, n + 1)
+    np.cumsum(counts, axis=1, out=counts)  # [j, k]: window values below the (k+1)-th smallest reference value
+    gap = counts * n
+    gap -= np.arange(n + 1) * m  # (F_sample - F_ref) n m just below v_k+1: the sup over [v_k, v_k+1)
+    # (F_ref - F_sample) n m at v_k = m - gap[k - 1] - n * (window values equal to v_k)
+    before = gap[:, :-1].copy()
+    if tied is not None:
+        equal = np.bincount(tied, minlength=features * (n + 1)).reshape(features, n + 1)
+        before += equal[:, 1:] * n
+    if len(ref._tied_rows):  # inside a run of equal reference values F_ref takes no value: skip
+        rows, inside = ref._tied_rows, ref._not_run_end
+        gap[rows] = np.where(inside, np.iinfo(np.int64).min, gap[rows])
+        before[rows] = np.where(inside[:, 1:], np.iinfo(np.int64).max, before[rows])
+    statistic = np.maximum(gap.max(axis=1), m - before.min(axis=1))
     return statistic / (n * m)
 
 

@@ -62,6 +62,37 @@ def test_ks_equals_scipy_when_window_values_are_reference_values(n, m):
     assert statistic == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.parametrize("case", ["cauchy", "constant", "outside", "tiny_range", "one_reference_value", "huge"])
+def test_ks_value_index_edge_cases_equal_scipy(case):
+    """The reference's value index (buckets over its 0.5-99.5 % range, tails in end buckets) must give
+    scipy's statistic whatever the values: heavy tails, a constant feature, a window outside the range,
+    a range below float32's resolution, a reference of one value, magnitudes float32 cannot hold."""
+    rng = np.random.default_rng(len(case))
+    a, b = rng.normal(size=(300, 4)), rng.normal(size=(200, 4))
+    if case == "cauchy":
+        a, b = rng.standard_cauchy((300, 4)), rng.standard_cauchy((200, 4))
+    elif case == "constant":
+        a[:, 1], b[:, 1] = 2.0, np.where(rng.random(200) < 0.5, 2.0, 3.0)
+    elif case == "outside":
+        b = b * 10 + 50
+    elif case == "tiny_range":
+        a, b = 1.0 + a * 1e-12, 1.0 + b * 1e-12
+    elif case == "one_reference_value":
+        a = a[:1]
+    elif case == "huge":
+        a, b = a * 1e300, b * 1e300
+    statistic, _ = ks_2samp(a, b)
+    expected = [sps.ks_2samp(a[:, j], b[:, j], method="asymp").statistic for j in range(4)]
+    assert statistic == pytest.approx(expected, abs=1e-12)
+
+
+def test_ks_rejects_values_it_cannot_order():
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        ks_2samp(np.zeros((3, 1)), np.array([[0.0], [np.nan]]))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        ks_2samp(np.array([[0.0], [np.inf]]), np.zeros((3, 1)))
+
+
 def test_chi2_golden_and_equal_to_scipy():
     # 2x2 by hand with Yates: observed [[10, 20], [20, 10]], expected 15 everywhere, |o-e| = 5 -> 4.5.
     statistic, p = chi2_homogeneity(np.array([[10, 20], [20, 10]]))
