@@ -42,7 +42,8 @@ SERVICES = {
                                               "SEISMO_DRIFT_STATE_PATH": "/state/drift-windows.db",
                                               "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH": "/models/detectors/embedding",
                                               "SEISMO_DRIFT_EMBEDDING_STATE_PATH": "/state/drift-embedding-windows.db"}),
-    "metrics": (SERVICE_PORTS["metrics"], 1, "200m", "256Mi", "512Mi", {"SEISMO_METRICS_CONFIG_FILE": "/config/metrics.yaml", "SEISMO_METRICS_STATE_PATH": "/state/metrics.db"}),
+    "metrics": (SERVICE_PORTS["metrics"], 1, "200m", "256Mi", "512Mi", {"SEISMO_METRICS_CONFIG_FILE": "/config/metrics.yaml", "SEISMO_METRICS_STATE_PATH": "/state/metrics.db",
+                                                                  "SEISMO_METRICS_SINK_URL": BROKER_INGRESS}),
     "explainer": (SERVICE_PORTS["explainer"], 1, "500m", "512Mi", "2Gi", {"SEISMO_EXPLAINER_CONFIG_FILE": "/config/explainer.yaml"}),
 }
 # Every Trigger's last stop: the logger keeps what no subscriber took, whole, for `seismo dead-letters replay`.
@@ -50,7 +51,7 @@ DEAD_LETTER_SINK = {"ref": {"apiVersion": "v1", "kind": "Service", "name": "seis
 KAFKA_BROKER_INGRESS = "http://kafka-broker-ingress.knative-eventing.svc.cluster.local/seismo/default"
 USES_STORE = ("logger", "metrics")  # Elasticsearch endpoint and credentials from the Secret
 GRPC_PORTS = {s.name: s.grpc_port for s in TABLE.values() if s.grpc_port}  # the Open Inference Protocol's gRPC service, beside REST
-EVENT_SENDERS = ("model", "drift")  # post to the broker's ingress themselves
+EVENT_SENDERS = ("model", "drift", "metrics")  # post to the broker's ingress themselves
 TRIGGER_SUFFIX = "-oidc-eventing.knative.dev-trigger"  # Knative names a Trigger's own service account <trigger><suffix>
 EVENT_TYPES = {
     "model": ["org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response",
@@ -58,6 +59,7 @@ EVENT_TYPES = {
     "drift": ["org.kubeflow.serving.inference.drift"],
     "outlier": ["org.kubeflow.serving.inference.outlier", "io.seismo.inference.adversarial"],
     "feedback": ["io.seldon.serving.feedback"],
+    "metrics": ["io.seismo.inference.quality"],
 }
 
 
@@ -82,7 +84,8 @@ def event_policy_table() -> list[dict]:
         if trigger.get("replies"):
             replies.setdefault(trigger["replies"], []).append(trigger["name"])
     # The model server relays Seldon's feedback (POST /api/v1.0/feedback) as a feedback event.
-    own = {"model": ["seismo-model"], "drift": ["seismo-drift"], "outlier": [], "feedback": ["seismo-feedback", "seismo-model"]}
+    own = {"model": ["seismo-model"], "drift": ["seismo-drift"], "outlier": [], "feedback": ["seismo-feedback", "seismo-model"],
+           "metrics": ["seismo-metrics"]}
     return [{"name": f"seismo-{who}-events", "who": who,
              "serviceAccounts": own[who] + [name + TRIGGER_SUFFIX for name in replies.get(who, [])],
              "cesql": "type IN (" + ", ".join(f"'{t}'" for t in types) + ")"} for who, types in EVENT_TYPES.items()]
@@ -248,7 +251,7 @@ def overlays() -> dict[str, object]:
 # are filled with comes from here, so the chart and the kustomize base cannot disagree on a port, an image,
 # a resource, a Trigger, an alert or a dashboard (a test renders both and compares).
 CHART = REPO / "charts" / "seismo"
-TEMPLATE_COMPUTED_ENV = {"SEISMO_MODEL_SINK_URL", "SEISMO_MODEL_NAMESPACE", "SEISMO_DRIFT_SINK_URL"}  # depend on namespace and broker class
+TEMPLATE_COMPUTED_ENV = {"SEISMO_MODEL_SINK_URL", "SEISMO_MODEL_NAMESPACE", "SEISMO_DRIFT_SINK_URL", "SEISMO_METRICS_SINK_URL"}  # depend on namespace and broker class
 GPU_SERVICES = tuple(name for name in SERVICES if TABLE[name].gpu)
 
 VALUES_HEADER = """\
@@ -305,9 +308,10 @@ auth:
   enabled: true
   existingSecret: seismo-auth
   # Who sent an event. oidc: Knative's sender identity (turn on Knative's authentication-oidc feature):
-  # the receivers check the broker's tokens, the model server and the drift service send their own, and
-  # EventPolicies say which service account may post which event types. open: no check (the
-  # NetworkPolicy is the only guard; anyone in the broker's namespace can forge events).
+  # the receivers check the broker's tokens, the model server, the drift service and the metrics server
+  # (its data-quality findings) send their own, and EventPolicies say which service account may post
+  # which event types. open: no check (the NetworkPolicy is the only guard; anyone in the broker's
+  # namespace can forge events).
   events: oidc
   oidcIssuer: https://kubernetes.default.svc.cluster.local
   # More subjects (system:serviceaccount:<namespace>:<name>, a trailing * allowed) allowed to post each
@@ -317,6 +321,7 @@ auth:
     drift: []
     outlier: []
     feedback: []
+    metrics: []
 
 persistence:
   # The models and detectors every service loads (fill it with models/artifacts/ after `make model`).

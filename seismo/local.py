@@ -158,7 +158,7 @@ class LocalStack:
             if name in self.ports:
                 env[f"SEISMO_{name.upper()}_URL"] = self.url(name)
         if "broker" in self.ports:
-            env["SEISMO_MODEL_SINK_URL"] = env["SEISMO_DRIFT_SINK_URL"] = self.url("broker") + "/"
+            env["SEISMO_MODEL_SINK_URL"] = env["SEISMO_DRIFT_SINK_URL"] = env["SEISMO_METRICS_SINK_URL"] = self.url("broker") + "/"
             # Seismo's broker takes batched requests: fewer HTTP exchanges per prediction under load
             env.setdefault("SEISMO_MODEL_LOG_BATCH_SIZE", "64")
         # embedding drift on the example classifier's penultimate layer, when `make model` fitted its detector
@@ -179,7 +179,7 @@ class LocalStack:
         if (env.get("SEISMO_AUTH_TOKENS") or env.get("SEISMO_AUTH_TOKENS_FILE")) and not (
                 env.get("SEISMO_AUTH_SENDERS") or env.get("SEISMO_AUTH_SENDERS_FILE")):
             if not self._senders:
-                self._senders = ",".join(f"{who}={secrets.token_urlsafe(24)}" for who in ("model", "broker", "drift", "outlier", "feedback"))
+                self._senders = ",".join(f"{who}={secrets.token_urlsafe(24)}" for who in ("model", "broker", "drift", "outlier", "feedback", "metrics"))
             env["SEISMO_AUTH_SENDERS"] = self._senders
         return env
 

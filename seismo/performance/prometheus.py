@@ -53,6 +53,9 @@ class PerformanceMetrics:
         self.quality_issues = Counter("seismo_data_quality_issues", "Values unlike the reference's, by feature and issue (missing, "
                                       "out_of_range, unseen_category; shape and type per instance, feature *)",
                                       ["model", "feature", "issue"], registry=registry)
+        self.quality_annotations = Counter("seismo_data_quality_annotations", "Data-quality findings posted for the records' `quality` "
+                                           "annotation (outcome published), or given up (queue_full, sink_failed)",
+                                           ["model", "outcome"], registry=registry)
         self.label_delay = Histogram(
             "seismo_metrics_label_delay_seconds", "Time from prediction to its ground truth", ["model"],
             buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400), registry=registry,

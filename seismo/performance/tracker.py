@@ -35,6 +35,22 @@ MAX_INPUT_DIMS = 4096
 
 QUALITY_MEMORY = 10_000
 """Prediction ids per model the data-quality count remembers, so a record the scan reads twice counts once."""
+MAX_QUALITY_FINDINGS = 10_000
+"""Findings held for publishing at most (the sink is down or slow): more are counted (queue_full) and dropped."""
+
+
+@dataclass(frozen=True)
+class QualityFinding:
+    """What the data-quality check found in one logged request, for its record's `quality` annotation."""
+
+    prediction_id: str
+    model: str
+    instances: int
+    issues: tuple[tuple[str, str, int], ...]  # (feature label, issue, instances)
+
+    def data(self) -> dict[str, Any]:
+        return {"model": self.model, "instances": self.instances,
+                "issues": [{"feature": feature, "issue": issue, "instances": count} for feature, issue, count in self.issues]}
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,8 @@ class Tracker:
         self.pending_ttl, self.late_after, self.max_calibration_error = pending_ttl, late_after, max_calibration_error
         # Prediction ids whose quality was counted lately, per model: the scan re-reads the record it resumes at.
         self._quality_counted: dict[str, OrderedDict[str, None]] = {}
+        # Findings to publish (None: no sink, nothing collected); the service takes them after each scan.
+        self.quality_findings: list[QualityFinding] | None = None
 
     def config_for(self, model: str | None) -> ModelConfig:
         if model is None:
@@ -347,8 +365,22 @@ class Tracker:
         if rows is not None and (rows.ndim == 0 or len(rows) != n):
             rows = np.empty((n, 0))  # not one row per prediction: the shape is what is wrong
         self.metrics.quality_instances.labels(config.name).inc(n)
-        for (feature, issue), count in config.quality.check(rows, n).items():
+        found = config.quality.check(rows, n)
+        for (feature, issue), count in found.items():
             self.metrics.quality_issues.labels(config.name, feature, issue).inc(count)
+        if found and self.quality_findings is not None:
+            if len(self.quality_findings) >= MAX_QUALITY_FINDINGS:
+                self.metrics.quality_annotations.labels(config.name, "queue_full").inc()
+            else:
+                issues = tuple((feature, issue, count) for (feature, issue), count in sorted(found.items()))
+                self.quality_findings.append(QualityFinding(record.prediction_id, config.name, n, issues))
+
+    def take_quality_findings(self) -> list[QualityFinding]:
+        """The findings collected since the last call (called on the tracker's thread)."""
+        if not self.quality_findings:
+            return []
+        taken, self.quality_findings = self.quality_findings, []
+        return taken
 
     def _inputs_of(self, config: ModelConfig, record: Record, request: Any, n: int) -> np.ndarray | None:
         """Each instance's inputs for the diagnosis (n rows), or None (counted) when they cannot be read."""

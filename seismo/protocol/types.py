@@ -20,6 +20,9 @@ SELDON_RESPONSE = "io.seldon.serving.inference.response"
 SELDON_FEEDBACK = "io.seldon.serving.feedback"
 SEISMO_ADVERSARIAL = "io.seismo.inference.adversarial"
 """Seismo's own reply type: the adversarial detector's verdict on a response event (seismo.detect.adversarial)."""
+SEISMO_QUALITY = "io.seismo.inference.quality"
+"""Seismo's own: what the metrics server's data-quality check found in a logged request (seismo.performance.quality),
+posted only when it found something; the logger keeps it as the record's `quality` annotation."""
 
 
 class EventKind(str, Enum):
@@ -29,6 +32,7 @@ class EventKind(str, Enum):
     OUTLIER = "outlier"
     DRIFT = "drift"
     ADVERSARIAL = "adversarial"
+    QUALITY = "quality"
 
 
 EVENT_KINDS: dict[str, EventKind] = {
@@ -40,6 +44,7 @@ EVENT_KINDS: dict[str, EventKind] = {
     KSERVE_OUTLIER: EventKind.OUTLIER,
     KSERVE_DRIFT: EventKind.DRIFT,
     SEISMO_ADVERSARIAL: EventKind.ADVERSARIAL,
+    SEISMO_QUALITY: EventKind.QUALITY,
 }
 
 # Extensions that describe the model and deployment, copied onto every record and reply.

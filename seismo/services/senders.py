@@ -2,7 +2,7 @@
 
 With auth on, the auth middleware leaves the caller's identity in the request's scope (seismo.services.auth).
 A record's request and response come only from the model server, a drift result only from the drift
-service, outlier and adversarial verdicts only from the outlier service, feedback from feedback senders
+service, outlier and adversarial verdicts only from the outlier service, data-quality findings only from the metrics server, feedback from feedback senders
 and client tokens (the same people `POST /feedback` takes). Other event types (a team's own) need an
 identity, any identity.
 
@@ -32,6 +32,7 @@ PRODUCERS: dict[EventKind, frozenset[str]] = {
     EventKind.DRIFT: frozenset({"drift"}),
     EventKind.OUTLIER: frozenset({"outlier"}),
     EventKind.ADVERSARIAL: frozenset({"outlier"}),
+    EventKind.QUALITY: frozenset({"metrics"}),
     EventKind.FEEDBACK: frozenset({"feedback", CLIENT, "model"}),  # the model server relays Seldon's /api/v1.0/feedback
 }
 

@@ -268,14 +268,14 @@ def test_invalid_data_base64_is_400(s):
     assert r.status_code == 400 and "base64" in r.json()["error"]
 
 
-def test_ten_thousand_model_names_stay_bounded_labels(s):
+def test_two_thousand_model_names_stay_bounded_labels(s):
     def send(i: int) -> int:
         return s.client.post(f"{s.url('broker')}/", headers={**event_headers(f"many-{i}"), "ce-inferenceservicename": f"model-{i}",
                                                             "ce-type": "io.seismo.hostile.unrouted"}, content=b"{}").status_code
 
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(send, range(10_000)))
-    assert statuses.count(202) == 10_000
+        statuses = list(pool.map(send, range(2_000)))  # 80 times the label cap
+    assert statuses.count(202) == 2_000
     labels = {dict(k).get("model") for k in metric_values(scrape(s.url("broker")), "seismo_broker_events_received_total")}
     assert len(labels) <= 25 and "other" in labels
     types = {dict(k).get("type") for k in metric_values(scrape(s.url("broker")), "seismo_broker_events_unmatched_total")}
@@ -338,14 +338,14 @@ def test_feedback_nesting_and_junk_are_400(s):
     assert s.client.post(f"{s.url('metrics')}/feedback", content=b"\xff\xfe").status_code == 400
 
 
-def test_ten_thousand_cohorts_stay_bounded_labels(s):
+def test_two_thousand_cohorts_stay_bounded_labels(s):
     def send(i: int) -> int:
         body = {"model": MODEL, "truth": 1, "response": {"predictions": [[0.0, 0.9] + [0.0] * 8]}, "cohort": f"junk-{i}"}
         return s.client.post(f"{s.url('metrics')}/feedback", json=body).status_code
 
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(send, range(10_000)))
-    assert statuses.count(200) == 10_000
+        statuses = list(pool.map(send, range(2_000)))  # 40 times the label cap
+    assert statuses.count(200) == 2_000
     cohorts = {dict(k).get("cohort") for k in metric_values(scrape(s.url("metrics")), "seismo_metrics_instances_scored_total")}
     assert len(cohorts) <= 52 and "other" in cohorts
 
@@ -448,9 +448,9 @@ def test_embedding_events_with_junk_are_400_and_counted(s):
     assert s.client.post(drift, headers=headers, content=big).status_code == 413
 
 
-def test_ten_thousand_embedding_versions_stay_bounded_labels(s):
+def test_two_thousand_embedding_versions_stay_bounded_labels(s):
     drift = f"{s.url('drift')}/"
-    for i in range(10_000):  # every one a patch: scored, but the gauges are labelled by the reference's version
+    for i in range(2_000):  # every one a patch: scored, but the gauges are labelled by the reference's version
         version = f"image-classifier/penultimate@1.0.{i + 1}" if i % 2 else f"image-classifier/space{i}@9.0.0"
         headers, body = embedding_event([[0.0] * 64], version, f"emb-label-{uuid.uuid4()}")
         assert s.client.post(drift, headers=headers, content=body).status_code in (200, 202, 400)

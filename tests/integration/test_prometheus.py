@@ -87,8 +87,10 @@ def test_dashboards_have_data_and_alerts_fire_on_the_demo_scenario(tmp_path, exa
         # Well-formed but unlike the training rows: alcohol 100 times too high (the data-quality panels and counts).
         odd = row.copy()
         odd[0] *= 100
-        httpx.post(f"{stack.url('tabular')}/v1/models/tabular-classifier:predict", json={"instances": [odd.tolist()]},
-                   timeout=30).raise_for_status()
+        answer = httpx.post(f"{stack.url('tabular')}/v1/models/tabular-classifier:predict", json={"instances": [odd.tolist()]},
+                            timeout=30)
+        answer.raise_for_status()
+        odd_id = answer.headers["x-prediction-id"]
 
         def result(expr):
             answer = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10).json()
@@ -108,6 +110,10 @@ def test_dashboards_have_data_and_alerts_fire_on_the_demo_scenario(tmp_path, exa
 
         quality = result('seismo_data_quality_issues_total{model="tabular-classifier",issue="out_of_range"}')
         assert "0" in {q["metric"]["feature"] for q in quality}  # the first feature, 100 times its training range
+        # ... and on its record: the metrics server's finding, through the broker, kept by the logger.
+        record = wait_until(lambda: (r := httpx.get(f"{stack.url('logger')}/v1/records/{odd_id}", timeout=10).json()).get(
+            "annotations", {}).get("quality") and r, 30, 0.5, "the odd request's quality annotation")
+        assert {"feature": "0", "issue": "out_of_range", "instances": 1} in record["annotations"]["quality"]["issues"]
 
         def firing() -> set[str]:
             alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=10).json()["data"]["alerts"]

@@ -27,26 +27,20 @@ from seismo.detect import load_detector
 from seismo.detect.drift import PredictionDrift
 from seismo.detect.windows import LEASE_SECONDS, Window, WindowResult, WindowStore
 from seismo.embeddings.extract import load_sources
-from seismo.protocol.cloudevents import CloudEvent, to_binary
+from seismo.protocol.cloudevents import CloudEvent
 from seismo.protocol.types import KSERVE_DRIFT, EventKind, kind_of, model_of
-from seismo.retry import Backoff, is_transient, retry_async
 from seismo.services.auth import AuthSettings, sender_token
 from seismo.services.base import running
 from seismo.services.detector_events import Answer, EventDetector, Rejection, instances_of_event, reply
 from seismo.services.drift.settings import DriftSettings
 from seismo.services.embedding_drift import EmbeddingWindows
+from seismo.services.publish import SinkRefused, publish_event
 from seismo.tasks import cancel_and_wait, stopped_tasks
 from seismo.times import now_rfc3339, parse_timestamp
 from seismo.tracing import Tracing, parent_of
 from seismo.transport.poster import EventPoster, SendError
 
 log = logging.getLogger(__name__)
-
-
-class SinkRefused(Exception):
-    def __init__(self, status: int):
-        super().__init__(f"the sink answered HTTP {status}")
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -328,24 +322,11 @@ class DriftService(EventDetector):
             self.metrics.unpublished.labels(payload["model"], "no_sink").inc()
             log.warning("drift result for %s window %s not published: no sink configured", payload["model"], payload["window"])
             return
-        poster, sink_url = self._poster, self.settings.sink_url
         extensions = dict(answered.extensions) if answered else {"inferenceservicename": payload["model"]}
         event = CloudEvent(answered.id if answered else str(uuid.uuid4()), self.source, KSERVE_DRIFT,
                            orjson.dumps(payload), "application/json", now_rfc3339(), extensions=extensions)
-        headers, body = to_binary(event)
-
-        async def post() -> None:
-            answer = await poster.post(sink_url, headers, body, 10.0)
-            if answer.status >= 300:
-                raise SinkRefused(answer.status)
-
-        def transient(exc: Exception) -> str | None:
-            if isinstance(exc, SendError):
-                return str(exc)
-            return f"HTTP {exc.status}" if isinstance(exc, SinkRefused) and is_transient(exc.status) else None
-
         try:
-            await retry_async(post, 5, Backoff(0.2, 3.2, jitter=False), f"publishing drift window {payload['window']}", transient)
+            await publish_event(self._poster, self.settings.sink_url, event, f"publishing drift window {payload['window']}")
         except (SendError, SinkRefused) as exc:
             self.metrics.unpublished.labels(payload["model"], "sink_failed").inc()
             log.warning("drift result for %s window %s not published: %s", payload["model"], payload["window"], exc)

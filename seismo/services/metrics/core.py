@@ -6,7 +6,8 @@ response is scored at once; feedback that names a prediction id is joined with t
 (the logger's SQLite file or Elasticsearch), or waits as pending until the prediction is stored or
 its TTL runs out. `GET /v1/performance` answers the current numbers; Prometheus gets counters and
 windowed gauges. Background loops: join pending feedback, read new predictions for estimation,
-refresh the gauges.
+refresh the gauges. With a sink (SEISMO_METRICS_SINK_URL), what the data-quality check finds in a
+logged request goes to the broker as an `io.seismo.inference.quality` event for the record's annotations.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry
 
 from seismo.batching import ThreadBatcher
@@ -28,21 +31,24 @@ from seismo.performance.ledger import Ledger, Lookback
 from seismo.performance.prometheus import PerformanceMetrics
 from seismo.performance.report import PerformanceReport
 from seismo.performance.scoring import truthy
-from seismo.performance.tracker import Incoming, Tracker
-from seismo.protocol.cloudevents import from_http
+from seismo.performance.tracker import Incoming, QualityFinding, Tracker
+from seismo.protocol.cloudevents import CloudEvent, from_http
 from seismo.protocol.feedback import Feedback, parse_feedback
 from seismo.protocol.seldon_graph import load_graphs
-from seismo.protocol.types import SELDON_FEEDBACK, prediction_id_of
+from seismo.protocol.types import SEISMO_QUALITY, SELDON_FEEDBACK, prediction_id_of
 from seismo.services import senders
 from seismo.services.api.metrics import Feedback as ApiFeedback
 from seismo.services.api.metrics import Refused
+from seismo.services.auth import sender_token
 from seismo.services.base import Service, running
 from seismo.services.metrics.settings import MetricsSettings
+from seismo.services.publish import SinkRefused, publish_event
 from seismo.services.queries import parse_window
 from seismo.store.base import StoreUnavailable
 from seismo.tasks import cancel_and_wait, stopped_tasks
-from seismo.times import parse_duration
+from seismo.times import now_rfc3339, parse_duration
 from seismo.tracing import Tracing, fail, trace_headers
+from seismo.transport.poster import EventPoster, SendError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,8 @@ class MetricsService(Service):
         self._diagnoser: Diagnoser | None = None
         self._close: Callable[[], None] | None = None
         self._loops: list[asyncio.Task] = []
+        self._poster: EventPoster | None = None
+        self.source = f"http://{settings.host}:{settings.port}/"
         self.batcher: ThreadBatcher[Incoming, Any] = ThreadBatcher(lambda batch: self.tracker.process(batch), 256, name="metrics")
 
     @property
@@ -105,6 +113,11 @@ class MetricsService(Service):
             asyncio.create_task(self._every(settings.refresh_interval_seconds, "refreshing gauges", tracker.refresh_gauges,
                                             self.default_window)),
         ]
+        if settings.sink_url:
+            tracker.quality_findings = []
+            self._poster = EventPoster(4, bearer=sender_token(None, "metrics"))
+            await self._poster.start()
+            self._loops.append(asyncio.create_task(self._publish_quality(settings.sink_url), name="metrics-quality-publisher"))
         if settings.diagnosis_interval_seconds > 0:
             self._loops.append(asyncio.create_task(self._every(settings.diagnosis_interval_seconds, "diagnosing", self._diagnose_all,
                                                                first=min(settings.diagnosis_interval_seconds, 5.0))))
@@ -116,6 +129,8 @@ class MetricsService(Service):
     async def stop(self) -> None:
         self._tracker = None
         await cancel_and_wait(self._loops)
+        if self._poster is not None:
+            await self._poster.close()
         await self.batcher.close(self._close)
 
     async def _every(self, seconds: float, what: str, fn: Callable[..., Any], *args: Any, first: float | None = None) -> None:
@@ -126,6 +141,31 @@ class MetricsService(Service):
             except Exception as exc:  # the store may be down for a while: keep trying, say so
                 log.warning("metrics: %s failed: %s", what, exc)
             await asyncio.sleep(seconds)
+
+    async def _publish_quality(self, sink_url: str, concurrency: int = 8) -> None:
+        """Post what the scans' data-quality checks found, a few at a time; what the sink never takes is counted."""
+        while True:
+            await asyncio.sleep(self.settings.scan_interval_seconds)
+            try:
+                findings = await self.batcher.call(self.tracker.take_quality_findings)
+                for start in range(0, len(findings), concurrency):
+                    await asyncio.gather(*(self._post_finding(sink_url, f) for f in findings[start:start + concurrency]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one bad round stop the loop (/healthz would report it)
+                log.exception("metrics: publishing data-quality findings failed")
+
+    async def _post_finding(self, sink_url: str, finding: QualityFinding) -> None:
+        assert self._poster is not None  # started with the sink
+        event = CloudEvent(str(uuid.uuid4()), self.source, SEISMO_QUALITY, orjson.dumps(finding.data()), "application/json",
+                           now_rfc3339(), extensions={"requestid": finding.prediction_id, "inferenceservicename": finding.model})
+        try:
+            await publish_event(self._poster, sink_url, event, f"the data-quality finding on {finding.prediction_id}")
+        except (SendError, SinkRefused) as exc:
+            self.metrics.quality_annotations.labels(finding.model, "sink_failed").inc()
+            log.warning("metrics: the data-quality finding on %s's prediction %s not published: %s", finding.model, finding.prediction_id, exc)
+            return
+        self.metrics.quality_annotations.labels(finding.model, "published").inc()
 
     def _expire(self, ledger: Ledger, seconds: float) -> None:
         removed = ledger.expire_scored(time.time() - seconds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from seismo.store.settings import StoreSettings
@@ -16,7 +16,7 @@ EXAMPLE_CONFIG = CONFIG_DIR / "metrics.yaml"
 class MetricsSettings(StoreSettings):
     """The store settings name the logger's record store, read to join feedback by prediction id."""
 
-    model_config = SettingsConfigDict(env_prefix="SEISMO_METRICS_")
+    model_config = SettingsConfigDict(env_prefix="SEISMO_METRICS_", validate_by_name=True, validate_by_alias=True)
 
     host: str = "127.0.0.1"
     """Interface to listen on."""
@@ -61,6 +61,9 @@ class MetricsSettings(StoreSettings):
     """How often every configured model is diagnosed for the seismo_diagnosis_* gauges (0: only on request)."""
     diagnosis_lookback: str = "7d"
     """The range the periodic diagnosis covers (GET /v1/diagnosis takes its own `since`)."""
+    sink_url: str | None = Field(default=None, validation_alias=AliasChoices("SEISMO_METRICS_SINK_URL", "K_SINK"))
+    """Where the data-quality findings go as `io.seismo.inference.quality` events (the broker, which hands them to
+    the logger for the records' `quality` annotation). K_SINK works too. Unset: the findings are only counted."""
     seldon_graphs: Path | None = None
     """The SeldonDeployment manifests the logger reads (its `SEISMO_LOGGER_SELDON_GRAPHS`): Seldon feedback
     events of a graph node whose `<deployment>.<node>` model is configured here score that node's record."""

@@ -81,7 +81,7 @@ def test_shipped_trigger_file_routes_every_request_and_response_type_to_the_logg
         "org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response",
         "io.seldon.serving.inference.request", "io.seldon.serving.inference.response",
         "org.kubeflow.serving.inference.outlier", "org.kubeflow.serving.inference.drift", "io.seldon.serving.feedback",
-        "io.seismo.inference.adversarial",
+        "io.seismo.inference.adversarial", "io.seismo.inference.quality",
     }
     feedback = {t.filter_attributes["type"] for t in triggers if t.subscriber_uri == "http://127.0.0.1:8094/"}
     assert feedback == {"io.seldon.serving.feedback"}

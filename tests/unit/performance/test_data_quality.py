@@ -89,6 +89,45 @@ def test_the_metrics_server_counts_each_logged_request_once(tmp_path):
         store.close()
 
 
+def test_a_finding_becomes_its_records_quality_annotation_through_the_real_logger(tmp_path):
+    """The metrics server posts what it found as an io.seismo.inference.quality event (here straight to a
+    real logger, the broker's role being only to route it); the logger keeps it as annotations.quality.
+    A request with nothing to report gets no annotation and no event."""
+    from seismo.services.logger import LoggerSettings
+    from seismo.services.logger import create_app as logger_app
+
+    np.save(tmp_path / "reference.npy", REFERENCE)
+    (tmp_path / "metrics.yaml").write_text("models:\n  credit:\n    type: binary\n    features: [income, grade, ratio]\n"
+                                           "    quality: {reference: reference.npy, max_categories: 5}\n")
+    store = SQLiteRecordStore(tmp_path / "records.db")
+    try:
+        with ServedApp(logger_app(LoggerSettings(sqlite_path=tmp_path / "records.db"), CollectorRegistry())) as logger:
+            settings = MetricsSettings(config_file=tmp_path / "metrics.yaml", state_path=tmp_path / "metrics.db",
+                                       sqlite_path=tmp_path / "records.db", scan_interval_seconds=0.05, scan_settle_seconds=0.0,
+                                       refresh_interval_seconds=0.1, window="all", sink_url=f"{logger.base_url}/")
+            with ServedApp(create_app(settings, CollectorRegistry())) as client:
+                for pid, rows in (("odd", [[70.0, 2, 0.5], [500.0, 9, 0.5]]), ("fine", [[70.0, 2, 0.5]])):
+                    at = time.time()
+                    store.apply([RecordUpdate(pid, EventKind.REQUEST, KSERVE_REQUEST, "credit", at, orjson.dumps({"instances": rows}),
+                                              "application/json"),
+                                 RecordUpdate(pid, EventKind.RESPONSE, KSERVE_RESPONSE, "credit", at,
+                                              orjson.dumps({"predictions": [0.5] * len(rows)}), "application/json", status=200)])
+                annotations = lambda pid: logger.get(f"/v1/records/{pid}").json()["annotations"]  # noqa: E731
+                wait_until(lambda: "quality" in annotations("odd"), 10, message="the finding on the odd request's record")
+                assert annotations("odd")["quality"] == {"model": "credit", "instances": 2, "issues": [
+                    {"feature": "grade", "issue": "unseen_category", "instances": 1},
+                    {"feature": "income", "issue": "out_of_range", "instances": 1}]}
+                wait_until(lambda: metric_sum(client.get("/metrics").text, "seismo_data_quality_instances_total", model="credit") == 3, 10,
+                           message="both requests checked")
+                time.sleep(0.3)  # more scans and publishing rounds: nothing more may be posted
+                assert "quality" not in annotations("fine")
+                text = client.get("/metrics").text
+                assert metric_sum(text, "seismo_data_quality_annotations_total", model="credit", outcome="published") == 1
+                assert metric_sum(logger.get("/metrics").text, "seismo_logger_events_stored_total", type="io.seismo.inference.quality") == 1
+    finally:
+        store.close()
+
+
 def test_a_request_the_check_cannot_handle_is_counted_and_the_scan_goes_on(tmp_path, monkeypatch):
     from seismo.performance.quality import QualitySchema
 
