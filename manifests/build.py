@@ -495,7 +495,7 @@ def chart_schema(values: dict) -> dict:
             "task": {"enum": ["binary", "multiclass", "regression"]}, "reference": string,
             "feature_names": {"type": "array", "items": string},
             "watch": {"type": "array", "items": {"enum": ["drift", "outliers", "performance", "diagnosis"]}},
-            "window": {"type": "integer", "minimum": 2}, "embedding": {"type": "boolean"},
+            "window": {"type": "integer", "minimum": 2}, "embedding": {"type": "boolean"}, "quality": {"type": "boolean"},
             "cohorts": {"type": "array", "items": _object({"name": string, "when": string}, ["name", "when"])},
             "business": {"type": "object"}}, ["name", "task"])},
         "services": _object({name: service_schema(name) for name in values["services"]}, list(values["services"])),

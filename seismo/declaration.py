@@ -53,6 +53,9 @@ class ModelDeclaration(BaseModel):
     watch: list[Literal["drift", "outliers", "performance", "diagnosis"]] | None = None
     window: int = Field(1000, ge=2, le=1_000_000)
     embedding: bool | None = None
+    quality: bool | None = None
+    """Data-quality counts and annotations on each request against the reference's schema; by default for a model
+    of at most 1,000 input values (the chart, which cannot read the reference: unless `embedding: true`)."""
     cohorts: list[CohortSpec] = []
     business: BusinessSpec | None = None
 

@@ -30,8 +30,8 @@ FIRST_PORTS = {name: SERVICE_PORTS[name] for name in ("model", "outlier", "drift
 GRPC_PORT = LOCAL_GRPC_PORT
 TRIGGERS = Path(__file__).resolve().parent / "config" / "triggers.yaml"
 MAX_QUALITY_FEATURES = 1000
-"""A declared model whose inputs have at most this many values gets data-quality counts (an image's pixels would
-make every request's JSON parsed in the metrics server for little: its embedding checks watch it)."""
+"""A declared model whose inputs have at most this many values gets data-quality counts unless it says `quality: false`
+(an image's pixels would make every request's JSON parsed in the metrics server for little: its embedding checks watch it)."""
 
 
 @dataclass
@@ -115,14 +115,16 @@ def metrics_config(declaration: Declaration, folders: dict[str, Path]) -> dict:
             spec["cohorts"] = [c.model_dump() for c in model.cohorts]
         if model.business is not None:
             spec["business"] = model.business.model_dump(exclude_none=True)
+        # Relative to metrics.yaml's folder, as the metrics server reads its paths (the data directory's own path,
+        # relative to the working directory, was read as declared/.seismo/declared/...: no reference found).
+        reference = f"{model.name}/reference.npy"
         if "diagnosis" in model.watches():
-            reference = folders[model.name] / "reference.npy"
-            # Relative to metrics.yaml's folder, as the metrics server reads its paths (the data directory's own path,
-            # relative to the working directory, was read as declared/.seismo/declared/...: no reference found).
-            spec["diagnosis"] = {"reference": f"{model.name}/reference.npy"}
-            shape = np.load(reference, mmap_mode="r").shape
-            if int(np.prod(shape[1:])) <= MAX_QUALITY_FEATURES:  # tabular inputs: each request's values against the reference's schema
-                spec["quality"] = {}
+            spec["diagnosis"] = {"reference": reference}
+        quality = model.quality
+        if quality is None:  # tabular inputs: each request's values against the reference's schema
+            quality = int(np.prod(np.load(folders[model.name] / "reference.npy", mmap_mode="r").shape[1:])) <= MAX_QUALITY_FEATURES
+        if quality:
+            spec["quality"] = {"reference": reference}
         models[model.name] = spec
     return {"models": models}
 

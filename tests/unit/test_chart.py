@@ -317,7 +317,13 @@ def test_declared_models_get_their_own_services_triggers_and_configuration():
     assert logger_env["SEISMO_LOGGER_MODELS"] == "churn,fraud"
     metrics = yaml.safe_load(objects[("ConfigMap", "seismo-config")]["data"]["metrics.yaml"])["models"]
     assert metrics["churn"]["type"] == "multiclass-onehot" and metrics["churn"]["features"] == ["a", "b"]
-    assert metrics["churn"]["diagnosis"]["reference"] == "/models/declared/churn/reference.npy" and metrics["fraud"] == {"type": "binary"}
+    assert metrics["churn"]["diagnosis"]["reference"] == "/models/declared/churn/reference.npy"
+    # Data quality: for a model without `embedding: true` unless it says otherwise (the chart cannot read the reference's size).
+    assert metrics["fraud"] == {"type": "binary", "quality": {"reference": "/models/declared/fraud/reference.npy"}}
+    assert "quality" not in metrics["churn"]
+    said = {"models": [{**TWO_MODELS["models"][0], "quality": True}, {**TWO_MODELS["models"][1], "quality": False}]}
+    said_metrics = yaml.safe_load(by_key(render(said))[("ConfigMap", "seismo-config")]["data"]["metrics.yaml"])["models"]
+    assert "quality" in said_metrics["churn"] and "quality" not in said_metrics["fraud"]
     from seismo.performance.config import model_config
 
     for name, spec in metrics.items():  # the metrics server takes what the chart writes

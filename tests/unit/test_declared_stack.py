@@ -38,9 +38,14 @@ def test_an_image_model_with_an_embedding_output_gets_embedding_drift(tmp_path, 
     assert "quality" not in metrics["digits"]  # 3,072 pixel values: its embedding checks watch it, not a per-value schema
     # `embedding: false` turns it off, whatever the metadata says.
     off = tmp_path / "off.yaml"
-    off.write_text((tmp_path / "seismo.yaml").read_text().replace("  task: multiclass\n", "  task: multiclass\n  embedding: false\n", 1))
+    off.write_text((tmp_path / "seismo.yaml").read_text().replace("  task: multiclass\n", "  task: multiclass\n  embedding: false\n"
+                                                                                           "  quality: true\n", 1))
     plan_off = prepare(load_declaration(off), tmp_path / "data-off", step=lambda _: None)
     assert "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH" not in plan_off.service_env["drift-digits"]
+    # `quality: true` checks even 3,072 pixel values per request.
+    said = yaml.safe_load((tmp_path / "data-off" / "declared" / "metrics.yaml").read_text())["models"]["digits"]
+    assert said["quality"] == {"reference": "digits/reference.npy"}
+    assert model_config("digits", said, tmp_path / "data-off" / "declared").quality is not None
     assert not (tmp_path / "data-off" / "declared" / "digits" / "embedding").exists()
     # A second run reuses what the first fitted.
     again: list[str] = []
