@@ -21,6 +21,7 @@ def contingency_table(reference: np.ndarray, sample: np.ndarray, categories: np.
 def chi2_homogeneity(table: np.ndarray) -> tuple[float, float]:
     """(statistic, p-value) of a contingency table, as scipy.stats.chi2_contingency computes them."""
     observed = np.asarray(table, dtype=np.float64)
+    observed = observed[:, observed.sum(axis=0) > 0]  # a category in neither sample: no expected count to divide by
     if observed.shape[1] < 2:
         return 0.0, 1.0  # one category only: nothing can differ
     expected = observed.sum(axis=1, keepdims=True) * observed.sum(axis=0, keepdims=True) / observed.sum()

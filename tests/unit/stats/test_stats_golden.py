@@ -106,6 +106,8 @@ def test_chi2_golden_and_equal_to_scipy():
     # Categories seen in neither sample are dropped, a single category cannot differ.
     assert contingency_table(np.array([0, 0]), np.array([0, 1]), np.arange(4)).shape == (2, 2)
     assert chi2_homogeneity(np.array([[5], [7]])) == (0.0, 1.0)
+    # A column empty in both rows (an embedding cluster neither sample fell in) is left out, not a NaN.
+    assert chi2_homogeneity(np.array([[10, 0, 20], [20, 0, 10]])) == chi2_homogeneity(np.array([[10, 20], [20, 10]]))
 
 
 def test_corrections():
