@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.startup", "bench.model_server", "bench.logging_overhead", "bench.http_client", "bench.throughput", "bench.detector_speed", "bench.drift_quality", "bench.feedback_join", "bench.explainer_speed", "bench.adversarial", "bench.calibration", "bench.detection", "bench.cbpe_crosscheck", "bench.diagnosis", "bench.scale"]
+BENCHMARKS = ["bench.startup", "bench.model_server", "bench.logging_overhead", "bench.http_client", "bench.throughput", "bench.detector_speed", "bench.drift_quality", "bench.feedback_join", "bench.explainer_speed", "bench.adversarial", "bench.calibration", "bench.detection", "bench.embedding_null", "bench.cbpe_crosscheck", "bench.diagnosis", "bench.scale"]
 
 for module in BENCHMARKS:
     print(f"== {module}", flush=True)

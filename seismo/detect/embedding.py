@@ -155,7 +155,7 @@ class EmbeddingDrift(_DriftDetector):
                 self._nulls[key] = np.array([self._ks_statistic(*self._resplit(window_size, rng), window_size, rng)
                                              for _ in range(max(20, self.n_draws // 5))])
             else:
-                self._nulls[key] = held_out_null(self._require_fit(), window_size, METRICS[method], self.n_draws, rng)
+                self._nulls[key] = held_out_null(self._require_fit(), window_size, METRICS[method], self.n_draws, rng, against_all=True)
         return self._nulls[key]
 
     def _resplit(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -35,13 +35,17 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 METRICS: dict[str, Metric] = {"euclidean": euclidean, "cosine": cosine}
 
 
-def held_out_null(reference: np.ndarray, window_size: int, metric: Metric, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+def held_out_null(reference: np.ndarray, window_size: int, metric: Metric, n_draws: int, rng: np.random.Generator,
+                  against_all: bool = False) -> np.ndarray:
     """Centroid distances of `n_draws` pseudo windows drawn from `reference`, each against the
     centroid of the reference points it does not contain.
 
-    A window larger than half the reference is drawn at half its size and the distances are scaled
-    by how the centroid's standard error grows (sqrt(1/n + 1/N)), which is exact for euclidean
-    distances of a Gaussian cloud and close for cosine ones.
+    With `against_all` the distances are rescaled to the law of what a drift test computes: a new
+    window against the centroid of the whole reference, whose standard error is sqrt(1/n + 1/N)
+    where a pseudo window's against the rest is sqrt(1/n + 1/(N - n)) (at n = N/2 the null would be
+    15 % too wide and the test far below its nominal rate). A window larger than half the reference
+    is drawn at half its size and always rescaled so. The scaling is exact for euclidean distances of
+    a Gaussian cloud and close for cosine ones.
     """
     n_ref = len(reference)
     size = max(1, min(window_size, n_ref // 2))
@@ -53,7 +57,7 @@ def held_out_null(reference: np.ndarray, window_size: int, metric: Metric, n_dra
         idx = np.argsort(rng.random((k, n_ref)), axis=1)[:, :size]  # k draws without replacement
         drawn = reference[idx].sum(axis=1)
         out[start:start + k] = metric(drawn / size, (total - drawn) / (n_ref - size))
-    if size < window_size:
+    if against_all or size < window_size:
         out *= np.sqrt((1 / window_size + 1 / n_ref) / (1 / size + 1 / (n_ref - size)))
     return out
 

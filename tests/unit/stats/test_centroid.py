@@ -32,6 +32,12 @@ def test_held_out_null_matches_the_centroid_standard_error():
     # A window bigger than half the reference is scaled from half-size draws toward the same law.
     big = held_out_null(reference, 1500, euclidean, 200, rng)
     assert big.mean() == pytest.approx(np.sqrt(d * (1 / 1500 + 1 / n_ref)), rel=0.1)
+    # Against the whole reference (what a drift test compares a window with): sqrt(1/n + 1/N), here 6 % narrower.
+    small_ref = reference[:300]
+    rest = held_out_null(small_ref, n, euclidean, 1000, np.random.default_rng(2))
+    whole = held_out_null(small_ref, n, euclidean, 1000, np.random.default_rng(2), against_all=True)
+    assert rest.mean() == pytest.approx(np.sqrt(d * (1 / n + 1 / 200)), rel=0.03)
+    assert whole.mean() == pytest.approx(np.sqrt(d * (1 / n + 1 / 300)), rel=0.03)
 
 
 def test_empirical_p_value_is_never_zero():
