@@ -181,10 +181,11 @@ def test_detector_ingress_needs_the_model_servers_identity(service, monkeypatch)
 
 def test_a_local_stack_with_auth_on_stores_predictions(tmp_path):
     """`seismo up` with a client token: the stack makes up sender tokens, the model server sends its
-    events with its own, the broker relays them stamped, and the prediction is stored."""
+    events with its own, the broker relays them stamped, and the prediction is stored; the metrics
+    server's data-quality finding on it travels the same way under its own identity."""
     from seismo.local import LocalStack, free_ports
 
-    services = ("logger", "broker", "tabular")
+    services = ("logger", "broker", "tabular", "metrics")
     with LocalStack(tmp_path, ports=free_ports(services), services=services, env={"SEISMO_AUTH_TOKENS": CLIENT}) as stack:
         with httpx.Client(timeout=30) as client:
             answer = client.post(f"{stack.url('tabular')}/v2/models/tabular-classifier/infer", headers={"x-request-id": "auth-stack-1"},
@@ -193,4 +194,8 @@ def test_a_local_stack_with_auth_on_stores_predictions(tmp_path):
             record = wait_until(lambda: (r := client.get(f"{stack.url('logger')}/v1/records/auth-stack-1", headers=bearer(CLIENT))).status_code == 200
                                 and r.json()["response"] and r.json(), 30, message="the prediction stored through the broker")
             assert record["model"] == "tabular-classifier"
+            # 13.0 in every feature is far outside several of the wine features' ranges.
+            quality = wait_until(lambda: client.get(f"{stack.url('logger')}/v1/records/auth-stack-1", headers=bearer(CLIENT)).json()[
+                "annotations"].get("quality"), 30, 0.2, "the metrics server's finding on the record")
+            assert {i["issue"] for i in quality["issues"]} == {"out_of_range"}
             assert client.get(f"{stack.url('broker')}/metrics").text.count('reason="forbidden_sender"') == 0
