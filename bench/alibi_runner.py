@@ -6,6 +6,7 @@ compare. It imports nothing from Seismo. alibi-detect is under the Business Sour
 0.11.5 on: it is used here for comparison only, never by Seismo itself.
 
     python bench/alibi_runner.py TASK INPUT.npz
+    python bench/alibi_runner.py many INPUT.npz   # several tasks at once (bench.common.run_alibi_many)
 """
 
 import json
@@ -27,9 +28,7 @@ def timed(fn, repeats):
     return out, float(np.median(times))
 
 
-def main():
-    task, path = sys.argv[1], sys.argv[2]
-    data = dict(np.load(path))
+def run(task: str, data: dict) -> dict:
     out = {}
     if task == "ks":
         from alibi_detect.cd import KSDrift
@@ -84,6 +83,18 @@ def main():
                "seconds_per_window": (time.perf_counter() - started) / len(windows)}
     else:
         raise SystemExit(f"unknown task {task}")
+    return out
+
+
+def main():
+    task, path = sys.argv[1], sys.argv[2]
+    data = dict(np.load(path))
+    if task == "many":  # several tasks in one interpreter (alibi-detect and TensorFlow import once): see bench.common.run_alibi_many
+        plan = json.loads(str(data.pop("plan")))
+        out = [run(item["task"], {key[len(prefix):]: value for key, value in data.items() if key.startswith(prefix := f"{i}__")})
+               for i, item in enumerate(plan)]
+    else:
+        out = run(task, data)
     print(json.dumps(out))
 
 

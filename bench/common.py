@@ -109,3 +109,12 @@ def run_alibi(task: str, timeout: float = 1800, runner: str = "alibi_runner.py",
         print(result.stderr[-3000:], file=sys.stderr)
         raise RuntimeError(f"alibi task {task} ({runner}) failed")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_alibi_many(tasks: list[tuple[str, dict]], timeout: float = 1800) -> list[dict]:
+    """Several alibi_runner.py tasks in one interpreter (alibi-detect's import costs seconds each time):
+    each (task, arrays) gives what run_alibi(task, **arrays) would."""
+    arrays = {f"{i}__{name}": value for i, (_, given) in enumerate(tasks) for name, value in given.items()}
+    plan = json.dumps([{"task": task} for task, _ in tasks])
+    return run_alibi("many", timeout=timeout, plan=np.array(plan), **arrays)  # type: ignore[return-value]
+

@@ -11,41 +11,65 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from bench.common import alibi_available, run_alibi  # noqa: E402
+from bench.common import alibi_available, run_alibi_many  # noqa: E402
 from seismo.detect import ChiSquareDrift, KSDrift, MMDDrift  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not alibi_available(), reason="alibi-detect not installed: `make alibi` builds .venv-alibi")
-rng = np.random.default_rng(0)
+
+KS_CASES = [(0.0, "bonferroni"), (0.15, "bonferroni"), (0.1, "fdr")]
+CHI2_SHIFTS = [0, 1]
+MMD_SHIFTS = [0.0, 0.3]
 
 
-@pytest.mark.parametrize("shift, correction", [(0.0, "bonferroni"), (0.15, "bonferroni"), (0.1, "fdr")])
-def test_ks_same_p_values_and_decision(shift, correction):
-    x_ref, x = rng.normal(size=(500, 20)), rng.normal(shift, size=(400, 20))
-    theirs = run_alibi("ks", x_ref=x_ref, x=x, correction=correction, repeats=1)
-    ours = KSDrift(correction=correction).fit(x_ref).predict(x)
-    np.testing.assert_allclose(ours.feature_p_vals, theirs["p_val"], atol=1e-9)
-    np.testing.assert_allclose(ours.feature_distances, theirs["distance"], atol=1e-9)
-    assert int(ours.is_drift) == theirs["is_drift"]
+def _data() -> dict[tuple, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    data: dict[tuple, dict[str, np.ndarray]] = {}
+    for shift, correction in KS_CASES:
+        data["ks", shift, correction] = {"x_ref": rng.normal(size=(500, 20)), "x": rng.normal(shift, size=(400, 20))}
+    for shift in CHI2_SHIFTS:
+        x_ref = rng.integers(0, 4, size=(500, 3))
+        data["chi2", shift] = {"x_ref": x_ref, "x": np.clip(rng.integers(0, 4, size=(300, 3)) + shift * rng.integers(0, 2, size=(300, 3)), 0, 3)}
+    for shift in MMD_SHIFTS:
+        data["mmd", shift] = {"x_ref": rng.normal(size=(300, 5)), "x": rng.normal(shift, size=(300, 5))}
+    return data
 
 
-@pytest.mark.parametrize("shift", [0, 1])
-def test_chi_square_same_p_values_and_decision(shift):
-    x_ref = rng.integers(0, 4, size=(500, 3))
-    x = np.clip(rng.integers(0, 4, size=(300, 3)) + shift * rng.integers(0, 2, size=(300, 3)), 0, 3)
-    theirs = run_alibi("chi2", x_ref=x_ref, x=x)
-    ours = ChiSquareDrift().fit(x_ref).predict(x)
-    np.testing.assert_allclose(ours.feature_p_vals, theirs["p_val"], atol=1e-9)
-    assert int(ours.is_drift) == theirs["is_drift"]
+DATA = _data()
 
 
-@pytest.mark.parametrize("shift", [0.0, 0.3])
-def test_mmd_same_decision_and_distance_p_value_within_permutation_noise(shift):
-    x_ref, x = rng.normal(size=(300, 5)), rng.normal(shift, size=(300, 5))
-    theirs = run_alibi("mmd", x_ref=x_ref, x=x, n_permutations=200)
-    ours = MMDDrift(n_permutations=200).fit(x_ref).predict(x)
-    assert int(ours.is_drift) == theirs["is_drift"]
-    assert ours.distance == pytest.approx(theirs["distance"], rel=1e-3, abs=1e-5)
-    assert abs(ours.p_val - theirs["p_val"]) < 0.15
+@pytest.fixture(scope="module")
+def theirs() -> dict[tuple, dict]:
+    """alibi-detect's answers on every case, from one run of its interpreter (its import alone takes seconds)."""
+    params = {"ks": lambda key: {"correction": key[2], "repeats": 1}, "chi2": lambda key: {}, "mmd": lambda key: {"n_permutations": 200}}
+    keys = list(DATA)
+    answers = run_alibi_many([(key[0], {**DATA[key], **params[key[0]](key)}) for key in keys])
+    return dict(zip(keys, answers, strict=True))
+
+
+@pytest.mark.parametrize("shift, correction", KS_CASES)
+def test_ks_same_p_values_and_decision(theirs, shift, correction):
+    data, answer = DATA["ks", shift, correction], theirs["ks", shift, correction]
+    ours = KSDrift(correction=correction).fit(data["x_ref"]).predict(data["x"])
+    np.testing.assert_allclose(ours.feature_p_vals, answer["p_val"], atol=1e-9)
+    np.testing.assert_allclose(ours.feature_distances, answer["distance"], atol=1e-9)
+    assert int(ours.is_drift) == answer["is_drift"]
+
+
+@pytest.mark.parametrize("shift", CHI2_SHIFTS)
+def test_chi_square_same_p_values_and_decision(theirs, shift):
+    data, answer = DATA["chi2", shift], theirs["chi2", shift]
+    ours = ChiSquareDrift().fit(data["x_ref"]).predict(data["x"])
+    np.testing.assert_allclose(ours.feature_p_vals, answer["p_val"], atol=1e-9)
+    assert int(ours.is_drift) == answer["is_drift"]
+
+
+@pytest.mark.parametrize("shift", MMD_SHIFTS)
+def test_mmd_same_decision_and_distance_p_value_within_permutation_noise(theirs, shift):
+    data, answer = DATA["mmd", shift], theirs["mmd", shift]
+    ours = MMDDrift(n_permutations=200).fit(data["x_ref"]).predict(data["x"])
+    assert int(ours.is_drift) == answer["is_drift"]
+    assert ours.distance == pytest.approx(answer["distance"], rel=1e-3, abs=1e-5)
+    assert abs(ours.p_val - answer["p_val"]) < 0.15
 
 
 def test_detectors_saved_by_alibi_detect_run_behind_seismos_interface(tmp_path):
