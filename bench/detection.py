@@ -15,7 +15,7 @@ applied once to the 360 test images (never seen by the classifier) and windows a
 without replacement; references are the 539 calibration images or a seeded 200 of them (a reference of
 1,000 would need more unseen digits than there are).
 
-    python -m bench.detection [--windows 50 100 200 300] [--references 200 539] [--clean 40] [--per-cell 5]
+    python -m bench.detection [--windows 50 100 200 300] [--references 200 539] [--clean 40] [--per-cell 5] [--method euclidean]
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clean", type=int, default=40, help="clean windows per window and reference size")
     parser.add_argument("--per-cell", type=int, default=5, help="windows per corruption, severity, window and reference size")
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--method", default="euclidean", help="EmbeddingDrift's method (the default, or whitened, cosine, ...)")
     args = parser.parse_args(argv)
     from seismo.embeddings.extract import embed
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(11)
     for n_ref in args.references:
         reference = calibration if n_ref >= len(calibration) else calibration[np.sort(rng.choice(len(calibration), n_ref, replace=False))]
-        detector = EmbeddingDrift(method="euclidean", version=version).fit(reference)
+        detector = EmbeddingDrift(method=args.method, version=version).fit(reference)
         for window in args.windows:
             cell: dict = {}
             for key, (embeddings, flags) in pools.items():
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in (*TUNED, *HELD):
             cells = [focus[f"{name}@{s}"] for s in SEVERITIES]
             print(f"  {'(held out) ' if name in HELD else ''}{name:20} " + "  ".join(f"{c['embedding']:.0%}/{c['combined']:.0%}" for c in cells))
-    save("detection", {"command": "python -m bench.detection", "tuned": list(TUNED), "held_out": list(HELD), "alpha": args.alpha,
+    name = "detection" if args.method == "euclidean" else f"detection_{args.method}"
+    save(name, {"command": "python -m bench.detection" + ("" if args.method == "euclidean" else f" --method {args.method}"), "method": args.method, "tuned": list(TUNED), "held_out": list(HELD), "alpha": args.alpha,
                        "summary": summary, "cells": results, "seconds": round(time.perf_counter() - started, 1)})
 
 

@@ -8,7 +8,7 @@ unseen windows). Issues:
 the embeddings document's six (blur, spots, brighten, darken, rotate, crop) and objects not in the
 training set (two digits in one image), at severities 1, 3 (moderate) and 5
 (seismo.demo.corruptions.IMAGE_ISSUES). Methods: EmbeddingDrift's euclidean (the default), cosine,
-ks and mmd, beside the pixel-space detector (the example KSDrift on a 32-d untrained autoencoder) and,
+ks, mmd and whitened, beside the pixel-space detector (the example KSDrift on a 32-d untrained autoencoder) and,
 where `make alibi` installed it, alibi-detect's MMDDrift on the same embeddings.
 
     python -m bench.embedding_drift [--clean 40] [--per-cell 5] [--window 200]
@@ -29,7 +29,7 @@ from seismo.demo.corruptions import IMAGE_ISSUES, image_issue
 from seismo.detect import EmbeddingDrift, load_detector
 from seismo.embeddings.extract import embed
 
-METHODS = ("euclidean", "cosine", "ks", "mmd")
+METHODS = ("euclidean", "cosine", "ks", "mmd", "whitened")
 SEVERITIES = (1, 3, 5)
 
 

@@ -6,6 +6,9 @@
   centroids, `seismo.stats.centroid`), so it alarms at the stated false alarm rate whatever the
   scale of the space.
 - `cosine`: the same with cosine distance (blind to a change of length, by design).
+- `whitened`: the euclidean centroid distance after whitening by the reference's covariance (shrunk
+  10 % toward its diagonal): a small move along a direction the reference hardly varies in
+  counts as much as a large one along its widest spread (a Hotelling-like distance).
 - `ks`: the embeddings document's robust alarm: centroid distances of many subsamples of the window
   against those of subsamples of the reference, compared by a KS statistic. Subsamples of one
   window are not independent, so the textbook KS p-value would alarm on clean data; the statistic's
@@ -36,7 +39,22 @@ from seismo.stats import MMDTest, chi2_homogeneity, median_heuristic_sigma
 from seismo.stats.centroid import METRICS, empirical_p_value, euclidean, held_out_null, kmeans, nearest, subsample_distances
 from seismo.stats.ks import ks_statistic
 
-METHODS = ("euclidean", "cosine", "ks", "mmd")
+METHODS = ("euclidean", "cosine", "ks", "mmd", "whitened")
+SHRINKAGE = 0.1
+"""`whitened`: the share of the covariances between directions shrunk away (a reference of a few hundred
+vectors estimates the smallest directions' variance poorly; without it they would dominate)."""
+
+
+def whitening(x_ref: np.ndarray, shrinkage: float = SHRINKAGE) -> np.ndarray:
+    """W with (x - mean) @ W of identity covariance on the reference (after shrinkage toward its diagonal)."""
+    covariance = np.atleast_2d(np.cov(x_ref, rowvar=False))
+    variances = np.diag(covariance)
+    if not (variances > 0).any():  # a constant reference: nothing to whiten
+        return np.eye(len(covariance))
+    floor = 1e-9 * float(variances.max())
+    shrunk = (1 - shrinkage) * covariance + shrinkage * np.diag(np.maximum(variances, floor))
+    values, vectors = np.linalg.eigh(shrunk)
+    return (vectors / np.sqrt(np.maximum(values, floor))) @ vectors.T
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,15 @@ class EmbeddingDrift(_DriftDetector):
     def _fitted(self) -> None:
         x_ref = self._require_fit()
         self._centroid = x_ref.mean(axis=0)
+        self._whiten = None
+        if self.method == "whitened":
+            # Cross-fitted: the whitening from one half, the null from the other. Whitening fitted on the
+            # very points the null is drawn from makes them look rounder than new data (the smallest
+            # directions' variance is underestimated in sample): 11 % false alarms at a nominal 5 %.
+            order = np.random.default_rng([self.seed, 8]).permutation(len(x_ref))
+            half = len(x_ref) // 2
+            self._whiten = whitening(x_ref[order[:half]])
+            self._null_part = x_ref[order[half:]]
         self._nulls: dict[tuple[str, int], np.ndarray] = {}
         rng = np.random.default_rng([self.seed, 1])
         self._clusters = kmeans(x_ref, self.n_clusters, rng)
@@ -154,6 +181,12 @@ class EmbeddingDrift(_DriftDetector):
                 # from one fixed part share its offset and would make the null too narrow (20 % clean alarms in the bench).
                 self._nulls[key] = np.array([self._ks_statistic(*self._resplit(window_size, rng), window_size, rng)
                                              for _ in range(max(20, self.n_draws // 5))])
+            elif method == "whitened":
+                assert self._whiten is not None  # set by _fitted for this method
+                part = self._null_part
+                # Scaled from the law against this half's centroid to the law against the whole reference's.
+                self._nulls[key] = held_out_null(part @ self._whiten, window_size, euclidean, self.n_draws, rng, against_all=True) * np.sqrt(
+                    (1 / window_size + 1 / len(self._require_fit())) / (1 / window_size + 1 / len(part)))
             else:
                 self._nulls[key] = held_out_null(self._require_fit(), window_size, METRICS[method], self.n_draws, rng, against_all=True)
         return self._nulls[key]
@@ -185,6 +218,10 @@ class EmbeddingDrift(_DriftDetector):
         if self.method in ("euclidean", "cosine"):
             statistic = float(METRICS[self.method](window.mean(axis=0), self._centroid))
             return TestScore(empirical_p_value(self.null(self.method, n), statistic), statistic)
+        if self.method == "whitened":
+            assert self._whiten is not None
+            statistic = float(euclidean((window.mean(axis=0) - self._centroid) @ self._whiten, np.zeros(len(self._centroid))))
+            return TestScore(empirical_p_value(self.null("whitened", n), statistic), statistic)
         if self.method == "ks":
             statistic = self._ks_statistic(window, self._parts[0], self._parts[1], n, call_rng)
             return TestScore(empirical_p_value(self.null("ks", n), statistic), statistic)

@@ -14,7 +14,7 @@ def reference():
     return np.random.default_rng(0).normal(loc=1.0, size=(1000, 32))
 
 
-@pytest.mark.parametrize("method", ["euclidean", "ks", "mmd"])
+@pytest.mark.parametrize("method", ["euclidean", "ks", "mmd", "whitened"])
 def test_clean_windows_rarely_alarm_and_shifted_ones_do(reference, method):
     detector = EmbeddingDrift(method=method, version=VERSION).fit(reference)
     rng = np.random.default_rng(10)
@@ -22,6 +22,24 @@ def test_clean_windows_rarely_alarm_and_shifted_ones_do(reference, method):
     shifted = [detector.predict(rng.normal(loc=1.0, size=(100, 32)) + 0.15, VERSION).is_drift for _ in range(20)]
     assert sum(clean) <= 5  # 5 % false alarms expected: 2 of 40, with room for chance
     assert sum(shifted) >= 18
+
+
+def test_whitened_sees_a_small_move_along_a_narrow_direction_the_euclidean_distance_misses():
+    """A cloud 10 times wider in its first 4 directions than in the other 12: a window moved by 0.4 of a
+    narrow direction's spread is lost in the wide directions' fluctuation for the plain centroid distance,
+    and plain to the whitened one; clean windows stay at the nominal rate for both."""
+    rng = np.random.default_rng(3)
+    spread = np.r_[np.full(4, 10.0), np.ones(12)]
+    reference = rng.normal(size=(800, 16)) * spread
+    move = np.zeros(16)
+    move[10] = 0.4
+    caught = {}
+    for method in ("euclidean", "whitened"):
+        detector = EmbeddingDrift(method=method).fit(reference)
+        clean = [detector.predict(rng.normal(size=(200, 16)) * spread).is_drift for _ in range(30)]
+        caught[method] = sum(detector.predict(rng.normal(size=(200, 16)) * spread + move).is_drift for _ in range(20))
+        assert sum(clean) <= 4, method
+    assert caught["whitened"] >= 12 and caught["euclidean"] <= 3, caught
 
 
 def test_euclidean_distance_and_p_value_of_a_known_shift(reference):
