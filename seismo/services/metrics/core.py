@@ -42,13 +42,13 @@ from seismo.services.api.metrics import Refused
 from seismo.services.auth import sender_token
 from seismo.services.base import Service, running
 from seismo.services.metrics.settings import MetricsSettings
-from seismo.services.publish import SinkRefused, publish_event
+from seismo.services.publish import publish_event
 from seismo.services.queries import parse_window
 from seismo.store.base import StoreUnavailable
 from seismo.tasks import cancel_and_wait, stopped_tasks
 from seismo.times import now_rfc3339, parse_duration
 from seismo.tracing import Tracing, fail, trace_headers
-from seismo.transport.poster import EventPoster, SendError
+from seismo.transport.poster import EventPoster
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +161,11 @@ class MetricsService(Service):
                            now_rfc3339(), extensions={"requestid": finding.prediction_id, "inferenceservicename": finding.model})
         try:
             await publish_event(self._poster, sink_url, event, f"the data-quality finding on {finding.prediction_id}")
-        except (SendError, SinkRefused) as exc:
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # SendError, SinkRefused, or a bug: counted, and the other findings still go
             self.metrics.quality_annotations.labels(finding.model, "sink_failed").inc()
-            log.warning("metrics: the data-quality finding on %s's prediction %s not published: %s", finding.model, finding.prediction_id, exc)
+            log.warning("metrics: the data-quality finding on %s's prediction %s not published: %r", finding.model, finding.prediction_id, exc)
             return
         self.metrics.quality_annotations.labels(finding.model, "published").inc()
 

@@ -128,6 +128,47 @@ def test_a_finding_becomes_its_records_quality_annotation_through_the_real_logge
         store.close()
 
 
+def test_a_finding_that_cannot_be_posted_is_counted_and_the_others_still_go(tmp_path, monkeypatch):
+    """One finding whose post fails in an unexpected way (a bug, not the sink) is counted sink_failed; the
+    findings posted beside it in the same round still reach their records, and the loop goes on."""
+    import seismo.services.metrics.core as metrics_core
+    from seismo.services.logger import LoggerSettings
+    from seismo.services.logger import create_app as logger_app
+
+    real_publish = metrics_core.publish_event
+
+    async def fragile(poster, sink_url, event, what, tries=5):
+        if event.extensions.get("requestid") == "bad":
+            raise RuntimeError("a bug the other findings must not wait on")
+        await real_publish(poster, sink_url, event, what, tries)
+
+    monkeypatch.setattr(metrics_core, "publish_event", fragile)
+    np.save(tmp_path / "reference.npy", REFERENCE)
+    (tmp_path / "metrics.yaml").write_text("models:\n  credit:\n    type: binary\n    quality: {reference: reference.npy}\n")
+    store = SQLiteRecordStore(tmp_path / "records.db")
+    try:
+        with ServedApp(logger_app(LoggerSettings(sqlite_path=tmp_path / "records.db"), CollectorRegistry())) as logger:
+            settings = MetricsSettings(config_file=tmp_path / "metrics.yaml", state_path=tmp_path / "metrics.db",
+                                       sqlite_path=tmp_path / "records.db", scan_interval_seconds=0.05, scan_settle_seconds=0.0,
+                                       refresh_interval_seconds=0.1, window="all", sink_url=f"{logger.base_url}/")
+            with ServedApp(create_app(settings, CollectorRegistry())) as client:
+                at = time.time()
+                for pid in ("bad", "good-1", "good-2"):
+                    store.apply([RecordUpdate(pid, EventKind.REQUEST, KSERVE_REQUEST, "credit", at, orjson.dumps({"instances": [[500.0, 1, 0.5]]}),
+                                              "application/json"),
+                                 RecordUpdate(pid, EventKind.RESPONSE, KSERVE_RESPONSE, "credit", at, orjson.dumps({"predictions": [0.5]}),
+                                              "application/json", status=200)])
+                annotated = lambda pid: "quality" in logger.get(f"/v1/records/{pid}").json()["annotations"]  # noqa: E731
+                wait_until(lambda: annotated("good-1") and annotated("good-2"), 10, message="the other findings on their records")
+                count = lambda outcome: metric_sum(client.get("/metrics").text, "seismo_data_quality_annotations_total",  # noqa: E731
+                                                   model="credit", outcome=outcome)
+                wait_until(lambda: count("sink_failed") == 1, 10, message="the failing one counted")
+                assert count("published") == 2 and not annotated("bad")
+                assert client.get("/healthz").status_code == 200
+    finally:
+        store.close()
+
+
 def test_a_request_the_check_cannot_handle_is_counted_and_the_scan_goes_on(tmp_path, monkeypatch):
     from seismo.performance.quality import QualitySchema
 
