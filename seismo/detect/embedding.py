@@ -220,7 +220,7 @@ class EmbeddingDrift(_DriftDetector):
             return TestScore(empirical_p_value(self.null(self.method, n), statistic), statistic)
         if self.method == "whitened":
             assert self._whiten is not None
-            statistic = float(euclidean((window.mean(axis=0) - self._centroid) @ self._whiten, np.zeros(len(self._centroid))))
+            statistic = float(np.linalg.norm((window.mean(axis=0) - self._centroid) @ self._whiten))
             return TestScore(empirical_p_value(self.null("whitened", n), statistic), statistic)
         if self.method == "ks":
             statistic = self._ks_statistic(window, self._parts[0], self._parts[1], n, call_rng)

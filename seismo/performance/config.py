@@ -132,9 +132,9 @@ class ModelConfig:
     business: BusinessValues | None = None
     """What outcomes are worth, when the config says."""
     calibrator: Calibrator | None = None
+    """Maps the model's scores to the chance of being right (binary: of a positive), fitted on `estimation.reference`."""
     quality: QualitySchema | None = None
     """The reference's schema the data-quality counts compare each request with."""
-    """Maps the model's scores to the chance of being right (binary: of a positive), fitted on `estimation.reference`."""
 
     @property
     def classification(self) -> bool:
