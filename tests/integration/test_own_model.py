@@ -106,9 +106,15 @@ def test_a_new_model_under_watch_as_the_docs_say(tmp_path):
         # Data quality from the declared reference's schema: a well-formed row far outside it is counted, by feature name.
         odd = live[0].copy()
         odd[1] = 1000 * (abs(odd[1]) + 1)
-        assert client.post(f"{url['model-churn']}/v1/models/churn:predict", json={"instances": [odd.tolist()]}).status_code == 200
+        answer = client.post(f"{url['model-churn']}/v1/models/churn:predict", json={"instances": [odd.tolist()]})
+        assert answer.status_code == 200
         wait_until(lambda: metric_sum(client.get(f"{url['metrics']}/metrics").text, "seismo_data_quality_issues_total",
                                       model="churn", feature="b", issue="out_of_range") == 1, 60, message="the out-of-range value counted")
+        # ... and kept on its record, by feature name, through the declared stack's broker and logger.
+        odd_id = answer.headers["x-prediction-id"]
+        quality = wait_until(lambda: client.get(f"{url['logger']}/v1/records/{odd_id}").json().get("annotations", {}).get("quality"), 30,
+                             message="the finding on the odd request's record")
+        assert {"feature": "b", "issue": "out_of_range", "instances": 1} in quality["issues"]
     finally:
         if "stack_client" in locals():
             stack_client.close()
