@@ -37,8 +37,10 @@ SERVICES = {
                                               "SEISMO_MODEL_NAMESPACE": NAMESPACE}),
     "logger": (SERVICE_PORTS["logger"], 2, "200m", "256Mi", "512Mi", {}),
     "outlier": (SERVICE_PORTS["outlier"], 1, "500m", "1Gi", "2Gi", {"SEISMO_OUTLIER_DETECTOR_PATH": "/models/detectors/outlier",
+                                                                    "SEISMO_OUTLIER_INPUT_DETECTOR": "false",
                                                                     "SEISMO_OUTLIER_ADVERSARIAL_DETECTOR_PATH": "/models/detectors/adversarial"}),
     "drift": (SERVICE_PORTS["drift"], 1, "500m", "1Gi", "2Gi", {"SEISMO_DRIFT_DETECTOR_PATH": "/models/detectors/drift", "SEISMO_DRIFT_SINK_URL": BROKER_INGRESS,
+                                              "SEISMO_DRIFT_INPUT_DETECTOR": "false",
                                               "SEISMO_DRIFT_STATE_PATH": "/state/drift-windows.db",
                                               "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH": "/models/detectors/embedding",
                                               "SEISMO_DRIFT_EMBEDDING_STATE_PATH": "/state/drift-embedding-windows.db"}),
@@ -251,7 +253,9 @@ def overlays() -> dict[str, object]:
 # are filled with comes from here, so the chart and the kustomize base cannot disagree on a port, an image,
 # a resource, a Trigger, an alert or a dashboard (a test renders both and compares).
 CHART = REPO / "charts" / "seismo"
-TEMPLATE_COMPUTED_ENV = {"SEISMO_MODEL_SINK_URL", "SEISMO_MODEL_NAMESPACE", "SEISMO_DRIFT_SINK_URL", "SEISMO_METRICS_SINK_URL"}  # depend on namespace and broker class
+# These depend on the namespace and the broker class, or (the input detectors) on `detectors.inputs`.
+TEMPLATE_COMPUTED_ENV = {"SEISMO_MODEL_SINK_URL", "SEISMO_MODEL_NAMESPACE", "SEISMO_DRIFT_SINK_URL", "SEISMO_METRICS_SINK_URL",
+                         "SEISMO_DRIFT_INPUT_DETECTOR", "SEISMO_OUTLIER_INPUT_DETECTOR"}
 GPU_SERVICES = tuple(name for name in SERVICES if TABLE[name].gpu)
 
 VALUES_HEADER = """\

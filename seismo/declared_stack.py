@@ -177,12 +177,14 @@ def prepare(declaration: Declaration, data_dir: Path, host: str = "127.0.0.1", o
             name = f"outlier-{model.name}"
             services.append(name)
             commands[name] = ["outlier", "--detector-path", str(folders[model.name] / "outlier")]
-            service_env[name] = {"SEISMO_OUTLIER_MODEL": model.name}
+            service_env[name] = {"SEISMO_OUTLIER_MODEL": model.name, "SEISMO_OUTLIER_INPUT_DETECTOR": "true"}
         if "drift" in watched:
             name = f"drift-{model.name}"
             services.append(name)
             commands[name] = ["drift", "--detector-path", str(folders[model.name] / "drift")]
-            service_env[name] = {"SEISMO_DRIFT_MODEL": model.name, "SEISMO_DRIFT_WINDOW_SIZE": str(model.window)}
+            # the broker sends a declared model's requests to its detectors whatever SEISMO_BROKER_INPUT_DETECTORS says
+            service_env[name] = {"SEISMO_DRIFT_MODEL": model.name, "SEISMO_DRIFT_WINDOW_SIZE": str(model.window),
+                                 "SEISMO_DRIFT_INPUT_DETECTOR": "true"}
             if embedding_configured(model):
                 service_env[name]["SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH"] = str(folders[model.name] / "embedding")
         if model.endpoint is not None:

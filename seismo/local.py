@@ -25,6 +25,9 @@ from seismo.services.common import PortInUse, check_port_free
 from seismo.topology import EXAMPLE_DETECTORS, EXAMPLE_TABULAR_MODEL, SERVICE_PORTS
 from seismo.topology import SERVICES as DEPLOYED
 
+# What pydantic reads as true in a boolean setting (the services' settings parse these variables).
+TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "on"})
+
 # The service table's start order, with the example tabular model as a second model server right after the first.
 SERVICES = tuple(name for service in DEPLOYED for name in ((service, "tabular") if service == "model" else (service,)))
 
@@ -174,6 +177,14 @@ class LocalStack:
         for name in ("SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH", "SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH"):
             if env.get(name) == "":
                 del env[name]
+        # While the broker sends the detectors no requests, their input detectors (the example's VAE and
+        # autoencoder) are not loaded: no TensorFlow in those two processes. A declared stack's detectors say
+        # their own (seismo.declared_stack).
+        if env.get("SEISMO_BROKER_INPUT_DETECTORS", "").strip().lower() not in TRUE_WORDS:
+            if env.get("SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH"):
+                env.setdefault("SEISMO_DRIFT_INPUT_DETECTOR", "false")
+            if env.get("SEISMO_OUTLIER_ADVERSARIAL", "true").strip().lower() in TRUE_WORDS:
+                env.setdefault("SEISMO_OUTLIER_INPUT_DETECTOR", "false")
         # Auth on: the services send their events with sender tokens of their own (seismo.services.senders),
         # made up for this stack unless the caller names them.
         if (env.get("SEISMO_AUTH_TOKENS") or env.get("SEISMO_AUTH_TOKENS_FILE")) and not (

@@ -371,3 +371,18 @@ def test_detectors_inputs_true_adds_the_requests_to_the_embedding_detectors():
         assert "org.kubeflow.serving.inference.request" in with_inputs[service]
         assert default[service] == {"org.kubeflow.serving.inference.response"}
     assert with_inputs["seismo-logger"] == default["seismo-logger"]
+
+    def input_detector(objects: list[dict]) -> dict[str, str | None]:
+        """Each drift/outlier Deployment's SEISMO_*_INPUT_DETECTOR (None: unset, the service's default, true)."""
+        out = {}
+        for o in objects:
+            if o["kind"] == "Deployment" and o["metadata"]["name"].startswith(("seismo-drift", "seismo-outlier")):
+                env = {e["name"]: e.get("value") for e in o["spec"]["template"]["spec"]["containers"][0]["env"]}
+                out[o["metadata"]["name"]] = next((v for k, v in env.items() if k.endswith("_INPUT_DETECTOR")), None)
+        return out
+
+    # The example's detectors load their input detectors (TensorFlow networks) only when requests are routed to them;
+    # a declared model's detectors always get its requests and keep theirs.
+    assert input_detector(render({"detectors": {"inputs": True}})) == {"seismo-drift": "true", "seismo-outlier": "true"}
+    assert input_detector(render()) == {"seismo-drift": "false", "seismo-outlier": "false"}
+    assert input_detector(render(TWO_MODELS)) == {"seismo-drift-churn": None, "seismo-outlier-churn": None, "seismo-drift-fraud": None}

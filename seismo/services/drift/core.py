@@ -102,9 +102,14 @@ class DriftService(EventDetector):
 
     def __init__(self, settings: DriftSettings, registry: CollectorRegistry, auth: AuthSettings | None = None,
                  tracing: Tracing | None = None):
-        if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
+        if not settings.input_detector and settings.embedding_detector_path is None:
+            raise ValueError("SEISMO_DRIFT_INPUT_DETECTOR=false without SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH leaves this service "
+                             "nothing to test: set one of them")
+        if settings.input_detector and not any((settings.detector_path / name).exists()
+                                               for name in ("config.json", "config.toml", "meta.dill")):
             raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit drift --reference FILE --out DIR` "
-                             "(or `make model` for the example) and set SEISMO_DRIFT_DETECTOR_PATH")
+                             "(or `make model` for the example) and set SEISMO_DRIFT_DETECTOR_PATH "
+                             "(or SEISMO_DRIFT_INPUT_DETECTOR=false to test response embeddings alone)")
         if settings.window_size < 2:
             raise ValueError(f"window_size must be at least 2, not {settings.window_size}")
         if settings.embedding_detector_path is not None and not (settings.embedding_detector_path / "config.json").exists():
@@ -122,14 +127,15 @@ class DriftService(EventDetector):
         self.sampling_metrics(registry)
         self.source = f"http://{settings.host}:{settings.port}/"
         self.detector: Any = None
-        self._store: WindowStore | None = None
+        self._store: WindowStore | None = None  # the input windows; None while the input detector is off
+        self._started = False
         self._poster: EventPoster | None = None
         self._tasks: list[asyncio.Task] = []
         self.batcher: ThreadBatcher[WindowWork, list[dict] | None] = ThreadBatcher(self._add_batch, 64, name="drift-windows")
 
     @property
     def ready(self) -> bool:
-        return self.detector is not None
+        return self._started
 
     @property
     def store(self) -> WindowStore:
@@ -160,6 +166,9 @@ class DriftService(EventDetector):
                 raise Rejection("unknown_model", f"no detector for model {model_of(event)!r} here (this one watches "
                                 f"{model!r})", model_of(event))
             return await self.add_embeddings(event)
+        if not self.settings.input_detector:
+            raise Rejection("input_detector_off", f"{event.type} events are not tested here: SEISMO_DRIFT_INPUT_DETECTOR is false "
+                            "(the broker should send this service response events only)", model_of(event))
         shape = self.detector.instance_shape if self.detector is not None else None
         event, array = instances_of_event(event, model, shape)
         return await self.add(event, array)
@@ -169,15 +178,16 @@ class DriftService(EventDetector):
 
     async def start(self) -> None:
         settings = self.settings
-        detector = load_detector(settings.detector_path)
-        if settings.effect_floor is not None and hasattr(detector, "effect_floor"):
-            detector.effect_floor = settings.effect_floor
-        self.detector = detector
-        assert detector.instance_shape is not None  # a loaded detector is fitted
-        self._store = WindowStore(settings.postgres_url or settings.state_path, detector.instance_shape, settings.window_size,
-                                  settings.window_mode, settings.window_seconds, settings.slide_seconds, settings.min_window,
-                                  grace=settings.window_grace_seconds)
-        self.metrics.fill.labels(settings.model).set(self.store.pending(settings.model))
+        if settings.input_detector:
+            detector = load_detector(settings.detector_path)
+            if settings.effect_floor is not None and hasattr(detector, "effect_floor"):
+                detector.effect_floor = settings.effect_floor
+            self.detector = detector
+            assert detector.instance_shape is not None  # a loaded detector is fitted
+            self._store = WindowStore(settings.postgres_url or settings.state_path, detector.instance_shape, settings.window_size,
+                                      settings.window_mode, settings.window_seconds, settings.slide_seconds, settings.min_window,
+                                      grace=settings.window_grace_seconds)
+            self.metrics.fill.labels(settings.model).set(self.store.pending(settings.model))
         if settings.sink_url:
             self._poster = EventPoster(8, bearer=sender_token(self.auth, "drift"))
             await self._poster.start()
@@ -189,8 +199,13 @@ class DriftService(EventDetector):
         self.batcher.start()
         await self._recover()
         self._tasks = [asyncio.create_task(self._clock(), name="drift-clock")]
-        log.info("drift detector %s for %r ready on port %d (%s windows of %d; %d instances carried over)", detector.kind,
-                 settings.model, settings.port, settings.window_mode, settings.window_size, self.store.pending(settings.model))
+        if self._store is not None:
+            log.info("drift detector %s for %r ready on port %d (%s windows of %d; %d instances carried over)", self.detector.kind,
+                     settings.model, settings.port, settings.window_mode, settings.window_size, self.store.pending(settings.model))
+        else:
+            log.info("drift service for %r ready on port %d: embedding windows of %d; input detector off", settings.model,
+                     settings.port, settings.embedding_window_size)
+        self._started = True
 
     @property
     def lease(self) -> float | None:
@@ -205,6 +220,8 @@ class DriftService(EventDetector):
         if self.embeddings is not None:
             for payload in await self.batcher.call(self.embeddings.recover):
                 await self.publish(payload, None)
+        if self._store is None:
+            return
         for window, event_id in await self.batcher.call(self.store.unfinished, self.lease):
             payload = await self.batcher.call(self._finish, window, event_id)
             log.info("drift: %s window %d recovered (taken but never recorded)", window.model, window.number)
@@ -280,8 +297,17 @@ class DriftService(EventDetector):
     def _earlier_results(self, model: str, event_id: str) -> list[dict]:
         return [orjson.loads(p) for p in self.store.results_for(model, event_id)]
 
+    def _forget_seen(self) -> None:
+        """Expire remembered event ids and recorded results past `dedup_seconds`, in the input windows and the
+        embedding windows alike (before, the embedding store kept every response event's id for good)."""
+        older_than = time.time() - self.settings.dedup_seconds
+        if self._store is not None:
+            self.store.forget(older_than)
+        if self.embeddings is not None:
+            self.embeddings.store.forget(older_than)
+
     def _due_windows(self) -> list[dict]:
-        self.store.forget(time.time() - self.settings.dedup_seconds)
+        self._forget_seen()
         return [self._finish(w, None) for w in self.store.due()]
 
     async def add(self, event: CloudEvent, rows: np.ndarray) -> list[dict]:
@@ -332,11 +358,11 @@ class DriftService(EventDetector):
             log.warning("drift result for %s window %s not published: %s", payload["model"], payload["window"], exc)
 
     async def _clock(self) -> None:
-        if self.settings.window_mode == "count":  # count windows are tested on arrival; only the dedup ids expire here
+        if self.settings.window_mode == "count" or self._store is None:  # count windows are tested on arrival; only the dedup ids expire here
             while True:
                 await asyncio.sleep(60.0)
                 try:
-                    await self.batcher.call(self.store.forget, time.time() - self.settings.dedup_seconds)
+                    await self.batcher.call(self._forget_seen)
                     if self.lease is not None:  # a replica sharing the store may have died holding a window
                         await self._recover()
                 except Exception:

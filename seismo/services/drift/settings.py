@@ -25,6 +25,12 @@ class DriftSettings(BaseSettings):
     """Port the broker delivers request events to."""
     detector_path: Path = EXAMPLE_DETECTORS / "drift"
     """A detector folder saved by `seismo fit drift` (or save_detector)."""
+    input_detector: bool = True
+    """Load the detector at `detector_path` and fill windows with request events' instances. false: it is not
+    loaded (for the example's autoencoder + KS, no TensorFlow: about a quarter of the start time and 540 MiB less
+    memory) and request events are refused (reason `input_detector_off`); needs `embedding_detector_path`. What
+    `seismo up` and the chart set while the broker sends this service no requests (SEISMO_BROKER_INPUT_DETECTORS,
+    `detectors.inputs`)."""
     model: str = "image-classifier"
     """The model whose requests fill the windows; events for other models are rejected."""
     window_size: int = 1000

@@ -41,9 +41,14 @@ class OutlierService(EventDetector):
     name = "outlier"
 
     def __init__(self, settings: OutlierSettings, registry: CollectorRegistry, tracing: Tracing | None = None):
-        if not any((settings.detector_path / name).exists() for name in ("config.json", "config.toml", "meta.dill")):
+        if not settings.input_detector and not settings.adversarial:
+            raise ValueError("SEISMO_OUTLIER_INPUT_DETECTOR=false and SEISMO_OUTLIER_ADVERSARIAL=false leave this service nothing "
+                             "to score: turn one of them on")
+        if settings.input_detector and not any((settings.detector_path / name).exists()
+                                               for name in ("config.json", "config.toml", "meta.dill")):
             raise ValueError(f"no detector at {settings.detector_path}: fit one with `seismo fit outlier --reference FILE --out DIR` "
-                             "(or `make model` for the example) and set SEISMO_OUTLIER_DETECTOR_PATH")
+                             "(or `make model` for the example) and set SEISMO_OUTLIER_DETECTOR_PATH "
+                             "(or SEISMO_OUTLIER_INPUT_DETECTOR=false to check response embeddings alone)")
         self.settings = settings
         self.source = f"http://{settings.host}:{settings.port}/"
         self.tracing = tracing or Tracing("outlier")  # handed in by create_app; made here when a test builds the core alone
@@ -62,6 +67,7 @@ class OutlierService(EventDetector):
                                            ["model", "reason"], registry=registry)
         self.sampling_metrics(registry)
         self.detector: Any = None
+        self._started = False
         # Small (class means and one precision matrix): loaded here, so a wrong path stops the start at once.
         self.adversarial = self._load_adversarial(settings.adversarial_detector_path) if settings.adversarial else None
         self.batcher: ThreadBatcher[np.ndarray, OutlierResult] = ThreadBatcher(self._score_batch, settings.max_batch,
@@ -69,7 +75,7 @@ class OutlierService(EventDetector):
 
     @property
     def ready(self) -> bool:
-        return self.detector is not None
+        return self._started
 
     def stopped(self) -> list[str]:
         return self.batcher.stopped()
@@ -83,6 +89,9 @@ class OutlierService(EventDetector):
             return Answer(204)
         if kind_of(event.type) is EventKind.RESPONSE and self.adversarial is not None:
             return self._adversarial_answer(event, headers)
+        if not self.settings.input_detector:
+            raise Rejection("input_detector_off", f"{event.type} events are not scored here: SEISMO_OUTLIER_INPUT_DETECTOR is false "
+                            "(the broker should send this service response events only)", model_of(event))
         shape = self.detector.instance_shape if self.detector is not None else None
         event, array = instances_of_event(event, self.settings.model, shape)
         with self.tracing.span("outlier score", parent_of(headers, event.extensions), "SERVER",
@@ -102,12 +111,15 @@ class OutlierService(EventDetector):
         return reply(event, SEISMO_ADVERSARIAL, self.source, self.with_share(data))
 
     async def start(self) -> None:
-        self.detector = load_detector(self.settings.detector_path)
-        self.threshold.labels(self.settings.model).set(self.detector.threshold)
+        if self.settings.input_detector:
+            self.detector = load_detector(self.settings.detector_path)
+            self.threshold.labels(self.settings.model).set(self.detector.threshold)
         if self.adversarial is not None:
             self.adversarial_threshold.labels(self.settings.model).set(self.adversarial.threshold or 0.0)
         self.batcher.start()
-        log.info("outlier detector %s for %r ready on port %d", self.detector.kind, self.settings.model, self.settings.port)
+        self._started = True
+        log.info("outlier service for %r ready on port %d (input detector: %s; adversarial check: %s)", self.settings.model,
+                 self.settings.port, self.detector.kind if self.detector is not None else "off", "on" if self.adversarial else "off")
 
     async def stop(self) -> None:
         await self.batcher.close()
