@@ -9,10 +9,15 @@ Two layouts:
 - shared: every process on every core (on a 2-core machine the broker and logger take CPU from the
   model server, which is what a laptop running `seismo up` sees);
 - pinned: each model server alone on core 0, everything else on the other cores, as in production
-  where the broker and logger run in their own pods. This isolates what logging costs the model
-  server itself.
+  where the broker and logger run in their own pods. On this machine's two vCPUs that still is not
+  isolation: the load generator shares the other core with the broker and the logger, and their work
+  slows the model server's core down too (in one py-spy run the same TensorFlow Lite calls took 2.5x
+  the samples with logging on);
+- sink: pinned, but the logged model server posts to `bench.null_sink` (takes every request, does
+  nothing) instead of a broker: what logging costs the model server itself, the broker's and the
+  logger's CPU being measured in `bench.throughput`.
 
-    python -m bench.logging_overhead [--requests 1000] [--concurrency 1] [--layout shared|pinned|both]
+    python -m bench.logging_overhead [--requests 1000] [--concurrency 1] [--layout shared|pinned|sink|all]
 """
 
 from __future__ import annotations
@@ -20,30 +25,48 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from bench.common import closed_loop, cpu_seconds, example_bodies, percentiles, save
 from seismo.local import LocalStack, free_ports
+from seismo.probes import free_port, wait_until
 
 PIPELINE = ("logger", "broker", "model")  # the logged-inference path; detectors have their own benchmarks
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def measure(layout: str, requests: int, concurrency: int) -> dict:
+    sink = None
+    if layout == "sink":
+        port = free_port()
+        sink = subprocess.Popen([sys.executable, "-m", "bench.null_sink", str(port)])
+        wait_until(lambda: _listening(port), 10, message="the null sink")
     with tempfile.TemporaryDirectory() as tmp:
-        logged = LocalStack(Path(tmp) / "on", ports=free_ports(), services=PIPELINE)
+        logged = (LocalStack(Path(tmp) / "on", ports=free_ports(), services=("model",),
+                             env={"SEISMO_MODEL_SINK_URL": f"http://127.0.0.1:{port}/", "SEISMO_MODEL_LOG_BATCH_SIZE": "64"})
+                  if sink else LocalStack(Path(tmp) / "on", ports=free_ports(), services=PIPELINE))
         unlogged = LocalStack(Path(tmp) / "off", ports=free_ports(),
                               services=("model",), env={"SEISMO_MODEL_SINK_URL": ""})
         logged.start()
         unlogged.start()
         cores = sorted(os.sched_getaffinity(0))
-        if layout == "pinned":
+        if layout in ("pinned", "sink"):
             if len(cores) < 2:
-                raise SystemExit("the pinned layout needs at least 2 cores")
+                raise SystemExit(f"the {layout} layout needs at least 2 cores")
             rest = set(cores[1:])
             for stack in (logged, unlogged):
                 for name, service in stack.processes.items():
                     os.sched_setaffinity(service.process.pid, {cores[0]} if name == "model" else rest)
+            if sink:
+                os.sched_setaffinity(sink.pid, rest)
             os.sched_setaffinity(0, rest)  # the load generator too
         try:
             bodies = example_bodies(200)
@@ -64,6 +87,9 @@ def measure(layout: str, requests: int, concurrency: int) -> dict:
             os.sched_setaffinity(0, set(cores))
             unlogged.stop()
             logged.stop()
+            if sink:
+                sink.kill()
+                sink.wait()
     p_on, p_off = percentiles(on), percentiles(off)
     return {
         "layout": layout,
@@ -82,9 +108,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=1)
-    parser.add_argument("--layout", choices=("shared", "pinned", "both"), default="both")
+    parser.add_argument("--layout", choices=("shared", "pinned", "sink", "both", "all"), default="all",
+                        help="both: shared and pinned; all: the three")
     args = parser.parse_args()
-    layouts = ("shared", "pinned") if args.layout == "both" else (args.layout,)
+    layouts = {"both": ("shared", "pinned"), "all": ("shared", "pinned", "sink")}.get(args.layout, (args.layout,))
     save("logging_overhead", {"runs": [measure(layout, args.requests, args.concurrency) for layout in layouts]})
 
 
