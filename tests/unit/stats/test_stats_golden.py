@@ -246,3 +246,24 @@ def test_mmd_test_keeps_its_false_alarm_rate_with_one_draw_of_permutations():
     alarms = sum(test.test(rng.normal(size=(100, 4)))[1] < 0.05 for _ in range(200))
     assert 2 <= alarms <= 20  # 10 expected; a binomial(200, 0.05) is outside [2, 20] with probability < 0.3 %
     assert all(test.test(rng.normal(0.6, 1.0, size=(100, 4)))[1] < 0.05 for _ in range(10))
+
+
+@pytest.mark.parametrize("n, m", [(1000, 1000), (1000, 200), (600, 999)])
+def test_ks_p_values_are_kstwo_whether_precomputed_memoised_or_new(n, m):
+    """The p-values come from a memo (and, for a small 1/lcm(n, m) grid, a table of the first window's size
+    computed up front): each must equal scipy's kstwo.sf of that statistic, on windows with and without drift."""
+    from scipy.stats import kstwo
+
+    from seismo.stats import ks
+
+    ks._sf_memo.clear()
+    ks._precompute.cache_clear()
+    rng = np.random.default_rng(n + m)
+    reference = rng.normal(size=(n, 40))
+    effective_n = float(np.round(n * m / (n + m)))
+    for shift in (0.0, 0.0, 0.05, 0.4, 0.0):
+        statistic, p_value = ks_2samp(reference, rng.normal(shift, size=(m, 40)))
+        expected = [float(np.clip(kstwo.sf(float(d), effective_n), 0, 1)) for d in statistic]
+        assert p_value.tolist() == expected
+    if (n, m) == (1000, 1000):  # a grid of 1/1000: all of it below n d^2 = 2.2 (d <= 0.067) is in the table
+        assert all((k / 1000, effective_n) in ks._sf_memo for k in range(1, 68))
