@@ -167,9 +167,10 @@ class LocalStack:
         # embedding drift on the example classifier's penultimate layer, when `make model` fitted its detector
         # and the drift service watches that model (another model's responses carry no such embedding: every
         # one would be refused). An empty value turns the embedding detector off.
-        if (EXAMPLE_DETECTORS / "embedding" / "config.json").exists() and env.get("SEISMO_DRIFT_MODEL", EXAMPLE_NAME) == EXAMPLE_NAME:
+        given = {**env, **self.env}  # what the caller's environment and this stack's own settings name
+        if (EXAMPLE_DETECTORS / "embedding" / "config.json").exists() and given.get("SEISMO_DRIFT_MODEL", EXAMPLE_NAME) == EXAMPLE_NAME:
             env.setdefault("SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH", str(EXAMPLE_DETECTORS / "embedding"))
-            if env.get("SEISMO_MODEL_NAME", EXAMPLE_NAME) == EXAMPLE_NAME:
+            if given.get("SEISMO_MODEL_NAME", EXAMPLE_NAME) == EXAMPLE_NAME:
                 env.setdefault("SEISMO_LOGGER_EMBEDDING_REFERENCE_PATH", str(EXAMPLE_DETECTORS / "embedding"))
         # the example models keep their names as metric labels; other names are bounded (seismo.labels)
         env.setdefault("SEISMO_LOGGER_MODELS", "image-classifier,tabular-classifier")

@@ -119,3 +119,9 @@ def test_seismo_up_keeps_the_input_detectors_when_the_broker_sends_requests(tmp_
     monkeypatch.setenv("SEISMO_DRIFT_MODEL", "someone-else")  # as a user of `seismo up` sets it
     other = LocalStack(tmp_path).child_env()
     assert "SEISMO_DRIFT_INPUT_DETECTOR" not in other and other["SEISMO_OUTLIER_INPUT_DETECTOR"] == "false"
+    assert "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH" not in other  # the example's embedding belongs to the example model
+    monkeypatch.delenv("SEISMO_DRIFT_MODEL")
+    # the same named in the stack's own settings (a library caller's LocalStack(env=...)): before, only the
+    # caller's environment was read, and the other model's drift service got the example's embedding detector
+    passed = LocalStack(tmp_path, env={"SEISMO_DRIFT_MODEL": "someone-else"}).child_env()
+    assert "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH" not in passed and "SEISMO_DRIFT_INPUT_DETECTOR" not in passed
