@@ -254,6 +254,9 @@ def overlays() -> dict[str, object]:
 # a resource, a Trigger, an alert or a dashboard (a test renders both and compares).
 CHART = REPO / "charts" / "seismo"
 # These depend on the namespace and the broker class, or (the input detectors) on `detectors.inputs`.
+# The example's drift and outlier services without their input detectors (`detectors.inputs: false`, the default):
+# no TensorFlow in them, about 160 MiB at most in the 10-minute soak (docs/performance.md), against 680-810 MiB with it.
+WITHOUT_INPUTS_RESOURCES = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
 TEMPLATE_COMPUTED_ENV = {"SEISMO_MODEL_SINK_URL", "SEISMO_MODEL_NAMESPACE", "SEISMO_DRIFT_SINK_URL", "SEISMO_METRICS_SINK_URL",
                          "SEISMO_DRIFT_INPUT_DETECTOR", "SEISMO_OUTLIER_INPUT_DETECTOR"}
 GPU_SERVICES = tuple(name for name in SERVICES if TABLE[name].gpu)
@@ -401,6 +404,8 @@ seldonGraphs: ""
 # service's settings, see docs/reference/configuration.md), extraEnv (appended: OTEL_*, your own),
 # nodeSelector, tolerations; the model server and the outlier detector also take a GPU node pool
 # (gpu.enabled adds the nvidia.com/gpu limit, gpu.nodeSelector, gpu.tolerations and the -gpu image tag).
+# The drift and outlier services' `resources` are for detectors.inputs: true (TensorFlow networks on every
+# request); with it false they load no input detector and get `resourcesWithoutInputs`.
 """
 
 
@@ -422,6 +427,8 @@ def chart_values() -> tuple[str, dict]:
             "env": [{"name": k, "value": v} for k, v in explicit.items() if k not in TEMPLATE_COMPUTED_ENV],
             "extraEnv": [], "nodeSelector": {}, "tolerations": [],
         })
+        if name in ("drift", "outlier"):
+            svc["resourcesWithoutInputs"] = {k: dict(v) for k, v in WITHOUT_INPUTS_RESOURCES.items()}  # a copy each: no YAML alias
         if name in GPU_SERVICES:
             svc["gpu"] = {"enabled": False, "count": 1, "tagSuffix": "-gpu", "nodeSelector": {"nvidia.com/gpu.present": "true"},
                           "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
@@ -457,6 +464,8 @@ def chart_schema(values: dict) -> dict:
         }
         if name in GRPC_PORTS:
             props["grpcPort"] = port
+        if name in ("drift", "outlier"):
+            props["resourcesWithoutInputs"] = props["resources"]
         if name in GPU_SERVICES:
             props["gpu"] = _object({"enabled": boolean, "count": {"type": "integer", "minimum": 1}, "tagSuffix": string,
                                     "nodeSelector": {"type": "object", "additionalProperties": {"type": "string"}},

@@ -386,3 +386,14 @@ def test_detectors_inputs_true_adds_the_requests_to_the_embedding_detectors():
     assert input_detector(render({"detectors": {"inputs": True}})) == {"seismo-drift": "true", "seismo-outlier": "true"}
     assert input_detector(render()) == {"seismo-drift": "false", "seismo-outlier": "false"}
     assert input_detector(render(TWO_MODELS)) == {"seismo-drift-churn": None, "seismo-outlier-churn": None, "seismo-drift-fraud": None}
+
+    def memory(objects: list[dict]) -> dict[str, str]:
+        """Each drift/outlier Deployment's memory request."""
+        return {o["metadata"]["name"]: o["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"]
+                for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].startswith(("seismo-drift", "seismo-outlier"))}
+
+    # ... and are sized for what they load: TensorFlow networks only with detectors.inputs (or a declared model's own detectors)
+    assert memory(render()) == {"seismo-drift": "256Mi", "seismo-outlier": "256Mi"}
+    assert memory(render({"detectors": {"inputs": True}})) == {"seismo-drift": "1Gi", "seismo-outlier": "1Gi"}
+    assert set(memory(render(TWO_MODELS)).values()) == {"1Gi"}
+    assert memory(render({"services": {"drift": {"resourcesWithoutInputs": {"requests": {"memory": "300Mi"}}}}}))["seismo-drift"] == "300Mi"
