@@ -125,3 +125,33 @@ def test_seismo_up_keeps_the_input_detectors_when_the_broker_sends_requests(tmp_
     # caller's environment was read, and the other model's drift service got the example's embedding detector
     passed = LocalStack(tmp_path, env={"SEISMO_DRIFT_MODEL": "someone-else"}).child_env()
     assert "SEISMO_DRIFT_EMBEDDING_DETECTOR_PATH" not in passed and "SEISMO_DRIFT_INPUT_DETECTOR" not in passed
+
+
+def test_two_replicas_without_input_detectors_share_one_sequence_of_embedding_windows(folders, tmp_path, postgres_url):
+    """The default deployment's shape scaled out: drift replicas with the input detector off, on PostgreSQL.
+    Each response event goes to one replica and is redelivered to the other: the windows and results one
+    replica alone gives, none twice."""
+    rng = np.random.default_rng(9)
+    events = [response_event(i, rng.normal(0.0 if i < 8 else 2.0, size=(5, 8))) for i in range(16)]
+
+    def results(answers: list) -> list[tuple]:
+        return [(d["window"], d["size"], d["is_drift"]) for d in
+                (orjson.loads(from_http(r.headers, r.content).data) for r in answers if r.status_code == 200)]
+
+    def settings(name: str, postgres: str | None) -> DriftSettings:
+        return DriftSettings(input_detector=False, model="tab", state_path=tmp_path / f"{name}.db", postgres_url=postgres,
+                             embedding_detector_path=folders / "embedding", embedding_window_size=20,
+                             embedding_state_path=tmp_path / f"{name}-e.db")
+
+    with ServedApp(drift_app(settings("alone", None), CollectorRegistry())) as alone:
+        expected = results([alone.post("/", headers=h, content=b) for h, b in events])
+    assert [w for w, *_ in expected] == [0, 1, 2, 3] and expected[0][2] is False and expected[-1][2] is True
+    with ServedApp(drift_app(settings("a", postgres_url), CollectorRegistry())) as a, \
+            ServedApp(drift_app(settings("b", postgres_url), CollectorRegistry())) as b:
+        answers, redelivered = [], []
+        for i, (h, body) in enumerate(events):
+            first, other = (a, b) if i % 2 == 0 else (b, a)
+            answers.append(first.post("/", headers=h, content=body))
+            redelivered.append(other.post("/", headers=h, content=body))
+        assert results(answers) == expected and results(redelivered) == expected
+        assert all(r.status_code in (200, 202) for r in answers + redelivered)
