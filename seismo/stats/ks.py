@@ -164,6 +164,12 @@ def ks_statistic(reference: np.ndarray | SortedReference, sample: np.ndarray) ->
     return statistic / (n * m)
 
 
+def _effective_n(n: int, m: int) -> float:
+    """round(nm/(n+m)), as scipy computes it: the one-sample size whose Kolmogorov law the 'asymp' p-value uses."""
+    big, small = max(n, m), min(n, m)
+    return float(np.round(big * small / (big + small)))
+
+
 _sf_memo: dict[tuple[float, float], float] = {}
 MAX_MEMO = 100_000
 
@@ -186,8 +192,7 @@ def _scipy_sf(values: np.ndarray, effective_n: float) -> np.ndarray:
 def _precompute(n: int, m: int) -> None:
     """Every statistic of the 1/lcm(n, m) grid that scipy's Durbin-matrix branch answers, memoised at once for
     a new (n, m), when there are at most PRECOMPUTED_GRID of them (about 0.15 ms each, once)."""
-    big, small = max(n, m), min(n, m)
-    effective_n = float(np.round(big * small / (big + small)))
+    effective_n = _effective_n(n, m)
     grid = math.lcm(n, m)
     top = math.ceil(math.sqrt(2.2 / effective_n) * grid)
     if top <= PRECOMPUTED_GRID:
@@ -197,8 +202,7 @@ def _precompute(n: int, m: int) -> None:
 
 def ks_asymp_p_value(statistic: np.ndarray, n: int, m: int) -> np.ndarray:
     """scipy's two-sided 'asymp' p-value: the one-sample Kolmogorov distribution at round(nm/(n+m))."""
-    big, small = max(n, m), min(n, m)
-    effective_n = float(np.round(big * small / (big + small)))
+    effective_n = _effective_n(n, m)
     _precompute(n, m)
     distinct, inverse = np.unique(np.asarray(statistic, dtype=np.float64), return_inverse=True)
     return np.clip(_scipy_sf(distinct, effective_n), 0.0, 1.0)[inverse.reshape(-1)]

@@ -2,6 +2,7 @@
 server counting logged requests once each through a real SQLite record store."""
 
 import time
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -53,19 +54,29 @@ def test_the_config_reads_the_reference_and_refuses_what_it_cannot_use(tmp_path)
         model_config("m", {"type": "binary", "quality": {"reference": "empty.npy"}}, tmp_path)
 
 
+def scanning(tmp_path: Path, **more) -> MetricsSettings:
+    """A metrics server on tmp_path's metrics.yaml that scans tmp_path/records.db every 50 ms."""
+    return MetricsSettings(config_file=tmp_path / "metrics.yaml", state_path=tmp_path / "metrics.db", sqlite_path=tmp_path / "records.db",
+                           scan_interval_seconds=0.05, scan_settle_seconds=0.0, refresh_interval_seconds=0.1, window="all", **more)
+
+
+def log_prediction(store: SQLiteRecordStore, pid: str, request: dict, scores: list) -> None:
+    """A logged prediction of model `credit`: its request and response records, as the logger stores them."""
+    at = time.time()
+    store.apply([RecordUpdate(pid, EventKind.REQUEST, KSERVE_REQUEST, "credit", at, orjson.dumps(request), "application/json"),
+                 RecordUpdate(pid, EventKind.RESPONSE, KSERVE_RESPONSE, "credit", at, orjson.dumps({"predictions": scores}),
+                              "application/json", status=200)])
+
+
 def test_the_metrics_server_counts_each_logged_request_once(tmp_path):
     np.save(tmp_path / "reference.npy", REFERENCE)
     (tmp_path / "metrics.yaml").write_text("models:\n  credit:\n    type: binary\n    features: [income, grade, ratio]\n"
                                            "    quality: {reference: reference.npy, max_categories: 5}\n")
-    settings = MetricsSettings(config_file=tmp_path / "metrics.yaml", state_path=tmp_path / "metrics.db", sqlite_path=tmp_path / "records.db",
-                               scan_interval_seconds=0.05, scan_settle_seconds=0.0, refresh_interval_seconds=0.1, window="all")
+    settings = scanning(tmp_path)
     store = SQLiteRecordStore(tmp_path / "records.db")
 
     def log(pid: str, request: dict, scores: list) -> None:
-        at = time.time()
-        store.apply([RecordUpdate(pid, EventKind.REQUEST, KSERVE_REQUEST, "credit", at, orjson.dumps(request), "application/json"),
-                     RecordUpdate(pid, EventKind.RESPONSE, KSERVE_RESPONSE, "credit", at, orjson.dumps({"predictions": scores}),
-                                  "application/json", status=200)])
+        log_prediction(store, pid, request, scores)
 
     try:
         with ServedApp(create_app(settings, CollectorRegistry())) as client:
@@ -102,16 +113,10 @@ def test_a_finding_becomes_its_records_quality_annotation_through_the_real_logge
     store = SQLiteRecordStore(tmp_path / "records.db")
     try:
         with ServedApp(logger_app(LoggerSettings(sqlite_path=tmp_path / "records.db"), CollectorRegistry())) as logger:
-            settings = MetricsSettings(config_file=tmp_path / "metrics.yaml", state_path=tmp_path / "metrics.db",
-                                       sqlite_path=tmp_path / "records.db", scan_interval_seconds=0.05, scan_settle_seconds=0.0,
-                                       refresh_interval_seconds=0.1, window="all", sink_url=f"{logger.base_url}/")
+            settings = scanning(tmp_path, sink_url=f"{logger.base_url}/")
             with ServedApp(create_app(settings, CollectorRegistry())) as client:
                 for pid, rows in (("odd", [[70.0, 2, 0.5], [500.0, 9, 0.5]]), ("fine", [[70.0, 2, 0.5]])):
-                    at = time.time()
-                    store.apply([RecordUpdate(pid, EventKind.REQUEST, KSERVE_REQUEST, "credit", at, orjson.dumps({"instances": rows}),
-                                              "application/json"),
-                                 RecordUpdate(pid, EventKind.RESPONSE, KSERVE_RESPONSE, "credit", at,
-                                              orjson.dumps({"predictions": [0.5] * len(rows)}), "application/json", status=200)])
+                    log_prediction(store, pid, {"instances": rows}, [0.5] * len(rows))
                 annotations = lambda pid: logger.get(f"/v1/records/{pid}").json()["annotations"]  # noqa: E731
                 wait_until(lambda: "quality" in annotations("odd"), 10, message="the finding on the odd request's record")
                 assert annotations("odd")["quality"] == {"model": "credit", "instances": 2, "issues": [
@@ -148,16 +153,10 @@ def test_a_finding_that_cannot_be_posted_is_counted_and_the_others_still_go(tmp_
     store = SQLiteRecordStore(tmp_path / "records.db")
     try:
         with ServedApp(logger_app(LoggerSettings(sqlite_path=tmp_path / "records.db"), CollectorRegistry())) as logger:
-            settings = MetricsSettings(config_file=tmp_path / "metrics.yaml", state_path=tmp_path / "metrics.db",
-                                       sqlite_path=tmp_path / "records.db", scan_interval_seconds=0.05, scan_settle_seconds=0.0,
-                                       refresh_interval_seconds=0.1, window="all", sink_url=f"{logger.base_url}/")
+            settings = scanning(tmp_path, sink_url=f"{logger.base_url}/")
             with ServedApp(create_app(settings, CollectorRegistry())) as client:
-                at = time.time()
                 for pid in ("bad", "good-1", "good-2"):
-                    store.apply([RecordUpdate(pid, EventKind.REQUEST, KSERVE_REQUEST, "credit", at, orjson.dumps({"instances": [[500.0, 1, 0.5]]}),
-                                              "application/json"),
-                                 RecordUpdate(pid, EventKind.RESPONSE, KSERVE_RESPONSE, "credit", at, orjson.dumps({"predictions": [0.5]}),
-                                              "application/json", status=200)])
+                    log_prediction(store, pid, {"instances": [[500.0, 1, 0.5]]}, [0.5])
                 annotated = lambda pid: "quality" in logger.get(f"/v1/records/{pid}").json()["annotations"]  # noqa: E731
                 wait_until(lambda: annotated("good-1") and annotated("good-2"), 10, message="the other findings on their records")
                 count = lambda outcome: metric_sum(client.get("/metrics").text, "seismo_data_quality_annotations_total",  # noqa: E731
@@ -182,16 +181,12 @@ def test_a_request_the_check_cannot_handle_is_counted_and_the_scan_goes_on(tmp_p
     monkeypatch.setattr(QualitySchema, "check", fragile)
     np.save(tmp_path / "reference.npy", REFERENCE)
     (tmp_path / "metrics.yaml").write_text("models:\n  credit:\n    type: binary\n    quality: {reference: reference.npy}\n")
-    settings = MetricsSettings(config_file=tmp_path / "metrics.yaml", state_path=tmp_path / "metrics.db", sqlite_path=tmp_path / "records.db",
-                               scan_interval_seconds=0.05, scan_settle_seconds=0.0, refresh_interval_seconds=0.1, window="all")
+    settings = scanning(tmp_path)
     store = SQLiteRecordStore(tmp_path / "records.db")
     try:
         with ServedApp(create_app(settings, CollectorRegistry())) as client:
             for pid, row in (("bad", [666.0, 1, 0.5]), ("good", [500.0, 1, 0.5])):
-                at = time.time()
-                store.apply([RecordUpdate(pid, EventKind.REQUEST, KSERVE_REQUEST, "credit", at, orjson.dumps({"instances": [row]}), "application/json"),
-                             RecordUpdate(pid, EventKind.RESPONSE, KSERVE_RESPONSE, "credit", at, orjson.dumps({"predictions": [0.5]}),
-                                          "application/json", status=200)])
+                log_prediction(store, pid, {"instances": [row]}, [0.5])
             wait_until(lambda: metric_sum(client.get("/metrics").text, "seismo_data_quality_issues_total", model="credit", issue="out_of_range")
                        == 1, 10, message="the record after the failing one checked")
             text = client.get("/metrics").text
