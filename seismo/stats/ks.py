@@ -1,43 +1,46 @@
 """Two-sample Kolmogorov-Smirnov test, every feature at once.
 
 Same statistic and p-value as `scipy.stats.ks_2samp(a, b, method="asymp")` (what alibi-detect's
-KSDrift uses), computed without sorting the window:
+KSDrift uses), computed without sorting the window or ranking most of its values:
 
-- At fit time the reference is sorted per feature and indexed by value: each feature's range (its
-  0.5-99.5 % quantiles, tails in two end buckets) is cut into equal-width buckets, and the index
-  says where each bucket's reference values start (`SortedReference`).
-- A window value's bucket, one multiply away, tells how many reference values lie below that
-  bucket; only the few reference values inside its own bucket need comparing (a bisection over
-  the values still undecided, usually zero to three steps).
-- With "reference values at or below" for every window value, the window's empirical CDF at every
-  reference point is one `bincount` and one `cumsum`, and the statistic is a max over those
-  (ties handled exactly: see `ks_statistic`).
+- At fit time each feature's range (its 0.5-99.5 % quantiles, tails in two end buckets) is cut into
+  as many equal-width buckets as there are reference values, and the reference's cumulative count
+  per bucket is kept (`SortedReference`). A bucket id is a non-decreasing function of the value, so
+  "values in buckets below b" is a prefix of both samples in sorted order.
+- A window is bucketed (one multiply per value) and counted (one `bincount`). At every bucket boundary
+  both empirical CDFs are then exact, and their largest gap is a lower bound of the statistic. Inside a
+  bucket the gap can exceed the bound only by the bucket's own jumps: a bucket whose upper bound does
+  not pass the lower bound cannot hold the sup (a bucket without reference values never can).
+- The few buckets left (about three per feature) are resolved exactly: their reference and window
+  values are merged by value and the gap taken at every distinct value, ties included.
 
 scipy's `kstwo.sf` costs 0.15-0.3 ms per value (the Durbin matrix below n d^2 = 2.2, the exact Smirnov
-sum above), so it is asked once per distinct statistic and memoised. A statistic is a multiple of
-1/lcm(n, m): where that grid is small (windows as large as the reference, or dividing it), the first
-window of a size computes every value below n d^2 = 2.2 (where windows without drift land) at once, so
-later windows without drift never wait for scipy.
+sum above), so it is asked once per distinct statistic and kept in a table by grid point (a statistic is
+a multiple of 1/lcm(n, m)). Where that grid is small (windows as large as the reference, or dividing
+it), the first window of a size computes every value below n d^2 = 2.2 (where windows without drift
+land) at once, so later windows without drift never wait for scipy.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from scipy.stats import kstwo
 
-# Buckets per reference value, and a cap on the index's entries (4 bytes each) for wide references.
-BUCKETS_PER_VALUE = 4
-MAX_INDEX_ENTRIES = 4_000_000
+# A cap on the buckets of all features together (four 8-byte numbers each in a window's buffers) for wide
+# references: fewer buckets per feature leave more values to merge, never a different statistic.
+MAX_INDEX_ENTRIES = 1_000_000
 TAIL_QUANTILE = 0.005
 # Statistics on the 1/lcm(n, m) grid below n d^2 = 2.2 computed up front for a new window size, at most.
 PRECOMPUTED_GRID = 400
 
 
 class SortedReference:
-    """The reference sample sorted per feature (`sorted`: one row per feature), with a value index."""
+    """The reference sample sorted per feature (`sorted`: one row per feature) and counted per value bucket."""
 
     def __init__(self, reference: np.ndarray):
         reference = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
@@ -47,95 +50,83 @@ class SortedReference:
         if not np.isfinite(reference).all():
             raise ValueError("the reference contains NaN or infinity")
         self.n, self.features = n, features
-        # Each row padded by +inf: a position in this flat array is also the bincount index of
-        # (feature, reference values at or below), so no offset arithmetic per window value.
-        padded = np.full((features, n + 1), np.inf)
-        padded[:, :n] = np.sort(reference, axis=0).T
-        self._flat = padded.reshape(-1)
-        self.sorted = padded[:, :n]  # [d, n], a view
-        self.buckets = max(1, min(BUCKETS_PER_VALUE * n, MAX_INDEX_ENTRIES // max(features, 1)))
+        self.sorted = np.ascontiguousarray(np.sort(reference, axis=0).T)  # [d, n]
+        self.buckets = max(1, min(n, MAX_INDEX_ENTRIES // max(features, 1)))
         low = self.sorted[:, int(TAIL_QUANTILE * (n - 1))]
         width = self.sorted[:, int(np.ceil((1 - TAIL_QUANTILE) * (n - 1)))] - low
         width[~(width > 1e-30)] = 1.0  # a constant feature: every value in one bucket (and a finite float32 scale)
         # Finite and positive in float32 too: the ids below are then never NaN (at worst +-inf, clipped).
         self._low32 = np.clip(low, -3e38, 3e38).astype(np.float32)
         self._scale32 = np.clip(self.buckets / width, 1e-30, 3e38).astype(np.float32)
-        # Bucket ids run -1 (below the range) .. buckets (above it); row j's ids are offset by j * stride.
-        self._stride = self.buckets + 3
-        self._offsets = (1 + np.arange(features) * self._stride).astype(np.int32)
-        bucket = self._bucket_ids(self.sorted)
-        counts = np.bincount(bucket.reshape(-1), minlength=features * self._stride).reshape(features, self._stride)
-        starts = np.zeros((features, self._stride), dtype=np.int64)
-        np.cumsum(counts[:, :-1], axis=1, out=starts[:, 1:])
-        starts += np.arange(features)[:, None] * (n + 1)  # positions in the padded flat array
-        # Entry b + 1 of row j: the first reference value (flat position) of bucket b; entry b + 2 ends it.
-        self._starts = starts.reshape(-1).astype(np.int32 if features * (n + 1) < 2**31 else np.int64)
-        # Reference ties: the CDF only takes values at the end of a run of equal values.
-        inner_ties = self.sorted[:, 1:] == self.sorted[:, :-1]  # [d, n - 1]: position k + 1 continues a run
-        self._tied_rows = np.flatnonzero(inner_ties.any(axis=1))
-        self._not_run_end = np.zeros((len(self._tied_rows), n + 1), dtype=bool)
-        self._not_run_end[:, 1:n] = inner_ties[self._tied_rows]
+        # Bucket ids run -1 (below the range) .. buckets (above it): feature j's bucket b is entry j * stride + b + 1.
+        self.stride = self.buckets + 2
+        # Whole numbers: float32 holds them exactly below 2^24 (float64 beyond, for references millions of features wide).
+        self._offsets = (1 + np.arange(features) * self.stride).astype(np.float32 if features * self.stride < 2**24 else np.float64)
+        counts = np.bincount(self._bucket_ids(self.sorted.T).reshape(-1), minlength=features * self.stride)
+        # [j, b]: reference values of feature j in the buckets before entry b (b = 0 .. stride).
+        self.below = np.zeros((features, self.stride + 1), dtype=np.int64)
+        np.cumsum(counts.reshape(features, self.stride), axis=1, out=self.below[:, 1:])
+        self._workspace_lock = threading.Lock()
+        self._spare: _Workspace | None = None
 
-    def _bucket_ids(self, values: np.ndarray) -> np.ndarray:
-        """[d, m] values -> flat index of each value's bucket entry.
+    def _bucket_ids(self, values: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None) -> np.ndarray:
+        """[m, d] values -> [m, d] flat bucket entries (j * stride + bucket + 1), into `out` if given.
 
         Any function of the value that never decreases will do (equal values share a bucket, and
-        values in a lower bucket are smaller), so it runs in float32 and truncates: half the bytes.
+        values in a lower bucket are smaller), so it runs in float32 and truncates.
         """
         with np.errstate(over="ignore"):  # beyond float32's range: +-inf, still in order
-            ids = np.subtract(values, self._low32[:, None], dtype=np.float32)
-            ids *= self._scale32[:, None]
+            ids = np.subtract(values, self._low32, dtype=np.float32, out=scratch)
+            np.multiply(ids, self._scale32, out=ids)
         np.clip(ids, -1, self.buckets, out=ids)
-        out = ids.astype(np.int32)
-        out += self._offsets[:, None]
+        if out is None:
+            out = np.empty(ids.shape, dtype=np.intp)  # what bincount and take index with, no conversion
+        # Adding a whole-number offset and truncating keeps the function non-decreasing and each feature's
+        # ids inside its own stride.
+        np.add(ids, self._offsets, out=out, casting="unsafe")
         return out
 
-    def at_or_below(self, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """For [m, d] finite values: [d, m] flat indices j * (n + 1) + (reference values of feature j
-        at or below the value), and the indices of values equal to a reference value (None if none)."""
-        # Feature-major: each feature's index and sorted values stay in cache while its window
-        # values are looked up (value-major, every lookup lands in another feature's part).
-        sample = np.ascontiguousarray(sample.T)
-        ids = self._bucket_ids(sample)
-        position = np.take(self._starts, ids)  # first reference value of the bucket
-        end = np.take(self._starts[1:], ids)  # and the first of the next bucket
-        # Reference values of another bucket compare as their buckets do (the bucket is monotone in
-        # the value, so equal values share one): only values inside the window value's bucket are open.
-        open_ = np.flatnonzero(end > position)
-        if not len(open_):
-            return position, None
-        x = sample.reshape(-1)[open_]
-        low = position.reshape(-1)[open_].astype(np.intp)
-        first, high = low.copy(), end.reshape(-1)[open_]
-        # Most open buckets hold one reference value: one comparison settles them.
-        went = self._flat[low] <= x
-        low += went
-        longer = np.flatnonzero(went & (low < high))  # at or below the first, and more follow
-        if len(longer):
-            lo, hi, xs = low[longer], high[longer].astype(np.intp), x[longer]
-            undecided = np.arange(len(longer))
-            while len(undecided):  # bisection: the first reference value above x, per value still open
-                left, right = lo[undecided], hi[undecided]
-                middle = (left + right) >> 1
-                above = self._flat[middle] > xs[undecided]
-                left = np.where(above, left, middle + 1)
-                right = np.where(above, middle, right)
-                lo[undecided], hi[undecided] = left, right
-                undecided = undecided[left < right]
-            low[longer] = lo
-        position.reshape(-1)[open_] = low
-        equal = (low > first) & (self._flat[low - 1] == x)  # low > first: low - 1 is in the bucket
-        return position, (low[equal] if equal.any() else None)
+    @contextmanager
+    def _workspace(self, m: int) -> Iterator[_Workspace]:
+        """Buffers for a window of m values: its arrays are a few MB, and asking the allocator for them
+        afresh on every window cost more than the test itself (page faults). One set is kept; a second
+        thread testing against the same reference meanwhile gets a set of its own for that window."""
+        if not self._workspace_lock.acquire(blocking=False):
+            yield _Workspace(self, m)
+            return
+        try:
+            if self._spare is None or self._spare.m != m:
+                self._spare = _Workspace(self, m)
+            yield self._spare
+        finally:
+            self._workspace_lock.release()
+
+
+class _Workspace:
+    """One window size's buffers against one reference (about 11 MB for 1000 x 256)."""
+
+    def __init__(self, ref: SortedReference, m: int):
+        self.m = m
+        shape = (ref.features, ref.stride)
+        self.scratch = np.empty((m, ref.features), dtype=np.float32)
+        self.ids = np.empty((m, ref.features), dtype=np.intp)
+        self.gap = np.zeros((ref.features, ref.stride + 1), dtype=np.int64)  # column 0 stays 0
+        self.bound = np.empty(shape, dtype=np.int64)
+        self.open = np.empty(shape, dtype=bool)
+        # For windows of m values, in units of 1/(n m): the reference CDF at every bucket boundary and
+        # each bucket's own jump.
+        self.ref_below = ref.below * m
+        self.ref_jump = np.diff(ref.below, axis=1) * m
 
 
 def ks_statistic(reference: np.ndarray | SortedReference, sample: np.ndarray) -> np.ndarray:
     """Per-feature sup |F_ref - F_sample| (empirical CDFs right-continuous at ties, as scipy's).
 
-    Between two consecutive distinct reference values v_k < v_k+1 (k reference values at or below
-    v_k), F_ref is k/n and F_sample only grows, so the sup of F_sample - F_ref on [v_k, v_k+1) is
-    reached just below v_k+1 and the sup of F_ref - F_sample at v_k itself. Both come from the count
-    of window values with at most k reference values at or below them (a cumulative bincount), plus,
-    at v_k, the window values equal to it. Kept in integer units of 1/(n m).
+    At the boundary before bucket b both CDFs count exactly the values in the buckets below b, so
+    `gap` (F_sample - F_ref, in units of 1/(n m)) is exact there and its largest magnitude is a value
+    the sup takes. Inside bucket b, F_sample - F_ref is at most gap[b + 1] + (its reference values) * m
+    and F_ref - F_sample at most -gap[b] + the same: buckets whose bound stays at or under the
+    boundaries' largest gap are settled; the rest are merged value by value (`_inside_buckets`).
     """
     ref = reference if isinstance(reference, SortedReference) else SortedReference(reference)
     sample = np.asarray(sample, dtype=np.float64).reshape(len(sample), -1)
@@ -146,22 +137,54 @@ def ks_statistic(reference: np.ndarray | SortedReference, sample: np.ndarray) ->
         raise ValueError("the sample has no instances")
     if not (np.isfinite(sample.min()) and np.isfinite(sample.max())):  # min and max carry NaN through
         raise ValueError("the sample contains NaN or infinity")
-    index, tied = ref.at_or_below(sample)  # [m, d]
-    counts = np.bincount(index.reshape(-1), minlength=features * (n + 1)).reshape(features, n + 1)
-    np.cumsum(counts, axis=1, out=counts)  # [j, k]: window values below the (k+1)-th smallest reference value
-    gap = counts * n
-    gap -= np.arange(n + 1) * m  # (F_sample - F_ref) n m just below v_k+1: the sup over [v_k, v_k+1)
-    # (F_ref - F_sample) n m at v_k = m - gap[k - 1] - n * (window values equal to v_k)
-    before = gap[:, :-1].copy()
-    if tied is not None:
-        equal = np.bincount(tied, minlength=features * (n + 1)).reshape(features, n + 1)
-        before += equal[:, 1:] * n
-    if len(ref._tied_rows):  # inside a run of equal reference values F_ref takes no value: skip
-        rows, inside = ref._tied_rows, ref._not_run_end
-        gap[rows] = np.where(inside, np.iinfo(np.int64).min, gap[rows])
-        before[rows] = np.where(inside[:, 1:], np.iinfo(np.int64).max, before[rows])
-    statistic = np.maximum(gap.max(axis=1), m - before.min(axis=1))
-    return statistic / (n * m)
+    with ref._workspace(m) as work:
+        ids = ref._bucket_ids(sample, out=work.ids, scratch=work.scratch).reshape(-1)
+        gap, bound = work.gap, work.bound
+        counts = np.bincount(ids, minlength=features * ref.stride).reshape(features, ref.stride)
+        np.cumsum(counts, axis=1, out=gap[:, 1:])
+        np.multiply(gap, n, out=gap)
+        np.subtract(gap, work.ref_below, out=gap)
+        largest = np.maximum(gap.max(axis=1), -gap.min(axis=1))
+        np.negative(gap[:, :-1], out=bound)
+        np.maximum(bound, gap[:, 1:], out=bound)
+        np.add(bound, work.ref_jump, out=bound)
+        open_ = np.greater(bound, largest[:, None], out=work.open)
+        if open_.any():
+            _inside_buckets(ref, sample, ids, open_, gap, m, largest)
+    return largest / (n * m)
+
+
+def _inside_buckets(ref: SortedReference, sample: np.ndarray, ids: np.ndarray, open_: np.ndarray, gap: np.ndarray, m: int,
+                    largest: np.ndarray) -> None:
+    """Raise `largest` to the exact sup inside the open buckets: their reference and window values, merged by
+    (bucket, value), give both CDFs at every distinct value (the last of a run of ties counts)."""
+    n, stride = ref.n, ref.stride
+    buckets = np.flatnonzero(open_.reshape(-1))  # numbered as `ids` are: j * stride + entry
+    in_open = np.flatnonzero(np.take(open_.reshape(-1), ids))
+    window_values, window_buckets = sample.reshape(-1)[in_open], ids[in_open]
+    feature, local = np.divmod(buckets, stride)
+    first = ref.below[feature, local]
+    sizes = ref.below[feature, local + 1] - first
+    # The reference values of each open bucket: a run of `sizes` positions from `first` in its row.
+    runs = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    positions = np.arange(len(runs)) - runs + np.repeat(first, sizes)
+    ref_values = ref.sorted[np.repeat(feature, sizes), positions]
+    values = np.concatenate([ref_values, window_values])
+    bucket = np.concatenate([np.repeat(buckets, sizes), window_buckets])
+    from_window = np.concatenate([np.zeros(len(ref_values), dtype=np.int64), np.ones(len(window_values), dtype=np.int64)])
+    order = np.lexsort((values, bucket))
+    values, bucket, from_window = values[order], bucket[order], from_window[order]
+    # Counts so far inside the bucket: running totals minus the totals where the bucket began.
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    segment = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(bucket)]))
+    window_seen = np.cumsum(from_window)
+    ref_seen = np.arange(1, len(bucket) + 1) - window_seen
+    window_seen -= (window_seen - from_window)[starts][segment]
+    ref_seen -= (ref_seen - (1 - from_window))[starts][segment]
+    row, entry = np.divmod(bucket, stride)
+    value_gap = np.abs(gap[row, entry] + window_seen * n - ref_seen * m)
+    last = np.r_[(values[1:] != values[:-1]) | (bucket[1:] != bucket[:-1]), True]
+    np.maximum.at(largest, row[last], value_gap[last])
 
 
 def _effective_n(n: int, m: int) -> float:
@@ -172,10 +195,21 @@ def _effective_n(n: int, m: int) -> float:
 
 _sf_memo: dict[tuple[float, float], float] = {}
 MAX_MEMO = 100_000
+# p-values kept per window shape (n, m) on its 1/lcm(n, m) grid, when the grid has at most this many points.
+MAX_TABLE = 200_000
+_tables: dict[tuple[int, int], np.ndarray] = {}
+MAX_TABLES = 32
+
+
+def forget_p_values() -> None:
+    """Drop every memoised p-value (benchmarks time a cold start with it)."""
+    _sf_memo.clear()
+    _tables.clear()
 
 
 def _scipy_sf(values: np.ndarray, effective_n: float) -> np.ndarray:
-    """kstwo.sf per value, memoised (one scipy call for all the values not seen before)."""
+    """kstwo.sf per value, memoised (one scipy call for all the values not seen before): statistics off a grid small
+    enough for a table."""
     keys = [(float(d), effective_n) for d in values]
     found = {key: _sf_memo.get(key) for key in keys}
     new = [key for key, p in found.items() if p is None]
@@ -185,27 +219,54 @@ def _scipy_sf(values: np.ndarray, effective_n: float) -> np.ndarray:
             _sf_memo.clear()
         for key, p in zip(new, computed, strict=True):
             found[key] = _sf_memo[key] = float(p)
-    return np.array([found[key] for key in keys])
+    return np.clip(np.array([found[key] for key in keys]), 0.0, 1.0)
 
 
-@lru_cache(maxsize=64)
-def _precompute(n: int, m: int) -> None:
-    """Every statistic of the 1/lcm(n, m) grid that scipy's Durbin-matrix branch answers, memoised at once for
-    a new (n, m), when there are at most PRECOMPUTED_GRID of them (about 0.15 ms each, once)."""
-    effective_n = _effective_n(n, m)
-    grid = math.lcm(n, m)
-    top = math.ceil(math.sqrt(2.2 / effective_n) * grid)
-    if top <= PRECOMPUTED_GRID:
-        values = np.arange(1, top + 1) * (n * m // grid) / (n * m)  # k / lcm, as ks_statistic writes it: j / (n m)
-        _scipy_sf(values, effective_n)
+def _table(n: int, m: int) -> np.ndarray | None:
+    """p-values by k for the statistics k / lcm(n, m) (NaN: not computed yet); None when the grid is too fine.
+
+    A new table gets every statistic that scipy's Durbin-matrix branch answers (below n d^2 = 2.2, where
+    windows without drift land) at once when there are at most PRECOMPUTED_GRID of them (about 0.15 ms
+    each, once)."""
+    table = _tables.get((n, m))
+    if table is None:
+        grid = math.lcm(n, m)
+        if grid > MAX_TABLE:
+            return None
+        if len(_tables) >= MAX_TABLES:
+            _tables.clear()
+        table = np.full(grid + 1, np.nan)
+        top = min(grid, math.ceil(math.sqrt(2.2 / _effective_n(n, m)) * grid))
+        if top <= PRECOMPUTED_GRID:
+            k = np.arange(top + 1)
+            table[k] = np.clip(kstwo.sf(k / grid, _effective_n(n, m)), 0.0, 1.0)
+        _tables[(n, m)] = table
+    return table
 
 
 def ks_asymp_p_value(statistic: np.ndarray, n: int, m: int) -> np.ndarray:
-    """scipy's two-sided 'asymp' p-value: the one-sample Kolmogorov distribution at round(nm/(n+m))."""
-    effective_n = _effective_n(n, m)
-    _precompute(n, m)
-    distinct, inverse = np.unique(np.asarray(statistic, dtype=np.float64), return_inverse=True)
-    return np.clip(_scipy_sf(distinct, effective_n), 0.0, 1.0)[inverse.reshape(-1)]
+    """scipy's two-sided 'asymp' p-value: the one-sample Kolmogorov distribution at round(nm/(n+m)).
+
+    A two-sample statistic is some k / lcm(n, m), and k / lcm rounds to the very float j / (n m) does (the
+    same fraction), so p-values are looked up by k; anything off that grid is asked of scipy (memoised)."""
+    statistic = np.asarray(statistic, dtype=np.float64)
+    table = _table(n, m)
+    if table is None:
+        distinct, inverse = np.unique(statistic, return_inverse=True)
+        return _scipy_sf(distinct, _effective_n(n, m))[inverse.reshape(statistic.shape)]
+    grid = len(table) - 1
+    k = np.rint(statistic * grid)
+    on_grid = (k / grid == statistic) & (k >= 0) & (k <= grid)
+    k = np.where(on_grid, k, 0).astype(np.intp)
+    p_value = table[k]
+    missing = on_grid & np.isnan(p_value)
+    if missing.any():
+        new = np.unique(k[missing])
+        table[new] = np.clip(kstwo.sf(new / grid, _effective_n(n, m)), 0.0, 1.0)
+        p_value = table[k]
+    if not on_grid.all():
+        p_value[~on_grid] = _scipy_sf(statistic[~on_grid], _effective_n(n, m))
+    return p_value
 
 
 def ks_2samp(reference: np.ndarray | SortedReference, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

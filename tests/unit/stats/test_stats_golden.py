@@ -1,5 +1,7 @@
 """Golden values on tiny hand-made arrays, and equality with scipy on random ones."""
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -248,16 +250,16 @@ def test_mmd_test_keeps_its_false_alarm_rate_with_one_draw_of_permutations():
     assert all(test.test(rng.normal(0.6, 1.0, size=(100, 4)))[1] < 0.05 for _ in range(10))
 
 
-@pytest.mark.parametrize("n, m", [(1000, 1000), (1000, 200), (600, 999)])
+@pytest.mark.parametrize("n, m", [(1000, 1000), (1000, 200), (600, 999), (997, 991)])
 def test_ks_p_values_are_kstwo_whether_precomputed_memoised_or_new(n, m):
-    """The p-values come from a memo (and, for a small 1/lcm(n, m) grid, a table of the first window's size
-    computed up front): each must equal scipy's kstwo.sf of that statistic, on windows with and without drift."""
+    """The p-values come from a table on the 1/lcm(n, m) grid (for 1000 vs 1000, its start computed up front)
+    or, for a grid too fine (997 vs 991), a memo: each must equal scipy's kstwo.sf of that statistic, on
+    windows with and without drift."""
     from scipy.stats import kstwo
 
     from seismo.stats import ks
 
-    ks._sf_memo.clear()
-    ks._precompute.cache_clear()
+    ks.forget_p_values()
     rng = np.random.default_rng(n + m)
     reference = rng.normal(size=(n, 40))
     effective_n = float(np.round(n * m / (n + m)))
@@ -266,4 +268,46 @@ def test_ks_p_values_are_kstwo_whether_precomputed_memoised_or_new(n, m):
         expected = [float(np.clip(kstwo.sf(float(d), effective_n), 0, 1)) for d in statistic]
         assert p_value.tolist() == expected
     if (n, m) == (1000, 1000):  # a grid of 1/1000: all of it below n d^2 = 2.2 (d <= 0.067) is in the table
-        assert all((k / 1000, effective_n) in ks._sf_memo for k in range(1, 68))
+        assert not np.isnan(ks._tables[(n, m)][:68]).any()
+    assert ((n, m) in ks._tables) == (math.lcm(n, m) <= ks.MAX_TABLE)
+    # A statistic off the grid (not a two-sample statistic of these sizes) is still scipy's p-value.
+    off_grid = np.array([0.0123456789, 0.05])
+    assert ks.ks_asymp_p_value(off_grid, n, m).tolist() == [float(kstwo.sf(d, effective_n)) for d in off_grid]
+
+
+@pytest.mark.parametrize("max_entries", [3, 40, 1_000_000])
+def test_ks_statistic_equals_scipy_with_few_or_many_buckets(monkeypatch, max_entries):
+    """Boundaries between buckets only bound the statistic; the buckets that could hold it are merged value
+    by value. With one bucket per feature everything is merged, with many almost nothing: same statistic,
+    on continuous, tied and cross-sample-tied values, with windows of several sizes against one reference."""
+    from seismo.stats import ks
+
+    monkeypatch.setattr(ks, "MAX_INDEX_ENTRIES", max_entries)
+    rng = np.random.default_rng(max_entries)
+    a = rng.normal(size=(300, 6))
+    a[:, :2] = np.round(a[:, :2], 1)
+    reference = ks.SortedReference(a)
+    for m, shift in ((120, 0.0), (300, 0.3), (120, 0.1), (7, 0.0)):
+        b = rng.normal(shift, size=(m, 6))
+        b[:, :2] = np.round(b[:, :2], 1)
+        b[: m // 3, 2] = a[rng.integers(0, 300, m // 3), 2]  # window values equal to reference values
+        expected = [sps.ks_2samp(a[:, j], b[:, j]).statistic for j in range(6)]
+        assert ks.ks_statistic(reference, b) == pytest.approx(expected, abs=1e-12)
+
+
+def test_ks_statistic_from_threads_sharing_one_reference():
+    """A reference keeps one set of window buffers; tests run at once from other threads get their own
+    and must not see each other's counts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from seismo.stats import ks
+
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(500, 64))
+    reference = ks.SortedReference(a)
+    windows = [rng.normal(shift, size=(400, 64)) for shift in np.linspace(0, 0.5, 16)]
+    expected = [ks.ks_statistic(a, w) for w in windows]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda w: ks.ks_statistic(reference, w), windows))
+            assert all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True))
