@@ -208,8 +208,8 @@ def forget_p_values() -> None:
 
 
 def _scipy_sf(values: np.ndarray, effective_n: float) -> np.ndarray:
-    """kstwo.sf per value, memoised (one scipy call for all the values not seen before): statistics off a grid small
-    enough for a table."""
+    """kstwo.sf per value, memoised (one scipy call for all the values not seen before): for statistics no table
+    holds (a grid too fine for one, or a value off its grid)."""
     keys = [(float(d), effective_n) for d in values]
     found = {key: _sf_memo.get(key) for key in keys}
     new = [key for key, p in found.items() if p is None]
@@ -236,10 +236,11 @@ def _table(n: int, m: int) -> np.ndarray | None:
         if len(_tables) >= MAX_TABLES:
             _tables.clear()
         table = np.full(grid + 1, np.nan)
-        top = min(grid, math.ceil(math.sqrt(2.2 / _effective_n(n, m)) * grid))
+        effective_n = _effective_n(n, m)
+        top = min(grid, math.ceil(math.sqrt(2.2 / effective_n) * grid))
         if top <= PRECOMPUTED_GRID:
             k = np.arange(top + 1)
-            table[k] = np.clip(kstwo.sf(k / grid, _effective_n(n, m)), 0.0, 1.0)
+            table[k] = np.clip(kstwo.sf(k / grid, effective_n), 0.0, 1.0)
         _tables[(n, m)] = table
     return table
 
@@ -250,10 +251,11 @@ def ks_asymp_p_value(statistic: np.ndarray, n: int, m: int) -> np.ndarray:
     A two-sample statistic is some k / lcm(n, m), and k / lcm rounds to the very float j / (n m) does (the
     same fraction), so p-values are looked up by k; anything off that grid is asked of scipy (memoised)."""
     statistic = np.asarray(statistic, dtype=np.float64)
+    effective_n = _effective_n(n, m)
     table = _table(n, m)
     if table is None:
         distinct, inverse = np.unique(statistic, return_inverse=True)
-        return _scipy_sf(distinct, _effective_n(n, m))[inverse.reshape(statistic.shape)]
+        return _scipy_sf(distinct, effective_n)[inverse.reshape(statistic.shape)]
     grid = len(table) - 1
     k = np.rint(statistic * grid)
     on_grid = (k / grid == statistic) & (k >= 0) & (k <= grid)
@@ -262,10 +264,10 @@ def ks_asymp_p_value(statistic: np.ndarray, n: int, m: int) -> np.ndarray:
     missing = on_grid & np.isnan(p_value)
     if missing.any():
         new = np.unique(k[missing])
-        table[new] = np.clip(kstwo.sf(new / grid, _effective_n(n, m)), 0.0, 1.0)
+        table[new] = np.clip(kstwo.sf(new / grid, effective_n), 0.0, 1.0)
         p_value = table[k]
     if not on_grid.all():
-        p_value[~on_grid] = _scipy_sf(statistic[~on_grid], _effective_n(n, m))
+        p_value[~on_grid] = _scipy_sf(statistic[~on_grid], effective_n)
     return p_value
 
 
